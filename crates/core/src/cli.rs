@@ -1,0 +1,68 @@
+//! The command line every stage binary shares, and the pieces of `main` they all repeat.
+
+use crate::error::Result;
+use crate::pipeline::{self, PipelineFile};
+use crate::stage::{self, Input, StageRun};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StageArgs {
+    /// Pipeline name (`pipelines/<name>.toml`) or a path to a pipeline file.
+    #[arg(long, short, default_value = "seed")]
+    pub pipeline: String,
+    /// Root of the artifacts folder; the stage writes `<artifacts>/<pipeline>/<stage>/`.
+    #[arg(long, default_value = "artifacts", env = "FER_ARTIFACTS")]
+    pub artifacts: PathBuf,
+    /// Run cache folder (`off` disables it). Default: the user's cache dir/fer-pipeline/runs.
+    #[arg(long, env = "FER_CACHE_DIR")]
+    pub cache_dir: Option<String>,
+    /// Recompute even when the outputs are up to date or cached.
+    #[arg(long)]
+    pub force: bool,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl StageArgs {
+    pub fn load_pipeline(&self) -> Result<PipelineFile> {
+        PipelineFile::load(&pipeline::resolve(&self.pipeline))
+    }
+
+    /// A [`StageRun`] for `stage` with these args; params and inputs are the stage's.
+    pub fn stage_run(
+        &self,
+        pipeline: &PipelineFile,
+        stage: &str,
+        code_version: &str,
+        params: serde_json::Value,
+        inputs: Vec<Input>,
+    ) -> StageRun {
+        StageRun {
+            pipeline: pipeline.name.clone(),
+            stage: stage.to_string(),
+            artifacts: self.artifacts.clone(),
+            code_version: code_version.to_string(),
+            params,
+            inputs,
+            cache: stage::default_cache_dir(self.cache_dir.as_deref()),
+            force: self.force,
+            verbose: !self.quiet,
+        }
+    }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal or `quiet`).
+pub fn progress(len: u64, what: &str, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}

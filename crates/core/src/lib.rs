@@ -1,0 +1,39 @@
+//! fer-core: what every fer-pipeline stage shares.
+//!
+//! Reads and writes nothing by itself; it gives the stages:
+//! - [`label`]: the binary label (`Happy = 0`, `NotHappy = 1`, the study's encoding), the 7
+//!   FER2013 emotions and the label mode;
+//! - [`split`]: train / val / test;
+//! - [`dataset`]: the Arrow schema of an image dataset and its Parquet read/write;
+//! - [`parquet_io`]: deterministic Parquet read/write helpers;
+//! - [`hash`]: blake3 hashing of files, folders and bytes;
+//! - [`manifest`] and [`stage`]: the per-stage JSON manifest and the runner that skips,
+//!   restores (from the content-addressed run cache `FER_CACHE_DIR`) or computes a stage;
+//! - [`pipeline`]: the `pipelines/<name>.toml` loader (unknown sections and keys are errors);
+//! - [`metrics`]: accuracy, balanced accuracy, per-class precision/recall/F1/support, macro
+//!   and weighted averages, confusion matrix, ROC AUC;
+//! - [`plot`]: the embedded font and image-grid helpers for PNG charts;
+//! - [`cli`]: the common command line of every stage binary.
+
+pub mod cli;
+pub mod dataset;
+pub mod error;
+pub mod hash;
+pub mod label;
+pub mod manifest;
+pub mod metrics;
+pub mod parquet_io;
+pub mod pipeline;
+pub mod plot;
+pub mod split;
+pub mod stage;
+
+pub use error::{Error, Result};
+pub use label::{BinaryLabel, Emotion, LabelMode};
+pub use manifest::Manifest;
+pub use split::Split;
+
+/// Side of a FER2013 image in pixels.
+pub const IMAGE_SIDE: usize = 48;
+/// Pixels per FER2013 image.
+pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
