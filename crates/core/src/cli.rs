@@ -66,3 +66,29 @@ pub fn progress(len: u64, what: &str, quiet: bool) -> indicatif::ProgressBar {
     pb.set_message(what.to_string());
     pb
 }
+
+/// The error and its chain of causes on one line: `outer: cause: root cause`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.ends_with(&t) {
+            s += ": ";
+            s += &t;
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// End a stage binary: success, or the error chain on stderr and exit code 2.
+pub fn exit_on_error<T, E: std::error::Error>(result: std::result::Result<T, E>) -> std::process::ExitCode {
+    match result {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            std::process::ExitCode::from(2)
+        }
+    }
+}

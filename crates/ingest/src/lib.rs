@@ -1,0 +1,315 @@
+//! Stage `ingest`: FER2013 into a Parquet image dataset with the study's splits.
+//!
+//! Reads: `FER2013_DIR` (`--data-dir`, default `data/fer2013`) in either public layout, the
+//! Kaggle image folders (`train/<emotion>/*.jpg|png`, `test/<emotion>/...`) or the original
+//! `fer2013.csv` (`emotion,pixels,Usage`); or nothing, with `source = "synthetic"` (drawn faces).
+//!
+//! Writes `artifacts/<pipeline>/ingest/`: `images.parquet` (schema in `fer_core::dataset`; rows
+//! sorted by split then id), `rejects.parquet` (file, reason: what `on_bad = "skip"` left out),
+//! `manifest.json` (counts per split and class, rejects, pool sizes).
+//!
+//! Params (`[ingest]`): `source` (auto|folders|csv|synthetic), `label_mode` (binary|emotion7),
+//! `protocol` (seed: the study's 2000/2022 train and 200/224 test, or `[ingest.sizes]`; full:
+//! every image), `seed`, `val_fraction` (stratified, carved from train), `on_bad` (error|skip),
+//! `resize` and `resize_filter` (for images that are not 48x48), `[ingest.synthetic]`
+//! (`train_per_class`, `test_per_class`, `noise`).
+
+pub mod params;
+pub mod source;
+pub mod synthetic;
+
+use fer_core::cli::StageArgs;
+use fer_core::dataset::{ImageDataset, ImageRecord};
+use fer_core::manifest::Manifest;
+use fer_core::pipeline::PipelineFile;
+use fer_core::stage::{Input, Outputs};
+use fer_core::{BinaryLabel, Split};
+use params::{IngestParams, IngestSection, OnBad, Protocol, Source};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use source::{Loaded, Raw, Reject, Sizing};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const STAGE: &str = "ingest";
+pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Core(#[from] fer_core::Error),
+    /// The data folder does not have a layout we can read.
+    #[error("{0}")]
+    Layout(String),
+    /// A file or CSV row that is not a usable image (with `on_bad = "error"`).
+    #[error("{file}: {reason}{more}")]
+    BadInput { file: String, reason: String, more: String },
+    /// The data cannot satisfy the params (e.g. too few images for the sizes asked).
+    #[error("{0}")]
+    Params(String),
+}
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "fer-ingest", version, about = "Stage ingest: FER2013 (or synthetic faces) into artifacts/<pipeline>/ingest/images.parquet")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: StageArgs,
+    /// The FER2013 folder: Kaggle's train/ and test/ folders, or fer2013.csv.
+    #[arg(long, env = "FER2013_DIR", default_value = "data/fer2013")]
+    pub data_dir: PathBuf,
+}
+
+/// Everything `run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub pipeline: PipelineFile,
+    pub ingest: IngestParams,
+    pub common: StageArgs,
+    pub data_dir: PathBuf,
+}
+
+impl Params {
+    pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, IngestError> {
+        let section: IngestSection = pipeline.section(STAGE)?;
+        Ok(Params {
+            pipeline: pipeline.clone(),
+            ingest: section.validate(pipeline)?,
+            common: cli.common.clone(),
+            data_dir: cli.data_dir.clone(),
+        })
+    }
+}
+
+/// The source after `auto` is resolved against the data folder.
+fn resolve_source(p: &Params) -> Result<Source, IngestError> {
+    if p.ingest.source == Source::Synthetic {
+        return Ok(Source::Synthetic);
+    }
+    if !p.data_dir.is_dir() {
+        return Err(IngestError::Layout(format!(
+            "{}: FER2013_DIR not found: download FER2013 (Kaggle: msambare/fer2013) and unzip it there, \
+             point FER2013_DIR at it, or run `make demo` for synthetic faces",
+            p.data_dir.display()
+        )));
+    }
+    Ok(match p.ingest.source {
+        Source::Auto if p.data_dir.join("fer2013.csv").is_file() => Source::Csv,
+        Source::Auto => Source::Folders,
+        s => s,
+    })
+}
+
+/// Run the stage: skip if up to date, restore from the run cache, or compute.
+pub fn run(p: &Params) -> Result<Manifest, IngestError> {
+    let source = resolve_source(p)?;
+    let csv_path = p.data_dir.join("fer2013.csv");
+    let (input, files) = match source {
+        Source::Synthetic => (None, Vec::new()),
+        Source::Csv => {
+            if !csv_path.is_file() {
+                return Err(IngestError::Layout(format!("{}: not found", csv_path.display())));
+            }
+            let hash = fer_core::hash::hash_file(&csv_path)?;
+            (Some(Input { name: "fer2013".into(), path: csv_path.clone(), hash }), Vec::new())
+        }
+        _ => {
+            let files = source::list_folder_layout(&p.data_dir)?;
+            let paths: Vec<PathBuf> = files.iter().map(|f| f.2.clone()).collect();
+            let hash = fer_core::hash::hash_tree(&p.data_dir, &paths)?;
+            (Some(Input { name: "fer2013".into(), path: p.data_dir.clone(), hash }), files)
+        }
+    };
+    let mut params = serde_json::to_value(&p.ingest).expect("params serialize");
+    params["source"] = serde_json::to_value(source).expect("source serializes");
+    let run = p.common.stage_run(&p.pipeline, STAGE, CODE_VERSION, params, input.into_iter().collect());
+    let quiet = p.common.quiet;
+    run.execute(|dir| {
+        let total = if files.is_empty() { 0 } else { files.len() as u64 };
+        let pb = fer_core::cli::progress(total, "decode", quiet);
+        let sizing = Sizing {
+            resize: p.ingest.resize,
+            filter: p.ingest.filter,
+        };
+        let mut loaded = match source {
+            Source::Synthetic => synthesize(&p.ingest),
+            Source::Csv => source::read_csv(&csv_path, &pb)?,
+            _ => source::read_folders(&p.data_dir, &files, sizing, &pb),
+        };
+        pb.finish_and_clear();
+        loaded.rejects.sort_by(|a, b| a.file.cmp(&b.file));
+        if p.ingest.on_bad == OnBad::Error
+            && let Some(first) = loaded.rejects.first()
+        {
+            let n = loaded.rejects.len();
+            return Err(IngestError::BadInput {
+                file: first.file.clone(),
+                reason: first.reason.clone(),
+                more: if n > 1 {
+                    format!(" (and {} more bad inputs; on_bad = \"skip\" lists them in rejects.parquet)", n - 1)
+                } else {
+                    String::new()
+                },
+            });
+        }
+        let pool = (loaded.images.len(), loaded.rejects.len());
+        let ds = select(&p.ingest, loaded.images)?;
+        let mut out = Outputs::default();
+        let rows = ds.write_parquet(&dir.join("images.parquet"))?;
+        out.table("images.parquet", rows);
+        let rej_rows = write_rejects(&dir.join("rejects.parquet"), &loaded.rejects)?;
+        out.table("rejects.parquet", rej_rows);
+        out.summary = summary(&ds, source, pool, &loaded.rejects);
+        if !quiet {
+            eprintln!("{}", counts_table(&ds));
+        }
+        Ok(out)
+    })
+}
+
+fn synthesize(p: &IngestParams) -> Loaded {
+    let s = &p.synthetic;
+    let mut images = Vec::new();
+    for (split, tag, n) in [(Split::Train, 1u64, s.train_per_class), (Split::Test, 2, s.test_per_class)] {
+        for happy in [true, false] {
+            for i in 0..n {
+                let (emotion, pixels) = synthetic::nth_face(happy, tag, i, p.seed, s.noise);
+                let id = format!("Synthetic_{}_{}_{i:05}", split.as_str(), if happy { "h" } else { "n" });
+                images.push(Raw {
+                    source: format!("synthetic:{id}"),
+                    id,
+                    split,
+                    usage: "Synthetic".into(),
+                    emotion,
+                    pixels,
+                });
+            }
+        }
+    }
+    Loaded {
+        images,
+        rejects: Vec::new(),
+    }
+}
+
+/// Apply the protocol (sampling) and carve the stratified validation split.
+pub fn select(p: &IngestParams, mut images: Vec<Raw>) -> Result<ImageDataset, IngestError> {
+    images.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+    let mut chosen: Vec<Raw> = Vec::new();
+    for split in [Split::Train, Split::Test] {
+        for group in BinaryLabel::ALL {
+            let mut pool: Vec<Raw> = images
+                .iter()
+                .filter(|r| r.split == split && r.emotion.binary() == group)
+                .cloned()
+                .collect();
+            if let Protocol::Seed(sizes) = p.protocol {
+                let (want, key) = match (split, group) {
+                    (Split::Train, BinaryLabel::Happy) => (sizes.train_happy, "train_happy"),
+                    (Split::Train, BinaryLabel::NotHappy) => (sizes.train_not_happy, "train_not_happy"),
+                    (_, BinaryLabel::Happy) => (sizes.test_happy, "test_happy"),
+                    (_, BinaryLabel::NotHappy) => (sizes.test_not_happy, "test_not_happy"),
+                };
+                if pool.len() < want {
+                    return Err(IngestError::Params(format!(
+                        "[ingest] sizes.{key} = {want}, but the data has only {} {} images in {}",
+                        pool.len(),
+                        group,
+                        split
+                    )));
+                }
+                pool.shuffle(&mut rng);
+                pool.truncate(want);
+            }
+            chosen.extend(pool);
+        }
+    }
+    // Stratified validation split: per label, a shuffled val_fraction of train.
+    let mut records: Vec<ImageRecord> = Vec::with_capacity(chosen.len());
+    let mut val_rng = ChaCha8Rng::seed_from_u64(p.seed ^ 0x5641_4C5F_5350_4C54);
+    let classes = p.label_mode.num_classes() as u8;
+    let to_record = |r: Raw, split: Split| ImageRecord {
+        label: p.label_mode.label_of(r.emotion),
+        id: r.id,
+        split,
+        usage: r.usage,
+        emotion: r.emotion,
+        pixels: r.pixels,
+        source: r.source,
+    };
+    let (train, test): (Vec<Raw>, Vec<Raw>) = chosen.into_iter().partition(|r| r.split == Split::Train);
+    for c in 0..classes {
+        let mut group: Vec<Raw> = train
+            .iter()
+            .filter(|r| p.label_mode.label_of(r.emotion) == c)
+            .cloned()
+            .collect();
+        group.sort_by(|a, b| a.id.cmp(&b.id));
+        group.shuffle(&mut val_rng);
+        let n_val = (group.len() as f64 * p.val_fraction).round() as usize;
+        for (i, r) in group.into_iter().enumerate() {
+            records.push(to_record(r, if i < n_val { Split::Val } else { Split::Train }));
+        }
+    }
+    records.extend(test.into_iter().map(|r| to_record(r, Split::Test)));
+    records.sort_by(|a, b| (a.split, &a.id).cmp(&(b.split, &b.id)));
+    Ok(ImageDataset {
+        side: fer_core::IMAGE_SIDE,
+        label_mode: p.label_mode,
+        records,
+    })
+}
+
+fn write_rejects(path: &std::path::Path, rejects: &[Reject]) -> fer_core::Result<usize> {
+    use arrow::array::{ArrayRef, StringArray};
+    fer_core::parquet_io::write_columns(
+        path,
+        vec![
+            ("file", Arc::new(StringArray::from_iter_values(rejects.iter().map(|r| r.file.as_str()))) as ArrayRef),
+            ("reason", Arc::new(StringArray::from_iter_values(rejects.iter().map(|r| r.reason.as_str())))),
+        ],
+    )
+}
+
+fn summary(ds: &ImageDataset, source: Source, pool: (usize, usize), rejects: &[Reject]) -> serde_json::Value {
+    let names = ds.label_mode.class_names();
+    let mut counts = serde_json::Map::new();
+    for split in Split::ALL {
+        let mut m = serde_json::Map::new();
+        for (c, name) in names.iter().enumerate() {
+            m.insert(name.to_string(), ds.count(split, c as u8).into());
+        }
+        counts.insert(split.as_str().into(), m.into());
+    }
+    serde_json::json!({
+        "source": source,
+        "label_mode": ds.label_mode.as_str(),
+        "rows": ds.records.len(),
+        "counts": counts,
+        "images_read": pool.0,
+        "rejected": pool.1,
+        "reject_examples": rejects.iter().take(5).map(|r| format!("{}: {}", r.file, r.reason)).collect::<Vec<_>>(),
+    })
+}
+
+/// Counts per split and class as a small text table.
+pub fn counts_table(ds: &ImageDataset) -> String {
+    let names = ds.label_mode.class_names();
+    let mut s = format!("{:<10}", "split");
+    for n in &names {
+        s += &format!("{n:>11}");
+    }
+    s += &format!("{:>9}\n", "total");
+    for split in Split::ALL {
+        s += &format!("{:<10}", split.as_str());
+        let mut total = 0;
+        for c in 0..names.len() {
+            let n = ds.count(split, c as u8);
+            total += n;
+            s += &format!("{n:>11}");
+        }
+        s += &format!("{total:>9}\n");
+    }
+    s
+}

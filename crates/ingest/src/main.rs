@@ -1,0 +1,12 @@
+//! `fer-ingest`: parse args, load the pipeline file, run the stage; errors exit 2.
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = fer_ingest::Cli::parse();
+    let result = cli
+        .common
+        .load_pipeline()
+        .map_err(Into::into)
+        .and_then(|pipeline| fer_ingest::run(&fer_ingest::Params::from_pipeline(&pipeline, &cli)?));
+    fer_core::cli::exit_on_error(result)
+}

@@ -1,0 +1,203 @@
+//! `[ingest]` params: the raw TOML section and its validated form.
+
+use fer_core::LabelMode;
+use fer_core::pipeline::PipelineFile;
+use serde::{Deserialize, Serialize};
+
+/// The `[ingest]` section as written (every key optional).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// `auto` (fer2013.csv if present, else the Kaggle folders), `folders`, `csv` or `synthetic`.
+    pub source: String,
+    /// `binary` (happy vs the six others) or `emotion7`.
+    pub label_mode: String,
+    /// `seed` (the study's sizes, or `[ingest.sizes]`) or `full` (every image).
+    pub protocol: String,
+    pub seed: u64,
+    /// Fraction of each class of train carved out as the validation split.
+    pub val_fraction: f64,
+    /// `error` (stop at the first bad file) or `skip` (list it in rejects.parquet).
+    pub on_bad: String,
+    /// Resize images that are not 48x48 instead of rejecting them.
+    pub resize: bool,
+    /// Resize filter: `nearest`, `triangle`, `catmull_rom`, `gaussian`, `lanczos3`.
+    pub resize_filter: String,
+    pub sizes: Option<Sizes>,
+    pub synthetic: SyntheticSection,
+}
+
+/// Sample sizes of the `seed` protocol (binary groups; train includes val).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sizes {
+    pub train_happy: usize,
+    pub train_not_happy: usize,
+    pub test_happy: usize,
+    pub test_not_happy: usize,
+}
+
+impl Sizes {
+    /// The study: trained on 2000 happy / 2022 not happy, tested on 200 / 224.
+    pub const STUDY: Sizes = Sizes {
+        train_happy: 2000,
+        train_not_happy: 2022,
+        test_happy: 200,
+        test_not_happy: 224,
+    };
+}
+
+/// `[ingest.synthetic]`: the drawn-face generator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticSection {
+    pub train_per_class: usize,
+    pub test_per_class: usize,
+    /// Standard deviation of the added Gaussian pixel noise.
+    pub noise: f64,
+}
+
+impl Default for SyntheticSection {
+    fn default() -> Self {
+        SyntheticSection {
+            train_per_class: 300,
+            test_per_class: 100,
+            noise: 8.0,
+        }
+    }
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection {
+            source: "auto".into(),
+            label_mode: "binary".into(),
+            protocol: "seed".into(),
+            seed: 42,
+            val_fraction: 0.1,
+            on_bad: "error".into(),
+            resize: false,
+            resize_filter: "triangle".into(),
+            sizes: None,
+            synthetic: SyntheticSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Auto,
+    Folders,
+    Csv,
+    Synthetic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Seed(Sizes),
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBad {
+    Error,
+    Skip,
+}
+
+/// Validated `[ingest]` params.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IngestParams {
+    pub source: Source,
+    pub label_mode: LabelMode,
+    pub protocol: Protocol,
+    pub seed: u64,
+    pub val_fraction: f64,
+    pub on_bad: OnBad,
+    pub resize: bool,
+    #[serde(skip)]
+    pub filter: image::imageops::FilterType,
+    pub resize_filter: String,
+    pub synthetic: SyntheticSection,
+}
+
+pub fn parse_filter(s: &str) -> Option<image::imageops::FilterType> {
+    use image::imageops::FilterType::*;
+    Some(match s {
+        "nearest" => Nearest,
+        "triangle" => Triangle,
+        "catmull_rom" => CatmullRom,
+        "gaussian" => Gaussian,
+        "lanczos3" => Lanczos3,
+        _ => return None,
+    })
+}
+
+impl IngestSection {
+    /// Check every key; errors name the pipeline file, `[ingest]` and the key.
+    pub fn validate(&self, pf: &PipelineFile) -> fer_core::Result<IngestParams> {
+        let err = |key: &str, msg: String| pf.param_error("ingest", key, msg);
+        let source = match self.source.as_str() {
+            "auto" => Source::Auto,
+            "folders" => Source::Folders,
+            "csv" => Source::Csv,
+            "synthetic" => Source::Synthetic,
+            s => return Err(err("source", format!("unknown source `{s}` (expected auto, folders, csv or synthetic)"))),
+        };
+        let label_mode = LabelMode::parse(&self.label_mode).ok_or_else(|| {
+            err(
+                "label_mode",
+                format!("unknown label mode `{}` (expected binary or emotion7)", self.label_mode),
+            )
+        })?;
+        let protocol = match (self.protocol.as_str(), self.sizes) {
+            ("seed", s) => Protocol::Seed(s.unwrap_or(Sizes::STUDY)),
+            ("full", None) => Protocol::Full,
+            ("full", Some(_)) => return Err(err("sizes", "sizes only apply to protocol = \"seed\"".into())),
+            (p, _) => return Err(err("protocol", format!("unknown protocol `{p}` (expected seed or full)"))),
+        };
+        if let Protocol::Seed(s) = protocol
+            && (s.train_happy == 0 || s.train_not_happy == 0 || s.test_happy == 0 || s.test_not_happy == 0)
+        {
+            return Err(err("sizes", "every size must be at least 1".into()));
+        }
+        if !(self.val_fraction >= 0.0 && self.val_fraction < 1.0) {
+            return Err(err("val_fraction", format!("{} is not in [0, 1)", self.val_fraction)));
+        }
+        let on_bad = match self.on_bad.as_str() {
+            "error" => OnBad::Error,
+            "skip" => OnBad::Skip,
+            s => return Err(err("on_bad", format!("unknown value `{s}` (expected error or skip)"))),
+        };
+        let filter = parse_filter(&self.resize_filter).ok_or_else(|| {
+            err(
+                "resize_filter",
+                format!(
+                    "unknown filter `{}` (expected nearest, triangle, catmull_rom, gaussian or lanczos3)",
+                    self.resize_filter
+                ),
+            )
+        })?;
+        let syn = &self.synthetic;
+        if source == Source::Synthetic && (syn.train_per_class == 0 || syn.test_per_class == 0) {
+            return Err(err("synthetic", "train_per_class and test_per_class must be at least 1".into()));
+        }
+        if !(syn.noise >= 0.0 && syn.noise.is_finite()) {
+            return Err(err("synthetic.noise", format!("{} must be >= 0", syn.noise)));
+        }
+        Ok(IngestParams {
+            source,
+            label_mode,
+            protocol,
+            seed: self.seed,
+            val_fraction: self.val_fraction,
+            on_bad,
+            resize: self.resize,
+            filter,
+            resize_filter: self.resize_filter.clone(),
+            synthetic: syn.clone(),
+        })
+    }
+}

@@ -1,0 +1,526 @@
+//! Stage `stats`: describe the ingested data the way the study did, and audit it.
+//!
+//! Reads `artifacts/<pipeline>/ingest/images.parquet`.
+//!
+//! Writes `artifacts/<pipeline>/stats/`:
+//! - `summary.parquet`: per split (train, val, test, and `train+val`, which is FER2013's own
+//!   train folder) and class: images, pixel mean and std (0..255, all pixels pooled): the
+//!   study's mean/std table; plus one row per emotion;
+//! - `histograms.parquet` (split, class, bin 0..255, count) and `histograms.png`;
+//! - `samples_<split>.png`: `samples_per_class` random images per class, like the study's pages;
+//! - `duplicates.parquet`: exact and near-duplicate pairs (id, split and label of both, pHash
+//!   Hamming distance, pixel RMS), `duplicates.png` (cross-split examples side by side);
+//! - `blank.parquet` and `blank.png`: near-constant images (pixel std below `blank_std`);
+//! - `stats.json`: all of the above in one document (counts, examples).
+//!
+//! Params (`[stats]`): `seed` (sample choice), `samples_per_class` (10), `near_dup_hamming`
+//! (pHash bits, 8), `near_dup_rms` (pixel RMS that confirms a near duplicate, 4.0),
+//! `blank_std` (2.0), `examples` (ids listed per finding in stats.json, 10).
+
+pub mod audit;
+
+use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array, UInt64Array};
+use fer_core::cli::StageArgs;
+use fer_core::dataset::{ImageDataset, ImageRecord};
+use fer_core::manifest::Manifest;
+use fer_core::parquet_io::write_columns;
+use fer_core::pipeline::PipelineFile;
+use fer_core::stage::{Input, Outputs};
+use fer_core::{Emotion, Split};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const STAGE: &str = "stats";
+pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error(transparent)]
+    Core(#[from] fer_core::Error),
+    #[error("{0}")]
+    Chart(String),
+}
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "fer-stats", version, about = "Stage stats: counts, mean/std, histograms, samples and a data audit")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: StageArgs,
+}
+
+/// `[stats]` as written and, after `validate`, as used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsParams {
+    pub seed: u64,
+    pub samples_per_class: usize,
+    pub near_dup_hamming: u32,
+    pub near_dup_rms: f64,
+    pub blank_std: f64,
+    pub examples: usize,
+}
+
+impl Default for StatsParams {
+    fn default() -> Self {
+        StatsParams {
+            seed: 42,
+            samples_per_class: 10,
+            near_dup_hamming: 8,
+            near_dup_rms: 4.0,
+            blank_std: 2.0,
+            examples: 10,
+        }
+    }
+}
+
+impl StatsParams {
+    pub fn validate(self, pf: &PipelineFile) -> fer_core::Result<StatsParams> {
+        let err = |k: &str, m: String| pf.param_error(STAGE, k, m);
+        if self.samples_per_class == 0 || self.samples_per_class > 100 {
+            return Err(err("samples_per_class", format!("{} is not in 1..=100", self.samples_per_class)));
+        }
+        if self.near_dup_hamming > 32 {
+            return Err(err("near_dup_hamming", format!("{} is above 32 (of 64 bits)", self.near_dup_hamming)));
+        }
+        if !(self.near_dup_rms >= 0.0 && self.near_dup_rms.is_finite()) {
+            return Err(err("near_dup_rms", format!("{} must be >= 0", self.near_dup_rms)));
+        }
+        if !(self.blank_std >= 0.0 && self.blank_std.is_finite()) {
+            return Err(err("blank_std", format!("{} must be >= 0", self.blank_std)));
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub pipeline: PipelineFile,
+    pub stats: StatsParams,
+    pub common: StageArgs,
+}
+
+impl Params {
+    pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, StatsError> {
+        let stats: StatsParams = pipeline.section(STAGE)?;
+        Ok(Params {
+            pipeline: pipeline.clone(),
+            stats: stats.validate(pipeline)?,
+            common: cli.common.clone(),
+        })
+    }
+}
+
+/// Pixel moments of a group of images.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Moments {
+    pub images: u64,
+    pub sum: f64,
+    pub sum_sq: f64,
+    pub hist: [u64; 256],
+}
+
+impl Default for Moments {
+    fn default() -> Self {
+        Moments {
+            images: 0,
+            sum: 0.0,
+            sum_sq: 0.0,
+            hist: [0; 256],
+        }
+    }
+}
+
+impl Moments {
+    pub fn add(&mut self, pixels: &[u8]) {
+        self.images += 1;
+        let (mut s, mut q) = (0u64, 0u64);
+        for &v in pixels {
+            s += v as u64;
+            q += (v as u64) * (v as u64);
+            self.hist[v as usize] += 1;
+        }
+        self.sum += s as f64;
+        self.sum_sq += q as f64;
+    }
+    pub fn pixels(&self) -> u64 {
+        self.hist.iter().sum()
+    }
+    pub fn mean(&self) -> f64 {
+        self.sum / self.pixels().max(1) as f64
+    }
+    /// Population standard deviation over all pixels pooled (numpy's `std`).
+    pub fn std(&self) -> f64 {
+        let n = self.pixels().max(1) as f64;
+        (self.sum_sq / n - self.mean().powi(2)).max(0.0).sqrt()
+    }
+}
+
+/// Group names: the splits plus `train+val` (FER2013's own train folder).
+const GROUPS: [&str; 4] = ["train", "val", "test", "train+val"];
+
+fn groups_of(split: Split) -> &'static [&'static str] {
+    match split {
+        Split::Train => &["train", "train+val"],
+        Split::Val => &["val", "train+val"],
+        Split::Test => &["test"],
+    }
+}
+
+/// Moments per (group, class name), where classes are the label classes and `all`.
+pub fn class_moments(ds: &ImageDataset) -> BTreeMap<(String, String), Moments> {
+    let names = ds.label_mode.class_names();
+    let mut m: BTreeMap<(String, String), Moments> = BTreeMap::new();
+    for r in &ds.records {
+        for g in groups_of(r.split) {
+            for c in [names[r.label as usize], "all"] {
+                m.entry((g.to_string(), c.to_string())).or_default().add(&r.pixels);
+            }
+        }
+    }
+    m
+}
+
+/// Moments per (group, emotion).
+pub fn emotion_moments(ds: &ImageDataset) -> BTreeMap<(String, Emotion), Moments> {
+    let mut m: BTreeMap<(String, Emotion), Moments> = BTreeMap::new();
+    for r in &ds.records {
+        for g in groups_of(r.split) {
+            m.entry((g.to_string(), r.emotion)).or_default().add(&r.pixels);
+        }
+    }
+    m
+}
+
+pub fn run(p: &Params) -> Result<Manifest, StatsError> {
+    let (input, upstream) = Input::stage(&p.common.artifacts, &p.pipeline.name, "ingest")?;
+    let images_path: PathBuf = input.path.join("images.parquet");
+    debug_assert!(upstream.output("images.parquet").is_some());
+    let params = serde_json::to_value(&p.stats).expect("params serialize");
+    let run = p.common.stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
+    run.execute(|dir| {
+        let ds = ImageDataset::read_parquet(&images_path)?;
+        compute(&ds, &p.stats, dir, p.common.quiet)
+    })
+}
+
+/// Everything the stage writes, into `dir`.
+pub fn compute(ds: &ImageDataset, sp: &StatsParams, dir: &Path, quiet: bool) -> Result<Outputs, StatsError> {
+    let mut out = Outputs::default();
+    let names = ds.label_mode.class_names();
+
+    // 1. The study's table: counts, mean, std.
+    let cm = class_moments(ds);
+    let em = emotion_moments(ds);
+    let mut rows: Vec<(String, String, &Moments)> = Vec::new();
+    for g in GROUPS {
+        for c in names.iter().copied().chain(["all"]) {
+            if let Some(m) = cm.get(&(g.to_string(), c.to_string())) {
+                rows.push((g.to_string(), c.to_string(), m));
+            }
+        }
+    }
+    for g in GROUPS {
+        for e in Emotion::ALL {
+            if let Some(m) = em.get(&(g.to_string(), e)) {
+                rows.push((g.to_string(), format!("emotion:{e}"), m));
+            }
+        }
+    }
+    let n = write_columns(
+        &dir.join("summary.parquet"),
+        vec![
+            ("split", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))) as ArrayRef),
+            ("class", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str())))),
+            ("images", Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.2.images)))),
+            ("mean", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2.mean())))),
+            ("std", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2.std())))),
+        ],
+    )?;
+    out.table("summary.parquet", n);
+    let table: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(g, c, m)| json!({"split": g, "class": c, "images": m.images, "mean": round2(m.mean()), "std": round2(m.std())}))
+        .collect();
+
+    // 2. Histograms (label classes only).
+    let hist_rows: Vec<(&str, &str, &Moments)> = rows
+        .iter()
+        .filter(|r| !r.1.starts_with("emotion:") && r.1 != "all" && r.0 != "train+val")
+        .map(|r| (r.0.as_str(), r.1.as_str(), r.2))
+        .collect();
+    let mut hs = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (g, c, m) in &hist_rows {
+        for (b, &count) in m.hist.iter().enumerate() {
+            hs.0.push(*g);
+            hs.1.push(*c);
+            hs.2.push(b as u8);
+            hs.3.push(count);
+        }
+    }
+    let n = write_columns(
+        &dir.join("histograms.parquet"),
+        vec![
+            ("split", Arc::new(StringArray::from_iter_values(hs.0)) as ArrayRef),
+            ("class", Arc::new(StringArray::from_iter_values(hs.1))),
+            ("bin", Arc::new(UInt8Array::from_iter_values(hs.2))),
+            ("count", Arc::new(UInt64Array::from_iter_values(hs.3))),
+        ],
+    )?;
+    out.table("histograms.parquet", n);
+    histogram_chart(&dir.join("histograms.png"), &hist_rows)?;
+    out.file("histograms.png");
+
+    // 3. Sample grids.
+    let mut rng = ChaCha8Rng::seed_from_u64(sp.seed);
+    let mut samples = serde_json::Map::new();
+    for split in Split::ALL {
+        let mut grid_rows = Vec::new();
+        let mut ids = serde_json::Map::new();
+        for (c, name) in names.iter().enumerate() {
+            let mut idx: Vec<usize> = (0..ds.records.len())
+                .filter(|&i| ds.records[i].split == split && ds.records[i].label as usize == c)
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            idx.shuffle(&mut rng);
+            idx.truncate(sp.samples_per_class);
+            ids.insert(name.to_string(), idx.iter().map(|&i| ds.records[i].id.clone()).collect::<Vec<_>>().into());
+            grid_rows.push((name.replace('_', " "), idx.iter().map(|&i| ds.records[i].pixels.as_slice()).collect()));
+        }
+        if grid_rows.is_empty() {
+            continue;
+        }
+        let file = format!("samples_{split}.png");
+        fer_core::plot::image_grid(&dir.join(&file), &format!("{split}: random samples per class"), &grid_rows, ds.side as u32, 2)?;
+        out.file(&file);
+        samples.insert(split.as_str().into(), ids.into());
+    }
+
+    // 4. Audit.
+    let audit = audit_section(ds, sp, dir, &mut out)?;
+
+    let doc = json!({
+        "label_mode": ds.label_mode.as_str(),
+        "rows": ds.records.len(),
+        "mean_std": table,
+        "samples": samples,
+        "audit": audit,
+    });
+    let text = serde_json::to_string_pretty(&doc).expect("json");
+    std::fs::write(dir.join("stats.json"), text + "\n").map_err(|e| fer_core::Error::io(dir.join("stats.json"), e))?;
+    out.file("stats.json");
+    if !quiet {
+        eprintln!("{}", mean_std_text(&rows));
+        eprintln!(
+            "audit: {} exact-duplicate pairs, {} near-duplicate pairs, {} test images with a near twin in train+val, {} blank",
+            audit["exact_pairs"], audit["near_pairs"], audit["test_with_train_twin"], audit["blank"]["count"]
+        );
+    }
+    out.summary = json!({
+        "rows": ds.records.len(),
+        "mean_std": doc["mean_std"].as_array().map(|a| a.iter().filter(|r| !r["class"].as_str().unwrap_or("").starts_with("emotion:")).cloned().collect::<Vec<_>>()),
+        "audit": {
+            "exact_pairs": audit["exact_pairs"],
+            "near_pairs": audit["near_pairs"],
+            "test_with_train_twin": audit["test_with_train_twin"],
+            "blank": audit["blank"]["count"],
+        }
+    });
+    Ok(out)
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn mean_std_text(rows: &[(String, String, &Moments)]) -> String {
+    let mut s = format!("{:<10} {:<18} {:>7} {:>8} {:>8}\n", "split", "class", "images", "mean", "std");
+    for (g, c, m) in rows.iter().filter(|r| !r.1.starts_with("emotion:")) {
+        s += &format!("{g:<10} {c:<18} {:>7} {:>8.2} {:>8.2}\n", m.images, m.mean(), m.std());
+    }
+    s
+}
+
+fn audit_section(ds: &ImageDataset, sp: &StatsParams, dir: &Path, out: &mut Outputs) -> Result<serde_json::Value, StatsError> {
+    let recs: &[ImageRecord] = &ds.records;
+    let hashes = audit::hashes(recs, ds.side);
+    let pairs = audit::near_pairs(recs, &hashes, sp.near_dup_hamming, sp.near_dup_rms);
+    let scope = |p: &audit::DupPair| {
+        let (a, b) = (recs[p.a].split, recs[p.b].split);
+        if a == b { format!("within {a}") } else { format!("{}~{}", a.min(b), a.max(b)) }
+    };
+    let n = write_columns(
+        &dir.join("duplicates.parquet"),
+        vec![
+            ("id_a", Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| recs[p.a].id.as_str()))) as ArrayRef),
+            ("split_a", Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| recs[p.a].split.as_str())))),
+            ("label_a", Arc::new(UInt8Array::from_iter_values(pairs.iter().map(|p| recs[p.a].label)))),
+            ("id_b", Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| recs[p.b].id.as_str())))),
+            ("split_b", Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| recs[p.b].split.as_str())))),
+            ("label_b", Arc::new(UInt8Array::from_iter_values(pairs.iter().map(|p| recs[p.b].label)))),
+            ("kind", Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| if p.exact { "exact" } else { "near" })))),
+            ("hamming", Arc::new(UInt32Array::from_iter_values(pairs.iter().map(|p| p.hamming)))),
+            ("rms", Arc::new(Float64Array::from_iter_values(pairs.iter().map(|p| p.rms)))),
+        ],
+    )?;
+    out.table("duplicates.parquet", n);
+
+    // Counts per scope and kind, with example id pairs.
+    let mut by_scope: BTreeMap<String, (u64, u64, u64, Vec<String>)> = BTreeMap::new();
+    for p in &pairs {
+        let e = by_scope.entry(scope(p)).or_default();
+        if p.exact { e.0 += 1 } else { e.1 += 1 }
+        if recs[p.a].label != recs[p.b].label {
+            e.2 += 1;
+        }
+        if e.3.len() < sp.examples {
+            e.3.push(format!("{} ~ {} ({}, rms {:.2})", recs[p.a].id, recs[p.b].id, if p.exact { "exact" } else { "near" }, p.rms));
+        }
+    }
+    // Files involved in exact duplicates within their own split.
+    let mut exact_files: HashMap<&str, std::collections::HashSet<usize>> = HashMap::new();
+    for p in pairs.iter().filter(|p| p.exact && recs[p.a].split == recs[p.b].split) {
+        let s = exact_files.entry(recs[p.a].split.as_str()).or_default();
+        s.insert(p.a);
+        s.insert(p.b);
+    }
+    // Test images that have a twin (exact or near) in train or val: leakage.
+    let mut test_twins = std::collections::BTreeSet::new();
+    let mut conflicts = 0u64;
+    for p in &pairs {
+        let (a, b) = (&recs[p.a], &recs[p.b]);
+        let t = match (a.split, b.split) {
+            (Split::Test, Split::Train | Split::Val) => Some((p.a, a.label != b.label)),
+            (Split::Train | Split::Val, Split::Test) => Some((p.b, a.label != b.label)),
+            _ => None,
+        };
+        if let Some((ti, conflict)) = t {
+            test_twins.insert(ti);
+            conflicts += conflict as u64;
+        }
+    }
+    let cross: Vec<&audit::DupPair> = pairs
+        .iter()
+        .filter(|p| recs[p.a].split != recs[p.b].split)
+        .take(12)
+        .collect();
+    let dup_rows: Vec<(String, Vec<&[u8]>)> = cross
+        .iter()
+        .map(|p| {
+            (
+                format!("{} ~ {} rms {:.1}", recs[p.a].split, recs[p.b].split, p.rms),
+                vec![recs[p.a].pixels.as_slice(), recs[p.b].pixels.as_slice()],
+            )
+        })
+        .collect();
+    fer_core::plot::image_grid(&dir.join("duplicates.png"), "cross-split duplicates", &dup_rows, ds.side as u32, 2)?;
+    out.file("duplicates.png");
+
+    // Blank images.
+    let stds: Vec<f64> = recs.iter().map(|r| audit::pixel_std(&r.pixels)).collect();
+    let blank: Vec<usize> = (0..recs.len()).filter(|&i| stds[i] < sp.blank_std).collect();
+    let n = write_columns(
+        &dir.join("blank.parquet"),
+        vec![
+            ("id", Arc::new(StringArray::from_iter_values(blank.iter().map(|&i| recs[i].id.as_str()))) as ArrayRef),
+            ("split", Arc::new(StringArray::from_iter_values(blank.iter().map(|&i| recs[i].split.as_str())))),
+            ("label", Arc::new(UInt8Array::from_iter_values(blank.iter().map(|&i| recs[i].label)))),
+            ("pixel_std", Arc::new(Float64Array::from_iter_values(blank.iter().map(|&i| stds[i])))),
+        ],
+    )?;
+    out.table("blank.parquet", n);
+    let blank_rows: Vec<(String, Vec<&[u8]>)> = blank
+        .chunks(10)
+        .take(5)
+        .enumerate()
+        .map(|(k, c)| (format!("blank {}-{}", k * 10 + 1, k * 10 + c.len()), c.iter().map(|&i| recs[i].pixels.as_slice()).collect()))
+        .collect();
+    fer_core::plot::image_grid(&dir.join("blank.png"), "blank / near-constant images", &blank_rows, ds.side as u32, 2)?;
+    out.file("blank.png");
+
+    let mut scopes = serde_json::Map::new();
+    for (k, (exact, near, conf, ex)) in by_scope {
+        scopes.insert(k, json!({"exact_pairs": exact, "near_pairs": near, "label_conflicts": conf, "examples": ex}));
+    }
+    let exact_files: BTreeMap<&str, usize> = exact_files.into_iter().map(|(k, v)| (k, v.len())).collect();
+    Ok(json!({
+        "method": format!("pHash (imageproc, 64-bit DCT) within {} bits, confirmed by pixel RMS <= {}", sp.near_dup_hamming, sp.near_dup_rms),
+        "exact_pairs": pairs.iter().filter(|p| p.exact).count(),
+        "near_pairs": pairs.iter().filter(|p| !p.exact).count(),
+        "files_in_exact_duplicates_within_split": exact_files,
+        "by_scope": scopes,
+        "test_with_train_twin": test_twins.len(),
+        "test_with_train_twin_label_conflicts": conflicts,
+        "test_with_train_twin_examples": test_twins.iter().take(sp.examples).map(|&i| recs[i].id.clone()).collect::<Vec<_>>(),
+        "blank": {
+            "threshold_std": sp.blank_std,
+            "count": blank.len(),
+            "ids": blank.iter().take(sp.examples.max(20)).map(|&i| recs[i].id.clone()).collect::<Vec<_>>(),
+        },
+    }))
+}
+
+/// Normalized pixel histograms, one line per (split, class), drawn with plotters.
+fn histogram_chart(path: &Path, rows: &[(&str, &str, &Moments)]) -> Result<(), StatsError> {
+    use plotters::prelude::*;
+    fer_core::plot::register_font();
+    let (w, h) = (900u32, 500u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    let ce = |e: &dyn std::fmt::Display| StatsError::Chart(format!("{}: {e}", path.display()));
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| ce(&e))?;
+        let series: Vec<(String, Vec<(f64, f64)>)> = rows
+            .iter()
+            .map(|(g, c, m)| {
+                let total = m.pixels().max(1) as f64;
+                (format!("{g} {c}"), m.hist.iter().enumerate().map(|(b, &n)| (b as f64, 100.0 * n as f64 / total)).collect())
+            })
+            .collect();
+        let ymax = series
+            .iter()
+            .flat_map(|s| s.1.iter().map(|p| p.1))
+            .fold(0.0f64, f64::max)
+            .max(0.1)
+            * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Pixel intensity histograms", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..255f64, 0f64..ymax)
+            .map_err(|e| ce(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("pixel value")
+            .y_desc("% of pixels")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| ce(&e))?;
+        for (i, (name, pts)) in series.into_iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                .map_err(|e| ce(&e))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| ce(&e))?;
+        root.present().map_err(|e| ce(&e))?;
+    }
+    fer_core::plot::save_rgb_png(path, w, h, buf)?;
+    Ok(())
+}

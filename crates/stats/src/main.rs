@@ -1,0 +1,12 @@
+//! `fer-stats`: parse args, load the pipeline file, run the stage; errors exit 2.
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = fer_stats::Cli::parse();
+    let result = cli
+        .common
+        .load_pipeline()
+        .map_err(Into::into)
+        .and_then(|pipeline| fer_stats::run(&fer_stats::Params::from_pipeline(&pipeline, &cli)?));
+    fer_core::cli::exit_on_error(result)
+}
