@@ -1,0 +1,107 @@
+//! `fer-bench` (`make bench`): wall-clock timings of the stages on this machine, as a table.
+//!
+//! Reads FER2013 from `--data-dir` (`FER2013_DIR`); writes only to a temporary folder (the
+//! run cache is off and every stage is forced to compute). Rows that need the real data are
+//! skipped, with a note, when it is absent. Each timing is the best of `--repeat` runs.
+
+use clap::Parser;
+use fer_core::cli::StageArgs;
+use fer_core::pipeline::PipelineFile;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "fer-bench", about = "Time the pipeline stages and print a table")]
+struct Cli {
+    #[arg(long, env = "FER2013_DIR", default_value = "data/fer2013")]
+    data_dir: PathBuf,
+    /// Runs per row; the best time is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+}
+
+struct Row {
+    name: String,
+    items: f64,
+    unit: &'static str,
+    seconds: f64,
+}
+
+fn common(artifacts: &Path, pipeline: &str) -> StageArgs {
+    StageArgs {
+        pipeline: pipeline.into(),
+        artifacts: artifacts.to_path_buf(),
+        cache_dir: Some("off".into()),
+        force: true,
+        quiet: true,
+    }
+}
+
+fn best<T>(repeat: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut best = f64::INFINITY;
+    let mut last = None;
+    for _ in 0..repeat.max(1) {
+        let t = Instant::now();
+        let v = f();
+        best = best.min(t.elapsed().as_secs_f64());
+        last = Some(v);
+    }
+    (best, last.expect("ran once"))
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut rows: Vec<Row> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let pf_path = tmp.path().join("benchfull.toml");
+    let text = "[ingest]\nsource = \"auto\"\nprotocol = \"full\"\n[stats]\n";
+    std::fs::write(&pf_path, text).expect("write pipeline");
+    let pf = PipelineFile::parse(&pf_path, text).expect("bench pipeline parses");
+    let args = common(tmp.path(), pf_path.to_str().expect("utf-8 path"));
+    if cli.data_dir.is_dir() {
+        let icli = fer_ingest::Cli {
+            common: args.clone(),
+            data_dir: cli.data_dir.clone(),
+        };
+        let ip = fer_ingest::Params::from_pipeline(&pf, &icli).expect("ingest params");
+        let (s, m) = best(cli.repeat, || fer_ingest::run(&ip));
+        match m {
+            Ok(m) => {
+                let n = m.summary["rows"].as_f64().unwrap_or(0.0);
+                rows.push(Row { name: "ingest full (decode + write Parquet)".into(), items: n, unit: "images", seconds: s });
+                let sp = fer_stats::Params::from_pipeline(&pf, &fer_stats::Cli { common: args.clone() }).expect("stats params");
+                let (s, m) = best(cli.repeat, || fer_stats::run(&sp));
+                match m {
+                    Ok(_) => rows.push(Row { name: "stats full (moments, pHash audit, PNGs)".into(), items: n, unit: "images", seconds: s }),
+                    Err(e) => notes.push(format!("stats failed: {}", fer_core::cli::error_chain(&e))),
+                }
+            }
+            Err(e) => notes.push(format!("ingest failed: {}", fer_core::cli::error_chain(&e))),
+        }
+    } else {
+        notes.push(format!("{}: not found, real-data rows skipped (set FER2013_DIR)", cli.data_dir.display()));
+    }
+    print_table(&rows);
+    for n in &notes {
+        println!("note: {n}");
+    }
+    if notes.iter().any(|n| n.contains("failed")) {
+        std::process::ExitCode::from(2)
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("fer-pipeline bench: {threads} threads, best of the runs\n");
+    println!("| {:<44} | {:>8} | {:<7} | {:>9} | {:>12} |", "benchmark", "items", "unit", "seconds", "items/second");
+    println!("|{:-<46}|{:->10}|{:-<9}|{:->11}|{:->14}|", "", "", "", "", "");
+    for r in rows {
+        println!(
+            "| {:<44} | {:>8} | {:<7} | {:>9.3} | {:>12.0} |",
+            r.name, r.items, r.unit, r.seconds, r.items / r.seconds
+        );
+    }
+}

@@ -1,0 +1,764 @@
+//! End-to-end tests of the `fer-ingest` binary on tiny fixtures built in a temp folder:
+//! the Kaggle folder layout, `fer2013.csv` and synthetic faces; bad inputs (one `error: ` line
+//! naming the file, exit code 2), `on_bad = "skip"`, the sampling protocol, determinism, and
+//! the skip / restore behaviour of the stage runner.
+
+use arrow::array::{Array, StringArray};
+use fer_core::dataset::ImageDataset;
+use fer_core::manifest::{Manifest, RunStatus};
+use fer_core::{Emotion, IMAGE_PIXELS, Split};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fer-ingest");
+
+/// The folder pool most tests use: (split folder, emotion folder, images).
+/// Train: 12 happy, 16 not happy. Test: 6 happy, 8 not happy.
+const POOL: &[(&str, &str, usize)] = &[
+    ("train", "happy", 12),
+    ("train", "sad", 6),
+    ("train", "angry", 5),
+    ("train", "neutral", 5),
+    ("test", "happy", 6),
+    ("test", "fear", 4),
+    ("test", "surprise", 4),
+];
+const POOL_FILES: usize = 42;
+
+/// `[ingest]` for the folder layout, every image kept.
+const FOLDERS_FULL: &str = r#"source = "folders"
+label_mode = "binary"
+protocol = "full"
+seed = 1
+val_fraction = 0.25
+"#;
+
+/// `[ingest]` for the folder layout with the `seed` protocol and these sizes
+/// (train happy, train not happy, test happy, test not happy).
+fn folders_seeded(seed: u64, sizes: [usize; 4]) -> String {
+    let [th, tn, sh, sn] = sizes;
+    format!(
+        "source = \"folders\"\nlabel_mode = \"binary\"\nprotocol = \"seed\"\nseed = {seed}\n\
+         val_fraction = 0.25\n\n[ingest.sizes]\ntrain_happy = {th}\ntrain_not_happy = {tn}\n\
+         test_happy = {sh}\ntest_not_happy = {sn}\n"
+    )
+}
+
+/// A `side` x `side` gray image whose pattern depends on `n`, so no two fixtures are alike.
+fn pattern(n: u32, side: u32) -> image::GrayImage {
+    let (a, b) = (n % 7 + 1, n % 5 + 2);
+    image::GrayImage::from_fn(side, side, |x, y| {
+        image::Luma([((x * a + y * b + n * 37) % 256) as u8])
+    })
+}
+
+/// One row of the CSV fixture.
+struct CsvRow {
+    emotion: u8,
+    usage: &'static str,
+    pixels: Vec<u8>,
+}
+
+impl CsvRow {
+    fn line(&self) -> String {
+        format!(
+            "{},{},{}",
+            self.emotion,
+            pixel_text(&self.pixels),
+            self.usage
+        )
+    }
+}
+
+fn pixel_text(pixels: &[u8]) -> String {
+    pixels
+        .iter()
+        .map(u8::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// 22 rows: 14 Training, 4 PublicTest, 4 PrivateTest; emotion codes cycle through 0-6.
+fn csv_rows() -> Vec<CsvRow> {
+    (0..22u32)
+        .map(|i| CsvRow {
+            emotion: (i % 7) as u8,
+            usage: match i {
+                0..14 => "Training",
+                14..18 => "PublicTest",
+                _ => "PrivateTest",
+            },
+            pixels: pattern(i, 48).into_raw(),
+        })
+        .collect()
+}
+
+fn csv_lines() -> Vec<String> {
+    csv_rows().iter().map(CsvRow::line).collect()
+}
+
+/// How a run of the binary ended.
+struct Outcome {
+    code: Option<i32>,
+    stderr: String,
+}
+
+impl Outcome {
+    fn of(cmd: &mut Command) -> Outcome {
+        let out = cmd.output().expect("fer-ingest runs");
+        Outcome {
+            code: out.status.code(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn ok(self) -> Outcome {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "expected success; stderr:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Exit code 2 and exactly one stderr line, `error: ...`, containing every needle.
+    fn error(&self, needles: &[&str]) {
+        assert_eq!(
+            self.code,
+            Some(2),
+            "expected exit code 2; stderr:\n{}",
+            self.stderr
+        );
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one stderr line, got:\n{}",
+            self.stderr
+        );
+        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+        for n in needles {
+            assert!(lines[0].contains(n), "`{n}` not in: {}", lines[0]);
+        }
+    }
+}
+
+/// The outputs of the ingest stage: `<artifacts>/<pipeline>/ingest/`.
+struct StageDir(PathBuf);
+
+impl StageDir {
+    fn images(&self) -> ImageDataset {
+        ImageDataset::read_parquet(&self.0.join("images.parquet")).expect("images.parquet reads")
+    }
+
+    fn images_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.0.join("images.parquet")).expect("images.parquet exists")
+    }
+
+    /// `(file, reason)` rows of rejects.parquet.
+    fn rejects(&self) -> Vec<(String, String)> {
+        let (_, batches) = fer_core::parquet_io::read_batches(&self.0.join("rejects.parquet"))
+            .expect("rejects reads");
+        let mut out = Vec::new();
+        for b in &batches {
+            let col = |name: &str| {
+                b.column_by_name(name)
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+                    .unwrap_or_else(|| panic!("rejects.parquet: no Utf8 column `{name}`"))
+            };
+            let (file, reason) = (col("file"), col("reason"));
+            out.extend(
+                (0..b.num_rows()).map(|i| (file.value(i).to_string(), reason.value(i).to_string())),
+            );
+        }
+        out
+    }
+
+    fn manifest_path(&self) -> PathBuf {
+        self.0.join("manifest.json")
+    }
+
+    fn manifest(&self) -> Manifest {
+        Manifest::read(&self.manifest_path()).expect("manifest.json reads")
+    }
+}
+
+/// A temp folder with `data/` (the fixture), `artifacts/` and the pipeline files.
+struct Fixture {
+    tmp: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            tmp: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.path("data")
+    }
+
+    fn artifacts(&self) -> PathBuf {
+        self.path("artifacts")
+    }
+
+    /// Write `<tmp>/<name>.toml` with `[ingest]` followed by `ingest`.
+    fn pipeline(&self, name: &str, ingest: &str) -> PathBuf {
+        let p = self.path(&format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!("[pipeline]\ndescription = \"test\"\n\n[ingest]\n{ingest}"),
+        )
+        .unwrap();
+        p
+    }
+
+    /// Write `data/<rel>` as a `side` x `side` image (format from the extension).
+    fn image(&self, rel: &str, side: u32, n: u32) -> PathBuf {
+        let p = self.data().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        pattern(n, side).save(&p).unwrap();
+        p
+    }
+
+    /// A valid JPEG cut to half its bytes.
+    fn truncated_jpeg(&self, rel: &str) -> PathBuf {
+        let p = self.image(rel, 48, 999);
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+        p
+    }
+
+    /// The Kaggle layout: `data/<split>/<emotion>/<Usage>_<n>.jpg`; returns the file count.
+    fn folders(&self, pool: &[(&str, &str, usize)]) -> usize {
+        let mut n = 0;
+        for &(split, emotion, count) in pool {
+            let usage = if split == "train" {
+                "Training"
+            } else {
+                "PublicTest"
+            };
+            for _ in 0..count {
+                self.image(
+                    &format!("{split}/{emotion}/{usage}_{n:05}.jpg"),
+                    48,
+                    n as u32,
+                );
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// `data/fer2013.csv` with the header and these rows.
+    fn csv(&self, lines: &[String]) -> PathBuf {
+        let p = self.data().join("fer2013.csv");
+        std::fs::create_dir_all(self.data()).unwrap();
+        std::fs::write(&p, format!("emotion,pixels,Usage\n{}\n", lines.join("\n"))).unwrap();
+        p
+    }
+
+    /// `fer-ingest --pipeline <p> --artifacts <artifacts>` in the temp folder, with none of
+    /// the stage's environment variables inherited.
+    fn command(&self, pipeline: &Path, artifacts: &Path) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(self.tmp.path())
+            .env_remove("FER2013_DIR")
+            .env_remove("FER_ARTIFACTS")
+            .env_remove("FER_CACHE_DIR")
+            .arg("--pipeline")
+            .arg(pipeline)
+            .arg("--artifacts")
+            .arg(artifacts);
+        c
+    }
+
+    /// The usual run: the fixture's data folder, no run cache, quiet.
+    fn run_into(&self, pipeline: &Path, artifacts: &Path) -> Outcome {
+        Outcome::of(
+            self.command(pipeline, artifacts)
+                .args(["--cache-dir", "off", "--quiet", "--data-dir"])
+                .arg(self.data()),
+        )
+    }
+
+    fn run(&self, pipeline: &Path) -> Outcome {
+        self.run_into(pipeline, &self.artifacts())
+    }
+
+    fn stage_in(&self, artifacts: &Path, pipeline: &Path) -> StageDir {
+        StageDir(artifacts.join(pipeline.file_stem().unwrap()).join("ingest"))
+    }
+
+    fn stage(&self, pipeline: &Path) -> StageDir {
+        self.stage_in(&self.artifacts(), pipeline)
+    }
+}
+
+/// (happy, not happy) rows of `split`.
+fn counts(ds: &ImageDataset, split: Split) -> (usize, usize) {
+    (ds.count(split, 0), ds.count(split, 1))
+}
+
+fn ids(ds: &ImageDataset) -> Vec<&str> {
+    ds.records.iter().map(|r| r.id.as_str()).collect()
+}
+
+fn show(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn missing_data_dir_names_the_folder() {
+    let f = Fixture::new();
+    let p = f.pipeline("p", FOLDERS_FULL);
+    let missing = f.path("no/such/fer2013");
+    Outcome::of(
+        f.command(&p, &f.artifacts())
+            .args(["--cache-dir", "off", "--quiet"])
+            .env("FER2013_DIR", &missing),
+    )
+    .error(&[&show(&missing), "FER2013_DIR not found"]);
+    assert!(!f.stage(&p).manifest_path().exists());
+}
+
+#[test]
+fn truncated_jpeg_names_the_file() {
+    let f = Fixture::new();
+    f.folders(POOL);
+    let bad = f.truncated_jpeg("train/happy/Training_trunc.jpg");
+    f.run(&f.pipeline("p", FOLDERS_FULL))
+        .error(&[&show(&bad), "truncated"]);
+}
+
+#[test]
+fn wrong_size_image_is_named_or_resized() {
+    let f = Fixture::new();
+    f.folders(POOL);
+    let big = f.image("train/sad/Training_big.png", 64, 7);
+    f.run(&f.pipeline("p", FOLDERS_FULL))
+        .error(&[&show(&big), "64x64", "expected 48x48"]);
+
+    let p = f.pipeline("resized", &format!("{FOLDERS_FULL}resize = true\n"));
+    f.run(&p).ok();
+    let ds = f.stage(&p).images();
+    assert_eq!(ds.records.len(), POOL_FILES + 1);
+    let r = ds
+        .records
+        .iter()
+        .find(|r| r.source == "train/sad/Training_big.png")
+        .expect("the resized image is in images.parquet");
+    assert_eq!(
+        (r.id.as_str(), r.emotion, r.label),
+        ("sad/Training_big", Emotion::Sad, 1)
+    );
+    assert_eq!(r.pixels.len(), IMAGE_PIXELS);
+    assert!(
+        r.pixels.iter().any(|&v| v != r.pixels[0]),
+        "resized image is not blank"
+    );
+}
+
+#[test]
+fn unknown_class_folder_is_named() {
+    let f = Fixture::new();
+    f.folders(POOL);
+    f.image("train/contempt/Training_x.jpg", 48, 1);
+    f.run(&f.pipeline("p", FOLDERS_FULL)).error(&[
+        &show(&f.data().join("train/contempt")),
+        "unknown class folder",
+    ]);
+}
+
+#[test]
+fn csv_row_with_wrong_pixel_count_names_the_line() {
+    let f = Fixture::new();
+    let mut lines = csv_lines();
+    // Data row 2 is line 4 of the file (after the header).
+    lines[2] = format!(
+        "3,{},Training",
+        pixel_text(&pattern(99, 48).into_raw()[..IMAGE_PIXELS - 1])
+    );
+    let csv = f.csv(&lines);
+    f.run(&f.pipeline("p", "source = \"csv\"\nprotocol = \"full\"\n"))
+        .error(&[&show(&csv), "line 4", "2303 pixels", "expected 2304"]);
+}
+
+#[test]
+fn csv_row_with_non_numeric_pixel_names_the_line_and_token() {
+    let f = Fixture::new();
+    let mut lines = csv_lines();
+    let mut tokens: Vec<String> = pattern(98, 48)
+        .into_raw()
+        .iter()
+        .map(u8::to_string)
+        .collect();
+    tokens[7] = "abc".into();
+    lines[5] = format!("0,{},PublicTest", tokens.join(" "));
+    let csv = f.csv(&lines);
+    f.run(&f.pipeline("p", "source = \"csv\"\nprotocol = \"full\"\n"))
+        .error(&[&show(&csv), "line 7", "`abc`"]);
+}
+
+#[test]
+fn bad_pipeline_keys_and_values_are_named() {
+    let f = Fixture::new();
+    f.folders(POOL);
+    let cases = [
+        (
+            "unknown_key",
+            format!("{FOLDERS_FULL}sed = 3\n"),
+            vec!["[ingest]", "unknown field `sed`"],
+        ),
+        (
+            "bad_fraction",
+            "source = \"folders\"\nprotocol = \"full\"\nval_fraction = 1.5\n".to_string(),
+            vec!["[ingest] val_fraction", "1.5"],
+        ),
+        (
+            "bad_mode",
+            "source = \"folders\"\nprotocol = \"full\"\nlabel_mode = \"foo\"\n".to_string(),
+            vec!["[ingest] label_mode", "`foo`"],
+        ),
+    ];
+    for (name, body, needles) in cases {
+        let p = f.pipeline(name, &body);
+        let file = show(&p);
+        let mut all: Vec<&str> = needles;
+        all.push(&file);
+        f.run(&p).error(&all);
+        assert!(
+            !f.stage(&p).0.exists(),
+            "{name}: no outputs for an invalid pipeline"
+        );
+    }
+}
+
+#[test]
+fn skip_lists_every_bad_file_in_rejects() {
+    let f = Fixture::new();
+    let good = f.folders(POOL);
+    let trunc = f.truncated_jpeg("train/happy/Training_trunc.jpg");
+    let big = f.image("test/fear/PublicTest_big.png", 64, 3);
+    // on_bad = "error" (the default) stops at the first bad file (sorted by path) and counts the rest.
+    f.run(&f.pipeline("strict", FOLDERS_FULL))
+        .error(&[&show(&big), "64x64", "and 1 more"]);
+
+    let p = f.pipeline("p", &format!("{FOLDERS_FULL}on_bad = \"skip\"\n"));
+    f.run(&p).ok();
+
+    let stage = f.stage(&p);
+    let mut rejects = stage.rejects();
+    rejects.sort();
+    let files: Vec<&str> = rejects.iter().map(|r| r.0.as_str()).collect();
+    let mut want = vec![show(&big), show(&trunc)];
+    want.sort();
+    assert_eq!(files, want);
+    for (file, reason) in &rejects {
+        let expect = if *file == show(&big) {
+            "64x64"
+        } else {
+            "truncated"
+        };
+        assert!(reason.contains(expect), "{file}: {reason}");
+    }
+
+    let m = stage.manifest();
+    assert_eq!(m.summary["rejected"], 2);
+    assert_eq!(m.summary["images_read"], good);
+    assert_eq!(m.output("rejects.parquet").and_then(|o| o.rows), Some(2));
+    let ds = stage.images();
+    assert_eq!(
+        ds.records.len() + rejects.len(),
+        good + 2,
+        "nothing dropped silently"
+    );
+    let got: HashSet<&str> = ids(&ds).into_iter().collect();
+    assert!(!got.contains("happy/Training_trunc") && !got.contains("fear/PublicTest_big"));
+}
+
+/// Run a good pipeline, break its inputs with `breaker`, rerun (which must fail with one
+/// `error: ` line) and list what the failed run left behind that `make` would take as done.
+fn leftovers_after_failure(breaker: fn(&Fixture, &Path)) -> Vec<&'static str> {
+    let f = Fixture::new();
+    f.folders(POOL);
+    let p = f.pipeline("p", FOLDERS_FULL);
+    f.run(&p).ok();
+    let stage = f.stage(&p);
+    assert!(stage.manifest_path().exists());
+    breaker(&f, &p);
+    f.run(&p).error(&[]);
+    let mut left = Vec::new();
+    if stage.manifest_path().exists() {
+        left.push("manifest.json");
+    }
+    if f.artifacts().join("p/.ingest.tmp").exists() {
+        left.push(".ingest.tmp");
+    }
+    left
+}
+
+#[test]
+fn failed_run_leaves_no_manifest() {
+    let left = leftovers_after_failure(|f, _| {
+        f.truncated_jpeg("train/happy/Training_trunc.jpg");
+    });
+    assert!(left.is_empty(), "a failed run left {left:?}");
+}
+
+/// The same for failures found before the stage computes: the layout, the data folder, the
+/// params. The old manifest.json survives these (see the ignore reason); run with
+/// `--ignored` once fixed.
+#[test]
+#[ignore = "bug: errors raised before StageRun::execute (layout, data dir, params) keep the old manifest.json"]
+fn failed_setup_leaves_no_manifest() {
+    let breakers: [(&str, fn(&Fixture, &Path)); 3] = [
+        ("unknown class folder", |f, _| {
+            f.image("train/contempt/Training_x.jpg", 48, 1);
+        }),
+        ("data folder removed", |f, _| {
+            std::fs::remove_dir_all(f.data()).unwrap();
+        }),
+        ("invalid param", |_, p| {
+            let text = std::fs::read_to_string(p)
+                .unwrap()
+                .replace("val_fraction = 0.25", "val_fraction = 1.5");
+            std::fs::write(p, text).unwrap();
+        }),
+    ];
+    let left: Vec<String> = breakers
+        .into_iter()
+        .map(|(what, breaker)| (what, leftovers_after_failure(breaker)))
+        .filter(|(_, left)| !left.is_empty())
+        .map(|(what, left)| format!("{what}: {left:?}"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "failed runs left outputs behind:\n{}",
+        left.join("\n")
+    );
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_sample() {
+    let f = Fixture::new();
+    f.folders(POOL);
+    let sizes = [6, 8, 3, 4];
+    let p = f.pipeline("p", &folders_seeded(1, sizes));
+    let (a1, a2) = (f.path("a1"), f.path("a2"));
+    f.run_into(&p, &a1).ok();
+    f.run_into(&p, &a2).ok();
+    let (s1, s2) = (f.stage_in(&a1, &p), f.stage_in(&a2, &p));
+    assert_eq!(
+        s1.images_bytes(),
+        s2.images_bytes(),
+        "same seed, byte-identical images.parquet"
+    );
+
+    let q = f.pipeline("q", &folders_seeded(2, sizes));
+    f.run(&q).ok();
+    let (one, two) = (s1.images(), f.stage(&q).images());
+    assert_eq!(one.records.len(), two.records.len());
+    let set = |ds: &ImageDataset| {
+        ids(ds)
+            .into_iter()
+            .map(String::from)
+            .collect::<HashSet<String>>()
+    };
+    assert_ne!(set(&one), set(&two), "another seed draws another sample");
+}
+
+#[test]
+fn seed_protocol_gives_the_sizes_stratified_val_and_binary_labels() {
+    let f = Fixture::new();
+    f.folders(POOL);
+    let p = f.pipeline("p", &folders_seeded(1, [8, 12, 4, 5]));
+    f.run(&p).ok();
+    let ds = f.stage(&p).images();
+
+    let (train, val, test) = (
+        counts(&ds, Split::Train),
+        counts(&ds, Split::Val),
+        counts(&ds, Split::Test),
+    );
+    assert_eq!(
+        (train.0 + val.0, train.1 + val.1),
+        (8, 12),
+        "train+val sizes"
+    );
+    assert_eq!(test, (4, 5), "test sizes");
+    // val_fraction = 0.25 of each class, rounded: 8 -> 2, 12 -> 3.
+    assert_eq!(val, (2, 3), "stratified val");
+    for r in &ds.records {
+        assert_eq!(
+            r.label,
+            u8::from(r.emotion != Emotion::Happy),
+            "{}: happy = 0, others = 1",
+            r.id
+        );
+        let folder = if r.split == Split::Test {
+            "test/"
+        } else {
+            "train/"
+        };
+        assert!(
+            r.source.starts_with(folder),
+            "{} ({}) comes from {}",
+            r.id,
+            r.split,
+            r.source
+        );
+        assert_eq!(r.pixels.len(), IMAGE_PIXELS);
+    }
+    let unique: HashSet<&str> = ids(&ds).into_iter().collect();
+    assert_eq!(unique.len(), ds.records.len(), "ids are unique");
+
+    for (key, sizes) in [
+        ("sizes.train_happy", [13, 12, 4, 5]),
+        ("sizes.test_not_happy", [8, 12, 4, 9]),
+    ] {
+        let p = f.pipeline("too_big", &folders_seeded(1, sizes));
+        f.run(&p).error(&[key, "only"]);
+    }
+}
+
+#[test]
+fn csv_layout_is_read_and_auto_prefers_it() {
+    let f = Fixture::new();
+    // Both layouts in the data folder: `auto` must take the CSV.
+    f.folders(POOL);
+    let rows = csv_rows();
+    f.csv(&csv_lines());
+    let p = f.pipeline(
+        "p",
+        "source = \"auto\"\nprotocol = \"full\"\nval_fraction = 0.25\n",
+    );
+    f.run(&p).ok();
+    let stage = f.stage(&p);
+    assert_eq!(stage.manifest().summary["source"], "csv");
+    let ds = stage.images();
+    assert_eq!(ds.records.len(), rows.len());
+
+    let unique: HashSet<&str> = ids(&ds).into_iter().collect();
+    assert_eq!(unique.len(), rows.len(), "ids are unique");
+    let mut lines_seen = HashSet::new();
+    for r in &ds.records {
+        let line: usize = r
+            .source
+            .strip_prefix("fer2013.csv:")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or_else(|| panic!("{}: source `{}` is not fer2013.csv:<line>", r.id, r.source));
+        assert!(lines_seen.insert(line));
+        let want = &rows[line - 2];
+        assert_eq!(
+            (r.emotion.code(), r.usage.as_str()),
+            (want.emotion, want.usage),
+            "{}",
+            r.id
+        );
+        assert_eq!(r.pixels, want.pixels, "{}: pixels of line {line}", r.id);
+        assert_eq!(r.label, u8::from(r.emotion != Emotion::Happy));
+        let splits: &[Split] = if want.usage == "Training" {
+            &[Split::Train, Split::Val]
+        } else {
+            &[Split::Test]
+        };
+        assert!(
+            splits.contains(&r.split),
+            "{}: {} row in {}",
+            r.id,
+            r.usage,
+            r.split
+        );
+    }
+    assert_eq!(
+        ds.records.iter().filter(|r| r.split == Split::Test).count(),
+        8
+    );
+    assert!(
+        ds.records.iter().any(|r| r.split == Split::Val),
+        "val carved from Training rows"
+    );
+}
+
+#[test]
+fn synthetic_needs_no_data_dir() {
+    let f = Fixture::new();
+    let p = f.pipeline(
+        "p",
+        "source = \"synthetic\"\nprotocol = \"full\"\nseed = 3\nval_fraction = 0.25\n\n\
+         [ingest.synthetic]\ntrain_per_class = 20\ntest_per_class = 10\n",
+    );
+    // No --data-dir, no FER2013_DIR, and no data/fer2013 under the working folder.
+    Outcome::of(
+        f.command(&p, &f.artifacts())
+            .args(["--cache-dir", "off", "--quiet"]),
+    )
+    .ok();
+    let stage = f.stage(&p);
+    assert_eq!(stage.manifest().summary["source"], "synthetic");
+    let ds = stage.images();
+    let (train, val, test) = (
+        counts(&ds, Split::Train),
+        counts(&ds, Split::Val),
+        counts(&ds, Split::Test),
+    );
+    assert_eq!((train.0 + val.0, train.1 + val.1), (20, 20));
+    assert_eq!(val, (5, 5));
+    assert_eq!(test, (10, 10));
+    assert!(
+        stage.manifest().inputs.is_empty(),
+        "synthetic reads no input"
+    );
+}
+
+#[test]
+fn rerun_is_up_to_date_and_a_fresh_folder_restores_from_cache() {
+    let f = Fixture::new();
+    f.folders(POOL);
+    let p = f.pipeline("p", FOLDERS_FULL);
+    let cache = f.path("cache");
+    let run = |artifacts: &Path| {
+        Outcome::of(
+            f.command(&p, artifacts)
+                .arg("--cache-dir")
+                .arg(&cache)
+                .arg("--data-dir")
+                .arg(f.data()),
+        )
+        .ok()
+    };
+    let (a, b) = (f.path("a"), f.path("b"));
+
+    run(&a);
+    let first = f.stage_in(&a, &p).manifest();
+    assert_eq!(first.status, RunStatus::Computed);
+
+    let again = run(&a);
+    assert!(again.stderr.contains("up to date"), "{}", again.stderr);
+    assert_eq!(
+        f.stage_in(&a, &p).manifest(),
+        first,
+        "a skipped run keeps the manifest"
+    );
+
+    let restored = run(&b);
+    assert!(restored.stderr.contains("restored"), "{}", restored.stderr);
+    let m = f.stage_in(&b, &p).manifest();
+    assert_eq!(m.status, RunStatus::Restored);
+    assert_eq!(
+        (m.signature.as_str(), &m.outputs),
+        (first.signature.as_str(), &first.outputs)
+    );
+    assert_eq!(
+        f.stage_in(&b, &p).images_bytes(),
+        f.stage_in(&a, &p).images_bytes()
+    );
+}
