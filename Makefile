@@ -12,7 +12,7 @@ export FER2013_DIR
 A      := artifacts/$(PIPELINE)
 PFILE  := pipelines/$(PIPELINE).toml
 BIN    := target/release
-STAGES := ingest stats
+STAGES := ingest stats preprocess
 
 # Sources a stage's binary is built from: its crate, the core crate, the lock file.
 src   = $(shell find crates/$(1)/src crates/$(1)/Cargo.toml crates/$(1)/build.rs -type f 2>/dev/null)
@@ -26,18 +26,25 @@ define stage
 	$(BIN)/fer-$(1) --pipeline $(PIPELINE)
 endef
 
+# A recipe that fails removes its target: a failed stage is never taken as finished.
+.DELETE_ON_ERROR:
+
 .PHONY: all demo test bench help clean clean-cache $(STAGES)
 
 all: $(STAGES)
 
 ingest: $(A)/ingest/manifest.json
 stats: $(A)/stats/manifest.json
+preprocess: $(A)/preprocess/manifest.json
 
 $(A)/ingest/manifest.json: $(PFILE) $(CORE) $(call src,ingest) $(DATA)
 	$(call stage,ingest)
 
 $(A)/stats/manifest.json: $(A)/ingest/manifest.json $(PFILE) $(CORE) $(call src,stats)
 	$(call stage,stats)
+
+$(A)/preprocess/manifest.json: $(A)/ingest/manifest.json $(PFILE) $(CORE) $(call src,preprocess)
+	$(call stage,preprocess)
 
 demo: ## the whole pipeline on synthetic faces (no download needed)
 	@$(MAKE) --no-print-directory all PIPELINE=smoke
@@ -60,4 +67,5 @@ help: ## this list
 	@echo "  all          every stage of PIPELINE ($(STAGES))"
 	@echo "  ingest       FER2013 -> $(A)/ingest/images.parquet"
 	@echo "  stats        counts, mean/std, histograms, samples, audit -> $(A)/stats/"
+	@echo "  preprocess   fitted transform + tensors per split -> $(A)/preprocess/"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'

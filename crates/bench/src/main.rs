@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "fer-bench", about = "Time the pipeline stages and print a table")]
+#[command(
+    name = "fer-bench",
+    about = "Time the pipeline stages and print a table"
+)]
 struct Cli {
     #[arg(long, env = "FER2013_DIR", default_value = "data/fer2013")]
     data_dir: PathBuf,
@@ -69,18 +72,39 @@ fn main() -> std::process::ExitCode {
         match m {
             Ok(m) => {
                 let n = m.summary["rows"].as_f64().unwrap_or(0.0);
-                rows.push(Row { name: "ingest full (decode + write Parquet)".into(), items: n, unit: "images", seconds: s });
-                let sp = fer_stats::Params::from_pipeline(&pf, &fer_stats::Cli { common: args.clone() }).expect("stats params");
+                rows.push(Row {
+                    name: "ingest full (decode + write Parquet)".into(),
+                    items: n,
+                    unit: "images",
+                    seconds: s,
+                });
+                let sp = fer_stats::Params::from_pipeline(
+                    &pf,
+                    &fer_stats::Cli {
+                        common: args.clone(),
+                    },
+                )
+                .expect("stats params");
                 let (s, m) = best(cli.repeat, || fer_stats::run(&sp));
                 match m {
-                    Ok(_) => rows.push(Row { name: "stats full (moments, pHash audit, PNGs)".into(), items: n, unit: "images", seconds: s }),
-                    Err(e) => notes.push(format!("stats failed: {}", fer_core::cli::error_chain(&e))),
+                    Ok(_) => rows.push(Row {
+                        name: "stats full (moments, pHash audit, PNGs)".into(),
+                        items: n,
+                        unit: "images",
+                        seconds: s,
+                    }),
+                    Err(e) => {
+                        notes.push(format!("stats failed: {}", fer_core::cli::error_chain(&e)))
+                    }
                 }
             }
             Err(e) => notes.push(format!("ingest failed: {}", fer_core::cli::error_chain(&e))),
         }
     } else {
-        notes.push(format!("{}: not found, real-data rows skipped (set FER2013_DIR)", cli.data_dir.display()));
+        notes.push(format!(
+            "{}: not found, real-data rows skipped (set FER2013_DIR)",
+            cli.data_dir.display()
+        ));
     }
     print_table(&rows);
     for n in &notes {
@@ -94,14 +118,26 @@ fn main() -> std::process::ExitCode {
 }
 
 fn print_table(rows: &[Row]) {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     println!("fer-pipeline bench: {threads} threads, best of the runs\n");
-    println!("| {:<44} | {:>8} | {:<7} | {:>9} | {:>12} |", "benchmark", "items", "unit", "seconds", "items/second");
-    println!("|{:-<46}|{:->10}|{:-<9}|{:->11}|{:->14}|", "", "", "", "", "");
+    println!(
+        "| {:<44} | {:>8} | {:<7} | {:>9} | {:>12} |",
+        "benchmark", "items", "unit", "seconds", "items/second"
+    );
+    println!(
+        "|{:-<46}|{:->10}|{:-<9}|{:->11}|{:->14}|",
+        "", "", "", "", ""
+    );
     for r in rows {
         println!(
             "| {:<44} | {:>8} | {:<7} | {:>9.3} | {:>12.0} |",
-            r.name, r.items, r.unit, r.seconds, r.items / r.seconds
+            r.name,
+            r.items,
+            r.unit,
+            r.seconds,
+            r.items / r.seconds
         );
     }
 }

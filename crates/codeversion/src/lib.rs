@@ -43,7 +43,8 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) {
 /// Call from a stage crate's `build.rs`: emits `FER_CODE_VERSION` covering the crate itself,
 /// the core crate, any `extra` crate folders (e.g. a library the stage reuses) and `Cargo.lock`.
 pub fn emit(extra: &[&str]) {
-    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let crates = manifest_dir.parent().expect("crates/").to_path_buf();
     let workspace = crates.parent().expect("workspace root").to_path_buf();
     let own = manifest_dir

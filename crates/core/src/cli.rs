@@ -59,9 +59,11 @@ pub fn progress(len: u64, what: &str, quiet: bool) -> indicatif::ProgressBar {
     }
     let pb = indicatif::ProgressBar::new(len);
     pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     pb
@@ -82,8 +84,32 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// End a stage binary: success, or the error chain on stderr and exit code 2.
-pub fn exit_on_error<T, E: std::error::Error>(result: std::result::Result<T, E>) -> std::process::ExitCode {
+/// End a stage binary: on failure, remove the stage's old `manifest.json` (whatever failed,
+/// before or during the computation, the old outputs no longer stand for this run, so neither
+/// `make` nor a downstream stage may take them as finished), then [`exit_on_error`].
+pub fn finish<T, E: std::error::Error>(
+    common: &StageArgs,
+    stage: &str,
+    result: std::result::Result<T, E>,
+) -> std::process::ExitCode {
+    if result.is_err() {
+        let path = pipeline::resolve(&common.pipeline);
+        if let Some(name) = path.file_stem() {
+            let m = common
+                .artifacts
+                .join(name)
+                .join(stage)
+                .join(crate::manifest::MANIFEST_FILE);
+            let _ = std::fs::remove_file(m);
+        }
+    }
+    exit_on_error(result)
+}
+
+/// End a binary: success, or the error chain on stderr and exit code 2.
+pub fn exit_on_error<T, E: std::error::Error>(
+    result: std::result::Result<T, E>,
+) -> std::process::ExitCode {
     match result {
         Ok(_) => std::process::ExitCode::SUCCESS,
         Err(e) => {

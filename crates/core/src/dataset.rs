@@ -55,7 +55,11 @@ pub fn image_schema(side: usize, mode: LabelMode) -> SchemaRef {
             Field::new("emotion", DataType::Utf8, false),
             Field::new("emotion_code", DataType::UInt8, false),
             Field::new("label", DataType::UInt8, false),
-            Field::new("pixels", DataType::FixedSizeBinary((side * side) as i32), false),
+            Field::new(
+                "pixels",
+                DataType::FixedSizeBinary((side * side) as i32),
+                false,
+            ),
             Field::new("source", DataType::Utf8, false),
         ])
         .with_metadata(meta),
@@ -64,7 +68,10 @@ pub fn image_schema(side: usize, mode: LabelMode) -> SchemaRef {
 
 impl ImageDataset {
     pub fn count(&self, split: Split, label: u8) -> usize {
-        self.records.iter().filter(|r| r.split == split && r.label == label).count()
+        self.records
+            .iter()
+            .filter(|r| r.split == split && r.label == label)
+            .count()
     }
 
     /// Write as Parquet; returns the row count.
@@ -84,19 +91,33 @@ impl ImageDataset {
                 }
             }
             let cols: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.id.as_str()))),
-                Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.split.as_str()))),
-                Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.usage.as_str()))),
-                Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.emotion.as_str()))),
-                Arc::new(UInt8Array::from_iter_values(chunk.iter().map(|r| r.emotion.code()))),
+                Arc::new(StringArray::from_iter_values(
+                    chunk.iter().map(|r| r.id.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    chunk.iter().map(|r| r.split.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    chunk.iter().map(|r| r.usage.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    chunk.iter().map(|r| r.emotion.as_str()),
+                )),
+                Arc::new(UInt8Array::from_iter_values(
+                    chunk.iter().map(|r| r.emotion.code()),
+                )),
                 Arc::new(UInt8Array::from_iter_values(chunk.iter().map(|r| r.label))),
                 Arc::new(
                     FixedSizeBinaryArray::try_from_iter(chunk.iter().map(|r| r.pixels.as_slice()))
                         .map_err(|e| Error::parquet(path, e))?,
                 ),
-                Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.source.as_str()))),
+                Arc::new(StringArray::from_iter_values(
+                    chunk.iter().map(|r| r.source.as_str()),
+                )),
             ];
-            batches.push(RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::parquet(path, e))?);
+            batches.push(
+                RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::parquet(path, e))?,
+            );
         }
         if batches.is_empty() {
             batches.push(RecordBatch::new_empty(schema.clone()));
@@ -149,13 +170,27 @@ impl ImageDataset {
                 .downcast_ref::<FixedSizeBinaryArray>()
                 .ok_or_else(|| bad("column `pixels` is not FixedSizeBinary".into()))?;
             if pix.value_length() as usize != side * side {
-                return Err(bad(format!("pixels are {} bytes, expected {}", pix.value_length(), side * side)));
+                return Err(bad(format!(
+                    "pixels are {} bytes, expected {}",
+                    pix.value_length(),
+                    side * side
+                )));
             }
             for i in 0..b.num_rows() {
-                let split_v = Split::parse(split.value(i))
-                    .ok_or_else(|| bad(format!("row {}: unknown split `{}`", records.len(), split.value(i))))?;
-                let emotion = Emotion::from_code(code.value(i))
-                    .ok_or_else(|| bad(format!("row {}: unknown emotion code {}", records.len(), code.value(i))))?;
+                let split_v = Split::parse(split.value(i)).ok_or_else(|| {
+                    bad(format!(
+                        "row {}: unknown split `{}`",
+                        records.len(),
+                        split.value(i)
+                    ))
+                })?;
+                let emotion = Emotion::from_code(code.value(i)).ok_or_else(|| {
+                    bad(format!(
+                        "row {}: unknown emotion code {}",
+                        records.len(),
+                        code.value(i)
+                    ))
+                })?;
                 records.push(ImageRecord {
                     id: id.value(i).to_string(),
                     split: split_v,
@@ -223,7 +258,10 @@ mod tests {
             records: vec![r],
         };
         let dir = tempfile::tempdir().unwrap();
-        let err = ds.write_parquet(&dir.path().join("x.parquet")).unwrap_err().to_string();
+        let err = ds
+            .write_parquet(&dir.path().join("x.parquet"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("image a has 2303 pixels"), "{err}");
     }
 }

@@ -73,6 +73,9 @@ mod tests {
         std::fs::write(d.path().join("b.txt"), b"3").unwrap();
         let h2 = hash_tree(d.path(), &files).unwrap();
         assert_ne!(h1, h2);
-        assert_eq!(hash_file(&d.path().join("b.txt")).unwrap(), hash_bytes(b"3"));
+        assert_eq!(
+            hash_file(&d.path().join("b.txt")).unwrap(),
+            hash_bytes(b"3")
+        );
     }
 }

@@ -13,7 +13,9 @@
 //! - [`metrics`]: accuracy, balanced accuracy, per-class precision/recall/F1/support, macro
 //!   and weighted averages, confusion matrix, ROC AUC;
 //! - [`plot`]: the embedded font and image-grid helpers for PNG charts;
-//! - [`cli`]: the common command line of every stage binary.
+//! - [`cli`]: the common command line of every stage binary;
+//! - [`tensors`]: model-ready f32 tensors per split (safetensors) and their index;
+//! - [`transform`]: the fitted preprocessing transform and the colour-to-gray helper.
 
 pub mod cli;
 pub mod dataset;
@@ -27,6 +29,8 @@ pub mod pipeline;
 pub mod plot;
 pub mod split;
 pub mod stage;
+pub mod tensors;
+pub mod transform;
 
 pub use error::{Error, Result};
 pub use label::{BinaryLabel, Emotion, LabelMode};

@@ -39,8 +39,17 @@ fn div(a: f64, b: f64) -> f64 {
 
 /// Metrics from true and predicted labels (`0..class_names.len()`), with optional per-class
 /// scores (`scores[i][c]`, e.g. probabilities) for ROC AUC.
-pub fn classification_metrics(y_true: &[u8], y_pred: &[u8], class_names: &[&str], scores: Option<&[Vec<f64>]>) -> Metrics {
-    assert_eq!(y_true.len(), y_pred.len(), "y_true and y_pred lengths differ");
+pub fn classification_metrics(
+    y_true: &[u8],
+    y_pred: &[u8],
+    class_names: &[&str],
+    scores: Option<&[Vec<f64>]>,
+) -> Metrics {
+    assert_eq!(
+        y_true.len(),
+        y_pred.len(),
+        "y_true and y_pred lengths differ"
+    );
     let k = class_names.len();
     let mut cm = vec![vec![0u64; k]; k];
     for (&t, &p) in y_true.iter().zip(y_pred) {
@@ -162,16 +171,31 @@ pub fn roc_curve(positive: &[bool], scores: &[f64]) -> Vec<(f64, f64, f64)> {
 impl Metrics {
     /// The layout of scikit-learn's `classification_report` (the study's table).
     pub fn report_text(&self) -> String {
-        let width = self.classes.iter().map(|c| c.name.len()).max().unwrap_or(0).max(12);
-        let mut s = format!("{:>width$} {:>9} {:>9} {:>9} {:>9}\n\n", "", "precision", "recall", "f1-score", "support");
+        let width = self
+            .classes
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(12);
+        let mut s = format!(
+            "{:>width$} {:>9} {:>9} {:>9} {:>9}\n\n",
+            "", "precision", "recall", "f1-score", "support"
+        );
         for c in &self.classes {
             s += &format!(
                 "{:>width$} {:>9.2} {:>9.2} {:>9.2} {:>9}\n",
                 c.name, c.precision, c.recall, c.f1, c.support
             );
         }
-        s += &format!("\n{:>width$} {:>9} {:>9} {:>9.2} {:>9}\n", "accuracy", "", "", self.accuracy, self.n);
-        for (name, a) in [("macro avg", &self.macro_avg), ("weighted avg", &self.weighted_avg)] {
+        s += &format!(
+            "\n{:>width$} {:>9} {:>9} {:>9.2} {:>9}\n",
+            "accuracy", "", "", self.accuracy, self.n
+        );
+        for (name, a) in [
+            ("macro avg", &self.macro_avg),
+            ("weighted avg", &self.weighted_avg),
+        ] {
             s += &format!(
                 "{:>width$} {:>9.2} {:>9.2} {:>9.2} {:>9}\n",
                 name, a.precision, a.recall, a.f1, a.support
@@ -202,7 +226,10 @@ mod tests {
         assert_abs_diff_eq!(m.weighted_avg.recall, m.accuracy, epsilon = 1e-12);
         assert_eq!(m.roc_auc, None);
         let text = m.report_text();
-        assert!(text.contains("     happy      0.67      0.67      0.67         3"), "{text}");
+        assert!(
+            text.contains("     happy      0.67      0.67      0.67         3"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -212,7 +239,10 @@ mod tests {
         assert_abs_diff_eq!(roc_auc(&pos, &[0.1, 0.2, 0.8, 0.9]).unwrap(), 0.0);
         assert_abs_diff_eq!(roc_auc(&pos, &[0.5, 0.5, 0.5, 0.5]).unwrap(), 0.5);
         // sklearn: roc_auc_score([1,0,1,0],[0.8,0.6,0.4,0.2]) = 0.75
-        assert_abs_diff_eq!(roc_auc(&[true, false, true, false], &[0.8, 0.6, 0.4, 0.2]).unwrap(), 0.75);
+        assert_abs_diff_eq!(
+            roc_auc(&[true, false, true, false], &[0.8, 0.6, 0.4, 0.2]).unwrap(),
+            0.75
+        );
         assert_eq!(roc_auc(&[true, true], &[0.1, 0.2]), None);
         let c = roc_curve(&pos, &[0.9, 0.8, 0.3, 0.1]);
         assert_eq!(c.first().unwrap().0, 0.0);
@@ -222,7 +252,12 @@ mod tests {
     #[test]
     fn scores_give_binary_auc_of_class_zero() {
         let t = [0, 0, 1, 1];
-        let s = vec![vec![0.9, 0.1], vec![0.4, 0.6], vec![0.6, 0.4], vec![0.2, 0.8]];
+        let s = vec![
+            vec![0.9, 0.1],
+            vec![0.4, 0.6],
+            vec![0.6, 0.4],
+            vec![0.2, 0.8],
+        ];
         let m = classification_metrics(&t, &[0, 1, 0, 1], &["happy", "not_happy"], Some(&s));
         assert_abs_diff_eq!(m.roc_auc.unwrap(), 0.75);
     }

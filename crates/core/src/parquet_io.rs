@@ -13,7 +13,9 @@ use std::path::Path;
 
 fn props() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid zstd level"),
+        ))
         .set_created_by("fer-pipeline".to_string())
         .build()
 }
@@ -24,7 +26,8 @@ pub fn write_batches(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) ->
         std::fs::create_dir_all(parent).at(parent)?;
     }
     let file = File::create(path).at(path)?;
-    let mut w = ArrowWriter::try_new(file, schema, Some(props())).map_err(|e| Error::parquet(path, e))?;
+    let mut w =
+        ArrowWriter::try_new(file, schema, Some(props())).map_err(|e| Error::parquet(path, e))?;
     let mut rows = 0;
     for b in batches {
         rows += b.num_rows();
@@ -37,7 +40,8 @@ pub fn write_batches(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) ->
 /// Read every batch of a Parquet file, with its schema.
 pub fn read_batches(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let file = File::open(path).at(path)?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(path, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::parquet(path, e))?;
     let schema = builder.schema().clone();
     let reader = builder
         .with_batch_size(8192)
@@ -57,7 +61,10 @@ pub fn write_columns(path: &Path, columns: Vec<(&str, arrow::array::ArrayRef)>) 
         .map(|(n, a)| arrow::datatypes::Field::new(*n, a.data_type().clone(), a.null_count() > 0))
         .collect();
     let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|(_, a)| a).collect())
-        .map_err(|e| Error::parquet(path, e))?;
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .map_err(|e| Error::parquet(path, e))?;
     write_batches(path, schema, &[batch])
 }

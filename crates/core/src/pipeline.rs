@@ -76,7 +76,9 @@ impl PipelineFile {
                 )));
             }
             if !v.is_table() {
-                return Err(perr(format!("`{k}` must be a section ([{k}]), not a value")));
+                return Err(perr(format!(
+                    "`{k}` must be a section ([{k}]), not a value"
+                )));
             }
         }
         let name = path
@@ -146,10 +148,15 @@ mod tests {
 
         let f = PipelineFile::parse(p, "[ingest]\nsed = 3\n").unwrap();
         let e = f.section::<P>("ingest").unwrap_err().to_string();
-        assert!(e.starts_with("pipelines/x.toml: [ingest] unknown field `sed`"), "{e}");
+        assert!(
+            e.starts_with("pipelines/x.toml: [ingest] unknown field `sed`"),
+            "{e}"
+        );
         assert!(!e.contains('\n'));
 
-        let e = PipelineFile::parse(p, "[ingset]\n").unwrap_err().to_string();
+        let e = PipelineFile::parse(p, "[ingset]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown section [ingset]"), "{e}");
         let e = PipelineFile::parse(p, "[ingest\n").unwrap_err().to_string();
         assert!(e.starts_with("pipelines/x.toml: line 1:"), "{e}");

@@ -136,7 +136,9 @@ fn remove_dir_if_exists(p: &Path) -> Result<()> {
 fn outputs_intact(dir: &Path, m: &Manifest) -> bool {
     m.outputs.iter().all(|o| {
         let p = dir.join(&o.path);
-        std::fs::metadata(&p).map(|md| md.len() == o.bytes).unwrap_or(false)
+        std::fs::metadata(&p)
+            .map(|md| md.len() == o.bytes)
+            .unwrap_or(false)
             && hash::hash_file(&p).map(|h| h == o.hash).unwrap_or(false)
     })
 }
@@ -148,7 +150,11 @@ impl StageRun {
 
     /// The run-cache key.
     pub fn signature(&self) -> String {
-        let mut inputs: Vec<(&str, &str)> = self.inputs.iter().map(|i| (i.name.as_str(), i.hash.as_str())).collect();
+        let mut inputs: Vec<(&str, &str)> = self
+            .inputs
+            .iter()
+            .map(|i| (i.name.as_str(), i.hash.as_str()))
+            .collect();
         inputs.sort();
         let key = serde_json::json!({
             "stage": self.stage,
@@ -177,7 +183,10 @@ impl StageRun {
     }
 
     /// Skip, restore or compute. `compute` writes its files into the folder it is given.
-    pub fn execute<E>(&self, compute: impl FnOnce(&Path) -> std::result::Result<Outputs, E>) -> std::result::Result<Manifest, E>
+    pub fn execute<E>(
+        &self,
+        compute: impl FnOnce(&Path) -> std::result::Result<Outputs, E>,
+    ) -> std::result::Result<Manifest, E>
     where
         E: From<Error>,
     {
@@ -192,7 +201,10 @@ impl StageRun {
             && m.signature == sig
             && outputs_intact(&dir, &m)
         {
-            let f = std::fs::File::options().append(true).open(&mpath).at(&mpath)?;
+            let f = std::fs::File::options()
+                .append(true)
+                .open(&mpath)
+                .at(&mpath)?;
             f.set_modified(SystemTime::now()).at(&mpath)?;
             self.log(&format!("up to date ({})", &sig[..12]));
             return Ok(m);
@@ -236,7 +248,9 @@ impl StageRun {
         // The old outputs no longer describe this run: drop the manifest first so that a
         // failure below leaves nothing `make` would take as finished.
         match std::fs::remove_file(&mpath) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&mpath, e).into()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(&mpath, e).into());
+            }
             _ => {}
         }
         let outputs = match compute(&tmp) {
@@ -336,26 +350,42 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let cache = tempfile::tempdir().unwrap();
         let n = std::cell::Cell::new(0);
-        let m1 = run(root.path(), cache.path(), 1).execute(compute(&n)).unwrap();
+        let m1 = run(root.path(), cache.path(), 1)
+            .execute(compute(&n))
+            .unwrap();
         assert_eq!((n.get(), m1.status), (1, RunStatus::Computed));
         // Same signature: skipped.
-        let m2 = run(root.path(), cache.path(), 1).execute(compute(&n)).unwrap();
+        let m2 = run(root.path(), cache.path(), 1)
+            .execute(compute(&n))
+            .unwrap();
         assert_eq!(n.get(), 1);
         assert_eq!(m2.signature, m1.signature);
         // A fresh artifacts folder with a warm cache: restored, not computed.
         let root2 = tempfile::tempdir().unwrap();
-        let m3 = run(root2.path(), cache.path(), 1).execute(compute(&n)).unwrap();
+        let m3 = run(root2.path(), cache.path(), 1)
+            .execute(compute(&n))
+            .unwrap();
         assert_eq!((n.get(), m3.status), (1, RunStatus::Restored));
-        assert_eq!(std::fs::read(root2.path().join("p/s/out.txt")).unwrap(), b"hello");
+        assert_eq!(
+            std::fs::read(root2.path().join("p/s/out.txt")).unwrap(),
+            b"hello"
+        );
         // Changed params: computed again.
-        let m4 = run(root.path(), cache.path(), 2).execute(compute(&n)).unwrap();
+        let m4 = run(root.path(), cache.path(), 2)
+            .execute(compute(&n))
+            .unwrap();
         assert_eq!((n.get(), m4.status), (2, RunStatus::Computed));
         assert_ne!(m4.signature, m1.signature);
         // A tampered output is noticed and recomputed... from the cache of params=2.
         std::fs::write(root.path().join("p/s/out.txt"), b"HELLO").unwrap();
-        let m5 = run(root.path(), cache.path(), 2).execute(compute(&n)).unwrap();
+        let m5 = run(root.path(), cache.path(), 2)
+            .execute(compute(&n))
+            .unwrap();
         assert_eq!(m5.status, RunStatus::Restored);
-        assert_eq!(std::fs::read(root.path().join("p/s/out.txt")).unwrap(), b"hello");
+        assert_eq!(
+            std::fs::read(root.path().join("p/s/out.txt")).unwrap(),
+            b"hello"
+        );
     }
 
     #[test]
@@ -374,7 +404,9 @@ mod tests {
     #[test]
     fn missing_upstream_names_the_stage_to_run() {
         let root = tempfile::tempdir().unwrap();
-        let err = Input::stage(root.path(), "seed", "ingest").unwrap_err().to_string();
+        let err = Input::stage(root.path(), "seed", "ingest")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("make ingest PIPELINE=seed"), "{err}");
     }
 }

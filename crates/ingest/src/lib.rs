@@ -44,14 +44,22 @@ pub enum IngestError {
     Layout(String),
     /// A file or CSV row that is not a usable image (with `on_bad = "error"`).
     #[error("{file}: {reason}{more}")]
-    BadInput { file: String, reason: String, more: String },
+    BadInput {
+        file: String,
+        reason: String,
+        more: String,
+    },
     /// The data cannot satisfy the params (e.g. too few images for the sizes asked).
     #[error("{0}")]
     Params(String),
 }
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "fer-ingest", version, about = "Stage ingest: FER2013 (or synthetic faces) into artifacts/<pipeline>/ingest/images.parquet")]
+#[command(
+    name = "fer-ingest",
+    version,
+    about = "Stage ingest: FER2013 (or synthetic faces) into artifacts/<pipeline>/ingest/images.parquet"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub common: StageArgs,
@@ -108,21 +116,44 @@ pub fn run(p: &Params) -> Result<Manifest, IngestError> {
         Source::Synthetic => (None, Vec::new()),
         Source::Csv => {
             if !csv_path.is_file() {
-                return Err(IngestError::Layout(format!("{}: not found", csv_path.display())));
+                return Err(IngestError::Layout(format!(
+                    "{}: not found",
+                    csv_path.display()
+                )));
             }
             let hash = fer_core::hash::hash_file(&csv_path)?;
-            (Some(Input { name: "fer2013".into(), path: csv_path.clone(), hash }), Vec::new())
+            (
+                Some(Input {
+                    name: "fer2013".into(),
+                    path: csv_path.clone(),
+                    hash,
+                }),
+                Vec::new(),
+            )
         }
         _ => {
             let files = source::list_folder_layout(&p.data_dir)?;
             let paths: Vec<PathBuf> = files.iter().map(|f| f.2.clone()).collect();
             let hash = fer_core::hash::hash_tree(&p.data_dir, &paths)?;
-            (Some(Input { name: "fer2013".into(), path: p.data_dir.clone(), hash }), files)
+            (
+                Some(Input {
+                    name: "fer2013".into(),
+                    path: p.data_dir.clone(),
+                    hash,
+                }),
+                files,
+            )
         }
     };
     let mut params = serde_json::to_value(&p.ingest).expect("params serialize");
     params["source"] = serde_json::to_value(source).expect("source serializes");
-    let run = p.common.stage_run(&p.pipeline, STAGE, CODE_VERSION, params, input.into_iter().collect());
+    let run = p.common.stage_run(
+        &p.pipeline,
+        STAGE,
+        CODE_VERSION,
+        params,
+        input.into_iter().collect(),
+    );
     let quiet = p.common.quiet;
     run.execute(|dir| {
         let total = if files.is_empty() { 0 } else { files.len() as u64 };
@@ -153,7 +184,10 @@ pub fn run(p: &Params) -> Result<Manifest, IngestError> {
             });
         }
         let pool = (loaded.images.len(), loaded.rejects.len());
-        let ds = select(&p.ingest, loaded.images)?;
+        let ds = select(&p.ingest, loaded.images).map_err(|e| match e {
+            IngestError::Params(m) => IngestError::Params(format!("{}: {m}", p.pipeline.path.display())),
+            e => e,
+        })?;
         let mut out = Outputs::default();
         let rows = ds.write_parquet(&dir.join("images.parquet"))?;
         out.table("images.parquet", rows);
@@ -170,11 +204,18 @@ pub fn run(p: &Params) -> Result<Manifest, IngestError> {
 fn synthesize(p: &IngestParams) -> Loaded {
     let s = &p.synthetic;
     let mut images = Vec::new();
-    for (split, tag, n) in [(Split::Train, 1u64, s.train_per_class), (Split::Test, 2, s.test_per_class)] {
+    for (split, tag, n) in [
+        (Split::Train, 1u64, s.train_per_class),
+        (Split::Test, 2, s.test_per_class),
+    ] {
         for happy in [true, false] {
             for i in 0..n {
                 let (emotion, pixels) = synthetic::nth_face(happy, tag, i, p.seed, s.noise);
-                let id = format!("Synthetic_{}_{}_{i:05}", split.as_str(), if happy { "h" } else { "n" });
+                let id = format!(
+                    "Synthetic_{}_{}_{i:05}",
+                    split.as_str(),
+                    if happy { "h" } else { "n" }
+                );
                 images.push(Raw {
                     source: format!("synthetic:{id}"),
                     id,
@@ -207,7 +248,9 @@ pub fn select(p: &IngestParams, mut images: Vec<Raw>) -> Result<ImageDataset, In
             if let Protocol::Seed(sizes) = p.protocol {
                 let (want, key) = match (split, group) {
                     (Split::Train, BinaryLabel::Happy) => (sizes.train_happy, "train_happy"),
-                    (Split::Train, BinaryLabel::NotHappy) => (sizes.train_not_happy, "train_not_happy"),
+                    (Split::Train, BinaryLabel::NotHappy) => {
+                        (sizes.train_not_happy, "train_not_happy")
+                    }
                     (_, BinaryLabel::Happy) => (sizes.test_happy, "test_happy"),
                     (_, BinaryLabel::NotHappy) => (sizes.test_not_happy, "test_not_happy"),
                 };
@@ -238,7 +281,8 @@ pub fn select(p: &IngestParams, mut images: Vec<Raw>) -> Result<ImageDataset, In
         pixels: r.pixels,
         source: r.source,
     };
-    let (train, test): (Vec<Raw>, Vec<Raw>) = chosen.into_iter().partition(|r| r.split == Split::Train);
+    let (train, test): (Vec<Raw>, Vec<Raw>) =
+        chosen.into_iter().partition(|r| r.split == Split::Train);
     for c in 0..classes {
         let mut group: Vec<Raw> = train
             .iter()
@@ -249,7 +293,10 @@ pub fn select(p: &IngestParams, mut images: Vec<Raw>) -> Result<ImageDataset, In
         group.shuffle(&mut val_rng);
         let n_val = (group.len() as f64 * p.val_fraction).round() as usize;
         for (i, r) in group.into_iter().enumerate() {
-            records.push(to_record(r, if i < n_val { Split::Val } else { Split::Train }));
+            records.push(to_record(
+                r,
+                if i < n_val { Split::Val } else { Split::Train },
+            ));
         }
     }
     records.extend(test.into_iter().map(|r| to_record(r, Split::Test)));
@@ -266,13 +313,28 @@ fn write_rejects(path: &std::path::Path, rejects: &[Reject]) -> fer_core::Result
     fer_core::parquet_io::write_columns(
         path,
         vec![
-            ("file", Arc::new(StringArray::from_iter_values(rejects.iter().map(|r| r.file.as_str()))) as ArrayRef),
-            ("reason", Arc::new(StringArray::from_iter_values(rejects.iter().map(|r| r.reason.as_str())))),
+            (
+                "file",
+                Arc::new(StringArray::from_iter_values(
+                    rejects.iter().map(|r| r.file.as_str()),
+                )) as ArrayRef,
+            ),
+            (
+                "reason",
+                Arc::new(StringArray::from_iter_values(
+                    rejects.iter().map(|r| r.reason.as_str()),
+                )),
+            ),
         ],
     )
 }
 
-fn summary(ds: &ImageDataset, source: Source, pool: (usize, usize), rejects: &[Reject]) -> serde_json::Value {
+fn summary(
+    ds: &ImageDataset,
+    source: Source,
+    pool: (usize, usize),
+    rejects: &[Reject],
+) -> serde_json::Value {
     let names = ds.label_mode.class_names();
     let mut counts = serde_json::Map::new();
     for split in Split::ALL {

@@ -123,18 +123,6 @@ pub struct IngestParams {
     pub synthetic: SyntheticSection,
 }
 
-pub fn parse_filter(s: &str) -> Option<image::imageops::FilterType> {
-    use image::imageops::FilterType::*;
-    Some(match s {
-        "nearest" => Nearest,
-        "triangle" => Triangle,
-        "catmull_rom" => CatmullRom,
-        "gaussian" => Gaussian,
-        "lanczos3" => Lanczos3,
-        _ => return None,
-    })
-}
-
 impl IngestSection {
     /// Check every key; errors name the pipeline file, `[ingest]` and the key.
     pub fn validate(&self, pf: &PipelineFile) -> fer_core::Result<IngestParams> {
@@ -144,34 +132,63 @@ impl IngestSection {
             "folders" => Source::Folders,
             "csv" => Source::Csv,
             "synthetic" => Source::Synthetic,
-            s => return Err(err("source", format!("unknown source `{s}` (expected auto, folders, csv or synthetic)"))),
+            s => {
+                return Err(err(
+                    "source",
+                    format!("unknown source `{s}` (expected auto, folders, csv or synthetic)"),
+                ));
+            }
         };
         let label_mode = LabelMode::parse(&self.label_mode).ok_or_else(|| {
             err(
                 "label_mode",
-                format!("unknown label mode `{}` (expected binary or emotion7)", self.label_mode),
+                format!(
+                    "unknown label mode `{}` (expected binary or emotion7)",
+                    self.label_mode
+                ),
             )
         })?;
         let protocol = match (self.protocol.as_str(), self.sizes) {
             ("seed", s) => Protocol::Seed(s.unwrap_or(Sizes::STUDY)),
             ("full", None) => Protocol::Full,
-            ("full", Some(_)) => return Err(err("sizes", "sizes only apply to protocol = \"seed\"".into())),
-            (p, _) => return Err(err("protocol", format!("unknown protocol `{p}` (expected seed or full)"))),
+            ("full", Some(_)) => {
+                return Err(err(
+                    "sizes",
+                    "sizes only apply to protocol = \"seed\"".into(),
+                ));
+            }
+            (p, _) => {
+                return Err(err(
+                    "protocol",
+                    format!("unknown protocol `{p}` (expected seed or full)"),
+                ));
+            }
         };
         if let Protocol::Seed(s) = protocol
-            && (s.train_happy == 0 || s.train_not_happy == 0 || s.test_happy == 0 || s.test_not_happy == 0)
+            && (s.train_happy == 0
+                || s.train_not_happy == 0
+                || s.test_happy == 0
+                || s.test_not_happy == 0)
         {
             return Err(err("sizes", "every size must be at least 1".into()));
         }
         if !(self.val_fraction >= 0.0 && self.val_fraction < 1.0) {
-            return Err(err("val_fraction", format!("{} is not in [0, 1)", self.val_fraction)));
+            return Err(err(
+                "val_fraction",
+                format!("{} is not in [0, 1)", self.val_fraction),
+            ));
         }
         let on_bad = match self.on_bad.as_str() {
             "error" => OnBad::Error,
             "skip" => OnBad::Skip,
-            s => return Err(err("on_bad", format!("unknown value `{s}` (expected error or skip)"))),
+            s => {
+                return Err(err(
+                    "on_bad",
+                    format!("unknown value `{s}` (expected error or skip)"),
+                ));
+            }
         };
-        let filter = parse_filter(&self.resize_filter).ok_or_else(|| {
+        let filter = fer_core::transform::filter_by_name(&self.resize_filter).ok_or_else(|| {
             err(
                 "resize_filter",
                 format!(
@@ -182,10 +199,16 @@ impl IngestSection {
         })?;
         let syn = &self.synthetic;
         if source == Source::Synthetic && (syn.train_per_class == 0 || syn.test_per_class == 0) {
-            return Err(err("synthetic", "train_per_class and test_per_class must be at least 1".into()));
+            return Err(err(
+                "synthetic",
+                "train_per_class and test_per_class must be at least 1".into(),
+            ));
         }
         if !(syn.noise >= 0.0 && syn.noise.is_finite()) {
-            return Err(err("synthetic.noise", format!("{} must be >= 0", syn.noise)));
+            return Err(err(
+                "synthetic.noise",
+                format!("{} must be >= 0", syn.noise),
+            ));
         }
         Ok(IngestParams {
             source,

@@ -44,7 +44,11 @@ pub struct Sizing {
 pub fn decode_gray(bytes: &[u8], is_jpeg: bool, sizing: Sizing) -> Result<Vec<u8>, String> {
     if is_jpeg {
         // A JPEG ends with the EOI marker; decoders pad a truncated stream silently.
-        let end = bytes.iter().rposition(|&b| b != 0).map(|i| i + 1).unwrap_or(0);
+        let end = bytes
+            .iter()
+            .rposition(|&b| b != 0)
+            .map(|i| i + 1)
+            .unwrap_or(0);
         if end < 4 || bytes[..2] != [0xFF, 0xD8] || bytes[end - 2..end] != [0xFF, 0xD9] {
             return Err("truncated or not a JPEG (no start/end marker)".into());
         }
@@ -124,7 +128,11 @@ pub fn read_folders(
     let results: Vec<Result<Raw, Reject>> = files
         .par_iter()
         .map(|(split, emotion, path)| {
-            let rel = path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(path)
+                .to_string_lossy()
+                .replace('\\', "/");
             let reject = |reason: String| Reject {
                 file: path.display().to_string(),
                 reason,
@@ -143,7 +151,11 @@ pub fn read_folders(
                 .and_then(|b| decode_gray(&b, is_jpeg, sizing))
                 .map_err(reject)
                 .map(|pixels| {
-                    let stem = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+                    let stem = path
+                        .file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .to_string();
                     Raw {
                         usage: usage_of(&stem, *split),
                         // Kaggle reuses a few file names across class folders (for example
@@ -191,12 +203,15 @@ pub fn read_csv(path: &Path, progress: &indicatif::ProgressBar) -> Result<Loaded
         .map_err(|e| IngestError::Layout(format!("{}: {e}", path.display())))?
         .clone();
     let col = |name: &str| {
-        headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
-            IngestError::Layout(format!(
-                "{}: no `{name}` column in the header (expected emotion,pixels,Usage)",
-                path.display()
-            ))
-        })
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| {
+                IngestError::Layout(format!(
+                    "{}: no `{name}` column in the header (expected emotion,pixels,Usage)",
+                    path.display()
+                ))
+            })
     };
     let (ce, cp, cu) = (col("emotion")?, col("pixels")?, col("Usage")?);
     let mut rows = Vec::new();
@@ -214,7 +229,11 @@ pub fn read_csv(path: &Path, progress: &indicatif::ProgressBar) -> Result<Loaded
             };
             let out = (|| {
                 let rec = rec.map_err(|e| format!("unreadable CSV row: {e}"))?;
-                let get = |c: usize| rec.get(c).map(str::trim).ok_or_else(|| format!("only {} fields", rec.len()));
+                let get = |c: usize| {
+                    rec.get(c)
+                        .map(str::trim)
+                        .ok_or_else(|| format!("only {} fields", rec.len()))
+                };
                 let e = get(ce)?;
                 let emotion = e
                     .parse::<u8>()
@@ -225,7 +244,11 @@ pub fn read_csv(path: &Path, progress: &indicatif::ProgressBar) -> Result<Loaded
                 let split = match usage {
                     "Training" => Split::Train,
                     "PublicTest" | "PrivateTest" => Split::Test,
-                    u => return Err(format!("Usage `{u}` is not Training, PublicTest or PrivateTest")),
+                    u => {
+                        return Err(format!(
+                            "Usage `{u}` is not Training, PublicTest or PrivateTest"
+                        ));
+                    }
                 };
                 let mut pixels = Vec::with_capacity(IMAGE_SIDE * IMAGE_SIDE);
                 for (k, tok) in get(cp)?.split_ascii_whitespace().enumerate() {

@@ -24,7 +24,13 @@ pub fn face(emotion: Emotion, seed: u64, noise: f64) -> Vec<u8> {
     let cy = s / 2.0 + rng.random_range(-3.0..3.0);
     let rx = rng.random_range(13.0..19.0f32);
     let ry = rx * rng.random_range(1.1..1.35f32);
-    draw_filled_ellipse_mut(&mut img, (cx as i32, cy as i32), rx as i32, ry as i32, Luma([skin]));
+    draw_filled_ellipse_mut(
+        &mut img,
+        (cx as i32, cy as i32),
+        rx as i32,
+        ry as i32,
+        Luma([skin]),
+    );
     // Eyes and brows.
     let eye_dx = rx * rng.random_range(0.35..0.5);
     let eye_y = cy - ry * rng.random_range(0.2..0.35);
@@ -55,10 +61,20 @@ pub fn face(emotion: Emotion, seed: u64, noise: f64) -> Vec<u8> {
         let t = k as f32 / 24.0 - 0.5;
         let x = cx + t * mouth_w;
         let y = mouth_y + bend * (1.0 - 4.0 * t * t);
-        draw_filled_circle_mut(&mut img, (x.round() as i32, y.round() as i32), thick, Luma([dark]));
+        draw_filled_circle_mut(
+            &mut img,
+            (x.round() as i32, y.round() as i32),
+            thick,
+            Luma([dark]),
+        );
     }
     let angle = rng.random_range(-0.3..0.3f32);
-    let mut img = rotate_about_center(&img, angle, Interpolation::Bilinear, Border::Constant(Luma([bg])));
+    let mut img = rotate_about_center(
+        &img,
+        angle,
+        Interpolation::Bilinear,
+        Border::Constant(Luma([bg])),
+    );
     if noise > 0.0 {
         imageproc::noise::gaussian_noise_mut(&mut img, 0.0, noise, rng.random());
     }
@@ -67,7 +83,13 @@ pub fn face(emotion: Emotion, seed: u64, noise: f64) -> Vec<u8> {
 
 /// The `i`-th face of a class in a split: `(emotion, pixels)`. Not-happy alternates between
 /// neutral and sad.
-pub fn nth_face(happy: bool, split_tag: u64, i: usize, base_seed: u64, noise: f64) -> (Emotion, Vec<u8>) {
+pub fn nth_face(
+    happy: bool,
+    split_tag: u64,
+    i: usize,
+    base_seed: u64,
+    noise: f64,
+) -> (Emotion, Vec<u8>) {
     let emotion = if happy {
         Emotion::Happy
     } else if i % 2 == 0 {

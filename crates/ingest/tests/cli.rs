@@ -315,6 +315,30 @@ fn show(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// Breaks the inputs of a good run: the fixture and its pipeline file.
+type Breaker = fn(&Fixture, &Path);
+
+/// Run a good pipeline, break its inputs with `breaker`, rerun (which must fail with one
+/// `error: ` line) and list what the failed run left behind that `make` would take as done.
+fn leftovers_after_failure(breaker: Breaker) -> Vec<&'static str> {
+    let f = Fixture::new();
+    f.folders(POOL);
+    let p = f.pipeline("p", FOLDERS_FULL);
+    f.run(&p).ok();
+    let stage = f.stage(&p);
+    assert!(stage.manifest_path().exists());
+    breaker(&f, &p);
+    f.run(&p).error(&[]);
+    let mut left = Vec::new();
+    if stage.manifest_path().exists() {
+        left.push("manifest.json");
+    }
+    if f.artifacts().join("p/.ingest.tmp").exists() {
+        left.push(".ingest.tmp");
+    }
+    left
+}
+
 #[test]
 fn missing_data_dir_names_the_folder() {
     let f = Fixture::new();
@@ -484,27 +508,6 @@ fn skip_lists_every_bad_file_in_rejects() {
     assert!(!got.contains("happy/Training_trunc") && !got.contains("fear/PublicTest_big"));
 }
 
-/// Run a good pipeline, break its inputs with `breaker`, rerun (which must fail with one
-/// `error: ` line) and list what the failed run left behind that `make` would take as done.
-fn leftovers_after_failure(breaker: fn(&Fixture, &Path)) -> Vec<&'static str> {
-    let f = Fixture::new();
-    f.folders(POOL);
-    let p = f.pipeline("p", FOLDERS_FULL);
-    f.run(&p).ok();
-    let stage = f.stage(&p);
-    assert!(stage.manifest_path().exists());
-    breaker(&f, &p);
-    f.run(&p).error(&[]);
-    let mut left = Vec::new();
-    if stage.manifest_path().exists() {
-        left.push("manifest.json");
-    }
-    if f.artifacts().join("p/.ingest.tmp").exists() {
-        left.push(".ingest.tmp");
-    }
-    left
-}
-
 #[test]
 fn failed_run_leaves_no_manifest() {
     let left = leftovers_after_failure(|f, _| {
@@ -514,12 +517,10 @@ fn failed_run_leaves_no_manifest() {
 }
 
 /// The same for failures found before the stage computes: the layout, the data folder, the
-/// params. The old manifest.json survives these (see the ignore reason); run with
-/// `--ignored` once fixed.
+/// params.
 #[test]
-#[ignore = "bug: errors raised before StageRun::execute (layout, data dir, params) keep the old manifest.json"]
 fn failed_setup_leaves_no_manifest() {
-    let breakers: [(&str, fn(&Fixture, &Path)); 3] = [
+    let breakers: [(&str, Breaker); 3] = [
         ("unknown class folder", |f, _| {
             f.image("train/contempt/Training_x.jpg", 48, 1);
         }),

@@ -20,22 +20,32 @@ pub fn hashes(records: &[ImageRecord], side: usize) -> Vec<PHash> {
     records
         .par_iter()
         .map(|r| {
-            let img: ImageBuffer<Luma<f32>, Vec<f32>> = ImageBuffer::from_fn(side as u32, side as u32, |x, y| {
-                Luma([r.pixels[y as usize * side + x as usize] as f32 / 255.0])
-            });
+            let img: ImageBuffer<Luma<f32>, Vec<f32>> =
+                ImageBuffer::from_fn(side as u32, side as u32, |x, y| {
+                    Luma([r.pixels[y as usize * side + x as usize] as f32 / 255.0])
+                });
             phash(&img)
         })
         .collect()
 }
 
 pub fn rms(a: &[u8], b: &[u8]) -> f64 {
-    let s: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum();
+    let s: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum();
     (s / a.len() as f64).sqrt()
 }
 
 /// All pairs `(i < j)` within `max_hamming` pHash bits whose pixel RMS is at most `max_rms`.
 /// Brute force over pHash (64-bit popcount), which takes well under a second for FER2013.
-pub fn near_pairs(records: &[ImageRecord], hashes: &[PHash], max_hamming: u32, max_rms: f64) -> Vec<DupPair> {
+pub fn near_pairs(
+    records: &[ImageRecord],
+    hashes: &[PHash],
+    max_hamming: u32,
+    max_rms: f64,
+) -> Vec<DupPair> {
     let n = records.len();
     let mut pairs: Vec<DupPair> = (0..n)
         .into_par_iter()
@@ -104,7 +114,12 @@ mod tests {
             *v = v.saturating_add(3);
         }
         let other = pattern(11);
-        let recs = vec![rec("a", a.clone()), rec("b", a), rec("c", near), rec("d", other)];
+        let recs = vec![
+            rec("a", a.clone()),
+            rec("b", a),
+            rec("c", near),
+            rec("d", other),
+        ];
         let h = hashes(&recs, 48);
         let pairs = near_pairs(&recs, &h, 8, 4.0);
         let ids: Vec<(usize, usize, bool)> = pairs.iter().map(|p| (p.a, p.b, p.exact)).collect();

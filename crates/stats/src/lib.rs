@@ -48,7 +48,11 @@ pub enum StatsError {
 }
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "fer-stats", version, about = "Stage stats: counts, mean/std, histograms, samples and a data audit")]
+#[command(
+    name = "fer-stats",
+    version,
+    about = "Stage stats: counts, mean/std, histograms, samples and a data audit"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub common: StageArgs,
@@ -83,13 +87,22 @@ impl StatsParams {
     pub fn validate(self, pf: &PipelineFile) -> fer_core::Result<StatsParams> {
         let err = |k: &str, m: String| pf.param_error(STAGE, k, m);
         if self.samples_per_class == 0 || self.samples_per_class > 100 {
-            return Err(err("samples_per_class", format!("{} is not in 1..=100", self.samples_per_class)));
+            return Err(err(
+                "samples_per_class",
+                format!("{} is not in 1..=100", self.samples_per_class),
+            ));
         }
         if self.near_dup_hamming > 32 {
-            return Err(err("near_dup_hamming", format!("{} is above 32 (of 64 bits)", self.near_dup_hamming)));
+            return Err(err(
+                "near_dup_hamming",
+                format!("{} is above 32 (of 64 bits)", self.near_dup_hamming),
+            ));
         }
         if !(self.near_dup_rms >= 0.0 && self.near_dup_rms.is_finite()) {
-            return Err(err("near_dup_rms", format!("{} must be >= 0", self.near_dup_rms)));
+            return Err(err(
+                "near_dup_rms",
+                format!("{} must be >= 0", self.near_dup_rms),
+            ));
         }
         if !(self.blank_std >= 0.0 && self.blank_std.is_finite()) {
             return Err(err("blank_std", format!("{} must be >= 0", self.blank_std)));
@@ -179,7 +192,9 @@ pub fn class_moments(ds: &ImageDataset) -> BTreeMap<(String, String), Moments> {
     for r in &ds.records {
         for g in groups_of(r.split) {
             for c in [names[r.label as usize], "all"] {
-                m.entry((g.to_string(), c.to_string())).or_default().add(&r.pixels);
+                m.entry((g.to_string(), c.to_string()))
+                    .or_default()
+                    .add(&r.pixels);
             }
         }
     }
@@ -191,7 +206,9 @@ pub fn emotion_moments(ds: &ImageDataset) -> BTreeMap<(String, Emotion), Moments
     let mut m: BTreeMap<(String, Emotion), Moments> = BTreeMap::new();
     for r in &ds.records {
         for g in groups_of(r.split) {
-            m.entry((g.to_string(), r.emotion)).or_default().add(&r.pixels);
+            m.entry((g.to_string(), r.emotion))
+                .or_default()
+                .add(&r.pixels);
         }
     }
     m
@@ -202,7 +219,9 @@ pub fn run(p: &Params) -> Result<Manifest, StatsError> {
     let images_path: PathBuf = input.path.join("images.parquet");
     debug_assert!(upstream.output("images.parquet").is_some());
     let params = serde_json::to_value(&p.stats).expect("params serialize");
-    let run = p.common.stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
+    let run = p
+        .common
+        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
     run.execute(|dir| {
         let ds = ImageDataset::read_parquet(&images_path)?;
         compute(&ds, &p.stats, dir, p.common.quiet)
@@ -210,7 +229,12 @@ pub fn run(p: &Params) -> Result<Manifest, StatsError> {
 }
 
 /// Everything the stage writes, into `dir`.
-pub fn compute(ds: &ImageDataset, sp: &StatsParams, dir: &Path, quiet: bool) -> Result<Outputs, StatsError> {
+pub fn compute(
+    ds: &ImageDataset,
+    sp: &StatsParams,
+    dir: &Path,
+    quiet: bool,
+) -> Result<Outputs, StatsError> {
     let mut out = Outputs::default();
     let names = ds.label_mode.class_names();
 
@@ -235,11 +259,36 @@ pub fn compute(ds: &ImageDataset, sp: &StatsParams, dir: &Path, quiet: bool) -> 
     let n = write_columns(
         &dir.join("summary.parquet"),
         vec![
-            ("split", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))) as ArrayRef),
-            ("class", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str())))),
-            ("images", Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.2.images)))),
-            ("mean", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2.mean())))),
-            ("std", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2.std())))),
+            (
+                "split",
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.0.as_str()),
+                )) as ArrayRef,
+            ),
+            (
+                "class",
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.1.as_str()),
+                )),
+            ),
+            (
+                "images",
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|r| r.2.images),
+                )),
+            ),
+            (
+                "mean",
+                Arc::new(Float64Array::from_iter_values(
+                    rows.iter().map(|r| r.2.mean()),
+                )),
+            ),
+            (
+                "std",
+                Arc::new(Float64Array::from_iter_values(
+                    rows.iter().map(|r| r.2.std()),
+                )),
+            ),
         ],
     )?;
     out.table("summary.parquet", n);
@@ -266,7 +315,10 @@ pub fn compute(ds: &ImageDataset, sp: &StatsParams, dir: &Path, quiet: bool) -> 
     let n = write_columns(
         &dir.join("histograms.parquet"),
         vec![
-            ("split", Arc::new(StringArray::from_iter_values(hs.0)) as ArrayRef),
+            (
+                "split",
+                Arc::new(StringArray::from_iter_values(hs.0)) as ArrayRef,
+            ),
             ("class", Arc::new(StringArray::from_iter_values(hs.1))),
             ("bin", Arc::new(UInt8Array::from_iter_values(hs.2))),
             ("count", Arc::new(UInt64Array::from_iter_values(hs.3))),
@@ -291,14 +343,31 @@ pub fn compute(ds: &ImageDataset, sp: &StatsParams, dir: &Path, quiet: bool) -> 
             }
             idx.shuffle(&mut rng);
             idx.truncate(sp.samples_per_class);
-            ids.insert(name.to_string(), idx.iter().map(|&i| ds.records[i].id.clone()).collect::<Vec<_>>().into());
-            grid_rows.push((name.replace('_', " "), idx.iter().map(|&i| ds.records[i].pixels.as_slice()).collect()));
+            ids.insert(
+                name.to_string(),
+                idx.iter()
+                    .map(|&i| ds.records[i].id.clone())
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+            grid_rows.push((
+                name.replace('_', " "),
+                idx.iter()
+                    .map(|&i| ds.records[i].pixels.as_slice())
+                    .collect(),
+            ));
         }
         if grid_rows.is_empty() {
             continue;
         }
         let file = format!("samples_{split}.png");
-        fer_core::plot::image_grid(&dir.join(&file), &format!("{split}: random samples per class"), &grid_rows, ds.side as u32, 2)?;
+        fer_core::plot::image_grid(
+            &dir.join(&file),
+            &format!("{split}: random samples per class"),
+            &grid_rows,
+            ds.side as u32,
+            2,
+        )?;
         out.file(&file);
         samples.insert(split.as_str().into(), ids.into());
     }
@@ -314,13 +383,17 @@ pub fn compute(ds: &ImageDataset, sp: &StatsParams, dir: &Path, quiet: bool) -> 
         "audit": audit,
     });
     let text = serde_json::to_string_pretty(&doc).expect("json");
-    std::fs::write(dir.join("stats.json"), text + "\n").map_err(|e| fer_core::Error::io(dir.join("stats.json"), e))?;
+    std::fs::write(dir.join("stats.json"), text + "\n")
+        .map_err(|e| fer_core::Error::io(dir.join("stats.json"), e))?;
     out.file("stats.json");
     if !quiet {
         eprintln!("{}", mean_std_text(&rows));
         eprintln!(
             "audit: {} exact-duplicate pairs, {} near-duplicate pairs, {} test images with a near twin in train+val, {} blank",
-            audit["exact_pairs"], audit["near_pairs"], audit["test_with_train_twin"], audit["blank"]["count"]
+            audit["exact_pairs"],
+            audit["near_pairs"],
+            audit["test_with_train_twin"],
+            audit["blank"]["count"]
         );
     }
     out.summary = json!({
@@ -341,33 +414,93 @@ fn round2(v: f64) -> f64 {
 }
 
 fn mean_std_text(rows: &[(String, String, &Moments)]) -> String {
-    let mut s = format!("{:<10} {:<18} {:>7} {:>8} {:>8}\n", "split", "class", "images", "mean", "std");
+    let mut s = format!(
+        "{:<10} {:<18} {:>7} {:>8} {:>8}\n",
+        "split", "class", "images", "mean", "std"
+    );
     for (g, c, m) in rows.iter().filter(|r| !r.1.starts_with("emotion:")) {
-        s += &format!("{g:<10} {c:<18} {:>7} {:>8.2} {:>8.2}\n", m.images, m.mean(), m.std());
+        s += &format!(
+            "{g:<10} {c:<18} {:>7} {:>8.2} {:>8.2}\n",
+            m.images,
+            m.mean(),
+            m.std()
+        );
     }
     s
 }
 
-fn audit_section(ds: &ImageDataset, sp: &StatsParams, dir: &Path, out: &mut Outputs) -> Result<serde_json::Value, StatsError> {
+fn audit_section(
+    ds: &ImageDataset,
+    sp: &StatsParams,
+    dir: &Path,
+    out: &mut Outputs,
+) -> Result<serde_json::Value, StatsError> {
     let recs: &[ImageRecord] = &ds.records;
     let hashes = audit::hashes(recs, ds.side);
     let pairs = audit::near_pairs(recs, &hashes, sp.near_dup_hamming, sp.near_dup_rms);
     let scope = |p: &audit::DupPair| {
         let (a, b) = (recs[p.a].split, recs[p.b].split);
-        if a == b { format!("within {a}") } else { format!("{}~{}", a.min(b), a.max(b)) }
+        if a == b {
+            format!("within {a}")
+        } else {
+            format!("{}~{}", a.min(b), a.max(b))
+        }
     };
     let n = write_columns(
         &dir.join("duplicates.parquet"),
         vec![
-            ("id_a", Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| recs[p.a].id.as_str()))) as ArrayRef),
-            ("split_a", Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| recs[p.a].split.as_str())))),
-            ("label_a", Arc::new(UInt8Array::from_iter_values(pairs.iter().map(|p| recs[p.a].label)))),
-            ("id_b", Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| recs[p.b].id.as_str())))),
-            ("split_b", Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| recs[p.b].split.as_str())))),
-            ("label_b", Arc::new(UInt8Array::from_iter_values(pairs.iter().map(|p| recs[p.b].label)))),
-            ("kind", Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| if p.exact { "exact" } else { "near" })))),
-            ("hamming", Arc::new(UInt32Array::from_iter_values(pairs.iter().map(|p| p.hamming)))),
-            ("rms", Arc::new(Float64Array::from_iter_values(pairs.iter().map(|p| p.rms)))),
+            (
+                "id_a",
+                Arc::new(StringArray::from_iter_values(
+                    pairs.iter().map(|p| recs[p.a].id.as_str()),
+                )) as ArrayRef,
+            ),
+            (
+                "split_a",
+                Arc::new(StringArray::from_iter_values(
+                    pairs.iter().map(|p| recs[p.a].split.as_str()),
+                )),
+            ),
+            (
+                "label_a",
+                Arc::new(UInt8Array::from_iter_values(
+                    pairs.iter().map(|p| recs[p.a].label),
+                )),
+            ),
+            (
+                "id_b",
+                Arc::new(StringArray::from_iter_values(
+                    pairs.iter().map(|p| recs[p.b].id.as_str()),
+                )),
+            ),
+            (
+                "split_b",
+                Arc::new(StringArray::from_iter_values(
+                    pairs.iter().map(|p| recs[p.b].split.as_str()),
+                )),
+            ),
+            (
+                "label_b",
+                Arc::new(UInt8Array::from_iter_values(
+                    pairs.iter().map(|p| recs[p.b].label),
+                )),
+            ),
+            (
+                "kind",
+                Arc::new(StringArray::from_iter_values(
+                    pairs.iter().map(|p| if p.exact { "exact" } else { "near" }),
+                )),
+            ),
+            (
+                "hamming",
+                Arc::new(UInt32Array::from_iter_values(
+                    pairs.iter().map(|p| p.hamming),
+                )),
+            ),
+            (
+                "rms",
+                Arc::new(Float64Array::from_iter_values(pairs.iter().map(|p| p.rms))),
+            ),
         ],
     )?;
     out.table("duplicates.parquet", n);
@@ -376,17 +509,30 @@ fn audit_section(ds: &ImageDataset, sp: &StatsParams, dir: &Path, out: &mut Outp
     let mut by_scope: BTreeMap<String, (u64, u64, u64, Vec<String>)> = BTreeMap::new();
     for p in &pairs {
         let e = by_scope.entry(scope(p)).or_default();
-        if p.exact { e.0 += 1 } else { e.1 += 1 }
+        if p.exact {
+            e.0 += 1
+        } else {
+            e.1 += 1
+        }
         if recs[p.a].label != recs[p.b].label {
             e.2 += 1;
         }
         if e.3.len() < sp.examples {
-            e.3.push(format!("{} ~ {} ({}, rms {:.2})", recs[p.a].id, recs[p.b].id, if p.exact { "exact" } else { "near" }, p.rms));
+            e.3.push(format!(
+                "{} ~ {} ({}, rms {:.2})",
+                recs[p.a].id,
+                recs[p.b].id,
+                if p.exact { "exact" } else { "near" },
+                p.rms
+            ));
         }
     }
     // Files involved in exact duplicates within their own split.
     let mut exact_files: HashMap<&str, std::collections::HashSet<usize>> = HashMap::new();
-    for p in pairs.iter().filter(|p| p.exact && recs[p.a].split == recs[p.b].split) {
+    for p in pairs
+        .iter()
+        .filter(|p| p.exact && recs[p.a].split == recs[p.b].split)
+    {
         let s = exact_files.entry(recs[p.a].split.as_str()).or_default();
         s.insert(p.a);
         s.insert(p.b);
@@ -420,19 +566,47 @@ fn audit_section(ds: &ImageDataset, sp: &StatsParams, dir: &Path, out: &mut Outp
             )
         })
         .collect();
-    fer_core::plot::image_grid(&dir.join("duplicates.png"), "cross-split duplicates", &dup_rows, ds.side as u32, 2)?;
+    fer_core::plot::image_grid(
+        &dir.join("duplicates.png"),
+        "cross-split duplicates",
+        &dup_rows,
+        ds.side as u32,
+        2,
+    )?;
     out.file("duplicates.png");
 
     // Blank images.
     let stds: Vec<f64> = recs.iter().map(|r| audit::pixel_std(&r.pixels)).collect();
-    let blank: Vec<usize> = (0..recs.len()).filter(|&i| stds[i] < sp.blank_std).collect();
+    let blank: Vec<usize> = (0..recs.len())
+        .filter(|&i| stds[i] < sp.blank_std)
+        .collect();
     let n = write_columns(
         &dir.join("blank.parquet"),
         vec![
-            ("id", Arc::new(StringArray::from_iter_values(blank.iter().map(|&i| recs[i].id.as_str()))) as ArrayRef),
-            ("split", Arc::new(StringArray::from_iter_values(blank.iter().map(|&i| recs[i].split.as_str())))),
-            ("label", Arc::new(UInt8Array::from_iter_values(blank.iter().map(|&i| recs[i].label)))),
-            ("pixel_std", Arc::new(Float64Array::from_iter_values(blank.iter().map(|&i| stds[i])))),
+            (
+                "id",
+                Arc::new(StringArray::from_iter_values(
+                    blank.iter().map(|&i| recs[i].id.as_str()),
+                )) as ArrayRef,
+            ),
+            (
+                "split",
+                Arc::new(StringArray::from_iter_values(
+                    blank.iter().map(|&i| recs[i].split.as_str()),
+                )),
+            ),
+            (
+                "label",
+                Arc::new(UInt8Array::from_iter_values(
+                    blank.iter().map(|&i| recs[i].label),
+                )),
+            ),
+            (
+                "pixel_std",
+                Arc::new(Float64Array::from_iter_values(
+                    blank.iter().map(|&i| stds[i]),
+                )),
+            ),
         ],
     )?;
     out.table("blank.parquet", n);
@@ -440,16 +614,28 @@ fn audit_section(ds: &ImageDataset, sp: &StatsParams, dir: &Path, out: &mut Outp
         .chunks(10)
         .take(5)
         .enumerate()
-        .map(|(k, c)| (format!("blank {}-{}", k * 10 + 1, k * 10 + c.len()), c.iter().map(|&i| recs[i].pixels.as_slice()).collect()))
+        .map(|(k, c)| {
+            (
+                format!("blank {}-{}", k * 10 + 1, k * 10 + c.len()),
+                c.iter().map(|&i| recs[i].pixels.as_slice()).collect(),
+            )
+        })
         .collect();
-    fer_core::plot::image_grid(&dir.join("blank.png"), "blank / near-constant images", &blank_rows, ds.side as u32, 2)?;
+    fer_core::plot::image_grid(
+        &dir.join("blank.png"),
+        "blank / near-constant images",
+        &blank_rows,
+        ds.side as u32,
+        2,
+    )?;
     out.file("blank.png");
 
     let mut scopes = serde_json::Map::new();
     for (k, (exact, near, conf, ex)) in by_scope {
         scopes.insert(k, json!({"exact_pairs": exact, "near_pairs": near, "label_conflicts": conf, "examples": ex}));
     }
-    let exact_files: BTreeMap<&str, usize> = exact_files.into_iter().map(|(k, v)| (k, v.len())).collect();
+    let exact_files: BTreeMap<&str, usize> =
+        exact_files.into_iter().map(|(k, v)| (k, v.len())).collect();
     Ok(json!({
         "method": format!("pHash (imageproc, 64-bit DCT) within {} bits, confirmed by pixel RMS <= {}", sp.near_dup_hamming, sp.near_dup_rms),
         "exact_pairs": pairs.iter().filter(|p| p.exact).count(),
@@ -481,7 +667,14 @@ fn histogram_chart(path: &Path, rows: &[(&str, &str, &Moments)]) -> Result<(), S
             .iter()
             .map(|(g, c, m)| {
                 let total = m.pixels().max(1) as f64;
-                (format!("{g} {c}"), m.hist.iter().enumerate().map(|(b, &n)| (b as f64, 100.0 * n as f64 / total)).collect())
+                (
+                    format!("{g} {c}"),
+                    m.hist
+                        .iter()
+                        .enumerate()
+                        .map(|(b, &n)| (b as f64, 100.0 * n as f64 / total))
+                        .collect(),
+                )
             })
             .collect();
         let ymax = series
@@ -510,7 +703,9 @@ fn histogram_chart(path: &Path, rows: &[(&str, &str, &Moments)]) -> Result<(), S
                 .draw_series(LineSeries::new(pts, color.stroke_width(2)))
                 .map_err(|e| ce(&e))?
                 .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()

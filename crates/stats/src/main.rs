@@ -8,5 +8,5 @@ fn main() -> std::process::ExitCode {
         .load_pipeline()
         .map_err(Into::into)
         .and_then(|pipeline| fer_stats::run(&fer_stats::Params::from_pipeline(&pipeline, &cli)?));
-    fer_core::cli::exit_on_error(result)
+    fer_core::cli::finish(&cli.common, fer_stats::STAGE, result)
 }

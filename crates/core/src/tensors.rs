@@ -1,0 +1,125 @@
+//! Model-ready tensors: what `preprocess` writes and the trainers read.
+//!
+//! One safetensors file per split, `<split>.safetensors`, holding `x`: f32 `[N, 1, H, W]`
+//! (row-major, already normalized by the fitted transform) and `y`: u8 `[N]` (labels). Row `i`
+//! of a split is the `i`-th row of that split in `index.parquet` (split, row, id, label,
+//! emotion), which carries the ids that safetensors cannot. The header metadata key `fer`
+//! holds a small JSON document (split, label mode, transform hash).
+
+use crate::error::{Error, IoContext, Result};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A split's images and labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSet {
+    pub n: usize,
+    pub height: usize,
+    pub width: usize,
+    /// `n * height * width` values (one channel).
+    pub x: Vec<f32>,
+    pub y: Vec<u8>,
+}
+
+impl TensorSet {
+    pub fn image(&self, i: usize) -> &[f32] {
+        let s = self.height * self.width;
+        &self.x[i * s..(i + 1) * s]
+    }
+
+    pub fn write(&self, path: &Path, meta: &serde_json::Value) -> Result<()> {
+        let xb: Vec<u8> = self.x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bad =
+            |e: safetensors::SafeTensorError| Error::parquet(path, format!("safetensors: {e}"));
+        let x = TensorView::new(Dtype::F32, vec![self.n, 1, self.height, self.width], &xb)
+            .map_err(bad)?;
+        let y = TensorView::new(Dtype::U8, vec![self.n], &self.y).map_err(bad)?;
+        // A single metadata key keeps the header (a JSON map) byte-for-byte deterministic.
+        let info: HashMap<String, String> = [("fer".to_string(), meta.to_string())]
+            .into_iter()
+            .collect();
+        let bytes = safetensors::serialize([("x", x), ("y", y)], Some(info)).map_err(bad)?;
+        std::fs::write(path, bytes).at(path)
+    }
+
+    /// Read a split written by [`TensorSet::write`]; the `fer` metadata comes back too.
+    pub fn read(path: &Path) -> Result<(TensorSet, serde_json::Value)> {
+        let bytes = std::fs::read(path).at(path)?;
+        let bad = |m: String| Error::Parquet {
+            path: path.to_path_buf(),
+            message: m,
+        };
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let (_, md) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let meta = md
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("fer"))
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let x = st.tensor("x").map_err(|e| bad(format!("tensor x: {e}")))?;
+        let y = st.tensor("y").map_err(|e| bad(format!("tensor y: {e}")))?;
+        if x.dtype() != Dtype::F32 || x.shape().len() != 4 || x.shape()[1] != 1 {
+            return Err(bad(format!(
+                "x is {:?} {:?}, expected F32 [N, 1, H, W]",
+                x.dtype(),
+                x.shape()
+            )));
+        }
+        let (n, h, w) = (x.shape()[0], x.shape()[2], x.shape()[3]);
+        if y.dtype() != Dtype::U8 || y.shape() != [n] {
+            return Err(bad(format!(
+                "y is {:?} {:?}, expected U8 [{n}]",
+                y.dtype(),
+                y.shape()
+            )));
+        }
+        let xs: Vec<f32> = x
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok((
+            TensorSet {
+                n,
+                height: h,
+                width: w,
+                x: xs,
+                y: y.data().to_vec(),
+            },
+            meta,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_is_exact_and_deterministic() {
+        let t = TensorSet {
+            n: 2,
+            height: 2,
+            width: 3,
+            x: vec![
+                0.0, 0.5, -1.0, 1.0, 0.25, 3.5, 7.0, 8.0, 9.0, -0.125, 1e-7, 2.0,
+            ],
+            y: vec![0, 1],
+        };
+        let d = tempfile::tempdir().unwrap();
+        let meta = serde_json::json!({"split": "train"});
+        t.write(&d.path().join("a.safetensors"), &meta).unwrap();
+        t.write(&d.path().join("b.safetensors"), &meta).unwrap();
+        let (back, m) = TensorSet::read(&d.path().join("a.safetensors")).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(m, meta);
+        assert_eq!(back.image(1), &t.x[6..]);
+        assert_eq!(
+            std::fs::read(d.path().join("a.safetensors")).unwrap(),
+            std::fs::read(d.path().join("b.safetensors")).unwrap()
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! `fer-preprocess`: parse args, load the pipeline file, run the stage; errors exit 2.
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = fer_preprocess::Cli::parse();
+    let result = cli
+        .common
+        .load_pipeline()
+        .map_err(Into::into)
+        .and_then(|pipeline| {
+            fer_preprocess::run(&fer_preprocess::Params::from_pipeline(&pipeline, &cli)?)
+        });
+    fer_core::cli::finish(&cli.common, fer_preprocess::STAGE, result)
+}
