@@ -12,7 +12,7 @@ export FER2013_DIR
 A      := artifacts/$(PIPELINE)
 PFILE  := pipelines/$(PIPELINE).toml
 BIN    := target/release
-STAGES := ingest stats preprocess
+STAGES := ingest stats preprocess augment
 
 # Sources a stage's binary is built from: its crate, the core crate, the lock file.
 src   = $(shell find crates/$(1)/src crates/$(1)/Cargo.toml crates/$(1)/build.rs -type f 2>/dev/null)
@@ -36,6 +36,7 @@ all: $(STAGES)
 ingest: $(A)/ingest/manifest.json
 stats: $(A)/stats/manifest.json
 preprocess: $(A)/preprocess/manifest.json
+augment: $(A)/augment/manifest.json
 
 $(A)/ingest/manifest.json: $(PFILE) $(CORE) $(call src,ingest) $(DATA)
 	$(call stage,ingest)
@@ -45,6 +46,9 @@ $(A)/stats/manifest.json: $(A)/ingest/manifest.json $(PFILE) $(CORE) $(call src,
 
 $(A)/preprocess/manifest.json: $(A)/ingest/manifest.json $(PFILE) $(CORE) $(call src,preprocess)
 	$(call stage,preprocess)
+
+$(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(call src,augment)
+	$(call stage,augment)
 
 demo: ## the whole pipeline on synthetic faces (no download needed)
 	@$(MAKE) --no-print-directory all PIPELINE=smoke
@@ -68,4 +72,5 @@ help: ## this list
 	@echo "  ingest       FER2013 -> $(A)/ingest/images.parquet"
 	@echo "  stats        counts, mean/std, histograms, samples, audit -> $(A)/stats/"
 	@echo "  preprocess   fitted transform + tensors per split -> $(A)/preprocess/"
+	@echo "  augment      augmentation preview (+ offline set) -> $(A)/augment/"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'

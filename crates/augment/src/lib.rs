@@ -1,0 +1,480 @@
+//! Augmentation: a library of seeded, composable transforms ([`ops`]) that `train-cnn` calls
+//! online per batch, and the stage `augment`.
+//!
+//! Reads `artifacts/<pipeline>/preprocess/` (`train.safetensors`, `transform.json`,
+//! `index.parquet`).
+//!
+//! Writes `artifacts/<pipeline>/augment/`: `preview.png` (originals beside augmented
+//! versions, like the study's augmentation page), `chain.json` (the validated chain with its
+//! value range) and, when `offline_copies > 0`, `offline.parquet` (id, copy, label, x: k
+//! augmented copies of every training image, f32 `FixedSizeList(H*W)` in the model's range).
+//!
+//! Params (`[augment]`): `seed`, `preview_images` (8), `preview_variants` (7),
+//! `offline_copies` (0), and `[[augment.ops]]`, an ordered list of steps, each with `kind`,
+//! `p` (probability, default 1) and its own keys: `hflip`; `rotate` (`degrees`); `scale`
+//! (`min`, `max`); `translate` (`max_fraction`); `brightness` (`max_delta`, a fraction of the
+//! value range); `contrast` (`min`, `max`); `blur` (`sigma_min`, `sigma_max`); `noise` (`std`,
+//! a fraction of the value range); `erase` (`min_area`, `max_area`, fractions of the image).
+
+pub mod ops;
+
+use arrow::array::{ArrayRef, FixedSizeListArray, StringArray, UInt8Array, UInt16Array};
+use arrow::datatypes::Float32Type;
+use fer_core::cli::StageArgs;
+use fer_core::manifest::Manifest;
+use fer_core::pipeline::PipelineFile;
+use fer_core::stage::{Input, Outputs};
+use fer_core::tensors::TensorSet;
+use fer_core::transform::Transform;
+pub use ops::{Augmenter, Op, Scratch, Step, image_rng};
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+
+pub const STAGE: &str = "augment";
+pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum AugmentError {
+    #[error(transparent)]
+    Core(#[from] fer_core::Error),
+}
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "fer-augment",
+    version,
+    about = "Stage augment: preview of the augmentation chain, optional offline set"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: StageArgs,
+}
+
+/// One `[[augment.ops]]` entry as written.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpSection {
+    pub kind: String,
+    pub p: Option<f32>,
+    pub degrees: Option<f32>,
+    pub min: Option<f32>,
+    pub max: Option<f32>,
+    pub max_fraction: Option<f32>,
+    pub max_delta: Option<f32>,
+    pub sigma_min: Option<f32>,
+    pub sigma_max: Option<f32>,
+    pub std: Option<f32>,
+    pub min_area: Option<f32>,
+    pub max_area: Option<f32>,
+}
+
+/// `[augment]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentSection {
+    pub seed: u64,
+    pub preview_images: usize,
+    pub preview_variants: usize,
+    pub offline_copies: usize,
+    pub ops: Vec<OpSection>,
+}
+
+impl Default for AugmentSection {
+    fn default() -> Self {
+        AugmentSection {
+            seed: 42,
+            preview_images: 8,
+            preview_variants: 7,
+            offline_copies: 0,
+            ops: default_ops(),
+        }
+    }
+}
+
+/// The chain used when a pipeline gives none: flip, rotation ±15°, contrast 0.8-1.2.
+pub fn default_ops() -> Vec<OpSection> {
+    vec![
+        OpSection {
+            kind: "hflip".into(),
+            p: Some(0.5),
+            ..Default::default()
+        },
+        OpSection {
+            kind: "rotate".into(),
+            degrees: Some(15.0),
+            ..Default::default()
+        },
+        OpSection {
+            kind: "contrast".into(),
+            min: Some(0.8),
+            max: Some(1.2),
+            ..Default::default()
+        },
+    ]
+}
+
+/// Validated `[augment]` params.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AugmentParams {
+    pub seed: u64,
+    pub preview_images: usize,
+    pub preview_variants: usize,
+    pub offline_copies: usize,
+    pub steps: Vec<Step>,
+}
+
+/// Validate an op list (also used by train-cnn for its online chain). `section` names the
+/// pipeline section the list came from, for errors: `[section] ops[i].key: problem`.
+pub fn validate_ops(
+    ops: &[OpSection],
+    pf: &PipelineFile,
+    section: &str,
+) -> fer_core::Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    for (i, o) in ops.iter().enumerate() {
+        let err = |k: &str, m: String| pf.param_error(section, &format!("ops[{i}].{k}"), m);
+        let p = o.p.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&p) {
+            return Err(err("p", format!("{p} is not a probability in [0, 1]")));
+        }
+        // Which keys each kind takes; any other key set is an error.
+        let allowed: &[&str] = match o.kind.as_str() {
+            "hflip" => &[],
+            "rotate" => &["degrees"],
+            "scale" | "contrast" => &["min", "max"],
+            "translate" => &["max_fraction"],
+            "brightness" => &["max_delta"],
+            "blur" => &["sigma_min", "sigma_max"],
+            "noise" => &["std"],
+            "erase" => &["min_area", "max_area"],
+            k => {
+                return Err(err(
+                    "kind",
+                    format!(
+                        "unknown op `{k}` (expected hflip, rotate, scale, translate, brightness, contrast, blur, noise or erase)"
+                    ),
+                ));
+            }
+        };
+        let given = [
+            ("degrees", o.degrees),
+            ("min", o.min),
+            ("max", o.max),
+            ("max_fraction", o.max_fraction),
+            ("max_delta", o.max_delta),
+            ("sigma_min", o.sigma_min),
+            ("sigma_max", o.sigma_max),
+            ("std", o.std),
+            ("min_area", o.min_area),
+            ("max_area", o.max_area),
+        ];
+        for (k, v) in given {
+            if v.is_some() && !allowed.contains(&k) {
+                return Err(err(
+                    k,
+                    format!(
+                        "not a key of `{}` (it takes: {})",
+                        o.kind,
+                        if allowed.is_empty() {
+                            "p only".to_string()
+                        } else {
+                            allowed.join(", ")
+                        }
+                    ),
+                ));
+            }
+            if let Some(v) = v
+                && !v.is_finite()
+            {
+                return Err(err(k, format!("{v} is not a finite number")));
+            }
+        }
+        let need =
+            |k: &str, v: Option<f32>| v.ok_or_else(|| err(k, format!("`{}` needs `{k}`", o.kind)));
+        let range = |lo_k: &str,
+                     lo: Option<f32>,
+                     hi_k: &str,
+                     hi: Option<f32>,
+                     min_ok: f32,
+                     max_ok: f32|
+         -> fer_core::Result<(f32, f32)> {
+            let (a, b) = (need(lo_k, lo)?, need(hi_k, hi)?);
+            if a < min_ok || a > max_ok {
+                return Err(err(lo_k, format!("{a} is not in [{min_ok}, {max_ok}]")));
+            }
+            if b < a || b > max_ok {
+                return Err(err(hi_k, format!("{b} is not in [{lo_k} = {a}, {max_ok}]")));
+            }
+            Ok((a, b))
+        };
+        let op = match o.kind.as_str() {
+            "hflip" => Op::Hflip,
+            "rotate" => {
+                let d = need("degrees", o.degrees)?;
+                if !(0.0..=180.0).contains(&d) {
+                    return Err(err("degrees", format!("{d} is not in [0, 180]")));
+                }
+                Op::Rotate { degrees: d }
+            }
+            "scale" => {
+                let (min, max) = range("min", o.min, "max", o.max, 0.1, 10.0)?;
+                Op::Scale { min, max }
+            }
+            "contrast" => {
+                let (min, max) = range("min", o.min, "max", o.max, 0.0, 10.0)?;
+                Op::Contrast { min, max }
+            }
+            "translate" => {
+                let f = need("max_fraction", o.max_fraction)?;
+                if !(0.0..=0.5).contains(&f) {
+                    return Err(err("max_fraction", format!("{f} is not in [0, 0.5]")));
+                }
+                Op::Translate { max_fraction: f }
+            }
+            "brightness" => {
+                let d = need("max_delta", o.max_delta)?;
+                if !(0.0..=1.0).contains(&d) {
+                    return Err(err("max_delta", format!("{d} is not in [0, 1]")));
+                }
+                Op::Brightness { max_delta: d }
+            }
+            "blur" => {
+                let (sigma_min, sigma_max) = range(
+                    "sigma_min",
+                    o.sigma_min,
+                    "sigma_max",
+                    o.sigma_max,
+                    0.0,
+                    10.0,
+                )?;
+                Op::Blur {
+                    sigma_min,
+                    sigma_max,
+                }
+            }
+            "noise" => {
+                let s = need("std", o.std)?;
+                if !(0.0..=1.0).contains(&s) {
+                    return Err(err("std", format!("{s} is not in [0, 1]")));
+                }
+                Op::Noise { std: s }
+            }
+            _ => {
+                let (min_area, max_area) =
+                    range("min_area", o.min_area, "max_area", o.max_area, 0.0, 1.0)?;
+                if max_area <= 0.0 {
+                    return Err(err("max_area", "must be > 0".into()));
+                }
+                Op::Erase { min_area, max_area }
+            }
+        };
+        steps.push(Step { op, p });
+    }
+    Ok(steps)
+}
+
+impl AugmentSection {
+    pub fn validate(&self, pf: &PipelineFile) -> fer_core::Result<AugmentParams> {
+        let err = |k: &str, m: String| pf.param_error(STAGE, k, m);
+        if !(1..=64).contains(&self.preview_images) {
+            return Err(err(
+                "preview_images",
+                format!("{} is not in 1..=64", self.preview_images),
+            ));
+        }
+        if !(1..=16).contains(&self.preview_variants) {
+            return Err(err(
+                "preview_variants",
+                format!("{} is not in 1..=16", self.preview_variants),
+            ));
+        }
+        if self.offline_copies > 50 {
+            return Err(err(
+                "offline_copies",
+                format!("{} is above 50", self.offline_copies),
+            ));
+        }
+        Ok(AugmentParams {
+            seed: self.seed,
+            preview_images: self.preview_images,
+            preview_variants: self.preview_variants,
+            offline_copies: self.offline_copies,
+            steps: validate_ops(&self.ops, pf, STAGE)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub pipeline: PipelineFile,
+    pub augment: AugmentParams,
+    pub common: StageArgs,
+}
+
+impl Params {
+    pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, AugmentError> {
+        let s: AugmentSection = pipeline.section(STAGE)?;
+        Ok(Params {
+            pipeline: pipeline.clone(),
+            augment: s.validate(pipeline)?,
+            common: cli.common.clone(),
+        })
+    }
+}
+
+pub fn run(p: &Params) -> Result<Manifest, AugmentError> {
+    let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
+    let dir_in = input.path.clone();
+    let params = serde_json::to_value(&p.augment).expect("params serialize");
+    let run = p
+        .common
+        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
+    run.execute(|dir| {
+        let transform = Transform::load(&dir_in.join("transform.json"))?;
+        let (train, _) = TensorSet::read(&dir_in.join("train.safetensors"))?;
+        let ids = train_ids(&dir_in.join("index.parquet"))?;
+        compute(&train, &ids, &transform, &p.augment, dir)
+    })
+}
+
+/// Ids of the train rows, in row order, from preprocess's `index.parquet`.
+fn train_ids(path: &Path) -> fer_core::Result<Vec<String>> {
+    let (_, batches) = fer_core::parquet_io::read_batches(path)?;
+    let mut ids = Vec::new();
+    for b in &batches {
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+                .ok_or_else(|| fer_core::Error::parquet(path, format!("no Utf8 column `{n}`")))
+        };
+        let (split, id) = (col("split")?, col("id")?);
+        for i in 0..b.num_rows() {
+            if split.value(i) == "train" {
+                ids.push(id.value(i).to_string());
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// The augmenter of a validated chain for tensors made with `transform`.
+pub fn augmenter(steps: &[Step], transform: &Transform) -> Augmenter {
+    Augmenter {
+        steps: steps.to_vec(),
+        side: transform.size as usize,
+        range: transform.value_range(),
+    }
+}
+
+/// Map model values back to 8-bit gray for pictures.
+pub fn to_u8(x: &[f32], range: (f32, f32)) -> Vec<u8> {
+    let (lo, hi) = range;
+    x.iter()
+        .map(|&v| (((v - lo) / (hi - lo)) * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
+pub fn compute(
+    train: &TensorSet,
+    ids: &[String],
+    transform: &Transform,
+    p: &AugmentParams,
+    dir: &Path,
+) -> Result<Outputs, AugmentError> {
+    let aug = augmenter(&p.steps, transform);
+    let side = aug.side;
+    let mut out = Outputs::default();
+    let chain = serde_json::json!({"steps": aug.steps, "side": side, "range": aug.range});
+    let text = serde_json::to_string_pretty(&chain).expect("json") + "\n";
+    std::fs::write(dir.join("chain.json"), text)
+        .map_err(|e| fer_core::Error::io(dir.join("chain.json"), e))?;
+    out.file("chain.json");
+
+    // Preview: each chosen image, then its augmented variants.
+    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+    let k = p.preview_images.min(train.n);
+    let chosen: Vec<usize> = {
+        let mut v = sample(&mut rng, train.n, k).into_vec();
+        v.sort_unstable();
+        v
+    };
+    let mut rows: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+    let mut scratch = Scratch::new(side);
+    for (r, &i) in chosen.iter().enumerate() {
+        let mut pics = vec![to_u8(train.image(i), aug.range)];
+        for v in 0..p.preview_variants {
+            let mut x = train.image(i).to_vec();
+            aug.apply(
+                &mut x,
+                &mut image_rng(p.seed, 1 + v as u64, r as u64),
+                &mut scratch,
+            );
+            pics.push(to_u8(&x, aug.range));
+        }
+        let label = ids
+            .get(i)
+            .map(|s| s.rsplit('/').next().unwrap_or(s).to_string())
+            .unwrap_or_default();
+        rows.push((label, pics));
+    }
+    let grid: Vec<(String, Vec<&[u8]>)> = rows
+        .iter()
+        .map(|(l, v)| (l.clone(), v.iter().map(|x| x.as_slice()).collect()))
+        .collect();
+    fer_core::plot::image_grid(
+        &dir.join("preview.png"),
+        "original | augmented versions",
+        &grid,
+        side as u32,
+        2,
+    )?;
+    out.file("preview.png");
+
+    if p.offline_copies > 0 {
+        let n = train.n * p.offline_copies;
+        let mut x = Vec::with_capacity(n * side * side);
+        for _ in 0..p.offline_copies {
+            x.extend_from_slice(&train.x);
+        }
+        for c in 0..p.offline_copies {
+            let block = &mut x[c * train.n * side * side..(c + 1) * train.n * side * side];
+            aug.apply_batch(block, p.seed, 1_000_000 + c as u64);
+        }
+        let list = FixedSizeListArray::from_iter_primitive::<Float32Type, _, _>(
+            x.chunks_exact(side * side)
+                .map(|img| Some(img.iter().map(|&v| Some(v)).collect::<Vec<_>>())),
+            (side * side) as i32,
+        );
+        let rows = fer_core::parquet_io::write_columns(
+            &dir.join("offline.parquet"),
+            vec![
+                (
+                    "id",
+                    Arc::new(StringArray::from_iter_values(
+                        (0..n).map(|j| ids.get(j % train.n).map(String::as_str).unwrap_or("")),
+                    )) as ArrayRef,
+                ),
+                (
+                    "copy",
+                    Arc::new(UInt16Array::from_iter_values(
+                        (0..n).map(|j| (j / train.n) as u16),
+                    )),
+                ),
+                (
+                    "label",
+                    Arc::new(UInt8Array::from_iter_values(
+                        (0..n).map(|j| train.y[j % train.n]),
+                    )),
+                ),
+                ("x", Arc::new(list)),
+            ],
+        )?;
+        out.table("offline.parquet", rows);
+    }
+    out.summary = serde_json::json!({"steps": p.steps.len(), "offline_rows": train.n * p.offline_copies, "range": aug.range});
+    Ok(out)
+}

@@ -1,0 +1,14 @@
+//! `fer-augment`: parse args, load the pipeline file, run the stage; errors exit 2.
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = fer_augment::Cli::parse();
+    let result = cli
+        .common
+        .load_pipeline()
+        .map_err(Into::into)
+        .and_then(|pipeline| {
+            fer_augment::run(&fer_augment::Params::from_pipeline(&pipeline, &cli)?)
+        });
+    fer_core::cli::finish(&cli.common, fer_augment::STAGE, result)
+}

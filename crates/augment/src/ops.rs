@@ -1,0 +1,380 @@
+//! The augmentation library: seeded, composable transforms on one-channel f32 images in the
+//! model's value range (the fitted transform's `value_range()`).
+//!
+//! Geometric steps that follow each other (rotate, scale, translate) are fused into one affine
+//! map and resampled once (imageproc's bilinear `warp_into`, edges replicated). A flip is an
+//! exact in-place row reversal, so flipping twice is the identity. Photometric steps clamp to
+//! the value range. Every image gets its own ChaCha RNG seeded from `(seed, stream, index)`,
+//! so a batch comes out the same whatever the thread count or scheduling.
+
+use image::{ImageBuffer, Luma};
+use imageproc::geometric_transformations::{Border, Interpolation, Projection, warp_into};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// One transform with its parameters (validated).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Op {
+    /// Mirror left-right.
+    Hflip,
+    /// Rotate about the centre by a uniform angle in ±`degrees`.
+    Rotate { degrees: f32 },
+    /// Zoom by a uniform factor in [`min`, `max`] (>1 zooms in).
+    Scale { min: f32, max: f32 },
+    /// Shift by up to ±`max_fraction` of the side, independently in x and y.
+    Translate { max_fraction: f32 },
+    /// Add a uniform offset in ±`max_delta` of the value range.
+    Brightness { max_delta: f32 },
+    /// Scale deviations from the image mean by a uniform factor in [`min`, `max`].
+    Contrast { min: f32, max: f32 },
+    /// Gaussian blur with a uniform sigma in [`sigma_min`, `sigma_max`] pixels.
+    Blur { sigma_min: f32, sigma_max: f32 },
+    /// Add Gaussian noise with standard deviation `std` (a fraction of the value range).
+    Noise { std: f32 },
+    /// Random erasing: a rectangle of `min_area`..`max_area` of the image (aspect 0.3..3.3)
+    /// filled with uniform noise over the value range.
+    Erase { min_area: f32, max_area: f32 },
+}
+
+impl Op {
+    fn is_affine(&self) -> bool {
+        matches!(
+            self,
+            Op::Rotate { .. } | Op::Scale { .. } | Op::Translate { .. }
+        )
+    }
+}
+
+/// An op and the probability that it is applied to a given image.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Step {
+    pub op: Op,
+    pub p: f32,
+}
+
+/// A chain of steps for `side` x `side` images with values in `range`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Augmenter {
+    pub steps: Vec<Step>,
+    pub side: usize,
+    pub range: (f32, f32),
+}
+
+/// Per-thread buffers, so a batch allocates once per thread, not once per image.
+pub struct Scratch {
+    src: ImageBuffer<Luma<f32>, Vec<f32>>,
+    dst: ImageBuffer<Luma<f32>, Vec<f32>>,
+}
+
+impl Scratch {
+    pub fn new(side: usize) -> Scratch {
+        Scratch {
+            src: ImageBuffer::new(side as u32, side as u32),
+            dst: ImageBuffer::new(side as u32, side as u32),
+        }
+    }
+}
+
+/// The RNG of image `index` in `stream` (e.g. epoch * 1e6 + batch) under `seed`.
+pub fn image_rng(seed: u64, stream: u64, index: u64) -> ChaCha8Rng {
+    let mut s = seed ^ 0x243F_6A88_85A3_08D3;
+    for v in [stream, index] {
+        s = (s ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        s ^= s >> 29;
+    }
+    ChaCha8Rng::seed_from_u64(s)
+}
+
+fn uniform(rng: &mut ChaCha8Rng, lo: f32, hi: f32) -> f32 {
+    if hi > lo {
+        rng.random_range(lo..=hi)
+    } else {
+        lo
+    }
+}
+
+impl Augmenter {
+    /// Augment one image in place.
+    pub fn apply(&self, img: &mut [f32], rng: &mut ChaCha8Rng, scratch: &mut Scratch) {
+        debug_assert_eq!(img.len(), self.side * self.side);
+        let (lo, hi) = self.range;
+        let span = hi - lo;
+        let c = (self.side as f32 - 1.0) / 2.0;
+        // Pending affine map (output -> input is its inverse, which imageproc computes).
+        let mut affine: Option<Projection> = None;
+        let mut i = 0;
+        while i <= self.steps.len() {
+            let step = self.steps.get(i);
+            // Flush the fused geometric map before any non-geometric step (and at the end).
+            if step.is_none_or(|s| !s.op.is_affine())
+                && let Some(m) = affine.take()
+            {
+                self.warp(img, m, scratch);
+            }
+            let Some(step) = step else { break };
+            i += 1;
+            // Draw the coin first, then the parameters, so p never shifts later draws' meaning.
+            if !(step.p >= 1.0 || rng.random::<f32>() < step.p) {
+                continue;
+            }
+            let compose = |m: Projection, affine: &mut Option<Projection>| {
+                let about_center = Projection::translate(c, c) * m * Projection::translate(-c, -c);
+                *affine = Some(match affine.take() {
+                    Some(prev) => about_center * prev,
+                    None => about_center,
+                });
+            };
+            match step.op {
+                Op::Hflip => {
+                    for row in img.chunks_exact_mut(self.side) {
+                        row.reverse();
+                    }
+                }
+                Op::Rotate { degrees } => {
+                    let a = uniform(rng, -degrees, degrees).to_radians();
+                    if a != 0.0 {
+                        compose(Projection::rotate(a), &mut affine);
+                    }
+                }
+                Op::Scale { min, max } => {
+                    let s = uniform(rng, min, max);
+                    if s != 1.0 {
+                        compose(Projection::scale(s, s), &mut affine);
+                    }
+                }
+                Op::Translate { max_fraction } => {
+                    let m = max_fraction * self.side as f32;
+                    let (tx, ty) = (uniform(rng, -m, m), uniform(rng, -m, m));
+                    if tx != 0.0 || ty != 0.0 {
+                        compose(Projection::translate(tx, ty), &mut affine);
+                    }
+                }
+                Op::Brightness { max_delta } => {
+                    let d = uniform(rng, -max_delta, max_delta) * span;
+                    if d != 0.0 {
+                        img.iter_mut().for_each(|v| *v = (*v + d).clamp(lo, hi));
+                    }
+                }
+                Op::Contrast { min, max } => {
+                    let f = uniform(rng, min, max);
+                    if f != 1.0 {
+                        let mean = img.iter().sum::<f32>() / img.len() as f32;
+                        img.iter_mut()
+                            .for_each(|v| *v = (mean + f * (*v - mean)).clamp(lo, hi));
+                    }
+                }
+                Op::Blur {
+                    sigma_min,
+                    sigma_max,
+                } => {
+                    let s = uniform(rng, sigma_min, sigma_max);
+                    if s > 0.0 {
+                        scratch.src.copy_from_slice(img);
+                        let out = imageproc::filter::gaussian_blur_f32(&scratch.src, s);
+                        img.copy_from_slice(out.as_raw());
+                    }
+                }
+                Op::Noise { std } => {
+                    if std > 0.0 {
+                        let normal = Normal::new(0.0f32, std * span).expect("std validated > 0");
+                        img.iter_mut()
+                            .for_each(|v| *v = (*v + normal.sample(rng)).clamp(lo, hi));
+                    }
+                }
+                Op::Erase { min_area, max_area } => {
+                    let side = self.side as f32;
+                    let area = uniform(rng, min_area, max_area) * side * side;
+                    let aspect = uniform(rng, 0.3f32.ln(), 3.3f32.ln()).exp();
+                    let h = ((area * aspect).sqrt().round() as usize).clamp(1, self.side);
+                    let w = ((area / aspect).sqrt().round() as usize).clamp(1, self.side);
+                    let y0 = rng.random_range(0..=self.side - h);
+                    let x0 = rng.random_range(0..=self.side - w);
+                    for y in y0..y0 + h {
+                        for v in &mut img[y * self.side + x0..y * self.side + x0 + w] {
+                            *v = uniform(rng, lo, hi);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn warp(&self, img: &mut [f32], m: Projection, scratch: &mut Scratch) {
+        scratch.src.copy_from_slice(img);
+        warp_into(
+            &scratch.src,
+            m,
+            Interpolation::Bilinear,
+            Border::Replicate,
+            &mut scratch.dst,
+        );
+        img.copy_from_slice(scratch.dst.as_raw());
+    }
+
+    /// Augment a batch of `side*side` images in place, in parallel; image `i` uses
+    /// [`image_rng`]`(seed, stream, i)`.
+    pub fn apply_batch(&self, batch: &mut [f32], seed: u64, stream: u64) {
+        let n = self.side * self.side;
+        batch.par_chunks_mut(n).enumerate().for_each_init(
+            || Scratch::new(self.side),
+            |scratch, (i, img)| {
+                let mut rng = image_rng(seed, stream, i as u64);
+                self.apply(img, &mut rng, scratch);
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img() -> Vec<f32> {
+        (0..48 * 48)
+            .map(|i| ((i * 37) % 101) as f32 / 100.0)
+            .collect()
+    }
+
+    fn aug(steps: Vec<Step>) -> Augmenter {
+        Augmenter {
+            steps,
+            side: 48,
+            range: (0.0, 1.0),
+        }
+    }
+
+    fn run(a: &Augmenter, x: &[f32], seed: u64) -> Vec<f32> {
+        let mut y = x.to_vec();
+        a.apply(&mut y, &mut image_rng(seed, 0, 0), &mut Scratch::new(48));
+        y
+    }
+
+    fn always(op: Op) -> Step {
+        Step { op, p: 1.0 }
+    }
+
+    #[test]
+    fn flip_twice_is_identity() {
+        let x = img();
+        let a = aug(vec![always(Op::Hflip), always(Op::Hflip)]);
+        assert_eq!(run(&a, &x, 1), x);
+        let once = run(&aug(vec![always(Op::Hflip)]), &x, 1);
+        assert_ne!(once, x);
+        assert_eq!(once[0], x[47]);
+    }
+
+    #[test]
+    fn zero_strength_changes_nothing() {
+        let x = img();
+        for op in [
+            Op::Rotate { degrees: 0.0 },
+            Op::Brightness { max_delta: 0.0 },
+            Op::Contrast { min: 1.0, max: 1.0 },
+            Op::Scale { min: 1.0, max: 1.0 },
+            Op::Translate { max_fraction: 0.0 },
+            Op::Noise { std: 0.0 },
+            Op::Blur {
+                sigma_min: 0.0,
+                sigma_max: 0.0,
+            },
+        ] {
+            assert_eq!(run(&aug(vec![always(op)]), &x, 3), x, "{op:?}");
+        }
+        // p = 0 never applies.
+        assert_eq!(
+            run(
+                &aug(vec![Step {
+                    op: Op::Hflip,
+                    p: 0.0
+                }]),
+                &x,
+                3
+            ),
+            x
+        );
+    }
+
+    #[test]
+    fn outputs_stay_in_range_and_are_seeded() {
+        let x = img();
+        let a = Augmenter {
+            steps: vec![
+                Step {
+                    op: Op::Hflip,
+                    p: 0.5,
+                },
+                always(Op::Rotate { degrees: 20.0 }),
+                always(Op::Scale { min: 0.9, max: 1.2 }),
+                always(Op::Translate { max_fraction: 0.1 }),
+                always(Op::Brightness { max_delta: 0.3 }),
+                always(Op::Contrast { min: 0.5, max: 1.8 }),
+                always(Op::Blur {
+                    sigma_min: 0.1,
+                    sigma_max: 1.0,
+                }),
+                always(Op::Noise { std: 0.1 }),
+                always(Op::Erase {
+                    min_area: 0.02,
+                    max_area: 0.2,
+                }),
+            ],
+            side: 48,
+            range: (-1.0, 2.0),
+        };
+        let y1 = run(&a, &x, 5);
+        assert_eq!(y1, run(&a, &x, 5));
+        assert_ne!(y1, run(&a, &x, 6));
+        assert!(y1.iter().all(|v| (-1.0..=2.0).contains(v)));
+    }
+
+    #[test]
+    fn batch_is_deterministic_and_shape_preserving() {
+        let a = aug(vec![
+            Step {
+                op: Op::Hflip,
+                p: 0.5,
+            },
+            always(Op::Rotate { degrees: 15.0 }),
+            always(Op::Contrast { min: 0.8, max: 1.2 }),
+        ]);
+        let mut b1: Vec<f32> = (0..8).flat_map(|_| img()).collect();
+        let mut b2 = b1.clone();
+        a.apply_batch(&mut b1, 9, 4);
+        a.apply_batch(&mut b2, 9, 4);
+        assert_eq!(b1, b2);
+        assert_eq!(b1.len(), 8 * 48 * 48);
+        // Image 3 of the batch equals the same image augmented alone with its RNG.
+        let mut one = img();
+        a.apply(&mut one, &mut image_rng(9, 4, 3), &mut Scratch::new(48));
+        assert_eq!(&b1[3 * 2304..4 * 2304], &one[..]);
+        let mut b3: Vec<f32> = (0..8).flat_map(|_| img()).collect();
+        a.apply_batch(&mut b3, 9, 5);
+        assert_ne!(b1, b3);
+    }
+
+    #[test]
+    fn rotation_by_180_degrees_matches_a_flip_of_both_axes() {
+        // A full-strength check that the fused warp is centred: rotating by exactly 180
+        // degrees maps pixel (x, y) to (47 - x, 47 - y).
+        let x = img();
+        let mut s = Scratch::new(48);
+        let a = aug(vec![]);
+        let mut y = x.clone();
+        a.warp(
+            &mut y,
+            Projection::translate(23.5, 23.5)
+                * Projection::rotate(std::f32::consts::PI)
+                * Projection::translate(-23.5, -23.5),
+            &mut s,
+        );
+        let mut rev = x.clone();
+        rev.reverse();
+        for (a, b) in y.iter().zip(&rev) {
+            assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+        }
+    }
+}
