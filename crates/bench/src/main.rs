@@ -58,7 +58,7 @@ fn main() -> std::process::ExitCode {
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let pf_path = tmp.path().join("benchfull.toml");
-    let text = "[ingest]\nsource = \"auto\"\nprotocol = \"full\"\n[stats]\n";
+    let text = "[ingest]\nsource = \"auto\"\nprotocol = \"full\"\n[stats]\n[preprocess]\n";
     std::fs::write(&pf_path, text).expect("write pipeline");
     let pf = PipelineFile::parse(&pf_path, text).expect("bench pipeline parses");
     let args = common(tmp.path(), pf_path.to_str().expect("utf-8 path"));
@@ -97,6 +97,26 @@ fn main() -> std::process::ExitCode {
                         notes.push(format!("stats failed: {}", fer_core::cli::error_chain(&e)))
                     }
                 }
+                let pp = fer_preprocess::Params::from_pipeline(
+                    &pf,
+                    &fer_preprocess::Cli {
+                        common: args.clone(),
+                    },
+                )
+                .expect("preprocess params");
+                let (s, m) = best(cli.repeat, || fer_preprocess::run(&pp));
+                match m {
+                    Ok(_) => rows.push(Row {
+                        name: "preprocess full (fit, transform, safetensors)".into(),
+                        items: n,
+                        unit: "images",
+                        seconds: s,
+                    }),
+                    Err(e) => notes.push(format!(
+                        "preprocess failed: {}",
+                        fer_core::cli::error_chain(&e)
+                    )),
+                }
             }
             Err(e) => notes.push(format!("ingest failed: {}", fer_core::cli::error_chain(&e))),
         }
@@ -106,6 +126,7 @@ fn main() -> std::process::ExitCode {
             cli.data_dir.display()
         ));
     }
+    augment_rows(&mut rows, cli.repeat);
     print_table(&rows);
     for n in &notes {
         println!("note: {n}");
@@ -115,6 +136,58 @@ fn main() -> std::process::ExitCode {
     } else {
         std::process::ExitCode::SUCCESS
     }
+}
+
+/// Online augmentation throughput: the typical chain (flip p=0.5, rotation ±15°, contrast
+/// 0.8-1.2) over 20,480 48x48 images in batches of 64, on all threads and on one.
+fn augment_rows(rows: &mut Vec<Row>, repeat: usize) {
+    use fer_augment::{Augmenter, Op, Step};
+    let aug = Augmenter {
+        steps: vec![
+            Step {
+                op: Op::Hflip,
+                p: 0.5,
+            },
+            Step {
+                op: Op::Rotate { degrees: 15.0 },
+                p: 1.0,
+            },
+            Step {
+                op: Op::Contrast { min: 0.8, max: 1.2 },
+                p: 1.0,
+            },
+        ],
+        side: 48,
+        range: (-2.0, 2.0),
+    };
+    let n = 20_480usize;
+    let base: Vec<f32> = (0..n * 2304)
+        .map(|i| ((i * 7919) % 997) as f32 / 250.0 - 2.0)
+        .collect();
+    let mut work = base.clone();
+    let mut time_it = |name: String| {
+        let (s, _) = best(repeat, || {
+            work.copy_from_slice(&base);
+            for (b, batch) in work.chunks_mut(64 * 2304).enumerate() {
+                aug.apply_batch(batch, 1, b as u64);
+            }
+        });
+        rows.push(Row {
+            name,
+            items: n as f64,
+            unit: "images",
+            seconds: s,
+        });
+    };
+    let threads = rayon::current_num_threads();
+    time_it(format!(
+        "augment flip+rotate+contrast, batch 64, {threads} thr"
+    ));
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    one.install(|| time_it("augment flip+rotate+contrast, batch 64, 1 thr".into()));
 }
 
 fn print_table(rows: &[Row]) {

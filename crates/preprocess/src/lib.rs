@@ -142,9 +142,6 @@ impl PreprocessSection {
                 ));
             }
         };
-        if self.denoise != "gaussian" && !(self.sigma > 0.0) {
-            return Err(err("sigma", format!("{} must be > 0", self.sigma)));
-        }
         let equalize =
             match self.equalize.as_str() {
                 "none" => Equalize::None,

@@ -40,9 +40,12 @@ pub fn rms(a: &[u8], b: &[u8]) -> f64 {
 
 /// All pairs `(i < j)` within `max_hamming` pHash bits whose pixel RMS is at most `max_rms`.
 /// Brute force over pHash (64-bit popcount), which takes well under a second for FER2013.
+/// Images flagged `flat` (near-constant) have DCT coefficients near zero, so their pHash bits
+/// are noise: two flat images skip the pHash filter and are compared by RMS alone.
 pub fn near_pairs(
     records: &[ImageRecord],
     hashes: &[PHash],
+    flat: &[bool],
     max_hamming: u32,
     max_rms: f64,
 ) -> Vec<DupPair> {
@@ -53,7 +56,7 @@ pub fn near_pairs(
             let hi = hashes[i];
             ((i + 1)..n).filter_map(move |j| {
                 let d = hi.hamming_distance(hashes[j]);
-                if d > max_hamming {
+                if d > max_hamming && !(flat[i] && flat[j]) {
                     return None;
                 }
                 let (pa, pb) = (&records[i].pixels, &records[j].pixels);
@@ -121,7 +124,7 @@ mod tests {
             rec("d", other),
         ];
         let h = hashes(&recs, 48);
-        let pairs = near_pairs(&recs, &h, 8, 4.0);
+        let pairs = near_pairs(&recs, &h, &[false; 4], 8, 4.0);
         let ids: Vec<(usize, usize, bool)> = pairs.iter().map(|p| (p.a, p.b, p.exact)).collect();
         assert_eq!(ids, vec![(0, 1, true), (0, 2, false), (1, 2, false)]);
         assert!(pairs[1].rms > 0.0 && pairs[1].rms < 4.0);

@@ -437,7 +437,9 @@ fn audit_section(
 ) -> Result<serde_json::Value, StatsError> {
     let recs: &[ImageRecord] = &ds.records;
     let hashes = audit::hashes(recs, ds.side);
-    let pairs = audit::near_pairs(recs, &hashes, sp.near_dup_hamming, sp.near_dup_rms);
+    let stds: Vec<f64> = recs.iter().map(|r| audit::pixel_std(&r.pixels)).collect();
+    let flat: Vec<bool> = stds.iter().map(|&s| s < sp.blank_std).collect();
+    let pairs = audit::near_pairs(recs, &hashes, &flat, sp.near_dup_hamming, sp.near_dup_rms);
     let scope = |p: &audit::DupPair| {
         let (a, b) = (recs[p.a].split, recs[p.b].split);
         if a == b {
@@ -576,7 +578,6 @@ fn audit_section(
     out.file("duplicates.png");
 
     // Blank images.
-    let stds: Vec<f64> = recs.iter().map(|r| audit::pixel_std(&r.pixels)).collect();
     let blank: Vec<usize> = (0..recs.len())
         .filter(|&i| stds[i] < sp.blank_std)
         .collect();
