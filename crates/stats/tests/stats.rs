@@ -511,6 +511,8 @@ fn audit_finds_duplicates_leaks_and_blanks_and_nothing_else() {
     for (i, (a, b, kind)) in rows.iter().enumerate() {
         let ok = match kind.as_str() {
             "exact" => rms[i] == 0.0 && hamming[i] == 0,
+            // Two near-constant images skip the pHash filter (their hash bits are noise).
+            _ if fx.blank_pair(a, b) => rms[i] > 0.0 && rms[i] <= 4.0,
             _ => rms[i] > 0.0 && rms[i] <= 4.0 && hamming[i] <= 8,
         };
         assert!(
