@@ -1,0 +1,14 @@
+//! `fer-train-svm`: parse args, load the pipeline file, run the stage; errors exit 2.
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = fer_train_svm::Cli::parse();
+    let result = cli
+        .common
+        .load_pipeline()
+        .map_err(Into::into)
+        .and_then(|pipeline| {
+            fer_train_svm::run(&fer_train_svm::Params::from_pipeline(&pipeline, &cli)?)
+        });
+    fer_core::cli::finish(&cli.common, fer_train_svm::STAGE, result)
+}
