@@ -7,12 +7,15 @@
 PIPELINE    ?= seed
 FER2013_DIR ?= data/fer2013
 CARGO       ?= cargo
+# DEVICE=wgpu trains on a GPU (builds train-cnn with --features wgpu).
+DEVICE      ?= cpu
+CARGO_FEATURES := $(if $(filter wgpu,$(DEVICE)),--features wgpu,)
 export FER2013_DIR
 
 A      := artifacts/$(PIPELINE)
 PFILE  := pipelines/$(PIPELINE).toml
 BIN    := target/release
-STAGES := ingest stats preprocess augment
+STAGES := ingest stats preprocess augment train-cnn
 
 # Sources a stage's binary is built from: its crate, the core crate, the lock file.
 src   = $(shell find crates/$(1)/src crates/$(1)/Cargo.toml crates/$(1)/build.rs -type f 2>/dev/null)
@@ -37,6 +40,7 @@ ingest: $(A)/ingest/manifest.json
 stats: $(A)/stats/manifest.json
 preprocess: $(A)/preprocess/manifest.json
 augment: $(A)/augment/manifest.json
+train-cnn: $(A)/train_cnn/manifest.json
 
 $(A)/ingest/manifest.json: $(PFILE) $(CORE) $(call src,ingest) $(DATA)
 	$(call stage,ingest)
@@ -49,6 +53,11 @@ $(A)/preprocess/manifest.json: $(A)/ingest/manifest.json $(PFILE) $(CORE) $(call
 
 $(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(call src,augment)
 	$(call stage,augment)
+
+# train_cnn reuses the augment library, so its sources are a prerequisite too.
+$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(call src,train-cnn) $(call src,augment)
+	@$(CARGO) build --release --quiet -p fer-train-cnn $(CARGO_FEATURES)
+	$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE)
 
 demo: ## the whole pipeline on synthetic faces (no download needed)
 	@$(MAKE) --no-print-directory all PIPELINE=smoke
@@ -73,4 +82,5 @@ help: ## this list
 	@echo "  stats        counts, mean/std, histograms, samples, audit -> $(A)/stats/"
 	@echo "  preprocess   fitted transform + tensors per split -> $(A)/preprocess/"
 	@echo "  augment      augmentation preview (+ offline set) -> $(A)/augment/"
+	@echo "  train-cnn    the study's CNNs and ours (DEVICE=cpu|wgpu) -> $(A)/train_cnn/"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'

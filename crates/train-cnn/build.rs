@@ -1,0 +1,1 @@
+fn main() { fer_codeversion::emit(&["augment"]); }

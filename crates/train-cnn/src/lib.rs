@@ -1,0 +1,329 @@
+//! Stage `train_cnn`: the study's CNNs reproduced in burn, and ours.
+//!
+//! Reads `artifacts/<pipeline>/preprocess/` (`{train,val,test}.safetensors`, `transform.json`,
+//! `index.parquet`).
+//!
+//! Writes `artifacts/<pipeline>/train_cnn/<model>/` for every model: `model.safetensors` (the
+//! best checkpoint by validation loss, written by burn-store), `model.json` (the
+//! `ModelConfig` that rebuilds it, the training settings, the fitted transform, class names,
+//! parameter count: enough to use the model from the artifact alone), `epochs.parquet` (epoch,
+//! train/val loss and accuracy, learning rate, seconds), `predictions.parquet` (split, row, id,
+//! label, p_happy, pred for val and test) and `metrics.json` (`fer_core::metrics` for val and
+//! test, parameter count, MACs, training time, inference images/second); and a top-level
+//! `metrics.json` over all models. While training, checkpoints live in
+//! `artifacts/<pipeline>/.train_cnn.resume/<signature>/`: an interrupted run continues from
+//! the last finished epoch.
+//!
+//! Params (`[train_cnn]`, see [`settings::TrainSettings`]): defaults at the top, one
+//! `[[train_cnn.models]]` per model overriding them (`arch` = `seed-base` | `seed-tuned` |
+//! `fer-small`), and `[[train_cnn.ops]]`, the online augmentation chain.
+//!
+//! Device: `--device cpu` (burn's `flex` backend, the default) or `--device wgpu` (needs the
+//! `wgpu` cargo feature).
+
+pub mod model;
+pub mod settings;
+pub mod train;
+
+use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array};
+use burn::module::Module;
+use burn::tensor::Device;
+use fer_core::Split;
+use fer_core::cli::StageArgs;
+use fer_core::manifest::Manifest;
+use fer_core::metrics::classification_metrics;
+use fer_core::pipeline::PipelineFile;
+use fer_core::stage::{Input, Outputs};
+use fer_core::tensors::TensorSet;
+use fer_core::transform::Transform;
+use model::{ModelConfig, Net};
+use serde_json::json;
+use settings::{TrainCnnParams, TrainSettings};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+pub use train::TrainError;
+
+pub const STAGE: &str = settings::SECTION;
+pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainCnnError {
+    #[error(transparent)]
+    Core(#[from] fer_core::Error),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error("{0}")]
+    Device(String),
+}
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "fer-train-cnn", version, about = "Stage train_cnn: train the study's CNNs and ours")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: StageArgs,
+    /// `cpu` (burn flex) or `wgpu` (GPU; needs the `wgpu` cargo feature).
+    #[arg(long, default_value = "cpu", env = "FER_DEVICE")]
+    pub device: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub pipeline: PipelineFile,
+    pub train: TrainCnnParams,
+    pub common: StageArgs,
+    pub device: String,
+}
+
+impl Params {
+    pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, TrainCnnError> {
+        device(&cli.device)?;
+        Ok(Params {
+            pipeline: pipeline.clone(),
+            train: settings::parse(pipeline)?,
+            common: cli.common.clone(),
+            device: cli.device.clone(),
+        })
+    }
+}
+
+/// The burn device for a `--device` name.
+pub fn device(name: &str) -> Result<Device, TrainCnnError> {
+    match name {
+        "cpu" => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(Default::default())),
+        #[cfg(not(feature = "wgpu"))]
+        "wgpu" => Err(TrainCnnError::Device(
+            "--device wgpu: this binary was built without the `wgpu` feature (cargo build --release -p fer-train-cnn --features wgpu)".into(),
+        )),
+        d => Err(TrainCnnError::Device(format!("--device {d}: unknown device (expected cpu or wgpu)"))),
+    }
+}
+
+/// Everything a consumer needs to rebuild and use a trained model.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModelArtifact {
+    pub model: ModelConfig,
+    pub settings: TrainSettings,
+    pub transform: Transform,
+    pub class_names: Vec<String>,
+    pub tta_flip: bool,
+    pub params: usize,
+    pub macs: u64,
+}
+
+impl ModelArtifact {
+    pub fn load(dir: &Path) -> Result<ModelArtifact, TrainCnnError> {
+        let p = dir.join("model.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| fer_core::Error::io(&p, e))?;
+        serde_json::from_str(&text).map_err(|e| fer_core::Error::Json { path: p, source: e }.into())
+    }
+    /// Rebuild the network and load `model.safetensors`.
+    pub fn load_model(&self, dir: &Path, device: &Device) -> Result<Net, TrainCnnError> {
+        Ok(train::load_weights(&self.model, &dir.join("model.safetensors"), device)?)
+    }
+}
+
+fn ids_by_split(index: &Path) -> fer_core::Result<[Vec<String>; 3]> {
+    let (_, batches) = fer_core::parquet_io::read_batches(index)?;
+    let mut out: [Vec<String>; 3] = Default::default();
+    for b in &batches {
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+                .ok_or_else(|| fer_core::Error::parquet(index, format!("no Utf8 column `{n}`")))
+        };
+        let (split, id) = (col("split")?, col("id")?);
+        for i in 0..b.num_rows() {
+            if let Some(s) = Split::parse(split.value(i)) {
+                out[s as usize].push(id.value(i).to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(p: &Params) -> Result<Manifest, TrainCnnError> {
+    let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
+    let dir_in = input.path.clone();
+    let params = json!({"models": p.train.models, "ops": p.train.steps, "device": p.device});
+    let run = p.common.stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
+    let resume: PathBuf = p
+        .common
+        .artifacts
+        .join(&p.pipeline.name)
+        .join(format!(".{STAGE}.resume"))
+        .join(&run.signature()[..16]);
+    let dev = device(&p.device)?;
+    let m = run.execute(|dir| compute(&dir_in, &p.train, &dev, &resume, dir, p.common.quiet))?;
+    let _ = std::fs::remove_dir_all(resume.parent().unwrap_or(&resume));
+    Ok(m)
+}
+
+/// Train and evaluate every model, writing the outputs into `dir`.
+pub fn compute(
+    dir_in: &Path,
+    tp: &TrainCnnParams,
+    device: &Device,
+    resume: &Path,
+    dir: &Path,
+    quiet: bool,
+) -> Result<Outputs, TrainCnnError> {
+    let transform = Transform::load(&dir_in.join("transform.json"))?;
+    let (train, meta) = TensorSet::read(&dir_in.join("train.safetensors"))?;
+    let (val, _) = TensorSet::read(&dir_in.join("val.safetensors"))?;
+    let (test, _) = TensorSet::read(&dir_in.join("test.safetensors"))?;
+    let ids = ids_by_split(&dir_in.join("index.parquet"))?;
+    let mode = meta["label_mode"].as_str().and_then(fer_core::LabelMode::parse).unwrap_or_default();
+    let class_names: Vec<String> = mode.class_names().iter().map(|s| s.to_string()).collect();
+    let aug = fer_augment::augmenter(&tp.steps, &transform);
+    let mut out = Outputs::default();
+    let mut summary = serde_json::Map::new();
+    for s in &tp.models {
+        let mdir = dir.join(&s.name);
+        std::fs::create_dir_all(&mdir).map_err(|e| fer_core::Error::io(&mdir, e))?;
+        let mut cfg = s.model_config();
+        cfg.num_classes = class_names.len();
+        cfg.side = train.height;
+        let mut s = s.clone();
+        s.widths = cfg.widths.clone();
+        let pb = fer_core::cli::progress(0, &s.name, quiet);
+        let report = |msg: &str, pos: u64, len: u64| {
+            pb.set_length(len);
+            pb.set_position(pos);
+            pb.set_message(msg.to_string());
+        };
+        let trained = train::train(&s, &train, &val, &aug, device, &resume.join(&s.name), &report)?;
+        pb.finish_and_clear();
+        let model = trained.model;
+        let params = model.num_params();
+        let macs = Net::macs(&cfg);
+        train::save_weights(&model, &mdir.join("model.safetensors"))?;
+        let art = ModelArtifact {
+            model: cfg.clone(),
+            settings: s.clone(),
+            transform: transform.clone(),
+            class_names: class_names.clone(),
+            tta_flip: s.tta_flip,
+            params,
+            macs,
+        };
+        write_json(&mdir.join("model.json"), &art)?;
+        let rows = write_epochs(&mdir.join("epochs.parquet"), &trained.state.epochs)?;
+        // Evaluate: val and test (test only scored, never used to choose).
+        let names: Vec<&str> = class_names.iter().map(String::as_str).collect();
+        let t0 = Instant::now();
+        let _ = train::predict(&model, &test, s.eval_batch_size, false, device);
+        let infer_ips = test.n as f64 / t0.elapsed().as_secs_f64();
+        let mut metrics = serde_json::Map::new();
+        let mut pred_rows: Vec<(Split, usize, u8, f64, u8)> = Vec::new();
+        for (split, data) in [(Split::Val, &val), (Split::Test, &test)] {
+            let probs = train::predict(&model, data, s.eval_batch_size, s.tta_flip, device);
+            let pred: Vec<u8> = probs.iter().map(|p| train::argmax(p) as u8).collect();
+            let m = classification_metrics(&data.y, &pred, &names, Some(&probs));
+            metrics.insert(split.as_str().into(), serde_json::to_value(&m).expect("metrics"));
+            for (i, p) in probs.iter().enumerate() {
+                pred_rows.push((split, i, data.y[i], p[0], pred[i]));
+            }
+        }
+        let last = trained.state.epochs.last();
+        let info = json!({
+            "name": s.name,
+            "arch": s.arch,
+            "params": params,
+            "macs": macs,
+            "epochs_run": trained.state.epochs.len(),
+            "best_epoch": trained.state.best_epoch,
+            "train_seconds": trained.state.train_seconds,
+            "train_images_per_second": trained.state.epochs.len() as f64 * (train.n / s.batch_size.max(1) * s.batch_size) as f64 / trained.state.train_seconds.max(1e-9),
+            "inference_images_per_second": infer_ips,
+            "final_train_acc": last.map(|e| e.train_acc),
+            "final_val_acc": last.map(|e| e.val_acc),
+            "tta_flip": s.tta_flip,
+            "metrics": metrics,
+        });
+        write_json(&mdir.join("metrics.json"), &info)?;
+        let n = write_predictions(&mdir.join("predictions.parquet"), &pred_rows, &ids)?;
+        for f in ["model.safetensors", "model.json", "metrics.json"] {
+            out.file(&format!("{}/{f}", s.name));
+        }
+        out.table(&format!("{}/epochs.parquet", s.name), rows);
+        out.table(&format!("{}/predictions.parquet", s.name), n);
+        if !quiet {
+            eprintln!(
+                "{}: {} params, best epoch {}/{}, val acc {:.4}, test acc {:.4}, test balanced acc {:.4}, ROC AUC {:.4}, {:.0} s",
+                s.name,
+                params,
+                trained.state.best_epoch,
+                trained.state.epochs.len(),
+                info["metrics"]["val"]["accuracy"].as_f64().unwrap_or(0.0),
+                info["metrics"]["test"]["accuracy"].as_f64().unwrap_or(0.0),
+                info["metrics"]["test"]["balanced_accuracy"].as_f64().unwrap_or(0.0),
+                info["metrics"]["test"]["roc_auc"].as_f64().unwrap_or(0.0),
+                trained.state.train_seconds
+            );
+        }
+        summary.insert(s.name.clone(), info);
+    }
+    write_json(&dir.join("metrics.json"), &summary)?;
+    out.file("metrics.json");
+    out.summary = serde_json::Value::Object(
+        summary
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    json!({
+                        "val_accuracy": v["metrics"]["val"]["accuracy"],
+                        "test_accuracy": v["metrics"]["test"]["accuracy"],
+                        "test_balanced_accuracy": v["metrics"]["test"]["balanced_accuracy"],
+                        "test_roc_auc": v["metrics"]["test"]["roc_auc"],
+                        "train_seconds": v["train_seconds"],
+                    }),
+                )
+            })
+            .collect(),
+    );
+    Ok(out)
+}
+
+fn write_json(path: &Path, v: &impl serde::Serialize) -> fer_core::Result<()> {
+    let text = serde_json::to_string_pretty(v).expect("serializes") + "\n";
+    std::fs::write(path, text).map_err(|e| fer_core::Error::io(path, e))
+}
+
+fn write_epochs(path: &Path, rows: &[train::EpochRow]) -> fer_core::Result<usize> {
+    let f = |g: fn(&train::EpochRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(g))) as ArrayRef;
+    fer_core::parquet_io::write_columns(
+        path,
+        vec![
+            ("epoch", Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.epoch as u32))) as ArrayRef),
+            ("train_loss", f(|r| r.train_loss)),
+            ("train_acc", f(|r| r.train_acc)),
+            ("val_loss", f(|r| r.val_loss)),
+            ("val_acc", f(|r| r.val_acc)),
+            ("lr", f(|r| r.lr)),
+            ("seconds", f(|r| r.seconds)),
+        ],
+    )
+}
+
+fn write_predictions(path: &Path, rows: &[(Split, usize, u8, f64, u8)], ids: &[Vec<String>; 3]) -> fer_core::Result<usize> {
+    fer_core::parquet_io::write_columns(
+        path,
+        vec![
+            ("split", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))) as ArrayRef),
+            ("row", Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.1 as u32)))),
+            (
+                "id",
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| ids[r.0 as usize].get(r.1).map(String::as_str).unwrap_or("")),
+                )),
+            ),
+            ("label", Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.2)))),
+            ("p_happy", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3)))),
+            ("pred", Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.4)))),
+        ],
+    )
+}

@@ -1,0 +1,12 @@
+//! `fer-train_cnn`: parse args, load the pipeline file, run the stage; errors exit 2.
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = fer_train_cnn::Cli::parse();
+    let result = cli
+        .common
+        .load_pipeline()
+        .map_err(Into::into)
+        .and_then(|pipeline| fer_train_cnn::run(&fer_train_cnn::Params::from_pipeline(&pipeline, &cli)?));
+    fer_core::cli::finish(&cli.common, fer_train_cnn::STAGE, result)
+}

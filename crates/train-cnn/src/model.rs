@@ -1,0 +1,239 @@
+//! The architectures, selected by name: the study's two and ours.
+//!
+//! Model code takes no backend type: burn 0.22 tensors carry their backend in their device,
+//! so the same code trains on the CPU (`flex`) or a GPU (`wgpu`); only the binary picks.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::tensor::{Device, Tensor};
+
+/// Names accepted by `arch`.
+pub const ARCHS: [&str; 3] = ["seed-base", "seed-tuned", "fer-small"];
+
+/// Everything needed to rebuild a model from its artifact (saved as JSON beside the weights).
+#[derive(Config, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// `seed-base`, `seed-tuned` or `fer-small`.
+    pub arch: String,
+    /// Input side in pixels.
+    #[config(default = 48)]
+    pub side: usize,
+    #[config(default = 2)]
+    pub num_classes: usize,
+    /// Dropout before the classifier (ours only).
+    #[config(default = 0.3)]
+    pub dropout: f64,
+    /// Channels of our four conv blocks.
+    #[config(default = "vec![32, 64, 128, 192]")]
+    pub widths: Vec<usize>,
+}
+
+/// The study's base CNN: Conv 3x3 1->32, MaxPool 2, Conv 3x3 32->64, MaxPool 2, Conv 3x3
+/// 64->128, Flatten (8192), Dense 112, Dense 112, Dense 2 (1,023,170 parameters).
+#[derive(Module, Debug)]
+pub struct SeedBase {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    conv3: Conv2d,
+    pool: MaxPool2d,
+    fc1: Linear,
+    fc2: Linear,
+    out: Linear,
+    relu: Relu,
+}
+
+/// The study's Keras-Tuner winner: Conv 5x5 1->48, Conv 3x3 48->416, Conv 5x5 416->192,
+/// Flatten (277,248), Dense 80, Dense 2 (24,358,450 parameters). Its RandomFlip,
+/// RandomContrast and RandomRotation layers are the online augmentation chain.
+#[derive(Module, Debug)]
+pub struct SeedTuned {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    conv3: Conv2d,
+    fc1: Linear,
+    out: Linear,
+    relu: Relu,
+}
+
+/// A conv 3x3 (same padding, no bias) + batch norm + ReLU.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm,
+    relu: Relu,
+}
+
+impl ConvBn {
+    fn new(c_in: usize, c_out: usize, device: &Device) -> Self {
+        ConvBn {
+            conv: Conv2dConfig::new([c_in, c_out], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(false)
+                .init(device),
+            bn: BatchNormConfig::new(c_out).init(device),
+            relu: Relu::new(),
+        }
+    }
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.relu.forward(self.bn.forward(self.conv.forward(x)))
+    }
+}
+
+/// Ours: four conv-BN-ReLU blocks, a 2x2 max pool after each of the first three
+/// (48 -> 24 -> 12 -> 6), global average pooling, dropout and one linear layer. About
+/// 1/100 of `seed-tuned`'s FLOPs and 1/60 of its parameters.
+#[derive(Module, Debug)]
+pub struct FerSmall {
+    blocks: Vec<ConvBn>,
+    pool: MaxPool2d,
+    gap: AdaptiveAvgPool2d,
+    dropout: Dropout,
+    out: Linear,
+}
+
+#[derive(Module, Debug)]
+pub enum Net {
+    SeedBase(SeedBase),
+    SeedTuned(SeedTuned),
+    FerSmall(FerSmall),
+}
+
+fn conv(c_in: usize, c_out: usize, k: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], [k, k]).init(device)
+}
+
+impl ModelConfig {
+    /// Build the network on `device` (weights initialized from the device's seeded RNG).
+    pub fn init(&self, device: &Device) -> Net {
+        let s = self.side;
+        match self.arch.as_str() {
+            "seed-base" => {
+                // valid 3x3 convs and 2x2 pools: s -> s-2 -> /2 -> -2 -> /2 -> -2
+                let f = ((s - 2) / 2 - 2) / 2 - 2;
+                SeedBase {
+                    conv1: conv(1, 32, 3, device),
+                    conv2: conv(32, 64, 3, device),
+                    conv3: conv(64, 128, 3, device),
+                    pool: MaxPool2dConfig::new([2, 2]).init(),
+                    fc1: LinearConfig::new(128 * f * f, 112).init(device),
+                    fc2: LinearConfig::new(112, 112).init(device),
+                    out: LinearConfig::new(112, self.num_classes).init(device),
+                    relu: Relu::new(),
+                }
+                .into()
+            }
+            "seed-tuned" => {
+                let f = s - 4 - 2 - 4;
+                SeedTuned {
+                    conv1: conv(1, 48, 5, device),
+                    conv2: conv(48, 416, 3, device),
+                    conv3: conv(416, 192, 5, device),
+                    fc1: LinearConfig::new(192 * f * f, 80).init(device),
+                    out: LinearConfig::new(80, self.num_classes).init(device),
+                    relu: Relu::new(),
+                }
+                .into()
+            }
+            _ => {
+                let mut blocks = Vec::new();
+                let mut c_in = 1;
+                for &w in &self.widths {
+                    blocks.push(ConvBn::new(c_in, w, device));
+                    c_in = w;
+                }
+                FerSmall {
+                    blocks,
+                    pool: MaxPool2dConfig::new([2, 2]).init(),
+                    gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+                    dropout: DropoutConfig::new(self.dropout).init(),
+                    out: LinearConfig::new(c_in, self.num_classes).init(device),
+                }
+                .into()
+            }
+        }
+    }
+}
+
+impl From<SeedBase> for Net {
+    fn from(m: SeedBase) -> Net {
+        Net::SeedBase(m)
+    }
+}
+impl From<SeedTuned> for Net {
+    fn from(m: SeedTuned) -> Net {
+        Net::SeedTuned(m)
+    }
+}
+impl From<FerSmall> for Net {
+    fn from(m: FerSmall) -> Net {
+        Net::FerSmall(m)
+    }
+}
+
+impl Net {
+    /// Logits `[N, classes]` for images `[N, 1, H, W]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Net::SeedBase(m) => {
+                let x = m.pool.forward(m.relu.forward(m.conv1.forward(x)));
+                let x = m.pool.forward(m.relu.forward(m.conv2.forward(x)));
+                let x = m.relu.forward(m.conv3.forward(x));
+                let x: Tensor<2> = x.flatten(1, 3);
+                let x = m.relu.forward(m.fc1.forward(x));
+                let x = m.relu.forward(m.fc2.forward(x));
+                m.out.forward(x)
+            }
+            Net::SeedTuned(m) => {
+                let x = m.relu.forward(m.conv1.forward(x));
+                let x = m.relu.forward(m.conv2.forward(x));
+                let x = m.relu.forward(m.conv3.forward(x));
+                let x: Tensor<2> = x.flatten(1, 3);
+                let x = m.relu.forward(m.fc1.forward(x));
+                m.out.forward(x)
+            }
+            Net::FerSmall(m) => {
+                let mut x = x;
+                let last = m.blocks.len().saturating_sub(1);
+                for (i, b) in m.blocks.iter().enumerate() {
+                    x = b.forward(x);
+                    if i < last {
+                        x = m.pool.forward(x);
+                    }
+                }
+                let x: Tensor<2> = m.gap.forward(x).flatten(1, 3);
+                m.out.forward(m.dropout.forward(x))
+            }
+        }
+    }
+
+    /// Multiply-accumulates of one forward pass (convs and linears), for the FLOPs column.
+    pub fn macs(cfg: &ModelConfig) -> u64 {
+        let s = cfg.side as u64;
+        let conv = |hw: u64, cin: u64, cout: u64, k: u64| hw * hw * cin * cout * k * k;
+        match cfg.arch.as_str() {
+            "seed-base" => {
+                let (a, b, c) = (s - 2, (s - 2) / 2 - 2, ((s - 2) / 2 - 2) / 2 - 2);
+                conv(a, 1, 32, 3) + conv(b, 32, 64, 3) + conv(c, 64, 128, 3) + 128 * c * c * 112 + 112 * 112 + 112 * 2
+            }
+            "seed-tuned" => {
+                let (a, b, c) = (s - 4, s - 6, s - 10);
+                conv(a, 1, 48, 5) + conv(b, 48, 416, 3) + conv(c, 416, 192, 5) + 192 * c * c * 80 + 80 * 2
+            }
+            _ => {
+                let mut total = 0;
+                let (mut hw, mut cin) = (s, 1u64);
+                for (i, &w) in cfg.widths.iter().enumerate() {
+                    total += conv(hw, cin, w as u64, 3);
+                    cin = w as u64;
+                    if i + 1 < cfg.widths.len() {
+                        hw /= 2;
+                    }
+                }
+                total + cin * cfg.num_classes as u64
+            }
+        }
+    }
+}

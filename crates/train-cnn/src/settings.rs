@@ -1,0 +1,188 @@
+//! `[train_cnn]` params: defaults for every model at the top of the section, one
+//! `[[train_cnn.models]]` table per model (its keys override the defaults), and
+//! `[[train_cnn.ops]]`, the online augmentation chain (the augment library's op list).
+
+use crate::model::{ARCHS, ModelConfig};
+use fer_augment::{OpSection, Step};
+use fer_core::pipeline::PipelineFile;
+use serde::{Deserialize, Serialize};
+
+pub const SECTION: &str = "train_cnn";
+
+/// Training settings of one model (all keys optional; defaults below).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSettings {
+    /// `seed-base`, `seed-tuned` or `fer-small` (ours).
+    pub arch: String,
+    /// Folder name of this model's outputs (default: the arch).
+    pub name: String,
+    pub seed: u64,
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Floor of the cosine schedule / plateau reductions.
+    pub min_lr: f64,
+    /// `cosine` (per step, after `warmup_epochs`), `plateau` (halve after `plateau_patience`
+    /// epochs without a better val loss) or `constant`.
+    pub schedule: String,
+    pub warmup_epochs: usize,
+    pub plateau_patience: usize,
+    /// `adamw` or `adam`.
+    pub optimizer: String,
+    pub weight_decay: f64,
+    pub label_smoothing: f32,
+    /// Weight the loss by inverse class frequency.
+    pub class_weights: bool,
+    /// Stop after this many epochs without a better validation loss (0 = never).
+    pub patience: usize,
+    /// Apply the `ops` chain to every training batch.
+    pub augment: bool,
+    /// Average the predictions of the image and its mirror at evaluation.
+    pub tta_flip: bool,
+    /// Cap on training batches per epoch (0 = all): for short, documented CPU runs of
+    /// `seed-tuned`.
+    pub max_train_batches: usize,
+    pub eval_batch_size: usize,
+    /// Ours only: dropout before the classifier and the channels of the conv blocks.
+    pub dropout: f64,
+    pub widths: Vec<usize>,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings {
+            arch: "fer-small".into(),
+            name: String::new(),
+            seed: 42,
+            batch_size: 64,
+            epochs: 30,
+            lr: 2e-3,
+            min_lr: 1e-5,
+            schedule: "cosine".into(),
+            warmup_epochs: 1,
+            plateau_patience: 3,
+            optimizer: "adamw".into(),
+            weight_decay: 1e-4,
+            label_smoothing: 0.05,
+            class_weights: true,
+            patience: 8,
+            augment: true,
+            tta_flip: true,
+            max_train_batches: 0,
+            eval_batch_size: 256,
+            dropout: 0.3,
+            widths: vec![32, 64, 128, 192],
+        }
+    }
+}
+
+impl TrainSettings {
+    pub fn model_config(&self) -> ModelConfig {
+        ModelConfig::new(self.arch.clone())
+            .with_dropout(self.dropout)
+            .with_widths(self.widths.clone())
+    }
+}
+
+/// Validated `[train_cnn]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainCnnParams {
+    pub models: Vec<TrainSettings>,
+    pub steps: Vec<Step>,
+}
+
+/// Parse and validate `[train_cnn]`; every error names the file and key.
+pub fn parse(pf: &PipelineFile) -> fer_core::Result<TrainCnnParams> {
+    let mut table: toml::Table = pf.section(SECTION)?;
+    let listed = table.contains_key("models");
+    let models = match table.remove("models") {
+        None => vec![toml::Table::new()],
+        Some(toml::Value::Array(a)) => a
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                toml::Value::Table(t) => Ok(t),
+                _ => Err(pf.param_error(SECTION, &format!("models[{i}]"), "must be a table ([[train_cnn.models]])")),
+            })
+            .collect::<fer_core::Result<Vec<_>>>()?,
+        Some(_) => return Err(pf.param_error(SECTION, "models", "must be an array of tables ([[train_cnn.models]])")),
+    };
+    let ops: Vec<OpSection> = match table.remove("ops") {
+        None => fer_augment::default_ops(),
+        Some(v) => v
+            .try_into()
+            .map_err(|e: toml::de::Error| pf.param_error(SECTION, "ops", e.message().to_string()))?,
+    };
+    let steps = fer_augment::validate_ops(&ops, pf, SECTION)?;
+    if models.is_empty() {
+        return Err(pf.param_error(SECTION, "models", "is empty: list at least one model"));
+    }
+    let mut out = Vec::new();
+    for (i, m) in models.into_iter().enumerate() {
+        let mut merged = table.clone();
+        merged.extend(m);
+        let prefix = if listed { format!("models[{i}].") } else { String::new() };
+        let s: TrainSettings = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| {
+            pf.param_error(SECTION, prefix.trim_end_matches('.'), e.message().split_whitespace().collect::<Vec<_>>().join(" "))
+        })?;
+        out.push(validate(s, pf, &prefix)?);
+    }
+    let mut names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
+    names.sort();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(pf.param_error(SECTION, "models", format!("two models are named `{}`: give one a `name`", w[0])));
+    }
+    Ok(TrainCnnParams { models: out, steps })
+}
+
+fn validate(mut s: TrainSettings, pf: &PipelineFile, prefix: &str) -> fer_core::Result<TrainSettings> {
+    let err = |k: &str, m: String| pf.param_error(SECTION, &format!("{prefix}{k}"), m);
+    if !ARCHS.contains(&s.arch.as_str()) {
+        return Err(err("arch", format!("unknown architecture `{}` (expected one of: {})", s.arch, ARCHS.join(", "))));
+    }
+    if s.name.is_empty() {
+        s.name = s.arch.clone();
+    }
+    if !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(err("name", format!("`{}` may only use letters, digits, - and _", s.name)));
+    }
+    if s.batch_size == 0 {
+        return Err(err("batch_size", "must be at least 1".into()));
+    }
+    if s.eval_batch_size == 0 {
+        return Err(err("eval_batch_size", "must be at least 1".into()));
+    }
+    if s.epochs == 0 {
+        return Err(err("epochs", "must be at least 1".into()));
+    }
+    if !(s.lr > 0.0 && s.lr.is_finite()) {
+        return Err(err("lr", format!("{} must be > 0", s.lr)));
+    }
+    if !(s.min_lr >= 0.0 && s.min_lr <= s.lr) {
+        return Err(err("min_lr", format!("{} is not in [0, lr]", s.min_lr)));
+    }
+    if !["cosine", "plateau", "constant"].contains(&s.schedule.as_str()) {
+        return Err(err("schedule", format!("unknown schedule `{}` (expected cosine, plateau or constant)", s.schedule)));
+    }
+    if !["adamw", "adam"].contains(&s.optimizer.as_str()) {
+        return Err(err("optimizer", format!("unknown optimizer `{}` (expected adamw or adam)", s.optimizer)));
+    }
+    if !(s.weight_decay >= 0.0 && s.weight_decay.is_finite()) {
+        return Err(err("weight_decay", format!("{} must be >= 0", s.weight_decay)));
+    }
+    if !(0.0..1.0).contains(&s.label_smoothing) {
+        return Err(err("label_smoothing", format!("{} is not in [0, 1)", s.label_smoothing)));
+    }
+    if !(0.0..1.0).contains(&s.dropout) {
+        return Err(err("dropout", format!("{} is not in [0, 1)", s.dropout)));
+    }
+    if s.widths.is_empty() || s.widths.iter().any(|&w| w == 0 || w > 1024) {
+        return Err(err("widths", "needs 1 to n channel counts, each in 1..=1024".into()));
+    }
+    if s.arch == "fer-small" && s.widths.len() > 6 {
+        return Err(err("widths", "at most 6 blocks for 48x48 inputs".into()));
+    }
+    Ok(s)
+}

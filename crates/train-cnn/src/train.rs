@@ -1,0 +1,290 @@
+//! The training loop: seeded shuffles, online augmentation into one reused batch buffer,
+//! AdamW/Adam, cosine or plateau schedule, label smoothing, class weights, early stopping on
+//! validation loss, a checkpoint after every epoch to resume from.
+
+use crate::model::{ModelConfig, Net};
+use crate::settings::TrainSettings;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use fer_augment::Augmenter;
+use fer_core::tensors::TensorSet;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{path}: {message}")]
+    Checkpoint { path: String, message: String },
+    #[error(transparent)]
+    Core(#[from] fer_core::Error),
+    #[error("training diverged at epoch {epoch}: loss is {loss}")]
+    Diverged { epoch: usize, loss: f32 },
+}
+
+/// One row of the per-epoch table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRow {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+/// Resume state, written after every epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TrainState {
+    pub epochs: Vec<EpochRow>,
+    pub best_val_loss: f64,
+    pub best_epoch: usize,
+    /// The learning rate the plateau schedule has reached.
+    pub plateau_lr: f64,
+    pub stale: usize,
+    pub done: bool,
+    pub train_seconds: f64,
+}
+
+/// Save a model's weights as safetensors (overwriting).
+pub fn save_weights(model: &Net, path: &Path) -> Result<(), TrainError> {
+    let mut store = SafetensorsStore::from_file(path).overwrite(true);
+    model.save_into(&mut store).map_err(|e| TrainError::Checkpoint {
+        path: path.display().to_string(),
+        message: format!("cannot save weights: {e}"),
+    })
+}
+
+/// Rebuild a model from its config and load its weights, checking nothing is missing.
+pub fn load_weights(cfg: &ModelConfig, path: &Path, device: &Device) -> Result<Net, TrainError> {
+    let bad = |m: String| TrainError::Checkpoint {
+        path: path.display().to_string(),
+        message: m,
+    };
+    if !path.is_file() {
+        return Err(bad("checkpoint not found".into()));
+    }
+    let mut model = cfg.init(device);
+    let mut store = SafetensorsStore::from_file(path);
+    let r = model
+        .load_from(&mut store)
+        .map_err(|e| bad(format!("corrupt or incompatible checkpoint: {e}")))?;
+    if !r.missing.is_empty() || !r.errors.is_empty() {
+        return Err(bad(format!(
+            "checkpoint does not fit a `{}` model: {} tensors missing, {} errors",
+            cfg.arch,
+            r.missing.len(),
+            r.errors.len()
+        )));
+    }
+    Ok(model)
+}
+
+/// Class probabilities `[N][classes]` for a split (no autodiff), optionally averaged with
+/// the mirrored images.
+pub fn predict(model: &Net, data: &TensorSet, batch: usize, tta_flip: bool, device: &Device) -> Vec<Vec<f64>> {
+    let model = model.valid();
+    let px = data.height * data.width;
+    let mut out = Vec::with_capacity(data.n);
+    for start in (0..data.n).step_by(batch) {
+        let end = (start + batch).min(data.n);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(data.x[start * px..end * px].to_vec(), [end - start, 1, data.height, data.width]),
+            device,
+        );
+        let mut p = softmax(model.forward(x.clone()), 1);
+        if tta_flip {
+            p = (p + softmax(model.forward(x.flip([3])), 1)) / 2.0;
+        }
+        let k = p.dims()[1];
+        let v: Vec<f32> = p.into_data().try_to_vec().expect("f32 probabilities");
+        out.extend(v.chunks(k).map(|r| r.iter().map(|&x| x as f64).collect::<Vec<f64>>()));
+    }
+    out
+}
+
+/// Mean cross-entropy (natural log) and accuracy of probabilities against labels.
+pub fn loss_and_accuracy(probs: &[Vec<f64>], y: &[u8]) -> (f64, f64) {
+    let n = y.len().max(1) as f64;
+    let loss = probs.iter().zip(y).map(|(p, &t)| -(p[t as usize].max(1e-12)).ln()).sum::<f64>() / n;
+    let acc = probs.iter().zip(y).filter(|(p, t)| argmax(p) == **t as usize).count() as f64 / n;
+    (loss, acc)
+}
+
+pub fn argmax(p: &[f64]) -> usize {
+    p.iter().enumerate().fold(0, |b, (i, &v)| if v > p[b] { i } else { b })
+}
+
+/// Learning rate at `step` of `total` (cosine after linear warmup).
+pub fn cosine_lr(s: &TrainSettings, step: usize, total: usize, warmup: usize) -> f64 {
+    if step < warmup {
+        return s.lr * (step + 1) as f64 / warmup as f64;
+    }
+    let t = (step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64;
+    s.min_lr + 0.5 * (s.lr - s.min_lr) * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+}
+
+/// What a finished training gives back.
+pub struct Trained {
+    pub model: Net,
+    pub state: TrainState,
+}
+
+/// Train one model. Checkpoints go to `ckpt` (`last.safetensors`, `optim.bin`, `best.safetensors`,
+/// `state.json`); a run that finds them continues after the last finished epoch.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    s: &TrainSettings,
+    train: &TensorSet,
+    val: &TensorSet,
+    aug: &Augmenter,
+    device: &Device,
+    ckpt: &Path,
+    progress: &dyn Fn(&str, u64, u64),
+) -> Result<Trained, TrainError> {
+    let cfg = s.model_config();
+    std::fs::create_dir_all(ckpt).map_err(|e| fer_core::Error::io(ckpt, e))?;
+    let state_path = ckpt.join("state.json");
+    let ad = device.clone().autodiff();
+    ad.seed(s.seed);
+    let mut model = cfg.init(&ad);
+    let mut optim: ModuleOptimizer = match s.optimizer.as_str() {
+        "adam" => AdamConfig::new().init(),
+        _ => AdamWConfig::new().with_weight_decay(s.weight_decay as f32).init(),
+    };
+    let mut state = TrainState {
+        best_val_loss: f64::INFINITY,
+        plateau_lr: s.lr,
+        ..Default::default()
+    };
+    if let Ok(text) = std::fs::read_to_string(&state_path)
+        && let Ok(st) = serde_json::from_str::<TrainState>(&text)
+    {
+        model = load_weights(&cfg, &ckpt.join("last.safetensors"), &ad)?;
+        optim = optim.load(ckpt.join("optim.bin")).map_err(|e| TrainError::Checkpoint {
+            path: ckpt.join("optim.bin").display().to_string(),
+            message: format!("cannot load optimizer state: {e}"),
+        })?;
+        state = st;
+    }
+    if state.done {
+        let best = load_weights(&cfg, &ckpt.join("best.safetensors"), device)?;
+        return Ok(Trained { model: best, state });
+    }
+
+    let counts = [0u8, 1].map(|c| train.y.iter().filter(|&&y| y == c).count());
+    let mut ce = CrossEntropyLossConfig::new();
+    if s.label_smoothing > 0.0 {
+        ce = ce.with_smoothing(Some(s.label_smoothing));
+    }
+    if s.class_weights {
+        let n = train.n as f32;
+        ce = ce.with_weights(Some(counts.iter().map(|&c| n / (2.0 * c.max(1) as f32)).collect()));
+    }
+    let loss_fn = ce.init(&ad);
+
+    let px = train.height * train.width;
+    let bs = s.batch_size.min(train.n).max(1);
+    let mut batches = train.n / bs; // drop the last partial batch (BatchNorm needs > 1)
+    if s.max_train_batches > 0 {
+        batches = batches.min(s.max_train_batches);
+    }
+    let total_steps = batches * s.epochs;
+    let warmup = batches * s.warmup_epochs.min(s.epochs.saturating_sub(1));
+    let mut buf = vec![0f32; bs * px];
+    let mut ys = vec![0i64; bs];
+    let mut order: Vec<usize> = (0..train.n).collect();
+
+    for epoch in state.epochs.len()..s.epochs {
+        let t0 = Instant::now();
+        order.sort_unstable();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(s.seed.wrapping_add(epoch as u64 * 7919)));
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+        let mut lr = state.plateau_lr;
+        for b in 0..batches {
+            for (k, &i) in order[b * bs..(b + 1) * bs].iter().enumerate() {
+                buf[k * px..(k + 1) * px].copy_from_slice(train.image(i));
+                ys[k] = train.y[i] as i64;
+            }
+            if s.augment {
+                aug.apply_batch(&mut buf, s.seed, (epoch * 1_000_000 + b) as u64);
+            }
+            let x = Tensor::<4>::from_data(TensorData::new(buf.clone(), [bs, 1, train.height, train.width]), &ad);
+            let y = Tensor::<1, Int>::from_data(TensorData::new(ys.clone(), [bs]), &ad);
+            let logits = model.forward(x);
+            let loss = loss_fn.forward(logits.clone(), y);
+            let lv: f32 = loss.clone().into_scalar();
+            if !lv.is_finite() {
+                return Err(TrainError::Diverged { epoch: epoch + 1, loss: lv });
+            }
+            let pred: Vec<i64> = logits.argmax(1).into_data().try_to_vec().unwrap_or_default();
+            correct += pred.iter().zip(&ys).filter(|(p, y)| p == y).count();
+            seen += bs;
+            loss_sum += lv as f64 * bs as f64;
+            lr = match s.schedule.as_str() {
+                "cosine" => cosine_lr(s, epoch * batches + b, total_steps, warmup),
+                _ => state.plateau_lr,
+            };
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            progress(
+                &format!(
+                    "{} epoch {}/{} loss {:.4} acc {:.3}",
+                    s.name,
+                    epoch + 1,
+                    s.epochs,
+                    loss_sum / seen as f64,
+                    correct as f64 / seen as f64
+                ),
+                (b + 1) as u64,
+                batches as u64,
+            );
+        }
+        let probs = predict(&model, val, s.eval_batch_size, false, device);
+        let (val_loss, val_acc) = loss_and_accuracy(&probs, &val.y);
+        let secs = t0.elapsed().as_secs_f64();
+        state.train_seconds += secs;
+        state.epochs.push(EpochRow {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_acc: correct as f64 / seen.max(1) as f64,
+            val_loss,
+            val_acc,
+            lr,
+            seconds: secs,
+        });
+        if val_loss < state.best_val_loss {
+            state.best_val_loss = val_loss;
+            state.best_epoch = epoch + 1;
+            state.stale = 0;
+            save_weights(&model.valid(), &ckpt.join("best.safetensors"))?;
+        } else {
+            state.stale += 1;
+            if s.schedule == "plateau" && state.stale % s.plateau_patience.max(1) == 0 {
+                state.plateau_lr = (state.plateau_lr * 0.5).max(s.min_lr);
+            }
+        }
+        let stop = s.patience > 0 && state.stale >= s.patience;
+        state.done = stop || epoch + 1 == s.epochs;
+        save_weights(&model.valid(), &ckpt.join("last.safetensors"))?;
+        optim.save(ckpt.join("optim.bin")).map_err(|e| TrainError::Checkpoint {
+            path: ckpt.join("optim.bin").display().to_string(),
+            message: format!("cannot save optimizer state: {e}"),
+        })?;
+        let text = serde_json::to_string_pretty(&state).expect("state serializes");
+        std::fs::write(&state_path, text).map_err(|e| fer_core::Error::io(&state_path, e))?;
+        if stop {
+            break;
+        }
+    }
+    let best = load_weights(&cfg, &ckpt.join("best.safetensors"), device)?;
+    Ok(Trained { model: best, state })
+}

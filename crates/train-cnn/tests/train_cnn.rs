@@ -1,0 +1,168 @@
+//! train_cnn: parameter counts, shapes, a tiny training run, checkpoints, bad params.
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use fer_core::pipeline::PipelineFile;
+use fer_core::tensors::TensorSet;
+use fer_train_cnn::model::ModelConfig;
+use fer_train_cnn::settings::{self, TrainSettings};
+use fer_train_cnn::train;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+
+/// Smile (class 0: the curve's middle lower than its ends) or frown (class 1) on noise, at a
+/// random position: a task a small CNN learns in a few epochs and a constant guess can't.
+fn faces(n: usize, side: usize, seed: u64) -> TensorSet {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut x = Vec::with_capacity(n * side * side);
+    let mut y = Vec::with_capacity(n);
+    for i in 0..n {
+        let label = (i % 2) as u8;
+        let mut img: Vec<f32> = (0..side * side).map(|_| rng.random_range(-0.3..0.3f32)).collect();
+        let (cx, cy) = (side as f32 / 2.0 + rng.random_range(-4.0..4.0f32), side as f32 / 2.0 + rng.random_range(-4.0..4.0f32));
+        let bend = if label == 0 { 5.0 } else { -5.0 };
+        for k in 0..=40 {
+            let t = k as f32 / 40.0 - 0.5;
+            let px = (cx + t * side as f32 * 0.5).round() as i64;
+            let py = (cy + bend * (1.0 - 4.0 * t * t)).round() as i64;
+            for (dx, dy) in [(0, 0), (0, 1)] {
+                let (xx, yy) = (px + dx, py + dy);
+                if xx >= 0 && yy >= 0 && (xx as usize) < side && (yy as usize) < side {
+                    img[yy as usize * side + xx as usize] = 2.0;
+                }
+            }
+        }
+        x.extend(img);
+        y.push(label);
+    }
+    TensorSet { n, height: side, width: side, x, y }
+}
+
+#[test]
+fn parameter_counts_match_the_study() {
+    let d = Device::flex();
+    assert_eq!(ModelConfig::new("seed-base".into()).init(&d).num_params(), 1_023_170);
+    assert_eq!(ModelConfig::new("seed-tuned".into()).init(&d).num_params(), 24_358_450);
+    let ours = ModelConfig::new("fer-small".into()).init(&d).num_params();
+    assert!(ours < 1_023_170 / 2, "ours has {ours} params");
+}
+
+#[test]
+fn output_shapes() {
+    let d = Device::flex();
+    for arch in ["seed-base", "seed-tuned", "fer-small"] {
+        let m = ModelConfig::new(arch.into()).init(&d);
+        let x = Tensor::<4>::from_data(TensorData::new(vec![0.1f32; 3 * 48 * 48], [3, 1, 48, 48]), &d);
+        assert_eq!(m.forward(x).dims(), [3, 2], "{arch}");
+    }
+}
+
+fn tiny_settings() -> TrainSettings {
+    TrainSettings {
+        arch: "fer-small".into(),
+        name: "tiny".into(),
+        seed: 3,
+        batch_size: 32,
+        epochs: 4,
+        lr: 5e-3,
+        patience: 0,
+        widths: vec![8, 16, 16],
+        tta_flip: false,
+        ..TrainSettings::default()
+    }
+}
+
+fn no_aug() -> fer_augment::Augmenter {
+    fer_augment::Augmenter { steps: vec![], side: 24, range: (-1.0, 2.0) }
+}
+
+#[test]
+fn tiny_training_lowers_the_loss_and_beats_chance() {
+    let (tr, va) = (faces(256, 24, 1), faces(128, 24, 2));
+    let ckpt = tempfile::tempdir().unwrap();
+    let s = tiny_settings();
+    let t = train::train(&s, &tr, &va, &no_aug(), &Device::flex(), ckpt.path(), &|_, _, _| {}).unwrap();
+    let e = &t.state.epochs;
+    assert_eq!(e.len(), 4);
+    assert!(e.last().unwrap().train_loss < e[0].train_loss, "loss {:?}", e.iter().map(|r| r.train_loss).collect::<Vec<_>>());
+    let probs = train::predict(&t.model, &va, 64, false, &Device::flex());
+    let (_, acc) = train::loss_and_accuracy(&probs, &va.y);
+    assert!(acc > 0.75, "validation accuracy {acc}");
+}
+
+#[test]
+fn checkpoint_round_trip_gives_identical_outputs_and_bad_files_are_named() {
+    let d = Device::flex();
+    d.seed(11);
+    let cfg = ModelConfig::new("fer-small".into()).with_widths(vec![8, 16]);
+    let m = cfg.init(&d);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.safetensors");
+    train::save_weights(&m, &p).unwrap();
+    let back = train::load_weights(&cfg, &p, &d).unwrap();
+    let data = faces(10, 48, 5);
+    assert_eq!(train::predict(&m, &data, 4, true, &d), train::predict(&back, &data, 4, true, &d));
+
+    let missing = train::load_weights(&cfg, &dir.path().join("nope.safetensors"), &d).unwrap_err().to_string();
+    assert!(missing.contains("nope.safetensors") && missing.contains("not found"), "{missing}");
+    std::fs::write(dir.path().join("bad.safetensors"), b"not a checkpoint").unwrap();
+    let corrupt = train::load_weights(&cfg, &dir.path().join("bad.safetensors"), &d).unwrap_err().to_string();
+    assert!(corrupt.contains("bad.safetensors"), "{corrupt}");
+    let other = ModelConfig::new("seed-base".into());
+    let wrong = train::load_weights(&other, &p, &d).unwrap_err().to_string();
+    assert!(wrong.contains("m.safetensors"), "{wrong}");
+}
+
+#[test]
+fn interrupted_training_resumes_after_the_last_epoch() {
+    let (tr, va) = (faces(128, 24, 1), faces(64, 24, 2));
+    let d = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let s = TrainSettings { epochs: 3, ..tiny_settings() };
+    // Stop after 2 of 3 epochs (as a kill after epoch 2 would leave it), then run again.
+    let two = TrainSettings { epochs: 2, ..s.clone() };
+    let first = train::train(&two, &tr, &va, &no_aug(), &d, dir.path(), &|_, _, _| {}).unwrap();
+    let state_path = dir.path().join("state.json");
+    let mut st: train::TrainState = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    st.done = false;
+    std::fs::write(&state_path, serde_json::to_string(&st).unwrap()).unwrap();
+    let batches_seen = std::cell::Cell::new(0u64);
+    let resumed = train::train(&s, &tr, &va, &no_aug(), &d, dir.path(), &|_, pos, _| batches_seen.set(batches_seen.get().max(pos))).unwrap();
+    assert_eq!(resumed.state.epochs.len(), 3);
+    // The first two epochs were not trained again: their rows are the first run's.
+    assert_eq!(resumed.state.epochs[..2], first.state.epochs[..]);
+    assert_eq!(resumed.state.epochs[2].epoch, 3);
+    assert_eq!(batches_seen.get(), 128 / 32, "only epoch 3 ran");
+    // A finished run is not trained again at all.
+    let again = train::train(&s, &tr, &va, &no_aug(), &d, dir.path(), &|_, _, _| panic!("trained again")).unwrap();
+    assert_eq!(again.state, resumed.state);
+}
+
+fn parse(text: &str) -> Result<settings::TrainCnnParams, String> {
+    let pf = PipelineFile::parse(Path::new("pipelines/t.toml"), text).map_err(|e| e.to_string())?;
+    settings::parse(&pf).map_err(|e| e.to_string())
+}
+
+#[test]
+fn bad_params_name_the_key() {
+    let ok = parse("[train_cnn]\nepochs = 2\n[[train_cnn.models]]\narch = \"seed-base\"\n[[train_cnn.models]]\narch = \"fer-small\"\nlr = 0.01\n").unwrap();
+    assert_eq!(ok.models.len(), 2);
+    assert_eq!((ok.models[0].epochs, ok.models[1].lr), (2, 0.01));
+    for (text, key) in [
+        ("[train_cnn]\narch = \"resnet\"\n", "arch"),
+        ("[train_cnn]\nlr = 0.0\n", "lr"),
+        ("[train_cnn]\nlr = -1.0\n", "lr"),
+        ("[train_cnn]\nbatch_size = 0\n", "batch_size"),
+        ("[train_cnn]\n[[train_cnn.models]]\narch = \"fer-small\"\nbatch_size = 0\n", "models[0].batch_size"),
+        ("[train_cnn]\nschedule = \"step\"\n", "schedule"),
+        ("[train_cnn]\nlabel_smoothing = 1.0\n", "label_smoothing"),
+        ("[train_cnn]\n[[train_cnn.ops]]\nkind = \"hflip\"\np = 2.0\n", "ops[0].p"),
+    ] {
+        let e = parse(text).unwrap_err();
+        assert!(e.contains(&format!("[train_cnn] {key}")), "{text:?} gave {e}");
+        assert!(e.starts_with("pipelines/t.toml"), "{e}");
+    }
+    let e = parse("[train_cnn]\nepoch = 3\n").unwrap_err();
+    assert!(e.contains("unknown field `epoch`"), "{e}");
+}
