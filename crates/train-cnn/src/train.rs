@@ -225,8 +225,13 @@ pub fn train(
             if !lv.is_finite() {
                 return Err(TrainError::Diverged { epoch: epoch + 1, loss: lv });
             }
-            let pred: Vec<i64> = logits.argmax(1).into_data().try_to_vec().unwrap_or_default();
-            correct += pred.iter().zip(&ys).filter(|(p, y)| p == y).count();
+            let lg: Vec<f32> = logits.clone().into_data().try_to_vec().unwrap_or_default();
+            let k = lg.len() / bs;
+            correct += lg
+                .chunks(k.max(1))
+                .zip(&ys)
+                .filter(|(row, y)| row.iter().enumerate().fold(0, |b, (i, &v)| if v > row[b] { i } else { b }) as i64 == **y)
+                .count();
             seen += bs;
             loss_sum += lv as f64 * bs as f64;
             lr = match s.schedule.as_str() {

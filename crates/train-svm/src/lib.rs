@@ -32,7 +32,7 @@
 //! "linear"]; also "rff"), `c` ([0.3, 1, 3, 10]), `gamma` (["scale"]: each "scale" = sklearn's
 //! 1 / (d var(X)) on the train features, "<k>*scale", or a number > 0; linfa's
 //! `gaussian_kernel(eps)` gets eps = 1 / gamma), `pca` (0 = off), `max_train` (4000),
-//! `rff_dim` (2000), `tol` (SMO stopping tolerance, 1e-3 as scikit-learn), `shrinking` (true),
+//! `rff_dim` (2000), `tol` (SMO stopping tolerance, 1e-3 as scikit-learn; linfa's own default is 1e-7),
 //! `hog = { orientations = 9, signed = false, cell = 8, block = 2, stride = 1 }`.
 
 pub mod features;
@@ -128,7 +128,6 @@ pub struct SvmSection {
     pub max_train: usize,
     pub rff_dim: usize,
     pub tol: f64,
-    pub shrinking: bool,
     pub hog: HogParams,
 }
 
@@ -144,7 +143,6 @@ impl Default for SvmSection {
             max_train: 4000,
             rff_dim: 2000,
             tol: 1e-3,
-            shrinking: true,
             hog: HogParams::default(),
         }
     }
@@ -162,7 +160,6 @@ pub struct SvmParams {
     pub max_train: usize,
     pub rff_dim: usize,
     pub tol: f64,
-    pub shrinking: bool,
     pub hog: HogParams,
 }
 
@@ -294,7 +291,6 @@ impl SvmSection {
             max_train: self.max_train,
             rff_dim: self.rff_dim,
             tol: self.tol,
-            shrinking: self.shrinking,
             hog: self.hog,
         })
     }
@@ -622,6 +618,24 @@ pub fn compute(
         }
     }
     let pb = fer_core::cli::progress(fits, "grid", quiet);
+    // One line per fit (above the bar on a terminal; the bar is hidden in logs).
+    let done = |g: &GridPoint| {
+        if !quiet {
+            let line = format!(
+                "[{STAGE}] {}/{} C={} gamma={}: fit {:.1} s on {} rows, val acc {:.4}, {}",
+                g.feature.as_str(),
+                g.kernel.as_str(),
+                g.c,
+                g.gamma.map_or("-".into(), |(s, v)| format!("{} ({v:.3e})", s.spec())),
+                g.fit_seconds,
+                g.n_train,
+                g.val_accuracy,
+                g.solver
+            );
+            pb.suspend(|| eprintln!("{line}"));
+        }
+        pb.inc(1);
+    };
     let score = |d: &Decision, f: usize| {
         let m = metrics_of(&data.val.y, &d.values(&sets[f].val));
         (m.accuracy, m.balanced_accuracy)
@@ -643,12 +657,10 @@ pub fn compute(
                     c,
                     g.map(|g| g.1),
                     p.tol,
-                    p.shrinking,
                 )?;
                 let fit_seconds = t0.elapsed().as_secs_f64();
                 let (acc, bal) = score(&decision, f);
-                pb.inc(1);
-                Ok(vec![GridPoint {
+                let g = GridPoint {
                     feature: sets[f].pipeline.kind,
                     kernel,
                     c,
@@ -660,7 +672,9 @@ pub fn compute(
                     n_support: info.n_support,
                     solver: info.solver,
                     decision,
-                }])
+                };
+                done(&g);
+                Ok(vec![g])
             }
             Job::Rff { f, gamma } => {
                 let gv = gamma.resolve(sets[f].gamma_scale);
@@ -679,8 +693,7 @@ pub fn compute(
                         bias,
                     };
                     let (acc, bal) = score(&decision, f);
-                    pb.inc(1);
-                    out.push(GridPoint {
+                    let g = GridPoint {
                         feature: sets[f].pipeline.kind,
                         kernel: KernelKind::Rff,
                         c,
@@ -692,7 +705,9 @@ pub fn compute(
                         n_support: info.n_support,
                         solver: info.solver,
                         decision,
-                    });
+                    };
+                    done(&g);
+                    out.push(g);
                 }
                 Ok(out)
             }
