@@ -9,11 +9,22 @@
 //! and scored on **val**; the best point by val accuracy (ties: the first in grid order) is the
 //! model of that (feature, kernel). Test is only predicted, never used to choose.
 //!
-//! Kernels: `rbf` and `linear` are linfa-svm's SMO, which keeps the full kernel matrix: they
-//! train on a stratified, seeded subsample of at most `max_train` train rows (all rows when
-//! train is smaller; `0` = no limit). `rff` maps the features to `rff_dim` random Fourier
-//! features approximating the RBF kernel of the same gamma and trains a linear SVM by dual
-//! coordinate descent (liblinear's hinge-loss solver) on **every** train row.
+//! Kernels, and how each scales (linfa-svm's SMO keeps the full n x n kernel matrix and
+//! computes it in one thread, n^2 d work per fit, so it stalls past about 10k rows):
+//! - `rbf`: linfa-svm's C-SVC with the Gaussian kernel (`gaussian_kernel(eps)`, eps = 1 /
+//!   gamma) on a stratified, seeded subsample of at most `max_train` train rows (every row when
+//!   train is smaller; `0` = no limit);
+//! - `linear`: by default (`linear_solver = "dcd"`) a linear C-SVC trained by dual coordinate
+//!   descent (liblinear's hinge-loss solver, Hsieh et al. 2008; the bias is a constant
+//!   feature) on **every** train row; `linear_solver = "smo"` uses linfa-svm's linear kernel on
+//!   the `max_train` subsample instead (one fit on 3,620 x 2,304 pixels did not finish in 7
+//!   minutes: SMO converges slowly on nearly separable data);
+//! - `rff`: random Fourier features (`rff_dim` of them) approximating the RBF kernel of the
+//!   same gamma, then the dual coordinate descent linear SVM on **every** train row.
+//!
+//! `pca = k` projects every feature on its first k principal axes (fitted on train) before
+//! the SVM: the RBF fits cost n^2 k instead of n^2 d (about 15 s instead of 80-180 s on
+//! 3,620 rows).
 //!
 //! Writes `artifacts/<pipeline>/train_svm/`:
 //! - `model.safetensors`: the chosen model of every (feature, kernel) and the feature
@@ -29,11 +40,13 @@
 //! - `report.txt`: scikit-learn style classification reports on test.
 //!
 //! Params (`[train_svm]`): `seed` (42), `features` (["raw", "hog"]), `kernels` (["rbf",
-//! "linear"]; also "rff"), `c` ([0.3, 1, 3, 10]), `gamma` (["scale"]: each "scale" = sklearn's
-//! 1 / (d var(X)) on the train features, "<k>*scale", or a number > 0; linfa's
-//! `gaussian_kernel(eps)` gets eps = 1 / gamma), `pca` (0 = off), `max_train` (4000),
-//! `rff_dim` (2000), `tol` (SMO stopping tolerance, 1e-3 as scikit-learn; linfa's own default is 1e-7),
-//! `hog = { orientations = 9, signed = false, cell = 8, block = 2, stride = 1 }`.
+//! "linear"]; also "rff"), `c` ([0.3, 1, 3, 10]: the grid of rbf and rff), `c_linear` (the
+//! grid of `linear`; default `c`), `linear_solver` ("dcd" or "smo"), `gamma` (["scale"];
+//! each entry "scale" = scikit-learn's 1 / (d var(X)) on the train features, "<k>*scale", or
+//! a number > 0), `pca` (0 = off), `max_train` (4000), `rff_dim` (2000), `tol` (the SMO
+//! stopping tolerance, 1e-3 as scikit-learn; linfa's own default is 1e-7), `hog = {
+//! orientations = 9, signed = false, cell = 8, block = 2, stride = 1 }` (imageproc's HOG on
+//! the image mapped back to 8 bits through the transform's value range).
 
 pub mod features;
 pub mod model;
@@ -123,6 +136,8 @@ pub struct SvmSection {
     pub features: Vec<String>,
     pub kernels: Vec<String>,
     pub c: Vec<f64>,
+    pub c_linear: Option<Vec<f64>>,
+    pub linear_solver: String,
     pub gamma: Vec<GammaEntry>,
     pub pca: usize,
     pub max_train: usize,
@@ -138,6 +153,8 @@ impl Default for SvmSection {
             features: vec!["raw".into(), "hog".into()],
             kernels: vec!["rbf".into(), "linear".into()],
             c: vec![0.3, 1.0, 3.0, 10.0],
+            c_linear: None,
+            linear_solver: "dcd".into(),
             gamma: vec![GammaEntry::Name("scale".into())],
             pca: 0,
             max_train: 4000,
@@ -155,12 +172,25 @@ pub struct SvmParams {
     pub features: Vec<FeatureKind>,
     pub kernels: Vec<KernelKind>,
     pub c: Vec<f64>,
+    pub c_linear: Vec<f64>,
+    pub linear_solver: LinearSolver,
     pub gamma: Vec<Gamma>,
     pub pca: usize,
     pub max_train: usize,
     pub rff_dim: usize,
     pub tol: f64,
     pub hog: HogParams,
+}
+
+/// How the `linear` kernel is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinearSolver {
+    /// Dual coordinate descent (liblinear's hinge-loss solver) on every train row.
+    Dcd,
+    /// linfa-svm's SMO with a linear kernel on the `max_train` subsample (slow: it keeps the
+    /// full kernel matrix and converges slowly on nearly separable pixels).
+    Smo,
 }
 
 fn parse_gamma(e: &GammaEntry) -> Result<Gamma, String> {
@@ -234,6 +264,25 @@ impl SvmSection {
                 return Err(err("c", format!("{c} is not > 0")));
             }
         }
+        let c_linear = self.c_linear.clone().unwrap_or_else(|| self.c.clone());
+        if c_linear.is_empty() {
+            return Err(err("c_linear", "is empty (leave it out to use `c`)".into()));
+        }
+        for &c in &c_linear {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(err("c_linear", format!("{c} is not > 0")));
+            }
+        }
+        let linear_solver = match self.linear_solver.as_str() {
+            "dcd" => LinearSolver::Dcd,
+            "smo" => LinearSolver::Smo,
+            s => {
+                return Err(err(
+                    "linear_solver",
+                    format!("unknown solver `{s}` (expected dcd or smo)"),
+                ));
+            }
+        };
         if self.gamma.is_empty() {
             return Err(err(
                 "gamma",
@@ -286,6 +335,8 @@ impl SvmSection {
             features,
             kernels,
             c: self.c.clone(),
+            c_linear,
+            linear_solver,
             gamma,
             pca: self.pca,
             max_train: self.max_train,
@@ -476,6 +527,10 @@ enum Job {
         c: f64,
         gamma: Option<Gamma>,
     },
+    Dcd {
+        f: usize,
+        c: f64,
+    },
     Rff {
         f: usize,
         gamma: Gamma,
@@ -598,15 +653,18 @@ pub fn compute(
                     fits += (p.gamma.len() * p.c.len()) as u64;
                 }
                 KernelKind::Linear => {
-                    for &c in &p.c {
-                        jobs.push(Job::Smo {
-                            f,
-                            kernel,
-                            c,
-                            gamma: None,
+                    for &c in &p.c_linear {
+                        jobs.push(match p.linear_solver {
+                            LinearSolver::Smo => Job::Smo {
+                                f,
+                                kernel,
+                                c,
+                                gamma: None,
+                            },
+                            LinearSolver::Dcd => Job::Dcd { f, c },
                         });
                     }
-                    fits += p.c.len() as u64;
+                    fits += p.c_linear.len() as u64;
                 }
                 KernelKind::Rff => {
                     for &g in &p.gamma {
@@ -626,7 +684,8 @@ pub fn compute(
                 g.feature.as_str(),
                 g.kernel.as_str(),
                 g.c,
-                g.gamma.map_or("-".into(), |(s, v)| format!("{} ({v:.3e})", s.spec())),
+                g.gamma
+                    .map_or("-".into(), |(s, v)| format!("{} ({v:.3e})", s.spec())),
                 g.fit_seconds,
                 g.n_train,
                 g.val_accuracy,
@@ -651,13 +710,8 @@ pub fn compute(
             } => {
                 let g = gamma.map(|g| (g, g.resolve(sets[f].gamma_scale)));
                 let t0 = Instant::now();
-                let (decision, info) = model::fit_smo(
-                    subs[f].view(),
-                    &sub_happy,
-                    c,
-                    g.map(|g| g.1),
-                    p.tol,
-                )?;
+                let (decision, info) =
+                    model::fit_smo(subs[f].view(), &sub_happy, c, g.map(|g| g.1), p.tol)?;
                 let fit_seconds = t0.elapsed().as_secs_f64();
                 let (acc, bal) = score(&decision, f);
                 let g = GridPoint {
@@ -666,6 +720,28 @@ pub fn compute(
                     c,
                     gamma: g,
                     n_train: sub.len(),
+                    fit_seconds,
+                    val_accuracy: acc,
+                    val_balanced_accuracy: bal,
+                    n_support: info.n_support,
+                    solver: info.solver,
+                    decision,
+                };
+                done(&g);
+                Ok(vec![g])
+            }
+            Job::Dcd { f, c } => {
+                let t0 = Instant::now();
+                let (w, bias, info) = model::fit_dcd(&sets[f].train, &all_happy, c, p.seed);
+                let fit_seconds = t0.elapsed().as_secs_f64();
+                let decision = Decision::Linear { w, bias };
+                let (acc, bal) = score(&decision, f);
+                let g = GridPoint {
+                    feature: sets[f].pipeline.kind,
+                    kernel: KernelKind::Linear,
+                    c,
+                    gamma: None,
+                    n_train: sets[f].train.nrows(),
                     fit_seconds,
                     val_accuracy: acc,
                     val_balanced_accuracy: bal,
