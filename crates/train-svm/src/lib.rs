@@ -61,6 +61,8 @@ use fer_core::stage::{Input, Outputs};
 use fer_core::tensors::TensorSet;
 use fer_core::transform::Transform;
 pub use model::{Decision, KernelKind, SavedModel, SavedSvms};
+/// The ndarray version the models use (linfa 0.8 needs 0.16), for callers such as the bench.
+pub use ndarray;
 use ndarray::{Array1, Array2, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
