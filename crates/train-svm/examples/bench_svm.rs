@@ -67,7 +67,7 @@ fn svm_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, preprocess: &Path, rep
     let hs: Vec<bool> = sub.iter().map(|&i| happy[i]).collect();
     let gamma = features::gamma_scale(&x);
     let (s, rbf) = best(repeat, || {
-        model::fit_smo(xs.view(), &hs, 3.0, Some(gamma), 1e-3)
+        model::fit_smo(xs.view(), &hs, (3.0, 3.0), Some(gamma), 1e-3)
     });
     let rbf = match rbf {
         Ok((d, _)) => d,
@@ -82,7 +82,7 @@ fn svm_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, preprocess: &Path, rep
         unit: "images",
         seconds: s,
     });
-    let (s, (w, bias, _)) = best(repeat, || model::fit_dcd(&x, &happy, 0.001, 42));
+    let (s, (w, bias, _)) = best(repeat, || model::fit_dcd(&x, &happy, (0.001, 0.001), 42));
     rows.push(Row {
         name: "svm linear fit (dual coord. descent), all".into(),
         items: data.train.n as f64,

@@ -44,7 +44,8 @@
 //! grid of `linear`; default `c`), `linear_solver` ("dcd" or "smo"), `gamma` (["scale"];
 //! each entry "scale" = scikit-learn's 1 / (d var(X)) on the train features, "<k>*scale", or
 //! a number > 0), `pca` (0 = off), `max_train` (4000), `rff_dim` (2000), `tol` (the SMO
-//! stopping tolerance, 1e-3 as scikit-learn; linfa's own default is 1e-7), `hog = {
+//! stopping tolerance, 1e-3 as scikit-learn; linfa's own default is 1e-7), `class_weight`
+//! ("none", or "balanced": C times n / (2 n_class) per class, as scikit-learn), `hog = {
 //! orientations = 9, signed = false, cell = 8, block = 2, stride = 1 }` (imageproc's HOG on
 //! the image mapped back to 8 bits through the transform's value range).
 
@@ -145,6 +146,7 @@ pub struct SvmSection {
     pub max_train: usize,
     pub rff_dim: usize,
     pub tol: f64,
+    pub class_weight: String,
     pub hog: HogParams,
 }
 
@@ -162,6 +164,7 @@ impl Default for SvmSection {
             max_train: 4000,
             rff_dim: 2000,
             tol: 1e-3,
+            class_weight: "none".into(),
             hog: HogParams::default(),
         }
     }
@@ -181,7 +184,32 @@ pub struct SvmParams {
     pub max_train: usize,
     pub rff_dim: usize,
     pub tol: f64,
+    pub class_weight: ClassWeight,
     pub hog: HogParams,
+}
+
+/// Per-class C.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassWeight {
+    /// The same C for both classes.
+    None,
+    /// scikit-learn's `class_weight="balanced"`: C times n / (2 n_class), per training set.
+    Balanced,
+}
+
+impl ClassWeight {
+    /// (C of happy rows, C of not-happy rows) for these training rows.
+    pub fn c(self, c: f64, happy: &[bool]) -> (f64, f64) {
+        match self {
+            ClassWeight::None => (c, c),
+            ClassWeight::Balanced => {
+                let n = happy.len() as f64;
+                let h = happy.iter().filter(|&&v| v).count() as f64;
+                (c * n / (2.0 * h.max(1.0)), c * n / (2.0 * (n - h).max(1.0)))
+            }
+        }
+    }
 }
 
 /// How the `linear` kernel is trained.
@@ -312,6 +340,16 @@ impl SvmSection {
         if !(self.tol > 0.0 && self.tol < 1.0) {
             return Err(err("tol", format!("{} is not in (0, 1)", self.tol)));
         }
+        let class_weight = match self.class_weight.as_str() {
+            "none" => ClassWeight::None,
+            "balanced" => ClassWeight::Balanced,
+            s => {
+                return Err(err(
+                    "class_weight",
+                    format!("unknown class weight `{s}` (expected none or balanced)"),
+                ));
+            }
+        };
         let h = &self.hog;
         if !(1..=64).contains(&h.orientations) {
             return Err(err(
@@ -344,6 +382,7 @@ impl SvmSection {
             max_train: self.max_train,
             rff_dim: self.rff_dim,
             tol: self.tol,
+            class_weight,
             hog: self.hog,
         })
     }
@@ -712,8 +751,13 @@ pub fn compute(
             } => {
                 let g = gamma.map(|g| (g, g.resolve(sets[f].gamma_scale)));
                 let t0 = Instant::now();
-                let (decision, info) =
-                    model::fit_smo(subs[f].view(), &sub_happy, c, g.map(|g| g.1), p.tol)?;
+                let (decision, info) = model::fit_smo(
+                    subs[f].view(),
+                    &sub_happy,
+                    p.class_weight.c(c, &sub_happy),
+                    g.map(|g| g.1),
+                    p.tol,
+                )?;
                 let fit_seconds = t0.elapsed().as_secs_f64();
                 let (acc, bal) = score(&decision, f);
                 let g = GridPoint {
@@ -734,7 +778,12 @@ pub fn compute(
             }
             Job::Dcd { f, c } => {
                 let t0 = Instant::now();
-                let (w, bias, info) = model::fit_dcd(&sets[f].train, &all_happy, c, p.seed);
+                let (w, bias, info) = model::fit_dcd(
+                    &sets[f].train,
+                    &all_happy,
+                    p.class_weight.c(c, &all_happy),
+                    p.seed,
+                );
                 let fit_seconds = t0.elapsed().as_secs_f64();
                 let decision = Decision::Linear { w, bias };
                 let (acc, bal) = score(&decision, f);
@@ -763,7 +812,8 @@ pub fn compute(
                 let mut out = Vec::new();
                 for &c in &p.c {
                     let t1 = Instant::now();
-                    let (w, bias, info) = model::fit_dcd(&z, &all_happy, c, p.seed);
+                    let (w, bias, info) =
+                        model::fit_dcd(&z, &all_happy, p.class_weight.c(c, &all_happy), p.seed);
                     let fit_seconds = map_seconds + t1.elapsed().as_secs_f64();
                     let decision = Decision::Rff {
                         rff: rff.clone(),
@@ -1116,6 +1166,14 @@ mod tests {
         assert!(g(GammaEntry::Name("-1*scale".into())).is_err());
         assert_eq!(Gamma::Scale(3.0).spec(), "3*scale");
         assert_eq!(Gamma::Scale(3.0).resolve(0.5), 1.5);
+    }
+
+    #[test]
+    fn balanced_class_weight_scales_c_by_inverse_frequency() {
+        let happy = [true, false, false, false];
+        assert_eq!(ClassWeight::None.c(2.0, &happy), (2.0, 2.0));
+        let (h, n) = ClassWeight::Balanced.c(2.0, &happy);
+        assert!((h - 4.0).abs() < 1e-12 && (n - 4.0 / 3.0).abs() < 1e-12);
     }
 
     #[test]

@@ -135,19 +135,20 @@ pub struct FitInfo {
     pub solver: String,
 }
 
-/// linfa-svm's C-SVC with an RBF (`gamma = Some`) or linear (`None`) kernel. `eps` is the SMO
-/// stopping tolerance; linfa's `gaussian_kernel(eps)` takes eps = 1 / gamma.
+/// linfa-svm's C-SVC with an RBF (`gamma = Some`) or linear (`None`) kernel; `c` is (C of
+/// happy rows, C of not-happy rows). `tol` is the SMO stopping tolerance; linfa's
+/// `gaussian_kernel(eps)` takes eps = 1 / gamma.
 pub fn fit_smo(
     x: ArrayView2<f64>,
     happy: &[bool],
-    c: f64,
+    c: (f64, f64),
     gamma: Option<f64>,
     tol: f64,
 ) -> Result<(Decision, FitInfo), String> {
     // No shrinking: linfa-svm 0.8.1's `do_shrinking` can step its active-set counter below 0
     // and panic (index usize::MAX) when every variable qualifies for shrinking.
     let params = Svm::<f64, bool>::params()
-        .pos_neg_weights(c, c)
+        .pos_neg_weights(c.0, c.1)
         .eps(tol)
         .shrinking(false);
     let params = match gamma {
@@ -195,10 +196,17 @@ pub const DCD_MAX_EPOCHS: usize = 1000;
 
 /// Linear C-SVC (hinge loss, L2 penalty) by dual coordinate descent (Hsieh et al. 2008, the
 /// solver of liblinear and scikit-learn's `LinearSVC(loss="hinge")`), the bias as a constant
-/// feature. Visits rows in a seeded random order: deterministic for a seed.
-pub fn fit_dcd(z: &Array2<f64>, happy: &[bool], c: f64, seed: u64) -> (Array1<f64>, f64, FitInfo) {
+/// feature; `c` is (C of happy rows, C of not-happy rows). Visits rows in a seeded random
+/// order: deterministic for a seed.
+pub fn fit_dcd(
+    z: &Array2<f64>,
+    happy: &[bool],
+    c: (f64, f64),
+    seed: u64,
+) -> (Array1<f64>, f64, FitInfo) {
     let n = z.nrows();
     let y: Vec<f64> = happy.iter().map(|&h| if h { 1.0 } else { -1.0 }).collect();
+    let upper: Vec<f64> = happy.iter().map(|&h| if h { c.0 } else { c.1 }).collect();
     let qii: Vec<f64> = z.outer_iter().map(|r| r.dot(&r) + 1.0).collect();
     let mut alpha = vec![0.0f64; n];
     let mut w = Array1::<f64>::zeros(z.ncols());
@@ -216,7 +224,7 @@ pub fn fit_dcd(z: &Array2<f64>, happy: &[bool], c: f64, seed: u64) -> (Array1<f6
             let g = y[i] * (w.dot(&zi) + b) - 1.0;
             let pg = if alpha[i] == 0.0 {
                 g.min(0.0)
-            } else if alpha[i] == c {
+            } else if alpha[i] == upper[i] {
                 g.max(0.0)
             } else {
                 g
@@ -225,7 +233,7 @@ pub fn fit_dcd(z: &Array2<f64>, happy: &[bool], c: f64, seed: u64) -> (Array1<f6
             minpg = minpg.min(pg);
             if pg.abs() > 1e-12 {
                 let old = alpha[i];
-                alpha[i] = (old - g / qii[i]).clamp(0.0, c);
+                alpha[i] = (old - g / qii[i]).clamp(0.0, upper[i]);
                 let delta = (alpha[i] - old) * y[i];
                 w.scaled_add(delta, &zi);
                 b += delta;
@@ -557,7 +565,7 @@ mod tests {
             };
             let ds = linfa::DatasetBase::new(x.view(), ndarray::ArrayView1::from(&happy[..]));
             let svm = params.fit(&ds).unwrap();
-            let (d, info) = fit_smo(x.view(), &happy, 1.0, gamma, 1e-3).unwrap();
+            let (d, info) = fit_smo(x.view(), &happy, (1.0, 1.0), gamma, 1e-3).unwrap();
             assert!(info.n_support > 0 && info.n_support < 80, "{info:?}");
             let ours = d.values(&x);
             for (i, row) in x.outer_iter().enumerate() {
@@ -576,7 +584,7 @@ mod tests {
     #[test]
     fn dual_coordinate_descent_separates_and_is_deterministic() {
         let (x, happy) = blobs(200, 2);
-        let (w, b, info) = fit_dcd(&x, &happy, 1.0, 7);
+        let (w, b, info) = fit_dcd(&x, &happy, (1.0, 1.0), 7);
         assert!(!info.solver.contains("cap"), "{}", info.solver);
         let d = Decision::Linear {
             w: w.clone(),
@@ -589,14 +597,14 @@ mod tests {
             .filter(|(v, h)| (**v >= 0.0) == **h)
             .count();
         assert!(correct >= 195, "{correct}/200");
-        let (w2, b2, _) = fit_dcd(&x, &happy, 1.0, 7);
+        let (w2, b2, _) = fit_dcd(&x, &happy, (1.0, 1.0), 7);
         assert_eq!((w, b), (w2, b2));
     }
 
     #[test]
     fn decision_blocks_do_not_change_values() {
         let (x, happy) = blobs(600, 3);
-        let (d, _) = fit_smo(x.view(), &happy, 1.0, Some(0.3), 1e-3).unwrap();
+        let (d, _) = fit_smo(x.view(), &happy, (1.0, 1.0), Some(0.3), 1e-3).unwrap();
         let all = d.values(&x);
         let one = d.values(&x.slice(ndarray::s![300..301, ..]).to_owned());
         assert_eq!(all[300], one[0]);

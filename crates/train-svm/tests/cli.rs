@@ -392,7 +392,8 @@ fn every_model_beats_chance_and_reloads_to_identical_decisions() {
 fn same_seed_same_models_and_predictions_with_pca() {
     let f = Fixture::new(&["pca"]);
     let body = "seed = 5\nfeatures = [\"raw\", \"hog\"]\nkernels = [\"rbf\", \"rff\"]\n\
-                c = [1.0]\ngamma = [\"scale\"]\npca = 12\nrff_dim = 200\n";
+                c = [1.0]\ngamma = [\"scale\"]\npca = 12\nrff_dim = 200\n\
+                class_weight = \"balanced\"\n";
     let p = f.pipeline("pca", body);
     let other = f.dir.path().join("other");
     // The second artifacts folder needs the same upstream stage.
@@ -483,6 +484,11 @@ fn bad_params_exit_2_naming_the_key() {
             &["[train_svm] linear_solver:", "`newton`"],
         ),
         ("tol", "tol = 0\n", &["[train_svm] tol:"]),
+        (
+            "class_weight",
+            "class_weight = \"auto\"\n",
+            &["[train_svm] class_weight:", "`auto`"],
+        ),
         (
             "hog_cell",
             "hog = { cell = 7 }\n",
