@@ -39,12 +39,13 @@
 //!   AUC scores class 0 = happy by the decision value), and the best model by val accuracy;
 //! - `report.txt`: scikit-learn style classification reports on test.
 //!
-//! Params (`[train_svm]`): `seed` (42), `features` (["raw", "hog"]), `kernels` (["rbf",
-//! "linear"]; also "rff"), `c` ([0.3, 1, 3, 10]: the grid of rbf and rff), `c_linear` (the
-//! grid of `linear`; default `c`), `linear_solver` ("dcd" or "smo"), `gamma` (["scale"];
-//! each entry "scale" = scikit-learn's 1 / (d var(X)) on the train features, "<k>*scale", or
-//! a number > 0), `pca` (0 = off), `max_train` (4000), `rff_dim` (2000), `tol` (the SMO
-//! stopping tolerance, 1e-3 as scikit-learn; linfa's own default is 1e-7), `class_weight`
+//! Params (`[train_svm]`, defaults in brackets: the `seed` pipeline's measured setup):
+//! `seed` (42), `features` (["raw", "hog"]), `kernels` (["rbf", "linear", "rff"]), `c` ([1,
+//! 3, 10]: the grid of rbf and rff), `c_linear` ([0.001, 0.01, 0.1]: the grid of `linear`),
+//! `linear_solver` ("dcd"; or "smo"), `gamma` (["0.5*scale", "scale", "2*scale"]; each entry
+//! "scale" = scikit-learn's 1 / (d var(X)) on the train features, "<k>*scale", or a number >
+//! 0), `pca` (150; 0 = off), `max_train` (4000), `rff_dim` (2000), `tol` (1e-3, the SMO
+//! stopping tolerance, as scikit-learn; linfa's own default is 1e-7), `class_weight`
 //! ("none", or "balanced": C times n / (2 n_class) per class, as scikit-learn), `hog = {
 //! orientations = 9, signed = false, cell = 8, block = 2, stride = 1 }` (imageproc's HOG on
 //! the image mapped back to 8 bits through the transform's value range).
@@ -125,7 +126,7 @@ impl Gamma {
     pub fn spec(self) -> String {
         match self {
             Gamma::Value(v) => format!("{v}"),
-            Gamma::Scale(k) if k == 1.0 => "scale".into(),
+            Gamma::Scale(1.0) => "scale".into(),
             Gamma::Scale(k) => format!("{k}*scale"),
         }
     }
@@ -155,12 +156,14 @@ impl Default for SvmSection {
         SvmSection {
             seed: 42,
             features: vec!["raw".into(), "hog".into()],
-            kernels: vec!["rbf".into(), "linear".into()],
-            c: vec![0.3, 1.0, 3.0, 10.0],
-            c_linear: None,
+            kernels: vec!["rbf".into(), "linear".into(), "rff".into()],
+            c: vec![1.0, 3.0, 10.0],
+            c_linear: Some(vec![0.001, 0.01, 0.1]),
             linear_solver: "dcd".into(),
-            gamma: vec![GammaEntry::Name("scale".into())],
-            pca: 0,
+            gamma: ["0.5*scale", "scale", "2*scale"]
+                .map(|g| GammaEntry::Name(g.into()))
+                .to_vec(),
+            pca: 150,
             max_train: 4000,
             rff_dim: 2000,
             tol: 1e-3,
@@ -854,11 +857,21 @@ pub fn compute(
         models: Vec::new(),
     };
     let mut model_json = Vec::new();
-    let mut pred_rows: Vec<(String, FeatureKind, KernelKind, &str, u32, &str, u8, f64)> =
-        Vec::new();
+    // (model, feature, kernel, split, row, id, label, decision)
+    type PredRow<'a> = (
+        String,
+        FeatureKind,
+        KernelKind,
+        &'a str,
+        u32,
+        &'a str,
+        u8,
+        f64,
+    );
+    let mut pred_rows: Vec<PredRow> = Vec::new();
     let mut report = String::new();
     let mut table = Vec::new();
-    for (f, set) in sets.iter().enumerate() {
+    for set in &sets {
         for &kernel in &p.kernels {
             let idx: Vec<usize> = (0..grid.len())
                 .filter(|&i| grid[i].feature == set.pipeline.kind && grid[i].kernel == kernel)
@@ -948,7 +961,6 @@ pub fn compute(
                 gamma: g.gamma.map(|x| x.1),
                 decision: g.decision.clone(),
             });
-            let _ = f;
         }
     }
 
