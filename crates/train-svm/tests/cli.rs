@@ -240,7 +240,9 @@ const ALL: &str = r#"seed = 3
 features = ["raw", "hog"]
 kernels = ["rbf", "linear", "rff"]
 c = [0.5, 2.0]
+c_linear = [0.01, 0.1]
 gamma = ["scale", "0.3*scale"]
+pca = 0
 max_train = 100
 rff_dim = 300
 "#;
@@ -516,4 +518,14 @@ fn missing_preprocess_names_the_stage_to_run() {
     let f = Fixture::new(&[]);
     let p = f.pipeline("nothing", "c = [1.0]\n");
     f.run(&p).error(&["make preprocess PIPELINE=nothing"]);
+}
+
+#[test]
+fn pca_larger_than_the_train_set_names_the_key() {
+    let f = Fixture::new(&["big"]);
+    let p = f.pipeline("big", "features = [\"hog\"]\npca = 500\n");
+    let file = p.display().to_string();
+    f.run(&p)
+        .error(&[&file, "[train_svm] pca:", "120 train rows"]);
+    assert!(!f.stage("big").join("manifest.json").exists());
 }
