@@ -15,7 +15,7 @@ export FER2013_DIR
 A      := artifacts/$(PIPELINE)
 PFILE  := pipelines/$(PIPELINE).toml
 BIN    := target/release
-STAGES := ingest stats preprocess augment train-cnn
+STAGES := ingest stats preprocess augment train-svm train-cnn
 
 # Sources a stage's binary is built from: its crate, the core crate, the lock file.
 src   = $(shell find crates/$(1)/src crates/$(1)/Cargo.toml crates/$(1)/build.rs -type f 2>/dev/null)
@@ -40,6 +40,7 @@ ingest: $(A)/ingest/manifest.json
 stats: $(A)/stats/manifest.json
 preprocess: $(A)/preprocess/manifest.json
 augment: $(A)/augment/manifest.json
+train-svm: $(A)/train_svm/manifest.json
 train-cnn: $(A)/train_cnn/manifest.json
 
 $(A)/ingest/manifest.json: $(PFILE) $(CORE) $(call src,ingest) $(DATA)
@@ -53,6 +54,9 @@ $(A)/preprocess/manifest.json: $(A)/ingest/manifest.json $(PFILE) $(CORE) $(call
 
 $(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(call src,augment)
 	$(call stage,augment)
+
+$(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(call src,train-svm)
+	$(call stage,train-svm)
 
 # train_cnn reuses the augment library, so its sources are a prerequisite too.
 $(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(call src,train-cnn) $(call src,augment)
@@ -82,5 +86,6 @@ help: ## this list
 	@echo "  stats        counts, mean/std, histograms, samples, audit -> $(A)/stats/"
 	@echo "  preprocess   fitted transform + tensors per split -> $(A)/preprocess/"
 	@echo "  augment      augmentation preview (+ offline set) -> $(A)/augment/"
+	@echo "  train-svm    the study's SVM (raw pixels and HOG; RBF, linear) -> $(A)/train_svm/"
 	@echo "  train-cnn    the study's CNNs and ours (DEVICE=cpu|wgpu) -> $(A)/train_cnn/"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
