@@ -9,7 +9,7 @@ FER2013_DIR ?= data/fer2013
 CARGO       ?= cargo
 # DEVICE=wgpu trains on a GPU (builds train-cnn with --features wgpu).
 DEVICE      ?= cpu
-CARGO_FEATURES := $(if $(filter wgpu,$(DEVICE)),--features wgpu,)
+CARGO_FEATURES := $(if $(filter wgpu,$(DEVICE)),--features fer-train-cnn/wgpu,)
 export FER2013_DIR
 
 A      := artifacts/$(PIPELINE)
@@ -23,9 +23,11 @@ CORE := $(call src,core) $(call src,codeversion) Cargo.toml Cargo.lock
 # The data folder's class folders change mtime when files are added or removed.
 DATA := $(wildcard $(FER2013_DIR)/fer2013.csv $(FER2013_DIR)/train/* $(FER2013_DIR)/test/*)
 
-# Build one stage binary and run it on the pipeline.
+# Build every binary at once (one feature resolution for the whole workspace, the same one
+# `make test` uses, so burn is compiled once), then run one stage on the pipeline.
+BUILD = @$(CARGO) build --release --quiet --workspace --bins $(CARGO_FEATURES)
 define stage
-	@$(CARGO) build --release --quiet -p fer-$(1)
+	$(BUILD)
 	$(BIN)/fer-$(1) --pipeline $(PIPELINE)
 endef
 
@@ -60,7 +62,7 @@ $(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(c
 
 # train_cnn reuses the augment library, so its sources are a prerequisite too.
 $(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(call src,train-cnn) $(call src,augment)
-	@$(CARGO) build --release --quiet -p fer-train-cnn $(CARGO_FEATURES)
+	$(BUILD)
 	$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE)
 
 demo: ## the whole pipeline on synthetic faces (no download needed)
@@ -71,7 +73,8 @@ test: ## unit and integration tests (no download needed)
 	$(CARGO) test --release --workspace
 
 bench: ## timings on the real data (FER2013_DIR), printed as a table
-	$(CARGO) run --release --quiet -p fer-bench -- --data-dir $(FER2013_DIR)
+	$(BUILD)
+	$(BIN)/fer-bench --data-dir $(FER2013_DIR)
 
 clean: ## remove artifacts/ (the run cache is kept)
 	rm -rf artifacts

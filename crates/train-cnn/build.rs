@@ -1,1 +1,3 @@
-fn main() { fer_codeversion::emit(&["augment"]); }
+fn main() {
+    fer_codeversion::emit(&["augment"]);
+}

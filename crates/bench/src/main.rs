@@ -117,6 +117,12 @@ fn main() -> std::process::ExitCode {
                         fer_core::cli::error_chain(&e)
                     )),
                 }
+                svm_rows(
+                    &mut rows,
+                    &mut notes,
+                    &tmp.path().join("benchfull").join("preprocess"),
+                    1,
+                );
             }
             Err(e) => notes.push(format!("ingest failed: {}", fer_core::cli::error_chain(&e))),
         }
@@ -127,6 +133,7 @@ fn main() -> std::process::ExitCode {
         ));
     }
     augment_rows(&mut rows, cli.repeat);
+    cnn_rows(&mut rows, &mut notes);
     print_table(&rows);
     for n in &notes {
         println!("note: {n}");
@@ -188,6 +195,158 @@ fn augment_rows(rows: &mut Vec<Row>, repeat: usize) {
         .build()
         .expect("pool");
     one.install(|| time_it("augment flip+rotate+contrast, batch 64, 1 thr".into()));
+}
+
+/// CNN training (batch 64, AdamW, no augmentation) and inference (batch 256) throughput on
+/// the CPU backend (burn flex), on random 48x48 inputs: speed does not depend on content.
+fn cnn_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>) {
+    use fer_core::tensors::TensorSet;
+    use fer_train_cnn::settings::TrainSettings;
+    let device = burn::tensor::Device::flex();
+    let data = |n: usize| TensorSet {
+        n,
+        height: 48,
+        width: 48,
+        x: (0..n * 2304)
+            .map(|i| ((i * 7919) % 997) as f32 / 250.0 - 2.0)
+            .collect(),
+        y: (0..n).map(|i| (i % 2) as u8).collect(),
+    };
+    let aug = fer_augment::Augmenter {
+        steps: vec![],
+        side: 48,
+        range: (-2.0, 2.0),
+    };
+    let val = data(64);
+    for (arch, n) in [
+        ("fer-small", 1280usize),
+        ("seed-base", 1280),
+        ("seed-tuned", 128),
+    ] {
+        let s = TrainSettings {
+            arch: arch.into(),
+            name: arch.into(),
+            epochs: 1,
+            warmup_epochs: 0,
+            patience: 0,
+            augment: false,
+            ..TrainSettings::default()
+        };
+        let train = data(n);
+        let ckpt = tempfile::tempdir().expect("temp dir");
+        match fer_train_cnn::train::train(
+            &s,
+            &train,
+            &val,
+            &aug,
+            &device,
+            ckpt.path(),
+            &|_, _, _| {},
+        ) {
+            Ok(t) => {
+                let e = &t.state.epochs[0];
+                // Epoch seconds include one pass over the 64 validation images.
+                rows.push(Row {
+                    name: format!("train {arch} (flex CPU, batch 64)"),
+                    items: n as f64,
+                    unit: "images",
+                    seconds: e.seconds,
+                });
+                let test = data(if arch == "seed-tuned" { 64 } else { 2048 });
+                let t0 = Instant::now();
+                let _ = fer_train_cnn::train::predict(&t.model, &test, 256, false, &device);
+                rows.push(Row {
+                    name: format!("infer {arch} (flex CPU, batch 256)"),
+                    items: test.n as f64,
+                    unit: "images",
+                    seconds: t0.elapsed().as_secs_f64(),
+                });
+            }
+            Err(e) => notes.push(format!("train {arch} failed: {e}")),
+        }
+    }
+}
+
+/// SVM training and inference on a preprocess output folder: HOG + PCA 150 fitted on train,
+/// linfa-svm's RBF C-SVC on a stratified 2,000-row subsample (C = 3, gamma = scale), the
+/// linear SVM (dual coordinate descent, C = 0.001) on every train row, and inference (HOG,
+/// scaling, PCA, decision) on test.
+fn svm_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, preprocess: &Path, repeat: usize) {
+    use fer_train_svm::ndarray::Axis;
+    use fer_train_svm::{Decision, FeatureKind, FeaturePipeline, HogParams, features, model};
+    let data = match fer_train_svm::Data::read(preprocess) {
+        Ok(d) => d,
+        Err(e) => {
+            notes.push(format!("train_svm rows skipped: {e}"));
+            return;
+        }
+    };
+    let range = data.transform.value_range();
+    let (s, fitted) = best(repeat, || {
+        FeaturePipeline::fit(
+            FeatureKind::Hog,
+            HogParams::default(),
+            range,
+            150,
+            &data.train,
+        )
+    });
+    let (pipeline, x) = match fitted {
+        Ok(v) => v,
+        Err(e) => {
+            notes.push(format!("train_svm features failed: {e}"));
+            return;
+        }
+    };
+    rows.push(Row {
+        name: "svm features: HOG + scale + PCA 150 (fit)".into(),
+        items: data.train.n as f64,
+        unit: "images",
+        seconds: s,
+    });
+    let happy: Vec<bool> = data.train.y.iter().map(|&v| v == 0).collect();
+    let sub = fer_train_svm::stratified_subsample(&data.train.y, 2000, 42);
+    let xs = x.select(Axis(0), &sub);
+    let hs: Vec<bool> = sub.iter().map(|&i| happy[i]).collect();
+    let gamma = features::gamma_scale(&x);
+    let (s, rbf) = best(repeat, || {
+        model::fit_smo(xs.view(), &hs, (3.0, 3.0), Some(gamma), 1e-3)
+    });
+    let rbf = match rbf {
+        Ok((d, _)) => d,
+        Err(e) => {
+            notes.push(format!("train_svm rbf failed: {e}"));
+            return;
+        }
+    };
+    rows.push(Row {
+        name: "svm rbf fit (linfa SMO), 2000 rows".into(),
+        items: sub.len() as f64,
+        unit: "images",
+        seconds: s,
+    });
+    let (s, (w, bias, _)) = best(repeat, || model::fit_dcd(&x, &happy, (0.001, 0.001), 42));
+    rows.push(Row {
+        name: "svm linear fit (dual coord. descent), all".into(),
+        items: data.train.n as f64,
+        unit: "images",
+        seconds: s,
+    });
+    let linear = Decision::Linear { w, bias };
+    for (name, d) in [("rbf", &rbf), ("linear", &linear)] {
+        let (s, out) = best(repeat, || {
+            pipeline.transform(&data.test).map(|t| d.values(&t).len())
+        });
+        match out {
+            Ok(n) => rows.push(Row {
+                name: format!("svm {name} inference (HOG..decision), test"),
+                items: n as f64,
+                unit: "images",
+                seconds: s,
+            }),
+            Err(e) => notes.push(format!("train_svm inference failed: {e}")),
+        }
+    }
 }
 
 fn print_table(rows: &[Row]) {

@@ -58,7 +58,11 @@ pub enum TrainCnnError {
 }
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "fer-train-cnn", version, about = "Stage train_cnn: train the study's CNNs and ours")]
+#[command(
+    name = "fer-train-cnn",
+    version,
+    about = "Stage train_cnn: train the study's CNNs and ours"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub common: StageArgs,
@@ -121,7 +125,11 @@ impl ModelArtifact {
     }
     /// Rebuild the network and load `model.safetensors`.
     pub fn load_model(&self, dir: &Path, device: &Device) -> Result<Net, TrainCnnError> {
-        Ok(train::load_weights(&self.model, &dir.join("model.safetensors"), device)?)
+        Ok(train::load_weights(
+            &self.model,
+            &dir.join("model.safetensors"),
+            device,
+        )?)
     }
 }
 
@@ -148,7 +156,9 @@ pub fn run(p: &Params) -> Result<Manifest, TrainCnnError> {
     let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
     let dir_in = input.path.clone();
     let params = json!({"models": p.train.models, "ops": p.train.steps, "device": p.device});
-    let run = p.common.stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
+    let run = p
+        .common
+        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
     let resume: PathBuf = p
         .common
         .artifacts
@@ -175,7 +185,10 @@ pub fn compute(
     let (val, _) = TensorSet::read(&dir_in.join("val.safetensors"))?;
     let (test, _) = TensorSet::read(&dir_in.join("test.safetensors"))?;
     let ids = ids_by_split(&dir_in.join("index.parquet"))?;
-    let mode = meta["label_mode"].as_str().and_then(fer_core::LabelMode::parse).unwrap_or_default();
+    let mode = meta["label_mode"]
+        .as_str()
+        .and_then(fer_core::LabelMode::parse)
+        .unwrap_or_default();
     let class_names: Vec<String> = mode.class_names().iter().map(|s| s.to_string()).collect();
     let aug = fer_augment::augmenter(&tp.steps, &transform);
     let mut out = Outputs::default();
@@ -194,7 +207,15 @@ pub fn compute(
             pb.set_position(pos);
             pb.set_message(msg.to_string());
         };
-        let trained = train::train(&s, &train, &val, &aug, device, &resume.join(&s.name), &report)?;
+        let trained = train::train(
+            &s,
+            &train,
+            &val,
+            &aug,
+            device,
+            &resume.join(&s.name),
+            &report,
+        )?;
         pb.finish_and_clear();
         let model = trained.model;
         let params = model.num_params();
@@ -222,7 +243,10 @@ pub fn compute(
             let probs = train::predict(&model, data, s.eval_batch_size, s.tta_flip, device);
             let pred: Vec<u8> = probs.iter().map(|p| train::argmax(p) as u8).collect();
             let m = classification_metrics(&data.y, &pred, &names, Some(&probs));
-            metrics.insert(split.as_str().into(), serde_json::to_value(&m).expect("metrics"));
+            metrics.insert(
+                split.as_str().into(),
+                serde_json::to_value(&m).expect("metrics"),
+            );
             for (i, p) in probs.iter().enumerate() {
                 pred_rows.push((split, i, data.y[i], p[0], pred[i]));
             }
@@ -259,7 +283,9 @@ pub fn compute(
                 trained.state.epochs.len(),
                 info["metrics"]["val"]["accuracy"].as_f64().unwrap_or(0.0),
                 info["metrics"]["test"]["accuracy"].as_f64().unwrap_or(0.0),
-                info["metrics"]["test"]["balanced_accuracy"].as_f64().unwrap_or(0.0),
+                info["metrics"]["test"]["balanced_accuracy"]
+                    .as_f64()
+                    .unwrap_or(0.0),
                 info["metrics"]["test"]["roc_auc"].as_f64().unwrap_or(0.0),
                 trained.state.train_seconds
             );
@@ -294,11 +320,18 @@ fn write_json(path: &Path, v: &impl serde::Serialize) -> fer_core::Result<()> {
 }
 
 fn write_epochs(path: &Path, rows: &[train::EpochRow]) -> fer_core::Result<usize> {
-    let f = |g: fn(&train::EpochRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(g))) as ArrayRef;
+    let f = |g: fn(&train::EpochRow) -> f64| {
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(g))) as ArrayRef
+    };
     fer_core::parquet_io::write_columns(
         path,
         vec![
-            ("epoch", Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.epoch as u32))) as ArrayRef),
+            (
+                "epoch",
+                Arc::new(UInt32Array::from_iter_values(
+                    rows.iter().map(|r| r.epoch as u32),
+                )) as ArrayRef,
+            ),
             ("train_loss", f(|r| r.train_loss)),
             ("train_acc", f(|r| r.train_acc)),
             ("val_loss", f(|r| r.val_loss)),
@@ -309,21 +342,44 @@ fn write_epochs(path: &Path, rows: &[train::EpochRow]) -> fer_core::Result<usize
     )
 }
 
-fn write_predictions(path: &Path, rows: &[(Split, usize, u8, f64, u8)], ids: &[Vec<String>; 3]) -> fer_core::Result<usize> {
+fn write_predictions(
+    path: &Path,
+    rows: &[(Split, usize, u8, f64, u8)],
+    ids: &[Vec<String>; 3],
+) -> fer_core::Result<usize> {
     fer_core::parquet_io::write_columns(
         path,
         vec![
-            ("split", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))) as ArrayRef),
-            ("row", Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.1 as u32)))),
             (
-                "id",
+                "split",
                 Arc::new(StringArray::from_iter_values(
-                    rows.iter().map(|r| ids[r.0 as usize].get(r.1).map(String::as_str).unwrap_or("")),
+                    rows.iter().map(|r| r.0.as_str()),
+                )) as ArrayRef,
+            ),
+            (
+                "row",
+                Arc::new(UInt32Array::from_iter_values(
+                    rows.iter().map(|r| r.1 as u32),
                 )),
             ),
-            ("label", Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.2)))),
-            ("p_happy", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3)))),
-            ("pred", Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.4)))),
+            (
+                "id",
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| {
+                    ids[r.0 as usize].get(r.1).map(String::as_str).unwrap_or("")
+                }))),
+            ),
+            (
+                "label",
+                Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.2))),
+            ),
+            (
+                "p_happy",
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            ),
+            (
+                "pred",
+                Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.4))),
+            ),
         ],
     )
 }

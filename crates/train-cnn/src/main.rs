@@ -7,6 +7,8 @@ fn main() -> std::process::ExitCode {
         .common
         .load_pipeline()
         .map_err(Into::into)
-        .and_then(|pipeline| fer_train_cnn::run(&fer_train_cnn::Params::from_pipeline(&pipeline, &cli)?));
+        .and_then(|pipeline| {
+            fer_train_cnn::run(&fer_train_cnn::Params::from_pipeline(&pipeline, &cli)?)
+        });
     fer_core::cli::finish(&cli.common, fer_train_cnn::STAGE, result)
 }

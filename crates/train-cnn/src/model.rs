@@ -7,7 +7,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
+};
 use burn::tensor::{Device, Tensor};
 
 /// Names accepted by `arch`.
@@ -216,11 +218,20 @@ impl Net {
         match cfg.arch.as_str() {
             "seed-base" => {
                 let (a, b, c) = (s - 2, (s - 2) / 2 - 2, ((s - 2) / 2 - 2) / 2 - 2);
-                conv(a, 1, 32, 3) + conv(b, 32, 64, 3) + conv(c, 64, 128, 3) + 128 * c * c * 112 + 112 * 112 + 112 * 2
+                conv(a, 1, 32, 3)
+                    + conv(b, 32, 64, 3)
+                    + conv(c, 64, 128, 3)
+                    + 128 * c * c * 112
+                    + 112 * 112
+                    + 112 * 2
             }
             "seed-tuned" => {
                 let (a, b, c) = (s - 4, s - 6, s - 10);
-                conv(a, 1, 48, 5) + conv(b, 48, 416, 3) + conv(c, 416, 192, 5) + 192 * c * c * 80 + 80 * 2
+                conv(a, 1, 48, 5)
+                    + conv(b, 48, 416, 3)
+                    + conv(c, 416, 192, 5)
+                    + 192 * c * c * 80
+                    + 80 * 2
             }
             _ => {
                 let mut total = 0;

@@ -104,16 +104,26 @@ pub fn parse(pf: &PipelineFile) -> fer_core::Result<TrainCnnParams> {
             .enumerate()
             .map(|(i, v)| match v {
                 toml::Value::Table(t) => Ok(t),
-                _ => Err(pf.param_error(SECTION, &format!("models[{i}]"), "must be a table ([[train_cnn.models]])")),
+                _ => Err(pf.param_error(
+                    SECTION,
+                    &format!("models[{i}]"),
+                    "must be a table ([[train_cnn.models]])",
+                )),
             })
             .collect::<fer_core::Result<Vec<_>>>()?,
-        Some(_) => return Err(pf.param_error(SECTION, "models", "must be an array of tables ([[train_cnn.models]])")),
+        Some(_) => {
+            return Err(pf.param_error(
+                SECTION,
+                "models",
+                "must be an array of tables ([[train_cnn.models]])",
+            ));
+        }
     };
     let ops: Vec<OpSection> = match table.remove("ops") {
         None => fer_augment::default_ops(),
-        Some(v) => v
-            .try_into()
-            .map_err(|e: toml::de::Error| pf.param_error(SECTION, "ops", e.message().to_string()))?,
+        Some(v) => v.try_into().map_err(|e: toml::de::Error| {
+            pf.param_error(SECTION, "ops", e.message().to_string())
+        })?,
     };
     let steps = fer_augment::validate_ops(&ops, pf, SECTION)?;
     if models.is_empty() {
@@ -123,30 +133,63 @@ pub fn parse(pf: &PipelineFile) -> fer_core::Result<TrainCnnParams> {
     for (i, m) in models.into_iter().enumerate() {
         let mut merged = table.clone();
         merged.extend(m);
-        let prefix = if listed { format!("models[{i}].") } else { String::new() };
-        let s: TrainSettings = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| {
-            pf.param_error(SECTION, prefix.trim_end_matches('.'), e.message().split_whitespace().collect::<Vec<_>>().join(" "))
-        })?;
+        let prefix = if listed {
+            format!("models[{i}].")
+        } else {
+            String::new()
+        };
+        let s: TrainSettings =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    pf.param_error(
+                        SECTION,
+                        prefix.trim_end_matches('.'),
+                        e.message().split_whitespace().collect::<Vec<_>>().join(" "),
+                    )
+                })?;
         out.push(validate(s, pf, &prefix)?);
     }
     let mut names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
     names.sort();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-        return Err(pf.param_error(SECTION, "models", format!("two models are named `{}`: give one a `name`", w[0])));
+        return Err(pf.param_error(
+            SECTION,
+            "models",
+            format!("two models are named `{}`: give one a `name`", w[0]),
+        ));
     }
     Ok(TrainCnnParams { models: out, steps })
 }
 
-fn validate(mut s: TrainSettings, pf: &PipelineFile, prefix: &str) -> fer_core::Result<TrainSettings> {
+fn validate(
+    mut s: TrainSettings,
+    pf: &PipelineFile,
+    prefix: &str,
+) -> fer_core::Result<TrainSettings> {
     let err = |k: &str, m: String| pf.param_error(SECTION, &format!("{prefix}{k}"), m);
     if !ARCHS.contains(&s.arch.as_str()) {
-        return Err(err("arch", format!("unknown architecture `{}` (expected one of: {})", s.arch, ARCHS.join(", "))));
+        return Err(err(
+            "arch",
+            format!(
+                "unknown architecture `{}` (expected one of: {})",
+                s.arch,
+                ARCHS.join(", ")
+            ),
+        ));
     }
     if s.name.is_empty() {
         s.name = s.arch.clone();
     }
-    if !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(err("name", format!("`{}` may only use letters, digits, - and _", s.name)));
+    if !s
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(err(
+            "name",
+            format!("`{}` may only use letters, digits, - and _", s.name),
+        ));
     }
     if s.batch_size == 0 {
         return Err(err("batch_size", "must be at least 1".into()));
@@ -164,22 +207,43 @@ fn validate(mut s: TrainSettings, pf: &PipelineFile, prefix: &str) -> fer_core::
         return Err(err("min_lr", format!("{} is not in [0, lr]", s.min_lr)));
     }
     if !["cosine", "plateau", "constant"].contains(&s.schedule.as_str()) {
-        return Err(err("schedule", format!("unknown schedule `{}` (expected cosine, plateau or constant)", s.schedule)));
+        return Err(err(
+            "schedule",
+            format!(
+                "unknown schedule `{}` (expected cosine, plateau or constant)",
+                s.schedule
+            ),
+        ));
     }
     if !["adamw", "adam"].contains(&s.optimizer.as_str()) {
-        return Err(err("optimizer", format!("unknown optimizer `{}` (expected adamw or adam)", s.optimizer)));
+        return Err(err(
+            "optimizer",
+            format!(
+                "unknown optimizer `{}` (expected adamw or adam)",
+                s.optimizer
+            ),
+        ));
     }
     if !(s.weight_decay >= 0.0 && s.weight_decay.is_finite()) {
-        return Err(err("weight_decay", format!("{} must be >= 0", s.weight_decay)));
+        return Err(err(
+            "weight_decay",
+            format!("{} must be >= 0", s.weight_decay),
+        ));
     }
     if !(0.0..1.0).contains(&s.label_smoothing) {
-        return Err(err("label_smoothing", format!("{} is not in [0, 1)", s.label_smoothing)));
+        return Err(err(
+            "label_smoothing",
+            format!("{} is not in [0, 1)", s.label_smoothing),
+        ));
     }
     if !(0.0..1.0).contains(&s.dropout) {
         return Err(err("dropout", format!("{} is not in [0, 1)", s.dropout)));
     }
     if s.widths.is_empty() || s.widths.iter().any(|&w| w == 0 || w > 1024) {
-        return Err(err("widths", "needs 1 to n channel counts, each in 1..=1024".into()));
+        return Err(err(
+            "widths",
+            "needs 1 to n channel counts, each in 1..=1024".into(),
+        ));
     }
     if s.arch == "fer-small" && s.widths.len() > 6 {
         return Err(err("widths", "at most 6 blocks for 48x48 inputs".into()));

@@ -57,10 +57,12 @@ pub struct TrainState {
 /// Save a model's weights as safetensors (overwriting).
 pub fn save_weights(model: &Net, path: &Path) -> Result<(), TrainError> {
     let mut store = SafetensorsStore::from_file(path).overwrite(true);
-    model.save_into(&mut store).map_err(|e| TrainError::Checkpoint {
-        path: path.display().to_string(),
-        message: format!("cannot save weights: {e}"),
-    })
+    model
+        .save_into(&mut store)
+        .map_err(|e| TrainError::Checkpoint {
+            path: path.display().to_string(),
+            message: format!("cannot save weights: {e}"),
+        })
 }
 
 /// Rebuild a model from its config and load its weights, checking nothing is missing.
@@ -90,14 +92,23 @@ pub fn load_weights(cfg: &ModelConfig, path: &Path, device: &Device) -> Result<N
 
 /// Class probabilities `[N][classes]` for a split (no autodiff), optionally averaged with
 /// the mirrored images.
-pub fn predict(model: &Net, data: &TensorSet, batch: usize, tta_flip: bool, device: &Device) -> Vec<Vec<f64>> {
+pub fn predict(
+    model: &Net,
+    data: &TensorSet,
+    batch: usize,
+    tta_flip: bool,
+    device: &Device,
+) -> Vec<Vec<f64>> {
     let model = model.valid();
     let px = data.height * data.width;
     let mut out = Vec::with_capacity(data.n);
     for start in (0..data.n).step_by(batch) {
         let end = (start + batch).min(data.n);
         let x = Tensor::<4>::from_data(
-            TensorData::new(data.x[start * px..end * px].to_vec(), [end - start, 1, data.height, data.width]),
+            TensorData::new(
+                data.x[start * px..end * px].to_vec(),
+                [end - start, 1, data.height, data.width],
+            ),
             device,
         );
         let mut p = softmax(model.forward(x.clone()), 1);
@@ -106,7 +117,10 @@ pub fn predict(model: &Net, data: &TensorSet, batch: usize, tta_flip: bool, devi
         }
         let k = p.dims()[1];
         let v: Vec<f32> = p.into_data().try_to_vec().expect("f32 probabilities");
-        out.extend(v.chunks(k).map(|r| r.iter().map(|&x| x as f64).collect::<Vec<f64>>()));
+        out.extend(
+            v.chunks(k)
+                .map(|r| r.iter().map(|&x| x as f64).collect::<Vec<f64>>()),
+        );
     }
     out
 }
@@ -114,13 +128,25 @@ pub fn predict(model: &Net, data: &TensorSet, batch: usize, tta_flip: bool, devi
 /// Mean cross-entropy (natural log) and accuracy of probabilities against labels.
 pub fn loss_and_accuracy(probs: &[Vec<f64>], y: &[u8]) -> (f64, f64) {
     let n = y.len().max(1) as f64;
-    let loss = probs.iter().zip(y).map(|(p, &t)| -(p[t as usize].max(1e-12)).ln()).sum::<f64>() / n;
-    let acc = probs.iter().zip(y).filter(|(p, t)| argmax(p) == **t as usize).count() as f64 / n;
+    let loss = probs
+        .iter()
+        .zip(y)
+        .map(|(p, &t)| -(p[t as usize].max(1e-12)).ln())
+        .sum::<f64>()
+        / n;
+    let acc = probs
+        .iter()
+        .zip(y)
+        .filter(|(p, t)| argmax(p) == **t as usize)
+        .count() as f64
+        / n;
     (loss, acc)
 }
 
 pub fn argmax(p: &[f64]) -> usize {
-    p.iter().enumerate().fold(0, |b, (i, &v)| if v > p[b] { i } else { b })
+    p.iter()
+        .enumerate()
+        .fold(0, |b, (i, &v)| if v > p[b] { i } else { b })
 }
 
 /// Learning rate at `step` of `total` (cosine after linear warmup).
@@ -158,7 +184,9 @@ pub fn train(
     let mut model = cfg.init(&ad);
     let mut optim: ModuleOptimizer = match s.optimizer.as_str() {
         "adam" => AdamConfig::new().init(),
-        _ => AdamWConfig::new().with_weight_decay(s.weight_decay as f32).init(),
+        _ => AdamWConfig::new()
+            .with_weight_decay(s.weight_decay as f32)
+            .init(),
     };
     let mut state = TrainState {
         best_val_loss: f64::INFINITY,
@@ -169,10 +197,12 @@ pub fn train(
         && let Ok(st) = serde_json::from_str::<TrainState>(&text)
     {
         model = load_weights(&cfg, &ckpt.join("last.safetensors"), &ad)?;
-        optim = optim.load(ckpt.join("optim.bin")).map_err(|e| TrainError::Checkpoint {
-            path: ckpt.join("optim.bin").display().to_string(),
-            message: format!("cannot load optimizer state: {e}"),
-        })?;
+        optim = optim
+            .load(ckpt.join("optim.bin"))
+            .map_err(|e| TrainError::Checkpoint {
+                path: ckpt.join("optim.bin").display().to_string(),
+                message: format!("cannot load optimizer state: {e}"),
+            })?;
         state = st;
     }
     if state.done {
@@ -187,7 +217,12 @@ pub fn train(
     }
     if s.class_weights {
         let n = train.n as f32;
-        ce = ce.with_weights(Some(counts.iter().map(|&c| n / (2.0 * c.max(1) as f32)).collect()));
+        ce = ce.with_weights(Some(
+            counts
+                .iter()
+                .map(|&c| n / (2.0 * c.max(1) as f32))
+                .collect(),
+        ));
     }
     let loss_fn = ce.init(&ad);
 
@@ -206,7 +241,9 @@ pub fn train(
     for epoch in state.epochs.len()..s.epochs {
         let t0 = Instant::now();
         order.sort_unstable();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(s.seed.wrapping_add(epoch as u64 * 7919)));
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            s.seed.wrapping_add(epoch as u64 * 7919),
+        ));
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         let mut lr = state.plateau_lr;
         for b in 0..batches {
@@ -217,20 +254,32 @@ pub fn train(
             if s.augment {
                 aug.apply_batch(&mut buf, s.seed, (epoch * 1_000_000 + b) as u64);
             }
-            let x = Tensor::<4>::from_data(TensorData::new(buf.clone(), [bs, 1, train.height, train.width]), &ad);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(buf.clone(), [bs, 1, train.height, train.width]),
+                &ad,
+            );
             let y = Tensor::<1, Int>::from_data(TensorData::new(ys.clone(), [bs]), &ad);
             let logits = model.forward(x);
             let loss = loss_fn.forward(logits.clone(), y);
             let lv: f32 = loss.clone().into_scalar();
             if !lv.is_finite() {
-                return Err(TrainError::Diverged { epoch: epoch + 1, loss: lv });
+                return Err(TrainError::Diverged {
+                    epoch: epoch + 1,
+                    loss: lv,
+                });
             }
             let lg: Vec<f32> = logits.clone().into_data().try_to_vec().unwrap_or_default();
             let k = lg.len() / bs;
             correct += lg
                 .chunks(k.max(1))
                 .zip(&ys)
-                .filter(|(row, y)| row.iter().enumerate().fold(0, |b, (i, &v)| if v > row[b] { i } else { b }) as i64 == **y)
+                .filter(|(row, y)| {
+                    row.iter()
+                        .enumerate()
+                        .fold(0, |b, (i, &v)| if v > row[b] { i } else { b })
+                        as i64
+                        == **y
+                })
                 .count();
             seen += bs;
             loss_sum += lv as f64 * bs as f64;
@@ -280,10 +329,12 @@ pub fn train(
         let stop = s.patience > 0 && state.stale >= s.patience;
         state.done = stop || epoch + 1 == s.epochs;
         save_weights(&model.valid(), &ckpt.join("last.safetensors"))?;
-        optim.save(ckpt.join("optim.bin")).map_err(|e| TrainError::Checkpoint {
-            path: ckpt.join("optim.bin").display().to_string(),
-            message: format!("cannot save optimizer state: {e}"),
-        })?;
+        optim
+            .save(ckpt.join("optim.bin"))
+            .map_err(|e| TrainError::Checkpoint {
+                path: ckpt.join("optim.bin").display().to_string(),
+                message: format!("cannot save optimizer state: {e}"),
+            })?;
         let text = serde_json::to_string_pretty(&state).expect("state serializes");
         std::fs::write(&state_path, text).map_err(|e| fer_core::Error::io(&state_path, e))?;
         if stop {

@@ -19,8 +19,13 @@ fn faces(n: usize, side: usize, seed: u64) -> TensorSet {
     let mut y = Vec::with_capacity(n);
     for i in 0..n {
         let label = (i % 2) as u8;
-        let mut img: Vec<f32> = (0..side * side).map(|_| rng.random_range(-0.3..0.3f32)).collect();
-        let (cx, cy) = (side as f32 / 2.0 + rng.random_range(-4.0..4.0f32), side as f32 / 2.0 + rng.random_range(-4.0..4.0f32));
+        let mut img: Vec<f32> = (0..side * side)
+            .map(|_| rng.random_range(-0.3..0.3f32))
+            .collect();
+        let (cx, cy) = (
+            side as f32 / 2.0 + rng.random_range(-4.0..4.0f32),
+            side as f32 / 2.0 + rng.random_range(-4.0..4.0f32),
+        );
         let bend = if label == 0 { 5.0 } else { -5.0 };
         for k in 0..=40 {
             let t = k as f32 / 40.0 - 0.5;
@@ -36,14 +41,26 @@ fn faces(n: usize, side: usize, seed: u64) -> TensorSet {
         x.extend(img);
         y.push(label);
     }
-    TensorSet { n, height: side, width: side, x, y }
+    TensorSet {
+        n,
+        height: side,
+        width: side,
+        x,
+        y,
+    }
 }
 
 #[test]
 fn parameter_counts_match_the_study() {
     let d = Device::flex();
-    assert_eq!(ModelConfig::new("seed-base".into()).init(&d).num_params(), 1_023_170);
-    assert_eq!(ModelConfig::new("seed-tuned".into()).init(&d).num_params(), 24_358_450);
+    assert_eq!(
+        ModelConfig::new("seed-base".into()).init(&d).num_params(),
+        1_023_170
+    );
+    assert_eq!(
+        ModelConfig::new("seed-tuned".into()).init(&d).num_params(),
+        24_358_450
+    );
     let ours = ModelConfig::new("fer-small".into()).init(&d).num_params();
     assert!(ours < 1_023_170 / 2, "ours has {ours} params");
 }
@@ -53,7 +70,10 @@ fn output_shapes() {
     let d = Device::flex();
     for arch in ["seed-base", "seed-tuned", "fer-small"] {
         let m = ModelConfig::new(arch.into()).init(&d);
-        let x = Tensor::<4>::from_data(TensorData::new(vec![0.1f32; 3 * 48 * 48], [3, 1, 48, 48]), &d);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(vec![0.1f32; 3 * 48 * 48], [3, 1, 48, 48]),
+            &d,
+        );
         assert_eq!(m.forward(x).dims(), [3, 2], "{arch}");
     }
 }
@@ -74,7 +94,11 @@ fn tiny_settings() -> TrainSettings {
 }
 
 fn no_aug() -> fer_augment::Augmenter {
-    fer_augment::Augmenter { steps: vec![], side: 24, range: (-1.0, 2.0) }
+    fer_augment::Augmenter {
+        steps: vec![],
+        side: 24,
+        range: (-1.0, 2.0),
+    }
 }
 
 #[test]
@@ -82,10 +106,23 @@ fn tiny_training_lowers_the_loss_and_beats_chance() {
     let (tr, va) = (faces(256, 24, 1), faces(128, 24, 2));
     let ckpt = tempfile::tempdir().unwrap();
     let s = tiny_settings();
-    let t = train::train(&s, &tr, &va, &no_aug(), &Device::flex(), ckpt.path(), &|_, _, _| {}).unwrap();
+    let t = train::train(
+        &s,
+        &tr,
+        &va,
+        &no_aug(),
+        &Device::flex(),
+        ckpt.path(),
+        &|_, _, _| {},
+    )
+    .unwrap();
     let e = &t.state.epochs;
     assert_eq!(e.len(), 4);
-    assert!(e.last().unwrap().train_loss < e[0].train_loss, "loss {:?}", e.iter().map(|r| r.train_loss).collect::<Vec<_>>());
+    assert!(
+        e.last().unwrap().train_loss < e[0].train_loss,
+        "loss {:?}",
+        e.iter().map(|r| r.train_loss).collect::<Vec<_>>()
+    );
     let probs = train::predict(&t.model, &va, 64, false, &Device::flex());
     let (_, acc) = train::loss_and_accuracy(&probs, &va.y);
     assert!(acc > 0.75, "validation accuracy {acc}");
@@ -102,12 +139,22 @@ fn checkpoint_round_trip_gives_identical_outputs_and_bad_files_are_named() {
     train::save_weights(&m, &p).unwrap();
     let back = train::load_weights(&cfg, &p, &d).unwrap();
     let data = faces(10, 48, 5);
-    assert_eq!(train::predict(&m, &data, 4, true, &d), train::predict(&back, &data, 4, true, &d));
+    assert_eq!(
+        train::predict(&m, &data, 4, true, &d),
+        train::predict(&back, &data, 4, true, &d)
+    );
 
-    let missing = train::load_weights(&cfg, &dir.path().join("nope.safetensors"), &d).unwrap_err().to_string();
-    assert!(missing.contains("nope.safetensors") && missing.contains("not found"), "{missing}");
+    let missing = train::load_weights(&cfg, &dir.path().join("nope.safetensors"), &d)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("nope.safetensors") && missing.contains("not found"),
+        "{missing}"
+    );
     std::fs::write(dir.path().join("bad.safetensors"), b"not a checkpoint").unwrap();
-    let corrupt = train::load_weights(&cfg, &dir.path().join("bad.safetensors"), &d).unwrap_err().to_string();
+    let corrupt = train::load_weights(&cfg, &dir.path().join("bad.safetensors"), &d)
+        .unwrap_err()
+        .to_string();
     assert!(corrupt.contains("bad.safetensors"), "{corrupt}");
     let other = ModelConfig::new("seed-base".into());
     let wrong = train::load_weights(&other, &p, &d).unwrap_err().to_string();
@@ -119,23 +166,36 @@ fn interrupted_training_resumes_after_the_last_epoch() {
     let (tr, va) = (faces(128, 24, 1), faces(64, 24, 2));
     let d = Device::flex();
     let dir = tempfile::tempdir().unwrap();
-    let s = TrainSettings { epochs: 3, ..tiny_settings() };
+    let s = TrainSettings {
+        epochs: 3,
+        ..tiny_settings()
+    };
     // Stop after 2 of 3 epochs (as a kill after epoch 2 would leave it), then run again.
-    let two = TrainSettings { epochs: 2, ..s.clone() };
+    let two = TrainSettings {
+        epochs: 2,
+        ..s.clone()
+    };
     let first = train::train(&two, &tr, &va, &no_aug(), &d, dir.path(), &|_, _, _| {}).unwrap();
     let state_path = dir.path().join("state.json");
-    let mut st: train::TrainState = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let mut st: train::TrainState =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
     st.done = false;
     std::fs::write(&state_path, serde_json::to_string(&st).unwrap()).unwrap();
     let batches_seen = std::cell::Cell::new(0u64);
-    let resumed = train::train(&s, &tr, &va, &no_aug(), &d, dir.path(), &|_, pos, _| batches_seen.set(batches_seen.get().max(pos))).unwrap();
+    let resumed = train::train(&s, &tr, &va, &no_aug(), &d, dir.path(), &|_, pos, _| {
+        batches_seen.set(batches_seen.get().max(pos))
+    })
+    .unwrap();
     assert_eq!(resumed.state.epochs.len(), 3);
     // The first two epochs were not trained again: their rows are the first run's.
     assert_eq!(resumed.state.epochs[..2], first.state.epochs[..]);
     assert_eq!(resumed.state.epochs[2].epoch, 3);
     assert_eq!(batches_seen.get(), 128 / 32, "only epoch 3 ran");
     // A finished run is not trained again at all.
-    let again = train::train(&s, &tr, &va, &no_aug(), &d, dir.path(), &|_, _, _| panic!("trained again")).unwrap();
+    let again = train::train(&s, &tr, &va, &no_aug(), &d, dir.path(), &|_, _, _| {
+        panic!("trained again")
+    })
+    .unwrap();
     assert_eq!(again.state, resumed.state);
 }
 
@@ -154,13 +214,22 @@ fn bad_params_name_the_key() {
         ("[train_cnn]\nlr = 0.0\n", "lr"),
         ("[train_cnn]\nlr = -1.0\n", "lr"),
         ("[train_cnn]\nbatch_size = 0\n", "batch_size"),
-        ("[train_cnn]\n[[train_cnn.models]]\narch = \"fer-small\"\nbatch_size = 0\n", "models[0].batch_size"),
+        (
+            "[train_cnn]\n[[train_cnn.models]]\narch = \"fer-small\"\nbatch_size = 0\n",
+            "models[0].batch_size",
+        ),
         ("[train_cnn]\nschedule = \"step\"\n", "schedule"),
         ("[train_cnn]\nlabel_smoothing = 1.0\n", "label_smoothing"),
-        ("[train_cnn]\n[[train_cnn.ops]]\nkind = \"hflip\"\np = 2.0\n", "ops[0].p"),
+        (
+            "[train_cnn]\n[[train_cnn.ops]]\nkind = \"hflip\"\np = 2.0\n",
+            "ops[0].p",
+        ),
     ] {
         let e = parse(text).unwrap_err();
-        assert!(e.contains(&format!("[train_cnn] {key}")), "{text:?} gave {e}");
+        assert!(
+            e.contains(&format!("[train_cnn] {key}")),
+            "{text:?} gave {e}"
+        );
         assert!(e.starts_with("pipelines/t.toml"), "{e}");
     }
     let e = parse("[train_cnn]\nepoch = 3\n").unwrap_err();
