@@ -14,7 +14,7 @@ export FER2013_DIR
 
 A      := artifacts/$(PIPELINE)
 PFILE  := pipelines/$(PIPELINE).toml
-BIN    := target/release
+BIN    := $(or $(CARGO_TARGET_DIR),target)/release
 STAGES := ingest stats preprocess augment train-svm train-cnn
 
 # Sources a stage's binary is built from: its crate, the core crate, the lock file.
