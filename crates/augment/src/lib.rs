@@ -336,29 +336,9 @@ pub fn run(p: &Params) -> Result<Manifest, AugmentError> {
     run.execute(|dir| {
         let transform = Transform::load(&dir_in.join("transform.json"))?;
         let (train, _) = TensorSet::read(&dir_in.join("train.safetensors"))?;
-        let ids = train_ids(&dir_in.join("index.parquet"))?;
+        let [ids, _, _] = fer_core::tensors::read_ids(&dir_in.join("index.parquet"))?;
         compute(&train, &ids, &transform, &p.augment, dir)
     })
-}
-
-/// Ids of the train rows, in row order, from preprocess's `index.parquet`.
-fn train_ids(path: &Path) -> fer_core::Result<Vec<String>> {
-    let (_, batches) = fer_core::parquet_io::read_batches(path)?;
-    let mut ids = Vec::new();
-    for b in &batches {
-        let col = |n: &str| {
-            b.column_by_name(n)
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
-                .ok_or_else(|| fer_core::Error::parquet(path, format!("no Utf8 column `{n}`")))
-        };
-        let (split, id) = (col("split")?, col("id")?);
-        for i in 0..b.num_rows() {
-            if split.value(i) == "train" {
-                ids.push(id.value(i).to_string());
-            }
-        }
-    }
-    Ok(ids)
 }
 
 /// The augmenter of a validated chain for tensors made with `transform`.

@@ -7,6 +7,8 @@
 //! holds a small JSON document (split, label mode, transform hash).
 
 use crate::error::{Error, IoContext, Result};
+use crate::split::Split;
+use arrow::array::{Array, StringArray, UInt32Array};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::HashMap;
 use std::path::Path;
@@ -92,6 +94,41 @@ impl TensorSet {
             meta,
         ))
     }
+}
+
+/// The ids of each split (indexed by `Split as usize`), in tensor row order, from an
+/// `index.parquet` written beside the tensors (columns `split`, `row`, `id`).
+pub fn read_ids(index: &Path) -> Result<[Vec<String>; 3]> {
+    let (_, batches) = crate::parquet_io::read_batches(index)?;
+    let mut rows: [Vec<(u32, String)>; 3] = Default::default();
+    for b in &batches {
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .cloned()
+                .ok_or_else(|| Error::parquet(index, format!("missing column `{n}`")))
+        };
+        let (split, row, id) = (col("split")?, col("row")?, col("id")?);
+        let (Some(split), Some(row), Some(id)) = (
+            split.as_any().downcast_ref::<StringArray>(),
+            row.as_any().downcast_ref::<UInt32Array>(),
+            id.as_any().downcast_ref::<StringArray>(),
+        ) else {
+            return Err(Error::parquet(
+                index,
+                "expected split: Utf8, row: UInt32, id: Utf8",
+            ));
+        };
+        for i in 0..b.num_rows() {
+            let s = Split::parse(split.value(i)).ok_or_else(|| {
+                Error::parquet(index, format!("unknown split `{}`", split.value(i)))
+            })?;
+            rows[s as usize].push((row.value(i), id.value(i).to_string()));
+        }
+    }
+    Ok(rows.map(|mut v| {
+        v.sort_by_key(|r| r.0);
+        v.into_iter().map(|r| r.1).collect()
+    }))
 }
 
 #[cfg(test)]

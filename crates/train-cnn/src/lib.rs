@@ -133,25 +133,6 @@ impl ModelArtifact {
     }
 }
 
-fn ids_by_split(index: &Path) -> fer_core::Result<[Vec<String>; 3]> {
-    let (_, batches) = fer_core::parquet_io::read_batches(index)?;
-    let mut out: [Vec<String>; 3] = Default::default();
-    for b in &batches {
-        let col = |n: &str| {
-            b.column_by_name(n)
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
-                .ok_or_else(|| fer_core::Error::parquet(index, format!("no Utf8 column `{n}`")))
-        };
-        let (split, id) = (col("split")?, col("id")?);
-        for i in 0..b.num_rows() {
-            if let Some(s) = Split::parse(split.value(i)) {
-                out[s as usize].push(id.value(i).to_string());
-            }
-        }
-    }
-    Ok(out)
-}
-
 pub fn run(p: &Params) -> Result<Manifest, TrainCnnError> {
     let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
     let dir_in = input.path.clone();
@@ -184,7 +165,7 @@ pub fn compute(
     let (train, meta) = TensorSet::read(&dir_in.join("train.safetensors"))?;
     let (val, _) = TensorSet::read(&dir_in.join("val.safetensors"))?;
     let (test, _) = TensorSet::read(&dir_in.join("test.safetensors"))?;
-    let ids = ids_by_split(&dir_in.join("index.parquet"))?;
+    let ids = fer_core::tensors::read_ids(&dir_in.join("index.parquet"))?;
     let mode = meta["label_mode"]
         .as_str()
         .and_then(fer_core::LabelMode::parse)

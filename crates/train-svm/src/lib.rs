@@ -446,12 +446,10 @@ impl Data {
         let transform = Transform::load(&dir.join("transform.json"))?;
         let read = |s: &str| TensorSet::read(&dir.join(format!("{s}.safetensors"))).map(|t| t.0);
         let (train, val, test) = (read("train")?, read("val")?, read("test")?);
-        let ids = split_ids(&dir.join("index.parquet"))?;
+        let ids = fer_core::tensors::read_ids(&dir.join("index.parquet"))?;
         let take = |s: &str, n: usize| -> Result<Vec<String>, SvmError> {
-            let v = ids
-                .iter()
-                .find(|(k, _)| k == s)
-                .map(|(_, v)| v.clone())
+            let v = fer_core::Split::parse(s)
+                .map(|sp| ids[sp as usize].clone())
                 .unwrap_or_default();
             if v.len() != n {
                 return Err(SvmError::Data(format!(
@@ -472,42 +470,6 @@ impl Data {
             test_ids,
         })
     }
-}
-
-/// Ids per split in row order, from preprocess's `index.parquet`.
-fn split_ids(path: &Path) -> fer_core::Result<Vec<(String, Vec<String>)>> {
-    let (_, batches) = fer_core::parquet_io::read_batches(path)?;
-    let mut out: Vec<(String, Vec<(u32, String)>)> = Vec::new();
-    for b in &batches {
-        let s = |n: &str| {
-            b.column_by_name(n)
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
-                .ok_or_else(|| fer_core::Error::parquet(path, format!("no Utf8 column `{n}`")))
-        };
-        let (split, id) = (s("split")?, s("id")?);
-        let row = b
-            .column_by_name("row")
-            .and_then(|c| c.as_any().downcast_ref::<UInt32Array>().cloned())
-            .ok_or_else(|| fer_core::Error::parquet(path, "no UInt32 column `row`"))?;
-        for i in 0..b.num_rows() {
-            let sp = split.value(i);
-            let pos = match out.iter().position(|(k, _)| k == sp) {
-                Some(p) => p,
-                None => {
-                    out.push((sp.to_string(), Vec::new()));
-                    out.len() - 1
-                }
-            };
-            out[pos].1.push((row.value(i), id.value(i).to_string()));
-        }
-    }
-    Ok(out
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.sort_by_key(|r| r.0);
-            (k, v.into_iter().map(|r| r.1).collect())
-        })
-        .collect())
 }
 
 /// A seeded, stratified subsample of at most `max` row indices (ascending); every row when
