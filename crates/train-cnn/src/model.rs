@@ -31,6 +31,12 @@ pub struct ModelConfig {
     /// Channels of our four conv blocks.
     #[config(default = "vec![32, 64, 128, 192]")]
     pub widths: Vec<usize>,
+    /// Kernel size of each conv block (ours only; empty = 3 for every block).
+    #[config(default = "Vec::new()")]
+    pub kernels: Vec<usize>,
+    /// Units of a hidden dense layer before the classifier (ours only; 0 = none).
+    #[config(default = 0)]
+    pub dense: usize,
 }
 
 /// The study's base CNN: Conv 3x3 1->32, MaxPool 2, Conv 3x3 32->64, MaxPool 2, Conv 3x3
@@ -69,10 +75,11 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
-    fn new(c_in: usize, c_out: usize, device: &Device) -> Self {
+    fn new(c_in: usize, c_out: usize, k: usize, device: &Device) -> Self {
+        let p = k / 2;
         ConvBn {
-            conv: Conv2dConfig::new([c_in, c_out], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            conv: Conv2dConfig::new([c_in, c_out], [k, k])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
                 .with_bias(false)
                 .init(device),
             bn: BatchNormConfig::new(c_out).init(device),
@@ -93,6 +100,7 @@ pub struct FerSmall {
     pool: MaxPool2d,
     gap: AdaptiveAvgPool2d,
     dropout: Dropout,
+    hidden: Option<Linear>,
     out: Linear,
 }
 
@@ -108,6 +116,11 @@ fn conv(c_in: usize, c_out: usize, k: usize, device: &Device) -> Conv2d {
 }
 
 impl ModelConfig {
+    /// Kernel size of conv block `i` of ours (3 unless `kernels` says otherwise).
+    pub fn kernel(&self, i: usize) -> usize {
+        self.kernels.get(i).copied().unwrap_or(3)
+    }
+
     /// Build the network on `device` (weights initialized from the device's seeded RNG).
     pub fn init(&self, device: &Device) -> Net {
         let s = self.side;
@@ -142,16 +155,20 @@ impl ModelConfig {
             _ => {
                 let mut blocks = Vec::new();
                 let mut c_in = 1;
-                for &w in &self.widths {
-                    blocks.push(ConvBn::new(c_in, w, device));
+                for (i, &w) in self.widths.iter().enumerate() {
+                    blocks.push(ConvBn::new(c_in, w, self.kernel(i), device));
                     c_in = w;
                 }
+                let hidden =
+                    (self.dense > 0).then(|| LinearConfig::new(c_in, self.dense).init(device));
+                let c_out = if self.dense > 0 { self.dense } else { c_in };
                 FerSmall {
                     blocks,
                     pool: MaxPool2dConfig::new([2, 2]).init(),
                     gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
                     dropout: DropoutConfig::new(self.dropout).init(),
-                    out: LinearConfig::new(c_in, self.num_classes).init(device),
+                    hidden,
+                    out: LinearConfig::new(c_out, self.num_classes).init(device),
                 }
                 .into()
             }
@@ -205,7 +222,10 @@ impl Net {
                         x = m.pool.forward(x);
                     }
                 }
-                let x: Tensor<2> = m.gap.forward(x).flatten(1, 3);
+                let mut x: Tensor<2> = m.gap.forward(x).flatten(1, 3);
+                if let Some(h) = &m.hidden {
+                    x = burn::tensor::activation::relu(h.forward(m.dropout.forward(x)));
+                }
                 m.out.forward(m.dropout.forward(x))
             }
         }
@@ -237,11 +257,15 @@ impl Net {
                 let mut total = 0;
                 let (mut hw, mut cin) = (s, 1u64);
                 for (i, &w) in cfg.widths.iter().enumerate() {
-                    total += conv(hw, cin, w as u64, 3);
+                    total += conv(hw, cin, w as u64, cfg.kernel(i) as u64);
                     cin = w as u64;
                     if i + 1 < cfg.widths.len() {
                         hw /= 2;
                     }
+                }
+                if cfg.dense > 0 {
+                    total += cin * cfg.dense as u64;
+                    cin = cfg.dense as u64;
                 }
                 total + cin * cfg.num_classes as u64
             }

@@ -48,6 +48,10 @@ pub struct TrainSettings {
     /// Ours only: dropout before the classifier and the channels of the conv blocks.
     pub dropout: f64,
     pub widths: Vec<usize>,
+    /// Ours only: kernel size per conv block (empty = 3 everywhere; odd, 1..=7).
+    pub kernels: Vec<usize>,
+    /// Ours only: units of a hidden dense layer before the classifier (0 = none).
+    pub dense: usize,
 }
 
 impl Default for TrainSettings {
@@ -74,6 +78,8 @@ impl Default for TrainSettings {
             eval_batch_size: 256,
             dropout: 0.3,
             widths: vec![32, 64, 128, 192],
+            kernels: Vec::new(),
+            dense: 0,
         }
     }
 }
@@ -83,6 +89,8 @@ impl TrainSettings {
         ModelConfig::new(self.arch.clone())
             .with_dropout(self.dropout)
             .with_widths(self.widths.clone())
+            .with_kernels(self.kernels.clone())
+            .with_dense(self.dense)
     }
 }
 
@@ -247,6 +255,22 @@ fn validate(
     }
     if s.arch == "fer-small" && s.widths.len() > 6 {
         return Err(err("widths", "at most 6 blocks for 48x48 inputs".into()));
+    }
+    if !s.kernels.is_empty() && s.kernels.len() != s.widths.len() {
+        return Err(err(
+            "kernels",
+            format!(
+                "has {} sizes for {} conv blocks (give one per entry of `widths`, or none)",
+                s.kernels.len(),
+                s.widths.len()
+            ),
+        ));
+    }
+    if let Some(k) = s.kernels.iter().find(|&&k| k % 2 == 0 || k > 7) {
+        return Err(err("kernels", format!("{k} must be odd and at most 7")));
+    }
+    if s.dense > 4096 {
+        return Err(err("dense", format!("{} must be at most 4096", s.dense)));
     }
     Ok(s)
 }

@@ -166,7 +166,6 @@ pub struct Trained {
 
 /// Train one model. Checkpoints go to `ckpt` (`last.safetensors`, `optim.bin`, `best.safetensors`,
 /// `state.json`); a run that finds them continues after the last finished epoch.
-#[allow(clippy::too_many_arguments)]
 pub fn train(
     s: &TrainSettings,
     train: &TensorSet,
@@ -174,6 +173,24 @@ pub fn train(
     aug: &Augmenter,
     device: &Device,
     ckpt: &Path,
+    progress: &dyn Fn(&str, u64, u64),
+) -> Result<Trained, TrainError> {
+    train_until(s, train, val, aug, device, ckpt, s.epochs, progress)
+}
+
+/// [`train`], pausing after epoch `until` (of `s.epochs`: the schedule still spans all of
+/// them). Calling again with the same `ckpt` and a larger `until` continues the same run,
+/// which is how `tune`'s successive halving promotes a trial to the next rung. Returns the
+/// best checkpoint so far; `state.done` says whether the run has ended.
+#[allow(clippy::too_many_arguments)]
+pub fn train_until(
+    s: &TrainSettings,
+    train: &TensorSet,
+    val: &TensorSet,
+    aug: &Augmenter,
+    device: &Device,
+    ckpt: &Path,
+    until: usize,
     progress: &dyn Fn(&str, u64, u64),
 ) -> Result<Trained, TrainError> {
     let cfg = s.model_config();
@@ -238,7 +255,7 @@ pub fn train(
     let mut ys = vec![0i64; bs];
     let mut order: Vec<usize> = (0..train.n).collect();
 
-    for epoch in state.epochs.len()..s.epochs {
+    for epoch in state.epochs.len()..s.epochs.min(until) {
         let t0 = Instant::now();
         order.sort_unstable();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(

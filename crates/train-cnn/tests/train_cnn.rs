@@ -78,6 +78,54 @@ fn output_shapes() {
     }
 }
 
+#[test]
+fn kernel_sizes_and_a_dense_layer_change_the_count_and_keep_the_shape() {
+    let d = Device::flex();
+    let base = ModelConfig::new("fer-small".into()).with_widths(vec![8, 16]);
+    // conv 1->8 (3x3, no bias) + BN 8*4, conv 8->16 + BN 16*4, linear 16*2+2 (burn counts
+    // BatchNorm's running mean and variance with its weight and bias).
+    let n = |c: &ModelConfig| c.init(&d).num_params();
+    assert_eq!(n(&base), 9 * 8 + 8 * 4 + 9 * 8 * 16 + 16 * 4 + 16 * 2 + 2);
+    let k = base.clone().with_kernels(vec![5, 3]);
+    assert_eq!(n(&k), n(&base) + 16 * 8);
+    let h = base.clone().with_dense(10);
+    assert_eq!(
+        n(&h),
+        n(&base) - (16 * 2 + 2) + (16 * 10 + 10) + (10 * 2 + 2)
+    );
+    for c in [k, h] {
+        let x = Tensor::<4>::from_data(
+            TensorData::new(vec![0.1f32; 2 * 48 * 48], [2, 1, 48, 48]),
+            &d,
+        );
+        assert_eq!(c.init(&d).forward(x).dims(), [2, 2]);
+    }
+}
+
+#[test]
+fn train_until_pauses_and_continues_the_same_run() {
+    let (tr, va) = (faces(128, 24, 1), faces(64, 24, 2));
+    let d = Device::flex();
+    let s = TrainSettings {
+        epochs: 3,
+        ..tiny_settings()
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let straight = train::train(&s, &tr, &va, &no_aug(), &d, whole.path(), &|_, _, _| {}).unwrap();
+    let paused = tempfile::tempdir().unwrap();
+    let one =
+        train::train_until(&s, &tr, &va, &no_aug(), &d, paused.path(), 1, &|_, _, _| {}).unwrap();
+    assert_eq!((one.state.epochs.len(), one.state.done), (1, false));
+    let rest =
+        train::train_until(&s, &tr, &va, &no_aug(), &d, paused.path(), 3, &|_, _, _| {}).unwrap();
+    assert!(rest.state.done);
+    // The paused run kept its first epoch and followed the same 3-epoch schedule. (Losses
+    // are not compared: tests run in parallel and share the backend's seeded RNG.)
+    assert_eq!(rest.state.epochs[0], one.state.epochs[0]);
+    let lrs = |e: &[train::EpochRow]| e.iter().map(|r| (r.epoch, r.lr)).collect::<Vec<_>>();
+    assert_eq!(lrs(&rest.state.epochs), lrs(&straight.state.epochs));
+}
+
 fn tiny_settings() -> TrainSettings {
     TrainSettings {
         arch: "fer-small".into(),
@@ -220,6 +268,11 @@ fn bad_params_name_the_key() {
         ),
         ("[train_cnn]\nschedule = \"step\"\n", "schedule"),
         ("[train_cnn]\nlabel_smoothing = 1.0\n", "label_smoothing"),
+        ("[train_cnn]\nwidths = [8, 16]\nkernels = [3]\n", "kernels"),
+        (
+            "[train_cnn]\nwidths = [8, 16]\nkernels = [3, 4]\n",
+            "kernels",
+        ),
         (
             "[train_cnn]\n[[train_cnn.ops]]\nkind = \"hflip\"\np = 2.0\n",
             "ops[0].p",
