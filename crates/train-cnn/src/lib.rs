@@ -198,68 +198,28 @@ pub fn compute(
             &report,
         )?;
         pb.finish_and_clear();
-        let model = trained.model;
-        let params = model.num_params();
-        let macs = Net::macs(&cfg);
-        train::save_weights(&model, &mdir.join("model.safetensors"))?;
-        let art = ModelArtifact {
-            model: cfg.clone(),
-            settings: s.clone(),
-            transform: transform.clone(),
-            class_names: class_names.clone(),
-            tta_flip: s.tta_flip,
-            params,
-            macs,
+        let data = EvalData {
+            train: &train,
+            val: &val,
+            test: &test,
+            ids: &ids,
+            transform: &transform,
+            class_names: &class_names,
         };
-        write_json(&mdir.join("model.json"), &art)?;
-        let rows = write_epochs(&mdir.join("epochs.parquet"), &trained.state.epochs)?;
-        // Evaluate: val and test (test only scored, never used to choose).
-        let names: Vec<&str> = class_names.iter().map(String::as_str).collect();
-        let t0 = Instant::now();
-        let _ = train::predict(&model, &test, s.eval_batch_size, false, device);
-        let infer_ips = test.n as f64 / t0.elapsed().as_secs_f64();
-        let mut metrics = serde_json::Map::new();
-        let mut pred_rows: Vec<(Split, usize, u8, f64, u8)> = Vec::new();
-        for (split, data) in [(Split::Val, &val), (Split::Test, &test)] {
-            let probs = train::predict(&model, data, s.eval_batch_size, s.tta_flip, device);
-            let pred: Vec<u8> = probs.iter().map(|p| train::argmax(p) as u8).collect();
-            let m = classification_metrics(&data.y, &pred, &names, Some(&probs));
-            metrics.insert(
-                split.as_str().into(),
-                serde_json::to_value(&m).expect("metrics"),
-            );
-            for (i, p) in probs.iter().enumerate() {
-                pred_rows.push((split, i, data.y[i], p[0], pred[i]));
-            }
-        }
-        let last = trained.state.epochs.last();
-        let info = json!({
-            "name": s.name,
-            "arch": s.arch,
-            "params": params,
-            "macs": macs,
-            "epochs_run": trained.state.epochs.len(),
-            "best_epoch": trained.state.best_epoch,
-            "train_seconds": trained.state.train_seconds,
-            "train_images_per_second": trained.state.epochs.len() as f64 * (train.n / s.batch_size.max(1) * s.batch_size) as f64 / trained.state.train_seconds.max(1e-9),
-            "inference_images_per_second": infer_ips,
-            "final_train_acc": last.map(|e| e.train_acc),
-            "final_val_acc": last.map(|e| e.val_acc),
-            "tta_flip": s.tta_flip,
-            "metrics": metrics,
-        });
-        write_json(&mdir.join("metrics.json"), &info)?;
-        let n = write_predictions(&mdir.join("predictions.parquet"), &pred_rows, &ids)?;
+        let info = export_model(&trained, &s, &cfg, &data, device, &mdir)?;
         for f in ["model.safetensors", "model.json", "metrics.json"] {
             out.file(&format!("{}/{f}", s.name));
         }
-        out.table(&format!("{}/epochs.parquet", s.name), rows);
-        out.table(&format!("{}/predictions.parquet", s.name), n);
+        out.table(
+            &format!("{}/epochs.parquet", s.name),
+            trained.state.epochs.len(),
+        );
+        out.table(&format!("{}/predictions.parquet", s.name), val.n + test.n);
         if !quiet {
             eprintln!(
                 "{}: {} params, best epoch {}/{}, val acc {:.4}, test acc {:.4}, test balanced acc {:.4}, ROC AUC {:.4}, {:.0} s",
                 s.name,
-                params,
+                info["params"],
                 trained.state.best_epoch,
                 trained.state.epochs.len(),
                 info["metrics"]["val"]["accuracy"].as_f64().unwrap_or(0.0),
@@ -293,6 +253,86 @@ pub fn compute(
             .collect(),
     );
     Ok(out)
+}
+
+/// The data a model is scored on and described with.
+pub struct EvalData<'a> {
+    pub train: &'a TensorSet,
+    pub val: &'a TensorSet,
+    pub test: &'a TensorSet,
+    pub ids: &'a [Vec<String>; 3],
+    pub transform: &'a Transform,
+    pub class_names: &'a [String],
+}
+
+/// Write one trained model's folder (`model.safetensors`, `model.json`, `epochs.parquet`,
+/// `predictions.parquet`, `metrics.json`) into `mdir` and return its metrics JSON. Val is
+/// scored and test is scored once; neither is used to choose anything here.
+pub fn export_model(
+    trained: &train::Trained,
+    s: &TrainSettings,
+    cfg: &ModelConfig,
+    d: &EvalData,
+    device: &Device,
+    mdir: &Path,
+) -> Result<serde_json::Value, TrainCnnError> {
+    std::fs::create_dir_all(mdir).map_err(|e| fer_core::Error::io(mdir, e))?;
+    let (train, val, test) = (d.train, d.val, d.test);
+    let class_names = d.class_names;
+    let transform = d.transform;
+    let model = &trained.model;
+    let params = model.num_params();
+    let macs = Net::macs(cfg);
+    train::save_weights(model, &mdir.join("model.safetensors"))?;
+    let art = ModelArtifact {
+        model: cfg.clone(),
+        settings: s.clone(),
+        transform: transform.clone(),
+        class_names: class_names.to_vec(),
+        tta_flip: s.tta_flip,
+        params,
+        macs,
+    };
+    write_json(&mdir.join("model.json"), &art)?;
+    write_epochs(&mdir.join("epochs.parquet"), &trained.state.epochs)?;
+    // Evaluate: val and test (test only scored, never used to choose).
+    let names: Vec<&str> = class_names.iter().map(String::as_str).collect();
+    let t0 = Instant::now();
+    let _ = train::predict(model, test, s.eval_batch_size, false, device);
+    let infer_ips = test.n as f64 / t0.elapsed().as_secs_f64();
+    let mut metrics = serde_json::Map::new();
+    let mut pred_rows: Vec<(Split, usize, u8, f64, u8)> = Vec::new();
+    for (split, data) in [(Split::Val, val), (Split::Test, test)] {
+        let probs = train::predict(model, data, s.eval_batch_size, s.tta_flip, device);
+        let pred: Vec<u8> = probs.iter().map(|p| train::argmax(p) as u8).collect();
+        let m = classification_metrics(&data.y, &pred, &names, Some(&probs));
+        metrics.insert(
+            split.as_str().into(),
+            serde_json::to_value(&m).expect("metrics"),
+        );
+        for (i, p) in probs.iter().enumerate() {
+            pred_rows.push((split, i, data.y[i], p[0], pred[i]));
+        }
+    }
+    let last = trained.state.epochs.last();
+    let info = json!({
+        "name": s.name,
+        "arch": s.arch,
+        "params": params,
+        "macs": macs,
+        "epochs_run": trained.state.epochs.len(),
+        "best_epoch": trained.state.best_epoch,
+        "train_seconds": trained.state.train_seconds,
+        "train_images_per_second": trained.state.epochs.len() as f64 * (train.n / s.batch_size.max(1) * s.batch_size) as f64 / trained.state.train_seconds.max(1e-9),
+        "inference_images_per_second": infer_ips,
+        "final_train_acc": last.map(|e| e.train_acc),
+        "final_val_acc": last.map(|e| e.val_acc),
+        "tta_flip": s.tta_flip,
+        "metrics": metrics,
+    });
+    write_json(&mdir.join("metrics.json"), &info)?;
+    write_predictions(&mdir.join("predictions.parquet"), &pred_rows, d.ids)?;
+    Ok(info)
 }
 
 fn write_json(path: &Path, v: &impl serde::Serialize) -> fer_core::Result<()> {

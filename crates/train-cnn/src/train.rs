@@ -339,7 +339,7 @@ pub fn train_until(
             save_weights(&model.valid(), &ckpt.join("best.safetensors"))?;
         } else {
             state.stale += 1;
-            if s.schedule == "plateau" && state.stale % s.plateau_patience.max(1) == 0 {
+            if s.schedule == "plateau" && state.stale.is_multiple_of(s.plateau_patience.max(1)) {
                 state.plateau_lr = (state.plateau_lr * 0.5).max(s.min_lr);
             }
         }
