@@ -26,7 +26,7 @@ use fer_core::pipeline::PipelineFile;
 use fer_core::stage::{Input, Outputs};
 use fer_core::tensors::TensorSet;
 use fer_core::transform::Transform;
-pub use ops::{Augmenter, Op, Scratch, Step, image_rng};
+pub use ops::{Augmenter, Op, Scratch, Step, image_rng, scale_steps};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;

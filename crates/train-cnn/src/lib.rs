@@ -27,7 +27,7 @@ pub mod train;
 
 use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array};
 use burn::module::Module;
-use burn::tensor::Device;
+pub use burn::tensor::Device;
 use fer_core::Split;
 use fer_core::cli::StageArgs;
 use fer_core::manifest::Manifest;

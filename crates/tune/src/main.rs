@@ -1,0 +1,12 @@
+//! `fer-tune`: parse args, load the pipeline file, run the stage; errors exit 2.
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = fer_tune::Cli::parse();
+    let result = cli
+        .common
+        .load_pipeline()
+        .map_err(Into::into)
+        .and_then(|pipeline| fer_tune::run(&fer_tune::Params::from_pipeline(&pipeline, &cli)?));
+    fer_core::cli::finish(&cli.common, fer_tune::STAGE, result)
+}

@@ -1,0 +1,364 @@
+//! tune: interrupt-and-resume on the smoke pipeline, failed trials, successive halving's
+//! pruning, invalid search spaces.
+
+use arrow::array::{Array, Float64Array, StringArray, UInt32Array};
+use clap::Parser;
+use fer_core::pipeline::PipelineFile;
+use fer_tune::{SearchState, Status, TuneParams};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fer-tune");
+
+fn repo_pipeline(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../pipelines/{name}.toml")),
+    )
+    .unwrap()
+}
+
+/// The smoke pipeline with its `[tune]` section (and everything after it) replaced.
+fn smoke_with(tune: &str) -> String {
+    let text = repo_pipeline("smoke");
+    let cut = text.find("\n[tune]").expect("smoke.toml has [tune]");
+    let head = &text[..cut];
+    // Keep sections after [tune] (if any) other than tune's own.
+    format!("{head}\n{tune}\n")
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Fixture {
+    /// Ingest + preprocess the smoke pipeline (synthetic faces) into a temp artifacts folder.
+    fn new(tune: &str) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        std::fs::write(root.join("smoke.toml"), smoke_with(tune)).unwrap();
+        let f = Fixture { _tmp: tmp, root };
+        let args = |bin: &str| {
+            vec![
+                bin.to_string(),
+                "--pipeline".into(),
+                f.pipeline().display().to_string(),
+                "--artifacts".into(),
+                f.artifacts().display().to_string(),
+                "--cache-dir".into(),
+                "off".into(),
+                "--quiet".into(),
+            ]
+        };
+        let pf = PipelineFile::load(&f.pipeline()).unwrap();
+        let cli = fer_ingest::Cli::parse_from(args("fer-ingest"));
+        fer_ingest::run(&fer_ingest::Params::from_pipeline(&pf, &cli).unwrap()).unwrap();
+        let cli = fer_preprocess::Cli::parse_from(args("fer-preprocess"));
+        fer_preprocess::run(&fer_preprocess::Params::from_pipeline(&pf, &cli).unwrap()).unwrap();
+        f
+    }
+    fn pipeline(&self) -> PathBuf {
+        self.root.join("smoke.toml")
+    }
+    fn artifacts(&self) -> PathBuf {
+        self.root.join("artifacts")
+    }
+    fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(["--pipeline", &self.pipeline().display().to_string()])
+            .args(["--artifacts", &self.artifacts().display().to_string()])
+            .args(["--cache-dir", "off", "--quiet"]);
+        c
+    }
+    fn state(&self) -> Option<SearchState> {
+        let resume = self.artifacts().join("smoke/.tune.resume");
+        let dir = std::fs::read_dir(resume).ok()?.flatten().next()?.path();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).ok()?).ok()
+    }
+}
+
+const SEARCH: &str = r#"[tune]
+strategy = "asha"
+seed = 7
+base = "fer-small"
+max_trials = 8
+max_epochs = 4
+min_epochs = 1
+reduction = 2
+time_limit = "10m"
+
+[tune.space]
+filters = { choice = [8, 16] }
+lr = { low = 1e-3, high = 1e-2, log = true }
+batch_size = { choice = [16, 32] }
+"#;
+
+struct Row {
+    trial: u32,
+    status: String,
+    epochs_run: u32,
+    rungs: Vec<serde_json::Value>,
+    seconds: f64,
+}
+
+fn trials(dir: &Path) -> Vec<Row> {
+    let (_, batches) = fer_core::parquet_io::read_batches(&dir.join("trials.parquet")).unwrap();
+    let mut rows = Vec::new();
+    for b in batches {
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        let trial = col("trial");
+        let trial = trial.as_any().downcast_ref::<UInt32Array>().unwrap();
+        let status = col("status");
+        let status = status.as_any().downcast_ref::<StringArray>().unwrap();
+        let epochs = col("epochs_run");
+        let epochs = epochs.as_any().downcast_ref::<UInt32Array>().unwrap();
+        let rungs = col("rungs");
+        let rungs = rungs.as_any().downcast_ref::<StringArray>().unwrap();
+        let secs = col("seconds");
+        let secs = secs.as_any().downcast_ref::<Float64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            rows.push(Row {
+                trial: trial.value(i),
+                status: status.value(i).to_string(),
+                epochs_run: epochs.value(i),
+                rungs: serde_json::from_str(rungs.value(i)).unwrap(),
+                seconds: secs.value(i),
+            });
+        }
+    }
+    rows
+}
+
+#[test]
+fn killed_search_resumes_without_rerunning_finished_trials() {
+    let f = Fixture::new(SEARCH);
+    // Start the search and kill it once at least two trials have finished a rung.
+    let mut child = f.command().spawn().unwrap();
+    let t0 = Instant::now();
+    let before = loop {
+        if let Some(st) = f.state()
+            && st.trials.iter().filter(|t| !t.rungs.is_empty()).count() >= 2
+        {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break f.state().unwrap();
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the search finished before it could be interrupted"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(300), "no trial finished");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        !f.artifacts().join("smoke/tune/manifest.json").exists(),
+        "a killed search wrote no manifest"
+    );
+    let out = f.command().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = f.artifacts().join("smoke/tune");
+    let rows = trials(&dir);
+    assert_eq!(rows.len(), 8, "every trial of the budget was sampled");
+    for t in before.trials.iter().filter(|t| !t.rungs.is_empty()) {
+        let r = &rows[t.id];
+        assert_eq!(r.trial as usize, t.id);
+        // Its finished rungs were kept as they were...
+        for (k, rung) in t.rungs.iter().enumerate() {
+            assert_eq!(r.rungs[k]["val_acc"].as_f64().unwrap(), rung.val_acc);
+            assert_eq!(r.rungs[k]["epochs"].as_u64().unwrap() as usize, rung.epochs);
+        }
+        // ...and not trained again: a trial that was not promoted since has exactly the
+        // seconds it had (a re-run would have added its own timings).
+        if r.rungs.len() == t.rungs.len() {
+            assert_eq!(r.seconds, t.seconds, "trial {} was re-run", t.id);
+        } else {
+            assert!(r.seconds > t.seconds);
+        }
+    }
+    // Successive halving pruned some trials and trained the winner to max_epochs.
+    assert!(rows.iter().any(|r| r.status == "pruned"));
+    assert!(
+        rows.iter()
+            .any(|r| r.status == "completed" && r.epochs_run == 4)
+    );
+    assert!(rows.iter().filter(|r| r.epochs_run == 4).count() < rows.len());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let best = summary["best_trial"].as_u64().unwrap() as usize;
+    assert_eq!(rows[best].epochs_run, 4);
+    // The winner is a train_cnn model folder: its config rebuilds the network and loads.
+    let art = fer_train_cnn::ModelArtifact::load(&dir.join("best")).unwrap();
+    art.load_model(&dir.join("best"), &fer_train_cnn::device("cpu").unwrap())
+        .unwrap();
+    assert!(dir.join("best/predictions.parquet").exists());
+    // Running again does nothing: the stage is up to date.
+    let again = f.command().output().unwrap();
+    assert!(again.status.success());
+    assert_eq!(
+        trials(&dir).iter().map(|r| r.seconds).collect::<Vec<_>>(),
+        rows.iter().map(|r| r.seconds).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn random_search_trains_every_trial_for_max_epochs() {
+    let random = SEARCH.replace("strategy = \"asha\"", "strategy = \"random\"");
+    let f = Fixture::new(&random.replace("max_trials = 8", "max_trials = 3"));
+    let out = f.command().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = trials(&f.artifacts().join("smoke/tune"));
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows.iter()
+            .all(|r| r.status == "completed" && r.epochs_run == 4 && r.rungs.len() == 1)
+    );
+}
+
+#[test]
+fn a_failing_trial_is_recorded_and_the_search_goes_on() {
+    // A learning rate of 1e30 makes every trial diverge: each is recorded as failed with
+    // its error, the search tries the next, and the stage says all of them failed.
+    let f = Fixture::new(SEARCH);
+    let text = std::fs::read_to_string(f.pipeline())
+        .unwrap()
+        .replace("lr = { low = 1e-3, high = 1e-2, log = true }\n", "")
+        .replace("[train_cnn]\n", "[train_cnn]\nmin_lr = 0.0\n")
+        .replace("lr = 3e-3", "lr = 1e30");
+    std::fs::write(f.pipeline(), &text).unwrap();
+    let pf = PipelineFile::load(&f.pipeline()).unwrap();
+    let p = TuneParams::parse(&pf).unwrap();
+    assert_eq!(p.base.lr, 1e30);
+    let dir_in = f.artifacts().join("smoke/preprocess");
+    let (train, _) = fer_core::tensors::TensorSet::read(&dir_in.join("train.safetensors")).unwrap();
+    let (val, _) = fer_core::tensors::TensorSet::read(&dir_in.join("val.safetensors")).unwrap();
+    let transform = fer_core::transform::Transform::load(&dir_in.join("transform.json")).unwrap();
+    let work = f.root.join("work");
+    let data = fer_tune::SearchData {
+        train: &train,
+        val: &val,
+        transform: &transform,
+    };
+    let st = fer_tune::search(
+        &p,
+        &data,
+        &fer_train_cnn::device("cpu").unwrap(),
+        &work,
+        &|_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!(st.trials.len(), 8, "the search went on after each failure");
+    for t in &st.trials {
+        assert_eq!(t.status, Status::Failed);
+        assert!(
+            t.error.as_deref().unwrap_or("").contains("diverged"),
+            "{:?}",
+            t.error
+        );
+    }
+    let out = f.command().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("every one of the 8 trials failed"), "{err}");
+}
+
+#[test]
+fn invalid_search_spaces_exit_2_naming_the_key() {
+    let f = Fixture::new(SEARCH);
+    for (from, to, key) in [
+        (
+            "filters = { choice = [8, 16] }",
+            "filters = { choice = [] }",
+            "[tune] space.filters.choice",
+        ),
+        (
+            "lr = { low = 1e-3, high = 1e-2, log = true }",
+            "lr = { low = 1e-2, high = 1e-3, log = true }",
+            "[tune] space.lr",
+        ),
+        (
+            "batch_size = { choice = [16, 32] }",
+            "batch = { choice = [16, 32] }",
+            "[tune] space.batch",
+        ),
+        ("min_epochs = 1", "min_epochs = 9", "[tune] min_epochs"),
+        (
+            "strategy = \"asha\"",
+            "strategy = \"grid\"",
+            "[tune] strategy",
+        ),
+        (
+            "time_limit = \"10m\"",
+            "time_limit = \"soon\"",
+            "[tune] time_limit",
+        ),
+        ("base = \"fer-small\"", "base = \"resnet\"", "[tune] base"),
+        ("seed = 7\nbase", "seeds = 7\nbase", "unknown field `seeds`"),
+    ] {
+        let text = smoke_with(&SEARCH.replace(from, to));
+        assert_ne!(text, smoke_with(SEARCH), "{from}");
+        std::fs::write(f.pipeline(), text).unwrap();
+        let out = f.command().output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{to}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{to}: {err}");
+        assert!(err.contains("smoke.toml"), "{err}");
+    }
+}
+
+#[test]
+fn asha_promotes_the_top_fraction_of_each_rung() {
+    let pf = PipelineFile::parse(Path::new("t.toml"), &smoke_with(SEARCH)).unwrap();
+    let p = TuneParams::parse(&pf).unwrap();
+    assert_eq!(p.rungs(), vec![1, 2, 4]);
+    let trial = |id: usize, accs: &[f64]| fer_tune::Trial {
+        id,
+        config: p.trial_config(id),
+        status: Status::Pruned,
+        rungs: accs
+            .iter()
+            .enumerate()
+            .map(|(k, &a)| fer_tune::Rung {
+                epochs: p.rungs()[k],
+                val_acc: a,
+                val_loss: 1.0 - a,
+            })
+            .collect(),
+        epochs_run: p.rungs()[accs.len() - 1],
+        seconds: 1.0,
+        error: None,
+        finished: false,
+    };
+    // One trial at rung 0: 1/2 of 1 is none, so start a new trial.
+    let mut st = SearchState {
+        trials: vec![trial(0, &[0.6])],
+        elapsed: 0.0,
+    };
+    assert_eq!(fer_tune::next_job(&p, &st), Some((1, 0)));
+    // Two: the better one (trial 1) goes to rung 1.
+    st.trials.push(trial(1, &[0.7]));
+    assert_eq!(fer_tune::next_job(&p, &st), Some((1, 1)));
+    st.trials[1] = trial(1, &[0.7, 0.72]);
+    // Rung 1 has one trial (none promotable); rung 0's top half is already promoted: new trial.
+    assert_eq!(fer_tune::next_job(&p, &st), Some((2, 0)));
+    st.trials.push(trial(2, &[0.65]));
+    st.trials.push(trial(3, &[0.9]));
+    // Rung 0 has 4: top 2 are trials 3 and 1; 1 is promoted already, so 3 goes up.
+    assert_eq!(fer_tune::next_job(&p, &st), Some((3, 1)));
+    st.trials[3] = trial(3, &[0.9, 0.8]);
+    // Rung 1 has 2: trial 3 (0.8) is the top half and goes to the last rung.
+    assert_eq!(fer_tune::next_job(&p, &st), Some((3, 2)));
+    st.trials[3] = trial(3, &[0.9, 0.8, 0.85]);
+    assert_eq!(fer_tune::best_trial(&st).unwrap().id, 3);
+    // A failed trial is never promoted or chosen.
+    st.trials[3].status = Status::Failed;
+    assert_eq!(fer_tune::best_trial(&st).unwrap().id, 1);
+}
