@@ -15,7 +15,7 @@ export FER2013_DIR
 A      := artifacts/$(PIPELINE)
 PFILE  := pipelines/$(PIPELINE).toml
 BIN    := $(or $(CARGO_TARGET_DIR),target)/release
-STAGES := ingest stats preprocess augment train-svm train-cnn
+STAGES := ingest stats preprocess augment train-svm train-cnn tune report
 
 # Sources a stage's binary is built from: its crate, the core crate, the lock file.
 src   = $(shell find crates/$(1)/src crates/$(1)/Cargo.toml crates/$(1)/build.rs -type f 2>/dev/null)
@@ -34,7 +34,7 @@ endef
 # A recipe that fails removes its target: a failed stage is never taken as finished.
 .DELETE_ON_ERROR:
 
-.PHONY: all demo test bench help clean clean-cache $(STAGES)
+.PHONY: all demo test bench help clean clean-cache report-diff $(STAGES)
 
 all: $(STAGES)
 
@@ -44,6 +44,8 @@ preprocess: $(A)/preprocess/manifest.json
 augment: $(A)/augment/manifest.json
 train-svm: $(A)/train_svm/manifest.json
 train-cnn: $(A)/train_cnn/manifest.json
+tune: $(A)/tune/manifest.json
+report: $(A)/report/manifest.json
 
 $(A)/ingest/manifest.json: $(PFILE) $(CORE) $(call src,ingest) $(DATA)
 	$(call stage,ingest)
@@ -65,6 +67,24 @@ $(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(c
 	$(BUILD)
 	$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE)
 
+# tune trains our architecture with the [train_cnn] settings and ops: train-cnn's and augment's
+# sources are prerequisites too. It runs after train-cnn (make is serial here) so the two
+# never share the 2 cores.
+$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(PFILE) $(CORE) $(call src,tune) $(call src,train-cnn) $(call src,augment)
+	$(BUILD)
+	$(BIN)/fer-tune --pipeline $(PIPELINE) --device $(DEVICE)
+
+# The report reads every upstream stage (tune's best model is one more CNN).
+$(A)/report/manifest.json: $(A)/stats/manifest.json $(A)/augment/manifest.json $(A)/train_svm/manifest.json $(A)/train_cnn/manifest.json $(A)/tune/manifest.json $(PFILE) $(CORE) $(call src,report)
+	$(call stage,report)
+
+# make report-diff A=seed B=full: metrics and params that differ (A, B: pipeline names under
+# artifacts/, or paths to a pipeline's artifacts folder or a report folder).
+report-diff: ## metrics and params that differ between two runs (A=, B=)
+	@test "$(origin A)" = "command line" -a -n "$(B)" || { echo "usage: make report-diff A=<pipeline-or-run> B=<pipeline-or-run>"; exit 2; }
+	$(BUILD)
+	@$(BIN)/fer-report diff "$(A)" "$(B)"
+
 demo: ## the whole pipeline on synthetic faces (no download needed)
 	@$(MAKE) --no-print-directory all PIPELINE=smoke
 	@echo "demo outputs: artifacts/smoke/ (open artifacts/smoke/stats/samples_train.png)"
@@ -75,6 +95,21 @@ test: ## unit and integration tests (no download needed)
 bench: ## timings on the real data (FER2013_DIR), printed as a table
 	$(BUILD)
 	$(BIN)/fer-bench --data-dir $(FER2013_DIR)
+
+# fer-predict: score photos per face with a model folder (default: this pipeline's fer-small;
+# MODEL=$(A)/train_svm or $(A)/tune/best work too). Rows go to stdout, progress to stderr.
+#   make predict INPUT="photos/ frame.jpg" [MODEL=...] [ARGS="--no-detect --format jsonl"]
+MODEL ?= $(A)/train_cnn/fer-small
+ADDR  ?= 127.0.0.1:8080
+.PHONY: predict serve
+predict: ## score photos per face: INPUT=<files|folders> [MODEL=dir] [ARGS=...] (CSV on stdout)
+	@test -n "$(INPUT)" || { echo "usage: make predict INPUT=<image files or folders> [MODEL=$(MODEL)] [ARGS=...]" >&2; exit 2; }
+	$(BUILD)
+	@$(BIN)/fer-predict --model $(MODEL) --pipeline $(PIPELINE) $(ARGS) $(INPUT)
+
+serve: ## checkout-kiosk HTTP service: POST /predict, GET /health [MODEL=dir] [ADDR=127.0.0.1:8080]
+	$(BUILD)
+	$(BIN)/fer-predict serve --model $(MODEL) --pipeline $(PIPELINE) --addr $(ADDR) $(ARGS)
 
 clean: ## remove artifacts/ (the run cache is kept)
 	rm -rf artifacts
@@ -91,4 +126,6 @@ help: ## this list
 	@echo "  augment      augmentation preview (+ offline set) -> $(A)/augment/"
 	@echo "  train-svm    the study's SVM (raw pixels and HOG; RBF, linear) -> $(A)/train_svm/"
 	@echo "  train-cnn    the study's CNNs and ours (DEVICE=cpu|wgpu) -> $(A)/train_cnn/"
+	@echo "  tune         hyperparameter search (ASHA or random) -> $(A)/tune/ (best/ = the winner)"
+	@echo "  report       SVM versus CNN: index.html, report.md, recommendation.json -> $(A)/report/"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'

@@ -1,0 +1,3 @@
+fn main() {
+    fer_codeversion::emit(&[]);
+}

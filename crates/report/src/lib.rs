@@ -1,0 +1,313 @@
+//! Stage `report`: the study's slides (sample faces, the mean/std table, the base CNN's
+//! accuracy, a classification report, a recommendation) as a generated, self-contained
+//! report, SVM versus CNN, for readers who will never open a terminal.
+//!
+//! Reads, under `artifacts/<pipeline>/`, whichever of these stages have run (their manifests
+//! are the stage's inputs; a stage that has not run gives a section marked "not run"):
+//! `ingest` (counts per split and class, `images.parquet` for the faces of the mistakes
+//! gallery), `stats` (`stats.json`: the mean/std table and the data-quality audit; the sample,
+//! histogram and duplicate PNGs), `preprocess` (`transform.json`), `augment` (`chain.json`,
+//! `preview.png`), `train_svm` (`metrics.json`, `predictions.parquet`, the header of
+//! `model.safetensors` for sizes), `train_cnn/<model>/` and `tune/best/` (`metrics.json`,
+//! `model.json`, `predictions.parquet`, `epochs.parquet`, the size of `model.safetensors`) and
+//! `tune` (`summary.json`, `trials.parquet`). At least one of `train_svm`, `train_cnn` or `tune`
+//! must have run, else the stage stops naming the targets to run.
+//!
+//! Writes `artifacts/<pipeline>/report/`:
+//! - `index.html`: one self-contained page (CSS inline, every image a base64 data URI);
+//! - `report.md`: the same content in Markdown, images linked from `img/`;
+//! - `img/*.png`: charts drawn with plotters (accuracy with 95% bootstrap intervals, ROC
+//!   curves, confusion matrices, learning curves, tuning trials, the mistakes gallery) and the
+//!   upstream pictures it shows (samples, histograms, duplicates, augmentation preview);
+//! - `recommendation.json`: the model to deploy (chosen on validation accuracy), its artifact
+//!   folder, the p(happy) threshold for "not happy" alerts (chosen on validation predictions,
+//!   never on test) and the test figures at that threshold; read by the predict tool;
+//! - `metrics.json` (headline numbers per model, the McNemar test, the recommendation) and
+//!   `params.json` (every upstream stage's resolved params): what `fer-report diff` compares.
+//!
+//! Params (`[report]`): `seed` (42, the bootstrap's), `bootstrap` (2000 resamples, 100..=100000),
+//! `confidence` (0.95), `gallery` (12 images, 0..=60), `alert_precision` (0.9: the validation
+//! precision the "not happy" alert threshold must reach), and `[report.study]`, the original
+//! study's published figures shown beside ours (defaults: the study's numbers).
+//!
+//! `fer-report diff A B` prints the metrics and params that differ between two pipelines or
+//! report folders (see [`diff`]).
+
+pub mod charts;
+pub mod diff;
+pub mod doc;
+pub mod load;
+mod sections;
+pub mod stats;
+
+use fer_core::cli::StageArgs;
+use fer_core::manifest::{MANIFEST_FILE, Manifest};
+use fer_core::pipeline::PipelineFile;
+use fer_core::stage::{Input, Outputs};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const STAGE: &str = "report";
+pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Core(#[from] fer_core::Error),
+    #[error("{0}")]
+    Chart(String),
+    /// An upstream file that is there but cannot be used.
+    #[error("{path}: {message}{}", target.as_ref().map(|t| format!(" (run `make {t}` for this pipeline again)")).unwrap_or_default())]
+    Artifact {
+        path: PathBuf,
+        message: String,
+        target: Option<String>,
+    },
+    /// An upstream stage the report cannot do without.
+    #[error("{0}")]
+    Missing(String),
+}
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "fer-report",
+    version,
+    about = "Stage report: SVM versus CNN as one self-contained HTML page and Markdown"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: StageArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Metrics and params that differ between two runs (pipeline names under the artifacts
+    /// folder, or paths to a pipeline's artifacts folder or to a report folder).
+    Diff {
+        a: String,
+        b: String,
+        /// List every metric and param, not only those that differ.
+        #[arg(long)]
+        all: bool,
+        /// Include timings (seconds, images per second), which differ on every run.
+        #[arg(long)]
+        timings: bool,
+    },
+}
+
+/// The original study's published figures, shown beside ours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StudyFigures {
+    pub train_happy: u64,
+    pub train_not_happy: u64,
+    pub test_happy: u64,
+    pub test_not_happy: u64,
+    pub mean_happy: f64,
+    pub std_happy: f64,
+    pub mean_not_happy: f64,
+    pub std_not_happy: f64,
+    pub base_train_acc: f64,
+    pub base_val_acc: f64,
+    pub tuned_params: u64,
+    pub tuned_test_acc: f64,
+}
+
+impl Default for StudyFigures {
+    fn default() -> Self {
+        StudyFigures {
+            train_happy: 2000,
+            train_not_happy: 2022,
+            test_happy: 200,
+            test_not_happy: 224,
+            mean_happy: 129.43,
+            std_happy: 63.38,
+            mean_not_happy: 129.49,
+            std_not_happy: 65.59,
+            base_train_acc: 0.974,
+            base_val_acc: 0.834,
+            tuned_params: 24_358_450,
+            tuned_test_acc: 0.83,
+        }
+    }
+}
+
+/// `[report]` as written and, after `validate`, as used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportParams {
+    pub seed: u64,
+    pub bootstrap: usize,
+    pub confidence: f64,
+    pub gallery: usize,
+    pub alert_precision: f64,
+    pub study: StudyFigures,
+}
+
+impl Default for ReportParams {
+    fn default() -> Self {
+        ReportParams {
+            seed: 42,
+            bootstrap: 2000,
+            confidence: 0.95,
+            gallery: 12,
+            alert_precision: 0.9,
+            study: StudyFigures::default(),
+        }
+    }
+}
+
+impl ReportParams {
+    pub fn validate(self, pf: &PipelineFile) -> fer_core::Result<ReportParams> {
+        let err = |k: &str, m: String| pf.param_error(STAGE, k, m);
+        if !(100..=100_000).contains(&self.bootstrap) {
+            return Err(err(
+                "bootstrap",
+                format!("{} is not in 100..=100000", self.bootstrap),
+            ));
+        }
+        if !(self.confidence > 0.5 && self.confidence < 1.0) {
+            return Err(err(
+                "confidence",
+                format!("{} is not between 0.5 and 1 (exclusive)", self.confidence),
+            ));
+        }
+        if self.gallery > 60 {
+            return Err(err("gallery", format!("{} is above 60", self.gallery)));
+        }
+        if !(self.alert_precision > 0.0 && self.alert_precision <= 1.0) {
+            return Err(err(
+                "alert_precision",
+                format!("{} is not in (0, 1]", self.alert_precision),
+            ));
+        }
+        let s = &self.study;
+        for (k, v) in [
+            ("study.base_train_acc", s.base_train_acc),
+            ("study.base_val_acc", s.base_val_acc),
+            ("study.tuned_test_acc", s.tuned_test_acc),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(err(k, format!("{v} is not a fraction in [0, 1]")));
+            }
+        }
+        for (k, v) in [
+            ("study.mean_happy", s.mean_happy),
+            ("study.std_happy", s.std_happy),
+            ("study.mean_not_happy", s.mean_not_happy),
+            ("study.std_not_happy", s.std_not_happy),
+        ] {
+            if !(0.0..=255.0).contains(&v) {
+                return Err(err(k, format!("{v} is not a pixel value in [0, 255]")));
+            }
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub pipeline: PipelineFile,
+    pub report: ReportParams,
+    pub common: StageArgs,
+}
+
+impl Params {
+    pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, ReportError> {
+        let report: ReportParams = pipeline.section(STAGE)?;
+        Ok(Params {
+            pipeline: pipeline.clone(),
+            report: report.validate(pipeline)?,
+            common: cli.common.clone(),
+        })
+    }
+}
+
+/// The upstream stages that exist for `pipeline`, checked against their manifests.
+fn inputs(artifacts: &Path, pipeline: &str) -> Result<Vec<Input>, ReportError> {
+    let mut out = Vec::new();
+    for (stage, target) in load::UPSTREAM {
+        let dir = artifacts.join(pipeline).join(stage);
+        if !dir.join(MANIFEST_FILE).exists() {
+            continue;
+        }
+        // core names the stage (`train_svm`); make's target is `train-svm`.
+        let (input, _) = Input::stage(artifacts, pipeline, stage).map_err(|e| {
+            ReportError::Missing(
+                e.to_string()
+                    .replace(&format!("make {stage} "), &format!("make {target} ")),
+            )
+        })?;
+        out.push(input);
+    }
+    let has_model = out
+        .iter()
+        .any(|i| matches!(i.name.as_str(), "train_svm" | "train_cnn" | "tune"));
+    if !has_model {
+        return Err(ReportError::Missing(format!(
+            "{}: no trained model: the report needs stage `train_svm`, `train_cnn` or `tune` (run `make train-svm PIPELINE={pipeline}` and `make train-cnn PIPELINE={pipeline}`)",
+            artifacts.join(pipeline).display()
+        )));
+    }
+    Ok(out)
+}
+
+pub fn run(p: &Params) -> Result<Manifest, ReportError> {
+    let name = p.pipeline.name.clone();
+    let inputs = inputs(&p.common.artifacts, &name)?;
+    let params = serde_json::to_value(&p.report).expect("params serialize");
+    let run = p
+        .common
+        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, inputs);
+    let root = p.common.artifacts.join(&name);
+    let artifacts = p.common.artifacts.clone();
+    run.execute(|dir| compute(&artifacts, &root, &name, &p.report, dir))
+}
+
+/// Read every upstream artifact under `root` (`<artifacts>/<pipeline>`) and write the report
+/// into `dir`.
+pub fn compute(
+    artifacts: &Path,
+    root: &Path,
+    pipeline: &str,
+    rp: &ReportParams,
+    dir: &Path,
+) -> Result<Outputs, ReportError> {
+    let study = load::load(root, pipeline)?;
+    let built = sections::build(&study, rp, artifacts, dir)?;
+    let mut out = Outputs::default();
+    for f in &built.files {
+        out.file(f);
+    }
+    let write = |rel: &str, text: String| -> Result<(), ReportError> {
+        let p = dir.join(rel);
+        std::fs::write(&p, text).map_err(|e| fer_core::Error::io(&p, e).into())
+    };
+    let md = doc::render_md(&built.doc);
+    write("report.md", md)?;
+    out.file("report.md");
+    let html = doc::render_html(&built.doc, dir).map_err(|e| fer_core::Error::io(dir, e))?;
+    write("index.html", html)?;
+    out.file("index.html");
+    let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).expect("json") + "\n";
+    if let Some(r) = &built.recommendation {
+        write("recommendation.json", json(r))?;
+        out.file("recommendation.json");
+    }
+    write("metrics.json", json(&built.metrics))?;
+    out.file("metrics.json");
+    write("params.json", json(&diff::params_json(&study)))?;
+    out.file("params.json");
+    out.summary = serde_json::json!({
+        "models": study.models.len(),
+        "recommendation": built.recommendation.as_ref().map(|r| serde_json::json!({
+            "model": r["model"],
+            "threshold": r["threshold"],
+            "expected_not_happy_precision": r["expected_not_happy_precision"],
+        })),
+        "not_run": built.not_run,
+    });
+    Ok(out)
+}

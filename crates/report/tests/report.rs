@@ -1,0 +1,765 @@
+//! Tests of the `report` stage, end to end through the `fer-report` binary.
+//!
+//! The fixture is a small `smoke` pipeline written here (no download, no training): every
+//! upstream stage's outputs in the formats the real stages write (ingest's `images.parquet`,
+//! stats' `stats.json` and sample grid, preprocess' `transform.json`, augment's `chain.json`
+//! and preview, train_svm's `metrics.json` / `predictions.parquet` / `model.safetensors`,
+//! train_cnn's per-model folders, and optionally tune's outputs), each with its manifest
+//! written by the stage runner. Metrics are computed from the fixture's predictions with
+//! `fer_core::metrics`, as the training stages do.
+//!
+//! - `report.md` is snapshot-tested (insta) with timings redacted;
+//! - changing one metrics file (and its manifest hash, as a rerun would) changes the report
+//!   and the recommendation;
+//! - a missing model stage is an error naming the make targets; a missing stats or tune stage
+//!   is a section marked "not run"; an upstream file changed behind its manifest's back is an
+//!   error naming the make target to run again;
+//! - `index.html` embeds every image and links nothing external;
+//! - `fer-report diff` lists the metric that differs between two pipelines;
+//! - invalid `[report]` params exit 2 naming the key.
+
+use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array};
+use fer_core::dataset::{ImageDataset, ImageRecord};
+use fer_core::manifest::Manifest;
+use fer_core::metrics::classification_metrics;
+use fer_core::parquet_io::write_columns;
+use fer_core::stage::{Outputs, StageRun};
+use fer_core::{Emotion, IMAGE_PIXELS, IMAGE_SIDE, LabelMode, Split};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fer-report");
+const CLASSES: [&str; 2] = ["happy", "not_happy"];
+const PIPELINE: &str = "smoke";
+/// Images per class in val and test.
+const PER_CLASS: usize = 10;
+
+struct Fixture {
+    tmp: tempfile::TempDir,
+}
+
+fn col_s(v: Vec<String>) -> ArrayRef {
+    Arc::new(StringArray::from(v))
+}
+
+/// A 48x48 face-ish gradient, different for every `n`.
+fn pixels(n: u32) -> Vec<u8> {
+    (0..IMAGE_PIXELS as u32)
+        .map(|i| {
+            let (x, y) = (i % 48, i / 48);
+            ((x * (n % 5 + 1) + y * (n % 7 + 2) + n * 37) % 230) as u8 + 10
+        })
+        .collect()
+}
+
+fn split_labels() -> Vec<u8> {
+    (0..2 * PER_CLASS)
+        .map(|i| u8::from(i >= PER_CLASS))
+        .collect()
+}
+
+/// The score (higher = happy) of image `i` of a split for a model of skill `skill` (0..1):
+/// right with probability about `skill` (deterministic per image), with varied confidence.
+fn score(model: u32, split: u32, i: usize, label: u8, skill: f64) -> f64 {
+    let i = i as u32;
+    let wobble = ((i * 7919 + model * 104_729 + split * 31) % 101) as f64 / 100.0;
+    let margin = 0.05 + 0.45 * ((i * 31 + model * 7 + split) % 17) as f64 / 16.0;
+    let happy_side = (label == 0) == (wobble < skill);
+    if happy_side {
+        0.5 + margin
+    } else {
+        0.5 - margin
+    }
+}
+
+fn stage_run(artifacts: &Path, stage: &str) -> StageRun {
+    StageRun {
+        pipeline: PIPELINE.into(),
+        stage: stage.into(),
+        artifacts: artifacts.to_path_buf(),
+        code_version: "fixture".into(),
+        params: json!({"fixture": stage}),
+        inputs: vec![],
+        cache: None,
+        force: true,
+        verbose: false,
+    }
+}
+
+fn write_json(path: &Path, v: &Value) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, serde_json::to_string_pretty(v).unwrap() + "\n").unwrap();
+}
+
+/// A minimal safetensors file: the header names tensors of the given shapes (f64).
+fn safetensors(path: &Path, tensors: &[(&str, Vec<u64>)]) {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0u64;
+    for (name, shape) in tensors {
+        let bytes = shape.iter().product::<u64>() * 8;
+        header.insert(
+            name.to_string(),
+            json!({"dtype": "F64", "shape": shape, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let h = serde_json::to_vec(&header).unwrap();
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.extend(vec![0u8; offset as usize]);
+    std::fs::write(path, out).unwrap();
+}
+
+/// Scores and predictions of one model on val and test.
+struct Scored {
+    val: Vec<f64>,
+    test: Vec<f64>,
+}
+
+fn scored(model: u32, skill: f64) -> Scored {
+    let y = split_labels();
+    Scored {
+        val: (0..y.len())
+            .map(|i| score(model, 1, i, y[i], skill))
+            .collect(),
+        test: (0..y.len())
+            .map(|i| score(model, 2, i, y[i], skill))
+            .collect(),
+    }
+}
+
+fn metrics_of(scores: &[f64], threshold: f64, probs: bool) -> Value {
+    let y = split_labels();
+    let pred: Vec<u8> = scores.iter().map(|&s| u8::from(s < threshold)).collect();
+    let sc: Vec<Vec<f64>> = scores
+        .iter()
+        .map(|&s| {
+            if probs {
+                vec![s, 1.0 - s]
+            } else {
+                vec![s - threshold, threshold - s]
+            }
+        })
+        .collect();
+    serde_json::to_value(classification_metrics(&y, &pred, &CLASSES, Some(&sc))).unwrap()
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let f = Fixture {
+            tmp: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(f.tmp.path().join("pipelines")).unwrap();
+        f.pipeline_file("[report]\nseed = 7\nbootstrap = 300\ngallery = 4\n");
+        for s in [
+            "ingest",
+            "stats",
+            "preprocess",
+            "augment",
+            "train_svm",
+            "train_cnn",
+        ] {
+            f.write_stage(s);
+        }
+        f
+    }
+
+    fn artifacts(&self) -> PathBuf {
+        self.tmp.path().join("artifacts")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.artifacts().join(PIPELINE)
+    }
+
+    fn pipeline_file(&self, text: &str) -> PathBuf {
+        let p = self
+            .tmp
+            .path()
+            .join("pipelines")
+            .join(format!("{PIPELINE}.toml"));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn ids(split: &str) -> Vec<String> {
+        (0..2 * PER_CLASS)
+            .map(|i| {
+                let e = if i < PER_CLASS { "happy" } else { "sad" };
+                format!("{e}/{split}_{i:02}")
+            })
+            .collect()
+    }
+
+    fn write_stage(&self, stage: &str) {
+        let art = self.artifacts();
+        stage_run(&art, stage)
+            .execute(|dir| {
+                let mut o = Outputs::default();
+                match stage {
+                    "ingest" => Self::ingest(dir, &mut o),
+                    "stats" => Self::stats(dir, &mut o),
+                    "preprocess" => {
+                        write_json(
+                            &dir.join("transform.json"),
+                            &json!({"size": 48, "resize_filter": "triangle", "denoise": {"kind": "none"},
+                                    "equalize": "none", "normalization": {"kind": "standardize", "mean": 0.5, "std": 0.25}}),
+                        );
+                        o.file("transform.json");
+                    }
+                    "augment" => {
+                        write_json(
+                            &dir.join("chain.json"),
+                            &json!({"range": [-2.0, 2.0], "side": 48, "steps": [
+                                {"op": {"kind": "hflip"}, "p": 0.5},
+                                {"op": {"kind": "rotate", "degrees": 15.0}, "p": 1.0}]}),
+                        );
+                        o.file("chain.json");
+                        let a = pixels(1);
+                        fer_core::plot::image_grid(
+                            &dir.join("preview.png"),
+                            "preview",
+                            &[("original".into(), vec![&a[..]])],
+                            48,
+                            1,
+                        )?;
+                        o.file("preview.png");
+                    }
+                    "train_svm" => Self::svm(dir, &mut o),
+                    "train_cnn" => Self::cnn(dir, &mut o),
+                    "tune" => Self::tune(dir, &mut o),
+                    _ => unreachable!(),
+                }
+                o.summary = if stage == "ingest" {
+                    json!({"counts": {"train": {"happy": 20, "not_happy": 20}, "val": {"happy": PER_CLASS, "not_happy": PER_CLASS},
+                           "test": {"happy": PER_CLASS, "not_happy": PER_CLASS}}, "rows": 80, "source": "synthetic", "rejected": 0})
+                } else {
+                    json!({})
+                };
+                Ok::<_, fer_core::Error>(o)
+            })
+            .expect("fixture stage is written");
+    }
+
+    fn ingest(dir: &Path, o: &mut Outputs) {
+        let mut records = Vec::new();
+        for (split, n) in [
+            (Split::Train, 20),
+            (Split::Val, PER_CLASS),
+            (Split::Test, PER_CLASS),
+        ] {
+            for i in 0..2 * n {
+                let e = if i < n { Emotion::Happy } else { Emotion::Sad };
+                records.push(ImageRecord {
+                    id: format!("{}/{}_{i:02}", e.as_str(), split.as_str()),
+                    split,
+                    usage: "Synthetic".into(),
+                    emotion: e,
+                    label: LabelMode::Binary.label_of(e),
+                    pixels: pixels(i as u32 + 100 * split as u32),
+                    source: "fixture".into(),
+                });
+            }
+        }
+        let ds = ImageDataset {
+            side: IMAGE_SIDE,
+            label_mode: LabelMode::Binary,
+            records,
+        };
+        let n = ds.write_parquet(&dir.join("images.parquet")).unwrap();
+        o.table("images.parquet", n);
+    }
+
+    fn stats(dir: &Path, o: &mut Outputs) {
+        let mut rows = Vec::new();
+        for (split, mean) in [
+            ("train", 120.0),
+            ("val", 121.5),
+            ("test", 119.25),
+            ("train+val", 120.5),
+        ] {
+            for (class, d) in [("happy", 1.0), ("not_happy", -1.0), ("all", 0.0)] {
+                rows.push(json!({"split": split, "class": class, "images": 20, "mean": mean + d, "std": 60.0 + d}));
+            }
+        }
+        write_json(
+            &dir.join("stats.json"),
+            &json!({"mean_std": rows, "audit": {
+                "exact_pairs": 1, "near_pairs": 0, "test_with_train_twin": 1, "test_with_train_twin_label_conflicts": 0,
+                "method": "pHash within 8 bits", "blank": {"count": 0, "threshold_std": 2.0},
+                "by_scope": {"train~test": {"exact_pairs": 1, "near_pairs": 0, "label_conflicts": 0}}}}),
+        );
+        o.file("stats.json");
+        let (a, b) = (pixels(3), pixels(4));
+        fer_core::plot::image_grid(
+            &dir.join("samples_train.png"),
+            "train",
+            &[
+                ("happy".into(), vec![&a[..]]),
+                ("not happy".into(), vec![&b[..]]),
+            ],
+            48,
+            1,
+        )
+        .unwrap();
+        o.file("samples_train.png");
+    }
+
+    fn predictions(path: &Path, s: &Scored, threshold: f64, svm: Option<&str>) -> usize {
+        let y = split_labels();
+        let mut split = Vec::new();
+        let (mut row, mut id, mut label, mut sc, mut pred) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for (name, v) in [("val", &s.val), ("test", &s.test)] {
+            let ids = Self::ids(name);
+            for (i, &x) in v.iter().enumerate() {
+                split.push(name.to_string());
+                row.push(i as u32);
+                id.push(ids[i].clone());
+                label.push(y[i]);
+                sc.push(x - if svm.is_some() { threshold } else { 0.0 });
+                pred.push(u8::from(x < threshold));
+            }
+        }
+        let n = split.len();
+        let mut cols: Vec<(&str, ArrayRef)> = Vec::new();
+        if let Some(m) = svm {
+            cols.push(("model", col_s(vec![m.to_string(); n])));
+        }
+        cols.push(("split", col_s(split)));
+        cols.push(("row", Arc::new(UInt32Array::from(row))));
+        cols.push(("id", col_s(id)));
+        cols.push(("label", Arc::new(UInt8Array::from(label))));
+        cols.push((
+            if svm.is_some() { "decision" } else { "p_happy" },
+            Arc::new(Float64Array::from(sc)),
+        ));
+        cols.push(("pred", Arc::new(UInt8Array::from(pred))));
+        write_columns(path, cols).unwrap()
+    }
+
+    fn svm(dir: &Path, o: &mut Outputs) {
+        let mut models = Vec::new();
+        let mut all: Vec<(String, Scored)> = Vec::new();
+        for (k, (name, feature, skill)) in [("raw/rbf", "raw", 0.35), ("hog/rbf", "hog", 0.5)]
+            .iter()
+            .enumerate()
+        {
+            let s = scored(10 + k as u32, *skill);
+            models.push(json!({
+                "name": name, "feature": feature, "kernel": "rbf", "c": 3.0, "gamma_spec": "scale", "n_support": 12,
+                "train_seconds": 1.5, "grid_seconds": 4.0, "feature_fit_seconds": 0.5, "inference_images_per_second": 5000.0,
+                "val": metrics_of(&s.val, 0.5, false), "test": metrics_of(&s.test, 0.5, false)}));
+            all.push((name.to_string(), s));
+        }
+        write_json(
+            &dir.join("metrics.json"),
+            &json!({"models": models, "majority_baseline": {"val": 0.5, "test": 0.5}, "best": {"name": "hog/rbf"}}),
+        );
+        o.file("metrics.json");
+        // One predictions file for all SVMs, as train_svm writes it.
+        let parts: Vec<PathBuf> = all
+            .iter()
+            .enumerate()
+            .map(|(k, (name, s))| {
+                let p = dir.join(format!("part{k}.parquet"));
+                Self::predictions(&p, s, 0.5, Some(name));
+                p
+            })
+            .collect();
+        let mut batches = Vec::new();
+        let mut schema = None;
+        for p in &parts {
+            let (sc, b) = fer_core::parquet_io::read_batches(p).unwrap();
+            schema = Some(sc);
+            batches.extend(b);
+            std::fs::remove_file(p).unwrap();
+        }
+        let n = fer_core::parquet_io::write_batches(
+            &dir.join("predictions.parquet"),
+            schema.unwrap(),
+            &batches,
+        )
+        .unwrap();
+        o.table("predictions.parquet", n);
+        safetensors(
+            &dir.join("model.safetensors"),
+            &[
+                ("raw.scaler_mean", vec![2304]),
+                ("hog.scaler_mean", vec![900]),
+                ("raw/rbf.sv", vec![12, 2304]),
+                ("hog/rbf.sv", vec![12, 900]),
+            ],
+        );
+        o.file("model.safetensors");
+    }
+
+    fn cnn_model(
+        dir: &Path,
+        o: &mut Outputs,
+        name: &str,
+        arch: &str,
+        model: u32,
+        skill: f64,
+        train_acc: f64,
+    ) {
+        let m = dir.join(name);
+        std::fs::create_dir_all(&m).unwrap();
+        let s = scored(model, skill);
+        let epochs = 4u32;
+        let e: Vec<u32> = (1..=epochs).collect();
+        let f = |g: &dyn Fn(f64) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values(
+                e.iter().map(|&x| g(x as f64)),
+            ))
+        };
+        let n = write_columns(
+            &m.join("epochs.parquet"),
+            vec![
+                ("epoch", Arc::new(UInt32Array::from(e.clone())) as ArrayRef),
+                ("train_loss", f(&|x| 0.7 / x)),
+                (
+                    "train_acc",
+                    f(&|x| 0.5 + (train_acc - 0.5) * x / epochs as f64),
+                ),
+                ("val_loss", f(&|x| 0.6 + 0.02 * (x - 2.0).powi(2))),
+                ("val_acc", f(&|x| 0.55 + 0.05 * x.min(3.0))),
+                ("lr", f(&|_| 1e-3)),
+                ("seconds", f(&|_| 2.0)),
+            ],
+        )
+        .unwrap();
+        o.table(&format!("{name}/epochs.parquet"), n);
+        let n = Self::predictions(&m.join("predictions.parquet"), &s, 0.5, None);
+        o.table(&format!("{name}/predictions.parquet"), n);
+        let params = 1000 * (model as u64 + 1);
+        write_json(
+            &m.join("metrics.json"),
+            &json!({"name": name, "arch": arch, "params": params, "epochs_run": epochs, "best_epoch": 2,
+                    "train_seconds": 12.0, "inference_images_per_second": 400.0, "final_train_acc": train_acc,
+                    "final_val_acc": 0.7, "tta_flip": false,
+                    "metrics": {"val": metrics_of(&s.val, 0.5, true), "test": metrics_of(&s.test, 0.5, true)}}),
+        );
+        write_json(
+            &m.join("model.json"),
+            &json!({"params": params, "settings": {"optimizer": "adam", "lr": 0.001, "augment": arch == "fer-small"}}),
+        );
+        std::fs::write(m.join("model.safetensors"), vec![0u8; 4096]).unwrap();
+        for f in ["metrics.json", "model.json", "model.safetensors"] {
+            o.file(&format!("{name}/{f}"));
+        }
+    }
+
+    fn cnn(dir: &Path, o: &mut Outputs) {
+        Self::cnn_model(dir, o, "fer-small", "fer-small", 1, 0.7, 0.8);
+        Self::cnn_model(dir, o, "seed-base", "seed-base", 2, 0.6, 0.99);
+    }
+
+    fn tune(dir: &Path, o: &mut Outputs) {
+        let b = dir.join("best");
+        std::fs::create_dir_all(&b).unwrap();
+        let mut inner = Outputs::default();
+        Self::cnn_model(dir, &mut inner, "best", "fer-small", 3, 0.75, 0.85);
+        for (f, rows) in inner.files {
+            match rows {
+                Some(r) => o.table(&f, r as usize),
+                None => o.file(&f),
+            }
+        }
+        let n = write_columns(
+            &dir.join("trials.parquet"),
+            vec![
+                (
+                    "trial",
+                    Arc::new(UInt32Array::from(vec![0, 1, 2])) as ArrayRef,
+                ),
+                ("strategy", col_s(vec!["random".into(); 3])),
+                (
+                    "status",
+                    col_s(vec!["completed".into(), "pruned".into(), "failed".into()]),
+                ),
+                (
+                    "params",
+                    col_s(vec![
+                        r#"{"lr":0.001}"#.into(),
+                        r#"{"lr":0.01}"#.into(),
+                        r#"{"lr":1.0}"#.into(),
+                    ]),
+                ),
+                ("epochs_run", Arc::new(UInt32Array::from(vec![4, 1, 0]))),
+                ("val_acc", Arc::new(Float64Array::from(vec![0.8, 0.6, 0.0]))),
+                (
+                    "val_loss",
+                    Arc::new(Float64Array::from(vec![0.4, 0.7, 9.0])),
+                ),
+                ("rungs", col_s(vec!["[]".into(); 3])),
+                (
+                    "seconds",
+                    Arc::new(Float64Array::from(vec![10.0, 2.0, 0.5])),
+                ),
+                (
+                    "error",
+                    Arc::new(StringArray::from(vec![None, None, Some("diverged")])),
+                ),
+            ],
+        )
+        .unwrap();
+        o.table("trials.parquet", n);
+        write_json(
+            &dir.join("summary.json"),
+            &json!({"strategy": "random", "trials": 3, "completed": 1, "pruned": 1, "failed": 1,
+                    "best_trial": 0, "best_val_acc": 0.8, "seconds": 12.5, "budget": {"trials": 3}}),
+        );
+        o.file("summary.json");
+    }
+
+    /// Run `fer-report` on the fixture; (exit code, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(BIN)
+            .current_dir(self.tmp.path())
+            .env_remove("FER_ARTIFACTS")
+            .env("FER_CACHE_DIR", "off")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    fn report(&self) -> (i32, String) {
+        let (code, _, err) = self.run(&["--pipeline", "pipelines/smoke.toml", "-q"]);
+        (code, err)
+    }
+
+    fn report_ok(&self) -> String {
+        let (code, err) = self.report();
+        assert_eq!(code, 0, "fer-report failed: {err}");
+        std::fs::read_to_string(self.root().join("report/report.md")).unwrap()
+    }
+
+    /// Edit a JSON file of a stage, then record its new hash in the manifest (as a rerun of
+    /// that stage would).
+    fn edit_json(&self, stage: &str, rel: &str, edit: impl FnOnce(&mut Value)) {
+        let p = self.root().join(stage).join(rel);
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        edit(&mut v);
+        write_json(&p, &v);
+        let mp = self.root().join(stage).join("manifest.json");
+        let mut m = Manifest::read(&mp).unwrap();
+        for o in &mut m.outputs {
+            if o.path == rel {
+                o.hash = fer_core::hash::hash_file(&p).unwrap();
+                o.bytes = std::fs::metadata(&p).unwrap().len();
+            }
+        }
+        m.write(&mp).unwrap();
+    }
+}
+
+#[test]
+fn report_md_snapshot_of_the_smoke_fixture() {
+    let f = Fixture::new();
+    let md = f.report_ok();
+    // Timings (training time, run time, images per second) change from run to run.
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"\d+(\.\d+)? (s|min|h) \|", "[time] |");
+    settings.add_filter(r"[\d,]+ img/s", "[speed]");
+    settings.bind(|| insta::assert_snapshot!("smoke_report_md", md));
+    // The HTML has the same sections and embeds every image.
+    let html = std::fs::read_to_string(f.root().join("report/index.html")).unwrap();
+    let images = md.matches("](img/").count();
+    assert!(images >= 6, "{images} images in report.md");
+    assert_eq!(html.matches("src=\"data:image/png;base64,").count(), images);
+    assert!(
+        !html.contains("src=\"http"),
+        "index.html links something external"
+    );
+    for h in md.lines().filter(|l| l.starts_with("## ")) {
+        assert!(
+            html.contains(&format!(">{}</h2>", &h[3..])),
+            "{h} missing from index.html"
+        );
+    }
+}
+
+#[test]
+fn recommendation_threshold_is_chosen_on_validation() {
+    let f = Fixture::new();
+    f.report_ok();
+    let r: Value = serde_json::from_str(
+        &std::fs::read_to_string(f.root().join("report/recommendation.json")).unwrap(),
+    )
+    .unwrap();
+    // fer-small has the highest validation accuracy of the fixture's models.
+    assert_eq!(r["model"], "fer-small");
+    assert_eq!(r["score"], "p_happy");
+    assert!(
+        r["model_dir"]
+            .as_str()
+            .unwrap()
+            .ends_with("smoke/train_cnn/fer-small"),
+        "{r}"
+    );
+    let t = r["threshold"].as_f64().unwrap();
+    assert!(t > 0.0 && t < 1.0, "{t}");
+    assert_eq!(r["threshold_chosen_on"], "validation");
+    assert_eq!(r["validation"]["threshold"].as_f64(), Some(t));
+    let p = r["expected_not_happy_precision"].as_f64().unwrap();
+    assert_eq!(r["test"]["precision"].as_f64(), Some(p));
+    let ci = r["expected_not_happy_precision_ci"].as_array().unwrap();
+    assert!(
+        ci[0].as_f64().unwrap() <= p && p <= ci[1].as_f64().unwrap(),
+        "{r}"
+    );
+}
+
+#[test]
+fn changing_one_metrics_file_changes_the_report() {
+    let f = Fixture::new();
+    let before = f.report_ok();
+    assert!(
+        before.contains("Deploy **CNN fer-small (ours)**"),
+        "{before}"
+    );
+    // seed-base now claims the best validation accuracy and another parameter count.
+    f.edit_json("train_cnn", "seed-base/metrics.json", |v| {
+        v["metrics"]["val"]["accuracy"] = json!(0.9875);
+        v["params"] = json!(123_456_789);
+    });
+    let after = f.report_ok();
+    assert_ne!(before, after);
+    assert!(after.contains("98.8%"), "{after}");
+    assert!(after.contains("123,456,789"), "{after}");
+    assert!(!before.contains("123,456,789"));
+    assert!(
+        after.contains("Deploy **CNN seed-base (the study's base CNN)**"),
+        "{after}"
+    );
+    let r: Value = serde_json::from_str(
+        &std::fs::read_to_string(f.root().join("report/recommendation.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r["model"], "seed-base");
+}
+
+#[test]
+fn tune_outputs_add_the_tuned_winner_and_the_trials() {
+    let f = Fixture::new();
+    let before = f.report_ok();
+    assert!(
+        before.contains("> **Not run:** The hyperparameter search needs stage `tune`"),
+        "{before}"
+    );
+    f.write_stage("tune");
+    let md = f.report_ok();
+    assert!(md.contains("CNN tuned winner (fer-small)"), "{md}");
+    assert!(md.contains("| Search strategy | random |"), "{md}");
+    assert!(md.contains("(error: diverged)"), "{md}");
+    assert!(md.contains("img/trials.png"), "{md}");
+    let m = Manifest::read(&f.root().join("report/manifest.json")).unwrap();
+    assert!(m.inputs.iter().any(|i| i.name == "tune"));
+}
+
+#[test]
+fn missing_stages_are_marked_not_run_or_named() {
+    let f = Fixture::new();
+    std::fs::remove_dir_all(f.root().join("stats")).unwrap();
+    std::fs::remove_dir_all(f.root().join("augment")).unwrap();
+    let md = f.report_ok();
+    assert!(
+        md.contains(
+            "needs stage `stats`, which has not run for this pipeline (`make stats PIPELINE=smoke`)"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("(`make augment PIPELINE=smoke`)"), "{md}");
+    assert!(md.contains("| `stats` | not run (`make stats`)"), "{md}");
+
+    // No model at all: a clear error naming the targets, exit 2, no manifest left.
+    std::fs::remove_dir_all(f.root().join("train_svm")).unwrap();
+    std::fs::remove_dir_all(f.root().join("train_cnn")).unwrap();
+    let (code, err) = f.report();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("make train-svm PIPELINE=smoke"), "{err}");
+    assert!(err.contains("make train-cnn PIPELINE=smoke"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!f.root().join("report/manifest.json").exists());
+}
+
+#[test]
+fn an_upstream_file_changed_behind_its_manifest_is_an_error() {
+    let f = Fixture::new();
+    let p = f.root().join("train_cnn/fer-small/metrics.json");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replace("\"params\": 2000", "\"params\": 2001")).unwrap();
+    let (code, err) = f.report();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("fer-small/metrics.json"), "{err}");
+    assert!(err.contains("make train-cnn PIPELINE=smoke"), "{err}");
+}
+
+#[test]
+fn bad_params_exit_2_naming_the_key() {
+    let f = Fixture::new();
+    for (text, key) in [
+        ("[report]\nbootstrap = 5\n", "bootstrap"),
+        ("[report]\nconfidence = 1.5\n", "confidence"),
+        ("[report]\nalert_precision = 0.0\n", "alert_precision"),
+        (
+            "[report.study]\nbase_val_acc = 83.4\n",
+            "study.base_val_acc",
+        ),
+        ("[report]\nbootstrapp = 500\n", "bootstrapp"),
+    ] {
+        f.pipeline_file(text);
+        let (code, err) = f.report();
+        assert_eq!(code, 2, "{text}: {err}");
+        assert!(
+            err.contains("[report]") && err.contains(key),
+            "{text}: {err}"
+        );
+    }
+}
+
+#[test]
+fn diff_lists_what_differs_between_two_runs() {
+    let f = Fixture::new();
+    f.report_ok();
+    // A second pipeline: the same artifacts, one metric changed.
+    let other = f.artifacts().join("other");
+    copy_dir(&f.root(), &other);
+    let p = other.join("report/metrics.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    v["models"]["cnn:seed-base"]["test_accuracy"] = json!(0.25);
+    write_json(&p, &v);
+    let (code, out, err) = f.run(&["diff", "smoke", "artifacts/other/report"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("models.cnn:seed-base.test_accuracy"), "{out}");
+    assert_eq!(out.matches("test_accuracy ").count(), 1, "{out}");
+    assert!(out.contains("Param: no differences"), "{out}");
+    // Straight from the upstream stages (no report): the same metric keys.
+    std::fs::remove_dir_all(other.join("report")).unwrap();
+    let (code, out, err) = f.run(&["diff", "smoke", "other", "--all"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("models.svm:hog/rbf.val_accuracy"), "{out}");
+    let (code, _, err) = f.run(&["diff", "smoke", "nowhere"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`nowhere`"), "{err}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
