@@ -1,0 +1,201 @@
+//! Face detection: rustface (a Rust port of the SeetaFace funnel-structured cascade) with its
+//! frontal model embedded in the binary by `build.rs`, and the square, margin-padded crop of
+//! each face.
+
+use crate::PredictError;
+use image::GrayImage;
+use rustface::{Detector, ImageData};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The SeetaFace frontal detection model (`seeta_fd_frontal_v1.0.bin`, 1.2 MB, BSD-2-Clause)
+/// from the rustface crate package, embedded at build time.
+pub const SEETA_MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seeta_fd_frontal.bin"));
+
+/// Detector settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectOptions {
+    /// Smallest face side searched, in pixels (rustface's minimum is 20).
+    pub min_face: u32,
+    /// Detection score threshold (rustface: 0.95 permissive, 2.0 usual, 4.5 strict).
+    pub score_threshold: f64,
+    /// Ratio between pyramid levels (0.1..0.99; larger is slower and finds more).
+    pub pyramid_scale: f32,
+    /// Sliding window step in pixels.
+    pub step: u32,
+    /// Margin added around the detected box on each side, as a fraction of its side, before
+    /// the square crop (negative shrinks it). 0 measured best: on FER2013 test faces pasted
+    /// into photos, label agreement with `--no-detect` was 92.5% at 0, 89% at 0.1 and -0.05,
+    /// 83% at 0.2 (`examples/detection_rate.rs`).
+    pub margin: f32,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        DetectOptions {
+            min_face: 40,
+            score_threshold: 2.0,
+            pyramid_scale: 0.8,
+            step: 4,
+            margin: 0.0,
+        }
+    }
+}
+
+/// A detected face: the detector's box (clipped to the image), its score, and the square crop
+/// the model sees.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct FaceBox {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+    /// The detector's score (`None` for `--no-detect`: the whole image is the face).
+    pub score: Option<f64>,
+    /// The crop `(x, y, side_x, side_y)` fed to the transform.
+    #[serde(skip)]
+    pub crop: (u32, u32, u32, u32),
+}
+
+impl FaceBox {
+    /// The whole image as one face (`--no-detect`).
+    pub fn whole(w: u32, h: u32) -> FaceBox {
+        FaceBox {
+            x: 0,
+            y: 0,
+            width: w,
+            height: h,
+            score: None,
+            crop: (0, 0, w, h),
+        }
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// One rustface detector per thread and [`FaceDetector`] (it needs `&mut` and is not `Send`).
+    static DETECTOR: RefCell<Option<(u64, Box<dyn Detector>)>> = const { RefCell::new(None) };
+}
+
+/// A face detector usable from any thread (`Send + Sync`): the parsed model is shared, each
+/// thread builds its own rustface detector once.
+pub struct FaceDetector {
+    model: rustface::Model,
+    pub options: DetectOptions,
+    id: u64,
+}
+
+impl FaceDetector {
+    /// The embedded SeetaFace model with `options`.
+    pub fn embedded(options: DetectOptions) -> Result<FaceDetector, PredictError> {
+        if options.min_face < 20 {
+            return Err(PredictError::Input(format!(
+                "--min-face {}: rustface needs at least 20",
+                options.min_face
+            )));
+        }
+        if !(0.1..0.99).contains(&options.pyramid_scale) || options.step == 0 {
+            return Err(PredictError::Input(
+                "pyramid scale must be in 0.1..0.99 and the step positive".into(),
+            ));
+        }
+        if options.score_threshold <= 0.0 || !(-0.4..=2.0).contains(&options.margin) {
+            return Err(PredictError::Input(
+                "detection threshold must be > 0 and the margin in -0.4..=2".into(),
+            ));
+        }
+        let model = rustface::read_model(SEETA_MODEL)
+            .map_err(|e| PredictError::Input(format!("embedded SeetaFace model: {e}")))?;
+        Ok(FaceDetector {
+            model,
+            options,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// Faces in a gray image, left to right (then top to bottom).
+    pub fn detect(&self, gray: &GrayImage) -> Vec<FaceBox> {
+        let (w, h) = gray.dimensions();
+        if w < 20 || h < 20 {
+            return vec![];
+        }
+        let raw = DETECTOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.as_ref().map(|s| s.0) != Some(self.id) {
+                let mut d = rustface::create_detector_with_model(self.model.clone());
+                let o = &self.options;
+                d.set_min_face_size(o.min_face);
+                d.set_score_thresh(o.score_threshold);
+                d.set_pyramid_scale_factor(o.pyramid_scale);
+                d.set_slide_window_step(o.step, o.step);
+                *slot = Some((self.id, d));
+            }
+            let d = &mut slot.as_mut().expect("set above").1;
+            d.detect(&ImageData::new(gray.as_raw(), w, h))
+        });
+        let mut faces: Vec<FaceBox> = raw
+            .iter()
+            .filter_map(|f| {
+                let b = f.bbox();
+                let x0 = b.x().clamp(0, w as i32) as u32;
+                let y0 = b.y().clamp(0, h as i32) as u32;
+                let x1 = (b.x() + b.width() as i32).clamp(0, w as i32) as u32;
+                let y1 = (b.y() + b.height() as i32).clamp(0, h as i32) as u32;
+                if x1 <= x0 || y1 <= y0 {
+                    return None;
+                }
+                let cx = b.x() as f32 + b.width() as f32 / 2.0;
+                let cy = b.y() as f32 + b.height() as f32 / 2.0;
+                let side = b.width().max(b.height()) as f32 * (1.0 + 2.0 * self.options.margin);
+                Some(FaceBox {
+                    x: x0,
+                    y: y0,
+                    width: x1 - x0,
+                    height: y1 - y0,
+                    score: Some(f.score()),
+                    crop: square_crop(cx, cy, side, w, h),
+                })
+            })
+            .collect();
+        faces.sort_by_key(|f| (f.x, f.y));
+        faces
+    }
+}
+
+/// A square of `side` centred on (`cx`, `cy`), moved inside the image when it sticks out (and
+/// cut to the image when it is larger than the image).
+pub fn square_crop(cx: f32, cy: f32, side: f32, w: u32, h: u32) -> (u32, u32, u32, u32) {
+    let fit = |c: f32, len: u32| -> (u32, u32) {
+        let s = side.round().max(1.0).min(len as f32);
+        let start = (c - s / 2.0).round().clamp(0.0, len as f32 - s);
+        (start as u32, s as u32)
+    };
+    let (x, sx) = fit(cx, w);
+    let (y, sy) = fit(cy, h);
+    (x, y, sx, sy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crops_stay_inside() {
+        assert_eq!(square_crop(50.0, 50.0, 20.0, 100, 100), (40, 40, 20, 20));
+        assert_eq!(square_crop(5.0, 95.0, 20.0, 100, 100), (0, 80, 20, 20));
+        assert_eq!(square_crop(50.0, 20.0, 200.0, 100, 40), (0, 0, 100, 40));
+    }
+
+    #[test]
+    fn embedded_model_loads_and_blank_images_have_no_face() {
+        let d = FaceDetector::embedded(DetectOptions::default()).unwrap();
+        assert!(d.detect(&GrayImage::new(320, 240)).is_empty());
+        assert!(d.detect(&GrayImage::new(10, 10)).is_empty());
+        let bad = DetectOptions {
+            min_face: 10,
+            ..Default::default()
+        };
+        assert!(FaceDetector::embedded(bad).is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! `fer-predict`: score photos per face (batch to stdout) or `fer-predict serve` (HTTP).
+//! See the library's crate documentation for inputs, outputs and options.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use fer_predict::output::{Format, RowWriter};
+use fer_predict::serve::ServeOptions;
+use fer_predict::{DetectOptions, FaceDetector, ModelOptions, Predictor, Scorer};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "fer-predict",
+    version,
+    about = "Score photos: per face, p(happy) and a label (CSV or JSON lines on stdout)",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    batch: BatchArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// HTTP service: POST /predict (image body), GET /health.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct BatchArgs {
+    /// Image files, folders (recursive) or `-` (paths on stdin).
+    inputs: Vec<String>,
+    #[arg(long, value_enum, default_value = "csv")]
+    format: Format,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "FER_PREDICT_ADDR")]
+    addr: std::net::SocketAddr,
+    /// Largest accepted body, in bytes.
+    #[arg(long, default_value_t = 10 << 20)]
+    max_body: usize,
+    /// Request timeout in seconds (receiving the body and predicting).
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model folder: a train_cnn model (model.json + model.safetensors) or train_svm.
+    #[arg(long, env = "FER_PREDICT_MODEL")]
+    model: Option<PathBuf>,
+    /// Pipeline: with --arch, the model artifacts/<pipeline>/train_cnn/<arch>; also where the
+    /// report's recommended threshold is read (default: from --model's path, else seed).
+    #[arg(long, short)]
+    pipeline: Option<String>,
+    /// Model name under train_cnn (fer-small, seed-base, ...), `svm` or `tune`.
+    #[arg(long, default_value = "fer-small")]
+    arch: String,
+    #[arg(long, default_value = "artifacts", env = "FER_ARTIFACTS")]
+    artifacts: PathBuf,
+    /// SVM folders: the saved model to use (e.g. hog/rbf; default the best on val).
+    #[arg(long)]
+    svm: Option<String>,
+    /// Fitted transform to use instead of the model's.
+    #[arg(long)]
+    transform: Option<PathBuf>,
+    /// p(happy) threshold (default: artifacts/<pipeline>/report/recommendation.json, else 0.5).
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Each image is one already-cropped face (as FER2013 images are).
+    #[arg(long)]
+    no_detect: bool,
+    /// Margin around a detected face, per side, as a fraction of its side.
+    #[arg(long, default_value_t = DetectOptions::default().margin)]
+    margin: f32,
+    /// Smallest face side searched, in pixels (>= 20).
+    #[arg(long, default_value_t = DetectOptions::default().min_face)]
+    min_face: u32,
+    /// Face detection score threshold (higher: fewer false faces).
+    #[arg(long, default_value_t = DetectOptions::default().score_threshold)]
+    det_threshold: f64,
+    /// Faces per forward pass (default: the model's eval batch size).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// `cpu` or `wgpu` (CNNs).
+    #[arg(long, default_value = "cpu", env = "FER_DEVICE")]
+    device: String,
+    /// No progress bar or log lines.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl ModelArgs {
+    fn predictor(&self) -> anyhow::Result<Predictor> {
+        let dir = match &self.model {
+            Some(m) => m.clone(),
+            None => fer_predict::model_dir(
+                &self.artifacts,
+                self.pipeline.as_deref().unwrap_or("seed"),
+                &self.arch,
+            ),
+        };
+        let pipeline = self
+            .pipeline
+            .clone()
+            .or_else(|| fer_predict::pipeline_of(&dir, &self.artifacts))
+            .unwrap_or_else(|| "seed".into());
+        let scorer = Scorer::load(
+            &dir,
+            &ModelOptions {
+                svm: self.svm.clone(),
+                transform: self.transform.clone(),
+                device: Some(self.device.clone()),
+                batch: self.batch_size,
+            },
+        )
+        .with_context(|| format!("cannot load the model {}", dir.display()))?;
+        let (threshold, source) = match self.threshold {
+            Some(t) => (t, "--threshold".to_string()),
+            None => fer_predict::default_threshold(&self.artifacts, &pipeline),
+        };
+        let detector = FaceDetector::embedded(DetectOptions {
+            margin: self.margin,
+            min_face: self.min_face,
+            score_threshold: self.det_threshold,
+            ..DetectOptions::default()
+        })?;
+        let p = Predictor::new(scorer, detector, !self.no_detect, threshold)?;
+        if !self.quiet {
+            eprintln!(
+                "model: {}; threshold {threshold} ({source}); {}",
+                p.description,
+                if p.detect {
+                    "face detection on"
+                } else {
+                    "no detection: each image is a face"
+                }
+            );
+        }
+        Ok(p)
+    }
+}
+
+fn batch(a: &BatchArgs) -> anyhow::Result<()> {
+    if a.inputs.is_empty() {
+        anyhow::bail!("no inputs: give image files, folders or `-` (see --help)");
+    }
+    let p = a.model.predictor()?;
+    let items = fer_predict::inputs::expand(&a.inputs, &mut std::io::stdin().lock());
+    let pb = fer_core::cli::progress(items.len() as u64, "predict", a.model.quiet);
+    let stdout = std::io::stdout().lock();
+    let mut w = RowWriter::new(a.format, std::io::BufWriter::new(stdout), p.threshold)?;
+    let chunk = 512;
+    let s = p.run_files(&items, chunk, &pb, &mut |f, o| w.write(f, o))?;
+    w.flush()?;
+    pb.finish_and_clear();
+    if !a.model.quiet {
+        eprintln!(
+            "{} files, {} faces, {} without a face, {} unreadable, {:.2} s ({:.0} files/s)",
+            s.files,
+            s.faces,
+            s.no_face,
+            s.errors,
+            s.seconds,
+            s.files as f64 / s.seconds.max(1e-9)
+        );
+    }
+    std::io::stderr().flush().ok();
+    Ok(())
+}
+
+fn serve(a: &ServeArgs) -> anyhow::Result<()> {
+    if !(a.timeout > 0.0 && a.timeout.is_finite()) {
+        anyhow::bail!(
+            "--timeout {}: must be a positive number of seconds",
+            a.timeout
+        );
+    }
+    let p = a.model.predictor()?;
+    let o = ServeOptions {
+        addr: a.addr,
+        max_body: a.max_body,
+        timeout: std::time::Duration::from_secs_f64(a.timeout),
+        ..ServeOptions::default()
+    };
+    let bound = fer_predict::serve::bind(p, &o).context("cannot start the service")?;
+    if !a.model.quiet {
+        eprintln!(
+            "serving on http://{} (POST /predict, GET /health; body limit {} bytes, timeout {} s)",
+            bound.addr, o.max_body, a.timeout
+        );
+    }
+    bound.run()?;
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let r = match &cli.command {
+        Some(Command::Serve(a)) => serve(a),
+        None => batch(&cli.batch),
+    };
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! fer-predict: exact reproduction with --no-detect, error rows, detection on pasted faces.
+
+mod common;
+
+use burn::tensor::Device;
+use common::*;
+use fer_core::tensors::TensorSet;
+use fer_predict::{DetectOptions, FaceDetector, ModelOptions, Outcome, Predictor, Scorer, scene};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fer-predict"))
+}
+
+fn jsonl(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The acceptance test: `--no-detect` on image files gives exactly train_cnn's `predict` on
+/// the tensors ingest + preprocess make of the same files (same checkpoint, flip averaging,
+/// several batches).
+#[test]
+fn no_detect_reproduces_train_cnn_predictions_exactly() {
+    let d = tempfile::tempdir().unwrap();
+    let mdir = d.path().join("model");
+    let (net, art) = tiny_model(&mdir, true, 16);
+    let imgs = d.path().join("faces");
+    std::fs::create_dir_all(&imgs).unwrap();
+    let n = 40;
+    let mut x = Vec::new();
+    for i in 0..n {
+        let f = synthetic_face(i);
+        let path = imgs.join(format!(
+            "f{i:03}.{}",
+            if i % 3 == 0 { "jpg" } else { "png" }
+        ));
+        f.save(&path).unwrap();
+        // As ingest reads a file (decode, luma) and preprocess transforms it.
+        let g = image::load_from_memory(&std::fs::read(&path).unwrap())
+            .unwrap()
+            .to_luma8();
+        x.extend(art.transform.apply(&g));
+    }
+    let set = TensorSet {
+        n,
+        height: 48,
+        width: 48,
+        x,
+        y: vec![0; n],
+    };
+    let want = fer_train_cnn::train::predict(&net, &set, 16, true, &Device::flex());
+    let out = bin()
+        .args(["--no-detect", "--format", "jsonl", "--quiet", "--model"])
+        .arg(&mdir)
+        .arg(&imgs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = jsonl(&out.stdout);
+    assert_eq!(rows.len(), n);
+    for (i, r) in rows.iter().enumerate() {
+        assert!(
+            r["file"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("f{i:03}.jpg"))
+                || r["file"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("f{i:03}.png"))
+        );
+        assert_eq!(r["status"], "ok");
+        assert_eq!(r["face"], 0);
+        assert_eq!(r["box"]["width"], 48);
+        let p = r["p_happy"].as_f64().unwrap();
+        assert_eq!(p, want[i][0], "row {i}: {p} vs train_cnn {}", want[i][0]);
+        assert_eq!(r["label"], if p >= 0.5 { "happy" } else { "not_happy" });
+    }
+}
+
+#[test]
+fn bad_files_become_rows_and_the_batch_goes_on() {
+    let d = tempfile::tempdir().unwrap();
+    let mdir = d.path().join("model");
+    tiny_model(&mdir, false, 8);
+    let imgs = d.path().join("in");
+    std::fs::create_dir_all(&imgs).unwrap();
+    synthetic_face(0).save(imgs.join("a_face.png")).unwrap();
+    std::fs::write(imgs.join("b_broken.jpg"), b"\xff\xd8\xff\xe0 not really").unwrap();
+    let full = png(&synthetic_face(1));
+    std::fs::write(imgs.join("c_truncated.png"), &full[..full.len() / 2]).unwrap();
+    // A blank photo: detection finds no face.
+    image::RgbImage::from_pixel(320, 240, image::Rgb([40, 90, 160]))
+        .save(imgs.join("d_blank.png"))
+        .unwrap();
+    let missing = d.path().join("missing.jpg");
+    let list = format!(
+        "{}\n{}\n",
+        imgs.join("d_blank.png").display(),
+        missing.display()
+    );
+    let mut child = bin()
+        .args([
+            "--format",
+            "csv",
+            "--quiet",
+            "--threshold",
+            "0.3",
+            "--model",
+        ])
+        .arg(&mdir)
+        .arg(&imgs)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(list.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut r = csv::Reader::from_reader(&out.stdout[..]);
+    let head: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(head, fer_predict::output::HEADER);
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    let status: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0).unwrap().rsplit('/').next().unwrap(),
+                r.get(1).unwrap(),
+            )
+        })
+        .collect();
+    // a_face.png is a drawn face with detection on: whatever the detector says, it is a row.
+    assert_eq!(status.len(), 6, "{status:?}");
+    assert_eq!(status[1], ("b_broken.jpg", "error"));
+    assert_eq!(status[2], ("c_truncated.png", "error"));
+    assert_eq!(status[3], ("d_blank.png", "no_face"));
+    assert_eq!(status[4], ("d_blank.png", "no_face"));
+    assert_eq!(status[5], ("missing.jpg", "error"));
+    assert!(!rows[1].get(11).unwrap().is_empty(), "error message");
+    assert!(rows[5].get(11).unwrap().contains("no such file"));
+
+    // A model folder that does not exist: exit code 2 and the path named.
+    let out = bin()
+        .args(["--quiet", "--model"])
+        .arg(d.path().join("nope"))
+        .arg(&imgs)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}
+
+/// Real FER2013 test faces pasted, scaled up, into 640x480 colour photos: the detector finds
+/// most, and the predictions agree with --no-detect on most of those (skipped without data).
+#[test]
+fn detector_finds_pasted_fer2013_faces() {
+    let Some(fer) = fer2013() else {
+        eprintln!("FER2013 not found: detection test skipped");
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    // The seed model when it loads (meaningful labels), else a tiny random one.
+    let scorer = seed_model()
+        .and_then(|m| Scorer::load(&m, &ModelOptions::default()).ok())
+        .unwrap_or_else(|| {
+            tiny_model(&d.path().join("m"), true, 64);
+            Scorer::load(&d.path().join("m"), &ModelOptions::default()).unwrap()
+        });
+    let det = FaceDetector::embedded(DetectOptions::default()).unwrap();
+    let p = Predictor::new(scorer, det, true, 0.5).unwrap();
+    let mut faces = Vec::new();
+    for class in ["happy", "sad", "neutral", "surprise"] {
+        let items = fer_predict::inputs::expand(
+            &[fer.join("test").join(class).display().to_string()],
+            &mut std::io::empty(),
+        );
+        for it in items.iter().step_by(37).take(10) {
+            faces.push(image::open(it.path.as_ref().unwrap()).unwrap().to_luma8());
+        }
+    }
+    let (mut pasted, mut found, mut agree) = (0, 0, 0);
+    for (s, group) in faces.chunks(2).enumerate() {
+        let (img, places) = scene::scene(group, 640, 480, (96, 192), s as u64);
+        let Outcome::Faces { faces: got, .. } = p
+            .predict_bytes(&scene::encode(&img, s % 2 == 0), true, 0.5)
+            .unwrap()
+        else {
+            panic!("decodes")
+        };
+        for (j, pl) in places.iter().enumerate() {
+            pasted += 1;
+            if let Some(g) = got.iter().find(|g| {
+                scene::iou(
+                    (g.bbox.x, g.bbox.y, g.bbox.width, g.bbox.height),
+                    (pl.x, pl.y, pl.side, pl.side),
+                ) >= 0.3
+            }) {
+                found += 1;
+                let Outcome::Faces { faces: alone, .. } =
+                    p.predict_bytes(&png(&group[j]), false, 0.5).unwrap()
+                else {
+                    panic!()
+                };
+                agree += usize::from(g.label == alone[0].label);
+            }
+        }
+    }
+    let rate = found as f64 / pasted as f64;
+    let agreement = agree as f64 / found.max(1) as f64;
+    eprintln!("detection rate {rate:.3} ({found}/{pasted}), label agreement {agreement:.3}");
+    assert!(pasted >= 36);
+    assert!(rate >= 0.8, "detection rate {rate}");
+    assert!(agreement >= 0.75, "agreement {agreement}");
+}
+
+/// train_cnn's own test predictions of the seed model, reproduced from the FER2013 files
+/// (skipped when the data or the seed artifacts are absent).
+#[test]
+fn seed_test_predictions_are_reproduced_from_files() {
+    let (Some(fer), Some(model)) = (fer2013(), seed_model()) else {
+        eprintln!("FER2013 or artifacts/seed/train_cnn/fer-small not found: skipped");
+        return;
+    };
+    let scorer = match Scorer::load(&model, &ModelOptions::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("seed model does not load with this train-cnn ({e}): skipped");
+            return;
+        }
+    };
+    let p = Predictor::new(
+        scorer,
+        FaceDetector::embedded(DetectOptions::default()).unwrap(),
+        false,
+        0.5,
+    )
+    .unwrap();
+    let (_, batches) =
+        fer_core::parquet_io::read_batches(&model.join("predictions.parquet")).unwrap();
+    use arrow::array::{Array, Float64Array, StringArray};
+    let mut want: Vec<(String, f64)> = Vec::new();
+    for b in &batches {
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        let (split, id, ph) = (col("split"), col("id"), col("p_happy"));
+        let split = split.as_any().downcast_ref::<StringArray>().unwrap();
+        let id = id.as_any().downcast_ref::<StringArray>().unwrap();
+        let ph = ph.as_any().downcast_ref::<Float64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            if split.value(i) == "test" {
+                want.push((id.value(i).to_string(), ph.value(i)));
+            }
+        }
+    }
+    let sample: Vec<&(String, f64)> = want.iter().step_by(7).collect();
+    let items: Vec<fer_predict::inputs::Item> = sample
+        .iter()
+        .map(|(id, _)| fer_predict::inputs::Item {
+            name: id.clone(),
+            path: Ok(fer.join("test").join(format!("{id}.jpg"))),
+        })
+        .collect();
+    let mut got = Vec::new();
+    p.run_files(
+        &items,
+        64,
+        &indicatif::ProgressBar::hidden(),
+        &mut |_, o| {
+            got.push(o.clone());
+            Ok(())
+        },
+    )
+    .unwrap();
+    for ((id, w), o) in sample.iter().zip(&got) {
+        let Outcome::Faces { faces, .. } = o else {
+            panic!("{id}: {o:?}")
+        };
+        assert_eq!(faces[0].p_happy, *w, "{id}");
+    }
+    eprintln!("{} seed test predictions reproduced exactly", sample.len());
+}
