@@ -3,7 +3,8 @@
 # Usage: scripts/compare-tune.sh [pipeline] [strategy...]   (default: seed, random)
 # Runs `fer-tune` on a copy of the pipeline whose [tune] strategy is replaced, in a scratch
 # artifacts folder that reuses artifacts/<pipeline>/preprocess, and prints each run's summary.
-# The pipeline's own run (make tune) gives the other strategy's numbers.
+# The pipeline's own run (make tune) gives the other strategy's numbers. TIME_LIMIT=12m
+# overrides [tune] time_limit (e.g. to run two strategies side by side, each on one core).
 set -euo pipefail
 pipeline=${1:-seed}
 shift || true
@@ -15,7 +16,11 @@ for s in $strategies; do
   scratch=$(mktemp -d /tmp/fer-tune-compare.XXXXXX)
   mkdir -p "$scratch/artifacts/$pipeline" "$scratch/pipelines"
   cp -r "artifacts/$pipeline/preprocess" "$scratch/artifacts/$pipeline/"
-  sed -E "/^\[tune\]/,/^\[/ s/^strategy = .*/strategy = \"$s\"/" "pipelines/$pipeline.toml" > "$scratch/pipelines/$pipeline.toml"
+  sed -E "/^\[tune\]/,/^\[/ s/^strategy = .*/strategy = \"$s\"/" "pipelines/$pipeline.toml" \
+    | if [ -n "${TIME_LIMIT:-}" ]; then
+        sed -E "/^\[tune\]/,/^\[/ s/^time_limit = .*/time_limit = \"$TIME_LIMIT\"/"
+      else cat; fi \
+    > "$scratch/pipelines/$pipeline.toml"
   grep -q "^strategy = \"$s\"" "$scratch/pipelines/$pipeline.toml"
   "$bin" --pipeline "$scratch/pipelines/$pipeline.toml" --artifacts "$scratch/artifacts" --cache-dir off
   echo "== $s: $scratch/artifacts/$pipeline/tune/summary.json"
