@@ -161,17 +161,16 @@ pub fn compute(
     dir: &Path,
     quiet: bool,
 ) -> Result<Outputs, TrainCnnError> {
-    let transform = Transform::load(&dir_in.join("transform.json"))?;
-    let (train, meta) = TensorSet::read(&dir_in.join("train.safetensors"))?;
-    let (val, _) = TensorSet::read(&dir_in.join("val.safetensors"))?;
-    let (test, _) = TensorSet::read(&dir_in.join("test.safetensors"))?;
-    let ids = fer_core::tensors::read_ids(&dir_in.join("index.parquet"))?;
-    let mode = meta["label_mode"]
-        .as_str()
-        .and_then(fer_core::LabelMode::parse)
-        .unwrap_or_default();
-    let class_names: Vec<String> = mode.class_names().iter().map(|s| s.to_string()).collect();
-    let aug = fer_augment::augmenter(&tp.steps, &transform);
+    let data = Prepared::load(dir_in)?;
+    let Prepared {
+        train,
+        val,
+        test,
+        transform,
+        class_names,
+        ..
+    } = &data;
+    let aug = fer_augment::augmenter(&tp.steps, transform);
     let mut out = Outputs::default();
     let mut summary = serde_json::Map::new();
     for s in &tp.models {
@@ -188,24 +187,8 @@ pub fn compute(
             pb.set_position(pos);
             pb.set_message(msg.to_string());
         };
-        let trained = train::train(
-            &s,
-            &train,
-            &val,
-            &aug,
-            device,
-            &resume.join(&s.name),
-            &report,
-        )?;
+        let trained = train::train(&s, train, val, &aug, device, &resume.join(&s.name), &report)?;
         pb.finish_and_clear();
-        let data = EvalData {
-            train: &train,
-            val: &val,
-            test: &test,
-            ids: &ids,
-            transform: &transform,
-            class_names: &class_names,
-        };
         let info = export_model(&trained, &s, &cfg, &data, device, &mdir)?;
         for f in ["model.safetensors", "model.json", "metrics.json"] {
             out.file(&format!("{}/{f}", s.name));
@@ -255,14 +238,39 @@ pub fn compute(
     Ok(out)
 }
 
-/// The data a model is scored on and described with.
-pub struct EvalData<'a> {
-    pub train: &'a TensorSet,
-    pub val: &'a TensorSet,
-    pub test: &'a TensorSet,
-    pub ids: &'a [Vec<String>; 3],
-    pub transform: &'a Transform,
-    pub class_names: &'a [String],
+/// What `preprocess` wrote, loaded once: the three splits, their ids, the fitted transform
+/// and the class names (from the label mode).
+pub struct Prepared {
+    pub train: TensorSet,
+    pub val: TensorSet,
+    pub test: TensorSet,
+    pub ids: [Vec<String>; 3],
+    pub transform: Transform,
+    pub class_names: Vec<String>,
+}
+
+impl Prepared {
+    /// Read `artifacts/<pipeline>/preprocess/` (`dir_in`).
+    pub fn load(dir_in: &Path) -> fer_core::Result<Prepared> {
+        let transform = Transform::load(&dir_in.join("transform.json"))?;
+        let (train, meta) = TensorSet::read(&dir_in.join("train.safetensors"))?;
+        let (val, _) = TensorSet::read(&dir_in.join("val.safetensors"))?;
+        let (test, _) = TensorSet::read(&dir_in.join("test.safetensors"))?;
+        let ids = fer_core::tensors::read_ids(&dir_in.join("index.parquet"))?;
+        let mode = meta["label_mode"]
+            .as_str()
+            .and_then(fer_core::LabelMode::parse)
+            .unwrap_or_default();
+        let class_names = mode.class_names().iter().map(|s| s.to_string()).collect();
+        Ok(Prepared {
+            train,
+            val,
+            test,
+            ids,
+            transform,
+            class_names,
+        })
+    }
 }
 
 /// Write one trained model's folder (`model.safetensors`, `model.json`, `epochs.parquet`,
@@ -272,14 +280,13 @@ pub fn export_model(
     trained: &train::Trained,
     s: &TrainSettings,
     cfg: &ModelConfig,
-    d: &EvalData,
+    d: &Prepared,
     device: &Device,
     mdir: &Path,
 ) -> Result<serde_json::Value, TrainCnnError> {
     std::fs::create_dir_all(mdir).map_err(|e| fer_core::Error::io(mdir, e))?;
-    let (train, val, test) = (d.train, d.val, d.test);
-    let class_names = d.class_names;
-    let transform = d.transform;
+    let (train, val, test) = (&d.train, &d.val, &d.test);
+    let (class_names, transform) = (&d.class_names, &d.transform);
     let model = &trained.model;
     let params = model.num_params();
     let macs = Net::macs(cfg);
@@ -331,7 +338,7 @@ pub fn export_model(
         "metrics": metrics,
     });
     write_json(&mdir.join("metrics.json"), &info)?;
-    write_predictions(&mdir.join("predictions.parquet"), &pred_rows, d.ids)?;
+    write_predictions(&mdir.join("predictions.parquet"), &pred_rows, &d.ids)?;
     Ok(info)
 }
 

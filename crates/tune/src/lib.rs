@@ -49,7 +49,7 @@ use fer_core::stage::{Input, Outputs};
 use fer_core::tensors::TensorSet;
 use fer_core::transform::Transform;
 use fer_train_cnn::settings::TrainSettings;
-use fer_train_cnn::{EvalData, TrainCnnError, train};
+use fer_train_cnn::{Prepared, TrainCnnError, train};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use space::{Space, TrialConfig};
@@ -609,16 +609,15 @@ pub fn compute(
     dir: &Path,
     quiet: bool,
 ) -> Result<Outputs, TuneError> {
-    let transform = Transform::load(&dir_in.join("transform.json"))?;
-    let (train_set, meta) = TensorSet::read(&dir_in.join("train.safetensors"))?;
-    let (val, _) = TensorSet::read(&dir_in.join("val.safetensors"))?;
-    let (test, _) = TensorSet::read(&dir_in.join("test.safetensors"))?;
-    let ids = fer_core::tensors::read_ids(&dir_in.join("index.parquet"))?;
-    let mode = meta["label_mode"]
-        .as_str()
-        .and_then(fer_core::LabelMode::parse)
-        .unwrap_or_default();
-    let class_names: Vec<String> = mode.class_names().iter().map(|s| s.to_string()).collect();
+    let prepared = Prepared::load(dir_in)?;
+    let Prepared {
+        train: train_set,
+        val,
+        test,
+        transform,
+        class_names,
+        ..
+    } = &prepared;
 
     let pb = fer_core::cli::progress(p.max_trials as u64, "tune", quiet);
     let report = |msg: &str, pos: u64, len: u64| {
@@ -627,9 +626,9 @@ pub fn compute(
         pb.set_message(msg.to_string());
     };
     let data = SearchData {
-        train: &train_set,
-        val: &val,
-        transform: &transform,
+        train: train_set,
+        val,
+        transform,
     };
     let st = search(p, &data, device, work, &report)?;
     pb.finish_and_clear();
@@ -656,11 +655,11 @@ pub fn compute(
     // The winner's best checkpoint, scored on val and (once) on test.
     let s = p.settings(best.id, &best.config);
     let steps = fer_augment::scale_steps(&p.steps, best.config.aug_strength as f32);
-    let aug = fer_augment::augmenter(&steps, &transform);
+    let aug = fer_augment::augmenter(&steps, transform);
     let trained = train::train_until(
         &s,
-        &train_set,
-        &val,
+        train_set,
+        val,
         &aug,
         device,
         &work.join(&s.name),
@@ -670,16 +669,8 @@ pub fn compute(
     let mut cfg = s.model_config();
     cfg.num_classes = class_names.len();
     cfg.side = train_set.height;
-    let eval = EvalData {
-        train: &train_set,
-        val: &val,
-        test: &test,
-        ids: &ids,
-        transform: &transform,
-        class_names: &class_names,
-    };
     let bdir = dir.join("best");
-    let mut info = fer_train_cnn::export_model(&trained, &s, &cfg, &eval, device, &bdir)?;
+    let mut info = fer_train_cnn::export_model(&trained, &s, &cfg, &prepared, device, &bdir)?;
     info["tune_trial"] = json!(best.id);
     info["search_seconds"] = json!(st.elapsed);
     write_json(&bdir.join("metrics.json"), &info)?;
