@@ -21,6 +21,10 @@ struct Cli {
     /// Runs per row; the best time is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Run only these groups (comma-separated): stages (ingest, stats, preprocess, SVMs),
+    /// augment, cnn, predict. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 struct Row {
@@ -62,7 +66,9 @@ fn main() -> std::process::ExitCode {
     std::fs::write(&pf_path, text).expect("write pipeline");
     let pf = PipelineFile::parse(&pf_path, text).expect("bench pipeline parses");
     let args = common(tmp.path(), pf_path.to_str().expect("utf-8 path"));
-    if cli.data_dir.is_dir() {
+    let want = |g: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == g);
+    if !want("stages") {
+    } else if cli.data_dir.is_dir() {
         let icli = fer_ingest::Cli {
             common: args.clone(),
             data_dir: cli.data_dir.clone(),
@@ -132,9 +138,15 @@ fn main() -> std::process::ExitCode {
             cli.data_dir.display()
         ));
     }
-    augment_rows(&mut rows, cli.repeat);
-    cnn_rows(&mut rows, &mut notes);
-    predict_rows(&mut rows, &mut notes, &cli.data_dir);
+    if want("augment") {
+        augment_rows(&mut rows, cli.repeat);
+    }
+    if want("cnn") {
+        cnn_rows(&mut rows, &mut notes);
+    }
+    if want("predict") {
+        predict_rows(&mut rows, &mut notes, &cli.data_dir);
+    }
     print_table(&rows);
     for n in &notes {
         println!("note: {n}");
@@ -350,35 +362,40 @@ fn svm_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, preprocess: &Path, rep
     }
 }
 
-/// `fer-predict` throughput with an untrained `fer-small` (flip averaging on, as trained; speed
-/// does not depend on the weights): faces per second with `--no-detect` (decode, gray,
-/// transform, model) on 48x48 images (FER2013 test files when present, else drawn faces), and
-/// photos per second with detection on 640x480 JPEG scenes holding one or two faces each.
+/// `fer-predict` throughput with untrained CNNs (speed does not depend on the weights): faces
+/// per second with `--no-detect` (decode, gray, transform, model) on 48x48 images (FER2013 test
+/// files when present, else drawn faces) for `fer-small` with and without flip averaging and
+/// for `fer-tiny` (pipelines/seed.toml's speed model, widths 16-32-64-128); and photos per
+/// second with detection on 640x480 JPEG scenes holding one or two faces each (fer-small).
 fn predict_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, data_dir: &Path) {
     use fer_predict::{DetectOptions, FaceDetector, Predictor, Scorer, scene};
     use rayon::prelude::*;
     let device = burn::tensor::Device::flex();
-    let cfg = fer_train_cnn::model::ModelConfig::new("fer-small".into());
-    let settings = fer_train_cnn::settings::TrainSettings::default();
-    let art = fer_train_cnn::ModelArtifact {
-        model: cfg.clone(),
-        transform: fer_core::transform::Transform {
-            size: 48,
-            resize_filter: "triangle".into(),
-            denoise: fer_core::transform::Denoise::None,
-            equalize: fer_core::transform::Equalize::None,
-            normalization: fer_core::transform::Normalization::Standardize {
-                mean: 0.5,
-                std: 0.25,
+    let make = |widths: Vec<usize>, tta: bool, batch: usize| -> Result<Predictor, fer_predict::PredictError> {
+        let cfg = fer_train_cnn::model::ModelConfig::new("fer-small".into()).with_widths(widths);
+        let settings = fer_train_cnn::settings::TrainSettings {
+            tta_flip: tta,
+            eval_batch_size: batch,
+            ..Default::default()
+        };
+        let art = fer_train_cnn::ModelArtifact {
+            model: cfg.clone(),
+            transform: fer_core::transform::Transform {
+                size: 48,
+                resize_filter: "triangle".into(),
+                denoise: fer_core::transform::Denoise::None,
+                equalize: fer_core::transform::Equalize::None,
+                normalization: fer_core::transform::Normalization::Standardize {
+                    mean: 0.5,
+                    std: 0.25,
+                },
             },
-        },
-        class_names: vec!["happy".into(), "not_happy".into()],
-        tta_flip: settings.tta_flip,
-        settings,
-        params: 0,
-        macs: fer_train_cnn::model::Net::macs(&cfg),
-    };
-    let make = || -> Result<Predictor, fer_predict::PredictError> {
+            class_names: vec!["happy".into(), "not_happy".into()],
+            tta_flip: tta,
+            settings,
+            params: 0,
+            macs: fer_train_cnn::model::Net::macs(&cfg),
+        };
         let scorer = Scorer::from_cnn(cfg.init(&device), &art, device.clone())?;
         Predictor::new(
             scorer,
@@ -386,16 +403,6 @@ fn predict_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, data_dir: &Path) {
             true,
             0.5,
         )
-    };
-    let p = match make() {
-        Ok(p) => p,
-        Err(e) => {
-            notes.push(format!(
-                "predict failed: {}",
-                fer_core::cli::error_chain(&e)
-            ));
-            return;
-        }
     };
     let n = 1024;
     let files: Vec<Vec<u8>> = fer_predict::inputs::expand(
@@ -431,20 +438,56 @@ fn predict_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, data_dir: &Path) {
             .collect();
         (drawn, "drawn")
     };
-    let t0 = Instant::now();
-    let prepared: Vec<Result<fer_predict::Prepared, String>> = faces
-        .par_iter()
-        .map(|b| p.prepare(b, false).map_err(|e| e.to_string()))
-        .collect();
-    match p.score(prepared, 0.5) {
-        Ok(_) => rows.push(Row {
-            name: format!("predict --no-detect fer-small+flip, {source}"),
-            items: n as f64,
-            unit: "faces",
-            seconds: t0.elapsed().as_secs_f64(),
-        }),
-        Err(e) => notes.push(format!("predict failed: {e}")),
+    let small = vec![32, 64, 128, 192];
+    let bs: usize = std::env::var("BS").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    for (label, widths, tta, reps) in [
+        ("fer-small+flip", small.clone(), true, 1),
+        ("fer-small", small.clone(), false, 2),
+        ("fer-tiny", vec![16, 32, 64, 128], false, 8),
+        ("fer-tiny8", vec![8, 16, 32, 64], false, 8),
+    ] {
+        let p = match make(widths, tta, bs) {
+            Ok(p) => p,
+            Err(e) => {
+                notes.push(format!("predict failed: {}", fer_core::cli::error_chain(&e)));
+                return;
+            }
+        };
+        // Warm up (allocations), then time `reps` passes over the faces.
+        let warm: Vec<_> = faces[..64]
+            .iter()
+            .map(|b| p.prepare(b, false).map_err(|e| e.to_string()))
+            .collect();
+        let _ = p.score(warm, 0.5);
+        let t0 = Instant::now();
+        let mut ok = true;
+        for _ in 0..reps {
+            let prepared: Vec<Result<fer_predict::Prepared, String>> = faces
+                .par_iter()
+                .map(|b| p.prepare(b, false).map_err(|e| e.to_string()))
+                .collect();
+            if let Err(e) = p.score(prepared, 0.5) {
+                notes.push(format!("predict failed: {e}"));
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            rows.push(Row {
+                name: format!("predict --no-detect {label}, {source}"),
+                items: (n * reps) as f64,
+                unit: "faces",
+                seconds: t0.elapsed().as_secs_f64(),
+            });
+        }
     }
+    let p = match make(small, true, 256) {
+        Ok(p) => p,
+        Err(e) => {
+            notes.push(format!("predict failed: {}", fer_core::cli::error_chain(&e)));
+            return;
+        }
+    };
     let gray: Vec<image::GrayImage> = faces
         .iter()
         .take(48)
@@ -467,7 +510,7 @@ fn predict_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, data_dir: &Path) {
         .collect();
     match p.score(prepared, 0.5) {
         Ok(_) => rows.push(Row {
-            name: "predict 640x480 JPEG, detect + fer-small".into(),
+            name: "predict 640x480 JPEG, detect + fer-small+flip".into(),
             items: photos.len() as f64,
             unit: "images",
             seconds: t0.elapsed().as_secs_f64(),

@@ -55,6 +55,8 @@ pub enum TrainCnnError {
     Train(#[from] TrainError),
     #[error("{0}")]
     Device(String),
+    #[error("{0}")]
+    Data(String),
 }
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -167,7 +169,6 @@ pub fn compute(
         val,
         test,
         transform,
-        class_names,
         ..
     } = &data;
     let aug = fer_augment::augmenter(&tp.steps, transform);
@@ -176,9 +177,7 @@ pub fn compute(
     for s in &tp.models {
         let mdir = dir.join(&s.name);
         std::fs::create_dir_all(&mdir).map_err(|e| fer_core::Error::io(&mdir, e))?;
-        let mut cfg = s.model_config();
-        cfg.num_classes = class_names.len();
-        cfg.side = train.height;
+        let cfg = data.model_config(s)?;
         let mut s = s.clone();
         s.widths = cfg.widths.clone();
         let pb = fer_core::cli::progress(0, &s.name, quiet);
@@ -250,6 +249,22 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The network config of `s` for this data (its side and class count). Errors when the
+    /// training labels don't span the label mode's classes, since the network is sized from
+    /// them.
+    pub fn model_config(&self, s: &TrainSettings) -> Result<ModelConfig, TrainCnnError> {
+        let k = train::num_classes(&self.train);
+        if k != self.class_names.len() {
+            return Err(TrainCnnError::Data(format!(
+                "the training split has labels 0..{} but the label mode has {} classes ({}): every class needs training images",
+                k - 1,
+                self.class_names.len(),
+                self.class_names.join(", ")
+            )));
+        }
+        Ok(s.model_config_for(self.train.height, k))
+    }
+
     /// Read `artifacts/<pipeline>/preprocess/` (`dir_in`).
     pub fn load(dir_in: &Path) -> fer_core::Result<Prepared> {
         let transform = Transform::load(&dir_in.join("transform.json"))?;

@@ -37,6 +37,9 @@ pub struct ModelConfig {
     /// Units of a hidden dense layer before the classifier (ours only; 0 = none).
     #[config(default = 0)]
     pub dense: usize,
+    /// Conv-BN-ReLU layers per block (ours only; 2 = VGG-style blocks).
+    #[config(default = 1)]
+    pub convs: usize,
 }
 
 /// The study's base CNN: Conv 3x3 1->32, MaxPool 2, Conv 3x3 32->64, MaxPool 2, Conv 3x3
@@ -91,12 +94,15 @@ impl ConvBn {
     }
 }
 
-/// Ours: four conv-BN-ReLU blocks, a 2x2 max pool after each of the first three
-/// (48 -> 24 -> 12 -> 6), global average pooling, dropout and one linear layer. About
-/// 1/100 of `seed-tuned`'s FLOPs and 1/60 of its parameters.
+/// Ours: conv-BN-ReLU blocks (`convs` layers each; four blocks by default), a 2x2 max pool
+/// after every block but the last (48 -> 24 -> 12 -> 6), global average pooling, dropout and
+/// one linear layer. The default is about 1/100 of `seed-tuned`'s FLOPs and 1/60 of its
+/// parameters.
 #[derive(Module, Debug)]
 pub struct FerSmall {
     blocks: Vec<ConvBn>,
+    /// Conv layers per block (a pool follows every `convs` layers but the last).
+    convs: usize,
     pool: MaxPool2d,
     gap: AdaptiveAvgPool2d,
     dropout: Dropout,
@@ -156,14 +162,17 @@ impl ModelConfig {
                 let mut blocks = Vec::new();
                 let mut c_in = 1;
                 for (i, &w) in self.widths.iter().enumerate() {
-                    blocks.push(ConvBn::new(c_in, w, self.kernel(i), device));
-                    c_in = w;
+                    for _ in 0..self.convs.max(1) {
+                        blocks.push(ConvBn::new(c_in, w, self.kernel(i), device));
+                        c_in = w;
+                    }
                 }
                 let hidden =
                     (self.dense > 0).then(|| LinearConfig::new(c_in, self.dense).init(device));
                 let c_out = if self.dense > 0 { self.dense } else { c_in };
                 FerSmall {
                     blocks,
+                    convs: self.convs.max(1),
                     pool: MaxPool2dConfig::new([2, 2]).init(),
                     gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
                     dropout: DropoutConfig::new(self.dropout).init(),
@@ -215,10 +224,12 @@ impl Net {
             }
             Net::FerSmall(m) => {
                 let mut x = x;
+                // `convs` layers per block; pool after every block but the last.
+                let per = m.convs.max(1);
                 let last = m.blocks.len().saturating_sub(1);
                 for (i, b) in m.blocks.iter().enumerate() {
                     x = b.forward(x);
-                    if i < last {
+                    if (i + 1) % per == 0 && i < last {
                         x = m.pool.forward(x);
                     }
                 }
@@ -257,8 +268,10 @@ impl Net {
                 let mut total = 0;
                 let (mut hw, mut cin) = (s, 1u64);
                 for (i, &w) in cfg.widths.iter().enumerate() {
-                    total += conv(hw, cin, w as u64, cfg.kernel(i) as u64);
-                    cin = w as u64;
+                    for _ in 0..cfg.convs.max(1) {
+                        total += conv(hw, cin, w as u64, cfg.kernel(i) as u64);
+                        cin = w as u64;
+                    }
                     if i + 1 < cfg.widths.len() {
                         hw /= 2;
                     }

@@ -52,6 +52,8 @@ pub struct TrainSettings {
     pub kernels: Vec<usize>,
     /// Ours only: units of a hidden dense layer before the classifier (0 = none).
     pub dense: usize,
+    /// Ours only: conv-BN-ReLU layers per block (1, or 2 for VGG-style blocks).
+    pub convs: usize,
 }
 
 impl Default for TrainSettings {
@@ -80,6 +82,7 @@ impl Default for TrainSettings {
             widths: vec![32, 64, 128, 192],
             kernels: Vec::new(),
             dense: 0,
+            convs: 1,
         }
     }
 }
@@ -91,6 +94,15 @@ impl TrainSettings {
             .with_widths(self.widths.clone())
             .with_kernels(self.kernels.clone())
             .with_dense(self.dense)
+            .with_convs(self.convs)
+    }
+
+    /// [`Self::model_config`] for data of `side` x `side` pixels and `num_classes` classes.
+    pub fn model_config_for(&self, side: usize, num_classes: usize) -> ModelConfig {
+        let mut cfg = self.model_config();
+        cfg.side = side;
+        cfg.num_classes = num_classes;
+        cfg
     }
 }
 
@@ -268,6 +280,9 @@ fn validate(
     }
     if let Some(k) = s.kernels.iter().find(|&&k| k % 2 == 0 || k > 7) {
         return Err(err("kernels", format!("{k} must be odd and at most 7")));
+    }
+    if !(1..=4).contains(&s.convs) {
+        return Err(err("convs", format!("{} is not in 1..=4", s.convs)));
     }
     if s.dense > 4096 {
         return Err(err("dense", format!("{} must be at most 4096", s.dense)));

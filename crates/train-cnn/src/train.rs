@@ -158,6 +158,11 @@ pub fn cosine_lr(s: &TrainSettings, step: usize, total: usize, warmup: usize) ->
     s.min_lr + 0.5 * (s.lr - s.min_lr) * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
 }
 
+/// Classes of a training set: one more than its largest label, at least 2 (binary).
+pub fn num_classes(train: &TensorSet) -> usize {
+    train.y.iter().max().map_or(2, |&m| m as usize + 1).max(2)
+}
+
 /// What a finished training gives back.
 pub struct Trained {
     pub model: Net,
@@ -193,7 +198,7 @@ pub fn train_until(
     until: usize,
     progress: &dyn Fn(&str, u64, u64),
 ) -> Result<Trained, TrainError> {
-    let cfg = s.model_config();
+    let cfg = s.model_config_for(train.height, num_classes(train));
     std::fs::create_dir_all(ckpt).map_err(|e| fer_core::Error::io(ckpt, e))?;
     let state_path = ckpt.join("state.json");
     let ad = device.clone().autodiff();
@@ -227,7 +232,10 @@ pub fn train_until(
         return Ok(Trained { model: best, state });
     }
 
-    let counts = [0u8, 1].map(|c| train.y.iter().filter(|&&y| y == c).count());
+    let k = cfg.num_classes;
+    let counts: Vec<usize> = (0..k as u8)
+        .map(|c| train.y.iter().filter(|&&y| y == c).count())
+        .collect();
     let mut ce = CrossEntropyLossConfig::new();
     if s.label_smoothing > 0.0 {
         ce = ce.with_smoothing(Some(s.label_smoothing));
@@ -237,7 +245,7 @@ pub fn train_until(
         ce = ce.with_weights(Some(
             counts
                 .iter()
-                .map(|&c| n / (2.0 * c.max(1) as f32))
+                .map(|&c| n / (k as f32 * c.max(1) as f32))
                 .collect(),
         ));
     }

@@ -103,6 +103,49 @@ fn kernel_sizes_and_a_dense_layer_change_the_count_and_keep_the_shape() {
 }
 
 #[test]
+fn vgg_style_blocks_add_one_conv_per_block_and_keep_the_shape() {
+    let d = Device::flex();
+    let base = ModelConfig::new("fer-small".into()).with_widths(vec![8, 16]);
+    let two = base.clone().with_convs(2);
+    // A second conv (3x3, no bias) + BN per block: 8->8 and 16->16.
+    let n = |c: &ModelConfig| c.init(&d).num_params();
+    assert_eq!(n(&two), n(&base) + (9 * 8 * 8 + 8 * 4) + (9 * 16 * 16 + 16 * 4));
+    assert_eq!(
+        fer_train_cnn::model::Net::macs(&two),
+        fer_train_cnn::model::Net::macs(&base) + 48 * 48 * 8 * 8 * 9 + 24 * 24 * 16 * 16 * 9
+    );
+    let x = Tensor::<4>::from_data(
+        TensorData::new(vec![0.1f32; 2 * 48 * 48], [2, 1, 48, 48]),
+        &d,
+    );
+    assert_eq!(two.init(&d).forward(x).dims(), [2, 2]);
+}
+
+#[test]
+fn training_sizes_the_network_from_the_data() {
+    // Three classes on 24x24 images: seed-base's flatten size depends on the side and its
+    // output layer on the class count, so a network built for 48x48 / 2 classes would fail.
+    let mut tr = faces(96, 24, 5);
+    for (i, y) in tr.y.iter_mut().enumerate() {
+        *y = (i % 3) as u8;
+    }
+    let va = faces(32, 24, 6);
+    let s = TrainSettings {
+        arch: "seed-base".into(),
+        epochs: 1,
+        max_train_batches: 2,
+        ..tiny_settings()
+    };
+    let ckpt = tempfile::tempdir().unwrap();
+    let d = Device::flex();
+    let t = train::train(&s, &tr, &va, &no_aug(), &d, ckpt.path(), &|_, _, _| {}).unwrap();
+    let probs = train::predict(&t.model, &va, 16, false, &d);
+    assert_eq!(probs.len(), 32);
+    assert!(probs.iter().all(|p| p.len() == 3), "{:?}", probs[0]);
+    approx::assert_relative_eq!(probs[0].iter().sum::<f64>(), 1.0, epsilon = 1e-5);
+}
+
+#[test]
 fn train_until_pauses_and_continues_the_same_run() {
     let (tr, va) = (faces(128, 24, 1), faces(64, 24, 2));
     let d = Device::flex();

@@ -615,7 +615,6 @@ pub fn compute(
         val,
         test,
         transform,
-        class_names,
         ..
     } = &prepared;
 
@@ -666,9 +665,7 @@ pub fn compute(
         best.epochs_run,
         &|_, _, _| {},
     )?;
-    let mut cfg = s.model_config();
-    cfg.num_classes = class_names.len();
-    cfg.side = train_set.height;
+    let cfg = prepared.model_config(&s)?;
     let bdir = dir.join("best");
     let mut info = fer_train_cnn::export_model(&trained, &s, &cfg, &prepared, device, &bdir)?;
     info["tune_trial"] = json!(best.id);
