@@ -365,13 +365,16 @@ fn svm_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, preprocess: &Path, rep
 /// `fer-predict` throughput with untrained CNNs (speed does not depend on the weights): faces
 /// per second with `--no-detect` (decode, gray, transform, model) on 48x48 images (FER2013 test
 /// files when present, else drawn faces) for `fer-small` with and without flip averaging and
-/// for `fer-tiny` (pipelines/seed.toml's speed model, widths 16-32-64-128); and photos per
+/// for `fer-tiny` (pipelines/seed.toml's speed model, widths 8-16-32-64); and photos per
 /// second with detection on 640x480 JPEG scenes holding one or two faces each (fer-small).
 fn predict_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, data_dir: &Path) {
     use fer_predict::{DetectOptions, FaceDetector, Predictor, Scorer, scene};
     use rayon::prelude::*;
     let device = burn::tensor::Device::flex();
-    let make = |widths: Vec<usize>, tta: bool, batch: usize| -> Result<Predictor, fer_predict::PredictError> {
+    let make = |widths: Vec<usize>,
+                tta: bool,
+                batch: usize|
+     -> Result<Predictor, fer_predict::PredictError> {
         let cfg = fer_train_cnn::model::ModelConfig::new("fer-small".into()).with_widths(widths);
         let settings = fer_train_cnn::settings::TrainSettings {
             tta_flip: tta,
@@ -439,17 +442,19 @@ fn predict_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, data_dir: &Path) {
         (drawn, "drawn")
     };
     let small = vec![32, 64, 128, 192];
-    let bs: usize = std::env::var("BS").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
-    for (label, widths, tta, reps) in [
-        ("fer-small+flip", small.clone(), true, 1),
-        ("fer-small", small.clone(), false, 2),
-        ("fer-tiny", vec![16, 32, 64, 128], false, 8),
-        ("fer-tiny8", vec![8, 16, 32, 64], false, 8),
+    // fer-tiny as pipelines/seed.toml trains it: widths 8-16-32-64, scored in batches of 32.
+    for (label, widths, tta, batch, reps) in [
+        ("fer-small+flip", small.clone(), true, 256, 1),
+        ("fer-small", small.clone(), false, 256, 2),
+        ("fer-tiny", vec![8, 16, 32, 64], false, 32, 8),
     ] {
-        let p = match make(widths, tta, bs) {
+        let p = match make(widths, tta, batch) {
             Ok(p) => p,
             Err(e) => {
-                notes.push(format!("predict failed: {}", fer_core::cli::error_chain(&e)));
+                notes.push(format!(
+                    "predict failed: {}",
+                    fer_core::cli::error_chain(&e)
+                ));
                 return;
             }
         };
@@ -484,7 +489,10 @@ fn predict_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, data_dir: &Path) {
     let p = match make(small, true, 256) {
         Ok(p) => p,
         Err(e) => {
-            notes.push(format!("predict failed: {}", fer_core::cli::error_chain(&e)));
+            notes.push(format!(
+                "predict failed: {}",
+                fer_core::cli::error_chain(&e)
+            ));
             return;
         }
     };

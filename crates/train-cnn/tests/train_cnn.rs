@@ -109,7 +109,10 @@ fn vgg_style_blocks_add_one_conv_per_block_and_keep_the_shape() {
     let two = base.clone().with_convs(2);
     // A second conv (3x3, no bias) + BN per block: 8->8 and 16->16.
     let n = |c: &ModelConfig| c.init(&d).num_params();
-    assert_eq!(n(&two), n(&base) + (9 * 8 * 8 + 8 * 4) + (9 * 16 * 16 + 16 * 4));
+    assert_eq!(
+        n(&two),
+        n(&base) + (9 * 8 * 8 + 8 * 4) + (9 * 16 * 16 + 16 * 4)
+    );
     assert_eq!(
         fer_train_cnn::model::Net::macs(&two),
         fer_train_cnn::model::Net::macs(&base) + 48 * 48 * 8 * 8 * 9 + 24 * 24 * 16 * 16 * 9
