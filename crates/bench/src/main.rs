@@ -442,21 +442,24 @@ fn predict_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, data_dir: &Path) {
         (drawn, "drawn")
     };
     let small = vec![32, 64, 128, 192];
+    let build = |w: Vec<usize>, tta: bool, batch: usize, notes: &mut Vec<String>| {
+        make(w, tta, batch)
+            .map_err(|e| {
+                notes.push(format!(
+                    "predict failed: {}",
+                    fer_core::cli::error_chain(&e)
+                ))
+            })
+            .ok()
+    };
     // fer-tiny as pipelines/seed.toml trains it: widths 8-16-32-64, scored in batches of 32.
     for (label, widths, tta, batch, reps) in [
         ("fer-small+flip", small.clone(), true, 256, 1),
         ("fer-small", small.clone(), false, 256, 2),
         ("fer-tiny", vec![8, 16, 32, 64], false, 32, 8),
     ] {
-        let p = match make(widths, tta, batch) {
-            Ok(p) => p,
-            Err(e) => {
-                notes.push(format!(
-                    "predict failed: {}",
-                    fer_core::cli::error_chain(&e)
-                ));
-                return;
-            }
+        let Some(p) = build(widths, tta, batch, notes) else {
+            return;
         };
         // Warm up (allocations), then time `reps` passes over the faces.
         let warm: Vec<_> = faces[..64]
@@ -486,15 +489,8 @@ fn predict_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, data_dir: &Path) {
             });
         }
     }
-    let p = match make(small, true, 256) {
-        Ok(p) => p,
-        Err(e) => {
-            notes.push(format!(
-                "predict failed: {}",
-                fer_core::cli::error_chain(&e)
-            ));
-            return;
-        }
+    let Some(p) = build(small, true, 256, notes) else {
+        return;
     };
     let gray: Vec<image::GrayImage> = faces
         .iter()
