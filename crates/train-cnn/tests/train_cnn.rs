@@ -65,16 +65,24 @@ fn parameter_counts_match_the_study() {
     assert!(ours < 1_023_170 / 2, "ours has {ours} params");
 }
 
+/// The logits' dims of `c`'s network for a batch of `n` constant 48x48 images.
+fn logits_dims(c: &ModelConfig, n: usize, d: &Device) -> [usize; 2] {
+    let x = Tensor::<4>::from_data(
+        TensorData::new(vec![0.1f32; n * 48 * 48], [n, 1, 48, 48]),
+        d,
+    );
+    c.init(d).forward(x).dims()
+}
+
 #[test]
 fn output_shapes() {
     let d = Device::flex();
     for arch in ["seed-base", "seed-tuned", "fer-small"] {
-        let m = ModelConfig::new(arch.into()).init(&d);
-        let x = Tensor::<4>::from_data(
-            TensorData::new(vec![0.1f32; 3 * 48 * 48], [3, 1, 48, 48]),
-            &d,
+        assert_eq!(
+            logits_dims(&ModelConfig::new(arch.into()), 3, &d),
+            [3, 2],
+            "{arch}"
         );
-        assert_eq!(m.forward(x).dims(), [3, 2], "{arch}");
     }
 }
 
@@ -94,11 +102,7 @@ fn kernel_sizes_and_a_dense_layer_change_the_count_and_keep_the_shape() {
         n(&base) - (16 * 2 + 2) + (16 * 10 + 10) + (10 * 2 + 2)
     );
     for c in [k, h] {
-        let x = Tensor::<4>::from_data(
-            TensorData::new(vec![0.1f32; 2 * 48 * 48], [2, 1, 48, 48]),
-            &d,
-        );
-        assert_eq!(c.init(&d).forward(x).dims(), [2, 2]);
+        assert_eq!(logits_dims(&c, 2, &d), [2, 2]);
     }
 }
 
@@ -117,11 +121,7 @@ fn vgg_style_blocks_add_one_conv_per_block_and_keep_the_shape() {
         fer_train_cnn::model::Net::macs(&two),
         fer_train_cnn::model::Net::macs(&base) + 48 * 48 * 8 * 8 * 9 + 24 * 24 * 16 * 16 * 9
     );
-    let x = Tensor::<4>::from_data(
-        TensorData::new(vec![0.1f32; 2 * 48 * 48], [2, 1, 48, 48]),
-        &d,
-    );
-    assert_eq!(two.init(&d).forward(x).dims(), [2, 2]);
+    assert_eq!(logits_dims(&two, 2, &d), [2, 2]);
 }
 
 #[test]
