@@ -89,7 +89,8 @@ struct ModelArgs {
     /// Face detection score threshold (higher: fewer false faces).
     #[arg(long, default_value_t = DetectOptions::default().score_threshold)]
     det_threshold: f64,
-    /// Faces per forward pass (default: the model's eval batch size).
+    /// Faces per forward pass (default: 32 for a CNN on the CPU, else the model's eval batch
+    /// size).
     #[arg(long)]
     batch_size: Option<usize>,
     /// `cpu` or `wgpu` (CNNs).

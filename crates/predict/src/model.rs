@@ -23,7 +23,8 @@ pub struct ModelOptions {
     pub transform: Option<PathBuf>,
     /// `cpu` (default) or `wgpu`.
     pub device: Option<String>,
-    /// Faces per forward pass (default: the artifact's `eval_batch_size`, else 256).
+    /// Faces per forward pass (default: [`CPU_BATCH`] for a CNN on the CPU, else the
+    /// artifact's `eval_batch_size`; 256 for SVMs).
     pub batch: Option<usize>,
 }
 
@@ -40,6 +41,9 @@ enum Inner {
         platt: (f64, f64),
     },
 }
+
+/// Faces per forward pass of a CNN on the CPU (unless `--batch-size` says otherwise).
+pub const CPU_BATCH: usize = 32;
 
 /// A loaded model: the fitted transform its inputs need and p(happy) for a batch.
 pub struct Scorer {
@@ -149,6 +153,13 @@ impl Scorer {
                     art.class_names
                 ))
             })?;
+        // On the CPU, batches of 32 run in parallel (one per core) and stay in cache: faster
+        // than the training's eval batch (fer-small: 446 -> 604 faces/s on 2 cores).
+        let batch = if device == Device::flex() {
+            CPU_BATCH
+        } else {
+            art.settings.eval_batch_size.max(1)
+        };
         Ok(Scorer {
             inner: Inner::Cnn {
                 net: Box::new(net),
@@ -157,7 +168,7 @@ impl Scorer {
             },
             transform: art.transform.clone(),
             tta_flip: art.tta_flip,
-            batch: art.settings.eval_batch_size.max(1),
+            batch,
             description: format!(
                 "cnn {}, {} params{}",
                 art.model.arch,

@@ -5,8 +5,10 @@
 use crate::model::{ModelConfig, Net};
 use crate::settings::TrainSettings;
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{
+    AdamConfig, AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer,
+};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -99,10 +101,15 @@ pub fn predict(
     tta_flip: bool,
     device: &Device,
 ) -> Vec<Vec<f64>> {
+    use rayon::prelude::*;
     let model = model.valid();
     let px = data.height * data.width;
-    let mut out = Vec::with_capacity(data.n);
-    for start in (0..data.n).step_by(batch) {
+    // One batch per rayon task: flex's ops on one small batch are mostly serial loops (im2col,
+    // layout copies), so two batches on two cores beat one batch split across both (fer-tiny:
+    // 2,540 -> 3,290 images/s). An image's output does not depend on its batch. A GPU gets
+    // its batches in order from one thread.
+    let starts: Vec<usize> = (0..data.n).step_by(batch.max(1)).collect();
+    let one = |&start: &usize| -> Vec<Vec<f64>> {
         let end = (start + batch).min(data.n);
         let x = Tensor::<4>::from_data(
             TensorData::new(
@@ -117,12 +124,16 @@ pub fn predict(
         }
         let k = p.dims()[1];
         let v: Vec<f32> = p.into_data().try_to_vec().expect("f32 probabilities");
-        out.extend(
-            v.chunks(k)
-                .map(|r| r.iter().map(|&x| x as f64).collect::<Vec<f64>>()),
-        );
-    }
-    out
+        v.chunks(k)
+            .map(|r| r.iter().map(|&x| x as f64).collect::<Vec<f64>>())
+            .collect()
+    };
+    let parts: Vec<Vec<Vec<f64>>> = if *device == Device::flex() {
+        starts.par_iter().map(one).collect()
+    } else {
+        starts.iter().map(one).collect()
+    };
+    parts.concat()
 }
 
 /// Mean cross-entropy (natural log) and accuracy of probabilities against labels.
@@ -161,6 +172,44 @@ pub fn cosine_lr(s: &TrainSettings, step: usize, total: usize, warmup: usize) ->
 /// Classes of a training set: one more than its largest label, at least 2 (binary).
 pub fn num_classes(train: &TensorSet) -> usize {
     train.y.iter().max().map_or(2, |&m| m as usize + 1).max(2)
+}
+
+/// Forward and backward pass of `x` (`ys.len()` images of `side`): the gradients (of the loss
+/// times `scale` when given, so that parts sum to the whole batch's mean), the unscaled loss
+/// and the number of correct predictions.
+fn part_step(
+    model: &Net,
+    loss_fn: &CrossEntropyLoss,
+    x: &[f32],
+    ys: &[i64],
+    side: (usize, usize),
+    scale: Option<f64>,
+    ad: &Device,
+) -> (GradientsParams, f32, usize) {
+    let n = ys.len();
+    let x = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, 1, side.0, side.1]), ad);
+    let y = Tensor::<1, Int>::from_data(TensorData::new(ys.to_vec(), [n]), ad);
+    let logits = model.forward(x);
+    let loss = loss_fn.forward(logits.clone(), y);
+    let lv: f32 = loss.clone().into_scalar();
+    let lg: Vec<f32> = logits.into_data().try_to_vec().unwrap_or_default();
+    let k = (lg.len() / n.max(1)).max(1);
+    let right = lg
+        .chunks(k)
+        .zip(ys)
+        .filter(|(row, y)| {
+            row.iter()
+                .enumerate()
+                .fold(0, |b, (i, &v)| if v > row[b] { i } else { b }) as i64
+                == **y
+        })
+        .count();
+    let loss = match scale {
+        Some(f) => loss.mul_scalar(f),
+        None => loss,
+    };
+    let grads = GradientsParams::from_grads(loss.backward(), model);
+    (grads, lv, right)
 }
 
 /// What a finished training gives back.
@@ -262,6 +311,23 @@ pub fn train_until(
     let mut buf = vec![0f32; bs * px];
     let mut ys = vec![0i64; bs];
     let mut order: Vec<usize> = (0..train.n).collect();
+    let side = (train.height, train.width);
+    let workers = s.workers.min(bs / 2).max(1);
+    let pools: Vec<rayon::ThreadPool> = if workers > 1 {
+        (0..workers)
+            .map(|_| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .map_err(|e| TrainError::Checkpoint {
+                        path: ckpt.display().to_string(),
+                        message: format!("cannot start a worker thread: {e}"),
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
 
     for epoch in state.epochs.len()..s.epochs.min(until) {
         let t0 = Instant::now();
@@ -279,40 +345,64 @@ pub fn train_until(
             if s.augment {
                 aug.apply_batch(&mut buf, s.seed, (epoch * 1_000_000 + b) as u64);
             }
-            let x = Tensor::<4>::from_data(
-                TensorData::new(buf.clone(), [bs, 1, train.height, train.width]),
-                &ad,
-            );
-            let y = Tensor::<1, Int>::from_data(TensorData::new(ys.clone(), [bs]), &ad);
-            let logits = model.forward(x);
-            let loss = loss_fn.forward(logits.clone(), y);
-            let lv: f32 = loss.clone().into_scalar();
+            lr = match s.schedule.as_str() {
+                "cosine" => cosine_lr(s, epoch * batches + b, total_steps, warmup),
+                _ => state.plateau_lr,
+            };
+            let (grads, lv, right) = if pools.is_empty() {
+                // One worker: the whole batch through the shared pool.
+                part_step(&model, &loss_fn, &buf, &ys, side, None, &ad)
+            } else {
+                // Data parallel: part k of the batch on pool k; replicas of the model share its
+                // parameters (same ids) but not its BatchNorm running statistics, which only
+                // part 0 (always the same thread) updates, so the run stays deterministic.
+                let replicas: Vec<Net> = (1..pools.len()).map(|_| model.valid().train()).collect();
+                let bounds: Vec<(usize, usize)> = (0..pools.len())
+                    .map(|k| (k * bs / pools.len(), (k + 1) * bs / pools.len()))
+                    .collect();
+                let run = |k: usize, m: &Net| {
+                    let (lo, hi) = bounds[k];
+                    pools[k].install(|| {
+                        part_step(
+                            m,
+                            &loss_fn,
+                            &buf[lo * px..hi * px],
+                            &ys[lo..hi],
+                            side,
+                            Some((hi - lo) as f64 / bs as f64),
+                            &ad,
+                        )
+                    })
+                };
+                let parts = std::thread::scope(|sc| {
+                    let others: Vec<_> = replicas
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| sc.spawn(move || run(i + 1, m)))
+                        .collect();
+                    let mut parts = vec![run(0, &model)];
+                    parts.extend(others.into_iter().map(|h| h.join().expect("worker")));
+                    parts
+                });
+                let mut acc = GradientsAccumulator::<Net>::new();
+                let (mut lv, mut right) = (0f32, 0usize);
+                for (k, (g, l, r)) in parts.into_iter().enumerate() {
+                    let (lo, hi) = bounds[k];
+                    acc.accumulate(&model, g);
+                    lv += l * (hi - lo) as f32 / bs as f32;
+                    right += r;
+                }
+                (acc.grads(), lv, right)
+            };
             if !lv.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch: epoch + 1,
                     loss: lv,
                 });
             }
-            let lg: Vec<f32> = logits.clone().into_data().try_to_vec().unwrap_or_default();
-            let k = lg.len() / bs;
-            correct += lg
-                .chunks(k.max(1))
-                .zip(&ys)
-                .filter(|(row, y)| {
-                    row.iter()
-                        .enumerate()
-                        .fold(0, |b, (i, &v)| if v > row[b] { i } else { b })
-                        as i64
-                        == **y
-                })
-                .count();
+            correct += right;
             seen += bs;
             loss_sum += lv as f64 * bs as f64;
-            lr = match s.schedule.as_str() {
-                "cosine" => cosine_lr(s, epoch * batches + b, total_steps, warmup),
-                _ => state.plateau_lr,
-            };
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
             progress(
                 &format!(

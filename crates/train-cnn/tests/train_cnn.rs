@@ -222,6 +222,56 @@ fn tiny_training_lowers_the_loss_and_beats_chance() {
     assert!(acc > 0.75, "validation accuracy {acc}");
 }
 
+/// Two data-parallel workers: the loss falls, validation (BatchNorm's running statistics)
+/// beats chance, and the run is deterministic: two continuations of the same checkpoint give
+/// identical epochs and predictions. (Dropout is off and both continue from saved weights,
+/// because tests run in parallel and share the backend's seeded RNG.)
+#[test]
+fn data_parallel_workers_learn_and_are_deterministic() {
+    let (tr, va) = (faces(256, 24, 1), faces(128, 24, 2));
+    let d = Device::flex();
+    let s = TrainSettings {
+        workers: 2,
+        dropout: 0.0,
+        ..tiny_settings()
+    };
+    let a = tempfile::tempdir().unwrap();
+    train::train_until(&s, &tr, &va, &no_aug(), &d, a.path(), 1, &|_, _, _| {}).unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(a.path()).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), b.path().join(f.file_name())).unwrap();
+    }
+    let ta = train::train(&s, &tr, &va, &no_aug(), &d, a.path(), &|_, _, _| {}).unwrap();
+    let tb = train::train(&s, &tr, &va, &no_aug(), &d, b.path(), &|_, _, _| {}).unwrap();
+    let strip = |e: &[train::EpochRow]| {
+        e.iter()
+            .map(|r| {
+                (
+                    r.epoch,
+                    r.train_loss,
+                    r.train_acc,
+                    r.val_loss,
+                    r.val_acc,
+                    r.lr,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&ta.state.epochs), strip(&tb.state.epochs));
+    let e = &ta.state.epochs;
+    assert_eq!(e.len(), 4);
+    assert!(
+        e.last().unwrap().train_loss < e[0].train_loss,
+        "loss {:?}",
+        e.iter().map(|r| r.train_loss).collect::<Vec<_>>()
+    );
+    let pa = train::predict(&ta.model, &va, 64, false, &d);
+    assert_eq!(pa, train::predict(&tb.model, &va, 64, false, &d));
+    let (_, acc) = train::loss_and_accuracy(&pa, &va.y);
+    assert!(acc > 0.75, "validation accuracy {acc}");
+}
+
 #[test]
 fn checkpoint_round_trip_gives_identical_outputs_and_bad_files_are_named() {
     let d = Device::flex();
@@ -308,6 +358,8 @@ fn bad_params_name_the_key() {
         ("[train_cnn]\nlr = 0.0\n", "lr"),
         ("[train_cnn]\nlr = -1.0\n", "lr"),
         ("[train_cnn]\nbatch_size = 0\n", "batch_size"),
+        ("[train_cnn]\nworkers = 0\n", "workers"),
+        ("[train_cnn]\nbatch_size = 4\nworkers = 4\n", "workers"),
         (
             "[train_cnn]\n[[train_cnn.models]]\narch = \"fer-small\"\nbatch_size = 0\n",
             "models[0].batch_size",
