@@ -231,10 +231,13 @@ fn cnn_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>) {
         range: (-2.0, 2.0),
     };
     let val = data(64);
-    for (arch, n) in [
-        ("fer-small", 1280usize),
-        ("seed-base", 1280),
-        ("seed-tuned", 128),
+    // workers = 2: each batch's halves on one core each (the CPU pipelines' setting).
+    for (arch, n, workers) in [
+        ("fer-small", 1280usize, 1usize),
+        ("fer-small", 1280, 2),
+        ("seed-base", 1280, 1),
+        ("seed-base", 1280, 2),
+        ("seed-tuned", 128, 1),
     ] {
         let s = TrainSettings {
             arch: arch.into(),
@@ -243,6 +246,7 @@ fn cnn_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>) {
             warmup_epochs: 0,
             patience: 0,
             augment: false,
+            workers,
             ..TrainSettings::default()
         };
         let train = data(n);
@@ -260,11 +264,14 @@ fn cnn_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>) {
                 let e = &t.state.epochs[0];
                 // Epoch seconds include one pass over the 64 validation images.
                 rows.push(Row {
-                    name: format!("train {arch} (flex CPU, batch 64)"),
+                    name: format!("train {arch} (flex CPU, batch 64, {workers} worker(s))"),
                     items: n as f64,
                     unit: "images",
                     seconds: e.seconds,
                 });
+                if workers > 1 {
+                    continue;
+                }
                 let test = data(if arch == "seed-tuned" { 64 } else { 2048 });
                 let t0 = Instant::now();
                 let _ = fer_train_cnn::train::predict(&t.model, &test, 256, false, &device);

@@ -24,7 +24,11 @@
 //! the best 1/`reduction` of each rung), `time_limit` (wall clock, e.g. `"25m"`), and
 //! `[tune.space]` (see [`space`]). Selection uses validation only: the winner is the trial with
 //! the best validation accuracy among those that reached the highest rung; its best
-//! checkpoint is kept and scored on test once.
+//! checkpoint is kept and scored on test once. Under ASHA the leader is trained on to
+//! `max_epochs` before the clock runs out ([`finish_leader`]): as soon as running anything
+//! else first would leave it too little time, or when nothing else is left, it continues from
+//! its checkpoint (the same run as training it straight through), so the chosen configuration
+//! gets the full epoch budget and not just the rung it had reached.
 //!
 //! Resuming: the search state (`state.json`) and every trial's checkpoints live in
 //! `artifacts/<pipeline>/.tune.resume/<signature>/` and are saved after every epoch. Killing
@@ -393,6 +397,51 @@ pub fn next_job(p: &TuneParams, st: &SearchState) -> Option<(usize, usize)> {
     (st.trials.len() < p.max_trials).then_some((st.trials.len(), 0))
 }
 
+/// ASHA's last step under a wall clock: train the leader (what [`best_trial`] would pick) on
+/// to `max_epochs` while there is still time for it. Returns `(leader, last rung)` when that
+/// must start now: when nothing else is left to run (`next` is `None`), or when running `next`
+/// first would leave less than the leader needs (its seconds per epoch so far times the
+/// epochs it lacks, plus 10%). `None` when the leader has already finished, or when it would
+/// overrun the limit by more than 10% (its best checkpoint is kept instead). Random search
+/// trains every trial to `max_epochs`, so it never needs this.
+pub fn finish_leader(
+    p: &TuneParams,
+    st: &SearchState,
+    spent: f64,
+    next: Option<(usize, usize)>,
+) -> Option<(usize, usize)> {
+    if p.strategy == Strategy::Random {
+        return None;
+    }
+    let rungs = p.rungs();
+    let leader = best_trial(st)?;
+    if leader.finished || leader.epochs_run == 0 || leader.epochs_run >= p.max_epochs {
+        return None;
+    }
+    let per_epoch = |t: &Trial| t.seconds / t.epochs_run.max(1) as f64;
+    let need = 1.1 * per_epoch(leader) * (p.max_epochs - leader.epochs_run) as f64;
+    if spent + need > 1.1 * p.time_limit_s {
+        return None;
+    }
+    let next_cost = match next {
+        None => f64::INFINITY,
+        Some((id, _)) if id == leader.id => return None, // already heading up the rungs
+        Some((id, k)) => {
+            let done = st.trials.get(id).map_or(0, |t| t.epochs_run);
+            let tried: Vec<&Trial> = st.trials.iter().filter(|t| t.epochs_run > 0).collect();
+            let mean = tried.iter().map(|t| t.seconds).sum::<f64>()
+                / tried.iter().map(|t| t.epochs_run).sum::<usize>().max(1) as f64;
+            let per = st
+                .trials
+                .get(id)
+                .filter(|t| t.epochs_run > 0)
+                .map_or(mean, per_epoch);
+            per * rungs[k].saturating_sub(done) as f64
+        }
+    };
+    (spent + next_cost + need > p.time_limit_s).then_some((leader.id, rungs.len() - 1))
+}
+
 /// The winner: among trials that reached the highest rung any trial reached, the best
 /// validation accuracy there (then the lower validation loss, then the lower id).
 pub fn best_trial(st: &SearchState) -> Option<&Trial> {
@@ -465,8 +514,15 @@ pub fn search(
             .unwrap_or_default()
     };
 
-    'search: while let Some((id, k)) = next_job(p, &st) {
-        if spent(&started) >= p.time_limit_s {
+    'search: loop {
+        let next = next_job(p, &st);
+        // `last`: the leader's run to max_epochs, sized to fit; it may end past the limit.
+        let (id, k, last) = match (finish_leader(p, &st, spent(&started), next), next) {
+            (Some((id, k)), _) => (id, k, true),
+            (None, Some((id, k))) => (id, k, false),
+            (None, None) => break,
+        };
+        if !last && spent(&started) >= p.time_limit_s {
             break;
         }
         if id == st.trials.len() {
@@ -489,7 +545,7 @@ pub fn search(
         let ckpt = work.join(&s.name);
         let target = rungs[k];
         while st.trials[id].epochs_run < target {
-            if spent(&started) >= p.time_limit_s {
+            if !last && spent(&started) >= p.time_limit_s {
                 st.trials[id].status = Status::Stopped;
                 st.elapsed = spent(&started);
                 save(&st)?;
@@ -566,6 +622,9 @@ pub fn search(
         }
         st.elapsed = spent(&started);
         save(&st)?;
+        if last {
+            break;
+        }
     }
     progress(
         &best_so_far(&st),

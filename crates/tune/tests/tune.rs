@@ -362,3 +362,48 @@ fn asha_promotes_the_top_fraction_of_each_rung() {
     st.trials[3].status = Status::Failed;
     assert_eq!(fer_tune::best_trial(&st).unwrap().id, 1);
 }
+
+#[test]
+fn the_leader_trains_to_max_epochs_before_the_clock_runs_out() {
+    // Rungs 1, 2, 4 epochs; a 600 s limit; every epoch has taken 10 s.
+    let pf = PipelineFile::parse(Path::new("t.toml"), &smoke_with(SEARCH)).unwrap();
+    let p = TuneParams::parse(&pf).unwrap();
+    let trial = |id: usize, accs: &[f64]| fer_tune::Trial {
+        id,
+        config: p.trial_config(id),
+        status: Status::Pruned,
+        rungs: accs
+            .iter()
+            .enumerate()
+            .map(|(k, &a)| fer_tune::Rung {
+                epochs: p.rungs()[k],
+                val_acc: a,
+                val_loss: 1.0 - a,
+            })
+            .collect(),
+        epochs_run: p.rungs()[accs.len() - 1],
+        seconds: 10.0 * p.rungs()[accs.len() - 1] as f64,
+        error: None,
+        finished: false,
+    };
+    let st = SearchState {
+        trials: vec![trial(0, &[0.6]), trial(1, &[0.7, 0.72]), trial(2, &[0.65])],
+        elapsed: 0.0,
+    };
+    let next = fer_tune::next_job(&p, &st);
+    assert_eq!(next, Some((3, 0)));
+    // The leader (trial 1, at the highest rung) lacks 2 epochs: 22 s with the margin. A new
+    // trial's first rung costs 10 s. Plenty of time: search on.
+    assert_eq!(fer_tune::finish_leader(&p, &st, 100.0, next), None);
+    // 570 s spent: 570 + 10 + 22 > 600, so the leader goes to the last rung now.
+    assert_eq!(fer_tune::finish_leader(&p, &st, 570.0, next), Some((1, 2)));
+    // Nothing else to run: finish the leader whatever the time.
+    assert_eq!(fer_tune::finish_leader(&p, &st, 100.0, None), Some((1, 2)));
+    // Too late even for the leader (more than 10% past the limit): keep its checkpoint.
+    assert_eq!(fer_tune::finish_leader(&p, &st, 650.0, next), None);
+    // A leader that has finished needs nothing.
+    let mut done = st.clone();
+    done.trials[1] = trial(1, &[0.7, 0.72, 0.8]);
+    done.trials[1].finished = true;
+    assert_eq!(fer_tune::finish_leader(&p, &done, 570.0, next), None);
+}
