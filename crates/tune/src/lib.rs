@@ -21,7 +21,8 @@
 //! Params (`[tune]`): `strategy` (`asha` | `random`), `seed`, `base` (a `[[train_cnn.models]]`
 //! name of arch `fer-small`), `max_trials`, `max_epochs` (a fully trained trial; the learning
 //! rate schedule always spans it), `min_epochs` (ASHA's first rung), `reduction` (ASHA keeps
-//! the best 1/`reduction` of each rung), `time_limit` (wall clock, e.g. `"25m"`), and
+//! the best 1/`reduction` of each rung), `time_limit` (wall clock, e.g. `"25m"`),
+//! `include_base` (trial 0 is the base model's own configuration, the incumbent to beat), and
 //! `[tune.space]` (see [`space`]). Selection uses validation only: the winner is the trial with
 //! the best validation accuracy among those that reached the highest rung; its best
 //! checkpoint is kept and scored on test once. Under ASHA the leader is trained on to
@@ -106,6 +107,10 @@ pub struct TuneSection {
     pub min_epochs: usize,
     pub reduction: usize,
     pub time_limit: String,
+    /// Trial 0 is the base model's own configuration (the incumbent), as Optuna's
+    /// `enqueue_trial` or Ray Tune's `points_to_evaluate` do: it then has to earn its
+    /// promotions like any other trial.
+    pub include_base: bool,
     pub space: toml::Table,
 }
 
@@ -120,6 +125,7 @@ impl Default for TuneSection {
             min_epochs: 2,
             reduction: 3,
             time_limit: "25m".into(),
+            include_base: false,
             space: toml::Table::new(),
         }
     }
@@ -151,6 +157,7 @@ pub struct TuneParams {
     pub min_epochs: usize,
     pub reduction: usize,
     pub time_limit_s: f64,
+    pub include_base: bool,
     pub space: Space,
     /// The base model's settings (from `[train_cnn]`).
     pub base: TrainSettings,
@@ -233,6 +240,7 @@ impl TuneParams {
             min_epochs: t.min_epochs,
             reduction: t.reduction,
             time_limit_s: limit.as_secs_f64(),
+            include_base: t.include_base,
             space,
             base: base.clone(),
             steps: cnn.steps,
@@ -268,8 +276,11 @@ impl TuneParams {
         }
     }
 
-    /// Trial `id`'s configuration.
+    /// Trial `id`'s configuration (trial 0 is the base's own with `include_base`).
     pub fn trial_config(&self, id: usize) -> TrialConfig {
+        if self.include_base && id == 0 {
+            return self.base_config();
+        }
         space::sample(&self.space, &self.base_config(), self.seed, id as u64)
     }
 

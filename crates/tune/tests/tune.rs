@@ -407,3 +407,22 @@ fn the_leader_trains_to_max_epochs_before_the_clock_runs_out() {
     done.trials[1].finished = true;
     assert_eq!(fer_tune::finish_leader(&p, &done, 570.0, next), None);
 }
+
+#[test]
+fn include_base_makes_trial_0_the_base_configuration() {
+    let with = |extra: &str| {
+        let text = smoke_with(&SEARCH.replace("[tune.space]", &format!("{extra}\n[tune.space]")));
+        TuneParams::parse(&PipelineFile::parse(Path::new("t.toml"), &text).unwrap()).unwrap()
+    };
+    let (plain, based) = (with(""), with("include_base = true"));
+    let b = &based.base;
+    let c0 = based.trial_config(0);
+    assert_eq!(
+        (&c0.widths, c0.lr, c0.batch_size, c0.dropout),
+        (&b.widths, b.lr, b.batch_size, b.dropout)
+    );
+    // The base's widths are not a point of this space (filters 8 or 16 per block) ...
+    assert_ne!(plain.trial_config(0).widths, b.widths);
+    // ... and the other trials are the same samples either way.
+    assert_eq!(plain.trial_config(1), based.trial_config(1));
+}
