@@ -264,7 +264,10 @@ fn cnn_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>) {
                 let e = &t.state.epochs[0];
                 // Epoch seconds include one pass over the 64 validation images.
                 rows.push(Row {
-                    name: format!("train {arch} (flex CPU, batch 64, {workers} worker(s))"),
+                    name: format!(
+                        "train {arch} (flex CPU, batch 64, {workers} worker{})",
+                        if workers > 1 { "s" } else { "" }
+                    ),
                     items: n as f64,
                     unit: "images",
                     seconds: e.seconds,
@@ -535,17 +538,24 @@ fn print_table(rows: &[Row]) {
         .map(|n| n.get())
         .unwrap_or(1);
     println!("fer-pipeline bench: {threads} threads, best of the runs\n");
+    // The name column fits the longest name.
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(9);
     println!(
-        "| {:<44} | {:>8} | {:<7} | {:>9} | {:>12} |",
+        "| {:<w$} | {:>8} | {:<7} | {:>9} | {:>12} |",
         "benchmark", "items", "unit", "seconds", "items/second"
     );
     println!(
-        "|{:-<46}|{:->10}|{:-<9}|{:->11}|{:->14}|",
-        "", "", "", "", ""
+        "|{:-<w2$}|{:->10}|{:-<9}|{:->11}|{:->14}|",
+        "",
+        "",
+        "",
+        "",
+        "",
+        w2 = w + 2
     );
     for r in rows {
         println!(
-            "| {:<44} | {:>8} | {:<7} | {:>9.3} | {:>12.0} |",
+            "| {:<w$} | {:>8} | {:<7} | {:>9.3} | {:>12.0} |",
             r.name,
             r.items,
             r.unit,
