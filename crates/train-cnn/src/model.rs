@@ -201,9 +201,44 @@ impl From<FerSmall> for Net {
     }
 }
 
+/// Inverted dropout with a mask from a seeded ChaCha8 stream (what burn's `Dropout` does with
+/// the backend's RNG); nothing off the autodiff device or at `prob` 0.
+fn seeded_dropout(x: Tensor<2>, prob: f64, seed: u64) -> Tensor<2> {
+    use rand::{RngExt, SeedableRng};
+    if prob <= 0.0 || !x.device().is_autodiff() {
+        return x;
+    }
+    let keep = 1.0 - prob;
+    let dims = x.dims();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mask: Vec<f32> = (0..dims[0] * dims[1])
+        .map(|_| {
+            if rng.random_bool(keep) {
+                (1.0 / keep) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::<2>::from_data(burn::tensor::TensorData::new(mask, dims), &x.device());
+    x * mask
+}
+
 impl Net {
-    /// Logits `[N, classes]` for images `[N, 1, H, W]`.
+    /// Logits `[N, classes]` for images `[N, 1, H, W]` (burn's dropout when training).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_with(x, None)
+    }
+
+    /// [`Self::forward`] for training, with dropout masks drawn from `mask_seed` instead of
+    /// the backend's one global RNG: the data-parallel parts of a batch run at once, and
+    /// draws from a shared RNG in whatever order their threads reach it would make the run
+    /// nondeterministic.
+    pub fn forward_train(&self, x: Tensor<4>, mask_seed: u64) -> Tensor<2> {
+        self.forward_with(x, Some(mask_seed))
+    }
+
+    fn forward_with(&self, x: Tensor<4>, mask_seed: Option<u64>) -> Tensor<2> {
         match self {
             Net::SeedBase(m) => {
                 let x = m.pool.forward(m.relu.forward(m.conv1.forward(x)));
@@ -233,11 +268,15 @@ impl Net {
                         x = m.pool.forward(x);
                     }
                 }
+                let drop = |x: Tensor<2>, site: u64| match mask_seed {
+                    None => m.dropout.forward(x),
+                    Some(seed) => seeded_dropout(x, m.dropout.prob, seed.wrapping_add(site)),
+                };
                 let mut x: Tensor<2> = m.gap.forward(x).flatten(1, 3);
                 if let Some(h) = &m.hidden {
-                    x = burn::tensor::activation::relu(h.forward(m.dropout.forward(x)));
+                    x = burn::tensor::activation::relu(h.forward(drop(x, 1)));
                 }
-                m.out.forward(m.dropout.forward(x))
+                m.out.forward(drop(x, 0))
             }
         }
     }

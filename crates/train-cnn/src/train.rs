@@ -177,6 +177,7 @@ pub fn num_classes(train: &TensorSet) -> usize {
 /// Forward and backward pass of `x` (`ys.len()` images of `side`): the gradients (of the loss
 /// times `scale` when given, so that parts sum to the whole batch's mean), the unscaled loss
 /// and the number of correct predictions.
+#[allow(clippy::too_many_arguments)]
 fn part_step(
     model: &Net,
     loss_fn: &CrossEntropyLoss,
@@ -184,12 +185,13 @@ fn part_step(
     ys: &[i64],
     side: (usize, usize),
     scale: Option<f64>,
+    mask_seed: u64,
     ad: &Device,
 ) -> (GradientsParams, f32, usize) {
     let n = ys.len();
     let x = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, 1, side.0, side.1]), ad);
     let y = Tensor::<1, Int>::from_data(TensorData::new(ys.to_vec(), [n]), ad);
-    let logits = model.forward(x);
+    let logits = model.forward_train(x, mask_seed);
     let loss = loss_fn.forward(logits.clone(), y);
     let lv: f32 = loss.clone().into_scalar();
     let lg: Vec<f32> = logits.into_data().try_to_vec().unwrap_or_default();
@@ -349,9 +351,16 @@ pub fn train_until(
                 "cosine" => cosine_lr(s, epoch * batches + b, total_steps, warmup),
                 _ => state.plateau_lr,
             };
+            // Dropout masks of part k of this step, the same whatever thread runs it.
+            let mask_seed = |k: u64| {
+                s.seed
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    .wrapping_add(((epoch * batches + b) as u64) << 8)
+                    .wrapping_add(k << 4)
+            };
             let (grads, lv, right) = if pools.is_empty() {
                 // One worker: the whole batch through the shared pool.
-                part_step(&model, &loss_fn, &buf, &ys, side, None, &ad)
+                part_step(&model, &loss_fn, &buf, &ys, side, None, mask_seed(0), &ad)
             } else {
                 // Data parallel: part k of the batch on pool k; replicas of the model share its
                 // parameters (same ids) but not its BatchNorm running statistics, which only
@@ -370,6 +379,7 @@ pub fn train_until(
                             &ys[lo..hi],
                             side,
                             Some((hi - lo) as f64 / bs as f64),
+                            mask_seed(k as u64),
                             &ad,
                         )
                     })
