@@ -4,7 +4,7 @@
 
 use crate::model::{ModelConfig, Net};
 use crate::settings::TrainSettings;
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{
     AdamConfig, AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer,
@@ -54,6 +54,38 @@ pub struct TrainState {
     pub stale: usize,
     pub done: bool,
     pub train_seconds: f64,
+    /// The model's parameter ids in visit order. safetensors keeps no parameter identity and
+    /// the optimizer's state is keyed by it, so a resumed run gives the reloaded model these
+    /// ids again; without them Adam's moments would silently start over.
+    #[serde(default)]
+    pub param_ids: Vec<u64>,
+}
+
+/// Parameter ids of a module in visit order.
+pub fn param_ids(model: &Net) -> Vec<u64> {
+    struct Ids(Vec<u64>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.push(p.id.val());
+        }
+    }
+    let mut v = Ids(Vec::new());
+    model.visit(&mut v);
+    v.0
+}
+
+/// `model` with the parameter ids `ids` (as [`param_ids`] listed them).
+fn with_param_ids(model: Net, ids: &[u64]) -> Net {
+    struct SetIds<'a>(&'a [u64], usize);
+    impl ModuleMapper for SetIds<'_> {
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (id, value, mapper) = p.consume();
+            let id = self.0.get(self.1).map_or(id, |&v| ParamId::from(v));
+            self.1 += 1;
+            Param::from_mapped_value(id, value, mapper)
+        }
+    }
+    model.map(&mut SetIds(ids, 0))
 }
 
 /// Save a model's weights as safetensors (overwriting).
@@ -270,6 +302,15 @@ pub fn train_until(
         && let Ok(st) = serde_json::from_str::<TrainState>(&text)
     {
         model = load_weights(&cfg, &ckpt.join("last.safetensors"), &ad)?;
+        if !st.param_ids.is_empty() {
+            if st.param_ids.len() != param_ids(&model).len() {
+                return Err(TrainError::Checkpoint {
+                    path: state_path.display().to_string(),
+                    message: "its parameter ids do not fit this model".into(),
+                });
+            }
+            model = with_param_ids(model, &st.param_ids);
+        }
         optim = optim
             .load(ckpt.join("optim.bin"))
             .map_err(|e| TrainError::Checkpoint {
@@ -277,6 +318,11 @@ pub fn train_until(
                 message: format!("cannot load optimizer state: {e}"),
             })?;
         state = st;
+    }
+    if state.param_ids.is_empty() {
+        // (A resumed run keeps the saved list: BatchNorm's running statistics are visited
+        // like parameters but keep the fresh model's ids, which no optimizer state uses.)
+        state.param_ids = param_ids(&model);
     }
     if state.done {
         let best = load_weights(&cfg, &ckpt.join("best.safetensors"), device)?;
