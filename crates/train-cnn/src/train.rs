@@ -186,7 +186,7 @@ pub fn loss_and_accuracy(probs: &[Vec<f64>], y: &[u8]) -> (f64, f64) {
     (loss, acc)
 }
 
-pub fn argmax(p: &[f64]) -> usize {
+pub fn argmax<T: PartialOrd + Copy>(p: &[T]) -> usize {
     p.iter()
         .enumerate()
         .fold(0, |b, (i, &v)| if v > p[b] { i } else { b })
@@ -231,12 +231,7 @@ fn part_step(
     let right = lg
         .chunks(k)
         .zip(ys)
-        .filter(|(row, y)| {
-            row.iter()
-                .enumerate()
-                .fold(0, |b, (i, &v)| if v > row[b] { i } else { b }) as i64
-                == **y
-        })
+        .filter(|(row, y)| argmax(row) as i64 == **y)
         .count();
     let loss = match scale {
         Some(f) => loss.mul_scalar(f),

@@ -222,6 +222,40 @@ fn tiny_training_lowers_the_loss_and_beats_chance() {
     assert!(acc > 0.75, "validation accuracy {acc}");
 }
 
+/// One epoch of `s` into a checkpoint folder, and a copy of that folder: two runs that
+/// continue from the same saved state.
+fn one_epoch_twice(
+    s: &TrainSettings,
+    tr: &TensorSet,
+    va: &TensorSet,
+    d: &Device,
+) -> (tempfile::TempDir, tempfile::TempDir) {
+    let a = tempfile::tempdir().unwrap();
+    train::train_until(s, tr, va, &no_aug(), d, a.path(), 1, &|_, _, _| {}).unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(a.path()).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), b.path().join(f.file_name())).unwrap();
+    }
+    (a, b)
+}
+
+/// An epoch table without its timings, for exact comparison.
+fn rows(e: &[train::EpochRow]) -> Vec<(usize, f64, f64, f64, f64, f64)> {
+    e.iter()
+        .map(|r| {
+            (
+                r.epoch,
+                r.train_loss,
+                r.train_acc,
+                r.val_loss,
+                r.val_acc,
+                r.lr,
+            )
+        })
+        .collect()
+}
+
 /// Two data-parallel workers: the loss falls, validation (BatchNorm's running statistics)
 /// beats chance, and the run is deterministic: two continuations of the same checkpoint give
 /// identical epochs and predictions, dropout included (its masks come from a seeded stream
@@ -237,30 +271,10 @@ fn data_parallel_workers_learn_and_are_deterministic() {
         dropout: 0.3,
         ..tiny_settings()
     };
-    let a = tempfile::tempdir().unwrap();
-    train::train_until(&s, &tr, &va, &no_aug(), &d, a.path(), 1, &|_, _, _| {}).unwrap();
-    let b = tempfile::tempdir().unwrap();
-    for f in std::fs::read_dir(a.path()).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), b.path().join(f.file_name())).unwrap();
-    }
+    let (a, b) = one_epoch_twice(&s, &tr, &va, &d);
     let ta = train::train(&s, &tr, &va, &no_aug(), &d, a.path(), &|_, _, _| {}).unwrap();
     let tb = train::train(&s, &tr, &va, &no_aug(), &d, b.path(), &|_, _, _| {}).unwrap();
-    let strip = |e: &[train::EpochRow]| {
-        e.iter()
-            .map(|r| {
-                (
-                    r.epoch,
-                    r.train_loss,
-                    r.train_acc,
-                    r.val_loss,
-                    r.val_acc,
-                    r.lr,
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(strip(&ta.state.epochs), strip(&tb.state.epochs));
+    assert_eq!(rows(&ta.state.epochs), rows(&tb.state.epochs));
     let e = &ta.state.epochs;
     assert_eq!(e.len(), 4);
     assert!(
@@ -286,24 +300,13 @@ fn a_paused_and_resumed_run_equals_a_straight_one() {
         workers: 2,
         ..tiny_settings()
     };
-    let a = tempfile::tempdir().unwrap();
-    train::train_until(&s, &tr, &va, &no_aug(), &d, a.path(), 1, &|_, _, _| {}).unwrap();
-    let b = tempfile::tempdir().unwrap();
-    for f in std::fs::read_dir(a.path()).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), b.path().join(f.file_name())).unwrap();
-    }
+    let (a, b) = one_epoch_twice(&s, &tr, &va, &d);
     let straight = train::train(&s, &tr, &va, &no_aug(), &d, a.path(), &|_, _, _| {}).unwrap();
     for until in 2..=s.epochs {
         train::train_until(&s, &tr, &va, &no_aug(), &d, b.path(), until, &|_, _, _| {}).unwrap();
     }
     let paused = train::train(&s, &tr, &va, &no_aug(), &d, b.path(), &|_, _, _| {}).unwrap();
-    let strip = |e: &[train::EpochRow]| {
-        e.iter()
-            .map(|r| (r.epoch, r.train_loss, r.val_loss, r.lr))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(strip(&paused.state.epochs), strip(&straight.state.epochs));
+    assert_eq!(rows(&paused.state.epochs), rows(&straight.state.epochs));
     assert_eq!(
         train::predict(&paused.model, &va, 64, false, &d),
         train::predict(&straight.model, &va, 64, false, &d)

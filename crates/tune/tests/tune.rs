@@ -314,12 +314,11 @@ fn invalid_search_spaces_exit_2_naming_the_key() {
     }
 }
 
-#[test]
-fn asha_promotes_the_top_fraction_of_each_rung() {
-    let pf = PipelineFile::parse(Path::new("t.toml"), &smoke_with(SEARCH)).unwrap();
-    let p = TuneParams::parse(&pf).unwrap();
-    assert_eq!(p.rungs(), vec![1, 2, 4]);
-    let trial = |id: usize, accs: &[f64]| fer_tune::Trial {
+/// A pruned trial that reached one rung per entry of `accs` (its val accuracy there; val loss
+/// 1 - accuracy), at 10 seconds an epoch.
+fn pruned_trial(p: &TuneParams, id: usize, accs: &[f64]) -> fer_tune::Trial {
+    let epochs = p.rungs()[accs.len() - 1];
+    fer_tune::Trial {
         id,
         config: p.trial_config(id),
         status: Status::Pruned,
@@ -332,11 +331,19 @@ fn asha_promotes_the_top_fraction_of_each_rung() {
                 val_loss: 1.0 - a,
             })
             .collect(),
-        epochs_run: p.rungs()[accs.len() - 1],
-        seconds: 1.0,
+        epochs_run: epochs,
+        seconds: 10.0 * epochs as f64,
         error: None,
         finished: false,
-    };
+    }
+}
+
+#[test]
+fn asha_promotes_the_top_fraction_of_each_rung() {
+    let pf = PipelineFile::parse(Path::new("t.toml"), &smoke_with(SEARCH)).unwrap();
+    let p = TuneParams::parse(&pf).unwrap();
+    assert_eq!(p.rungs(), vec![1, 2, 4]);
+    let trial = |id: usize, accs: &[f64]| pruned_trial(&p, id, accs);
     // One trial at rung 0: 1/2 of 1 is none, so start a new trial.
     let mut st = SearchState {
         trials: vec![trial(0, &[0.6])],
@@ -368,24 +375,7 @@ fn the_leader_trains_to_max_epochs_before_the_clock_runs_out() {
     // Rungs 1, 2, 4 epochs; a 600 s limit; every epoch has taken 10 s.
     let pf = PipelineFile::parse(Path::new("t.toml"), &smoke_with(SEARCH)).unwrap();
     let p = TuneParams::parse(&pf).unwrap();
-    let trial = |id: usize, accs: &[f64]| fer_tune::Trial {
-        id,
-        config: p.trial_config(id),
-        status: Status::Pruned,
-        rungs: accs
-            .iter()
-            .enumerate()
-            .map(|(k, &a)| fer_tune::Rung {
-                epochs: p.rungs()[k],
-                val_acc: a,
-                val_loss: 1.0 - a,
-            })
-            .collect(),
-        epochs_run: p.rungs()[accs.len() - 1],
-        seconds: 10.0 * p.rungs()[accs.len() - 1] as f64,
-        error: None,
-        finished: false,
-    };
+    let trial = |id: usize, accs: &[f64]| pruned_trial(&p, id, accs);
     let st = SearchState {
         trials: vec![trial(0, &[0.6]), trial(1, &[0.7, 0.72]), trial(2, &[0.65])],
         elapsed: 0.0,
