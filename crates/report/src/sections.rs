@@ -1274,6 +1274,10 @@ fn tuning(cx: &mut Ctx) -> Result<(), ReportError> {
             vec!["Search strategy".into(), g("strategy")],
             vec!["Trials".into(), g("trials")],
             vec![
+                "Configurations trained by the search".into(),
+                g("searched_trials"),
+            ],
+            vec![
                 "Completed / pruned / failed".into(),
                 format!("{} / {} / {}", g("completed"), g("pruned"), g("failed")),
             ],
@@ -1283,6 +1287,13 @@ fn tuning(cx: &mut Ctx) -> Result<(), ReportError> {
             vec!["Budget".into(), budget],
         ],
     );
+    if let Some(from) = sm["incumbent_reused_from"].as_str() {
+        cx.doc.p(format!(
+            "Trial 0 is the untuned model's own configuration, the incumbent every searched \
+             configuration has to beat. It was not trained again: its validation figures per \
+             rung and, if it wins, its model are taken from `{from}`."
+        ));
+    }
     if t.trials.is_empty() {
         cx.doc
             .note(Tone::Warn, "`tune/trials.parquet` lists no trial.");

@@ -2,7 +2,8 @@
 //! Tuner method) or asynchronous successive halving (ASHA), which starts every trial on a
 //! small epoch budget and lets only the best fraction train on.
 //!
-//! Reads `artifacts/<pipeline>/preprocess/` (tensors, `transform.json`, `index.parquet`) and
+//! Reads `artifacts/<pipeline>/preprocess/` (tensors, `transform.json`, `index.parquet`),
+//! with `reuse_base` also `artifacts/<pipeline>/train_cnn/<base>/`, and
 //! the `[train_cnn]` section of the pipeline file: the model named by `tune.base` gives every
 //! setting a trial does not search (optimizer, schedule, label smoothing, class weights, ...)
 //! and `[[train_cnn.ops]]` the augmentation chain that `aug_strength` scales.
@@ -11,7 +12,7 @@
 //! - `trials.parquet`: trial, strategy, status (`completed`, `pruned`, `failed`, `stopped` when
 //!   the wall-clock budget ran out mid-trial), params (JSON), epochs_run, val_acc and val_loss
 //!   (of the trial's best checkpoint at its last rung), rungs (JSON: epochs, val_acc, val_loss
-//!   per rung), seconds, error;
+//!   per rung), seconds, reused_from (the model folder trial 0 was taken from), error;
 //! - `summary.json`: strategy, counts per status, the best trial, the budget;
 //! - `best/`: the winner in exactly the layout of a `train_cnn` model folder (`model.json` with
 //!   the train-cnn config, `model.safetensors`, `epochs.parquet`, `predictions.parquet`,
@@ -22,8 +23,11 @@
 //! name of arch `fer-small`), `max_trials`, `max_epochs` (a fully trained trial; the learning
 //! rate schedule always spans it), `min_epochs` (ASHA's first rung), `reduction` (ASHA keeps
 //! the best 1/`reduction` of each rung), `time_limit` (wall clock, e.g. `"25m"`),
-//! `include_base` (trial 0 is the base model's own configuration, the incumbent to beat), and
-//! `[tune.space]` (see [`space`]). Selection uses validation only: the winner is the trial with
+//! `include_base` (trial 0 is the base model's own configuration, the incumbent to beat),
+//! `reuse_base` (with `include_base`: trial 0 is train-cnn's finished run of the base model,
+//! read from `artifacts/<pipeline>/train_cnn/<base>/`, not trained again, so the whole budget
+//! goes to new configurations; its rungs come from that run's epochs table, and if it wins
+//! its folder is copied to `best/`), and `[tune.space]` (see [`space`]). Selection uses validation only: the winner is the trial with
 //! the best validation accuracy among those that reached the highest rung; its best
 //! checkpoint is kept and scored on test once. Under ASHA the leader is trained on to
 //! `max_epochs` before the clock runs out ([`finish_leader`]): as soon as running anything
@@ -111,6 +115,10 @@ pub struct TuneSection {
     /// `enqueue_trial` or Ray Tune's `points_to_evaluate` do: it then has to earn its
     /// promotions like any other trial.
     pub include_base: bool,
+    /// With `include_base`: trial 0 is not trained again but taken from train-cnn's run of
+    /// the base model (`artifacts/<pipeline>/train_cnn/<base>/`), its rungs read off that
+    /// run's epochs table, so the whole budget goes to new configurations.
+    pub reuse_base: bool,
     pub space: toml::Table,
 }
 
@@ -126,6 +134,7 @@ impl Default for TuneSection {
             reduction: 3,
             time_limit: "25m".into(),
             include_base: false,
+            reuse_base: false,
             space: toml::Table::new(),
         }
     }
@@ -158,6 +167,7 @@ pub struct TuneParams {
     pub reduction: usize,
     pub time_limit_s: f64,
     pub include_base: bool,
+    pub reuse_base: bool,
     pub space: Space,
     /// The base model's settings (from `[train_cnn]`).
     pub base: TrainSettings,
@@ -232,6 +242,22 @@ impl TuneParams {
                 ),
             ));
         }
+        if t.reuse_base && !t.include_base {
+            return Err(err(
+                "reuse_base",
+                "needs include_base = true (it reuses trial 0, the base configuration)".into(),
+            ));
+        }
+        if t.reuse_base && base.epochs != t.max_epochs {
+            return Err(err(
+                "reuse_base",
+                format!(
+                    "train-cnn trains `{}` for {} epochs but a trial trains max_epochs = {}: \
+                     set them equal to reuse its run, or reuse_base = false",
+                    t.base, base.epochs, t.max_epochs
+                ),
+            ));
+        }
         Ok(TuneParams {
             strategy,
             seed: t.seed,
@@ -241,6 +267,7 @@ impl TuneParams {
             reduction: t.reduction,
             time_limit_s: limit.as_secs_f64(),
             include_base: t.include_base,
+            reuse_base: t.reuse_base,
             space,
             base: base.clone(),
             steps: cnn.steps,
@@ -263,7 +290,8 @@ impl TuneParams {
         r
     }
 
-    fn base_config(&self) -> TrialConfig {
+    /// The base model's own configuration (trial 0 with `include_base`).
+    pub fn base_config(&self) -> TrialConfig {
         TrialConfig {
             widths: self.base.widths.clone(),
             kernels: self.base.kernels.clone(),
@@ -365,6 +393,54 @@ pub struct Trial {
     pub error: Option<String>,
     /// Training ended early (patience) or reached `max_epochs`: nothing left to promote.
     pub finished: bool,
+    /// Not trained by this search but taken from an earlier run (`reuse_base`): the model
+    /// folder it came from, relative to the pipeline's artifacts (`train_cnn/fer-small`).
+    #[serde(default)]
+    pub reused_from: Option<String>,
+}
+
+/// Trial 0 as the search would have recorded it, built from a finished training run of the
+/// base configuration (train-cnn's `epochs.parquet` rows): at each rung, the validation
+/// accuracy and loss of the best checkpoint so far (the lowest validation loss, the first
+/// one on a tie, as training keeps it). A run that stopped early (patience) ends at the rung
+/// it stopped in, as a trial does. `seconds` is the run's own training time; it is not
+/// counted against this search's clock.
+pub fn incumbent_trial(
+    p: &TuneParams,
+    epochs: &[train::EpochRow],
+    seconds: f64,
+    from: &str,
+) -> Trial {
+    let n = epochs.len();
+    let (mut best_loss, mut best_acc, mut i) = (f64::INFINITY, 0.0, 0);
+    let mut rungs = Vec::new();
+    for r in p.rungs() {
+        while i < n && epochs[i].epoch <= r {
+            if epochs[i].val_loss < best_loss {
+                (best_loss, best_acc) = (epochs[i].val_loss, epochs[i].val_acc);
+            }
+            i += 1;
+        }
+        rungs.push(Rung {
+            epochs: n.min(r),
+            val_acc: best_acc,
+            val_loss: best_loss,
+        });
+        if n <= r {
+            break;
+        }
+    }
+    Trial {
+        id: 0,
+        config: p.base_config(),
+        status: Status::Completed,
+        rungs,
+        epochs_run: n,
+        seconds,
+        error: None,
+        finished: true,
+        reused_from: Some(from.to_string()),
+    }
 }
 
 /// The whole search, saved after every epoch.
@@ -482,6 +558,8 @@ pub struct SearchData<'a> {
     pub train: &'a TensorSet,
     pub val: &'a TensorSet,
     pub transform: &'a Transform,
+    /// Trial 0, already trained ([`incumbent_trial`]); it starts a new search.
+    pub incumbent: Option<Trial>,
 }
 
 /// Run (or continue) the search whose state lives in `work`. `progress(message, started,
@@ -502,6 +580,11 @@ pub fn search(
         })?,
         Err(_) => SearchState::default(),
     };
+    if st.trials.is_empty()
+        && let Some(t) = &data.incumbent
+    {
+        st.trials.push(t.clone());
+    }
     let save = |st: &SearchState| -> Result<(), TuneError> {
         let tmp = work.join("state.json.tmp");
         let text = serde_json::to_string_pretty(st).expect("state serializes");
@@ -546,6 +629,7 @@ pub fn search(
                 seconds: 0.0,
                 error: None,
                 finished: false,
+                reused_from: None,
             });
         }
         st.trials[id].status = Status::Running;
@@ -650,6 +734,16 @@ pub fn search(
 pub fn run(p: &Params) -> Result<Manifest, TuneError> {
     let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
     let dir_in = input.path.clone();
+    let mut inputs = vec![input];
+    // reuse_base: train-cnn's run of the base model is trial 0, so its outputs are an input.
+    let incumbent = if p.tune.reuse_base {
+        let (cnn, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "train_cnn")?;
+        let dir = cnn.path.join(&p.tune.base.name);
+        inputs.push(cnn);
+        Some(dir)
+    } else {
+        None
+    };
     let params = json!({
         "tune": p.tune,
         "rungs": p.tune.rungs(),
@@ -657,7 +751,7 @@ pub fn run(p: &Params) -> Result<Manifest, TuneError> {
     });
     let run = p
         .common
-        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
+        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, inputs);
     let work: PathBuf = p
         .common
         .artifacts
@@ -665,14 +759,116 @@ pub fn run(p: &Params) -> Result<Manifest, TuneError> {
         .join(format!(".{STAGE}.resume"))
         .join(&run.signature()[..16]);
     let dev = fer_train_cnn::device(&p.device)?;
-    let m = run.execute(|dir| compute(&dir_in, &p.tune, &dev, &work, dir, p.common.quiet))?;
+    let m = run.execute(|dir| {
+        compute(
+            &dir_in,
+            incumbent.as_deref(),
+            &p.tune,
+            &dev,
+            &work,
+            dir,
+            p.common.quiet,
+        )
+    })?;
     let _ = std::fs::remove_dir_all(work.parent().unwrap_or(&work));
     Ok(m)
 }
 
-/// Search, then export the winner and the trials table into `dir`.
+/// Trial 0 from train-cnn's model folder `mdir` (`reuse_base`), after checking that it was
+/// trained with exactly trial 0's settings.
+pub fn load_incumbent(p: &TuneParams, mdir: &Path) -> Result<Trial, TuneError> {
+    let art = fer_train_cnn::ModelArtifact::load(mdir)?;
+    let want = p.settings(0, &p.base_config());
+    let have = TrainSettings {
+        name: want.name.clone(),
+        ..art.settings.clone()
+    };
+    if have != want {
+        return Err(fer_core::Error::Other(format!(
+            "{}: reuse_base: this model was trained with other settings than the search's \
+             trial 0 ({}); run `make train-cnn` again or set reuse_base = false",
+            mdir.join("model.json").display(),
+            settings_diff(&want, &have)
+        ))
+        .into());
+    }
+    let epochs = read_epochs(&mdir.join("epochs.parquet"))?;
+    let seconds = epochs.iter().map(|e| e.seconds).sum();
+    let from = mdir
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|s| format!("{}/{}", s.to_string_lossy(), p.base.name))
+        .unwrap_or_else(|| p.base.name.clone());
+    Ok(incumbent_trial(p, &epochs, seconds, &from))
+}
+
+/// The keys two train-cnn settings differ in (for an error message).
+fn settings_diff(a: &TrainSettings, b: &TrainSettings) -> String {
+    let (a, b) = (json!(a), json!(b));
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return String::new();
+    };
+    let keys: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "{k}: {} here, {} there",
+                v,
+                b.get(k).unwrap_or(&json!(null))
+            )
+        })
+        .collect();
+    keys.join("; ")
+}
+
+/// train-cnn's `epochs.parquet`.
+pub fn read_epochs(path: &Path) -> fer_core::Result<Vec<train::EpochRow>> {
+    use arrow::array::{Array, Float64Array, UInt32Array};
+    let (_, batches) = fer_core::parquet_io::read_batches(path)?;
+    let bad = |m: String| fer_core::Error::Other(format!("{}: {m}", path.display()));
+    let mut rows = Vec::new();
+    for b in &batches {
+        let f64s = |n: &str| -> fer_core::Result<Float64Array> {
+            b.column_by_name(n)
+                .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned())
+                .ok_or_else(|| bad(format!("no float column `{n}`")))
+        };
+        let epoch = b
+            .column_by_name("epoch")
+            .and_then(|c| c.as_any().downcast_ref::<UInt32Array>().cloned())
+            .ok_or_else(|| bad("no u32 column `epoch`".into()))?;
+        let (tl, ta, vl, va, lr, sec) = (
+            f64s("train_loss")?,
+            f64s("train_acc")?,
+            f64s("val_loss")?,
+            f64s("val_acc")?,
+            f64s("lr")?,
+            f64s("seconds")?,
+        );
+        for i in 0..b.num_rows() {
+            rows.push(train::EpochRow {
+                epoch: epoch.value(i) as usize,
+                train_loss: tl.value(i),
+                train_acc: ta.value(i),
+                val_loss: vl.value(i),
+                val_acc: va.value(i),
+                lr: lr.value(i),
+                seconds: sec.value(i),
+            });
+        }
+    }
+    if rows.iter().enumerate().any(|(i, r)| r.epoch != i + 1) {
+        return Err(bad("epochs are not 1, 2, 3, ... in order".into()));
+    }
+    Ok(rows)
+}
+
+/// Search, then export the winner and the trials table into `dir`. `incumbent`: train-cnn's
+/// folder of the base model, trial 0 without training it again (`reuse_base`).
 pub fn compute(
     dir_in: &Path,
+    incumbent: Option<&Path>,
     p: &TuneParams,
     device: &fer_train_cnn::Device,
     work: &Path,
@@ -698,6 +894,7 @@ pub fn compute(
         train: train_set,
         val,
         transform,
+        incumbent: incumbent.map(|d| load_incumbent(p, d)).transpose()?,
     };
     let st = search(p, &data, device, work, &report)?;
     pb.finish_and_clear();
@@ -723,22 +920,50 @@ pub fn compute(
 
     // The winner's best checkpoint, scored on val and (once) on test.
     let s = p.settings(best.id, &best.config);
-    let steps = fer_augment::scale_steps(&p.steps, best.config.aug_strength as f32);
-    let aug = fer_augment::augmenter(&steps, transform);
-    let trained = train::train_until(
-        &s,
-        train_set,
-        val,
-        &aug,
-        device,
-        &work.join(&s.name),
-        best.epochs_run,
-        &|_, _, _| {},
-    )?;
-    let cfg = prepared.model_config(&s)?;
     let bdir = dir.join("best");
-    let mut info = fer_train_cnn::export_model(&trained, &s, &cfg, &prepared, device, &bdir)?;
+    let (mut info, epoch_rows) = match (&best.reused_from, incumbent) {
+        // The incumbent won: train-cnn already exported and scored it; copy its folder.
+        (Some(_), Some(src)) => {
+            std::fs::create_dir_all(&bdir).map_err(|e| fer_core::Error::io(&bdir, e))?;
+            for f in [
+                "model.safetensors",
+                "model.json",
+                "epochs.parquet",
+                "predictions.parquet",
+                "metrics.json",
+            ] {
+                std::fs::copy(src.join(f), bdir.join(f))
+                    .map_err(|e| fer_core::Error::io(src.join(f), e))?;
+            }
+            let mp = bdir.join("metrics.json");
+            let text = std::fs::read_to_string(&mp).map_err(|e| fer_core::Error::io(&mp, e))?;
+            let info: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| fer_core::Error::Json {
+                    path: mp,
+                    source: e,
+                })?;
+            (info, best.epochs_run)
+        }
+        _ => {
+            let steps = fer_augment::scale_steps(&p.steps, best.config.aug_strength as f32);
+            let aug = fer_augment::augmenter(&steps, transform);
+            let trained = train::train_until(
+                &s,
+                train_set,
+                val,
+                &aug,
+                device,
+                &work.join(&s.name),
+                best.epochs_run,
+                &|_, _, _| {},
+            )?;
+            let cfg = prepared.model_config(&s)?;
+            let info = fer_train_cnn::export_model(&trained, &s, &cfg, &prepared, device, &bdir)?;
+            (info, trained.state.epochs.len())
+        }
+    };
     info["tune_trial"] = json!(best.id);
+    info["reused_from"] = json!(best.reused_from);
     info["search_seconds"] = json!(st.elapsed);
     write_json(&bdir.join("metrics.json"), &info)?;
     let winner = TrainSettings {
@@ -766,6 +991,9 @@ pub fn compute(
         "best_val_acc": best.rungs.last().map(|r| r.val_acc),
         "best_epochs": best.epochs_run,
         "best_params": best.config,
+        "best_reused_from": best.reused_from,
+        "searched_trials": st.trials.iter().filter(|t| t.reused_from.is_none()).count(),
+        "incumbent_reused_from": st.trials.iter().find_map(|t| t.reused_from.clone()),
         "epochs_trained": st.trials.iter().map(|t| t.epochs_run).sum::<usize>(),
         "seconds": st.elapsed,
         "budget": {
@@ -806,7 +1034,7 @@ pub fn compute(
     ] {
         out.file(&format!("best/{f}"));
     }
-    out.table("best/epochs.parquet", trained.state.epochs.len());
+    out.table("best/epochs.parquet", epoch_rows);
     out.table("best/predictions.parquet", val.n + test.n);
     out.summary = json!({
         "strategy": p.strategy.as_str(),
@@ -861,6 +1089,15 @@ pub fn write_trials(path: &Path, strategy: Strategy, trials: &[Trial]) -> fer_co
                 strs(&|t| serde_json::to_string(&t.rungs).expect("JSON")),
             ),
             ("seconds", f64s(|t| t.seconds)),
+            (
+                "reused_from",
+                Arc::new(StringArray::from(
+                    trials
+                        .iter()
+                        .map(|t| t.reused_from.clone())
+                        .collect::<Vec<_>>(),
+                )) as ArrayRef,
+            ),
             (
                 "error",
                 Arc::new(StringArray::from(

@@ -246,6 +246,7 @@ fn a_failing_trial_is_recorded_and_the_search_goes_on() {
         train: &train,
         val: &val,
         transform: &transform,
+        incumbent: None,
     };
     let st = fer_tune::search(
         &p,
@@ -335,6 +336,7 @@ fn pruned_trial(p: &TuneParams, id: usize, accs: &[f64]) -> fer_tune::Trial {
         seconds: 10.0 * epochs as f64,
         error: None,
         finished: false,
+        reused_from: None,
     }
 }
 
@@ -415,4 +417,130 @@ fn include_base_makes_trial_0_the_base_configuration() {
     assert_ne!(plain.trial_config(0).widths, b.widths);
     // ... and the other trials are the same samples either way.
     assert_eq!(plain.trial_config(1), based.trial_config(1));
+}
+
+/// The best model's predictions (`best/predictions.parquet`: p_happy per row) and metrics.
+fn best_of(dir: &Path) -> (Vec<f64>, serde_json::Value) {
+    let (_, batches) =
+        fer_core::parquet_io::read_batches(&dir.join("best/predictions.parquet")).unwrap();
+    let mut probs = Vec::new();
+    for b in batches {
+        let c = b.column_by_name("p_happy").unwrap();
+        let c = c.as_any().downcast_ref::<Float64Array>().unwrap();
+        probs.extend((0..c.len()).map(|i| c.value(i)));
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("best/metrics.json")).unwrap())
+            .unwrap();
+    (probs, m)
+}
+
+#[test]
+fn reuse_base_takes_trial_0_from_train_cnn_and_it_equals_training_it_again() {
+    // max_trials = 1: the search has only trial 0, the base configuration. Once trained by
+    // the search, once taken from train-cnn's run of fer-small (reuse_base).
+    let tune = |extra: &str| {
+        SEARCH.replace("max_trials = 8", "max_trials = 1").replace(
+            "[tune.space]",
+            &format!("include_base = true\n{extra}\n[tune.space]"),
+        )
+    };
+    let (trained, reused) = (
+        Fixture::new(&tune("")),
+        Fixture::new(&tune("reuse_base = true")),
+    );
+    // train-cnn on the reusing fixture: its fer-small is trial 0.
+    let pf = PipelineFile::load(&reused.pipeline()).unwrap();
+    let cli = fer_train_cnn::Cli::parse_from([
+        "fer-train-cnn",
+        "--pipeline",
+        &reused.pipeline().display().to_string(),
+        "--artifacts",
+        &reused.artifacts().display().to_string(),
+        "--cache-dir",
+        "off",
+        "--quiet",
+    ]);
+    fer_train_cnn::run(&fer_train_cnn::Params::from_pipeline(&pf, &cli).unwrap()).unwrap();
+    for f in [&trained, &reused] {
+        let out = f.command().output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (dt, dr) = (
+        trained.artifacts().join("smoke/tune"),
+        reused.artifacts().join("smoke/tune"),
+    );
+    let (rt, rr) = (&trials(&dt)[0], &trials(&dr)[0]);
+    assert_eq!((rt.trial, rr.trial), (0, 0));
+    assert_eq!((rt.epochs_run, rr.epochs_run), (4, 4));
+    // The reused trial has every rung (1, 2, 4 epochs); the trained one skipped rung 2 (as
+    // the leader it went straight on to max_epochs). Where both have a rung they agree.
+    let rungs = |r: &Row| -> Vec<(u64, f64, f64)> {
+        r.rungs
+            .iter()
+            .map(|v| {
+                (
+                    v["epochs"].as_u64().unwrap(),
+                    v["val_acc"].as_f64().unwrap(),
+                    v["val_loss"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (kt, kr) = (rungs(rt), rungs(rr));
+    assert_eq!(kr.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 4]);
+    assert_eq!(kt.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 4]);
+    assert_eq!((kt[0], kt[1]), (kr[0], kr[2]));
+    // Same model: identical predictions and test metrics, and nothing trained by the search.
+    let ((pt, mt), (pr, mr)) = (best_of(&dt), best_of(&dr));
+    assert_eq!(pt.len(), pr.len());
+    assert_eq!(
+        pt, pr,
+        "the search's trial 0 reproduces train-cnn's fer-small exactly"
+    );
+    assert_eq!(mt["metrics"], mr["metrics"]);
+    assert_eq!(mr["reused_from"], "train_cnn/fer-small");
+    assert_eq!(mt["reused_from"], serde_json::Value::Null);
+    let summary = |d: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap()
+    };
+    assert_eq!(summary(&dr)["epochs_trained"], 4);
+    assert_eq!(summary(&dr)["searched_trials"], 0);
+    assert_eq!(summary(&dt)["searched_trials"], 1);
+    assert!(
+        summary(&dr)["seconds"].as_f64().unwrap() < 1.0,
+        "no epoch was trained again"
+    );
+}
+
+#[test]
+fn reuse_base_needs_include_base_and_max_epochs_equal_to_the_base_epochs() {
+    let parse = |extra: &str| {
+        let text = smoke_with(&SEARCH.replace("[tune.space]", &format!("{extra}\n[tune.space]")));
+        TuneParams::parse(&PipelineFile::parse(Path::new("t.toml"), &text).unwrap())
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(parse("include_base = true\nreuse_base = true"), None);
+    let e = parse("reuse_base = true").unwrap();
+    assert!(
+        e.contains("reuse_base") && e.contains("include_base"),
+        "{e}"
+    );
+    // train_cnn's fer-small trains 4 epochs (smoke): a 6-epoch trial 0 is another run.
+    let text = smoke_with(&SEARCH.replace("max_epochs = 4", "max_epochs = 6").replace(
+        "[tune.space]",
+        "include_base = true\nreuse_base = true\n[tune.space]",
+    ));
+    let e = TuneParams::parse(&PipelineFile::parse(Path::new("t.toml"), &text).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("reuse_base") && e.contains("max_epochs = 6"),
+        "{e}"
+    );
 }
