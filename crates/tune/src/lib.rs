@@ -484,8 +484,10 @@ pub fn next_job(p: &TuneParams, st: &SearchState) -> Option<(usize, usize)> {
     (st.trials.len() < p.max_trials).then_some((st.trials.len(), 0))
 }
 
-/// ASHA's last step under a wall clock: train the leader (what [`best_trial`] would pick) on
-/// to `max_epochs` while there is still time for it. Returns `(leader, last rung)` when that
+/// ASHA's last step under a wall clock: train the leader (what [`best_trial`] would pick
+/// among the trials this search trains, so not a reused incumbent, which has finished) on to
+/// `max_epochs` while there is still time for it, so that it meets the incumbent at full
+/// length. Returns `(leader, last rung)` when that
 /// must start now: when nothing else is left to run (`next` is `None`), or when running `next`
 /// first would leave less than the leader needs (its seconds per epoch so far times the
 /// epochs it lacks, plus 10%). `None` when the leader has already finished, or when it would
@@ -501,7 +503,7 @@ pub fn finish_leader(
         return None;
     }
     let rungs = p.rungs();
-    let leader = best_trial(st)?;
+    let leader = best_of(st.trials.iter().filter(|t| t.reused_from.is_none()))?;
     if leader.finished || leader.epochs_run == 0 || leader.epochs_run >= p.max_epochs {
         return None;
     }
@@ -532,25 +534,23 @@ pub fn finish_leader(
 /// The winner: among trials that reached the highest rung any trial reached, the best
 /// validation accuracy there (then the lower validation loss, then the lower id).
 pub fn best_trial(st: &SearchState) -> Option<&Trial> {
-    let top = st
-        .trials
-        .iter()
-        .filter(|t| t.status != Status::Failed)
-        .map(|t| t.rungs.len())
-        .max()?;
+    best_of(st.trials.iter())
+}
+
+/// [`best_trial`]'s rule over some of the trials.
+fn best_of<'a>(trials: impl Iterator<Item = &'a Trial> + Clone) -> Option<&'a Trial> {
+    let ok = trials.filter(|t| t.status != Status::Failed);
+    let top = ok.clone().map(|t| t.rungs.len()).max()?;
     if top == 0 {
         return None;
     }
-    st.trials
-        .iter()
-        .filter(|t| t.status != Status::Failed && t.rungs.len() == top)
-        .min_by(|a, b| {
-            let (ra, rb) = (&a.rungs[top - 1], &b.rungs[top - 1]);
-            rb.val_acc
-                .total_cmp(&ra.val_acc)
-                .then(ra.val_loss.total_cmp(&rb.val_loss))
-                .then(a.id.cmp(&b.id))
-        })
+    ok.filter(|t| t.rungs.len() == top).min_by(|a, b| {
+        let (ra, rb) = (&a.rungs[top - 1], &b.rungs[top - 1]);
+        rb.val_acc
+            .total_cmp(&ra.val_acc)
+            .then(ra.val_loss.total_cmp(&rb.val_loss))
+            .then(a.id.cmp(&b.id))
+    })
 }
 
 /// The data a search trains and validates on.

@@ -544,3 +544,47 @@ fn reuse_base_needs_include_base_and_max_epochs_equal_to_the_base_epochs() {
         "{e}"
     );
 }
+
+#[test]
+fn with_a_reused_incumbent_the_best_challenger_is_trained_to_max_epochs() {
+    // Trial 0 is the incumbent taken from train-cnn (every rung, finished); it leads, but it
+    // needs no training: the best trial of the search itself (trial 2, at rung 2) is the one
+    // trained on to max_epochs, to meet the incumbent at full length.
+    let tune = SEARCH.replace(
+        "[tune.space]",
+        "include_base = true\nreuse_base = true\n[tune.space]",
+    );
+    let pf = PipelineFile::parse(Path::new("t.toml"), &smoke_with(&tune)).unwrap();
+    let p = TuneParams::parse(&pf).unwrap();
+    let epochs: Vec<fer_train_cnn::train::EpochRow> = (1..=4)
+        .map(|e| fer_train_cnn::train::EpochRow {
+            epoch: e,
+            train_loss: 0.5,
+            train_acc: 0.8,
+            val_loss: [0.4, 0.3, 0.35, 0.2][e - 1],
+            val_acc: [0.8, 0.85, 0.9, 0.88][e - 1],
+            lr: 1e-3,
+            seconds: 10.0,
+        })
+        .collect();
+    let inc = fer_tune::incumbent_trial(&p, &epochs, 40.0, "train_cnn/fer-small");
+    // Rungs at 1, 2, 4 epochs: the best checkpoint (lowest val loss) so far at each.
+    let r: Vec<(usize, f64)> = inc.rungs.iter().map(|r| (r.epochs, r.val_acc)).collect();
+    assert_eq!(r, [(1, 0.8), (2, 0.85), (4, 0.88)]);
+    assert!(inc.finished && inc.status == Status::Completed && inc.epochs_run == 4);
+    let st = SearchState {
+        trials: vec![
+            inc.clone(),
+            pruned_trial(&p, 1, &[0.6]),
+            pruned_trial(&p, 2, &[0.7, 0.72]),
+            pruned_trial(&p, 3, &[0.65]),
+        ],
+        elapsed: 0.0,
+    };
+    assert_eq!(fer_tune::best_trial(&st).map(|t| t.id), Some(0));
+    assert_eq!(fer_tune::finish_leader(&p, &st, 100.0, None), Some((2, 2)));
+    // An incumbent that stopped early (patience after 3 epochs) ends in the rung it stopped in.
+    let short = fer_tune::incumbent_trial(&p, &epochs[..3], 30.0, "x");
+    let r: Vec<(usize, f64)> = short.rungs.iter().map(|r| (r.epochs, r.val_acc)).collect();
+    assert_eq!(r, [(1, 0.8), (2, 0.85), (3, 0.85)]);
+}
