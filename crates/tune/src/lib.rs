@@ -26,14 +26,15 @@
 //! `include_base` (trial 0 is the base model's own configuration, the incumbent to beat),
 //! `reuse_base` (with `include_base`: trial 0 is train-cnn's finished run of the base model,
 //! read from `artifacts/<pipeline>/train_cnn/<base>/`, not trained again, so the whole budget
-//! goes to new configurations; its rungs come from that run's epochs table, and if it wins
-//! its folder is copied to `best/`), and `[tune.space]` (see [`space`]). Selection uses validation only: the winner is the trial with
-//! the best validation accuracy among those that reached the highest rung; its best
-//! checkpoint is kept and scored on test once. Under ASHA the leader is trained on to
-//! `max_epochs` before the clock runs out ([`finish_leader`]): as soon as running anything
-//! else first would leave it too little time, or when nothing else is left, it continues from
-//! its checkpoint (the same run as training it straight through), so the chosen configuration
-//! gets the full epoch budget and not just the rung it had reached.
+//! goes to new configurations; its rungs come from that run's epochs table, and if it wins its
+//! folder is copied to `best/`), and `[tune.space]` (see [`space`]). Selection uses validation
+//! only: the winner is the trial with the best validation accuracy among those that reached the
+//! highest rung; its best checkpoint is kept and scored on test once. Under ASHA the leader
+//! (the search's own best trial, not a reused incumbent) is trained on to `max_epochs` before
+//! the clock runs out ([`finish_leader`]): as soon as running anything else first would leave
+//! it too little time, or when nothing else is left, it continues from its checkpoint (the same
+//! run as training it straight through), so the chosen configuration gets the full epoch budget
+//! and not just the rung it had reached.
 //!
 //! Resuming: the search state (`state.json`) and every trial's checkpoints live in
 //! `artifacts/<pipeline>/.tune.resume/<signature>/` and are saved after every epoch. Killing
@@ -793,6 +794,13 @@ pub fn load_incumbent(p: &TuneParams, mdir: &Path) -> Result<Trial, TuneError> {
         .into());
     }
     let epochs = read_epochs(&mdir.join("epochs.parquet"))?;
+    if epochs.is_empty() {
+        return Err(fer_core::Error::Other(format!(
+            "{}: reuse_base: no epoch in this run",
+            mdir.join("epochs.parquet").display()
+        ))
+        .into());
+    }
     let seconds = epochs.iter().map(|e| e.seconds).sum();
     let from = mdir
         .parent()

@@ -515,6 +515,24 @@ fn reuse_base_takes_trial_0_from_train_cnn_and_it_equals_training_it_again() {
         summary(&dr)["seconds"].as_f64().unwrap() < 1.0,
         "no epoch was trained again"
     );
+    // A stale train-cnn run (the pipeline's learning rate changed since) is refused, naming
+    // the file and the setting, rather than taken as trial 0.
+    let text = std::fs::read_to_string(reused.pipeline()).unwrap();
+    assert!(text.contains("\nlr = 3e-3\n"));
+    std::fs::write(
+        reused.pipeline(),
+        text.replace("\nlr = 3e-3\n", "\nlr = 4e-3\n"),
+    )
+    .unwrap();
+    let out = reused.command().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fer-small/model.json")
+            && err.contains("reuse_base")
+            && err.contains("lr: 0.004 here, 0.003 there"),
+        "{err}"
+    );
 }
 
 #[test]
