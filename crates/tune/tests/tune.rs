@@ -94,6 +94,16 @@ lr = { low = 1e-3, high = 1e-2, log = true }
 batch_size = { choice = [16, 32] }
 "#;
 
+/// [`SEARCH`] with more `[tune]` keys (`extra`: TOML lines).
+fn search_with(extra: &str) -> String {
+    SEARCH.replace("[tune.space]", &format!("{extra}\n[tune.space]"))
+}
+
+/// The smoke pipeline's `[tune]` replaced by `tune`, parsed and validated.
+fn tune_params(tune: &str) -> fer_core::Result<TuneParams> {
+    TuneParams::parse(&PipelineFile::parse(Path::new("t.toml"), &smoke_with(tune)).unwrap())
+}
+
 struct Row {
     trial: u32,
     status: String,
@@ -342,8 +352,7 @@ fn pruned_trial(p: &TuneParams, id: usize, accs: &[f64]) -> fer_tune::Trial {
 
 #[test]
 fn asha_promotes_the_top_fraction_of_each_rung() {
-    let pf = PipelineFile::parse(Path::new("t.toml"), &smoke_with(SEARCH)).unwrap();
-    let p = TuneParams::parse(&pf).unwrap();
+    let p = tune_params(SEARCH).unwrap();
     assert_eq!(p.rungs(), vec![1, 2, 4]);
     let trial = |id: usize, accs: &[f64]| pruned_trial(&p, id, accs);
     // One trial at rung 0: 1/2 of 1 is none, so start a new trial.
@@ -375,8 +384,7 @@ fn asha_promotes_the_top_fraction_of_each_rung() {
 #[test]
 fn the_leader_trains_to_max_epochs_before_the_clock_runs_out() {
     // Rungs 1, 2, 4 epochs; a 600 s limit; every epoch has taken 10 s.
-    let pf = PipelineFile::parse(Path::new("t.toml"), &smoke_with(SEARCH)).unwrap();
-    let p = TuneParams::parse(&pf).unwrap();
+    let p = tune_params(SEARCH).unwrap();
     let trial = |id: usize, accs: &[f64]| pruned_trial(&p, id, accs);
     let st = SearchState {
         trials: vec![trial(0, &[0.6]), trial(1, &[0.7, 0.72]), trial(2, &[0.65])],
@@ -402,10 +410,7 @@ fn the_leader_trains_to_max_epochs_before_the_clock_runs_out() {
 
 #[test]
 fn include_base_makes_trial_0_the_base_configuration() {
-    let with = |extra: &str| {
-        let text = smoke_with(&SEARCH.replace("[tune.space]", &format!("{extra}\n[tune.space]")));
-        TuneParams::parse(&PipelineFile::parse(Path::new("t.toml"), &text).unwrap()).unwrap()
-    };
+    let with = |extra: &str| tune_params(&search_with(extra)).unwrap();
     let (plain, based) = (with(""), with("include_base = true"));
     let b = &based.base;
     let c0 = based.trial_config(0);
@@ -440,10 +445,8 @@ fn reuse_base_takes_trial_0_from_train_cnn_and_it_equals_training_it_again() {
     // max_trials = 1: the search has only trial 0, the base configuration. Once trained by
     // the search, once taken from train-cnn's run of fer-small (reuse_base).
     let tune = |extra: &str| {
-        SEARCH.replace("max_trials = 8", "max_trials = 1").replace(
-            "[tune.space]",
-            &format!("include_base = true\n{extra}\n[tune.space]"),
-        )
+        search_with(&format!("include_base = true\n{extra}"))
+            .replace("max_trials = 8", "max_trials = 1")
     };
     let (trained, reused) = (
         Fixture::new(&tune("")),
@@ -538,8 +541,7 @@ fn reuse_base_takes_trial_0_from_train_cnn_and_it_equals_training_it_again() {
 #[test]
 fn reuse_base_needs_include_base_and_max_epochs_equal_to_the_base_epochs() {
     let parse = |extra: &str| {
-        let text = smoke_with(&SEARCH.replace("[tune.space]", &format!("{extra}\n[tune.space]")));
-        TuneParams::parse(&PipelineFile::parse(Path::new("t.toml"), &text).unwrap())
+        tune_params(&search_with(extra))
             .err()
             .map(|e| e.to_string())
     };
@@ -550,13 +552,12 @@ fn reuse_base_needs_include_base_and_max_epochs_equal_to_the_base_epochs() {
         "{e}"
     );
     // train_cnn's fer-small trains 4 epochs (smoke): a 6-epoch trial 0 is another run.
-    let text = smoke_with(&SEARCH.replace("max_epochs = 4", "max_epochs = 6").replace(
-        "[tune.space]",
-        "include_base = true\nreuse_base = true\n[tune.space]",
-    ));
-    let e = TuneParams::parse(&PipelineFile::parse(Path::new("t.toml"), &text).unwrap())
-        .unwrap_err()
-        .to_string();
+    let e = tune_params(
+        &search_with("include_base = true\nreuse_base = true")
+            .replace("max_epochs = 4", "max_epochs = 6"),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("reuse_base") && e.contains("max_epochs = 6"),
         "{e}"
@@ -568,12 +569,7 @@ fn with_a_reused_incumbent_the_best_challenger_is_trained_to_max_epochs() {
     // Trial 0 is the incumbent taken from train-cnn (every rung, finished); it leads, but it
     // needs no training: the best trial of the search itself (trial 2, at rung 2) is the one
     // trained on to max_epochs, to meet the incumbent at full length.
-    let tune = SEARCH.replace(
-        "[tune.space]",
-        "include_base = true\nreuse_base = true\n[tune.space]",
-    );
-    let pf = PipelineFile::parse(Path::new("t.toml"), &smoke_with(&tune)).unwrap();
-    let p = TuneParams::parse(&pf).unwrap();
+    let p = tune_params(&search_with("include_base = true\nreuse_base = true")).unwrap();
     let epochs: Vec<fer_train_cnn::train::EpochRow> = (1..=4)
         .map(|e| fer_train_cnn::train::EpochRow {
             epoch: e,
