@@ -62,15 +62,15 @@ $(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(cal
 $(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(call src,train-svm)
 	$(call stage,train-svm)
 
-# train_cnn reuses the augment library, so its sources are a prerequisite too.
-$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(call src,train-cnn) $(call src,augment)
+# train_cnn reuses the augment library and fer-ops' kernels, so their sources are prerequisites too.
+$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(call src,train-cnn) $(call src,augment) $(call src,ops)
 	$(BUILD)
 	$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE)
 
 # tune trains our architecture with the [train_cnn] settings and ops: train-cnn's and augment's
 # sources are prerequisites too. It runs after train-cnn (make is serial here) so the two
 # never share the 2 cores.
-$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(PFILE) $(CORE) $(call src,tune) $(call src,train-cnn) $(call src,augment)
+$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(PFILE) $(CORE) $(call src,tune) $(call src,train-cnn) $(call src,augment) $(call src,ops)
 	$(BUILD)
 	$(BIN)/fer-tune --pipeline $(PIPELINE) --device $(DEVICE)
 

@@ -4,6 +4,8 @@
 //! run cache is off and every stage is forced to compute). Rows that need the real data are
 //! skipped, with a note, when it is absent. Each timing is the best of `--repeat` runs.
 
+mod compare;
+
 use clap::Parser;
 use fer_core::cli::StageArgs;
 use fer_core::pipeline::PipelineFile;
@@ -22,9 +24,23 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// Run only these groups (comma-separated): stages (ingest, stats, preprocess, SVMs),
-    /// augment, cnn, predict. Default: all.
+    /// augment, cnn, predict, compare (the rows `make bench-compare` sets beside PyTorch's;
+    /// only when named). Default: all but compare.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Print the compare rows as JSON lines (name, impl, threads, per_second) instead of a
+    /// table: what `scripts/bench-compare.sh` reads.
+    #[arg(long)]
+    json: bool,
+    /// Compare rows for these architectures only (fer-small, seed-base, fer-tiny; default all).
+    #[arg(long, value_delimiter = ',')]
+    archs: Vec<String>,
+    /// Compare rows for these variants only (fer-ops, burn; default both).
+    #[arg(long, value_delimiter = ',')]
+    variants: Vec<String>,
+    /// Compare rows: train only, infer only, or both (default).
+    #[arg(long, value_parser = ["train", "infer", "both"], default_value = "both")]
+    kind: String,
 }
 
 struct Row {
@@ -67,6 +83,10 @@ fn main() -> std::process::ExitCode {
     let pf = PipelineFile::parse(&pf_path, text).expect("bench pipeline parses");
     let args = common(tmp.path(), pf_path.to_str().expect("utf-8 path"));
     let want = |g: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == g);
+    if cli.json && cli.only.iter().any(|o| o != "compare") {
+        eprintln!("error: --json prints the compare rows only (use --only compare)");
+        return std::process::ExitCode::from(2);
+    }
     if !want("stages") {
     } else if cli.data_dir.is_dir() {
         let icli = fer_ingest::Cli {
@@ -147,9 +167,33 @@ fn main() -> std::process::ExitCode {
     if want("predict") {
         predict_rows(&mut rows, &mut notes, &cli.data_dir);
     }
-    print_table(&rows);
+    if cli.only.iter().any(|o| o == "compare") {
+        let threads = rayon::current_num_threads();
+        for r in compare::rates(&cli.archs, &cli.variants, &cli.kind, &mut notes) {
+            if cli.json {
+                println!(
+                    "{{\"name\": \"{}\", \"impl\": \"{}\", \"threads\": {threads}, \"per_second\": {:.3}}}",
+                    r.name, r.variant, r.per_second
+                );
+            } else {
+                rows.push(Row {
+                    name: format!("{} ({}, {threads} thr)", r.name, r.variant),
+                    items: r.per_second,
+                    unit: "images",
+                    seconds: 1.0,
+                });
+            }
+        }
+    }
+    if !(cli.json && rows.is_empty()) {
+        print_table(&rows);
+    }
     for n in &notes {
-        println!("note: {n}");
+        if cli.json {
+            eprintln!("note: {n}");
+        } else {
+            println!("note: {n}");
+        }
     }
     if notes.iter().any(|n| n.contains("failed")) {
         std::process::ExitCode::from(2)

@@ -2,6 +2,7 @@
 //!
 //! Model code takes no backend type: burn 0.22 tensors carry their backend in their device,
 //! so the same code trains on the CPU (`flex`) or a GPU (`wgpu`); only the binary picks.
+//! Convolutions and max pools go through `fer-ops` (fast flex kernels, burn's op elsewhere).
 
 use burn::config::Config;
 use burn::module::Module;
@@ -11,6 +12,9 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
 };
 use burn::tensor::{Device, Tensor};
+// Convolutions and max pools run through fer-ops: its CPU kernels on flex, burn's own op
+// anywhere else, with the same modules (and so the same saved weights).
+use fer_ops::{conv2d, max_pool2d};
 
 /// Names accepted by `arch`.
 pub const ARCHS: [&str; 3] = ["seed-base", "seed-tuned", "fer-small"];
@@ -90,7 +94,7 @@ impl ConvBn {
         }
     }
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.relu.forward(self.bn.forward(self.conv.forward(x)))
+        self.relu.forward(self.bn.forward(fer_ops::conv2d(&self.conv, x)))
     }
 }
 
@@ -241,18 +245,18 @@ impl Net {
     fn forward_with(&self, x: Tensor<4>, mask_seed: Option<u64>) -> Tensor<2> {
         match self {
             Net::SeedBase(m) => {
-                let x = m.pool.forward(m.relu.forward(m.conv1.forward(x)));
-                let x = m.pool.forward(m.relu.forward(m.conv2.forward(x)));
-                let x = m.relu.forward(m.conv3.forward(x));
+                let x = max_pool2d(&m.pool, m.relu.forward(conv2d(&m.conv1, x)));
+                let x = max_pool2d(&m.pool, m.relu.forward(conv2d(&m.conv2, x)));
+                let x = m.relu.forward(conv2d(&m.conv3, x));
                 let x: Tensor<2> = x.flatten(1, 3);
                 let x = m.relu.forward(m.fc1.forward(x));
                 let x = m.relu.forward(m.fc2.forward(x));
                 m.out.forward(x)
             }
             Net::SeedTuned(m) => {
-                let x = m.relu.forward(m.conv1.forward(x));
-                let x = m.relu.forward(m.conv2.forward(x));
-                let x = m.relu.forward(m.conv3.forward(x));
+                let x = m.relu.forward(conv2d(&m.conv1, x));
+                let x = m.relu.forward(conv2d(&m.conv2, x));
+                let x = m.relu.forward(conv2d(&m.conv3, x));
                 let x: Tensor<2> = x.flatten(1, 3);
                 let x = m.relu.forward(m.fc1.forward(x));
                 m.out.forward(x)
@@ -265,7 +269,7 @@ impl Net {
                 for (i, b) in m.blocks.iter().enumerate() {
                     x = b.forward(x);
                     if (i + 1) % per == 0 && i < last {
-                        x = m.pool.forward(x);
+                        x = max_pool2d(&m.pool, x);
                     }
                 }
                 let drop = |x: Tensor<2>, site: u64| match mask_seed {

@@ -56,11 +56,13 @@ pub struct TrainSettings {
     pub convs: usize,
     /// Data-parallel CPU workers: each batch is split into this many equal parts, each part's
     /// forward and backward pass runs on its own single-threaded pool, and the gradients are
-    /// summed (1 = the whole batch on the shared pool). On 2 cores, 2 workers train about
-    /// twice as fast: burn's flex ops on one batch of these small models barely use a second
-    /// thread. BatchNorm normalizes each part with its own statistics (ghost batch norm) and
-    /// its running statistics follow part 0. Results stay deterministic for a given value.
-    /// Keep 1 on a GPU.
+    /// summed (1 = the whole batch on the shared pool). burn's flex ops on one small batch
+    /// barely use a second thread, so one part per core trains fastest. BatchNorm normalizes
+    /// each part with its own statistics (ghost batch norm) and its running statistics follow
+    /// part 0. Results are deterministic for a given value. In the pipeline file, `"auto"`
+    /// (the default) resolves at validation to [`auto_workers`]: the machine's cores, but never
+    /// fewer than [`MIN_PART`] images a part; the resolved number is what the stage signature
+    /// records. Keep 1 on a GPU.
     pub workers: usize,
 }
 
@@ -91,9 +93,21 @@ impl Default for TrainSettings {
             kernels: Vec::new(),
             dense: 0,
             convs: 1,
-            workers: 1,
+            workers: auto_workers(64),
         }
     }
+}
+
+/// The fewest images a data-parallel part trains on when `workers = "auto"`: BatchNorm's
+/// statistics over a handful of images are noise (16 is the ghost-batch size that keeps
+/// them close to the whole batch's; batch 64 gets at most 4 workers).
+pub const MIN_PART: usize = 16;
+
+/// `workers = "auto"` for a batch of `batch_size`: the machine's cores, at most
+/// `batch_size / MIN_PART` (and 16), at least 1.
+pub fn auto_workers(batch_size: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(batch_size / MIN_PART).clamp(1, 16)
 }
 
 impl TrainSettings {
@@ -162,6 +176,7 @@ pub fn parse(pf: &PipelineFile) -> fer_core::Result<TrainCnnParams> {
     for (i, m) in models.into_iter().enumerate() {
         let mut merged = table.clone();
         merged.extend(m);
+        resolve_auto_workers(&mut merged);
         let prefix = if listed {
             format!("models[{i}].")
         } else {
@@ -189,6 +204,26 @@ pub fn parse(pf: &PipelineFile) -> fer_core::Result<TrainCnnParams> {
         ));
     }
     Ok(TrainCnnParams { models: out, steps })
+}
+
+/// Replace `workers = "auto"` (also the default when the key is absent) by its value for the
+/// table's batch size; any other value is left for deserialization to accept or reject.
+fn resolve_auto_workers(t: &mut toml::Table) {
+    let auto = match t.get("workers") {
+        None => true,
+        Some(toml::Value::String(v)) => v == "auto",
+        _ => false,
+    };
+    if auto {
+        let batch = match t.get("batch_size") {
+            Some(toml::Value::Integer(b)) if *b > 0 => *b as usize,
+            _ => TrainSettings::default().batch_size,
+        };
+        t.insert(
+            "workers".into(),
+            toml::Value::Integer(auto_workers(batch) as i64),
+        );
+    }
 }
 
 fn validate(

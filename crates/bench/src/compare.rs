@@ -1,0 +1,155 @@
+//! `fer-bench --only compare`: the rows `make bench-compare` sets beside PyTorch's
+//! (`scripts/bench-torch.py` times the same architectures the same way).
+//!
+//! - `train <arch>`: fer-train-cnn's own training loop (`train::train`), batch 64, AdamW
+//!   (lr 2e-3, weight decay 5e-4), label smoothing 0.05, no augmentation, `workers = "auto"`,
+//!   on 2,560 random 48x48 images (40 steps, plus one pass over 64 validation images);
+//!   images per second.
+//! - `infer <arch>`: the model alone (eval mode, no decoding), batches of 32 scored one batch
+//!   per rayon task (how predict and validation score), images per second.
+//!
+//! Every row runs twice: with fer-ops' kernels (`fer-ops`) and with burn's default conv and
+//! pool (`burn ops`), so one run shows the before and after of the custom kernels.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use fer_core::tensors::TensorSet;
+use fer_train_cnn::model::ModelConfig;
+use fer_train_cnn::settings::{TrainSettings, auto_workers};
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// One measured row.
+pub struct Rate {
+    pub name: String,
+    /// `fer-ops` or `burn ops`.
+    pub variant: &'static str,
+    pub per_second: f64,
+}
+
+fn data(n: usize) -> TensorSet {
+    TensorSet {
+        n,
+        height: 48,
+        width: 48,
+        x: (0..n * 2304)
+            .map(|i| ((i * 7919) % 997) as f32 / 250.0 - 2.0)
+            .collect(),
+        y: (0..n).map(|i| (i % 2) as u8).collect(),
+    }
+}
+
+/// The compared architectures: (row name, arch, widths, dropout).
+const ARCHS: [(&str, &str, [usize; 4], f64); 3] = [
+    ("fer-small", "fer-small", [32, 64, 128, 192], 0.3),
+    ("seed-base", "seed-base", [32, 64, 128, 192], 0.0),
+    ("fer-tiny", "fer-small", [8, 16, 32, 64], 0.1),
+];
+
+fn train_rate(arch: &str, widths: [usize; 4], dropout: f64) -> Result<f64, String> {
+    let s = TrainSettings {
+        arch: arch.into(),
+        name: arch.into(),
+        epochs: 1,
+        warmup_epochs: 0,
+        patience: 0,
+        augment: false,
+        class_weights: false,
+        weight_decay: 5e-4,
+        widths: widths.to_vec(),
+        dropout,
+        workers: auto_workers(64),
+        ..TrainSettings::default()
+    };
+    let (train, val) = (data(2560), data(64));
+    let aug = fer_augment::Augmenter {
+        steps: vec![],
+        side: 48,
+        range: (-2.0, 2.0),
+    };
+    let ckpt = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let t = fer_train_cnn::train::train(
+        &s,
+        &train,
+        &val,
+        &aug,
+        &Device::flex(),
+        ckpt.path(),
+        &|_, _, _| {},
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(train.n as f64 / t.state.epochs[0].seconds)
+}
+
+fn infer_rate(arch: &str, widths: [usize; 4], dropout: f64) -> f64 {
+    let device = Device::flex();
+    let cfg = ModelConfig::new(arch.into())
+        .with_widths(widths.to_vec())
+        .with_dropout(dropout);
+    let model = cfg.init(&device);
+    let batch = data(32);
+    let x = || {
+        Tensor::<4>::from_data(TensorData::new(batch.x.clone(), [32, 1, 48, 48]), &device)
+    };
+    let score = |_: &usize| {
+        let _: Vec<f32> = model
+            .forward(x())
+            .into_data()
+            .try_to_vec()
+            .expect("f32 logits");
+    };
+    let warm: Vec<usize> = (0..4).collect();
+    warm.par_iter().for_each(score);
+    let batches: Vec<usize> = (0..128).collect();
+    let t0 = Instant::now();
+    batches.par_iter().for_each(score);
+    (batches.len() * 32) as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// The rows, with fer-ops on and then off (left on afterwards); `archs` and `variants`
+/// (`fer-ops`, `burn`) filter them when not empty, `kind` is `train`, `infer` or `both`.
+pub fn rates(
+    archs: &[String],
+    variants: &[String],
+    kind: &str,
+    notes: &mut Vec<String>,
+) -> Vec<Rate> {
+    let mut out = Vec::new();
+    let pick = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
+    for (on, variant) in [(true, "fer-ops"), (false, "burn ops")] {
+        if !pick(variants, if on { "fer-ops" } else { "burn" }) {
+            continue;
+        }
+        fer_ops::set_enabled(on);
+        for (name, arch, widths, dropout) in ARCHS {
+            if !pick(archs, name) {
+                continue;
+            }
+            let calls = fer_ops::kernel_calls();
+            if kind != "infer" {
+                match train_rate(arch, widths, dropout) {
+                    Ok(r) => out.push(Rate {
+                        name: format!("train {name}"),
+                        variant,
+                        per_second: r,
+                    }),
+                    Err(e) => notes.push(format!("train {name} ({variant}) failed: {e}")),
+                }
+            }
+            if kind != "train" {
+                out.push(Rate {
+                    name: format!("infer {name}"),
+                    variant,
+                    per_second: infer_rate(arch, widths, dropout),
+                });
+            }
+            if on == (fer_ops::kernel_calls() == calls) {
+                notes.push(format!(
+                    "{name}: fer-ops kernels {} when {variant} was asked for",
+                    if on { "did not run" } else { "ran" }
+                ));
+            }
+        }
+    }
+    fer_ops::set_enabled(true);
+    out
+}

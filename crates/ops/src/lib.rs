@@ -1,0 +1,116 @@
+//! fer-ops: fast CPU convolution and max pooling for burn's flex backend, with hand-written
+//! backward passes, registered through burn's backend-extension mechanism.
+//!
+//! Reads and writes no files and takes no params. The models call [`conv2d`] and
+//! [`max_pool2d`] with burn's own `Conv2d` and `MaxPool2d` modules (so parameters, names and
+//! saved weights are unchanged). On a flex device (with or without autodiff) and `f32` tensors
+//! they run this crate's kernels ([`conv`], [`pool`]); anywhere else (wgpu, other dtypes,
+//! groups, dilation, asymmetric or `Same` padding, pooling with padding or ceil mode) they call
+//! the module's own `forward`, so every backend keeps working.
+//!
+//! Where the time went before (perf, fer-small training on 2 cores): the weight gradient as a
+//! convolution over batch/channel-swapped tensors 28%, the forward 21%, the input gradient as a
+//! transposed convolution 15%, max pool 15%, layout copies 11%. See `conv` and `pool` for
+//! what replaces them.
+
+pub mod conv;
+mod extension;
+pub mod pool;
+
+pub use extension::FerOps;
+
+use burn::backend::Dispatch;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
+use burn::tensor::{DType, Device, Tensor};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Kernel runs so far in this process (each forward or backward pass counts one): lets tests
+/// and benchmarks check that the fast path, not the fallback, ran.
+pub fn kernel_calls() -> u64 {
+    CALLS.load(Ordering::Relaxed)
+}
+
+pub(crate) fn count_call() {
+    CALLS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Turn this crate's kernels on or off for the whole process (on by default). Off, every call
+/// runs burn's default op: `fer-bench` uses it to time both in one run.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether this crate's kernels are on (see [`set_enabled`]).
+pub fn is_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Whether the kernels take tensors on `device` of `dtype`: flex (with or without autodiff)
+/// and `f32`.
+pub fn supports(device: &Device, dtype: DType) -> bool {
+    is_enabled() && dtype == DType::F32 && device.clone().inner() == Device::flex()
+}
+
+/// Symmetric padding `[h, w]`, if the config is one (`Valid` or an explicit symmetric one).
+fn symmetric(p: &PaddingConfig2d) -> Option<[usize; 2]> {
+    match *p {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Explicit(t, l, b, r) if t == b && l == r => Some([t, l]),
+        _ => None,
+    }
+}
+
+/// `conv.forward(x)`, through this crate's kernels where they apply.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let Some(padding) = symmetric(&conv.padding) else {
+        return conv.forward(x);
+    };
+    let [_, _, h, w] = x.dims();
+    let [kh, kw] = conv.kernel_size;
+    let fits = h + 2 * padding[0] >= kh && w + 2 * padding[1] >= kw;
+    if !supports(&x.device(), x.dtype())
+        || conv.groups != 1
+        || conv.dilation != [1, 1]
+        || conv.stride.contains(&0)
+        || !fits
+    {
+        return conv.forward(x);
+    }
+    let weight = conv.weight.val().into_dispatch();
+    let out = match &conv.bias {
+        None => <Dispatch as FerOps>::fer_conv2d(x.into_dispatch(), weight, conv.stride, padding),
+        Some(b) => <Dispatch as FerOps>::fer_conv2d_bias(
+            x.into_dispatch(),
+            weight,
+            b.val().into_dispatch(),
+            conv.stride,
+            padding,
+        ),
+    };
+    Tensor::from_dispatch(out)
+}
+
+/// `pool.forward(x)`, through this crate's kernels where they apply.
+pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let [kh, kw] = pool.kernel_size;
+    if !supports(&x.device(), x.dtype())
+        || symmetric(&pool.padding) != Some([0, 0])
+        || pool.dilation != [1, 1]
+        || pool.ceil_mode
+        || pool.stride.contains(&0)
+        || kh == 0
+        || kw == 0
+        || h < kh
+        || w < kw
+    {
+        return pool.forward(x);
+    }
+    let out = <Dispatch as FerOps>::fer_max_pool2d(x.into_dispatch(), pool.kernel_size, pool.stride);
+    Tensor::from_dispatch(out)
+}

@@ -1,0 +1,128 @@
+//! Max pooling kernels (no padding, dilation 1, floor mode) on contiguous NCHW `f32` slices.
+//!
+//! Why by hand: burn-flex runs every 2-D max pool through its 3-D pooling with indices, a
+//! general loop that took about 15% of a fer-small training step for what is one pass over the
+//! activations. Here the forward keeps no indices: the backward recomputes each window's
+//! argmax from the saved input (one more cheap pass) and routes the gradient there. The window
+//! rule is burn's: the first maximum in row-major window order, a NaN taking the place.
+
+use rayon::prelude::*;
+
+/// Shape of a max pool over NCHW tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+}
+
+impl PoolGeom {
+    pub fn is_valid(&self) -> bool {
+        self.kernel[0] > 0
+            && self.kernel[1] > 0
+            && self.stride[0] > 0
+            && self.stride[1] > 0
+            && self.h >= self.kernel[0]
+            && self.w >= self.kernel[1]
+    }
+    pub fn out_h(&self) -> usize {
+        (self.h - self.kernel[0]) / self.stride[0] + 1
+    }
+    pub fn out_w(&self) -> usize {
+        (self.w - self.kernel[1]) / self.stride[1] + 1
+    }
+    /// Planes handed to one rayon task.
+    fn planes_per_task(&self) -> usize {
+        (4096 / (self.h * self.w).max(1)).max(1)
+    }
+}
+
+/// Offset (in the plane) of the window maximum for output `(oy, ox)`, and its value.
+#[inline(always)]
+fn window_max(g: &PoolGeom, plane: &[f32], oy: usize, ox: usize) -> (usize, f32) {
+    let (y0, x0) = (oy * g.stride[0], ox * g.stride[1]);
+    let mut best = y0 * g.w + x0;
+    let mut m = plane[best];
+    for i in 0..g.kernel[0] {
+        let row = (y0 + i) * g.w + x0;
+        for j in 0..g.kernel[1] {
+            let v = plane[row + j];
+            if v > m || v.is_nan() {
+                m = v;
+                best = row + j;
+            }
+        }
+    }
+    (best, m)
+}
+
+/// Max pool forward: `[N, C, H, W]` -> `[N, C, OH, OW]`.
+pub fn max_pool2d_forward(g: &PoolGeom, x: &[f32]) -> Vec<f32> {
+    let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
+    let mut out = vec![0f32; g.n * g.c * oh * ow];
+    let k = g.planes_per_task();
+    out.par_chunks_mut(k * oh * ow)
+        .zip(x.par_chunks(k * hw))
+        .for_each(|(o, xs)| {
+            for (op, plane) in o.chunks_exact_mut(oh * ow).zip(xs.chunks_exact(hw)) {
+                if g.kernel == [2, 2] && g.stride == [2, 2] {
+                    // The common case, written out so it vectorizes.
+                    for (oy, orow) in op.chunks_exact_mut(ow).enumerate() {
+                        let r0 = &plane[2 * oy * g.w..2 * oy * g.w + g.w];
+                        let r1 = &plane[(2 * oy + 1) * g.w..(2 * oy + 1) * g.w + g.w];
+                        for (ox, v) in orow.iter_mut().enumerate() {
+                            let (a, b) = (r0[2 * ox], r0[2 * ox + 1]);
+                            let (c, d) = (r1[2 * ox], r1[2 * ox + 1]);
+                            let mut m = a;
+                            if b > m || b.is_nan() {
+                                m = b;
+                            }
+                            if c > m || c.is_nan() {
+                                m = c;
+                            }
+                            if d > m || d.is_nan() {
+                                m = d;
+                            }
+                            *v = m;
+                        }
+                    }
+                } else {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            op[oy * ow + ox] = window_max(g, plane, oy, ox).1;
+                        }
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// Max pool backward: the gradient `dy` (`[N, C, OH, OW]`) routed to each window's maximum
+/// in `x`; returns `[N, C, H, W]`.
+pub fn max_pool2d_backward(g: &PoolGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
+    let mut dx = vec![0f32; g.n * g.c * hw];
+    let k = g.planes_per_task();
+    dx.par_chunks_mut(k * hw)
+        .zip(x.par_chunks(k * hw))
+        .zip(dy.par_chunks(k * oh * ow))
+        .for_each(|((d, xs), gs)| {
+            for ((dp, plane), gp) in d
+                .chunks_exact_mut(hw)
+                .zip(xs.chunks_exact(hw))
+                .zip(gs.chunks_exact(oh * ow))
+            {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let (at, _) = window_max(g, plane, oy, ox);
+                        dp[at] += gp[oy * ow + ox];
+                    }
+                }
+            }
+        });
+    dx
+}
