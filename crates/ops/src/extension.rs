@@ -3,6 +3,7 @@
 //! runtime dispatch, never the derivatives).
 
 use crate::conv::{self, Conv2dGeom};
+use crate::norm::{self, NormGeom};
 use crate::pool::{self, PoolGeom};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -35,6 +36,29 @@ pub trait FerOps: Backend {
         x: FloatTensor<Self>,
         kernel: [usize; 2],
         stride: [usize; 2],
+    ) -> FloatTensor<Self>;
+    /// Per-channel batch mean and biased variance of NCHW `x`, `[2, C]` (not differentiated:
+    /// [`FerOps::fer_bn_train`]'s backward accounts for them).
+    fn fer_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Training batch norm with the batch statistics `stats` (from `fer_bn_stats`), then a
+    /// ReLU when `relu`.
+    fn fer_bn_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+    ) -> FloatTensor<Self>;
+    /// Inference batch norm with running statistics, then a ReLU when `relu`.
+    fn fer_bn_eval(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
     ) -> FloatTensor<Self>;
 }
 
@@ -128,6 +152,105 @@ impl FerOps for Flex {
         let g = pool_geom(&x, kernel, stride);
         let out = pool::max_pool2d_forward(&g, f32s(&x));
         tensor(out, &[g.n, g.c, g.out_h(), g.out_w()])
+    }
+
+    fn fer_bn_stats(x: FlexTensor) -> FlexTensor {
+        crate::count_call();
+        let x = contiguous(x);
+        let g = norm_geom(&x);
+        tensor(norm::bn_stats(&g, f32s(&x)), &[2, g.c])
+    }
+
+    fn fer_bn_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        stats: FlexTensor,
+        epsilon: f64,
+        relu: bool,
+    ) -> FlexTensor {
+        let stats = contiguous(stats);
+        let c = dims(&stats)[1];
+        let (mean, var) = f32s(&stats).split_at(c);
+        bn_forward(x, gamma, beta, mean, var, epsilon, relu)
+    }
+
+    fn fer_bn_eval(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        var: FlexTensor,
+        epsilon: f64,
+        relu: bool,
+    ) -> FlexTensor {
+        let (mean, var) = (contiguous(mean), contiguous(var));
+        bn_forward(x, gamma, beta, f32s(&mean), f32s(&var), epsilon, relu)
+    }
+}
+
+fn norm_geom(x: &FlexTensor) -> NormGeom {
+    let d = dims(x);
+    NormGeom {
+        n: d[0],
+        c: d[1],
+        hw: d[2..].iter().product(),
+    }
+}
+
+fn bn_forward(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    mean: &[f32],
+    var: &[f32],
+    epsilon: f64,
+    relu: bool,
+) -> FlexTensor {
+    crate::count_call();
+    let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+    let g = norm_geom(&x);
+    let y = norm::bn_forward(&g, f32s(&x), f32s(&gamma), f32s(&beta), mean, var, epsilon, relu);
+    tensor(y, &dims(&x))
+}
+
+/// The backward pass of training batch norm (+ ReLU): gradients of the input, gamma and beta.
+#[derive(Debug)]
+struct NormBackward;
+
+impl Backward<Flex, 3> for NormBackward {
+    /// Checkpointed input; gamma, beta and the batch statistics; epsilon; the fused ReLU.
+    type State = (NodeId, FlexTensor, FlexTensor, FlexTensor, f64, bool);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, ck: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let (xs, gamma, beta, stats, epsilon, relu) = ops.state;
+        crate::count_call();
+        let x = contiguous(ck.retrieve_node_output::<FlexTensor>(xs));
+        let (gamma, beta, stats) = (contiguous(gamma), contiguous(beta), contiguous(stats));
+        let g = norm_geom(&x);
+        let (mean, var) = f32s(&stats).split_at(g.c);
+        let (dx, dgamma, dbeta) = norm::bn_backward(
+            &g,
+            f32s(&x),
+            f32s(&dy),
+            f32s(&gamma),
+            f32s(&beta),
+            mean,
+            var,
+            epsilon,
+            relu,
+        );
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, tensor(dx, &dims(&x)));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, tensor(dgamma, &[g.c]));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, tensor(dbeta, &[g.c]));
+        }
     }
 }
 
@@ -293,5 +416,63 @@ impl<C: CheckpointStrategy> FerOps for Autodiff<Flex, C> {
                 prep.finish(Flex::fer_max_pool2d(x.into_primitive(), kernel, stride))
             }
         }
+    }
+
+    fn fer_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        // Not differentiated: an untracked tensor (the backward of fer_bn_train covers them).
+        FloatTensor::<Self>::new(Flex::fer_bn_stats(x.into_primitive()))
+    }
+
+    fn fer_bn_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        let stats = stats.into_primitive();
+        match NormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let xs = prep.checkpoint(&x);
+                let (g, b) = (gamma.into_primitive(), beta.into_primitive());
+                let out = Flex::fer_bn_train(
+                    x.into_primitive(),
+                    g.clone(),
+                    b.clone(),
+                    stats.clone(),
+                    epsilon,
+                    relu,
+                );
+                prep.finish((xs, g, b, stats, epsilon, relu), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fer_bn_train(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                stats,
+                epsilon,
+                relu,
+            )),
+        }
+    }
+
+    fn fer_bn_eval(
+        _x: FloatTensor<Self>,
+        _gamma: FloatTensor<Self>,
+        _beta: FloatTensor<Self>,
+        _mean: FloatTensor<Self>,
+        _var: FloatTensor<Self>,
+        _epsilon: f64,
+        _relu: bool,
+    ) -> FloatTensor<Self> {
+        unreachable!(
+            "fer-ops: inference batch norm on an autodiff device runs burn's op \
+             (fer_ops::batch_norm_relu routes it there)"
+        )
     }
 }

@@ -1,26 +1,30 @@
-//! fer-ops: fast CPU convolution and max pooling for burn's flex backend, with hand-written
-//! backward passes, registered through burn's backend-extension mechanism.
+//! fer-ops: fast CPU convolution, max pooling and batch norm (+ ReLU) for burn's flex backend,
+//! with hand-written backward passes, registered through burn's backend-extension mechanism.
 //!
-//! Reads and writes no files and takes no params. The models call [`conv2d`] and
-//! [`max_pool2d`] with burn's own `Conv2d` and `MaxPool2d` modules (so parameters, names and
-//! saved weights are unchanged). On a flex device (with or without autodiff) and `f32` tensors
-//! they run this crate's kernels ([`conv`], [`pool`]); anywhere else (wgpu, other dtypes,
-//! groups, dilation, asymmetric or `Same` padding, pooling with padding or ceil mode) they call
-//! the module's own `forward`, so every backend keeps working.
+//! Reads and writes no files and takes no params. The models call [`conv2d`], [`max_pool2d`]
+//! and [`batch_norm_relu`] with burn's own `Conv2d`, `MaxPool2d` and `BatchNorm` modules (so
+//! parameters, names and saved weights are unchanged). On a flex device (with or without
+//! autodiff) and `f32` tensors they run this crate's kernels ([`conv`], [`pool`], [`norm`]);
+//! anywhere else (wgpu, other dtypes, groups, dilation, asymmetric or `Same` padding, pooling
+//! with padding or ceil mode) they call the module's own `forward`, so every backend keeps
+//! working. The kernels are portable Rust plus the `gemm` crate, which picks its SIMD kernels
+//! (AVX2, AVX-512 where built with it, NEON) at run time: one binary runs on any x86-64.
 //!
 //! Where the time went before (perf, fer-small training on 2 cores): the weight gradient as a
 //! convolution over batch/channel-swapped tensors 28%, the forward 21%, the input gradient as a
-//! transposed convolution 15%, max pool 15%, layout copies 11%. See `conv` and `pool` for
-//! what replaces them.
+//! transposed convolution 15%, max pool 15%, layout copies 11%; with the convolutions and pool
+//! replaced, batch norm's own layout copies and broadcast passes were 37%. See `conv`, `pool`
+//! and `norm` for what replaces them.
 
 pub mod conv;
 mod extension;
+pub mod norm;
 pub mod pool;
 
 pub use extension::FerOps;
 
 use burn::backend::Dispatch;
-use burn::nn::PaddingConfig2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
 use burn::tensor::{DType, Device, Tensor};
@@ -29,14 +33,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 static ENABLED: AtomicBool = AtomicBool::new(true);
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
-/// Kernel runs so far in this process (each forward or backward pass counts one): lets tests
-/// and benchmarks check that the fast path, not the fallback, ran.
+thread_local! {
+    static THREAD_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Kernel runs so far in this process (each forward or backward pass counts one): lets
+/// benchmarks check that the fast path, not the fallback, ran.
 pub fn kernel_calls() -> u64 {
     CALLS.load(Ordering::Relaxed)
 }
 
+/// [`kernel_calls`] counted on the calling thread only (autodiff runs a backward pass on the
+/// thread that called `backward`): what tests running side by side can rely on.
+pub fn kernel_calls_on_this_thread() -> u64 {
+    THREAD_CALLS.with(|c| c.get())
+}
+
 pub(crate) fn count_call() {
     CALLS.fetch_add(1, Ordering::Relaxed);
+    THREAD_CALLS.with(|c| c.set(c.get() + 1));
 }
 
 /// Turn this crate's kernels on or off for the whole process (on by default). Off, every call
@@ -112,5 +127,67 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
         return pool.forward(x);
     }
     let out = <Dispatch as FerOps>::fer_max_pool2d(x.into_dispatch(), pool.kernel_size, pool.stride);
+    Tensor::from_dispatch(out)
+}
+
+/// `relu(bn.forward(x))` when `relu`, else `bn.forward(x)`, through this crate's kernels where
+/// they apply. Training mode (an autodiff device and the layer's training flag) normalizes
+/// with the batch statistics and updates the running ones exactly as burn's `BatchNorm` does
+/// (`running = running * (1 - momentum) + batch * momentum`, biased variance); inference uses
+/// the running statistics. Batch norm on an autodiff device outside training mode (a frozen
+/// layer) runs burn's op.
+pub fn batch_norm_relu(bn: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
+    let device = x.device();
+    let training = device.is_autodiff() && bn.training.is_enabled();
+    let burn_op = |x: Tensor<4>| {
+        let y = bn.forward(x);
+        if relu {
+            burn::tensor::activation::relu(y)
+        } else {
+            y
+        }
+    };
+    if !supports(&device, x.dtype()) || (device.is_autodiff() && !training) {
+        return burn_op(x);
+    }
+    let (gamma, beta) = (bn.gamma.val().into_dispatch(), bn.beta.val().into_dispatch());
+    if !training {
+        let mean = bn.running_mean.value().to_device(&device).into_dispatch();
+        let var = bn.running_var.value().to_device(&device).into_dispatch();
+        let out = <Dispatch as FerOps>::fer_bn_eval(
+            x.into_dispatch(),
+            gamma,
+            beta,
+            mean,
+            var,
+            bn.epsilon,
+            relu,
+        );
+        return Tensor::from_dispatch(out);
+    }
+    let stats: Tensor<2> =
+        Tensor::from_dispatch(<Dispatch as FerOps>::fer_bn_stats(x.clone().into_dispatch()));
+    let c = stats.dims()[1];
+    let out = <Dispatch as FerOps>::fer_bn_train(
+        x.into_dispatch(),
+        gamma,
+        beta,
+        stats.clone().into_dispatch(),
+        bn.epsilon,
+        relu,
+    );
+    // The running statistics, updated as burn's BatchNorm::forward_train does.
+    let mean = stats.clone().narrow(0, 0, 1).reshape([c]);
+    let var = stats.narrow(0, 1, 1).reshape([c]);
+    let running_mean = bn.running_mean.value_sync().to_device(&device);
+    let running_var = bn.running_var.value_sync().to_device(&device);
+    let running_mean = running_mean
+        .mul_scalar(1.0 - bn.momentum)
+        .add(mean.detach().mul_scalar(bn.momentum));
+    let running_var = running_var
+        .mul_scalar(1.0 - bn.momentum)
+        .add(var.detach().mul_scalar(bn.momentum));
+    bn.running_mean.update(running_mean.detach());
+    bn.running_var.update(running_var.detach());
     Tensor::from_dispatch(out)
 }

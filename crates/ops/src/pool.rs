@@ -116,6 +116,24 @@ pub fn max_pool2d_backward(g: &PoolGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 .zip(xs.chunks_exact(hw))
                 .zip(gs.chunks_exact(oh * ow))
             {
+                if g.kernel == [2, 2] && g.stride == [2, 2] {
+                    // Windows do not overlap: each gradient lands on one untouched input.
+                    for oy in 0..oh {
+                        let (r0, r1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
+                        for ox in 0..ow {
+                            let (a, b) = (r0 + 2 * ox, r0 + 2 * ox + 1);
+                            let (c, d) = (r1 + 2 * ox, r1 + 2 * ox + 1);
+                            let mut at = a;
+                            for i in [b, c, d] {
+                                if plane[i] > plane[at] || plane[i].is_nan() {
+                                    at = i;
+                                }
+                            }
+                            dp[at] = gp[oy * ow + ox];
+                        }
+                    }
+                    continue;
+                }
                 for oy in 0..oh {
                     for ox in 0..ow {
                         let (at, _) = window_max(g, plane, oy, ox);

@@ -3,7 +3,7 @@
 //! (fer-small's 3x3 "same" convs, seed-base's valid 3x3 convs, tune's 5x5 kernels, seed-tuned's
 //! valid 5x5 ones) and a few the models do not (stride 2, odd batches, non-square maps).
 
-use burn::module::Param;
+use burn::module::{Module, Param};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -83,10 +83,10 @@ fn conv_case(c: &Case, seed: u64) {
             gb.map(|b| b.inner().into_data().try_to_vec::<f32>().expect("f32")),
         )
     };
-    let before = fer_ops::kernel_calls();
+    let before = fer_ops::kernel_calls_on_this_thread();
     let fast = run(true);
     // forward, and one backward pass for the gradients
-    assert!(fer_ops::kernel_calls() >= before + 2, "the kernels did not run");
+    assert!(fer_ops::kernel_calls_on_this_thread() >= before + 2, "the kernels did not run");
     let burn = run(false);
     let what = format!(
         "n={} c_in={} {:?} c_out={} k={} stride={} pad={} bias={}",
@@ -156,9 +156,9 @@ fn pool_case(shape: [usize; 4], k: usize, s: usize, seed: u64) {
         let gx = x.grad(&grads).expect("input gradient");
         (values(y.inner()), values(gx.inner()))
     };
-    let before = fer_ops::kernel_calls();
+    let before = fer_ops::kernel_calls_on_this_thread();
     let fast = run(true);
-    assert!(fer_ops::kernel_calls() >= before + 2, "the kernels did not run");
+    assert!(fer_ops::kernel_calls_on_this_thread() >= before + 2, "the kernels did not run");
     let burn = run(false);
     // Max pooling selects values: the forward and the routed gradient are exact.
     assert_eq!(fast.0, burn.0, "forward differs: {shape:?} k={k} s={s}");
@@ -203,9 +203,9 @@ fn inference_without_autodiff_equals_burn_and_other_cases_fall_back() {
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         .init(&dev);
     let x = Tensor::<4>::random([4, 3, 10, 10], Distribution::Default, &dev);
-    let before = fer_ops::kernel_calls();
+    let before = fer_ops::kernel_calls_on_this_thread();
     let fast = values(fer_ops::conv2d(&conv, x.clone()));
-    assert!(fer_ops::kernel_calls() > before, "the kernel did not run");
+    assert!(fer_ops::kernel_calls_on_this_thread() > before, "the kernel did not run");
     let burn = values(conv.forward(x.clone()));
     assert!(rel_diff(&fast, &burn) < 2e-5);
     // `Same` padding is not handled here: the module's own forward runs, bit for bit.
@@ -216,4 +216,80 @@ fn inference_without_autodiff_equals_burn_and_other_cases_fall_back() {
         values(fer_ops::conv2d(&same, x.clone())),
         values(same.forward(x))
     );
+}
+
+fn bn_case(shape: [usize; 4], relu: bool, seed: u64) {
+    use burn::nn::{BatchNorm, BatchNormConfig};
+    let dev = device();
+    let c = shape[1];
+    let make = || -> BatchNorm {
+        let mut bn = BatchNormConfig::new(c).init(&dev);
+        // Non-trivial affine parameters (init is gamma 1, beta 0).
+        let g = random([1, 1, 1, c], seed + 10).reshape([c]) + 1.0;
+        let b = random([1, 1, 1, c], seed + 11).reshape([c]) * 0.5;
+        bn.gamma = Param::from_tensor(g);
+        bn.beta = Param::from_tensor(b);
+        bn
+    };
+    let x = random(shape, seed) * 2.0 + 0.3;
+    let run = |fast: bool| {
+        let bn = make();
+        let x = x.clone().require_grad();
+        let y = if fast {
+            fer_ops::batch_norm_relu(&bn, x.clone(), relu)
+        } else {
+            let y = bn.forward(x.clone());
+            if relu {
+                burn::tensor::activation::relu(y)
+            } else {
+                y
+            }
+        };
+        let r = random(y.dims(), seed + 1);
+        let grads = (y.clone() * r).sum().backward();
+        let flat = |t: Tensor<1>| t.inner().into_data().try_to_vec::<f32>().expect("f32");
+        let gx = values(x.grad(&grads).expect("input gradient").inner());
+        let gg = flat(bn.gamma.val().grad(&grads).expect("gamma gradient"));
+        let gb = flat(bn.beta.val().grad(&grads).expect("beta gradient"));
+        let rm = flat(bn.running_mean.value());
+        let rv = flat(bn.running_var.value());
+        // Inference with the updated running statistics, off the autodiff device.
+        let bn_eval = bn.valid();
+        let xe = x.clone().inner();
+        let ye = if fast {
+            fer_ops::batch_norm_relu(&bn_eval, xe, relu)
+        } else {
+            let y = bn_eval.forward(xe);
+            if relu {
+                burn::tensor::activation::relu(y)
+            } else {
+                y
+            }
+        };
+        [values(y.inner()), gx, gg, gb, rm, rv, values(ye)]
+    };
+    let before = fer_ops::kernel_calls_on_this_thread();
+    let fast = run(true);
+    // stats, forward, backward, inference
+    assert!(fer_ops::kernel_calls_on_this_thread() >= before + 4, "the kernels did not run");
+    let burn = run(false);
+    let what = ["forward", "input gradient", "gamma gradient", "beta gradient", "running mean",
+        "running variance", "inference"];
+    for ((a, b), w) in fast.iter().zip(&burn).zip(what) {
+        assert!(
+            rel_diff(a, b) < 5e-5,
+            "{w} differs ({shape:?}, relu {relu}): {}",
+            rel_diff(a, b)
+        );
+    }
+}
+
+#[test]
+fn batch_norm_relu_forward_gradients_and_running_statistics_equal_burns() {
+    // fer-small's four blocks at 16 images a worker, with and without the fused ReLU.
+    bn_case([16, 32, 48, 48], true, 1);
+    bn_case([16, 64, 24, 24], true, 2);
+    bn_case([16, 128, 12, 12], false, 3);
+    bn_case([16, 192, 6, 6], true, 4);
+    bn_case([3, 5, 7, 9], false, 5);
 }

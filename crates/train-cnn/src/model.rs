@@ -12,8 +12,8 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
 };
 use burn::tensor::{Device, Tensor};
-// Convolutions and max pools run through fer-ops: its CPU kernels on flex, burn's own op
-// anywhere else, with the same modules (and so the same saved weights).
+// Convolutions, max pools and batch norm + ReLU run through fer-ops: its CPU kernels on flex,
+// burn's own ops anywhere else, with the same modules (and so the same saved weights).
 use fer_ops::{conv2d, max_pool2d};
 
 /// Names accepted by `arch`.
@@ -94,7 +94,9 @@ impl ConvBn {
         }
     }
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.relu.forward(self.bn.forward(fer_ops::conv2d(&self.conv, x)))
+        // The ReLU runs fused into the batch norm (burn's `Relu` where fer-ops falls back, which
+        // is what `relu` does); the field stays so the module's structure is unchanged.
+        fer_ops::batch_norm_relu(&self.bn, conv2d(&self.conv, x), true)
     }
 }
 
