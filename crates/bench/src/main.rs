@@ -6,6 +6,10 @@
 
 mod compare;
 
+// The allocator the CNN binaries use (see fer-train-cnn's main.rs).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use fer_core::cli::StageArgs;
 use fer_core::pipeline::PipelineFile;
@@ -178,7 +182,7 @@ fn main() -> std::process::ExitCode {
             } else {
                 rows.push(Row {
                     name: format!("{} ({}, {threads} thr)", r.name, r.variant),
-                    items: r.per_second,
+                    items: r.per_second.round(),
                     unit: "images",
                     seconds: 1.0,
                 });
