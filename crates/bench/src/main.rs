@@ -77,6 +77,7 @@ fn best<T>(repeat: usize, mut f: impl FnMut() -> T) -> (f64, T) {
 }
 
 fn main() -> std::process::ExitCode {
+    fer_ops::alloc::keep_freed_memory();
     let cli = Cli::parse();
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut rows: Vec<Row> = Vec::new();

@@ -16,6 +16,7 @@
 //! replaced, batch norm's own layout copies and broadcast passes were 37%. See `conv`, `pool`
 //! and `norm` for what replaces them.
 
+pub mod alloc;
 pub mod conv;
 mod extension;
 pub mod norm;

@@ -38,7 +38,7 @@ pub fn bn_stats(g: &NormGeom, x: &[f32]) -> Vec<f32> {
     let per: Vec<(f32, f32)> = (0..g.c)
         .into_par_iter()
         .map(|c| {
-            let sum: f64 = g.planes(x, c).map(|p| p.iter().sum::<f32>() as f64).sum();
+            let sum: f64 = g.planes(x, c).map(|p| crate::conv::sum(p) as f64).sum();
             let mean = sum / g.count();
             let m = mean as f32;
             let sq: f64 = g

@@ -105,6 +105,9 @@ pub fn max_pool2d_forward(g: &PoolGeom, x: &[f32]) -> Vec<f32> {
 /// in `x`; returns `[N, C, H, W]`.
 pub fn max_pool2d_backward(g: &PoolGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
+    if g.kernel == [2, 2] && g.stride == [2, 2] && g.h % 2 == 0 && g.w % 2 == 0 {
+        return max_pool2x2_backward_tiled(g, x, dy);
+    }
     let mut dx = vec![0f32; g.n * g.c * hw];
     let k = g.planes_per_task();
     dx.par_chunks_mut(k * hw)
@@ -142,5 +145,42 @@ pub fn max_pool2d_backward(g: &PoolGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 }
             }
         });
+    dx
+}
+
+/// 2x2, stride 2 over even maps: the windows tile the input, so every input element is written
+/// once (the gradient or 0) and the output needs no zeroing pass first.
+fn max_pool2x2_backward_tiled(g: &PoolGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    use std::mem::MaybeUninit;
+    let (ow, w) = (g.w / 2, g.w);
+    let n = g.n * g.c * g.h * g.w;
+    let mut dx: Vec<f32> = Vec::with_capacity(n);
+    // Two input rows (one output row) per item: rows of x and dx, one row of dy.
+    dx.spare_capacity_mut()[..n]
+        .par_chunks_mut(2 * w)
+        .zip(x.par_chunks(2 * w))
+        .zip(dy.par_chunks(ow))
+        .for_each(|((d, xs), gy)| {
+            let (d0, d1) = d.split_at_mut(w);
+            let (x0, x1) = xs.split_at(w);
+            for (ox, &gv) in gy.iter().enumerate() {
+                let i = 2 * ox;
+                let v = [x0[i], x0[i + 1], x1[i], x1[i + 1]];
+                let mut at = 0;
+                for k in 1..4 {
+                    if v[k] > v[at] || v[k].is_nan() {
+                        at = k;
+                    }
+                }
+                let out = |k: usize| if k == at { gv } else { 0.0 };
+                d0[i] = MaybeUninit::new(out(0));
+                d0[i + 1] = MaybeUninit::new(out(1));
+                d1[i] = MaybeUninit::new(out(2));
+                d1[i + 1] = MaybeUninit::new(out(3));
+            }
+        });
+    // SAFETY: the chunks cover all n elements (n is a multiple of 2w: H is even) and every
+    // element of each chunk was written above (W is even, so the ow windows cover each row).
+    unsafe { dx.set_len(n) };
     dx
 }

@@ -211,6 +211,7 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    fer_ops::alloc::keep_freed_memory();
     let cli = Cli::parse();
     let r = match &cli.command {
         Some(Command::Serve(a)) => serve(a),

@@ -7,6 +7,7 @@ use clap::Parser;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    fer_ops::alloc::keep_freed_memory();
     let cli = fer_train_cnn::Cli::parse();
     let result = cli
         .common
