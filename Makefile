@@ -34,7 +34,7 @@ endef
 # A recipe that fails removes its target: a failed stage is never taken as finished.
 .DELETE_ON_ERROR:
 
-.PHONY: all demo test bench help clean clean-cache report-diff $(STAGES)
+.PHONY: all demo test bench bench-compare help clean clean-cache report-diff $(STAGES)
 
 all: $(STAGES)
 
@@ -95,6 +95,13 @@ test: ## unit and integration tests (no download needed)
 bench: ## timings on the real data (FER2013_DIR), printed as a table
 	$(BUILD)
 	$(BIN)/fer-bench --data-dir $(FER2013_DIR)
+
+# PyTorch (TORCH_PYTHON, default python3; a benchmark reference only, never a pipeline
+# dependency) beside fer-train-cnn on the same CNNs, batch and thread count, in alternating
+# rounds (ROUNDS=2). Without torch its column says n/a.
+bench-compare: ## CNN training/inference images/s: fer-ops vs burn's ops vs PyTorch, one table
+	$(BUILD)
+	BIN=$(BIN) scripts/bench-compare.sh
 
 # fer-predict: score photos per face with a model folder (default: this pipeline's fer-small;
 # MODEL=$(A)/train_svm or $(A)/tune/best work too). Rows go to stdout, progress to stderr.

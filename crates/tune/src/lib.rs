@@ -532,6 +532,25 @@ pub fn finish_leader(
     (spent + next_cost + need > p.time_limit_s).then_some((leader.id, rungs.len() - 1))
 }
 
+/// Whether a new trial can still reach its first rung before the clock ends: `spent` plus the
+/// first rung's epochs at the mean seconds per epoch of the trials this search has trained
+/// (reused incumbents excluded: their seconds were not charged to this clock) must not pass
+/// `time_limit`. With no trained epoch yet there is no estimate, and the trial starts. A trial
+/// that cannot finish its first rung is stopped by the clock with nothing to rank, so its
+/// time is better left unspent (or to [`finish_leader`], which is asked first).
+pub fn can_reach_first_rung(p: &TuneParams, st: &SearchState, spent: f64) -> bool {
+    let trained = st
+        .trials
+        .iter()
+        .filter(|t| t.reused_from.is_none() && t.epochs_run > 0);
+    let epochs: usize = trained.clone().map(|t| t.epochs_run).sum();
+    if epochs == 0 {
+        return true;
+    }
+    let per_epoch = trained.map(|t| t.seconds).sum::<f64>() / epochs as f64;
+    spent + per_epoch * p.rungs()[0] as f64 <= p.time_limit_s
+}
+
 /// The winner: among trials that reached the highest rung any trial reached, the best
 /// validation accuracy there (then the lower validation loss, then the lower id).
 pub fn best_trial(st: &SearchState) -> Option<&Trial> {
@@ -618,6 +637,16 @@ pub fn search(
             (None, None) => break,
         };
         if !last && spent(&started) >= p.time_limit_s {
+            break;
+        }
+        if !last && id == st.trials.len() && !can_reach_first_rung(p, &st, spent(&started)) {
+            progress(
+                &format!(
+                    "not starting trial-{id:03}: its first rung would end past the time limit"
+                ),
+                st.trials.len() as u64,
+                p.max_trials as u64,
+            );
             break;
         }
         if id == st.trials.len() {

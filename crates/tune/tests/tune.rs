@@ -602,3 +602,26 @@ fn with_a_reused_incumbent_the_best_challenger_is_trained_to_max_epochs() {
     let r: Vec<(usize, f64)> = short.rungs.iter().map(|r| (r.epochs, r.val_acc)).collect();
     assert_eq!(r, [(1, 0.8), (2, 0.85), (3, 0.85)]);
 }
+
+#[test]
+fn no_trial_starts_that_cannot_reach_its_first_rung_before_the_clock_ends() {
+    // Rungs 1, 2, 4 epochs; a 600 s limit; every epoch so far has taken 10 s.
+    let p = tune_params(SEARCH).unwrap();
+    let trial = |id: usize, accs: &[f64]| pruned_trial(&p, id, accs);
+    let st = SearchState {
+        trials: vec![trial(0, &[0.6]), trial(1, &[0.7, 0.72]), trial(2, &[0.65])],
+        elapsed: 0.0,
+    };
+    // A first rung is 1 epoch, 10 s: it fits up to 590 s spent, not after.
+    assert!(fer_tune::can_reach_first_rung(&p, &st, 590.0));
+    assert!(!fer_tune::can_reach_first_rung(&p, &st, 590.5));
+    // Nothing trained yet: no estimate, so the first trial always starts.
+    let empty = SearchState::default();
+    assert!(fer_tune::can_reach_first_rung(&p, &empty, 599.0));
+    // A reused incumbent's seconds (not charged to this clock) do not count: 100 s an epoch
+    // there leaves the estimate at 10 s.
+    let mut reused = st.clone();
+    reused.trials[0].reused_from = Some("train_cnn/fer-small".into());
+    reused.trials[0].seconds = 100.0;
+    assert!(fer_tune::can_reach_first_rung(&p, &reused, 590.0));
+}
