@@ -6,6 +6,7 @@ use burn::tensor::Device;
 use common::*;
 use fer_core::tensors::TensorSet;
 use fer_predict::{DetectOptions, FaceDetector, ModelOptions, Outcome, Predictor, Scorer, scene};
+use std::path::Path;
 use std::process::Command;
 
 fn bin() -> Command {
@@ -297,4 +298,55 @@ fn seed_test_predictions_are_reproduced_from_files() {
         assert_eq!(faces[0].p_happy, *w, "{id}");
     }
     eprintln!("{} seed test predictions reproduced exactly", sample.len());
+}
+
+/// Model folders written before fer-ops (its conv, pool and batch-norm kernels) still load
+/// and score the same. `tests/fixtures/pre-fer-ops/` holds a fer-small model folder that the
+/// code before fer-ops trained (the smoke pipeline, commit a26cb8a) and `expected.jsonl`, what
+/// that code's fer-predict gave for the synthetic faces below (see the fixture's README.md).
+/// Today's code must give the same label and p_happy within float tolerance (the kernels sum
+/// in another order, so the last bits may differ).
+#[test]
+fn model_folders_written_before_fer_ops_score_the_same() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pre-fer-ops");
+    let d = tempfile::tempdir().unwrap();
+    // FER_FIXTURE_FACES keeps the faces (how the fixture's expected scores were made).
+    let imgs = std::env::var_os("FER_FIXTURE_FACES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| d.path().join("faces"));
+    std::fs::create_dir_all(&imgs).unwrap();
+    for i in 0..24 {
+        synthetic_face(i)
+            .save(imgs.join(format!("f{i:03}.png")))
+            .unwrap();
+    }
+    let out = bin()
+        .args(["--no-detect", "--format", "jsonl", "--quiet", "--threshold", "0.5"])
+        .arg("--model")
+        .arg(fixture.join("model"))
+        .arg(&imgs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = jsonl(&out.stdout);
+    let want = jsonl(&std::fs::read(fixture.join("expected.jsonl")).unwrap());
+    assert_eq!(got.len(), 24);
+    assert_eq!(want.len(), 24);
+    let name = |r: &serde_json::Value| {
+        Path::new(r["file"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string()
+    };
+    let mut labels = std::collections::BTreeSet::new();
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(name(g), name(w));
+        let (pg, pw) = (g["p_happy"].as_f64().unwrap(), w["p_happy"].as_f64().unwrap());
+        assert!((pg - pw).abs() < 1e-5, "{}: p_happy {pg} now, {pw} before", name(g));
+        assert_eq!(g["label"], w["label"], "{}", name(g));
+        labels.insert(w["label"].as_str().unwrap().to_string());
+    }
+    // The fixture is only a check if the model tells the faces apart.
+    assert_eq!(labels.len(), 2, "the fixture model gives one label to every face");
 }
