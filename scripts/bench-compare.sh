@@ -3,7 +3,7 @@
 #
 # Rounds alternate (fer-bench, then PyTorch, ROUNDS times) so that both see the same machine
 # state; each cell is the range over rounds, the ratio is fer-bench / PyTorch (higher is ours
-# faster). Columns:
+# faster): the ratio of the medians, with the worst and best pairing of rounds. Columns:
 #   fer-ops     fer-train-cnn as it trains and scores (fer-ops kernels, workers = auto)
 #   burn ops    the same with fer-ops switched off (burn's default conv and pool), for the
 #               before/after of the custom kernels in the same run
@@ -55,11 +55,16 @@ def rng(v):
     lo, hi = min(v), max(v)
     return f"{lo:,.0f}" if round(lo) == round(hi) else f"{lo:,.0f}-{hi:,.0f}"
 
+def median(v):
+    v = sorted(v)
+    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
+
 def ratio(a, b):
+    """Ratio of the medians, then the worst and best pairing of rounds in brackets."""
     if not a or not b:
         return "n/a"
     lo, hi = min(a) / max(b), max(a) / min(b)
-    return f"{lo:.2f}" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}-{hi:.2f}"
+    return f"{median(a) / median(b):.2f} ({lo:.2f}-{hi:.2f})"
 
 head = ["row (images/s)", "fer-ops", "burn ops", "pytorch", "fer-ops / pytorch", "fer-ops / burn ops"]
 rows = []
@@ -67,7 +72,8 @@ for name in order:
     a, b, t = (cells[(name, c)] for c in ("fer-ops", "burn ops", "pytorch"))
     rows.append([name, rng(a), rng(b), rng(t), ratio(a, t), ratio(a, b)])
 w = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-print(f"CNN throughput on {sys.argv[3]} threads, ranges over rounds (batch 64 training, batch 32 inference)")
+print(f"CNN throughput on {sys.argv[3]} threads, images/s: range over rounds (batch 64 training, batch 32 inference);")
+print("ratios: of the medians (worst-best pairing of rounds)")
 print("| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(head)) + " |")
 print("|" + "|".join("-" * (x + 2) for x in w) + "|")
 for r in rows:

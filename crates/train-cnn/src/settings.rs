@@ -176,12 +176,13 @@ pub fn parse(pf: &PipelineFile) -> fer_core::Result<TrainCnnParams> {
     for (i, m) in models.into_iter().enumerate() {
         let mut merged = table.clone();
         merged.extend(m);
-        resolve_auto_workers(&mut merged);
         let prefix = if listed {
             format!("models[{i}].")
         } else {
             String::new()
         };
+        resolve_auto_workers(&mut merged)
+            .map_err(|m| pf.param_error(SECTION, &format!("{prefix}workers"), m))?;
         let s: TrainSettings =
             toml::Value::Table(merged)
                 .try_into()
@@ -207,11 +208,15 @@ pub fn parse(pf: &PipelineFile) -> fer_core::Result<TrainCnnParams> {
 }
 
 /// Replace `workers = "auto"` (also the default when the key is absent) by its value for the
-/// table's batch size; any other value is left for deserialization to accept or reject.
-fn resolve_auto_workers(t: &mut toml::Table) {
+/// table's batch size. Another string is an error (the message); numbers are left for
+/// deserialization and [`validate`].
+fn resolve_auto_workers(t: &mut toml::Table) -> Result<(), String> {
     let auto = match t.get("workers") {
         None => true,
-        Some(toml::Value::String(v)) => v == "auto",
+        Some(toml::Value::String(v)) if v == "auto" => true,
+        Some(toml::Value::String(v)) => {
+            return Err(format!("`{v}` is not a worker count or \"auto\""));
+        }
         _ => false,
     };
     if auto {
@@ -224,6 +229,7 @@ fn resolve_auto_workers(t: &mut toml::Table) {
             toml::Value::Integer(auto_workers(batch) as i64),
         );
     }
+    Ok(())
 }
 
 fn validate(

@@ -400,6 +400,7 @@ fn bad_params_name_the_key() {
         ("[train_cnn]\nlr = -1.0\n", "lr"),
         ("[train_cnn]\nbatch_size = 0\n", "batch_size"),
         ("[train_cnn]\nworkers = 0\n", "workers"),
+        ("[train_cnn]\nworkers = \"many\"\n", "workers"),
         ("[train_cnn]\nbatch_size = 4\nworkers = 4\n", "workers"),
         (
             "[train_cnn]\n[[train_cnn.models]]\narch = \"fer-small\"\nbatch_size = 0\n",
@@ -426,4 +427,26 @@ fn bad_params_name_the_key() {
     }
     let e = parse("[train_cnn]\nepoch = 3\n").unwrap_err();
     assert!(e.contains("unknown field `epoch`"), "{e}");
+}
+
+/// `workers = "auto"`, and no `workers` at all, resolve to the machine's cores with at least
+/// `MIN_PART` images a part, per model's batch size; the number is what the params (and so the
+/// stage signature) record.
+#[test]
+fn auto_workers_resolve_per_batch_size_into_the_params() {
+    let p = parse(
+        "[train_cnn]\nworkers = \"auto\"\n[[train_cnn.models]]\narch = \"fer-small\"\n\
+         [[train_cnn.models]]\narch = \"seed-base\"\nbatch_size = 16\n\
+         [[train_cnn.models]]\narch = \"fer-small\"\nname = \"one\"\nworkers = 1\n",
+    )
+    .unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(p.models[0].workers, cores.min(64 / settings::MIN_PART).clamp(1, 16));
+    assert_eq!(p.models[0].workers, settings::auto_workers(64));
+    assert_eq!(p.models[1].workers, 1, "batch 16 is one part of 16 images");
+    assert_eq!(p.models[2].workers, 1);
+    let absent = parse("[train_cnn]\n").unwrap();
+    assert_eq!(absent.models[0].workers, settings::auto_workers(64));
+    let json = serde_json::to_value(&p.models[0]).unwrap();
+    assert_eq!(json["workers"], settings::auto_workers(64));
 }
