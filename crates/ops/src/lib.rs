@@ -8,7 +8,8 @@
 //! anywhere else (wgpu, other dtypes, groups, dilation, asymmetric or `Same` padding, pooling
 //! with padding or ceil mode) they call the module's own `forward`, so every backend keeps
 //! working. The kernels are portable Rust plus the `gemm` crate, which picks its SIMD kernels
-//! (AVX2, AVX-512 where built with it, NEON) at run time: one binary runs on any x86-64.
+//! at run time (FMA/AVX2 on x86-64; its AVX-512 ones only with gemm's `x86-v4` feature, which
+//! burn's own measurement found no faster here and is off): one binary runs on any x86-64.
 //!
 //! Where the time went before (perf, fer-small training on 2 cores): the weight gradient as a
 //! convolution over batch/channel-swapped tensors 28%, the forward 21%, the input gradient as a
