@@ -262,18 +262,9 @@ fn augment_rows(rows: &mut Vec<Row>, repeat: usize) {
 /// CNN training (batch 64, AdamW, no augmentation) and inference (batch 256) throughput on
 /// the CPU backend (burn flex), on random 48x48 inputs: speed does not depend on content.
 fn cnn_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>) {
-    use fer_core::tensors::TensorSet;
     use fer_train_cnn::settings::TrainSettings;
     let device = burn::tensor::Device::flex();
-    let data = |n: usize| TensorSet {
-        n,
-        height: 48,
-        width: 48,
-        x: (0..n * 2304)
-            .map(|i| ((i * 7919) % 997) as f32 / 250.0 - 2.0)
-            .collect(),
-        y: (0..n).map(|i| (i % 2) as u8).collect(),
-    };
+    let data = compare::data;
     let aug = fer_augment::Augmenter {
         steps: vec![],
         side: 48,
