@@ -88,9 +88,7 @@ fn infer_rate(arch: &str, widths: [usize; 4], dropout: f64) -> f64 {
         .with_dropout(dropout);
     let model = cfg.init(&device);
     let batch = data(32);
-    let x = || {
-        Tensor::<4>::from_data(TensorData::new(batch.x.clone(), [32, 1, 48, 48]), &device)
-    };
+    let x = || Tensor::<4>::from_data(TensorData::new(batch.x.clone(), [32, 1, 48, 48]), &device);
     let score = |_: &usize| {
         let _: Vec<f32> = model
             .forward(x())

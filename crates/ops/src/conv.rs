@@ -66,7 +66,9 @@ impl Conv2dGeom {
     }
     /// Images per GEMM group.
     fn group(&self) -> usize {
-        GROUP_PIXELS.div_ceil(self.pixels().max(1)).clamp(1, self.n.max(1))
+        GROUP_PIXELS
+            .div_ceil(self.pixels().max(1))
+            .clamp(1, self.n.max(1))
     }
 }
 

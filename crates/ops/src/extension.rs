@@ -64,7 +64,11 @@ pub trait FerOps: Backend {
 
 /// A contiguous f32 copy-free view (copies only when the layout is strided).
 fn contiguous(t: FlexTensor) -> FlexTensor {
-    if t.is_contiguous() { t } else { t.to_contiguous() }
+    if t.is_contiguous() {
+        t
+    } else {
+        t.to_contiguous()
+    }
 }
 
 fn f32s(t: &FlexTensor) -> &[f32] {
@@ -84,7 +88,12 @@ fn tensor(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
     )
 }
 
-fn conv_geom(x: &FlexTensor, w: &FlexTensor, stride: [usize; 2], padding: [usize; 2]) -> Conv2dGeom {
+fn conv_geom(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Conv2dGeom {
     let (xd, wd) = (dims(x), dims(w));
     Conv2dGeom {
         n: xd[0],
@@ -210,7 +219,16 @@ fn bn_forward(
     crate::count_call();
     let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
     let g = norm_geom(&x);
-    let y = norm::bn_forward(&g, f32s(&x), f32s(&gamma), f32s(&beta), mean, var, epsilon, relu);
+    let y = norm::bn_forward(
+        &g,
+        f32s(&x),
+        f32s(&gamma),
+        f32s(&beta),
+        mean,
+        var,
+        epsilon,
+        relu,
+    );
     tensor(y, &dims(&x))
 }
 
@@ -355,7 +373,8 @@ impl<C: CheckpointStrategy> FerOps for Autodiff<Flex, C> {
             OpsKind::Tracked(mut prep) => {
                 let xs = prep.checkpoint(&x);
                 let ws = prep.checkpoint(&weight);
-                let out = Flex::fer_conv2d(x.into_primitive(), weight.into_primitive(), stride, padding);
+                let out =
+                    Flex::fer_conv2d(x.into_primitive(), weight.into_primitive(), stride, padding);
                 prep.finish((xs, ws, stride, padding), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::fer_conv2d(
@@ -406,7 +425,11 @@ impl<C: CheckpointStrategy> FerOps for Autodiff<Flex, C> {
         kernel: [usize; 2],
         stride: [usize; 2],
     ) -> FloatTensor<Self> {
-        match PoolBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+        match PoolBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(mut prep) => {
                 let xs = prep.checkpoint(&x);
                 let out = Flex::fer_max_pool2d(x.into_primitive(), kernel, stride);

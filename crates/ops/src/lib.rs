@@ -26,9 +26,9 @@ pub mod pool;
 pub use extension::FerOps;
 
 use burn::backend::Dispatch;
-use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::{DType, Device, Tensor};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -128,7 +128,8 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     {
         return pool.forward(x);
     }
-    let out = <Dispatch as FerOps>::fer_max_pool2d(x.into_dispatch(), pool.kernel_size, pool.stride);
+    let out =
+        <Dispatch as FerOps>::fer_max_pool2d(x.into_dispatch(), pool.kernel_size, pool.stride);
     Tensor::from_dispatch(out)
 }
 
@@ -152,7 +153,10 @@ pub fn batch_norm_relu(bn: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
     if !supports(&device, x.dtype()) || (device.is_autodiff() && !training) {
         return burn_op(x);
     }
-    let (gamma, beta) = (bn.gamma.val().into_dispatch(), bn.beta.val().into_dispatch());
+    let (gamma, beta) = (
+        bn.gamma.val().into_dispatch(),
+        bn.beta.val().into_dispatch(),
+    );
     if !training {
         let mean = bn.running_mean.value().to_device(&device).into_dispatch();
         let var = bn.running_var.value().to_device(&device).into_dispatch();
@@ -167,8 +171,9 @@ pub fn batch_norm_relu(bn: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
         );
         return Tensor::from_dispatch(out);
     }
-    let stats: Tensor<2> =
-        Tensor::from_dispatch(<Dispatch as FerOps>::fer_bn_stats(x.clone().into_dispatch()));
+    let stats: Tensor<2> = Tensor::from_dispatch(<Dispatch as FerOps>::fer_bn_stats(
+        x.clone().into_dispatch(),
+    ));
     let c = stats.dims()[1];
     let out = <Dispatch as FerOps>::fer_bn_train(
         x.into_dispatch(),

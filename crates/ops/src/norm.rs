@@ -48,7 +48,10 @@ pub fn bn_stats(g: &NormGeom, x: &[f32]) -> Vec<f32> {
             (m, (sq / g.count()) as f32)
         })
         .collect();
-    per.iter().map(|p| p.0).chain(per.iter().map(|p| p.1)).collect()
+    per.iter()
+        .map(|p| p.0)
+        .chain(per.iter().map(|p| p.1))
+        .collect()
 }
 
 /// Per-channel `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale`.

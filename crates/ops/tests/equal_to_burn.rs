@@ -29,10 +29,7 @@ fn values(t: Tensor<4>) -> Vec<f32> {
 fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
     let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
-        / scale
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
 struct Case {
@@ -86,7 +83,10 @@ fn conv_case(c: &Case, seed: u64) {
     let before = fer_ops::kernel_calls_on_this_thread();
     let fast = run(true);
     // forward, and one backward pass for the gradients
-    assert!(fer_ops::kernel_calls_on_this_thread() >= before + 2, "the kernels did not run");
+    assert!(
+        fer_ops::kernel_calls_on_this_thread() >= before + 2,
+        "the kernels did not run"
+    );
     let burn = run(false);
     let what = format!(
         "n={} c_in={} {:?} c_out={} k={} stride={} pad={} bias={}",
@@ -94,8 +94,14 @@ fn conv_case(c: &Case, seed: u64) {
     );
     let tol = 2e-5;
     assert!(rel_diff(&fast.0, &burn.0) < tol, "forward differs: {what}");
-    assert!(rel_diff(&fast.1, &burn.1) < tol, "input gradient differs: {what}");
-    assert!(rel_diff(&fast.2, &burn.2) < tol, "weight gradient differs: {what}");
+    assert!(
+        rel_diff(&fast.1, &burn.1) < tol,
+        "input gradient differs: {what}"
+    );
+    assert!(
+        rel_diff(&fast.2, &burn.2) < tol,
+        "weight gradient differs: {what}"
+    );
     match (fast.3, burn.3) {
         (Some(a), Some(b)) => assert!(rel_diff(&a, &b) < tol, "bias gradient differs: {what}"),
         (None, None) => {}
@@ -158,7 +164,10 @@ fn pool_case(shape: [usize; 4], k: usize, s: usize, seed: u64) {
     };
     let before = fer_ops::kernel_calls_on_this_thread();
     let fast = run(true);
-    assert!(fer_ops::kernel_calls_on_this_thread() >= before + 2, "the kernels did not run");
+    assert!(
+        fer_ops::kernel_calls_on_this_thread() >= before + 2,
+        "the kernels did not run"
+    );
     let burn = run(false);
     // Max pooling selects values: the forward and the routed gradient are exact.
     assert_eq!(fast.0, burn.0, "forward differs: {shape:?} k={k} s={s}");
@@ -205,7 +214,10 @@ fn inference_without_autodiff_equals_burn_and_other_cases_fall_back() {
     let x = Tensor::<4>::random([4, 3, 10, 10], Distribution::Default, &dev);
     let before = fer_ops::kernel_calls_on_this_thread();
     let fast = values(fer_ops::conv2d(&conv, x.clone()));
-    assert!(fer_ops::kernel_calls_on_this_thread() > before, "the kernel did not run");
+    assert!(
+        fer_ops::kernel_calls_on_this_thread() > before,
+        "the kernel did not run"
+    );
     let burn = values(conv.forward(x.clone()));
     assert!(rel_diff(&fast, &burn) < 2e-5);
     // `Same` padding is not handled here: the module's own forward runs, bit for bit.
@@ -271,10 +283,20 @@ fn bn_case(shape: [usize; 4], relu: bool, seed: u64) {
     let before = fer_ops::kernel_calls_on_this_thread();
     let fast = run(true);
     // stats, forward, backward, inference
-    assert!(fer_ops::kernel_calls_on_this_thread() >= before + 4, "the kernels did not run");
+    assert!(
+        fer_ops::kernel_calls_on_this_thread() >= before + 4,
+        "the kernels did not run"
+    );
     let burn = run(false);
-    let what = ["forward", "input gradient", "gamma gradient", "beta gradient", "running mean",
-        "running variance", "inference"];
+    let what = [
+        "forward",
+        "input gradient",
+        "gamma gradient",
+        "beta gradient",
+        "running mean",
+        "running variance",
+        "inference",
+    ];
     for ((a, b), w) in fast.iter().zip(&burn).zip(what) {
         assert!(
             rel_diff(a, b) < 5e-5,

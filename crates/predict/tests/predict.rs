@@ -321,13 +321,24 @@ fn model_folders_written_before_fer_ops_score_the_same() {
             .unwrap();
     }
     let out = bin()
-        .args(["--no-detect", "--format", "jsonl", "--quiet", "--threshold", "0.5"])
+        .args([
+            "--no-detect",
+            "--format",
+            "jsonl",
+            "--quiet",
+            "--threshold",
+            "0.5",
+        ])
         .arg("--model")
         .arg(fixture.join("model"))
         .arg(&imgs)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got = jsonl(&out.stdout);
     let want = jsonl(&std::fs::read(fixture.join("expected.jsonl")).unwrap());
     assert_eq!(got.len(), 24);
@@ -342,11 +353,22 @@ fn model_folders_written_before_fer_ops_score_the_same() {
     let mut labels = std::collections::BTreeSet::new();
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(name(g), name(w));
-        let (pg, pw) = (g["p_happy"].as_f64().unwrap(), w["p_happy"].as_f64().unwrap());
-        assert!((pg - pw).abs() < 1e-5, "{}: p_happy {pg} now, {pw} before", name(g));
+        let (pg, pw) = (
+            g["p_happy"].as_f64().unwrap(),
+            w["p_happy"].as_f64().unwrap(),
+        );
+        assert!(
+            (pg - pw).abs() < 1e-5,
+            "{}: p_happy {pg} now, {pw} before",
+            name(g)
+        );
         assert_eq!(g["label"], w["label"], "{}", name(g));
         labels.insert(w["label"].as_str().unwrap().to_string());
     }
     // The fixture is only a check if the model tells the faces apart.
-    assert_eq!(labels.len(), 2, "the fixture model gives one label to every face");
+    assert_eq!(
+        labels.len(),
+        2,
+        "the fixture model gives one label to every face"
+    );
 }

@@ -441,7 +441,10 @@ fn auto_workers_resolve_per_batch_size_into_the_params() {
     )
     .unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert_eq!(p.models[0].workers, cores.min(64 / settings::MIN_PART).clamp(1, 16));
+    assert_eq!(
+        p.models[0].workers,
+        cores.min(64 / settings::MIN_PART).clamp(1, 16)
+    );
     assert_eq!(p.models[0].workers, settings::auto_workers(64));
     assert_eq!(p.models[1].workers, 1, "batch 16 is one part of 16 images");
     assert_eq!(p.models[2].workers, 1);
