@@ -8,8 +8,8 @@
 //! - `infer <arch>`: the model alone (eval mode, no decoding), batches of 32 scored one batch
 //!   per rayon task (how predict and validation score), images per second.
 //!
-//! Every row runs twice: with fer-ops' kernels (`fer-ops`) and with burn's default conv and
-//! pool (`burn ops`), so one run shows the before and after of the custom kernels.
+//! Every row runs twice: with fer-ops' kernels (`fer-ops`) and with burn's default conv, pool
+//! and batch norm (`burn ops`), so one run shows the before and after of the custom kernels.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use fer_core::tensors::TensorSet;

@@ -297,23 +297,34 @@ fn conv_grads(
     [dx, dw, db]
 }
 
+/// [`ConvBackward`] for `N` parents (input, weights, and the bias when `N` is 3): each parent
+/// that wants a gradient gets it.
+fn conv_backward<const N: usize>(
+    ops: Ops<ConvState, N>,
+    grads: &mut Gradients,
+    ck: &mut Checkpointer,
+) {
+    let dy = grads.consume::<Flex>(&ops.node);
+    let (xs, ws, stride, padding) = ops.state;
+    let x: FlexTensor = ck.retrieve_node_output(xs);
+    let w: FlexTensor = ck.retrieve_node_output(ws);
+    let mut want = [false; 3];
+    for (k, parent) in ops.parents.iter().enumerate() {
+        want[k] = parent.is_some();
+    }
+    let computed = conv_grads(x, w, dy, stride, padding, want);
+    for (parent, g) in ops.parents.into_iter().zip(computed) {
+        if let (Some(node), Some(g)) = (parent, g) {
+            grads.register::<Flex>(node.id, g);
+        }
+    }
+}
+
 impl Backward<Flex, 2> for ConvBackward {
     type State = ConvState;
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, ck: &mut Checkpointer) {
-        let [node_x, node_w] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (xs, ws, stride, padding) = ops.state;
-        let x: FlexTensor = ck.retrieve_node_output(xs);
-        let w: FlexTensor = ck.retrieve_node_output(ws);
-        let want = [node_x.is_some(), node_w.is_some(), false];
-        let [dx, dw, _] = conv_grads(x, w, dy, stride, padding, want);
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, dx);
-        }
-        if let (Some(node), Some(dw)) = (node_w, dw) {
-            grads.register::<Flex>(node.id, dw);
-        }
+        conv_backward(ops, grads, ck);
     }
 }
 
@@ -321,18 +332,7 @@ impl Backward<Flex, 3> for ConvBackward {
     type State = ConvState;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, ck: &mut Checkpointer) {
-        let [node_x, node_w, node_b] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (xs, ws, stride, padding) = ops.state;
-        let x: FlexTensor = ck.retrieve_node_output(xs);
-        let w: FlexTensor = ck.retrieve_node_output(ws);
-        let want = [node_x.is_some(), node_w.is_some(), node_b.is_some()];
-        let [dx, dw, db] = conv_grads(x, w, dy, stride, padding, want);
-        for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
-            if let (Some(node), Some(g)) = (node, g) {
-                grads.register::<Flex>(node.id, g);
-            }
-        }
+        conv_backward(ops, grads, ck);
     }
 }
 

@@ -87,14 +87,23 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let Some(padding) = symmetric(&conv.padding) else {
         return conv.forward(x);
     };
-    let [_, _, h, w] = x.dims();
+    let [n, c_in, h, w] = x.dims();
     let [kh, kw] = conv.kernel_size;
-    let fits = h + 2 * padding[0] >= kh && w + 2 * padding[1] >= kw;
+    let geom = conv::Conv2dGeom {
+        n,
+        c_in,
+        h,
+        w,
+        c_out: conv.weight.dims()[0],
+        kh,
+        kw,
+        stride: conv.stride,
+        padding,
+    };
     if !supports(&x.device(), x.dtype())
         || conv.groups != 1
         || conv.dilation != [1, 1]
-        || conv.stride.contains(&0)
-        || !fits
+        || !geom.is_valid()
     {
         return conv.forward(x);
     }
@@ -114,17 +123,20 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 
 /// `pool.forward(x)`, through this crate's kernels where they apply.
 pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
-    let [_, _, h, w] = x.dims();
-    let [kh, kw] = pool.kernel_size;
+    let [n, c, h, w] = x.dims();
+    let geom = pool::PoolGeom {
+        n,
+        c,
+        h,
+        w,
+        kernel: pool.kernel_size,
+        stride: pool.stride,
+    };
     if !supports(&x.device(), x.dtype())
         || symmetric(&pool.padding) != Some([0, 0])
         || pool.dilation != [1, 1]
         || pool.ceil_mode
-        || pool.stride.contains(&0)
-        || kh == 0
-        || kw == 0
-        || h < kh
-        || w < kw
+        || !geom.is_valid()
     {
         return pool.forward(x);
     }

@@ -26,6 +26,10 @@ impl NormGeom {
     fn count(&self) -> f64 {
         (self.n * self.hw) as f64
     }
+    /// Planes handed to one rayon task.
+    fn planes_per_task(&self) -> usize {
+        (4096 / self.hw.max(1)).max(1)
+    }
     /// The planes of channel `c`, in image order.
     fn planes<'a>(&self, x: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> + 'a {
         let (hw, stride) = (self.hw, self.c * self.hw);
@@ -54,13 +58,20 @@ pub fn bn_stats(g: &NormGeom, x: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// Per-channel `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale`.
-fn affine(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f64) -> Vec<(f32, f32)> {
+/// Per channel: `scale = gamma / sqrt(var + eps)`, `shift = beta - mean * scale`, and
+/// `1 / sqrt(var + eps)` itself.
+fn affine(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+) -> Vec<(f32, f32, f32)> {
     (0..gamma.len())
         .map(|c| {
             let inv_std = (1.0 / (var[c] as f64 + eps).sqrt()) as f32;
             let scale = gamma[c] * inv_std;
-            (scale, beta[c] - mean[c] * scale)
+            (scale, beta[c] - mean[c] * scale, inv_std)
         })
         .collect()
 }
@@ -80,13 +91,13 @@ pub fn bn_forward(
 ) -> Vec<f32> {
     let ab = affine(gamma, beta, mean, var, eps);
     let mut y = vec![0f32; x.len()];
-    let planes = (4096 / g.hw.max(1)).max(1);
+    let planes = g.planes_per_task();
     y.par_chunks_mut(planes * g.hw)
         .zip(x.par_chunks(planes * g.hw))
         .enumerate()
         .for_each(|(k, (yo, xi))| {
             for (j, (yp, xp)) in yo.chunks_mut(g.hw).zip(xi.chunks(g.hw)).enumerate() {
-                let (s, t) = ab[(k * planes + j) % g.c];
+                let (s, t, _) = ab[(k * planes + j) % g.c];
                 if relu {
                     for (o, &v) in yp.iter_mut().zip(xp) {
                         *o = (v * s + t).max(0.0);
@@ -117,16 +128,12 @@ pub fn bn_backward(
     relu: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let ab = affine(gamma, beta, mean, var, eps);
-    let inv_std: Vec<f32> = var
-        .iter()
-        .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
-        .collect();
     // Pass 1, per channel: dbeta = Σ g and dgamma = Σ g·x̂ (g the masked output gradient).
     let sums: Vec<(f32, f32)> = (0..g.c)
         .into_par_iter()
         .map(|c| {
-            let (s, t) = ab[c];
-            let (m, is) = (mean[c], inv_std[c]);
+            let (s, t, is) = ab[c];
+            let m = mean[c];
             let (mut db, mut dg) = (0f64, 0f64);
             for (xp, gp) in g.planes(x, c).zip(g.planes(dy, c)) {
                 let (mut b, mut w) = (0f32, 0f32);
@@ -144,7 +151,7 @@ pub fn bn_backward(
     // Pass 2, per plane: dx = scale · (g − dbeta/M − x̂ · dgamma/M).
     let count = g.count() as f32;
     let mut dx = vec![0f32; x.len()];
-    let planes = (4096 / g.hw.max(1)).max(1);
+    let planes = g.planes_per_task();
     dx.par_chunks_mut(planes * g.hw)
         .zip(x.par_chunks(planes * g.hw))
         .zip(dy.par_chunks(planes * g.hw))
@@ -157,8 +164,8 @@ pub fn bn_backward(
                 .enumerate()
             {
                 let c = (k * planes + j) % g.c;
-                let (s, t) = ab[c];
-                let (m, is) = (mean[c], inv_std[c]);
+                let (s, t, is) = ab[c];
+                let m = mean[c];
                 let (dg, db) = sums[c];
                 let (db_m, dg_m) = (db / count, dg / count);
                 for ((o, &v), &d) in dp.iter_mut().zip(xp).zip(gp) {

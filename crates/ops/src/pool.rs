@@ -59,6 +59,19 @@ fn window_max(g: &PoolGeom, plane: &[f32], oy: usize, ox: usize) -> (usize, f32)
     (best, m)
 }
 
+/// Which of a 2x2 window's values `[top-left, top-right, bottom-left, bottom-right]` is its
+/// maximum, by the rule of [`window_max`]: the first maximum, a NaN taking the place.
+#[inline(always)]
+fn argmax4(v: [f32; 4]) -> usize {
+    let mut at = 0;
+    for k in 1..4 {
+        if v[k] > v[at] || v[k].is_nan() {
+            at = k;
+        }
+    }
+    at
+}
+
 /// Max pool forward: `[N, C, H, W]` -> `[N, C, OH, OW]`.
 pub fn max_pool2d_forward(g: &PoolGeom, x: &[f32]) -> Vec<f32> {
     let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
@@ -69,24 +82,14 @@ pub fn max_pool2d_forward(g: &PoolGeom, x: &[f32]) -> Vec<f32> {
         .for_each(|(o, xs)| {
             for (op, plane) in o.chunks_exact_mut(oh * ow).zip(xs.chunks_exact(hw)) {
                 if g.kernel == [2, 2] && g.stride == [2, 2] {
-                    // The common case, written out so it vectorizes.
+                    // The common case, written out.
                     for (oy, orow) in op.chunks_exact_mut(ow).enumerate() {
                         let r0 = &plane[2 * oy * g.w..2 * oy * g.w + g.w];
                         let r1 = &plane[(2 * oy + 1) * g.w..(2 * oy + 1) * g.w + g.w];
                         for (ox, v) in orow.iter_mut().enumerate() {
-                            let (a, b) = (r0[2 * ox], r0[2 * ox + 1]);
-                            let (c, d) = (r1[2 * ox], r1[2 * ox + 1]);
-                            let mut m = a;
-                            if b > m || b.is_nan() {
-                                m = b;
-                            }
-                            if c > m || c.is_nan() {
-                                m = c;
-                            }
-                            if d > m || d.is_nan() {
-                                m = d;
-                            }
-                            *v = m;
+                            let i = 2 * ox;
+                            let win = [r0[i], r0[i + 1], r1[i], r1[i + 1]];
+                            *v = win[argmax4(win)];
                         }
                     }
                 } else {
@@ -124,15 +127,10 @@ pub fn max_pool2d_backward(g: &PoolGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                     for oy in 0..oh {
                         let (r0, r1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
                         for ox in 0..ow {
-                            let (a, b) = (r0 + 2 * ox, r0 + 2 * ox + 1);
-                            let (c, d) = (r1 + 2 * ox, r1 + 2 * ox + 1);
-                            let mut at = a;
-                            for i in [b, c, d] {
-                                if plane[i] > plane[at] || plane[i].is_nan() {
-                                    at = i;
-                                }
-                            }
-                            dp[at] = gp[oy * ow + ox];
+                            let (a, c) = (r0 + 2 * ox, r1 + 2 * ox);
+                            let at = [a, a + 1, c, c + 1];
+                            let win = at.map(|i| plane[i]);
+                            dp[at[argmax4(win)]] = gp[oy * ow + ox];
                         }
                     }
                     continue;
@@ -165,13 +163,7 @@ fn max_pool2x2_backward_tiled(g: &PoolGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
             let (x0, x1) = xs.split_at(w);
             for (ox, &gv) in gy.iter().enumerate() {
                 let i = 2 * ox;
-                let v = [x0[i], x0[i + 1], x1[i], x1[i + 1]];
-                let mut at = 0;
-                for k in 1..4 {
-                    if v[k] > v[at] || v[k].is_nan() {
-                        at = k;
-                    }
-                }
+                let at = argmax4([x0[i], x0[i + 1], x1[i], x1[i + 1]]);
                 let out = |k: usize| if k == at { gv } else { 0.0 };
                 d0[i] = MaybeUninit::new(out(0));
                 d0[i + 1] = MaybeUninit::new(out(1));
