@@ -326,10 +326,15 @@ impl Params {
     }
 }
 
+/// The params the stage's signature hashes (printed by `--print-params`).
+pub fn signature_params(p: &Params) -> Result<serde_json::Value, AugmentError> {
+    Ok(serde_json::to_value(&p.augment).expect("params serialize"))
+}
+
 pub fn run(p: &Params) -> Result<Manifest, AugmentError> {
     let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
     let dir_in = input.path.clone();
-    let params = serde_json::to_value(&p.augment).expect("params serialize");
+    let params = signature_params(p)?;
     let run = p
         .common
         .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);

@@ -8,7 +8,13 @@ fn main() -> std::process::ExitCode {
         .load_pipeline()
         .map_err(Into::into)
         .and_then(|pipeline| {
-            fer_augment::run(&fer_augment::Params::from_pipeline(&pipeline, &cli)?)
+            let p = fer_augment::Params::from_pipeline(&pipeline, &cli)?;
+            if cli.common.print_params {
+                let params = fer_augment::signature_params(&p)?;
+                fer_core::cli::print_params(&pipeline.name, fer_augment::STAGE, &params);
+                return Ok(());
+            }
+            fer_augment::run(&p).map(|_| ())
         });
     fer_core::cli::finish(&cli.common, fer_augment::STAGE, result)
 }

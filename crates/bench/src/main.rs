@@ -61,6 +61,7 @@ fn common(artifacts: &Path, pipeline: &str) -> StageArgs {
         cache_dir: Some("off".into()),
         force: true,
         quiet: true,
+        print_params: false,
     }
 }
 

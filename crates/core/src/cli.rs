@@ -22,6 +22,10 @@ pub struct StageArgs {
     /// Print nothing but errors.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Print the stage's resolved params (what its signature hashes) as one JSON line and
+    /// exit without running.
+    #[arg(long)]
+    pub print_params: bool,
 }
 
 impl StageArgs {
@@ -50,6 +54,14 @@ impl StageArgs {
             verbose: !self.quiet,
         }
     }
+}
+
+/// `--print-params`: the stage's resolved params as one JSON line on stdout.
+pub fn print_params(pipeline: &str, stage: &str, params: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::json!({"pipeline": pipeline, "stage": stage, "params": params})
+    );
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal or `quiet`).

@@ -108,6 +108,18 @@ fn resolve_source(p: &Params) -> Result<Source, IngestError> {
     })
 }
 
+/// The params the stage's signature hashes (printed by `--print-params`): the section with
+/// `source` resolved against the data folder.
+pub fn signature_params(p: &Params) -> Result<serde_json::Value, IngestError> {
+    Ok(signature_params_for(p, resolve_source(p)?))
+}
+
+fn signature_params_for(p: &Params, source: Source) -> serde_json::Value {
+    let mut params = serde_json::to_value(&p.ingest).expect("params serialize");
+    params["source"] = serde_json::to_value(source).expect("source serializes");
+    params
+}
+
 /// Run the stage: skip if up to date, restore from the run cache, or compute.
 pub fn run(p: &Params) -> Result<Manifest, IngestError> {
     let source = resolve_source(p)?;
@@ -145,8 +157,7 @@ pub fn run(p: &Params) -> Result<Manifest, IngestError> {
             )
         }
     };
-    let mut params = serde_json::to_value(&p.ingest).expect("params serialize");
-    params["source"] = serde_json::to_value(source).expect("source serializes");
+    let params = signature_params_for(p, source);
     let run = p.common.stage_run(
         &p.pipeline,
         STAGE,

@@ -7,6 +7,14 @@ fn main() -> std::process::ExitCode {
         .common
         .load_pipeline()
         .map_err(Into::into)
-        .and_then(|pipeline| fer_ingest::run(&fer_ingest::Params::from_pipeline(&pipeline, &cli)?));
+        .and_then(|pipeline| {
+            let p = fer_ingest::Params::from_pipeline(&pipeline, &cli)?;
+            if cli.common.print_params {
+                let params = fer_ingest::signature_params(&p)?;
+                fer_core::cli::print_params(&pipeline.name, fer_ingest::STAGE, &params);
+                return Ok(());
+            }
+            fer_ingest::run(&p).map(|_| ())
+        });
     fer_core::cli::finish(&cli.common, fer_ingest::STAGE, result)
 }

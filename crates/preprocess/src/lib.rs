@@ -250,10 +250,15 @@ pub fn tensors(ds: &ImageDataset, t: &Transform, split: Split) -> TensorSet {
     }
 }
 
+/// The params the stage's signature hashes (printed by `--print-params`).
+pub fn signature_params(p: &Params) -> Result<serde_json::Value, PreprocessError> {
+    Ok(serde_json::to_value(&p.preprocess).expect("params serialize"))
+}
+
 pub fn run(p: &Params) -> Result<Manifest, PreprocessError> {
     let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "ingest")?;
     let images = input.path.join("images.parquet");
-    let params = serde_json::to_value(&p.preprocess).expect("params serialize");
+    let params = signature_params(p)?;
     let run = p
         .common
         .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);

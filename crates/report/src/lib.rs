@@ -254,10 +254,15 @@ fn inputs(artifacts: &Path, pipeline: &str) -> Result<Vec<Input>, ReportError> {
     Ok(out)
 }
 
+/// The params the stage's signature hashes (printed by `--print-params`).
+pub fn signature_params(p: &Params) -> Result<serde_json::Value, ReportError> {
+    Ok(serde_json::to_value(&p.report).expect("params serialize"))
+}
+
 pub fn run(p: &Params) -> Result<Manifest, ReportError> {
     let name = p.pipeline.name.clone();
     let inputs = inputs(&p.common.artifacts, &name)?;
-    let params = serde_json::to_value(&p.report).expect("params serialize");
+    let params = signature_params(p)?;
     let run = p
         .common
         .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, inputs);

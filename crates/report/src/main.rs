@@ -12,6 +12,14 @@ fn main() -> std::process::ExitCode {
         .common
         .load_pipeline()
         .map_err(Into::into)
-        .and_then(|pipeline| fer_report::run(&fer_report::Params::from_pipeline(&pipeline, &cli)?));
+        .and_then(|pipeline| {
+            let p = fer_report::Params::from_pipeline(&pipeline, &cli)?;
+            if cli.common.print_params {
+                let params = fer_report::signature_params(&p)?;
+                fer_core::cli::print_params(&pipeline.name, fer_report::STAGE, &params);
+                return Ok(());
+            }
+            fer_report::run(&p).map(|_| ())
+        });
     fer_core::cli::finish(&cli.common, fer_report::STAGE, result)
 }

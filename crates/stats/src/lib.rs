@@ -214,11 +214,16 @@ pub fn emotion_moments(ds: &ImageDataset) -> BTreeMap<(String, Emotion), Moments
     m
 }
 
+/// The params the stage's signature hashes (printed by `--print-params`).
+pub fn signature_params(p: &Params) -> Result<serde_json::Value, StatsError> {
+    Ok(serde_json::to_value(&p.stats).expect("params serialize"))
+}
+
 pub fn run(p: &Params) -> Result<Manifest, StatsError> {
     let (input, upstream) = Input::stage(&p.common.artifacts, &p.pipeline.name, "ingest")?;
     let images_path: PathBuf = input.path.join("images.parquet");
     debug_assert!(upstream.output("images.parquet").is_some());
-    let params = serde_json::to_value(&p.stats).expect("params serialize");
+    let params = signature_params(p)?;
     let run = p
         .common
         .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);

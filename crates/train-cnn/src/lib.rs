@@ -135,10 +135,15 @@ impl ModelArtifact {
     }
 }
 
+/// The params the stage's signature hashes (printed by `--print-params`).
+pub fn signature_params(p: &Params) -> Result<serde_json::Value, TrainCnnError> {
+    Ok(json!({"models": p.train.models, "ops": p.train.steps, "device": p.device}))
+}
+
 pub fn run(p: &Params) -> Result<Manifest, TrainCnnError> {
     let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
     let dir_in = input.path.clone();
-    let params = json!({"models": p.train.models, "ops": p.train.steps, "device": p.device});
+    let params = signature_params(p)?;
     let run = p
         .common
         .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);

@@ -14,7 +14,13 @@ fn main() -> std::process::ExitCode {
         .load_pipeline()
         .map_err(Into::into)
         .and_then(|pipeline| {
-            fer_train_cnn::run(&fer_train_cnn::Params::from_pipeline(&pipeline, &cli)?)
+            let p = fer_train_cnn::Params::from_pipeline(&pipeline, &cli)?;
+            if cli.common.print_params {
+                let params = fer_train_cnn::signature_params(&p)?;
+                fer_core::cli::print_params(&pipeline.name, fer_train_cnn::STAGE, &params);
+                return Ok(());
+            }
+            fer_train_cnn::run(&p).map(|_| ())
         });
     fer_core::cli::finish(&cli.common, fer_train_cnn::STAGE, result)
 }

@@ -761,6 +761,15 @@ pub fn search(
     Ok(st)
 }
 
+/// The params the stage's signature hashes (printed by `--print-params`).
+pub fn signature_params(p: &Params) -> Result<serde_json::Value, TuneError> {
+    Ok(json!({
+        "tune": p.tune,
+        "rungs": p.tune.rungs(),
+        "device": p.device,
+    }))
+}
+
 pub fn run(p: &Params) -> Result<Manifest, TuneError> {
     let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
     let dir_in = input.path.clone();
@@ -774,11 +783,7 @@ pub fn run(p: &Params) -> Result<Manifest, TuneError> {
     } else {
         None
     };
-    let params = json!({
-        "tune": p.tune,
-        "rungs": p.tune.rungs(),
-        "device": p.device,
-    });
+    let params = signature_params(p)?;
     let run = p
         .common
         .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, inputs);

@@ -13,6 +13,14 @@ fn main() -> std::process::ExitCode {
         .common
         .load_pipeline()
         .map_err(Into::into)
-        .and_then(|pipeline| fer_tune::run(&fer_tune::Params::from_pipeline(&pipeline, &cli)?));
+        .and_then(|pipeline| {
+            let p = fer_tune::Params::from_pipeline(&pipeline, &cli)?;
+            if cli.common.print_params {
+                let params = fer_tune::signature_params(&p)?;
+                fer_core::cli::print_params(&pipeline.name, fer_tune::STAGE, &params);
+                return Ok(());
+            }
+            fer_tune::run(&p).map(|_| ())
+        });
     fer_core::cli::finish(&cli.common, fer_tune::STAGE, result)
 }
