@@ -14,6 +14,11 @@ export FER2013_DIR
 
 A      := artifacts/$(PIPELINE)
 PFILE  := pipelines/$(PIPELINE).toml
+# The pipeline file and the files it extends (`extends = "<name>"`, followed up to 8 levels;
+# a cycle is the stage binaries' error to report): editing a parent reruns its children.
+PFILES := $(shell f=$(PFILE); n=0; while [ -f "$$f" ] && [ $$n -lt 8 ]; do echo "$$f"; \
+            p=$$(sed -n -E 's/^extends *= *"([A-Za-z0-9_-]+)".*/\1/p' "$$f"); [ -n "$$p" ] || break; \
+            f=pipelines/$$p.toml; n=$$((n+1)); done)
 BIN    := $(or $(CARGO_TARGET_DIR),target)/release
 STAGES := ingest stats preprocess augment train-svm train-cnn tune report
 
@@ -47,35 +52,35 @@ train-cnn: $(A)/train_cnn/manifest.json
 tune: $(A)/tune/manifest.json
 report: $(A)/report/manifest.json
 
-$(A)/ingest/manifest.json: $(PFILE) $(CORE) $(call src,ingest) $(DATA)
+$(A)/ingest/manifest.json: $(or $(PFILES),$(PFILE)) $(CORE) $(call src,ingest) $(DATA)
 	$(call stage,ingest)
 
-$(A)/stats/manifest.json: $(A)/ingest/manifest.json $(PFILE) $(CORE) $(call src,stats)
+$(A)/stats/manifest.json: $(A)/ingest/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,stats)
 	$(call stage,stats)
 
-$(A)/preprocess/manifest.json: $(A)/ingest/manifest.json $(PFILE) $(CORE) $(call src,preprocess)
+$(A)/preprocess/manifest.json: $(A)/ingest/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,preprocess)
 	$(call stage,preprocess)
 
-$(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(call src,augment)
+$(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,augment)
 	$(call stage,augment)
 
-$(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(call src,train-svm)
+$(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-svm)
 	$(call stage,train-svm)
 
 # train_cnn reuses the augment library and fer-ops' kernels, so their sources are prerequisites too.
-$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(PFILE) $(CORE) $(call src,train-cnn) $(call src,augment) $(call src,ops)
+$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-cnn) $(call src,augment) $(call src,ops)
 	$(BUILD)
 	$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE)
 
 # tune trains our architecture with the [train_cnn] settings and ops: train-cnn's and augment's
 # sources are prerequisites too. It runs after train-cnn (make is serial here) so the two
 # never share the 2 cores.
-$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(PFILE) $(CORE) $(call src,tune) $(call src,train-cnn) $(call src,augment) $(call src,ops)
+$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,tune) $(call src,train-cnn) $(call src,augment) $(call src,ops)
 	$(BUILD)
 	$(BIN)/fer-tune --pipeline $(PIPELINE) --device $(DEVICE)
 
 # The report reads every upstream stage (tune's best model is one more CNN).
-$(A)/report/manifest.json: $(A)/stats/manifest.json $(A)/augment/manifest.json $(A)/train_svm/manifest.json $(A)/train_cnn/manifest.json $(A)/tune/manifest.json $(PFILE) $(CORE) $(call src,report)
+$(A)/report/manifest.json: $(A)/stats/manifest.json $(A)/augment/manifest.json $(A)/train_svm/manifest.json $(A)/train_cnn/manifest.json $(A)/tune/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,report)
 	$(call stage,report)
 
 # make report-diff A=seed B=full: metrics and params that differ (A, B: pipeline names under

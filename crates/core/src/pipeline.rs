@@ -3,6 +3,22 @@
 //! The loader rejects unknown sections; each stage deserializes its own section with
 //! `deny_unknown_fields` and validates it before any work starts. Every error names the file,
 //! the section and the key.
+//!
+//! # `extends`
+//! A file may start with `extends = "<pipeline>"`: it is then its parent (`<pipeline>.toml`,
+//! in the same folder) with the child's keys laid over it, by these rules:
+//! - tables (sections such as `[train_cnn]`, and inline or nested tables such as
+//!   `[ingest.sizes]`) merge key by key, recursively: a key the child sets wins, the others
+//!   come from the parent;
+//! - everything else replaces: a value, an array, and an array of tables (`[[augment.ops]]`,
+//!   `[[train_cnn.models]]`): a child that lists one `[[train_cnn.models]]` has exactly that
+//!   one model;
+//! - a parent may itself extend another file; a cycle is an error naming the files in it;
+//! - the pipeline's name is always the child's file stem (its artifacts go to
+//!   `artifacts/<child>/`); `[pipeline] description` is inherited like any key.
+//!
+//! Errors in a merged section name the child file; the parents are listed in
+//! [`PipelineFile::parents`].
 
 use crate::error::{Error, IoContext, Result};
 use serde::de::DeserializeOwned;
@@ -27,8 +43,13 @@ pub struct PipelineFile {
     pub path: PathBuf,
     /// The pipeline name: the file stem (`seed` for `pipelines/seed.toml`).
     pub name: String,
+    /// The files this one extends, nearest first (empty without `extends`).
+    pub parents: Vec<PathBuf>,
     table: toml::Table,
 }
+
+/// The top-level key naming the parent pipeline.
+pub const EXTENDS_KEY: &str = "extends";
 
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +67,37 @@ pub fn resolve(name_or_path: &str) -> PathBuf {
     }
 }
 
+fn is_pipeline_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The same file, by canonical path when both exist.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// `over` laid over `base`: tables merge key by key (recursively); any other value, arrays
+/// and arrays of tables included, replaces.
+pub fn merge(mut base: toml::Table, over: toml::Table) -> toml::Table {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => {
+                let b = std::mem::take(b);
+                base.insert(k, toml::Value::Table(merge(b, o)));
+            }
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+    base
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -56,18 +108,34 @@ impl PipelineFile {
         Self::parse(path, &text)
     }
 
+    /// Parse `text` as the file at `path`; a parent named by `extends` is read from `path`'s
+    /// folder.
     pub fn parse(path: &Path, text: &str) -> Result<PipelineFile> {
+        Self::parse_chain(path, text, &mut Vec::new())
+    }
+
+    /// `chain`: the files already being read below this one (children first), for cycles.
+    fn parse_chain(path: &Path, text: &str, chain: &mut Vec<PathBuf>) -> Result<PipelineFile> {
         let perr = |m: String| Error::Pipeline {
             file: path.to_path_buf(),
             message: m,
         };
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             let line = e
                 .span()
                 .map(|s| format!("line {}: ", text[..s.start].matches('\n').count() + 1))
                 .unwrap_or_default();
             perr(format!("{line}{}", one_line(e.message())))
         })?;
+        let extends = match table.remove(EXTENDS_KEY) {
+            None => None,
+            Some(toml::Value::String(s)) if is_pipeline_name(&s) => Some(s),
+            Some(v) => {
+                return Err(perr(format!(
+                    "`{EXTENDS_KEY}` must name a pipeline in the same folder (letters, digits, `-`, `_`), got {v}"
+                )));
+            }
+        };
         for (k, v) in &table {
             if !KNOWN_SECTIONS.contains(&k.as_str()) {
                 return Err(perr(format!(
@@ -85,9 +153,39 @@ impl PipelineFile {
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_else(|| "pipeline".into());
+        let mut parents = Vec::new();
+        if let Some(parent) = extends {
+            let ppath = path
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join(format!("{parent}.toml"));
+            chain.push(path.to_path_buf());
+            if chain.iter().any(|c| same_file(c, &ppath)) {
+                let names: Vec<String> = chain
+                    .iter()
+                    .chain(std::iter::once(&ppath))
+                    .map(|p| p.display().to_string())
+                    .collect();
+                return Err(perr(format!(
+                    "`{EXTENDS_KEY}` cycle: {}",
+                    names.join(" -> ")
+                )));
+            }
+            let ptext = std::fs::read_to_string(&ppath).map_err(|e| {
+                perr(format!(
+                    "{EXTENDS_KEY} = \"{parent}\": {}: {e}",
+                    ppath.display()
+                ))
+            })?;
+            let base = Self::parse_chain(&ppath, &ptext, chain)?;
+            table = merge(base.table, table);
+            parents.push(ppath);
+            parents.extend(base.parents);
+        }
         Ok(PipelineFile {
             path: path.to_path_buf(),
             name,
+            parents,
             table,
         })
     }
