@@ -68,14 +68,14 @@ $(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFI
 	$(call stage,train-svm)
 
 # train_cnn reuses the augment library and fer-ops' kernels, so their sources are prerequisites too.
-$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-cnn) $(call src,augment) $(call src,ops)
+$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-cnn) $(call src,models) $(call src,augment) $(call src,ops)
 	$(BUILD)
 	$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE)
 
 # tune trains our architecture with the [train_cnn] settings and ops: train-cnn's and augment's
 # sources are prerequisites too. It runs after train-cnn (make is serial here) so the two
 # never share the 2 cores.
-$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,tune) $(call src,train-cnn) $(call src,augment) $(call src,ops)
+$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,tune) $(call src,train-cnn) $(call src,models) $(call src,augment) $(call src,ops)
 	$(BUILD)
 	$(BIN)/fer-tune --pipeline $(PIPELINE) --device $(DEVICE)
 

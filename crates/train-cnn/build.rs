@@ -1,3 +1,3 @@
 fn main() {
-    fer_codeversion::emit(&["augment", "ops"]);
+    fer_codeversion::emit();
 }

@@ -1,3 +1,3 @@
 fn main() {
-    fer_codeversion::emit(&["augment", "train-cnn", "ops"]);
+    fer_codeversion::emit();
 }

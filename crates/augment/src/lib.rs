@@ -43,16 +43,8 @@ pub enum AugmentError {
     Core(#[from] fer_core::Error),
 }
 
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "fer-augment",
-    version,
-    about = "Stage augment: preview of the augmentation chain, optional offline set"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub common: StageArgs,
-}
+/// `fer-augment`'s command line.
+pub type Cli = fer_core::cli::StageCli<fer_core::cli::NoArgs>;
 
 /// One `[[augment.ops]]` entry as written.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -323,6 +315,24 @@ impl Params {
             augment: s.validate(pipeline)?,
             common: cli.common.clone(),
         })
+    }
+}
+
+impl fer_core::cli::Stage for Params {
+    const NAME: &'static str = STAGE;
+    const BIN: &'static str = "fer-augment";
+    const ABOUT: &'static str =
+        "Stage augment: preview of the augmentation chain, optional offline set";
+    type Args = fer_core::cli::NoArgs;
+    type Error = AugmentError;
+    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, AugmentError> {
+        Params::from_pipeline(pipeline, cli)
+    }
+    fn signature_params(&self) -> Result<serde_json::Value, AugmentError> {
+        signature_params(self)
+    }
+    fn run(&self) -> Result<Manifest, AugmentError> {
+        run(self)
     }
 }
 

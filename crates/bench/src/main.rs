@@ -97,7 +97,9 @@ fn main() -> std::process::ExitCode {
     } else if cli.data_dir.is_dir() {
         let icli = fer_ingest::Cli {
             common: args.clone(),
-            data_dir: cli.data_dir.clone(),
+            args: fer_ingest::IngestArgs {
+                data_dir: cli.data_dir.clone(),
+            },
         };
         let ip = fer_ingest::Params::from_pipeline(&pf, &icli).expect("ingest params");
         let (s, m) = best(cli.repeat, || fer_ingest::run(&ip));
@@ -133,6 +135,7 @@ fn main() -> std::process::ExitCode {
                     &pf,
                     &fer_preprocess::Cli {
                         common: args.clone(),
+                        args: fer_core::cli::NoArgs {},
                     },
                 )
                 .expect("preprocess params");

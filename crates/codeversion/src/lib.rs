@@ -1,7 +1,8 @@
 //! Build-script helper for fer-pipeline stage crates.
 //!
-//! Reads: the source trees a stage is built from (its own `src/`, `Cargo.toml`, the core
-//! crate's sources and the workspace `Cargo.lock`). Writes: nothing; it prints the
+//! Reads: the source trees a stage is built from: the `src/` and `Cargo.toml` of the crate and
+//! of every workspace crate it depends on (the crate graph, read from the manifests), and the
+//! workspace `Cargo.lock`. Writes: nothing; it prints the
 //! `cargo:rustc-env=FER_CODE_VERSION=<hash>` line and `rerun-if-changed` lines.
 //! Takes no params. The hash is of file contents and relative paths only, so two clones
 //! of the same commit get the same code version (which is what lets the run cache hit).
@@ -40,9 +41,75 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Call from a stage crate's `build.rs`: emits `FER_CODE_VERSION` covering the crate itself,
-/// the core crate, any `extra` crate folders (e.g. a library the stage reuses) and `Cargo.lock`.
-pub fn emit(extra: &[&str]) {
+/// The workspace crates a crate is built from: itself and, recursively, every `fer-*` crate in
+/// its `[dependencies]` (not dev- or build-dependencies), as folders relative to the workspace
+/// root, sorted. A dependency is found through `[workspace.dependencies]` (`path = ...`) or its
+/// own `path`. This is the crate graph from the manifests, so a new dependency is covered by
+/// the code version without a hand-kept list.
+pub fn crate_graph(workspace: &Path, own: &str) -> Vec<String> {
+    let ws: toml::Table = read_toml(&workspace.join("Cargo.toml"));
+    let ws_deps = ws
+        .get("workspace")
+        .and_then(|w| w.get("dependencies"))
+        .and_then(|d| d.as_table())
+        .cloned()
+        .unwrap_or_default();
+    let mut seen: Vec<String> = Vec::new();
+    let mut todo = vec![own.to_string()];
+    while let Some(dir) = todo.pop() {
+        if seen.contains(&dir) {
+            continue;
+        }
+        let manifest: toml::Table = read_toml(&workspace.join(&dir).join("Cargo.toml"));
+        if let Some(deps) = manifest.get("dependencies").and_then(|d| d.as_table()) {
+            for (name, spec) in deps.iter().filter(|(n, _)| n.starts_with("fer-")) {
+                let path = spec
+                    .get("path")
+                    .and_then(|p| p.as_str())
+                    .map(|p| normalize(&format!("{dir}/{p}")))
+                    .or_else(|| {
+                        ws_deps
+                            .get(name)
+                            .and_then(|d| d.get("path"))
+                            .and_then(|p| p.as_str())
+                            .map(normalize)
+                    });
+                if let Some(p) = path {
+                    todo.push(p);
+                }
+            }
+        }
+        seen.push(dir);
+    }
+    seen.sort();
+    seen
+}
+
+fn read_toml(path: &Path) -> toml::Table {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `crates/train-cnn/../models` -> `crates/models`.
+fn normalize(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            x => out.push(x),
+        }
+    }
+    out.join("/")
+}
+
+/// Call from a stage crate's `build.rs`: emits `FER_CODE_VERSION`, the hash of the `src/` and
+/// `Cargo.toml` of every crate in [`crate_graph`] (the crate itself, core, and whatever else it
+/// is built from) and of `Cargo.lock`.
+pub fn emit() {
     let manifest_dir =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let crates = manifest_dir.parent().expect("crates/").to_path_buf();
@@ -52,21 +119,49 @@ pub fn emit(extra: &[&str]) {
         .expect("crate inside workspace")
         .to_string_lossy()
         .to_string();
-    let mut roots: Vec<String> = vec![
-        format!("{own}/src"),
-        format!("{own}/Cargo.toml"),
-        "crates/core/src".into(),
-        "crates/core/Cargo.toml".into(),
-        "Cargo.lock".into(),
-    ];
-    for e in extra {
-        roots.push(format!("crates/{e}/src"));
-        roots.push(format!("crates/{e}/Cargo.toml"));
+    let mut roots: Vec<String> = Vec::new();
+    for dir in crate_graph(&workspace, &own) {
+        roots.push(format!("{dir}/src"));
+        roots.push(format!("{dir}/Cargo.toml"));
     }
+    roots.push("Cargo.lock".into());
+    // The workspace manifest names the dependencies' paths: a change there can change the graph.
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("Cargo.toml").display()
+    );
     let refs: Vec<&str> = roots.iter().map(String::as_str).collect();
     let v = hash_paths(&workspace, &refs);
     for r in &roots {
         println!("cargo:rerun-if-changed={}", workspace.join(r).display());
     }
     println!("cargo:rustc-env=FER_CODE_VERSION={v}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_graph_follows_dependencies_not_dev_dependencies() {
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let g = crate_graph(&ws, "crates/tune");
+        for c in [
+            "crates/tune",
+            "crates/core",
+            "crates/train-cnn",
+            "crates/models",
+            "crates/ops",
+            "crates/augment",
+        ] {
+            assert!(g.contains(&c.to_string()), "{c} missing from {g:?}");
+        }
+        // tune's tests use ingest and preprocess; its code does not.
+        assert!(!g.contains(&"crates/ingest".to_string()), "{g:?}");
+        assert_eq!(
+            crate_graph(&ws, "crates/stats"),
+            ["crates/core", "crates/stats"]
+        );
+        assert_eq!(normalize("crates/a/../b/./c"), "crates/b/c");
+    }
 }

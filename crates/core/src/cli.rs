@@ -1,9 +1,94 @@
-//! The command line every stage binary shares, and the pieces of `main` they all repeat.
+//! The command line every stage binary shares, the [`Stage`] trait every stage implements, and
+//! the one generic [`main`] their binaries call.
+//!
+//! A stage crate holds its params (validated from its pipeline section and the command line),
+//! its inputs, its compute and its outputs; it implements [`Stage`] on its params type, and its
+//! `main.rs` is `fn main() -> ExitCode { fer_core::cli::main::<fer_x::Params>() }`.
 
 use crate::error::Result;
+use crate::manifest::Manifest;
 use crate::pipeline::{self, PipelineFile};
 use crate::stage::{self, Input, StageRun};
+use clap::{CommandFactory, FromArgMatches};
 use std::path::PathBuf;
+
+/// A pipeline stage, implemented on its validated params.
+pub trait Stage: Sized {
+    /// The section, the artifacts folder and the manifest's `stage` (`train_cnn`).
+    const NAME: &'static str;
+    /// The binary's name and one line about it (its `--help`).
+    const BIN: &'static str;
+    const ABOUT: &'static str;
+    /// The stage's own command-line options beside [`StageArgs`] ([`NoArgs`] if none).
+    type Args: clap::Args + Clone + std::fmt::Debug;
+    type Error: std::error::Error + From<crate::Error>;
+    /// Read and validate the stage's section (and options) before any work starts.
+    fn from_pipeline(
+        pipeline: &PipelineFile,
+        cli: &StageCli<Self::Args>,
+    ) -> Result<Self, Self::Error>;
+    /// The params the stage's signature hashes (`--print-params` prints them).
+    fn signature_params(&self) -> Result<serde_json::Value, Self::Error>;
+    /// Skip when up to date, restore from the run cache, or compute ([`StageRun::execute`]).
+    fn run(&self) -> Result<Manifest, Self::Error>;
+}
+
+/// A stage binary's command line: the shared [`StageArgs`] and the stage's own `X`.
+#[derive(Debug, Clone, clap::Parser)]
+pub struct StageCli<X: clap::Args> {
+    #[command(flatten)]
+    pub common: StageArgs,
+    #[command(flatten)]
+    pub args: X,
+}
+
+/// No options beyond [`StageArgs`].
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NoArgs {}
+
+impl<X: clap::Args> StageCli<X> {
+    /// Parse the process's arguments, named and described as stage `S`'s binary.
+    pub fn parse_for<S: Stage<Args = X>>() -> Self {
+        Self::parse_from_for::<S, _, _>(std::env::args_os())
+    }
+    /// [`Self::parse_for`] on the given arguments (the first is the program name).
+    pub fn parse_from_for<S: Stage<Args = X>, I, T>(args: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Self::command()
+            .name(S::BIN)
+            .bin_name(S::BIN)
+            .about(S::ABOUT)
+            .version(env!("CARGO_PKG_VERSION"))
+            .get_matches_from(args);
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
+/// A stage binary's `main`: parse the command line, load and validate the pipeline file, then
+/// print the params (`--print-params`) or run the stage; errors print as one chain and exit 2.
+pub fn main<S: Stage>() -> std::process::ExitCode {
+    run_cli::<S>(&StageCli::parse_for::<S>())
+}
+
+/// [`main`] on an already parsed command line (for a binary with subcommands of its own).
+pub fn run_cli<S: Stage>(cli: &StageCli<S::Args>) -> std::process::ExitCode {
+    let result = cli
+        .common
+        .load_pipeline()
+        .map_err(S::Error::from)
+        .and_then(|pipeline| {
+            let p = S::from_pipeline(&pipeline, cli)?;
+            if cli.common.print_params {
+                print_params(&pipeline.name, S::NAME, &p.signature_params()?);
+                return Ok(());
+            }
+            p.run().map(|_| ())
+        });
+    finish(&cli.common, S::NAME, result)
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StageArgs {

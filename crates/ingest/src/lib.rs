@@ -54,19 +54,16 @@ pub enum IngestError {
     Params(String),
 }
 
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "fer-ingest",
-    version,
-    about = "Stage ingest: FER2013 (or synthetic faces) into artifacts/<pipeline>/ingest/images.parquet"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub common: StageArgs,
+/// The stage's own options, beside the shared `StageArgs`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
     /// The FER2013 folder: Kaggle's train/ and test/ folders, or fer2013.csv.
     #[arg(long, env = "FER2013_DIR", default_value = "data/fer2013")]
     pub data_dir: PathBuf,
 }
+
+/// `fer-ingest`'s command line.
+pub type Cli = fer_core::cli::StageCli<IngestArgs>;
 
 /// Everything `run` needs, validated.
 #[derive(Debug, Clone)]
@@ -84,7 +81,7 @@ impl Params {
             pipeline: pipeline.clone(),
             ingest: section.validate(pipeline)?,
             common: cli.common.clone(),
-            data_dir: cli.data_dir.clone(),
+            data_dir: cli.args.data_dir.clone(),
         })
     }
 }
@@ -106,6 +103,23 @@ fn resolve_source(p: &Params) -> Result<Source, IngestError> {
         Source::Auto => Source::Folders,
         s => s,
     })
+}
+
+impl fer_core::cli::Stage for Params {
+    const NAME: &'static str = STAGE;
+    const BIN: &'static str = "fer-ingest";
+    const ABOUT: &'static str = "Stage ingest: FER2013 (or synthetic faces) into artifacts/<pipeline>/ingest/images.parquet";
+    type Args = IngestArgs;
+    type Error = IngestError;
+    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, IngestError> {
+        Params::from_pipeline(pipeline, cli)
+    }
+    fn signature_params(&self) -> Result<serde_json::Value, IngestError> {
+        signature_params(self)
+    }
+    fn run(&self) -> Result<Manifest, IngestError> {
+        run(self)
+    }
 }
 
 /// The params the stage's signature hashes (printed by `--print-params`): the section with

@@ -50,7 +50,7 @@ pub enum PredictError {
     #[error(transparent)]
     Core(#[from] fer_core::Error),
     #[error(transparent)]
-    Cnn(#[from] fer_train_cnn::TrainCnnError),
+    Cnn(#[from] fer_models::ModelError),
     #[error("{path}: {message}")]
     Model { path: PathBuf, message: String },
     /// The bytes are not a JPEG or PNG image we can decode.

@@ -7,8 +7,8 @@ use arrow::array::{Array, Float64Array, StringArray, UInt8Array};
 use burn::tensor::Device;
 use fer_core::tensors::TensorSet;
 use fer_core::transform::Transform;
-use fer_train_cnn::ModelArtifact;
-use fer_train_cnn::model::Net;
+use fer_models::ModelArtifact;
+use fer_models::arch::Net;
 use fer_train_svm::SavedSvms;
 use std::path::{Path, PathBuf};
 
@@ -73,7 +73,7 @@ impl Scorer {
         }
         if dir.join("model.json").is_file() {
             let art = ModelArtifact::load(dir)?;
-            let device = fer_train_cnn::device(opts.device.as_deref().unwrap_or("cpu"))?;
+            let device = fer_models::device(opts.device.as_deref().unwrap_or("cpu"))?;
             let net = art.load_model(dir, &device)?;
             let mut s = Scorer::from_cnn(net, &art, device)?;
             if let Some(t) = &opts.transform {
@@ -200,7 +200,7 @@ impl Scorer {
         match &self.inner {
             Inner::Cnn { net, device, happy } => {
                 Ok(
-                    fer_train_cnn::train::predict(net, &set, self.batch, self.tta_flip, device)
+                    fer_models::score::predict(net, &set, self.batch, self.tta_flip, device)
                         .into_iter()
                         .map(|p| p[*happy])
                         .collect(),

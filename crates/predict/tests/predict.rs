@@ -52,7 +52,7 @@ fn no_detect_reproduces_train_cnn_predictions_exactly() {
         x,
         y: vec![0; n],
     };
-    let want = fer_train_cnn::train::predict(&net, &set, 16, true, &Device::flex());
+    let want = fer_models::score::predict(&net, &set, 16, true, &Device::flex());
     let out = bin()
         .args(["--no-detect", "--format", "jsonl", "--quiet", "--model"])
         .arg(&mdir)

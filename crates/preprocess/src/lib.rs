@@ -38,16 +38,8 @@ pub enum PreprocessError {
     Data(String),
 }
 
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "fer-preprocess",
-    version,
-    about = "Stage preprocess: fitted transform and model-ready tensors"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub common: StageArgs,
-}
+/// `fer-preprocess`'s command line.
+pub type Cli = fer_core::cli::StageCli<fer_core::cli::NoArgs>;
 
 /// `[preprocess]` as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,6 +239,23 @@ pub fn tensors(ds: &ImageDataset, t: &Transform, split: Split) -> TensorSet {
         width: t.size as usize,
         x,
         y: rows.iter().map(|r| r.label).collect(),
+    }
+}
+
+impl fer_core::cli::Stage for Params {
+    const NAME: &'static str = STAGE;
+    const BIN: &'static str = "fer-preprocess";
+    const ABOUT: &'static str = "Stage preprocess: fitted transform and model-ready tensors";
+    type Args = fer_core::cli::NoArgs;
+    type Error = PreprocessError;
+    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, PreprocessError> {
+        Params::from_pipeline(pipeline, cli)
+    }
+    fn signature_params(&self) -> Result<serde_json::Value, PreprocessError> {
+        signature_params(self)
+    }
+    fn run(&self) -> Result<Manifest, PreprocessError> {
+        run(self)
     }
 }
 

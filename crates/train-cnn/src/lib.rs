@@ -21,13 +21,15 @@
 //! Device: `--device cpu` (burn's `flex` backend, the default) or `--device wgpu` (needs the
 //! `wgpu` cargo feature).
 
-pub mod model;
 pub mod settings;
 pub mod train;
 
+// The models themselves live in fer-models; these paths keep train-cnn's API for its users.
+pub use fer_models::arch as model;
+pub use fer_models::{Device, ModelArtifact, ModelError, device};
+
 use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array};
 use burn::module::Module;
-pub use burn::tensor::Device;
 use fer_core::Split;
 use fer_core::cli::StageArgs;
 use fer_core::manifest::Manifest;
@@ -53,25 +55,22 @@ pub enum TrainCnnError {
     Core(#[from] fer_core::Error),
     #[error(transparent)]
     Train(#[from] TrainError),
-    #[error("{0}")]
-    Device(String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
     #[error("{0}")]
     Data(String),
 }
 
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "fer-train-cnn",
-    version,
-    about = "Stage train_cnn: train the study's CNNs and ours"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub common: StageArgs,
+/// The stage's own options, beside the shared `StageArgs`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainCnnArgs {
     /// `cpu` (burn flex) or `wgpu` (GPU; needs the `wgpu` cargo feature).
     #[arg(long, default_value = "cpu", env = "FER_DEVICE")]
     pub device: String,
 }
+
+/// `fer-train-cnn`'s command line.
+pub type Cli = fer_core::cli::StageCli<TrainCnnArgs>;
 
 #[derive(Debug, Clone)]
 pub struct Params {
@@ -83,55 +82,30 @@ pub struct Params {
 
 impl Params {
     pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, TrainCnnError> {
-        device(&cli.device)?;
+        device(&cli.args.device)?;
         Ok(Params {
             pipeline: pipeline.clone(),
             train: settings::parse(pipeline)?,
             common: cli.common.clone(),
-            device: cli.device.clone(),
+            device: cli.args.device.clone(),
         })
     }
 }
 
-/// The burn device for a `--device` name.
-pub fn device(name: &str) -> Result<Device, TrainCnnError> {
-    match name {
-        "cpu" => Ok(Device::flex()),
-        #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(Device::wgpu(Default::default())),
-        #[cfg(not(feature = "wgpu"))]
-        "wgpu" => Err(TrainCnnError::Device(
-            "--device wgpu: this binary was built without the `wgpu` feature (cargo build --release -p fer-train-cnn --features wgpu)".into(),
-        )),
-        d => Err(TrainCnnError::Device(format!("--device {d}: unknown device (expected cpu or wgpu)"))),
+impl fer_core::cli::Stage for Params {
+    const NAME: &'static str = STAGE;
+    const BIN: &'static str = "fer-train-cnn";
+    const ABOUT: &'static str = "Stage train_cnn: train the study's CNNs and ours";
+    type Args = TrainCnnArgs;
+    type Error = TrainCnnError;
+    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, TrainCnnError> {
+        Params::from_pipeline(pipeline, cli)
     }
-}
-
-/// Everything a consumer needs to rebuild and use a trained model.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ModelArtifact {
-    pub model: ModelConfig,
-    pub settings: TrainSettings,
-    pub transform: Transform,
-    pub class_names: Vec<String>,
-    pub tta_flip: bool,
-    pub params: usize,
-    pub macs: u64,
-}
-
-impl ModelArtifact {
-    pub fn load(dir: &Path) -> Result<ModelArtifact, TrainCnnError> {
-        let p = dir.join("model.json");
-        let text = std::fs::read_to_string(&p).map_err(|e| fer_core::Error::io(&p, e))?;
-        serde_json::from_str(&text).map_err(|e| fer_core::Error::Json { path: p, source: e }.into())
+    fn signature_params(&self) -> Result<serde_json::Value, TrainCnnError> {
+        signature_params(self)
     }
-    /// Rebuild the network and load `model.safetensors`.
-    pub fn load_model(&self, dir: &Path, device: &Device) -> Result<Net, TrainCnnError> {
-        Ok(train::load_weights(
-            &self.model,
-            &dir.join("model.safetensors"),
-            device,
-        )?)
+    fn run(&self) -> Result<Manifest, TrainCnnError> {
+        run(self)
     }
 }
 
@@ -310,7 +284,7 @@ pub fn export_model(
     let model = &trained.model;
     let params = model.num_params();
     let macs = Net::macs(cfg);
-    train::save_weights(model, &mdir.join("model.safetensors"))?;
+    fer_models::checkpoint::save_weights(model, &mdir.join("model.safetensors"))?;
     let art = ModelArtifact {
         model: cfg.clone(),
         settings: s.clone(),
@@ -325,13 +299,16 @@ pub fn export_model(
     // Evaluate: val and test (test only scored, never used to choose).
     let names: Vec<&str> = class_names.iter().map(String::as_str).collect();
     let t0 = Instant::now();
-    let _ = train::predict(model, test, s.eval_batch_size, false, device);
+    let _ = fer_models::score::predict(model, test, s.eval_batch_size, false, device);
     let infer_ips = test.n as f64 / t0.elapsed().as_secs_f64();
     let mut metrics = serde_json::Map::new();
     let mut pred_rows: Vec<(Split, usize, u8, f64, u8)> = Vec::new();
     for (split, data) in [(Split::Val, val), (Split::Test, test)] {
-        let probs = train::predict(model, data, s.eval_batch_size, s.tta_flip, device);
-        let pred: Vec<u8> = probs.iter().map(|p| train::argmax(p) as u8).collect();
+        let probs = fer_models::score::predict(model, data, s.eval_batch_size, s.tta_flip, device);
+        let pred: Vec<u8> = probs
+            .iter()
+            .map(|p| fer_models::score::argmax(p) as u8)
+            .collect();
         let m = classification_metrics(&data.y, &pred, &names, Some(&probs));
         metrics.insert(
             split.as_str().into(),

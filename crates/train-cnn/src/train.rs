@@ -2,18 +2,18 @@
 //! AdamW/Adam, cosine or plateau schedule, label smoothing, class weights, early stopping on
 //! validation loss, a checkpoint after every epoch to resume from.
 
-use crate::model::{ModelConfig, Net};
 use crate::settings::TrainSettings;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{
     AdamConfig, AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer,
 };
-use burn::store::{ModuleSnapshot, SafetensorsStore};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use fer_augment::Augmenter;
 use fer_core::tensors::TensorSet;
+use fer_models::arch::Net;
+pub use fer_models::checkpoint::{load_weights, save_weights};
+pub use fer_models::score::{argmax, predict};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -27,6 +27,8 @@ pub enum TrainError {
     Checkpoint { path: String, message: String },
     #[error(transparent)]
     Core(#[from] fer_core::Error),
+    #[error(transparent)]
+    Model(#[from] fer_models::ModelError),
     #[error("training diverged at epoch {epoch}: loss is {loss}")]
     Diverged { epoch: usize, loss: f32 },
 }
@@ -88,86 +90,6 @@ fn with_param_ids(model: Net, ids: &[u64]) -> Net {
     model.map(&mut SetIds(ids, 0))
 }
 
-/// Save a model's weights as safetensors (overwriting).
-pub fn save_weights(model: &Net, path: &Path) -> Result<(), TrainError> {
-    let mut store = SafetensorsStore::from_file(path).overwrite(true);
-    model
-        .save_into(&mut store)
-        .map_err(|e| TrainError::Checkpoint {
-            path: path.display().to_string(),
-            message: format!("cannot save weights: {e}"),
-        })
-}
-
-/// Rebuild a model from its config and load its weights, checking nothing is missing.
-pub fn load_weights(cfg: &ModelConfig, path: &Path, device: &Device) -> Result<Net, TrainError> {
-    let bad = |m: String| TrainError::Checkpoint {
-        path: path.display().to_string(),
-        message: m,
-    };
-    if !path.is_file() {
-        return Err(bad("checkpoint not found".into()));
-    }
-    let mut model = cfg.init(device);
-    let mut store = SafetensorsStore::from_file(path);
-    let r = model
-        .load_from(&mut store)
-        .map_err(|e| bad(format!("corrupt or incompatible checkpoint: {e}")))?;
-    if !r.missing.is_empty() || !r.errors.is_empty() {
-        return Err(bad(format!(
-            "checkpoint does not fit a `{}` model: {} tensors missing, {} errors",
-            cfg.arch,
-            r.missing.len(),
-            r.errors.len()
-        )));
-    }
-    Ok(model)
-}
-
-/// Class probabilities `[N][classes]` for a split (no autodiff), optionally averaged with
-/// the mirrored images.
-pub fn predict(
-    model: &Net,
-    data: &TensorSet,
-    batch: usize,
-    tta_flip: bool,
-    device: &Device,
-) -> Vec<Vec<f64>> {
-    use rayon::prelude::*;
-    let model = model.valid();
-    let px = data.height * data.width;
-    // One batch per rayon task: flex's ops on one small batch are mostly serial loops (im2col,
-    // layout copies), so two batches on two cores beat one batch split across both (fer-tiny:
-    // 2,540 -> 3,290 images/s). An image's output does not depend on its batch. A GPU gets
-    // its batches in order from one thread.
-    let starts: Vec<usize> = (0..data.n).step_by(batch.max(1)).collect();
-    let one = |&start: &usize| -> Vec<Vec<f64>> {
-        let end = (start + batch).min(data.n);
-        let x = Tensor::<4>::from_data(
-            TensorData::new(
-                data.x[start * px..end * px].to_vec(),
-                [end - start, 1, data.height, data.width],
-            ),
-            device,
-        );
-        let mut p = softmax(model.forward(x.clone()), 1);
-        if tta_flip {
-            p = (p + softmax(model.forward(x.flip([3])), 1)) / 2.0;
-        }
-        let k = p.dims()[1];
-        let v: Vec<f32> = p.into_data().try_to_vec().expect("f32 probabilities");
-        v.chunks(k)
-            .map(|r| r.iter().map(|&x| x as f64).collect::<Vec<f64>>())
-            .collect()
-    };
-    let parts: Vec<Vec<Vec<f64>>> = if *device == Device::flex() {
-        starts.par_iter().map(one).collect()
-    } else {
-        starts.iter().map(one).collect()
-    };
-    parts.concat()
-}
-
 /// Mean cross-entropy (natural log) and accuracy of probabilities against labels.
 pub fn loss_and_accuracy(probs: &[Vec<f64>], y: &[u8]) -> (f64, f64) {
     let n = y.len().max(1) as f64;
@@ -184,12 +106,6 @@ pub fn loss_and_accuracy(probs: &[Vec<f64>], y: &[u8]) -> (f64, f64) {
         .count() as f64
         / n;
     (loss, acc)
-}
-
-pub fn argmax<T: PartialOrd + Copy>(p: &[T]) -> usize {
-    p.iter()
-        .enumerate()
-        .fold(0, |b, (i, &v)| if v > p[b] { i } else { b })
 }
 
 /// Learning rate at `step` of `total` (cosine after linear warmup).

@@ -5,9 +5,9 @@ use burn::module::Module;
 use burn::tensor::Device;
 use fer_core::Emotion;
 use fer_core::transform::{Denoise, Equalize, Normalization, Transform};
-use fer_train_cnn::ModelArtifact;
-use fer_train_cnn::model::{ModelConfig, Net};
-use fer_train_cnn::settings::TrainSettings;
+use fer_models::ModelArtifact;
+use fer_models::arch::{ModelConfig, Net};
+use fer_models::settings::TrainSettings;
 use image::GrayImage;
 use std::path::{Path, PathBuf};
 
@@ -31,7 +31,7 @@ pub fn tiny_model(dir: &Path, tta_flip: bool, eval_batch: usize) -> (Net, ModelA
     let cfg = ModelConfig::new("fer-small".into()).with_widths(vec![8, 16]);
     let net = cfg.init(&d);
     std::fs::create_dir_all(dir).unwrap();
-    fer_train_cnn::train::save_weights(&net, &dir.join("model.safetensors")).unwrap();
+    fer_models::checkpoint::save_weights(&net, &dir.join("model.safetensors")).unwrap();
     let art = ModelArtifact {
         model: cfg.clone(),
         settings: TrainSettings {

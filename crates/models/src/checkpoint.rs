@@ -1,0 +1,71 @@
+//! A trained CNN on disk: `model.safetensors` (burn-store) and `model.json` ([`ModelArtifact`]:
+//! the config that rebuilds the network, its training settings, the fitted transform and the
+//! class names), read and written here and nowhere else.
+
+use crate::ModelError;
+use crate::arch::{ModelConfig, Net};
+use crate::settings::TrainSettings;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::Device;
+use fer_core::transform::Transform;
+use std::path::Path;
+
+/// Everything a consumer needs to rebuild and use a trained model (`model.json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModelArtifact {
+    pub model: ModelConfig,
+    pub settings: TrainSettings,
+    pub transform: Transform,
+    pub class_names: Vec<String>,
+    pub tta_flip: bool,
+    pub params: usize,
+    pub macs: u64,
+}
+
+impl ModelArtifact {
+    pub fn load(dir: &Path) -> Result<ModelArtifact, ModelError> {
+        let p = dir.join("model.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| fer_core::Error::io(&p, e))?;
+        serde_json::from_str(&text).map_err(|e| fer_core::Error::Json { path: p, source: e }.into())
+    }
+    /// Rebuild the network and load `model.safetensors`.
+    pub fn load_model(&self, dir: &Path, device: &Device) -> Result<Net, ModelError> {
+        load_weights(&self.model, &dir.join("model.safetensors"), device)
+    }
+}
+
+/// Save a model's weights as safetensors (overwriting).
+pub fn save_weights(model: &Net, path: &Path) -> Result<(), ModelError> {
+    let mut store = SafetensorsStore::from_file(path).overwrite(true);
+    model
+        .save_into(&mut store)
+        .map_err(|e| ModelError::Checkpoint {
+            path: path.display().to_string(),
+            message: format!("cannot save weights: {e}"),
+        })
+}
+
+/// Rebuild a model from its config and load its weights, checking nothing is missing.
+pub fn load_weights(cfg: &ModelConfig, path: &Path, device: &Device) -> Result<Net, ModelError> {
+    let bad = |m: String| ModelError::Checkpoint {
+        path: path.display().to_string(),
+        message: m,
+    };
+    if !path.is_file() {
+        return Err(bad("checkpoint not found".into()));
+    }
+    let mut model = cfg.init(device);
+    let mut store = SafetensorsStore::from_file(path);
+    let r = model
+        .load_from(&mut store)
+        .map_err(|e| bad(format!("corrupt or incompatible checkpoint: {e}")))?;
+    if !r.missing.is_empty() || !r.errors.is_empty() {
+        return Err(bad(format!(
+            "checkpoint does not fit a `{}` model: {} tensors missing, {} errors",
+            cfg.arch,
+            r.missing.len(),
+            r.errors.len()
+        )));
+    }
+    Ok(model)
+}

@@ -1,0 +1,31 @@
+//! fer-models: the trained models as code, for every crate that builds, loads or scores one.
+//!
+//! Reads and writes nothing by itself; its readers and writers are called by the stages and
+//! tools: `model.json` + `model.safetensors` ([`checkpoint`]) in a CNN's model folder.
+//! Takes no params: the stages pass their validated settings.
+//!
+//! - [`arch`]: the CNN architectures (the study's two and ours) and [`arch::ModelConfig`];
+//! - [`settings`]: [`settings::TrainSettings`], one model's training settings;
+//! - [`checkpoint`]: weights and [`checkpoint::ModelArtifact`] (`model.json`) on disk;
+//! - [`score`]: batch scoring of a tensor set;
+//! - [`device`]: the burn device for a `--device` name (`wgpu` behind the `wgpu` feature).
+
+pub mod arch;
+pub mod checkpoint;
+pub mod device;
+pub mod score;
+pub mod settings;
+
+pub use checkpoint::ModelArtifact;
+pub use device::{Device, device};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Core(#[from] fer_core::Error),
+    /// A checkpoint that is missing, corrupt or of another architecture.
+    #[error("{path}: {message}")]
+    Checkpoint { path: String, message: String },
+    #[error("{0}")]
+    Device(String),
+}
