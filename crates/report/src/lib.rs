@@ -37,6 +37,7 @@ pub mod charts;
 pub mod diff;
 pub mod doc;
 pub mod load;
+mod recommend;
 mod sections;
 pub mod stats;
 

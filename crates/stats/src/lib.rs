@@ -19,9 +19,10 @@
 
 pub mod audit;
 
-use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array, UInt64Array};
+use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt64Array};
+use audit::audit_section;
 use fer_core::cli::StageArgs;
-use fer_core::dataset::{ImageDataset, ImageRecord};
+use fer_core::dataset::ImageDataset;
 use fer_core::manifest::Manifest;
 use fer_core::parquet_io::write_columns;
 use fer_core::pipeline::PipelineFile;
@@ -32,7 +33,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -432,231 +433,6 @@ fn mean_std_text(rows: &[(String, String, &Moments)]) -> String {
         );
     }
     s
-}
-
-fn audit_section(
-    ds: &ImageDataset,
-    sp: &StatsParams,
-    dir: &Path,
-    out: &mut Outputs,
-) -> Result<serde_json::Value, StatsError> {
-    let recs: &[ImageRecord] = &ds.records;
-    let hashes = audit::hashes(recs, ds.side);
-    let stds: Vec<f64> = recs.iter().map(|r| audit::pixel_std(&r.pixels)).collect();
-    let flat: Vec<bool> = stds.iter().map(|&s| s < sp.blank_std).collect();
-    let pairs = audit::near_pairs(recs, &hashes, &flat, sp.near_dup_hamming, sp.near_dup_rms);
-    let scope = |p: &audit::DupPair| {
-        let (a, b) = (recs[p.a].split, recs[p.b].split);
-        if a == b {
-            format!("within {a}")
-        } else {
-            format!("{}~{}", a.min(b), a.max(b))
-        }
-    };
-    let n = write_columns(
-        &dir.join("duplicates.parquet"),
-        vec![
-            (
-                "id_a",
-                Arc::new(StringArray::from_iter_values(
-                    pairs.iter().map(|p| recs[p.a].id.as_str()),
-                )) as ArrayRef,
-            ),
-            (
-                "split_a",
-                Arc::new(StringArray::from_iter_values(
-                    pairs.iter().map(|p| recs[p.a].split.as_str()),
-                )),
-            ),
-            (
-                "label_a",
-                Arc::new(UInt8Array::from_iter_values(
-                    pairs.iter().map(|p| recs[p.a].label),
-                )),
-            ),
-            (
-                "id_b",
-                Arc::new(StringArray::from_iter_values(
-                    pairs.iter().map(|p| recs[p.b].id.as_str()),
-                )),
-            ),
-            (
-                "split_b",
-                Arc::new(StringArray::from_iter_values(
-                    pairs.iter().map(|p| recs[p.b].split.as_str()),
-                )),
-            ),
-            (
-                "label_b",
-                Arc::new(UInt8Array::from_iter_values(
-                    pairs.iter().map(|p| recs[p.b].label),
-                )),
-            ),
-            (
-                "kind",
-                Arc::new(StringArray::from_iter_values(
-                    pairs.iter().map(|p| if p.exact { "exact" } else { "near" }),
-                )),
-            ),
-            (
-                "hamming",
-                Arc::new(UInt32Array::from_iter_values(
-                    pairs.iter().map(|p| p.hamming),
-                )),
-            ),
-            (
-                "rms",
-                Arc::new(Float64Array::from_iter_values(pairs.iter().map(|p| p.rms))),
-            ),
-        ],
-    )?;
-    out.table("duplicates.parquet", n);
-
-    // Counts per scope and kind, with example id pairs.
-    let mut by_scope: BTreeMap<String, (u64, u64, u64, Vec<String>)> = BTreeMap::new();
-    for p in &pairs {
-        let e = by_scope.entry(scope(p)).or_default();
-        if p.exact {
-            e.0 += 1
-        } else {
-            e.1 += 1
-        }
-        if recs[p.a].label != recs[p.b].label {
-            e.2 += 1;
-        }
-        if e.3.len() < sp.examples {
-            e.3.push(format!(
-                "{} ~ {} ({}, rms {:.2})",
-                recs[p.a].id,
-                recs[p.b].id,
-                if p.exact { "exact" } else { "near" },
-                p.rms
-            ));
-        }
-    }
-    // Files involved in exact duplicates within their own split.
-    let mut exact_files: HashMap<&str, std::collections::HashSet<usize>> = HashMap::new();
-    for p in pairs
-        .iter()
-        .filter(|p| p.exact && recs[p.a].split == recs[p.b].split)
-    {
-        let s = exact_files.entry(recs[p.a].split.as_str()).or_default();
-        s.insert(p.a);
-        s.insert(p.b);
-    }
-    // Test images that have a twin (exact or near) in train or val: leakage.
-    let mut test_twins = std::collections::BTreeSet::new();
-    let mut conflicts = 0u64;
-    for p in &pairs {
-        let (a, b) = (&recs[p.a], &recs[p.b]);
-        let t = match (a.split, b.split) {
-            (Split::Test, Split::Train | Split::Val) => Some((p.a, a.label != b.label)),
-            (Split::Train | Split::Val, Split::Test) => Some((p.b, a.label != b.label)),
-            _ => None,
-        };
-        if let Some((ti, conflict)) = t {
-            test_twins.insert(ti);
-            conflicts += conflict as u64;
-        }
-    }
-    let cross: Vec<&audit::DupPair> = pairs
-        .iter()
-        .filter(|p| recs[p.a].split != recs[p.b].split)
-        .take(12)
-        .collect();
-    let dup_rows: Vec<(String, Vec<&[u8]>)> = cross
-        .iter()
-        .map(|p| {
-            (
-                format!("{} ~ {} rms {:.1}", recs[p.a].split, recs[p.b].split, p.rms),
-                vec![recs[p.a].pixels.as_slice(), recs[p.b].pixels.as_slice()],
-            )
-        })
-        .collect();
-    fer_core::plot::image_grid(
-        &dir.join("duplicates.png"),
-        "cross-split duplicates",
-        &dup_rows,
-        ds.side as u32,
-        2,
-    )?;
-    out.file("duplicates.png");
-
-    // Blank images.
-    let blank: Vec<usize> = (0..recs.len())
-        .filter(|&i| stds[i] < sp.blank_std)
-        .collect();
-    let n = write_columns(
-        &dir.join("blank.parquet"),
-        vec![
-            (
-                "id",
-                Arc::new(StringArray::from_iter_values(
-                    blank.iter().map(|&i| recs[i].id.as_str()),
-                )) as ArrayRef,
-            ),
-            (
-                "split",
-                Arc::new(StringArray::from_iter_values(
-                    blank.iter().map(|&i| recs[i].split.as_str()),
-                )),
-            ),
-            (
-                "label",
-                Arc::new(UInt8Array::from_iter_values(
-                    blank.iter().map(|&i| recs[i].label),
-                )),
-            ),
-            (
-                "pixel_std",
-                Arc::new(Float64Array::from_iter_values(
-                    blank.iter().map(|&i| stds[i]),
-                )),
-            ),
-        ],
-    )?;
-    out.table("blank.parquet", n);
-    let blank_rows: Vec<(String, Vec<&[u8]>)> = blank
-        .chunks(10)
-        .take(5)
-        .enumerate()
-        .map(|(k, c)| {
-            (
-                format!("blank {}-{}", k * 10 + 1, k * 10 + c.len()),
-                c.iter().map(|&i| recs[i].pixels.as_slice()).collect(),
-            )
-        })
-        .collect();
-    fer_core::plot::image_grid(
-        &dir.join("blank.png"),
-        "blank / near-constant images",
-        &blank_rows,
-        ds.side as u32,
-        2,
-    )?;
-    out.file("blank.png");
-
-    let mut scopes = serde_json::Map::new();
-    for (k, (exact, near, conf, ex)) in by_scope {
-        scopes.insert(k, json!({"exact_pairs": exact, "near_pairs": near, "label_conflicts": conf, "examples": ex}));
-    }
-    let exact_files: BTreeMap<&str, usize> =
-        exact_files.into_iter().map(|(k, v)| (k, v.len())).collect();
-    Ok(json!({
-        "method": format!("pHash (imageproc, 64-bit DCT) within {} bits, confirmed by pixel RMS <= {}", sp.near_dup_hamming, sp.near_dup_rms),
-        "exact_pairs": pairs.iter().filter(|p| p.exact).count(),
-        "near_pairs": pairs.iter().filter(|p| !p.exact).count(),
-        "files_in_exact_duplicates_within_split": exact_files,
-        "by_scope": scopes,
-        "test_with_train_twin": test_twins.len(),
-        "test_with_train_twin_label_conflicts": conflicts,
-        "test_with_train_twin_examples": test_twins.iter().take(sp.examples).map(|&i| recs[i].id.clone()).collect::<Vec<_>>(),
-        "blank": {
-            "threshold_std": sp.blank_std,
-            "count": blank.len(),
-            "ids": blank.iter().take(sp.examples.max(20)).map(|&i| recs[i].id.clone()).collect::<Vec<_>>(),
-        },
-    }))
 }
 
 /// Normalized pixel histograms, one line per (split, class), drawn with plotters.

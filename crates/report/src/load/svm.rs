@@ -1,0 +1,142 @@
+//! The `train_svm` folder: every SVM's metrics, predictions and settings, and its share of
+//! `model.safetensors` (read from the file's header).
+
+use super::table::Table;
+use super::{Family, ModelRun, metrics_of, read_json, split_preds};
+use crate::ReportError;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Tensor name -> element count and byte length, from a safetensors header (no data read).
+pub fn safetensors_tensors(path: &Path) -> Option<BTreeMap<String, (u64, u64)>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    let n = u64::from_le_bytes(len);
+    if n > 100_000_000 {
+        return None;
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).ok()?;
+    let v: Value = serde_json::from_slice(&header).ok()?;
+    let mut out = BTreeMap::new();
+    for (k, t) in v.as_object()? {
+        if k == "__metadata__" {
+            continue;
+        }
+        let elems: u64 = t["shape"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_u64)
+            .product();
+        let offs = t["data_offsets"].as_array()?;
+        let bytes = offs.get(1)?.as_u64()? - offs.first()?.as_u64()?;
+        out.insert(k.clone(), (elems, bytes));
+    }
+    Some(out)
+}
+
+fn feature_words(f: &str) -> &str {
+    match f {
+        "raw" => "raw pixels",
+        "hog" => "HOG features",
+        other => other,
+    }
+}
+
+fn kernel_words(k: &str) -> String {
+    match k {
+        "rbf" => "RBF kernel".into(),
+        "linear" => "linear".into(),
+        "rff" => "RBF via random Fourier features".into(),
+        other => other.to_string(),
+    }
+}
+
+pub(super) fn svm_models(stage: &str, dir: &Path) -> Result<(Vec<ModelRun>, Value), ReportError> {
+    let mpath = dir.join("metrics.json");
+    let m = read_json(stage, &mpath)?;
+    let t = Table::read(stage, &dir.join("predictions.parquet"))?;
+    let (names, split, row, id, label, score, pred) = (
+        t.strings("model")?,
+        t.strings("split")?,
+        t.u32s("row")?,
+        t.strings("id")?,
+        t.u8s("label")?,
+        t.f64s("decision")?,
+        t.u8s("pred")?,
+    );
+    let tensors = safetensors_tensors(&dir.join("model.safetensors")).unwrap_or_default();
+    let mut out = Vec::new();
+    for mm in m["models"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        let name = mm["name"].as_str().unwrap_or("svm").to_string();
+        let feature = mm["feature"].as_str().unwrap_or("").to_string();
+        let kernel = mm["kernel"].as_str().unwrap_or("").to_string();
+        let keep: Vec<bool> = names.iter().map(|n| *n == name).collect();
+        let (val_preds, test_preds) = split_preds(
+            split.clone(),
+            row.clone(),
+            id.clone(),
+            label.clone(),
+            score.clone(),
+            pred.clone(),
+            |i| keep[i],
+        );
+        // Numbers stored for this model: its own tensors and its feature pipeline's.
+        let mine = |(elems, bytes): (u64, u64), k: &String| {
+            if k.starts_with(&format!("{name}.")) || k.starts_with(&format!("{feature}.")) {
+                (elems, bytes)
+            } else {
+                (0, 0)
+            }
+        };
+        let (params, bytes) = tensors
+            .iter()
+            .map(|(k, v)| mine(*v, k))
+            .fold((0u64, 0u64), |a, b| (a.0 + b.0, a.1 + b.1));
+        let mut config = vec![format!("C = {}", mm["c"])];
+        if let Some(g) = mm["gamma_spec"].as_str() {
+            config.push(format!("gamma = {g}"));
+        }
+        if let Some(sv) = mm["n_support"].as_u64() {
+            config.push(format!("{sv} support vectors"));
+        }
+        let train_seconds = match (
+            mm["grid_seconds"].as_f64(),
+            mm["feature_fit_seconds"].as_f64(),
+        ) {
+            (Some(g), Some(f)) => Some(g + f),
+            (g, _) => g.or(mm["train_seconds"].as_f64()),
+        };
+        out.push(ModelRun {
+            key: format!("svm:{name}"),
+            display: format!(
+                "SVM, {}, {}",
+                feature_words(&feature),
+                kernel_words(&kernel)
+            ),
+            role: "the study's proposed SVM, never reported".into(),
+            family: Family::Svm,
+            dir: dir.to_path_buf(),
+            svm_name: Some(name.clone()),
+            feature: Some(feature.clone()),
+            config: config.join(", "),
+            val: metrics_of(stage, &mpath, &mm["val"], "val")?,
+            test: metrics_of(stage, &mpath, &mm["test"], "test")?,
+            params: (!tensors.is_empty()).then_some(params),
+            size_bytes: (!tensors.is_empty()).then_some(bytes),
+            train_seconds,
+            inference_images_per_second: mm["inference_images_per_second"].as_f64(),
+            score_name: "svm_decision",
+            default_threshold: 0.0,
+            val_preds,
+            test_preds,
+            epochs: Vec::new(),
+            best_epoch: None,
+            final_train_acc: None,
+        });
+    }
+    Ok((out, m))
+}

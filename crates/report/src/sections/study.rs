@@ -1,0 +1,158 @@
+//! The "Against the original study" section: the study's published figures beside this
+//! pipeline's.
+
+use super::{Ctx, f2, opt, pct, pct_ci, thousands};
+use crate::doc::Tone;
+use crate::load::{Family, ModelRun};
+use crate::recommend::Rec;
+use crate::stats::Ci;
+use std::collections::BTreeMap;
+
+pub(super) fn against_study(
+    cx: &mut Ctx,
+    cis: &BTreeMap<String, Ci>,
+    rec: Option<&Rec>,
+    best_svm: Option<&ModelRun>,
+) {
+    cx.doc.h2("Against the original study");
+    let st = &cx.rp.study;
+    let s = cx.study;
+    let counts = s.stage("ingest").map(|m| m.summary["counts"].clone());
+    let protocol_seed = s
+        .stage("ingest")
+        .map(|m| m.params["protocol"].get("seed").is_some() || m.params["protocol"] == "seed");
+    match protocol_seed {
+        Some(true) => cx.doc.p(
+            "This pipeline uses the study's protocol: the same number of happy and not-happy images drawn from FER2013's train and test folders.",
+        ),
+        Some(false) => cx.doc.note(
+            Tone::Warn,
+            "This pipeline does **not** use the study's protocol (its sample sizes differ), so the comparison below is indicative only.",
+        ),
+        None => {}
+    }
+    let c = |split: &str, class: &str| -> Option<u64> {
+        counts.as_ref().and_then(|c| c[split][class].as_u64())
+    };
+    let pair = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{} / {}", thousands(a), thousands(b)),
+        _ => "–".into(),
+    };
+    let add = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| a + b);
+    let mut rows = vec![
+        vec![
+            "Training images, happy / not happy".into(),
+            pair(Some(st.train_happy), Some(st.train_not_happy)),
+            pair(
+                add(c("train", "happy"), c("val", "happy")),
+                add(c("train", "not_happy"), c("val", "not_happy")),
+            ),
+        ],
+        vec![
+            "Test images, happy / not happy".into(),
+            pair(Some(st.test_happy), Some(st.test_not_happy)),
+            pair(c("test", "happy"), c("test", "not_happy")),
+        ],
+    ];
+    let ms = |class: &str| -> String {
+        s.stats
+            .as_ref()
+            .and_then(|v| v["mean_std"].as_array())
+            .and_then(|a| {
+                a.iter()
+                    .find(|r| r["split"] == "train+val" && r["class"] == class)
+                    .map(|r| {
+                        format!(
+                            "{} ± {}",
+                            f2(r["mean"].as_f64().unwrap_or(f64::NAN)),
+                            f2(r["std"].as_f64().unwrap_or(f64::NAN))
+                        )
+                    })
+            })
+            .unwrap_or_else(|| "–".into())
+    };
+    rows.push(vec![
+        "Pixel mean ± std, happy (training images)".into(),
+        format!("{} ± {}", f2(st.mean_happy), f2(st.std_happy)),
+        ms("happy"),
+    ]);
+    rows.push(vec![
+        "Pixel mean ± std, not happy (training images)".into(),
+        format!("{} ± {}", f2(st.mean_not_happy), f2(st.std_not_happy)),
+        ms("not_happy"),
+    ]);
+    let by_arch = |arch: &str| {
+        s.models
+            .iter()
+            .find(|m| m.family == Family::Cnn && m.key == format!("cnn:{arch}"))
+    };
+    let base = by_arch("seed-base");
+    rows.push(vec![
+        "Base CNN, training accuracy (last epoch)".into(),
+        pct(st.base_train_acc),
+        opt(
+            base.and_then(|b| b.epochs.last().map(|e| e.train_acc).or(b.final_train_acc)),
+            pct,
+        ),
+    ]);
+    rows.push(vec![
+        "Base CNN, validation accuracy (last epoch)".into(),
+        pct(st.base_val_acc),
+        opt(base.and_then(|b| b.epochs.last().map(|e| e.val_acc)), pct),
+    ]);
+    rows.push(vec![
+        "Base CNN, test accuracy".into(),
+        "not reported".into(),
+        opt(base.map(|b| &cis[&b.key]), pct_ci),
+    ]);
+    let tuned = by_arch("seed-tuned");
+    rows.push(vec![
+        "Tuned CNN, parameters".into(),
+        thousands(st.tuned_params),
+        tuned.map_or("not trained in this pipeline".into(), |t| {
+            opt(t.params, thousands)
+        }),
+    ]);
+    rows.push(vec![
+        "Tuned CNN, test accuracy".into(),
+        pct(st.tuned_test_acc),
+        tuned.map_or("not trained in this pipeline".into(), |t| {
+            pct_ci(&cis[&t.key])
+        }),
+    ]);
+    if let Some(t) = s.model("tune:best") {
+        rows.push(vec![
+            "Our tuner's winner, test accuracy".into(),
+            "–".into(),
+            pct_ci(&cis[&t.key]),
+        ]);
+    }
+    rows.push(vec![
+        "SVM, test accuracy".into(),
+        "never reported".into(),
+        best_svm.map_or("not run".into(), |m| {
+            format!("{} ({})", pct_ci(&cis[&m.key]), m.display)
+        }),
+    ]);
+    if let Some(r) = rec {
+        rows.push(vec![
+            "Recommended model, test accuracy".into(),
+            format!("{} (tuned CNN)", pct(st.tuned_test_acc)),
+            format!("{} ({})", pct_ci(&cis[&r.model.key]), r.model.display),
+        ]);
+    }
+    rows.push(vec![
+        "Uncertainty stated".into(),
+        "none".into(),
+        format!(
+            "{:.0}% bootstrap intervals ({} resamples), McNemar's test",
+            cx.rp.confidence * 100.0,
+            thousands(cx.rp.bootstrap as u64)
+        ),
+    ]);
+    cx.doc.table(&["", "The study", "This pipeline"], rows);
+    cx.doc.p(format!(
+        "Accuracies of this pipeline are followed by their {:.0}% bootstrap confidence interval in brackets. The study's figures are its published ones (`[report.study]` in the pipeline file).",
+        cx.rp.confidence * 100.0
+    ));
+}
