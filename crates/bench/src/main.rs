@@ -116,6 +116,7 @@ fn main() -> std::process::ExitCode {
                     &pf,
                     &fer_stats::Cli {
                         common: args.clone(),
+                        args: fer_core::cli::NoArgs {},
                     },
                 )
                 .expect("stats params");

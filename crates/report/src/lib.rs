@@ -69,18 +69,15 @@ pub enum ReportError {
     Missing(String),
 }
 
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "fer-report",
-    version,
-    about = "Stage report: SVM versus CNN as one self-contained HTML page and Markdown"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub common: StageArgs,
+/// The stage's own options, beside the shared `StageArgs`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
     #[command(subcommand)]
     pub command: Option<Command>,
 }
+
+/// `fer-report`'s command line.
+pub type Cli = fer_core::cli::StageCli<ReportArgs>;
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
@@ -253,6 +250,24 @@ fn inputs(artifacts: &Path, pipeline: &str) -> Result<Vec<Input>, ReportError> {
         )));
     }
     Ok(out)
+}
+
+impl fer_core::cli::Stage for Params {
+    const NAME: &'static str = STAGE;
+    const BIN: &'static str = "fer-report";
+    const ABOUT: &'static str =
+        "Stage report: SVM versus CNN as one self-contained HTML page and Markdown";
+    type Args = ReportArgs;
+    type Error = ReportError;
+    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, ReportError> {
+        Params::from_pipeline(pipeline, cli)
+    }
+    fn signature_params(&self) -> Result<serde_json::Value, ReportError> {
+        signature_params(self)
+    }
+    fn run(&self) -> Result<Manifest, ReportError> {
+        run(self)
+    }
 }
 
 /// The params the stage's signature hashes (printed by `--print-params`).

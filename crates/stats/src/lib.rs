@@ -48,16 +48,8 @@ pub enum StatsError {
     Chart(String),
 }
 
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "fer-stats",
-    version,
-    about = "Stage stats: counts, mean/std, histograms, samples and a data audit"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub common: StageArgs,
-}
+/// `fer-stats`'s command line.
+pub type Cli = fer_core::cli::StageCli<fer_core::cli::NoArgs>;
 
 /// `[stats]` as written and, after `validate`, as used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,6 +205,24 @@ pub fn emotion_moments(ds: &ImageDataset) -> BTreeMap<(String, Emotion), Moments
         }
     }
     m
+}
+
+impl fer_core::cli::Stage for Params {
+    const NAME: &'static str = STAGE;
+    const BIN: &'static str = "fer-stats";
+    const ABOUT: &'static str =
+        "Stage stats: counts, mean/std, histograms, samples and a data audit";
+    type Args = fer_core::cli::NoArgs;
+    type Error = StatsError;
+    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, StatsError> {
+        Params::from_pipeline(pipeline, cli)
+    }
+    fn signature_params(&self) -> Result<serde_json::Value, StatsError> {
+        signature_params(self)
+    }
+    fn run(&self) -> Result<Manifest, StatsError> {
+        run(self)
+    }
 }
 
 /// The params the stage's signature hashes (printed by `--print-params`).
