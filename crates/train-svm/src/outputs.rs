@@ -1,0 +1,388 @@
+//! The stage's outputs, written into its folder in this order: `model.safetensors` (the chosen
+//! models and the feature pipelines), `predictions.parquet` (val and test decisions of every
+//! chosen model), `grid.parquet` (every grid point, the chosen ones marked), `metrics.json`
+//! (per model and the best by val accuracy) and `report.txt` (classification reports on test);
+//! then the chosen-model table on stderr and the summary the manifest keeps.
+
+use crate::data::FeatureSet;
+use crate::grid::GridPoint;
+use crate::select::{Chosen, best_model};
+use crate::{Data, FeatureKind, KernelKind, SavedModel, SavedSvms, SvmError, SvmParams, log};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt8Array, UInt32Array};
+use fer_core::stage::Outputs;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Write every output of the chosen models into `dir`; `kernel_train` is the kernel SVMs'
+/// training row count.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write(
+    dir: &Path,
+    data: &Data,
+    p: &SvmParams,
+    sets: &[FeatureSet],
+    kernel_train: usize,
+    grid: &[GridPoint],
+    chosen: &[Chosen],
+    quiet: bool,
+) -> Result<Outputs, SvmError> {
+    let mut out = Outputs::default();
+    saved(sets, grid, chosen).save(&dir.join("model.safetensors"))?;
+    out.file("model.safetensors");
+
+    let n = write_predictions(&dir.join("predictions.parquet"), data, sets, chosen)?;
+    out.table("predictions.parquet", n);
+
+    let n = write_grid(&dir.join("grid.parquet"), grid, chosen)?;
+    out.table("grid.parquet", n);
+
+    let model_json = models_json(sets, grid, chosen);
+    let best = best_model(&model_json);
+    let metrics = metrics_json(data, p, sets, kernel_train, &model_json, best);
+    write_json(&dir.join("metrics.json"), &metrics)?;
+    out.file("metrics.json");
+    std::fs::write(dir.join("report.txt"), report(grid, chosen))
+        .map_err(|e| fer_core::Error::io(dir.join("report.txt"), e))?;
+    out.file("report.txt");
+
+    log(quiet, chosen_table(grid, chosen, &model_json, best));
+    out.summary = summary(&metrics);
+    Ok(out)
+}
+
+/// `model.safetensors`: every feature pipeline and the chosen model of each (feature, kernel).
+fn saved(sets: &[FeatureSet], grid: &[GridPoint], chosen: &[Chosen]) -> SavedSvms {
+    SavedSvms {
+        features: sets.iter().map(|s| s.pipeline.clone()).collect(),
+        models: chosen
+            .iter()
+            .map(|ch| {
+                let g = &grid[ch.best];
+                SavedModel {
+                    name: ch.name.clone(),
+                    feature: sets[ch.set].pipeline.kind,
+                    kernel: ch.kernel,
+                    c: g.c,
+                    gamma: g.gamma.map(|x| x.1),
+                    decision: g.decision.clone(),
+                }
+            })
+            .collect(),
+    }
+}
+
+// (model, feature, kernel, split, row, id, label, decision)
+type PredRow<'a> = (
+    String,
+    FeatureKind,
+    KernelKind,
+    &'a str,
+    u32,
+    &'a str,
+    u8,
+    f64,
+);
+
+/// The prediction rows: per chosen model, val then test, in row order.
+fn pred_rows<'a>(data: &'a Data, sets: &[FeatureSet], chosen: &[Chosen]) -> Vec<PredRow<'a>> {
+    let mut pred_rows: Vec<PredRow> = Vec::new();
+    for ch in chosen {
+        for (split, y, ids, d) in [
+            ("val", &data.val.y, &data.val_ids, &ch.val_d),
+            ("test", &data.test.y, &data.test_ids, &ch.test_d),
+        ] {
+            for i in 0..y.len() {
+                pred_rows.push((
+                    ch.name.clone(),
+                    sets[ch.set].pipeline.kind,
+                    ch.kernel,
+                    split,
+                    i as u32,
+                    ids[i].as_str(),
+                    y[i],
+                    d[i],
+                ));
+            }
+        }
+    }
+    pred_rows
+}
+
+fn col_s(v: Vec<&str>) -> ArrayRef {
+    Arc::new(StringArray::from(v)) as ArrayRef
+}
+
+/// `predictions.parquet`; returns its row count.
+fn write_predictions(
+    path: &Path,
+    data: &Data,
+    sets: &[FeatureSet],
+    chosen: &[Chosen],
+) -> fer_core::Result<usize> {
+    let pred_rows = pred_rows(data, sets, chosen);
+    fer_core::parquet_io::write_columns(
+        path,
+        vec![
+            (
+                "model",
+                col_s(pred_rows.iter().map(|r| r.0.as_str()).collect()),
+            ),
+            (
+                "feature",
+                col_s(pred_rows.iter().map(|r| r.1.as_str()).collect()),
+            ),
+            (
+                "kernel",
+                col_s(pred_rows.iter().map(|r| r.2.as_str()).collect()),
+            ),
+            ("split", col_s(pred_rows.iter().map(|r| r.3).collect())),
+            (
+                "row",
+                Arc::new(UInt32Array::from_iter_values(pred_rows.iter().map(|r| r.4))),
+            ),
+            ("id", col_s(pred_rows.iter().map(|r| r.5).collect())),
+            (
+                "label",
+                Arc::new(UInt8Array::from_iter_values(pred_rows.iter().map(|r| r.6))),
+            ),
+            (
+                "decision",
+                Arc::new(Float64Array::from_iter_values(
+                    pred_rows.iter().map(|r| r.7),
+                )),
+            ),
+            (
+                "pred",
+                Arc::new(UInt8Array::from_iter_values(
+                    pred_rows.iter().map(|r| u8::from(r.7 < 0.0)),
+                )),
+            ),
+        ],
+    )
+}
+
+/// `grid.parquet`: every grid point in grid order, `chosen` marking the models; returns its
+/// row count.
+fn write_grid(path: &Path, grid: &[GridPoint], chosen: &[Chosen]) -> fer_core::Result<usize> {
+    let chosen_idx: Vec<usize> = chosen.iter().map(|ch| ch.best).collect();
+    fer_core::parquet_io::write_columns(
+        path,
+        vec![
+            (
+                "feature",
+                col_s(grid.iter().map(|g| g.feature.as_str()).collect()),
+            ),
+            (
+                "kernel",
+                col_s(grid.iter().map(|g| g.kernel.as_str()).collect()),
+            ),
+            (
+                "c",
+                Arc::new(Float64Array::from_iter_values(grid.iter().map(|g| g.c))),
+            ),
+            (
+                "gamma",
+                Arc::new(Float64Array::from(
+                    grid.iter()
+                        .map(|g| g.gamma.map(|x| x.1))
+                        .collect::<Vec<_>>(),
+                )),
+            ),
+            (
+                "gamma_spec",
+                Arc::new(StringArray::from(
+                    grid.iter()
+                        .map(|g| g.gamma.map(|x| x.0.spec()))
+                        .collect::<Vec<_>>(),
+                )),
+            ),
+            (
+                "n_train",
+                Arc::new(UInt32Array::from_iter_values(
+                    grid.iter().map(|g| g.n_train as u32),
+                )),
+            ),
+            (
+                "fit_seconds",
+                Arc::new(Float64Array::from_iter_values(
+                    grid.iter().map(|g| g.fit_seconds),
+                )),
+            ),
+            (
+                "val_accuracy",
+                Arc::new(Float64Array::from_iter_values(
+                    grid.iter().map(|g| g.val_accuracy),
+                )),
+            ),
+            (
+                "val_balanced_accuracy",
+                Arc::new(Float64Array::from_iter_values(
+                    grid.iter().map(|g| g.val_balanced_accuracy),
+                )),
+            ),
+            (
+                "n_support",
+                Arc::new(UInt32Array::from_iter_values(
+                    grid.iter().map(|g| g.n_support as u32),
+                )),
+            ),
+            (
+                "solver",
+                col_s(grid.iter().map(|g| g.solver.as_str()).collect()),
+            ),
+            (
+                "chosen",
+                Arc::new(BooleanArray::from(
+                    (0..grid.len())
+                        .map(|i| chosen_idx.contains(&i))
+                        .collect::<Vec<_>>(),
+                )),
+            ),
+        ],
+    )
+}
+
+/// One `metrics.json` entry per chosen model.
+fn models_json(
+    sets: &[FeatureSet],
+    grid: &[GridPoint],
+    chosen: &[Chosen],
+) -> Vec<serde_json::Value> {
+    chosen
+        .iter()
+        .map(|ch| {
+            let (set, g) = (&sets[ch.set], &grid[ch.best]);
+            serde_json::json!({
+                "name": ch.name,
+                "feature": set.pipeline.kind,
+                "kernel": ch.kernel,
+                "c": g.c,
+                "gamma": g.gamma.map(|x| x.1),
+                "gamma_spec": g.gamma.map(|x| x.0.spec()),
+                "n_features": set.pipeline.dim(),
+                "n_train": g.n_train,
+                "n_support": g.n_support,
+                "solver": g.solver,
+                "train_seconds": g.fit_seconds,
+                "grid_points": ch.grid_points,
+                "grid_seconds": ch.grid_seconds,
+                "feature_fit_seconds": set.seconds,
+                "inference_seconds": ch.infer,
+                "inference_images_per_second": ch.ips,
+                "val": ch.mv,
+                "test": ch.mt,
+            })
+        })
+        .collect()
+}
+
+/// `metrics.json`: counts, majority baselines, the features, the models and the best one.
+fn metrics_json(
+    data: &Data,
+    p: &SvmParams,
+    sets: &[FeatureSet],
+    kernel_train: usize,
+    model_json: &[serde_json::Value],
+    best: usize,
+) -> serde_json::Value {
+    let majority = |y: &[u8]| {
+        let happy = y.iter().filter(|&&v| v == 0).count() as f64;
+        (happy.max(y.len() as f64 - happy)) / y.len() as f64
+    };
+    serde_json::json!({
+        "positive_class": "happy (label 0): decision >= 0 predicts happy; ROC AUC scores class 0 by the decision value",
+        "n": {"train": data.train.n, "kernel_train": kernel_train, "val": data.val.n, "test": data.test.n},
+        "majority_baseline": {"val": majority(&data.val.y), "test": majority(&data.test.y)},
+        "threads": rayon::current_num_threads(),
+        "features": sets.iter().map(|s| serde_json::json!({
+            "name": s.pipeline.kind,
+            "dim": s.pipeline.dim(),
+            "pca": p.pca,
+            "gamma_scale": s.gamma_scale,
+            "fit_seconds": s.seconds,
+        })).collect::<Vec<_>>(),
+        "models": model_json,
+        "best": {
+            "name": model_json[best]["name"],
+            "by": "val accuracy",
+            "val_accuracy": model_json[best]["val"]["accuracy"],
+            "test_accuracy": model_json[best]["test"]["accuracy"],
+        },
+    })
+}
+
+fn write_json(path: &Path, v: &serde_json::Value) -> fer_core::Result<()> {
+    let text = serde_json::to_string_pretty(v).expect("json") + "\n";
+    std::fs::write(path, text).map_err(|e| fer_core::Error::io(path, e))
+}
+
+/// `report.txt`: the classification report on test of every chosen model.
+fn report(grid: &[GridPoint], chosen: &[Chosen]) -> String {
+    let mut report = String::new();
+    for ch in chosen {
+        let g = &grid[ch.best];
+        report += &format!(
+            "== {} (C = {}, gamma = {}) test\n{}\n",
+            ch.name,
+            g.c,
+            g.gamma
+                .map_or("-".into(), |(s, v)| format!("{} = {v:.4e}", s.spec())),
+            ch.mt.report_text()
+        );
+    }
+    report
+}
+
+/// The chosen-model table logged at the end.
+fn chosen_table(
+    grid: &[GridPoint],
+    chosen: &[Chosen],
+    model_json: &[serde_json::Value],
+    best: usize,
+) -> String {
+    let table: Vec<String> = chosen
+        .iter()
+        .map(|ch| {
+            let g = &grid[ch.best];
+            format!(
+                "{:<12} {:>6} {:>16} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>9.1} {:>10.0}",
+                ch.name,
+                g.c,
+                g.gamma.map_or("-".into(), |(s, _)| s.spec()),
+                g.val_accuracy,
+                ch.mt.accuracy,
+                ch.mt.balanced_accuracy,
+                ch.mt.roc_auc.unwrap_or(f64::NAN),
+                g.fit_seconds,
+                ch.ips
+            )
+        })
+        .collect();
+    let header = format!(
+        "{:<12} {:>6} {:>16} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10}",
+        "model", "C", "gamma", "val acc", "test acc", "bal acc", "ROC AUC", "train s", "test img/s"
+    );
+    format!(
+        "chosen on val (best: {}):\n{header}\n{}",
+        model_json[best]["name"].as_str().unwrap_or(""),
+        table.join("\n")
+    )
+}
+
+/// The summary the manifest keeps: the best model and per model its choice and scores.
+fn summary(metrics: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "best": metrics["best"],
+        "models": metrics["models"].as_array().map(|ms| ms.iter().map(|m| serde_json::json!({
+            "name": m["name"],
+            "c": m["c"],
+            "gamma": m["gamma"],
+            "val_accuracy": m["val"]["accuracy"],
+            "test_accuracy": m["test"]["accuracy"],
+            "test_balanced_accuracy": m["test"]["balanced_accuracy"],
+            "test_roc_auc": m["test"]["roc_auc"],
+            "train_seconds": m["train_seconds"],
+            "inference_images_per_second": m["inference_images_per_second"],
+        })).collect::<Vec<_>>()),
+    })
+}

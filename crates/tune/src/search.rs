@@ -1,0 +1,302 @@
+//! The search loop: trains trials rung by rung in the order [`next_job`] and
+//! [`finish_leader`] decide, saving the state (`state.json`) and checkpoints in the resume
+//! folder after every epoch; and trial 0 taken from train-cnn's run (`reuse_base`).
+
+use crate::TuneError;
+use crate::params::TuneParams;
+use crate::schedule::{
+    Rung, SearchState, Status, Trial, best_trial, can_reach_first_rung, finish_leader,
+    incumbent_trial, next_job,
+};
+use fer_core::tensors::TensorSet;
+use fer_core::transform::Transform;
+use fer_train_cnn::settings::TrainSettings;
+use fer_train_cnn::train;
+use serde_json::json;
+use std::path::Path;
+use std::time::Instant;
+
+/// The data a search trains and validates on.
+pub struct SearchData<'a> {
+    pub train: &'a TensorSet,
+    pub val: &'a TensorSet,
+    pub transform: &'a Transform,
+    /// Trial 0, already trained ([`incumbent_trial`]); it starts a new search.
+    pub incumbent: Option<Trial>,
+}
+
+/// Run (or continue) the search whose state lives in `work`. `progress(message, started,
+/// max_trials)` is called as it goes. Returns the final state.
+pub fn search(
+    p: &TuneParams,
+    data: &SearchData,
+    device: &fer_train_cnn::Device,
+    work: &Path,
+    progress: &dyn Fn(&str, u64, u64),
+) -> Result<SearchState, TuneError> {
+    std::fs::create_dir_all(work).map_err(|e| fer_core::Error::io(work, e))?;
+    let state_path = work.join("state.json");
+    let mut st: SearchState = match std::fs::read_to_string(&state_path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| fer_core::Error::Json {
+            path: state_path.clone(),
+            source: e,
+        })?,
+        Err(_) => SearchState::default(),
+    };
+    if st.trials.is_empty()
+        && let Some(t) = &data.incumbent
+    {
+        st.trials.push(t.clone());
+    }
+    let save = |st: &SearchState| -> Result<(), TuneError> {
+        let tmp = work.join("state.json.tmp");
+        let text = serde_json::to_string_pretty(st).expect("state serializes");
+        std::fs::write(&tmp, text).map_err(|e| fer_core::Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &state_path).map_err(|e| fer_core::Error::io(&state_path, e))?;
+        Ok(())
+    };
+    let started = Instant::now();
+    let elapsed0 = st.elapsed;
+    let spent = |started: &Instant| elapsed0 + started.elapsed().as_secs_f64();
+    let rungs = p.rungs();
+    let best_so_far = |st: &SearchState| {
+        best_trial(st)
+            .map(|t| {
+                format!(
+                    "best trial-{:03} val {:.4}",
+                    t.id,
+                    t.rungs.last().map_or(0.0, |r| r.val_acc)
+                )
+            })
+            .unwrap_or_default()
+    };
+
+    'search: loop {
+        let next = next_job(p, &st);
+        // `last`: the leader's run to max_epochs, sized to fit; it may end past the limit.
+        let (id, k, last) = match (finish_leader(p, &st, spent(&started), next), next) {
+            (Some((id, k)), _) => (id, k, true),
+            (None, Some((id, k))) => (id, k, false),
+            (None, None) => break,
+        };
+        if !last && spent(&started) >= p.time_limit_s {
+            break;
+        }
+        if !last && id == st.trials.len() && !can_reach_first_rung(p, &st, spent(&started)) {
+            progress(
+                &format!(
+                    "not starting trial-{id:03}: its first rung would end past the time limit"
+                ),
+                st.trials.len() as u64,
+                p.max_trials as u64,
+            );
+            break;
+        }
+        if id == st.trials.len() {
+            st.trials.push(Trial {
+                id,
+                config: p.trial_config(id),
+                status: Status::Running,
+                rungs: vec![],
+                epochs_run: 0,
+                seconds: 0.0,
+                error: None,
+                finished: false,
+                reused_from: None,
+            });
+        }
+        st.trials[id].status = Status::Running;
+        save(&st)?;
+        let s = p.settings(id, &st.trials[id].config);
+        let steps = fer_augment::scale_steps(&p.steps, st.trials[id].config.aug_strength as f32);
+        let aug = fer_augment::augmenter(&steps, data.transform);
+        let ckpt = work.join(&s.name);
+        let target = rungs[k];
+        while st.trials[id].epochs_run < target {
+            if !last && spent(&started) >= p.time_limit_s {
+                st.trials[id].status = Status::Stopped;
+                st.elapsed = spent(&started);
+                save(&st)?;
+                break 'search;
+            }
+            let epoch = st.trials[id].epochs_run + 1;
+            let msg = format!(
+                "trial-{id:03} rung {}/{} epoch {epoch}/{target} {}",
+                k + 1,
+                rungs.len(),
+                best_so_far(&st)
+            );
+            progress(&msg, st.trials.len() as u64, p.max_trials as u64);
+            let t0 = Instant::now();
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                train::train_until(
+                    &s,
+                    data.train,
+                    data.val,
+                    &aug,
+                    device,
+                    &ckpt,
+                    epoch,
+                    &|_, _, _| {},
+                )
+            }));
+            let trial = &mut st.trials[id];
+            trial.seconds += t0.elapsed().as_secs_f64();
+            let outcome = match run {
+                Ok(Ok(t)) => Ok(t),
+                Ok(Err(e)) => Err(fer_core::cli::error_chain(&e)),
+                Err(panic) => Err(panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "the trial panicked".into())),
+            };
+            match outcome {
+                Ok(t) => {
+                    trial.epochs_run = t.state.epochs.len();
+                    let at_best = t
+                        .state
+                        .epochs
+                        .iter()
+                        .find(|e| e.epoch == t.state.best_epoch)
+                        .map_or(0.0, |e| e.val_acc);
+                    if t.state.done || trial.epochs_run >= target {
+                        trial.rungs.push(Rung {
+                            epochs: trial.epochs_run,
+                            val_acc: at_best,
+                            val_loss: t.state.best_val_loss,
+                        });
+                        trial.finished = t.state.done;
+                        trial.status = if t.state.done {
+                            Status::Completed
+                        } else {
+                            Status::Pruned
+                        };
+                    }
+                    if t.state.done {
+                        break;
+                    }
+                }
+                Err(message) => {
+                    trial.status = Status::Failed;
+                    trial.error = Some(message);
+                    trial.finished = true;
+                    let _ = std::fs::remove_dir_all(&ckpt);
+                    break;
+                }
+            }
+            st.elapsed = spent(&started);
+            save(&st)?;
+        }
+        st.elapsed = spent(&started);
+        save(&st)?;
+        if last {
+            break;
+        }
+    }
+    progress(
+        &best_so_far(&st),
+        st.trials.len() as u64,
+        p.max_trials as u64,
+    );
+    st.elapsed = spent(&started);
+    save(&st)?;
+    Ok(st)
+}
+
+/// Trial 0 from train-cnn's model folder `mdir` (`reuse_base`), after checking that it was
+/// trained with exactly trial 0's settings.
+pub fn load_incumbent(p: &TuneParams, mdir: &Path) -> Result<Trial, TuneError> {
+    let art = fer_train_cnn::ModelArtifact::load(mdir)?;
+    let want = p.settings(0, &p.base_config());
+    let have = TrainSettings {
+        name: want.name.clone(),
+        ..art.settings.clone()
+    };
+    if have != want {
+        return Err(fer_core::Error::Other(format!(
+            "{}: reuse_base: this model was trained with other settings than the search's \
+             trial 0 ({}); run `make train-cnn` again or set reuse_base = false",
+            mdir.join("model.json").display(),
+            settings_diff(&want, &have)
+        ))
+        .into());
+    }
+    let epochs = read_epochs(&mdir.join("epochs.parquet"))?;
+    if epochs.is_empty() {
+        return Err(fer_core::Error::Other(format!(
+            "{}: reuse_base: no epoch in this run",
+            mdir.join("epochs.parquet").display()
+        ))
+        .into());
+    }
+    let seconds = epochs.iter().map(|e| e.seconds).sum();
+    let from = mdir
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|s| format!("{}/{}", s.to_string_lossy(), p.base.name))
+        .unwrap_or_else(|| p.base.name.clone());
+    Ok(incumbent_trial(p, &epochs, seconds, &from))
+}
+
+/// The keys two train-cnn settings differ in (for an error message).
+fn settings_diff(a: &TrainSettings, b: &TrainSettings) -> String {
+    let (a, b) = (json!(a), json!(b));
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return String::new();
+    };
+    let keys: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "{k}: {} here, {} there",
+                v,
+                b.get(k).unwrap_or(&json!(null))
+            )
+        })
+        .collect();
+    keys.join("; ")
+}
+
+/// train-cnn's `epochs.parquet`.
+pub fn read_epochs(path: &Path) -> fer_core::Result<Vec<train::EpochRow>> {
+    use arrow::array::{Array, Float64Array, UInt32Array};
+    let (_, batches) = fer_core::parquet_io::read_batches(path)?;
+    let bad = |m: String| fer_core::Error::Other(format!("{}: {m}", path.display()));
+    let mut rows = Vec::new();
+    for b in &batches {
+        let f64s = |n: &str| -> fer_core::Result<Float64Array> {
+            b.column_by_name(n)
+                .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned())
+                .ok_or_else(|| bad(format!("no float column `{n}`")))
+        };
+        let epoch = b
+            .column_by_name("epoch")
+            .and_then(|c| c.as_any().downcast_ref::<UInt32Array>().cloned())
+            .ok_or_else(|| bad("no u32 column `epoch`".into()))?;
+        let (tl, ta, vl, va, lr, sec) = (
+            f64s("train_loss")?,
+            f64s("train_acc")?,
+            f64s("val_loss")?,
+            f64s("val_acc")?,
+            f64s("lr")?,
+            f64s("seconds")?,
+        );
+        for i in 0..b.num_rows() {
+            rows.push(train::EpochRow {
+                epoch: epoch.value(i) as usize,
+                train_loss: tl.value(i),
+                train_acc: ta.value(i),
+                val_loss: vl.value(i),
+                val_acc: va.value(i),
+                lr: lr.value(i),
+                seconds: sec.value(i),
+            });
+        }
+    }
+    if rows.iter().enumerate().any(|(i, r)| r.epoch != i + 1) {
+        return Err(bad("epochs are not 1, 2, 3, ... in order".into()));
+    }
+    Ok(rows)
+}
