@@ -64,10 +64,10 @@ $(A)/preprocess/manifest.json: $(A)/ingest/manifest.json $(or $(PFILES),$(PFILE)
 $(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,augment)
 	$(call stage,augment)
 
-$(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-svm)
+$(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-svm) $(call src,models)
 	$(call stage,train-svm)
 
-# train_cnn reuses the augment library and fer-ops' kernels, so their sources are prerequisites too.
+# train_cnn is built from the augment library, fer-models and fer-ops, so their sources are prerequisites too.
 $(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-cnn) $(call src,models) $(call src,augment) $(call src,ops)
 	$(BUILD)
 	$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE)

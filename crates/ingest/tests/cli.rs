@@ -7,6 +7,7 @@ use arrow::array::{Array, StringArray};
 use fer_core::dataset::ImageDataset;
 use fer_core::manifest::{Manifest, RunStatus};
 use fer_core::{Emotion, IMAGE_PIXELS, Split};
+use fer_test_support::Outcome;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -96,53 +97,6 @@ fn csv_rows() -> Vec<CsvRow> {
 
 fn csv_lines() -> Vec<String> {
     csv_rows().iter().map(CsvRow::line).collect()
-}
-
-/// How a run of the binary ended.
-struct Outcome {
-    code: Option<i32>,
-    stderr: String,
-}
-
-impl Outcome {
-    fn of(cmd: &mut Command) -> Outcome {
-        let out = cmd.output().expect("fer-ingest runs");
-        Outcome {
-            code: out.status.code(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn ok(self) -> Outcome {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "expected success; stderr:\n{}",
-            self.stderr
-        );
-        self
-    }
-
-    /// Exit code 2 and exactly one stderr line, `error: ...`, containing every needle.
-    fn error(&self, needles: &[&str]) {
-        assert_eq!(
-            self.code,
-            Some(2),
-            "expected exit code 2; stderr:\n{}",
-            self.stderr
-        );
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "expected one stderr line, got:\n{}",
-            self.stderr
-        );
-        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
-        for n in needles {
-            assert!(lines[0].contains(n), "`{n}` not in: {}", lines[0]);
-        }
-    }
 }
 
 /// The outputs of the ingest stage: `<artifacts>/<pipeline>/ingest/`.

@@ -1,20 +1,27 @@
 //! fer-models: the trained models as code, for every crate that builds, loads or scores one.
 //!
 //! Reads and writes nothing by itself; its readers and writers are called by the stages and
-//! tools: `model.json` + `model.safetensors` ([`checkpoint`]) in a CNN's model folder.
+//! tools: `model.json` + `model.safetensors` ([`checkpoint`]) in a CNN's model folder, and
+//! train_svm's `model.safetensors` ([`svm`]).
 //! Takes no params: the stages pass their validated settings.
 //!
 //! - [`arch`]: the CNN architectures (the study's two and ours) and [`arch::ModelConfig`];
 //! - [`settings`]: [`settings::TrainSettings`], one model's training settings;
 //! - [`checkpoint`]: weights and [`checkpoint::ModelArtifact`] (`model.json`) on disk;
 //! - [`score`]: batch scoring of a tensor set;
-//! - [`device`]: the burn device for a `--device` name (`wgpu` behind the `wgpu` feature).
+//! - [`device`]: the burn device for a `--device` name (`wgpu` behind the `wgpu` feature);
+//! - [`features`]: the SVMs' feature pipelines (raw pixels or HOG, scaling, PCA, random
+//!   Fourier features);
+//! - [`svm`]: the SVMs' decision functions and their saved form
+//!   ([`svm::SavedSvms`], train_svm's `model.safetensors`).
 
 pub mod arch;
 pub mod checkpoint;
 pub mod device;
+pub mod features;
 pub mod score;
 pub mod settings;
+pub mod svm;
 
 pub use checkpoint::ModelArtifact;
 pub use device::{Device, device};

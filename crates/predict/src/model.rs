@@ -9,7 +9,7 @@ use fer_core::tensors::TensorSet;
 use fer_core::transform::Transform;
 use fer_models::ModelArtifact;
 use fer_models::arch::Net;
-use fer_train_svm::SavedSvms;
+use fer_models::svm::SavedSvms;
 use std::path::{Path, PathBuf};
 
 /// How to load a model folder.

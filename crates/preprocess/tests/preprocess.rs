@@ -17,6 +17,7 @@ use fer_core::tensors::TensorSet;
 use fer_core::transform::{Denoise, Equalize, Normalization, Transform};
 use fer_core::{Emotion, IMAGE_PIXELS, IMAGE_SIDE, LabelMode, Split};
 use fer_preprocess::{NormKind, PreprocessParams, PreprocessSection, fit};
+use fer_test_support::Outcome;
 use image::GrayImage;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -113,48 +114,6 @@ fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     let mean = values.clone().sum::<f64>() / n;
     let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / n;
     (mean, var.sqrt())
-}
-
-/// How a run of the binary ended.
-struct Outcome {
-    code: Option<i32>,
-    stderr: String,
-}
-
-impl Outcome {
-    fn of(cmd: &mut Command) -> Outcome {
-        let out = cmd.output().expect("fer-preprocess runs");
-        Outcome {
-            code: out.status.code(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn ok(self) -> Outcome {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "expected success; stderr:\n{}",
-            self.stderr
-        );
-        self
-    }
-
-    /// Exit code 2 and exactly one stderr line, `error: ...`, containing every needle.
-    fn error(&self, needles: &[&str]) {
-        assert_eq!(
-            self.code,
-            Some(2),
-            "expected exit code 2; stderr:\n{}",
-            self.stderr
-        );
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "expected one stderr line:\n{}", self.stderr);
-        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
-        for n in needles {
-            assert!(lines[0].contains(n), "`{n}` not in: {}", lines[0]);
-        }
-    }
 }
 
 /// The outputs of one stage: `<artifacts>/<pipeline>/<stage>/`.

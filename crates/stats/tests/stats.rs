@@ -15,6 +15,7 @@ use fer_core::manifest::Manifest;
 use fer_core::stage::{Outputs, StageRun};
 use fer_core::{Emotion, IMAGE_PIXELS, IMAGE_SIDE, LabelMode, Split};
 use fer_stats::{StatsParams, class_moments, compute};
+use fer_test_support::Outcome;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -240,48 +241,6 @@ impl Table {
         self.column(name)
             .flat_map(|c| c.as_primitive::<T>().values().to_vec())
             .collect()
-    }
-}
-
-/// How a run of the binary ended.
-struct Outcome {
-    code: Option<i32>,
-    stderr: String,
-}
-
-impl Outcome {
-    fn of(cmd: &mut Command) -> Outcome {
-        let out = cmd.output().expect("fer-stats runs");
-        Outcome {
-            code: out.status.code(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn ok(self) -> Outcome {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "expected success; stderr:\n{}",
-            self.stderr
-        );
-        self
-    }
-
-    /// Exit code 2 and exactly one stderr line, `error: ...`, containing every needle.
-    fn error(&self, needles: &[&str]) {
-        assert_eq!(
-            self.code,
-            Some(2),
-            "expected exit code 2; stderr:\n{}",
-            self.stderr
-        );
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "expected one stderr line:\n{}", self.stderr);
-        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
-        for n in needles {
-            assert!(lines[0].contains(n), "`{n}` not in: {}", lines[0]);
-        }
     }
 }
 

@@ -56,7 +56,8 @@
 //! [`outputs`] (the writers); [`features`] and [`model`] are the feature pipelines and the SVMs.
 
 pub mod data;
-pub mod features;
+// The feature pipelines live in fer-models (predict reads them too).
+pub use fer_models::features;
 pub mod grid;
 pub mod model;
 pub mod outputs;

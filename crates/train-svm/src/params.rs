@@ -7,16 +7,8 @@ use fer_core::cli::StageArgs;
 use fer_core::pipeline::PipelineFile;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "fer-train-svm",
-    version,
-    about = "Stage train_svm: SVMs on raw pixels and HOG, grid chosen on val"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub common: StageArgs,
-}
+/// `fer-train-svm`'s command line.
+pub type Cli = fer_core::cli::StageCli<fer_core::cli::NoArgs>;
 
 /// One entry of `gamma` as written: a number or a string (`"scale"`, `"<k>*scale"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -334,6 +326,23 @@ impl Params {
             svm: s.validate(pipeline, preprocess_side(pipeline))?,
             common: cli.common.clone(),
         })
+    }
+}
+
+impl fer_core::cli::Stage for Params {
+    const NAME: &'static str = STAGE;
+    const BIN: &'static str = "fer-train-svm";
+    const ABOUT: &'static str = "Stage train_svm: SVMs on raw pixels and HOG, grid chosen on val";
+    type Args = fer_core::cli::NoArgs;
+    type Error = SvmError;
+    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, SvmError> {
+        Params::from_pipeline(pipeline, cli)
+    }
+    fn signature_params(&self) -> Result<serde_json::Value, SvmError> {
+        signature_params(self)
+    }
+    fn run(&self) -> Result<fer_core::manifest::Manifest, SvmError> {
+        crate::run(self)
     }
 }
 

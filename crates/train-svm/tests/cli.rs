@@ -9,6 +9,7 @@ use arrow::array::{Array, Float64Array, StringArray, UInt8Array, UInt32Array};
 use fer_core::stage::{Outputs, StageRun};
 use fer_core::tensors::TensorSet;
 use fer_core::transform::{Denoise, Equalize, Normalization, Transform};
+use fer_test_support::Outcome;
 use fer_train_svm::SavedSvms;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -174,18 +175,14 @@ impl Fixture {
     }
 
     fn run_into(&self, pipeline: &Path, artifacts: &Path) -> Outcome {
-        let out = Command::new(BIN)
-            .arg("--pipeline")
-            .arg(pipeline)
-            .arg("--artifacts")
-            .arg(artifacts)
-            .args(["--cache-dir", "off", "--quiet"])
-            .output()
-            .expect("fer-train-svm runs");
-        Outcome {
-            code: out.status.code(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Outcome::of(
+            Command::new(BIN)
+                .arg("--pipeline")
+                .arg(pipeline)
+                .arg("--artifacts")
+                .arg(artifacts)
+                .args(["--cache-dir", "off", "--quiet"]),
+        )
     }
 
     fn run(&self, pipeline: &Path) -> Outcome {
@@ -194,44 +191,6 @@ impl Fixture {
 
     fn stage(&self, pipeline: &str) -> PathBuf {
         self.artifacts().join(pipeline).join("train_svm")
-    }
-}
-
-struct Outcome {
-    code: Option<i32>,
-    stderr: String,
-}
-
-impl Outcome {
-    fn ok(self) -> Outcome {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "expected success; stderr:\n{}",
-            self.stderr
-        );
-        self
-    }
-
-    /// Exit code 2 and exactly one stderr line, `error: ...`, containing every needle.
-    fn error(&self, needles: &[&str]) {
-        assert_eq!(
-            self.code,
-            Some(2),
-            "expected exit code 2; stderr:\n{}",
-            self.stderr
-        );
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "expected one stderr line, got:\n{}",
-            self.stderr
-        );
-        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
-        for n in needles {
-            assert!(lines[0].contains(n), "`{n}` not in: {}", lines[0]);
-        }
     }
 }
 

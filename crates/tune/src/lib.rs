@@ -61,7 +61,7 @@ pub mod search;
 pub mod space;
 
 pub use outputs::{compute, write_trials};
-pub use params::{Cli, Params, Strategy, TuneParams, TuneSection, signature_params};
+pub use params::{Cli, Params, Strategy, TuneArgs, TuneParams, TuneSection, signature_params};
 pub use schedule::{
     Rung, SearchState, Status, Trial, best_trial, can_reach_first_rung, finish_leader,
     incumbent_trial, next_job,

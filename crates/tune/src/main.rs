@@ -1,5 +1,4 @@
-//! `fer-tune`: parse args, load the pipeline file, run the stage; errors exit 2.
-use clap::Parser;
+//! `fer-tune`: the stage binary (see the crate doc); errors print as one chain and exit 2.
 
 // mimalloc keeps freed activation buffers for the next training step or batch; glibc's
 // malloc hands them back to the OS and faults them in again (about 12% of a CNN step).
@@ -8,19 +7,5 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     fer_ops::alloc::keep_freed_memory();
-    let cli = fer_tune::Cli::parse();
-    let result = cli
-        .common
-        .load_pipeline()
-        .map_err(Into::into)
-        .and_then(|pipeline| {
-            let p = fer_tune::Params::from_pipeline(&pipeline, &cli)?;
-            if cli.common.print_params {
-                let params = fer_tune::signature_params(&p)?;
-                fer_core::cli::print_params(&pipeline.name, fer_tune::STAGE, &params);
-                return Ok(());
-            }
-            fer_tune::run(&p).map(|_| ())
-        });
-    fer_core::cli::finish(&cli.common, fer_tune::STAGE, result)
+    fer_core::cli::main::<fer_tune::Params>()
 }

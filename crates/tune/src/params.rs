@@ -11,19 +11,16 @@ use fer_train_cnn::settings::TrainSettings;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "fer-tune",
-    version,
-    about = "Stage tune: random search or successive halving over our CNN's hyperparameters"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub common: StageArgs,
+/// The stage's own options, beside the shared `StageArgs`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TuneArgs {
     /// `cpu` (burn flex) or `wgpu` (GPU; needs train-cnn's `wgpu` cargo feature).
     #[arg(long, default_value = "cpu", env = "FER_DEVICE")]
     pub device: String,
 }
+
+/// `fer-tune`'s command line.
+pub type Cli = fer_core::cli::StageCli<TuneArgs>;
 
 /// `[tune]` as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -252,13 +249,31 @@ pub struct Params {
 
 impl Params {
     pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, TuneError> {
-        fer_train_cnn::device(&cli.device)?;
+        fer_train_cnn::device(&cli.args.device)?;
         Ok(Params {
             pipeline: pipeline.clone(),
             tune: TuneParams::parse(pipeline)?,
             common: cli.common.clone(),
-            device: cli.device.clone(),
+            device: cli.args.device.clone(),
         })
+    }
+}
+
+impl fer_core::cli::Stage for Params {
+    const NAME: &'static str = STAGE;
+    const BIN: &'static str = "fer-tune";
+    const ABOUT: &'static str =
+        "Stage tune: random search or successive halving over our CNN's hyperparameters";
+    type Args = TuneArgs;
+    type Error = TuneError;
+    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, TuneError> {
+        Params::from_pipeline(pipeline, cli)
+    }
+    fn signature_params(&self) -> Result<serde_json::Value, TuneError> {
+        signature_params(self)
+    }
+    fn run(&self) -> Result<fer_core::manifest::Manifest, TuneError> {
+        crate::run(self)
     }
 }
 

@@ -39,23 +39,7 @@ impl Fixture {
         let root = tmp.path().to_path_buf();
         std::fs::write(root.join("smoke.toml"), smoke_with(tune)).unwrap();
         let f = Fixture { _tmp: tmp, root };
-        let args = |bin: &str| {
-            vec![
-                bin.to_string(),
-                "--pipeline".into(),
-                f.pipeline().display().to_string(),
-                "--artifacts".into(),
-                f.artifacts().display().to_string(),
-                "--cache-dir".into(),
-                "off".into(),
-                "--quiet".into(),
-            ]
-        };
-        let pf = PipelineFile::load(&f.pipeline()).unwrap();
-        let cli = fer_ingest::Cli::parse_from(args("fer-ingest"));
-        fer_ingest::run(&fer_ingest::Params::from_pipeline(&pf, &cli).unwrap()).unwrap();
-        let cli = fer_preprocess::Cli::parse_from(args("fer-preprocess"));
-        fer_preprocess::run(&fer_preprocess::Params::from_pipeline(&pf, &cli).unwrap()).unwrap();
+        fer_test_support::ingest_and_preprocess(&f.pipeline(), &f.artifacts());
         f
     }
     fn pipeline(&self) -> PathBuf {

@@ -62,7 +62,12 @@ pub fn synthetic_face(i: usize) -> GrayImage {
     } else {
         Emotion::Sad
     };
-    GrayImage::from_raw(48, 48, fer_ingest::synthetic::face(e, 100 + i as u64, 4.0)).unwrap()
+    GrayImage::from_raw(
+        48,
+        48,
+        fer_test_support::synthetic_face(e, 100 + i as u64, 4.0),
+    )
+    .unwrap()
 }
 
 pub fn png(img: &GrayImage) -> Vec<u8> {

@@ -1,0 +1,401 @@
+//! The SVMs as trained by train-svm: the kernels, the fitted decision function, and the saved
+//! form (`model.safetensors`: every chosen model with the feature pipelines it reads) that
+//! reloads to bit-identical decision values.
+//!
+//! Decision values are positive for **happy** (label 0): the SVM's positive class is
+//! `label == 0`, and `pred = 0` when `decision >= 0` (linfa's rule).
+
+use crate::features::{FeatureKind, FeaturePipeline, HogParams, Projection, Rff, Scaler};
+use fer_core::tensors::TensorSet;
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Kernels the stage trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelKind {
+    /// Gaussian kernel `exp(-gamma |x-y|^2)`, linfa-svm (SMO, full kernel matrix).
+    Rbf,
+    /// Linear kernel, linfa-svm (SMO, full kernel matrix).
+    Linear,
+    /// Random Fourier features approximating the RBF kernel, then a linear SVM trained by dual
+    /// coordinate descent (liblinear's hinge-loss solver) on every train row.
+    Rff,
+}
+
+impl KernelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KernelKind::Rbf => "rbf",
+            KernelKind::Linear => "linear",
+            KernelKind::Rff => "rff",
+        }
+    }
+    pub fn parse(s: &str) -> Option<KernelKind> {
+        match s {
+            "rbf" => Some(KernelKind::Rbf),
+            "linear" => Some(KernelKind::Linear),
+            "rff" => Some(KernelKind::Rff),
+            _ => None,
+        }
+    }
+    /// Whether the kernel has a gamma.
+    pub fn uses_gamma(self) -> bool {
+        self != KernelKind::Linear
+    }
+}
+
+/// A fitted decision function `f(x)`; `f(x) >= 0` means happy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// `sum_i coef_i exp(-gamma |sv_i - x|^2) - rho`.
+    Rbf {
+        gamma: f64,
+        sv: Array2<f64>,
+        coef: Array1<f64>,
+        rho: f64,
+    },
+    /// `w . x + bias`.
+    Linear { w: Array1<f64>, bias: f64 },
+    /// `w . z(x) + bias` with `z` the random Fourier features.
+    Rff { rff: Rff, w: Array1<f64>, bias: f64 },
+}
+
+/// Rows per block when evaluating decisions (fixed, so every evaluation of the same rows does
+/// the same arithmetic).
+const BLOCK: usize = 256;
+
+impl Decision {
+    /// Decision values of the rows of `x` (features from the model's pipeline).
+    pub fn values(&self, x: &Array2<f64>) -> Array1<f64> {
+        let blocks: Vec<Array1<f64>> = x
+            .axis_chunks_iter(Axis(0), BLOCK)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|b| self.block(b))
+            .collect();
+        let mut out = Vec::with_capacity(x.nrows());
+        for b in blocks {
+            out.extend(b);
+        }
+        Array1::from(out)
+    }
+
+    fn block(&self, x: ArrayView2<f64>) -> Array1<f64> {
+        match self {
+            Decision::Rbf {
+                gamma,
+                sv,
+                coef,
+                rho,
+            } => {
+                let xx: Array1<f64> = x.outer_iter().map(|r| r.dot(&r)).collect();
+                let ss: Array1<f64> = sv.outer_iter().map(|r| r.dot(&r)).collect();
+                let dots = x.dot(&sv.t());
+                let mut out = Array1::zeros(x.nrows());
+                for (i, row) in dots.outer_iter().enumerate() {
+                    let mut s = 0.0;
+                    for ((&d, &s2), &c) in row.iter().zip(&ss).zip(coef) {
+                        let d2 = (xx[i] + s2 - 2.0 * d).max(0.0);
+                        s += c * (-gamma * d2).exp();
+                    }
+                    out[i] = s - rho;
+                }
+                out
+            }
+            Decision::Linear { w, bias } => x.dot(w) + *bias,
+            Decision::Rff { rff, w, bias } => rff.map(&x.to_owned()).dot(w) + *bias,
+        }
+    }
+
+    /// Number of support vectors (`rbf`); the weight count for linear models.
+    pub fn size(&self) -> usize {
+        match self {
+            Decision::Rbf { sv, .. } => sv.nrows(),
+            Decision::Linear { w, .. } | Decision::Rff { w, .. } => w.len(),
+        }
+    }
+}
+
+/// One saved model: a feature pipeline's name and a decision function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedModel {
+    /// `<feature>/<kernel>`, e.g. `hog/rbf`.
+    pub name: String,
+    pub feature: FeatureKind,
+    pub kernel: KernelKind,
+    pub c: f64,
+    pub gamma: Option<f64>,
+    pub decision: Decision,
+}
+
+/// Every chosen model with the feature pipelines they read: `model.safetensors`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedSvms {
+    pub features: Vec<FeaturePipeline>,
+    pub models: Vec<SavedModel>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FeatureMeta {
+    kind: FeatureKind,
+    hog: HogParams,
+    value_range: (f32, f32),
+    pca: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ModelMeta {
+    name: String,
+    feature: FeatureKind,
+    kernel: KernelKind,
+    c: f64,
+    gamma: Option<f64>,
+    /// `rho` for rbf (decision = sum - rho), the bias for linear and rff.
+    offset: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Meta {
+    format: String,
+    features: Vec<FeatureMeta>,
+    models: Vec<ModelMeta>,
+}
+
+const FORMAT: &str = "fer-train-svm/1";
+
+impl SavedSvms {
+    pub fn feature(&self, kind: FeatureKind) -> Option<&FeaturePipeline> {
+        self.features.iter().find(|f| f.kind == kind)
+    }
+
+    pub fn model(&self, name: &str) -> Option<&SavedModel> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// Decision values of model `name` for normalized images.
+    pub fn decisions(&self, name: &str, images: &TensorSet) -> Result<Array1<f64>, String> {
+        let m = self
+            .model(name)
+            .ok_or_else(|| format!("no model `{name}`"))?;
+        let f = self
+            .feature(m.feature)
+            .ok_or_else(|| format!("no feature pipeline `{}`", m.feature.as_str()))?;
+        Ok(m.decision.values(&f.transform(images)?))
+    }
+
+    /// Write every tensor as f64 (little-endian, exact) and the rest as JSON in the header's
+    /// `fer` metadata key.
+    pub fn save(&self, path: &Path) -> fer_core::Result<()> {
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut put = |name: String, shape: Vec<usize>, v: &mut dyn Iterator<Item = f64>| {
+            let bytes: Vec<u8> = v.flat_map(|x| x.to_le_bytes()).collect();
+            tensors.push((name, shape, bytes));
+        };
+        let mut meta = Meta {
+            format: FORMAT.into(),
+            features: vec![],
+            models: vec![],
+        };
+        for f in &self.features {
+            let k = f.kind.as_str();
+            let d = f.scaler.mean.len();
+            put(
+                format!("{k}.scaler_mean"),
+                vec![d],
+                &mut f.scaler.mean.iter().copied(),
+            );
+            put(
+                format!("{k}.scaler_std"),
+                vec![d],
+                &mut f.scaler.std.iter().copied(),
+            );
+            if let Some(p) = &f.pca {
+                put(
+                    format!("{k}.pca_mean"),
+                    vec![d],
+                    &mut p.mean.iter().copied(),
+                );
+                put(
+                    format!("{k}.pca_components"),
+                    p.components.shape().to_vec(),
+                    &mut p.components.iter().copied(),
+                );
+            }
+            meta.features.push(FeatureMeta {
+                kind: f.kind,
+                hog: f.hog,
+                value_range: f.value_range,
+                pca: f.pca.as_ref().map_or(0, |p| p.components.nrows()),
+            });
+        }
+        for m in &self.models {
+            let n = &m.name;
+            let offset = match &m.decision {
+                Decision::Rbf { sv, coef, rho, .. } => {
+                    put(
+                        format!("{n}.sv"),
+                        sv.shape().to_vec(),
+                        &mut sv.iter().copied(),
+                    );
+                    put(
+                        format!("{n}.coef"),
+                        vec![coef.len()],
+                        &mut coef.iter().copied(),
+                    );
+                    *rho
+                }
+                Decision::Linear { w, bias } => {
+                    put(format!("{n}.w"), vec![w.len()], &mut w.iter().copied());
+                    *bias
+                }
+                Decision::Rff { rff, w, bias } => {
+                    put(format!("{n}.w"), vec![w.len()], &mut w.iter().copied());
+                    put(
+                        format!("{n}.rff_omega"),
+                        rff.omega.shape().to_vec(),
+                        &mut rff.omega.iter().copied(),
+                    );
+                    put(
+                        format!("{n}.rff_offset"),
+                        vec![rff.offset.len()],
+                        &mut rff.offset.iter().copied(),
+                    );
+                    *bias
+                }
+            };
+            meta.models.push(ModelMeta {
+                name: m.name.clone(),
+                feature: m.feature,
+                kernel: m.kernel,
+                c: m.c,
+                gamma: m.gamma,
+                offset,
+            });
+        }
+        let bad = |e: safetensors::SafeTensorError| {
+            fer_core::Error::parquet(path, format!("safetensors: {e}"))
+        };
+        let views = tensors
+            .iter()
+            .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F64, s.clone(), b)?)))
+            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+            .map_err(bad)?;
+        let info: HashMap<String, String> = [(
+            "fer".to_string(),
+            serde_json::to_string(&meta).expect("meta serializes"),
+        )]
+        .into_iter()
+        .collect();
+        let bytes = safetensors::serialize(views, Some(info)).map_err(bad)?;
+        std::fs::write(path, bytes).map_err(|e| fer_core::Error::io(path, e))
+    }
+
+    pub fn load(path: &Path) -> fer_core::Result<SavedSvms> {
+        let bytes = std::fs::read(path).map_err(|e| fer_core::Error::io(path, e))?;
+        let bad = |m: String| fer_core::Error::parquet(path, m);
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let (_, md) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let meta: Meta = md
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("fer"))
+            .ok_or_else(|| bad("no `fer` metadata".into()))
+            .and_then(|s| {
+                serde_json::from_str(s).map_err(|e| bad(format!("`fer` metadata: {e}")))
+            })?;
+        if meta.format != FORMAT {
+            return Err(bad(format!(
+                "format `{}`, expected `{FORMAT}`",
+                meta.format
+            )));
+        }
+        let get = |name: &str| -> fer_core::Result<(Vec<usize>, Vec<f64>)> {
+            let t = st
+                .tensor(name)
+                .map_err(|e| bad(format!("tensor {name}: {e}")))?;
+            if t.dtype() != Dtype::F64 {
+                return Err(bad(format!(
+                    "tensor {name} is {:?}, expected F64",
+                    t.dtype()
+                )));
+            }
+            let v = t
+                .data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect();
+            Ok((t.shape().to_vec(), v))
+        };
+        let vec1 = |name: &str| -> fer_core::Result<Array1<f64>> { Ok(Array1::from(get(name)?.1)) };
+        let mat = |name: &str| -> fer_core::Result<Array2<f64>> {
+            let (s, v) = get(name)?;
+            if s.len() != 2 {
+                return Err(bad(format!("tensor {name} has shape {s:?}, expected 2-D")));
+            }
+            Ok(Array2::from_shape_vec((s[0], s[1]), v).expect("shape matches data"))
+        };
+        let mut features = Vec::new();
+        for f in &meta.features {
+            let k = f.kind.as_str();
+            let pca = if f.pca > 0 {
+                Some(Projection {
+                    mean: vec1(&format!("{k}.pca_mean"))?,
+                    components: mat(&format!("{k}.pca_components"))?,
+                })
+            } else {
+                None
+            };
+            features.push(FeaturePipeline {
+                kind: f.kind,
+                hog: f.hog,
+                value_range: f.value_range,
+                scaler: Scaler {
+                    mean: vec1(&format!("{k}.scaler_mean"))?,
+                    std: vec1(&format!("{k}.scaler_std"))?,
+                },
+                pca,
+            });
+        }
+        let mut models = Vec::new();
+        for m in &meta.models {
+            let n = &m.name;
+            let decision = match m.kernel {
+                KernelKind::Rbf => Decision::Rbf {
+                    gamma: m
+                        .gamma
+                        .ok_or_else(|| bad(format!("model {n}: rbf without gamma")))?,
+                    sv: mat(&format!("{n}.sv"))?,
+                    coef: vec1(&format!("{n}.coef"))?,
+                    rho: m.offset,
+                },
+                KernelKind::Linear => Decision::Linear {
+                    w: vec1(&format!("{n}.w"))?,
+                    bias: m.offset,
+                },
+                KernelKind::Rff => Decision::Rff {
+                    rff: Rff {
+                        omega: mat(&format!("{n}.rff_omega"))?,
+                        offset: vec1(&format!("{n}.rff_offset"))?,
+                    },
+                    w: vec1(&format!("{n}.w"))?,
+                    bias: m.offset,
+                },
+            };
+            models.push(SavedModel {
+                name: m.name.clone(),
+                feature: m.feature,
+                kernel: m.kernel,
+                c: m.c,
+                gamma: m.gamma,
+                decision,
+            });
+        }
+        Ok(SavedSvms { features, models })
+    }
+}
