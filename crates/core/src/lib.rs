@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod parquet_io;
 pub mod pipeline;
 pub mod plot;
+pub mod schema;
 pub mod split;
 pub mod stage;
 pub mod tensors;

@@ -230,9 +230,9 @@ fn platt_p((a, b): (f64, f64), d: f64) -> f64 {
 
 /// The best SVM by val accuracy, from `metrics.json` (`best.name`).
 fn best_svm(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("metrics.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["best"]["name"].as_str().map(str::to_string)
+    let m: fer_core::schema::metrics::SvmMetrics =
+        fer_core::schema::read_json(&dir.join("metrics.json")).ok()?;
+    Some(m.best.name)
 }
 
 /// Platt scaling of one SVM's decision values (label 0 = happy is the positive class),

@@ -17,6 +17,7 @@ use crate::ReportError;
 use cnn::cnn_model;
 use fer_core::manifest::{MANIFEST_FILE, Manifest};
 use fer_core::metrics::Metrics;
+use fer_core::schema::metrics::SvmMetrics;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use svm::svm_models;
@@ -152,7 +153,7 @@ pub struct Study {
     pub transform: Option<Value>,
     pub models: Vec<ModelRun>,
     /// `train_svm/metrics.json` (majority baseline, best model).
-    pub svm_metrics: Option<Value>,
+    pub svm_metrics: Option<SvmMetrics>,
     pub tune: Option<Tune>,
     pub class_names: Vec<String>,
 }
@@ -194,9 +195,19 @@ pub fn read_json(stage: &str, path: &Path) -> Result<Value, ReportError> {
     serde_json::from_str(&text).map_err(|e| bad_in(stage, path, format!("invalid JSON: {e}")))
 }
 
-fn metrics_of(stage: &str, path: &Path, v: &Value, split: &str) -> Result<Metrics, ReportError> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| bad_in(stage, path, format!("`{split}` metrics: {e}")))
+/// A core error about an artifact, as the report's error naming the file and its make target.
+fn artifact_error(stage: &str, path: &Path, e: &fer_core::Error) -> ReportError {
+    let mut m = fer_core::cli::error_chain(e);
+    if let Some(rest) = m.strip_prefix(&format!("{}: ", path.display())) {
+        m = rest.to_string();
+    }
+    bad_in(stage, path, m)
+}
+
+/// A JSON artifact read into its schema type (`fer_core::schema`); any error names the file
+/// and the make target that writes it.
+fn read_typed<T: serde::de::DeserializeOwned>(stage: &str, path: &Path) -> Result<T, ReportError> {
+    fer_core::schema::read_json(path).map_err(|e| artifact_error(stage, path, &e))
 }
 
 fn file_size(p: &Path) -> Option<u64> {

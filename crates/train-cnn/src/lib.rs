@@ -28,13 +28,15 @@ pub mod train;
 pub use fer_models::arch as model;
 pub use fer_models::{Device, ModelArtifact, ModelError, device};
 
-use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array};
 use burn::module::Module;
 use fer_core::Split;
 use fer_core::cli::StageArgs;
 use fer_core::manifest::Manifest;
 use fer_core::metrics::classification_metrics;
 use fer_core::pipeline::PipelineFile;
+use fer_core::schema::metrics::{CnnMetrics, CnnMetricsByModel, SplitMetrics};
+use fer_core::schema::predictions::{self, CnnPrediction};
+use fer_core::schema::{epochs, write_json, write_json_sorted};
 use fer_core::stage::{Input, Outputs};
 use fer_core::tensors::TensorSet;
 use fer_core::transform::Transform;
@@ -42,7 +44,7 @@ use model::{ModelConfig, Net};
 use serde_json::json;
 use settings::{TrainCnnParams, TrainSettings};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
 use std::time::Instant;
 pub use train::TrainError;
 
@@ -152,7 +154,7 @@ pub fn compute(
     } = &data;
     let aug = fer_augment::augmenter(&tp.steps, transform);
     let mut out = Outputs::default();
-    let mut summary = serde_json::Map::new();
+    let mut summary = CnnMetricsByModel::new();
     for s in &tp.models {
         let mdir = dir.join(&s.name);
         std::fs::create_dir_all(&mdir).map_err(|e| fer_core::Error::io(&mdir, e))?;
@@ -180,21 +182,19 @@ pub fn compute(
             eprintln!(
                 "{}: {} params, best epoch {}/{}, val acc {:.4}, test acc {:.4}, test balanced acc {:.4}, ROC AUC {:.4}, {:.0} s",
                 s.name,
-                info["params"],
+                info.params,
                 trained.state.best_epoch,
                 trained.state.epochs.len(),
-                info["metrics"]["val"]["accuracy"].as_f64().unwrap_or(0.0),
-                info["metrics"]["test"]["accuracy"].as_f64().unwrap_or(0.0),
-                info["metrics"]["test"]["balanced_accuracy"]
-                    .as_f64()
-                    .unwrap_or(0.0),
-                info["metrics"]["test"]["roc_auc"].as_f64().unwrap_or(0.0),
+                info.metrics.val.accuracy,
+                info.metrics.test.accuracy,
+                info.metrics.test.balanced_accuracy,
+                info.metrics.test.roc_auc.unwrap_or(0.0),
                 trained.state.train_seconds
             );
         }
         summary.insert(s.name.clone(), info);
     }
-    write_json(&dir.join("metrics.json"), &summary)?;
+    write_json_sorted(&dir.join("metrics.json"), &summary)?;
     out.file("metrics.json");
     out.summary = serde_json::Value::Object(
         summary
@@ -203,11 +203,11 @@ pub fn compute(
                 (
                     k.clone(),
                     json!({
-                        "val_accuracy": v["metrics"]["val"]["accuracy"],
-                        "test_accuracy": v["metrics"]["test"]["accuracy"],
-                        "test_balanced_accuracy": v["metrics"]["test"]["balanced_accuracy"],
-                        "test_roc_auc": v["metrics"]["test"]["roc_auc"],
-                        "train_seconds": v["train_seconds"],
+                        "val_accuracy": v.metrics.val.accuracy,
+                        "test_accuracy": v.metrics.test.accuracy,
+                        "test_balanced_accuracy": v.metrics.test.balanced_accuracy,
+                        "test_roc_auc": v.metrics.test.roc_auc,
+                        "train_seconds": v.train_seconds,
                     }),
                 )
             })
@@ -268,7 +268,7 @@ impl Prepared {
 }
 
 /// Write one trained model's folder (`model.safetensors`, `model.json`, `epochs.parquet`,
-/// `predictions.parquet`, `metrics.json`) into `mdir` and return its metrics JSON. Val is
+/// `predictions.parquet`, `metrics.json`) into `mdir` and return its metrics. Val is
 /// scored and test is scored once; neither is used to choose anything here.
 pub fn export_model(
     trained: &train::Trained,
@@ -277,7 +277,7 @@ pub fn export_model(
     d: &Prepared,
     device: &Device,
     mdir: &Path,
-) -> Result<serde_json::Value, TrainCnnError> {
+) -> Result<CnnMetrics, TrainCnnError> {
     std::fs::create_dir_all(mdir).map_err(|e| fer_core::Error::io(mdir, e))?;
     let (train, val, test) = (&d.train, &d.val, &d.test);
     let (class_names, transform) = (&d.class_names, &d.transform);
@@ -295,116 +295,57 @@ pub fn export_model(
         macs,
     };
     write_json(&mdir.join("model.json"), &art)?;
-    write_epochs(&mdir.join("epochs.parquet"), &trained.state.epochs)?;
+    epochs::write(&mdir.join("epochs.parquet"), &trained.state.epochs)?;
     // Evaluate: val and test (test only scored, never used to choose).
     let names: Vec<&str> = class_names.iter().map(String::as_str).collect();
     let t0 = Instant::now();
     let _ = fer_models::score::predict(model, test, s.eval_batch_size, false, device);
     let infer_ips = test.n as f64 / t0.elapsed().as_secs_f64();
-    let mut metrics = serde_json::Map::new();
-    let mut pred_rows: Vec<(Split, usize, u8, f64, u8)> = Vec::new();
+    let mut metrics = Vec::new();
+    let mut pred_rows: Vec<CnnPrediction> = Vec::new();
     for (split, data) in [(Split::Val, val), (Split::Test, test)] {
         let probs = fer_models::score::predict(model, data, s.eval_batch_size, s.tta_flip, device);
         let pred: Vec<u8> = probs
             .iter()
             .map(|p| fer_models::score::argmax(p) as u8)
             .collect();
-        let m = classification_metrics(&data.y, &pred, &names, Some(&probs));
-        metrics.insert(
-            split.as_str().into(),
-            serde_json::to_value(&m).expect("metrics"),
-        );
+        metrics.push(classification_metrics(&data.y, &pred, &names, Some(&probs)));
         for (i, p) in probs.iter().enumerate() {
-            pred_rows.push((split, i, data.y[i], p[0], pred[i]));
+            pred_rows.push(CnnPrediction {
+                split,
+                row: i as u32,
+                id: d.ids[split as usize].get(i).cloned().unwrap_or_default(),
+                label: data.y[i],
+                p_happy: p[0],
+                pred: pred[i],
+            });
         }
     }
     let last = trained.state.epochs.last();
-    let info = json!({
-        "name": s.name,
-        "arch": s.arch,
-        "params": params,
-        "macs": macs,
-        "epochs_run": trained.state.epochs.len(),
-        "best_epoch": trained.state.best_epoch,
-        "train_seconds": trained.state.train_seconds,
-        "train_images_per_second": trained.state.epochs.len() as f64 * (train.n / s.batch_size.max(1) * s.batch_size) as f64 / trained.state.train_seconds.max(1e-9),
-        "inference_images_per_second": infer_ips,
-        "final_train_acc": last.map(|e| e.train_acc),
-        "final_val_acc": last.map(|e| e.val_acc),
-        "tta_flip": s.tta_flip,
-        "metrics": metrics,
-    });
-    write_json(&mdir.join("metrics.json"), &info)?;
-    write_predictions(&mdir.join("predictions.parquet"), &pred_rows, &d.ids)?;
-    Ok(info)
-}
-
-fn write_json(path: &Path, v: &impl serde::Serialize) -> fer_core::Result<()> {
-    let text = serde_json::to_string_pretty(v).expect("serializes") + "\n";
-    std::fs::write(path, text).map_err(|e| fer_core::Error::io(path, e))
-}
-
-fn write_epochs(path: &Path, rows: &[train::EpochRow]) -> fer_core::Result<usize> {
-    let f = |g: fn(&train::EpochRow) -> f64| {
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(g))) as ArrayRef
+    let test_metrics = metrics.pop().expect("test scored");
+    let val_metrics = metrics.pop().expect("val scored");
+    let info = CnnMetrics {
+        name: s.name.clone(),
+        arch: s.arch.clone(),
+        params,
+        macs,
+        epochs_run: trained.state.epochs.len(),
+        best_epoch: trained.state.best_epoch,
+        train_seconds: trained.state.train_seconds,
+        train_images_per_second: trained.state.epochs.len() as f64
+            * (train.n / s.batch_size.max(1) * s.batch_size) as f64
+            / trained.state.train_seconds.max(1e-9),
+        inference_images_per_second: infer_ips,
+        final_train_acc: last.map(|e| e.train_acc),
+        final_val_acc: last.map(|e| e.val_acc),
+        tta_flip: s.tta_flip,
+        metrics: SplitMetrics {
+            val: val_metrics,
+            test: test_metrics,
+        },
+        tune: None,
     };
-    fer_core::parquet_io::write_columns(
-        path,
-        vec![
-            (
-                "epoch",
-                Arc::new(UInt32Array::from_iter_values(
-                    rows.iter().map(|r| r.epoch as u32),
-                )) as ArrayRef,
-            ),
-            ("train_loss", f(|r| r.train_loss)),
-            ("train_acc", f(|r| r.train_acc)),
-            ("val_loss", f(|r| r.val_loss)),
-            ("val_acc", f(|r| r.val_acc)),
-            ("lr", f(|r| r.lr)),
-            ("seconds", f(|r| r.seconds)),
-        ],
-    )
-}
-
-fn write_predictions(
-    path: &Path,
-    rows: &[(Split, usize, u8, f64, u8)],
-    ids: &[Vec<String>; 3],
-) -> fer_core::Result<usize> {
-    fer_core::parquet_io::write_columns(
-        path,
-        vec![
-            (
-                "split",
-                Arc::new(StringArray::from_iter_values(
-                    rows.iter().map(|r| r.0.as_str()),
-                )) as ArrayRef,
-            ),
-            (
-                "row",
-                Arc::new(UInt32Array::from_iter_values(
-                    rows.iter().map(|r| r.1 as u32),
-                )),
-            ),
-            (
-                "id",
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| {
-                    ids[r.0 as usize].get(r.1).map(String::as_str).unwrap_or("")
-                }))),
-            ),
-            (
-                "label",
-                Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.2))),
-            ),
-            (
-                "p_happy",
-                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
-            ),
-            (
-                "pred",
-                Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.4))),
-            ),
-        ],
-    )
+    write_json_sorted(&mdir.join("metrics.json"), &info)?;
+    predictions::write(&mdir.join("predictions.parquet"), &pred_rows)?;
+    Ok(info)
 }

@@ -33,17 +33,8 @@ pub enum TrainError {
     Diverged { epoch: usize, loss: f32 },
 }
 
-/// One row of the per-epoch table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRow {
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub train_acc: f64,
-    pub val_loss: f64,
-    pub val_acc: f64,
-    pub lr: f64,
-    pub seconds: f64,
-}
+/// One row of the per-epoch table (`epochs.parquet`, the schema in core).
+pub use fer_core::schema::epochs::EpochRow;
 
 /// Resume state, written after every epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

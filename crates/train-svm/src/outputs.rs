@@ -9,6 +9,10 @@ use crate::grid::GridPoint;
 use crate::select::{Chosen, best_model};
 use crate::{Data, FeatureKind, KernelKind, SavedModel, SavedSvms, SvmError, SvmParams, log};
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt8Array, UInt32Array};
+use fer_core::schema::metrics::{
+    SvmBest, SvmCounts, SvmFeature, SvmMetrics, SvmModelMetrics, ValTest,
+};
+use fer_core::schema::write_json_sorted;
 use fer_core::stage::Outputs;
 use std::path::Path;
 use std::sync::Arc;
@@ -36,16 +40,16 @@ pub(crate) fn write(
     let n = write_grid(&dir.join("grid.parquet"), grid, chosen)?;
     out.table("grid.parquet", n);
 
-    let model_json = models_json(sets, grid, chosen);
-    let best = best_model(&model_json);
-    let metrics = metrics_json(data, p, sets, kernel_train, &model_json, best);
-    write_json(&dir.join("metrics.json"), &metrics)?;
+    let models = models_json(sets, grid, chosen);
+    let best = best_model(&models);
+    let metrics = metrics_json(data, p, sets, kernel_train, models, best);
+    write_json_sorted(&dir.join("metrics.json"), &metrics)?;
     out.file("metrics.json");
     std::fs::write(dir.join("report.txt"), report(grid, chosen))
         .map_err(|e| fer_core::Error::io(dir.join("report.txt"), e))?;
     out.file("report.txt");
 
-    log(quiet, chosen_table(grid, chosen, &model_json, best));
+    log(quiet, chosen_table(grid, chosen, &metrics.best.name));
     out.summary = summary(&metrics);
     Ok(out)
 }
@@ -243,35 +247,31 @@ fn write_grid(path: &Path, grid: &[GridPoint], chosen: &[Chosen]) -> fer_core::R
 }
 
 /// One `metrics.json` entry per chosen model.
-fn models_json(
-    sets: &[FeatureSet],
-    grid: &[GridPoint],
-    chosen: &[Chosen],
-) -> Vec<serde_json::Value> {
+fn models_json(sets: &[FeatureSet], grid: &[GridPoint], chosen: &[Chosen]) -> Vec<SvmModelMetrics> {
     chosen
         .iter()
         .map(|ch| {
             let (set, g) = (&sets[ch.set], &grid[ch.best]);
-            serde_json::json!({
-                "name": ch.name,
-                "feature": set.pipeline.kind,
-                "kernel": ch.kernel,
-                "c": g.c,
-                "gamma": g.gamma.map(|x| x.1),
-                "gamma_spec": g.gamma.map(|x| x.0.spec()),
-                "n_features": set.pipeline.dim(),
-                "n_train": g.n_train,
-                "n_support": g.n_support,
-                "solver": g.solver,
-                "train_seconds": g.fit_seconds,
-                "grid_points": ch.grid_points,
-                "grid_seconds": ch.grid_seconds,
-                "feature_fit_seconds": set.seconds,
-                "inference_seconds": ch.infer,
-                "inference_images_per_second": ch.ips,
-                "val": ch.mv,
-                "test": ch.mt,
-            })
+            SvmModelMetrics {
+                name: ch.name.clone(),
+                feature: set.pipeline.kind.as_str().to_string(),
+                kernel: ch.kernel.as_str().to_string(),
+                c: g.c,
+                gamma: g.gamma.map(|x| x.1),
+                gamma_spec: g.gamma.map(|x| x.0.spec()),
+                n_features: set.pipeline.dim(),
+                n_train: g.n_train,
+                n_support: g.n_support,
+                solver: g.solver.clone(),
+                train_seconds: g.fit_seconds,
+                grid_points: ch.grid_points,
+                grid_seconds: ch.grid_seconds,
+                feature_fit_seconds: set.seconds,
+                inference_seconds: ch.infer,
+                inference_images_per_second: ch.ips,
+                val: ch.mv.clone(),
+                test: ch.mt.clone(),
+            }
         })
         .collect()
 }
@@ -282,38 +282,45 @@ fn metrics_json(
     p: &SvmParams,
     sets: &[FeatureSet],
     kernel_train: usize,
-    model_json: &[serde_json::Value],
+    models: Vec<SvmModelMetrics>,
     best: usize,
-) -> serde_json::Value {
+) -> SvmMetrics {
     let majority = |y: &[u8]| {
         let happy = y.iter().filter(|&&v| v == 0).count() as f64;
         (happy.max(y.len() as f64 - happy)) / y.len() as f64
     };
-    serde_json::json!({
-        "positive_class": "happy (label 0): decision >= 0 predicts happy; ROC AUC scores class 0 by the decision value",
-        "n": {"train": data.train.n, "kernel_train": kernel_train, "val": data.val.n, "test": data.test.n},
-        "majority_baseline": {"val": majority(&data.val.y), "test": majority(&data.test.y)},
-        "threads": rayon::current_num_threads(),
-        "features": sets.iter().map(|s| serde_json::json!({
-            "name": s.pipeline.kind,
-            "dim": s.pipeline.dim(),
-            "pca": p.pca,
-            "gamma_scale": s.gamma_scale,
-            "fit_seconds": s.seconds,
-        })).collect::<Vec<_>>(),
-        "models": model_json,
-        "best": {
-            "name": model_json[best]["name"],
-            "by": "val accuracy",
-            "val_accuracy": model_json[best]["val"]["accuracy"],
-            "test_accuracy": model_json[best]["test"]["accuracy"],
+    let b = &models[best];
+    SvmMetrics {
+        positive_class: "happy (label 0): decision >= 0 predicts happy; ROC AUC scores class 0 by the decision value".into(),
+        n: SvmCounts {
+            train: data.train.n,
+            kernel_train,
+            val: data.val.n,
+            test: data.test.n,
         },
-    })
-}
-
-fn write_json(path: &Path, v: &serde_json::Value) -> fer_core::Result<()> {
-    let text = serde_json::to_string_pretty(v).expect("json") + "\n";
-    std::fs::write(path, text).map_err(|e| fer_core::Error::io(path, e))
+        majority_baseline: ValTest {
+            val: majority(&data.val.y),
+            test: majority(&data.test.y),
+        },
+        threads: rayon::current_num_threads(),
+        features: sets
+            .iter()
+            .map(|s| SvmFeature {
+                name: s.pipeline.kind.as_str().to_string(),
+                dim: s.pipeline.dim(),
+                pca: p.pca,
+                gamma_scale: s.gamma_scale,
+                fit_seconds: s.seconds,
+            })
+            .collect(),
+        best: SvmBest {
+            name: b.name.clone(),
+            by: "val accuracy".into(),
+            val_accuracy: b.val.accuracy,
+            test_accuracy: b.test.accuracy,
+        },
+        models,
+    }
 }
 
 /// `report.txt`: the classification report on test of every chosen model.
@@ -334,12 +341,7 @@ fn report(grid: &[GridPoint], chosen: &[Chosen]) -> String {
 }
 
 /// The chosen-model table logged at the end.
-fn chosen_table(
-    grid: &[GridPoint],
-    chosen: &[Chosen],
-    model_json: &[serde_json::Value],
-    best: usize,
-) -> String {
+fn chosen_table(grid: &[GridPoint], chosen: &[Chosen], best: &str) -> String {
     let table: Vec<String> = chosen
         .iter()
         .map(|ch| {
@@ -364,25 +366,25 @@ fn chosen_table(
     );
     format!(
         "chosen on val (best: {}):\n{header}\n{}",
-        model_json[best]["name"].as_str().unwrap_or(""),
+        best,
         table.join("\n")
     )
 }
 
 /// The summary the manifest keeps: the best model and per model its choice and scores.
-fn summary(metrics: &serde_json::Value) -> serde_json::Value {
+fn summary(metrics: &SvmMetrics) -> serde_json::Value {
     serde_json::json!({
-        "best": metrics["best"],
-        "models": metrics["models"].as_array().map(|ms| ms.iter().map(|m| serde_json::json!({
-            "name": m["name"],
-            "c": m["c"],
-            "gamma": m["gamma"],
-            "val_accuracy": m["val"]["accuracy"],
-            "test_accuracy": m["test"]["accuracy"],
-            "test_balanced_accuracy": m["test"]["balanced_accuracy"],
-            "test_roc_auc": m["test"]["roc_auc"],
-            "train_seconds": m["train_seconds"],
-            "inference_images_per_second": m["inference_images_per_second"],
-        })).collect::<Vec<_>>()),
+        "best": metrics.best,
+        "models": metrics.models.iter().map(|m| serde_json::json!({
+            "name": m.name,
+            "c": m.c,
+            "gamma": m.gamma,
+            "val_accuracy": m.val.accuracy,
+            "test_accuracy": m.test.accuracy,
+            "test_balanced_accuracy": m.test.balanced_accuracy,
+            "test_roc_auc": m.test.roc_auc,
+            "train_seconds": m.train_seconds,
+            "inference_images_per_second": m.inference_images_per_second,
+        })).collect::<Vec<_>>(),
     })
 }

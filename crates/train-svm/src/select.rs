@@ -8,6 +8,7 @@ use crate::data::FeatureSet;
 use crate::grid::GridPoint;
 use crate::{Data, KernelKind, SvmError};
 use fer_core::metrics::{Metrics, classification_metrics};
+use fer_core::schema::metrics::SvmModelMetrics;
 use ndarray::Array1;
 use std::time::Instant;
 
@@ -109,10 +110,12 @@ pub(crate) fn choose(
 
 /// The best model by val accuracy, as written in `metrics.json`'s models (ties: the first
 /// listed).
-pub(crate) fn best_model(models: &[serde_json::Value]) -> usize {
+pub(crate) fn best_model(models: &[SvmModelMetrics]) -> usize {
+    // A NaN accuracy ranks below every number (it never wins, and loses every comparison).
+    let acc = |m: &SvmModelMetrics| Some(m.val.accuracy).filter(|a| !a.is_nan());
     let mut best = 0;
     for (i, m) in models.iter().enumerate() {
-        if m["val"]["accuracy"].as_f64() > models[best]["val"]["accuracy"].as_f64() {
+        if acc(m) > acc(&models[best]) {
             best = i;
         }
     }

@@ -5,6 +5,9 @@ use crate::TuneError;
 use crate::params::{Strategy, TuneParams};
 use crate::schedule::{Status, Trial, best_trial};
 use crate::search::{SearchData, load_incumbent, search};
+use fer_core::schema::metrics::{CnnMetrics, TunedFrom};
+use fer_core::schema::write_json_sorted;
+use fer_core::schema::{read_json, write_json};
 use fer_core::stage::Outputs;
 use fer_train_cnn::settings::TrainSettings;
 use fer_train_cnn::{Prepared, train};
@@ -83,13 +86,7 @@ pub fn compute(
                 std::fs::copy(src.join(f), bdir.join(f))
                     .map_err(|e| fer_core::Error::io(src.join(f), e))?;
             }
-            let mp = bdir.join("metrics.json");
-            let text = std::fs::read_to_string(&mp).map_err(|e| fer_core::Error::io(&mp, e))?;
-            let info: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| fer_core::Error::Json {
-                    path: mp,
-                    source: e,
-                })?;
+            let info: CnnMetrics = read_json(&bdir.join("metrics.json"))?;
             (info, best.epochs_run)
         }
         _ => {
@@ -110,10 +107,12 @@ pub fn compute(
             (info, trained.state.epochs.len())
         }
     };
-    info["tune_trial"] = json!(best.id);
-    info["reused_from"] = json!(best.reused_from);
-    info["search_seconds"] = json!(st.elapsed);
-    write_json(&bdir.join("metrics.json"), &info)?;
+    info.tune = Some(TunedFrom {
+        tune_trial: best.id,
+        reused_from: best.reused_from.clone(),
+        search_seconds: st.elapsed,
+    });
+    write_json_sorted(&bdir.join("metrics.json"), &info)?;
     let winner = TrainSettings {
         name: "tuned".into(),
         ..s.clone()
@@ -150,8 +149,8 @@ pub fn compute(
             "rungs": p.rungs(),
             "time_limit_s": p.time_limit_s,
         },
-        "test_accuracy": info["metrics"]["test"]["accuracy"],
-        "val_accuracy_tta": info["metrics"]["val"]["accuracy"],
+        "test_accuracy": info.metrics.test.accuracy,
+        "val_accuracy_tta": info.metrics.val.accuracy,
     });
     write_json(&dir.join("summary.json"), &summary)?;
     if !quiet {
@@ -167,8 +166,8 @@ pub fn compute(
             summary["epochs_trained"],
             best.id,
             best.config,
-            info["metrics"]["val"]["accuracy"].as_f64().unwrap_or(0.0),
-            info["metrics"]["test"]["accuracy"].as_f64().unwrap_or(0.0),
+            info.metrics.val.accuracy,
+            info.metrics.test.accuracy,
         );
     }
     let mut out = Outputs::default();
@@ -194,11 +193,6 @@ pub fn compute(
         "seconds": st.elapsed,
     });
     Ok(out)
-}
-
-fn write_json(path: &Path, v: &impl serde::Serialize) -> fer_core::Result<()> {
-    let text = serde_json::to_string_pretty(v).expect("serializes") + "\n";
-    std::fs::write(path, text).map_err(|e| fer_core::Error::io(path, e))
 }
 
 /// The trials table (one row per trial).

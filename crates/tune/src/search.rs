@@ -259,44 +259,5 @@ fn settings_diff(a: &TrainSettings, b: &TrainSettings) -> String {
     keys.join("; ")
 }
 
-/// train-cnn's `epochs.parquet`.
-pub fn read_epochs(path: &Path) -> fer_core::Result<Vec<train::EpochRow>> {
-    use arrow::array::{Array, Float64Array, UInt32Array};
-    let (_, batches) = fer_core::parquet_io::read_batches(path)?;
-    let bad = |m: String| fer_core::Error::Other(format!("{}: {m}", path.display()));
-    let mut rows = Vec::new();
-    for b in &batches {
-        let f64s = |n: &str| -> fer_core::Result<Float64Array> {
-            b.column_by_name(n)
-                .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned())
-                .ok_or_else(|| bad(format!("no float column `{n}`")))
-        };
-        let epoch = b
-            .column_by_name("epoch")
-            .and_then(|c| c.as_any().downcast_ref::<UInt32Array>().cloned())
-            .ok_or_else(|| bad("no u32 column `epoch`".into()))?;
-        let (tl, ta, vl, va, lr, sec) = (
-            f64s("train_loss")?,
-            f64s("train_acc")?,
-            f64s("val_loss")?,
-            f64s("val_acc")?,
-            f64s("lr")?,
-            f64s("seconds")?,
-        );
-        for i in 0..b.num_rows() {
-            rows.push(train::EpochRow {
-                epoch: epoch.value(i) as usize,
-                train_loss: tl.value(i),
-                train_acc: ta.value(i),
-                val_loss: vl.value(i),
-                val_acc: va.value(i),
-                lr: lr.value(i),
-                seconds: sec.value(i),
-            });
-        }
-    }
-    if rows.iter().enumerate().any(|(i, r)| r.epoch != i + 1) {
-        return Err(bad("epochs are not 1, 2, 3, ... in order".into()));
-    }
-    Ok(rows)
-}
+/// `epochs.parquet` of a trained model (the schema in core).
+pub use fer_core::schema::epochs::read as read_epochs;

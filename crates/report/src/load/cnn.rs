@@ -1,45 +1,42 @@
 //! A CNN model folder (`train_cnn/<model>/` or `tune/best/`): its metrics, settings,
 //! predictions and epochs, and the study's names for its architecture.
 
-use super::table::Table;
-use super::{Epoch, Family, ModelRun, Pred, file_size, metrics_of, read_json, split_preds};
+use super::{
+    Epoch, Family, ModelRun, Pred, artifact_error, file_size, read_json, read_typed, split_preds,
+};
 use crate::ReportError;
+use fer_core::schema::metrics::CnnMetrics;
+use fer_core::schema::predictions;
 use serde_json::Value;
 use std::path::Path;
 
 /// Predictions of a CNN folder, split into (val, test), each sorted by row.
 fn cnn_predictions(stage: &str, path: &Path) -> Result<(Vec<Pred>, Vec<Pred>), ReportError> {
-    let t = Table::read(stage, path)?;
-    let (split, row, id, label, score, pred) = (
-        t.strings("split")?,
-        t.u32s("row")?,
-        t.strings("id")?,
-        t.u8s("label")?,
-        t.f64s("p_happy")?,
-        t.u8s("pred")?,
-    );
-    Ok(split_preds(split, row, id, label, score, pred, |_| true))
+    let rows = predictions::read(path).map_err(|e| artifact_error(stage, path, &e))?;
+    Ok(split_preds(
+        rows.iter().map(|r| r.split.as_str().to_string()).collect(),
+        rows.iter().map(|r| r.row).collect(),
+        rows.iter().map(|r| r.id.clone()).collect(),
+        rows.iter().map(|r| r.label).collect(),
+        rows.iter().map(|r| r.p_happy).collect(),
+        rows.iter().map(|r| r.pred).collect(),
+        |_| true,
+    ))
 }
 
 fn epochs(stage: &str, path: &Path) -> Result<Vec<Epoch>, ReportError> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let t = Table::read(stage, path)?;
-    let (e, tl, ta, vl, va) = (
-        t.u32s("epoch")?,
-        t.f64s("train_loss")?,
-        t.f64s("train_acc")?,
-        t.f64s("val_loss")?,
-        t.f64s("val_acc")?,
-    );
-    Ok((0..e.len())
-        .map(|i| Epoch {
-            epoch: e[i],
-            train_loss: tl[i],
-            train_acc: ta[i],
-            val_loss: vl[i],
-            val_acc: va[i],
+    let rows = fer_core::schema::epochs::read(path).map_err(|e| artifact_error(stage, path, &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| Epoch {
+            epoch: r.epoch as u32,
+            train_loss: r.train_loss,
+            train_acc: r.train_acc,
+            val_loss: r.val_loss,
+            val_acc: r.val_acc,
         })
         .collect())
 }
@@ -76,30 +73,25 @@ pub(super) fn cnn_model(
     tuned: bool,
 ) -> Result<ModelRun, ReportError> {
     let mpath = dir.join("metrics.json");
-    let m = read_json(stage, &mpath)?;
-    let name = m["name"].as_str().unwrap_or("cnn").to_string();
-    let arch = m["arch"].as_str().unwrap_or(&name).to_string();
+    let m: CnnMetrics = read_typed(stage, &mpath)?;
+    let (name, arch) = (m.name.clone(), m.arch.clone());
     let model_json = dir.join("model.json");
     let mj = if model_json.exists() {
         Some(read_json(stage, &model_json)?)
     } else {
         None
     };
-    let params = m["params"]
-        .as_u64()
-        .or_else(|| mj.as_ref().and_then(|j| j["params"].as_u64()));
+    let params = Some(m.params as u64);
     let (val_preds, test_preds) = cnn_predictions(stage, &dir.join("predictions.parquet"))?;
     let settings = mj
         .as_ref()
         .map(|j| j["settings"].clone())
         .unwrap_or(Value::Null);
     let mut config = Vec::new();
-    if let Some(e) = m["epochs_run"].as_u64() {
-        let best = m["best_epoch"]
-            .as_u64()
-            .map_or(String::new(), |b| format!(", best epoch {b}"));
-        config.push(format!("{e} epochs{best}"));
-    }
+    config.push(format!(
+        "{} epochs, best epoch {}",
+        m.epochs_run, m.best_epoch
+    ));
     if let Some(o) = settings["optimizer"].as_str() {
         config.push(o.to_string());
     }
@@ -109,7 +101,7 @@ pub(super) fn cnn_model(
     if settings["augment"].as_bool() == Some(true) {
         config.push("augmented".into());
     }
-    if m["tta_flip"].as_bool() == Some(true) {
+    if m.tta_flip {
         config.push("flip TTA".into());
     }
     let (display, role) = if tuned {
@@ -130,18 +122,18 @@ pub(super) fn cnn_model(
         svm_name: None,
         feature: None,
         config: config.join(", "),
-        val: metrics_of(stage, &mpath, &m["metrics"]["val"], "val")?,
-        test: metrics_of(stage, &mpath, &m["metrics"]["test"], "test")?,
+        val: m.metrics.val.clone(),
+        test: m.metrics.test.clone(),
         params,
         size_bytes: file_size(&dir.join("model.safetensors")),
-        train_seconds: m["train_seconds"].as_f64(),
-        inference_images_per_second: m["inference_images_per_second"].as_f64(),
+        train_seconds: Some(m.train_seconds),
+        inference_images_per_second: Some(m.inference_images_per_second),
         score_name: "p_happy",
         default_threshold: 0.5,
         val_preds,
         test_preds,
         epochs: epochs(stage, &dir.join("epochs.parquet"))?,
-        best_epoch: m["best_epoch"].as_u64(),
-        final_train_acc: m["final_train_acc"].as_f64(),
+        best_epoch: Some(m.best_epoch as u64),
+        final_train_acc: m.final_train_acc,
     })
 }

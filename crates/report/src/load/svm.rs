@@ -2,8 +2,9 @@
 //! `model.safetensors` (read from the file's header).
 
 use super::table::Table;
-use super::{Family, ModelRun, metrics_of, read_json, split_preds};
+use super::{Family, ModelRun, read_typed, split_preds};
 use crate::ReportError;
+use fer_core::schema::metrics::SvmMetrics;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -55,9 +56,12 @@ fn kernel_words(k: &str) -> String {
     }
 }
 
-pub(super) fn svm_models(stage: &str, dir: &Path) -> Result<(Vec<ModelRun>, Value), ReportError> {
+pub(super) fn svm_models(
+    stage: &str,
+    dir: &Path,
+) -> Result<(Vec<ModelRun>, SvmMetrics), ReportError> {
     let mpath = dir.join("metrics.json");
-    let m = read_json(stage, &mpath)?;
+    let m: SvmMetrics = read_typed(stage, &mpath)?;
     let t = Table::read(stage, &dir.join("predictions.parquet"))?;
     let (names, split, row, id, label, score, pred) = (
         t.strings("model")?,
@@ -70,10 +74,8 @@ pub(super) fn svm_models(stage: &str, dir: &Path) -> Result<(Vec<ModelRun>, Valu
     );
     let tensors = safetensors_tensors(&dir.join("model.safetensors")).unwrap_or_default();
     let mut out = Vec::new();
-    for mm in m["models"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-        let name = mm["name"].as_str().unwrap_or("svm").to_string();
-        let feature = mm["feature"].as_str().unwrap_or("").to_string();
-        let kernel = mm["kernel"].as_str().unwrap_or("").to_string();
+    for mm in &m.models {
+        let (name, feature, kernel) = (mm.name.clone(), mm.feature.clone(), mm.kernel.clone());
         let keep: Vec<bool> = names.iter().map(|n| *n == name).collect();
         let (val_preds, test_preds) = split_preds(
             split.clone(),
@@ -96,20 +98,14 @@ pub(super) fn svm_models(stage: &str, dir: &Path) -> Result<(Vec<ModelRun>, Valu
             .iter()
             .map(|(k, v)| mine(*v, k))
             .fold((0u64, 0u64), |a, b| (a.0 + b.0, a.1 + b.1));
-        let mut config = vec![format!("C = {}", mm["c"])];
-        if let Some(g) = mm["gamma_spec"].as_str() {
+        // C as JSON writes it (`1.0`, `0.001`), as the report always showed it.
+        let mut config = vec![format!("C = {}", Value::from(mm.c))];
+        if let Some(g) = &mm.gamma_spec {
             config.push(format!("gamma = {g}"));
         }
-        if let Some(sv) = mm["n_support"].as_u64() {
-            config.push(format!("{sv} support vectors"));
-        }
-        let train_seconds = match (
-            mm["grid_seconds"].as_f64(),
-            mm["feature_fit_seconds"].as_f64(),
-        ) {
-            (Some(g), Some(f)) => Some(g + f),
-            (g, _) => g.or(mm["train_seconds"].as_f64()),
-        };
+        config.push(format!("{} support vectors", mm.n_support));
+        // Training time: the grid search and the feature pipeline's fit.
+        let train_seconds = Some(mm.grid_seconds + mm.feature_fit_seconds);
         out.push(ModelRun {
             key: format!("svm:{name}"),
             display: format!(
@@ -123,12 +119,12 @@ pub(super) fn svm_models(stage: &str, dir: &Path) -> Result<(Vec<ModelRun>, Valu
             svm_name: Some(name.clone()),
             feature: Some(feature.clone()),
             config: config.join(", "),
-            val: metrics_of(stage, &mpath, &mm["val"], "val")?,
-            test: metrics_of(stage, &mpath, &mm["test"], "test")?,
+            val: mm.val.clone(),
+            test: mm.test.clone(),
             params: (!tensors.is_empty()).then_some(params),
             size_bytes: (!tensors.is_empty()).then_some(bytes),
             train_seconds,
-            inference_images_per_second: mm["inference_images_per_second"].as_f64(),
+            inference_images_per_second: Some(mm.inference_images_per_second),
             score_name: "svm_decision",
             default_threshold: 0.0,
             val_preds,

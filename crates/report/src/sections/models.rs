@@ -94,8 +94,8 @@ pub(super) fn models(
     if let Some(b) = s
         .svm_metrics
         .as_ref()
-        .map(|m| &m["majority_baseline"]["test"])
-        && let Some(b) = b.as_f64()
+        .map(|m| m.majority_baseline.test)
+        .filter(|b| !b.is_nan())
     {
         cx.doc.p(format!(
             "Always answering the larger class would score {} on test: every model must beat that.",
@@ -149,7 +149,8 @@ pub(super) fn models(
     if let Some(b) = s
         .svm_metrics
         .as_ref()
-        .and_then(|m| m["majority_baseline"]["test"].as_f64())
+        .map(|m| m.majority_baseline.test)
+        .filter(|b| !b.is_nan())
     {
         refs.push((format!("majority: {}", pct(b)), b));
     }

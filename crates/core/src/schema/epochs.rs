@@ -1,0 +1,110 @@
+//! `epochs.parquet`: one row per finished epoch of a CNN's training (train_cnn's model
+//! folders and tune's `best/`), written by train-cnn and read by tune and the report.
+//!
+//! Columns: `epoch` (u32, 1, 2, 3, ... in order), `train_loss`, `train_acc`, `val_loss`,
+//! `val_acc`, `lr`, `seconds` (f64).
+
+use super::column;
+use crate::error::{Error, Result};
+use arrow::array::{ArrayRef, Float64Array, UInt32Array};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+
+/// One row of `epochs.parquet` (also kept in train-cnn's resume state).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRow {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+/// Write the rows; returns the row count.
+pub fn write(path: &Path, rows: &[EpochRow]) -> Result<usize> {
+    let f = |g: fn(&EpochRow) -> f64| {
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(g))) as ArrayRef
+    };
+    crate::parquet_io::write_columns(
+        path,
+        vec![
+            (
+                "epoch",
+                Arc::new(UInt32Array::from_iter_values(
+                    rows.iter().map(|r| r.epoch as u32),
+                )) as ArrayRef,
+            ),
+            ("train_loss", f(|r| r.train_loss)),
+            ("train_acc", f(|r| r.train_acc)),
+            ("val_loss", f(|r| r.val_loss)),
+            ("val_acc", f(|r| r.val_acc)),
+            ("lr", f(|r| r.lr)),
+            ("seconds", f(|r| r.seconds)),
+        ],
+    )
+}
+
+/// Read the rows; a missing column or epochs out of order name the file.
+pub fn read(path: &Path) -> Result<Vec<EpochRow>> {
+    let (_, batches) = crate::parquet_io::read_batches(path)?;
+    let mut rows = Vec::new();
+    for b in &batches {
+        let f64s = |n: &str| column::<Float64Array>(path, b, n, "float");
+        let epoch = column::<UInt32Array>(path, b, "epoch", "u32")?;
+        let (tl, ta, vl, va, lr, sec) = (
+            f64s("train_loss")?,
+            f64s("train_acc")?,
+            f64s("val_loss")?,
+            f64s("val_acc")?,
+            f64s("lr")?,
+            f64s("seconds")?,
+        );
+        for i in 0..b.num_rows() {
+            rows.push(EpochRow {
+                epoch: epoch.value(i) as usize,
+                train_loss: tl.value(i),
+                train_acc: ta.value(i),
+                val_loss: vl.value(i),
+                val_acc: va.value(i),
+                lr: lr.value(i),
+                seconds: sec.value(i),
+            });
+        }
+    }
+    if rows.iter().enumerate().any(|(i, r)| r.epoch != i + 1) {
+        return Err(Error::parquet(path, "epochs are not 1, 2, 3, ... in order"));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_round_trip_and_a_gap_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("epochs.parquet");
+        let row = |epoch| EpochRow {
+            epoch,
+            train_loss: 0.5,
+            train_acc: 0.75,
+            val_loss: 0.625,
+            val_acc: 0.5,
+            lr: 1e-3,
+            seconds: 1.5,
+        };
+        let rows = vec![row(1), row(2)];
+        assert_eq!(write(&p, &rows).unwrap(), 2);
+        assert_eq!(read(&p).unwrap(), rows);
+        write(&p, &[row(2)]).unwrap();
+        let e = read(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("epochs.parquet") && e.contains("not 1, 2, 3"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,51 @@
+//! Typed artifact schemas: the files one stage writes and others read, each with one type
+//! that its writer and every reader share (no burn here, so the report stays light).
+//!
+//! - [`write_json`] / [`write_json_sorted`] / [`read_json`]: the stages' JSON files (pretty,
+//!   one trailing newline), read into their type with the file named in any error;
+//! - [`epochs`]: `epochs.parquet` (train_cnn's model folders, tune's `best/`);
+//! - [`predictions`]: a CNN's `predictions.parquet`;
+//! - [`metrics`]: train_cnn's and train_svm's `metrics.json`.
+
+pub mod epochs;
+pub mod metrics;
+pub mod predictions;
+
+use crate::error::{Error, IoContext, Result};
+use std::path::Path;
+
+/// Write `v` as pretty JSON, keys in the type's own order, and a trailing newline.
+pub fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(v).expect("artifact types serialize") + "\n";
+    std::fs::write(path, text).at(path)
+}
+
+/// [`write_json`] with every object's keys sorted (through a `serde_json::Value`): the order
+/// the metrics files have always had (they were first written from `json!` maps).
+pub fn write_json_sorted(path: &Path, v: &impl serde::Serialize) -> Result<()> {
+    write_json(
+        path,
+        &serde_json::to_value(v).expect("artifact types serialize"),
+    )
+}
+
+/// Read a JSON file into its schema type; a missing key or wrong type names the file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}
+
+/// A column of a Parquet table as the array type `A`, or an error naming file and column.
+pub(crate) fn column<A: arrow::array::Array + Clone + 'static>(
+    path: &Path,
+    b: &arrow::array::RecordBatch,
+    name: &str,
+    what: &str,
+) -> Result<A> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<A>().cloned())
+        .ok_or_else(|| Error::parquet(path, format!("no {what} column `{name}`")))
+}
