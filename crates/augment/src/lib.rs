@@ -318,23 +318,8 @@ impl Params {
     }
 }
 
-impl fer_core::cli::Stage for Params {
-    const NAME: &'static str = STAGE;
-    const BIN: &'static str = "fer-augment";
-    const ABOUT: &'static str =
-        "Stage augment: preview of the augmentation chain, optional offline set";
-    type Args = fer_core::cli::NoArgs;
-    type Error = AugmentError;
-    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, AugmentError> {
-        Params::from_pipeline(pipeline, cli)
-    }
-    fn signature_params(&self) -> Result<serde_json::Value, AugmentError> {
-        signature_params(self)
-    }
-    fn run(&self) -> Result<Manifest, AugmentError> {
-        run(self)
-    }
-}
+fer_core::impl_stage! { Params: STAGE, "fer-augment", AugmentError, fer_core::cli::NoArgs,
+"Stage augment: preview of the augmentation chain, optional offline set" }
 
 /// The params the stage's signature hashes (printed by `--print-params`).
 pub fn signature_params(p: &Params) -> Result<serde_json::Value, AugmentError> {

@@ -33,6 +33,39 @@ pub trait Stage: Sized {
     fn run(&self) -> Result<Manifest, Self::Error>;
 }
 
+/// Implement [`Stage`] for a stage crate's `Params` from its inherent
+/// `Params::from_pipeline(&PipelineFile, &Cli)` and its free `signature_params(&Params)` and
+/// `run(&Params)` (all resolved where the macro is called):
+///
+/// ```ignore
+/// fer_core::impl_stage! { Params: STAGE, "fer-stats", StatsError, NoArgs,
+///     "Stage stats: counts, mean/std, histograms, samples and a data audit" }
+/// ```
+#[macro_export]
+macro_rules! impl_stage {
+    ($params:ty : $name:expr, $bin:literal, $err:ty, $args:ty, $about:literal) => {
+        impl $crate::cli::Stage for $params {
+            const NAME: &'static str = $name;
+            const BIN: &'static str = $bin;
+            const ABOUT: &'static str = $about;
+            type Args = $args;
+            type Error = $err;
+            fn from_pipeline(
+                pipeline: &$crate::pipeline::PipelineFile,
+                cli: &$crate::cli::StageCli<$args>,
+            ) -> ::std::result::Result<Self, $err> {
+                <$params>::from_pipeline(pipeline, cli)
+            }
+            fn signature_params(&self) -> ::std::result::Result<::serde_json::Value, $err> {
+                signature_params(self)
+            }
+            fn run(&self) -> ::std::result::Result<$crate::manifest::Manifest, $err> {
+                run(self)
+            }
+        }
+    };
+}
+
 /// A stage binary's command line: the shared [`StageArgs`] and the stage's own `X`.
 #[derive(Debug, Clone, clap::Parser)]
 pub struct StageCli<X: clap::Args> {

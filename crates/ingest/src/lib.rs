@@ -105,22 +105,8 @@ fn resolve_source(p: &Params) -> Result<Source, IngestError> {
     })
 }
 
-impl fer_core::cli::Stage for Params {
-    const NAME: &'static str = STAGE;
-    const BIN: &'static str = "fer-ingest";
-    const ABOUT: &'static str = "Stage ingest: FER2013 (or synthetic faces) into artifacts/<pipeline>/ingest/images.parquet";
-    type Args = IngestArgs;
-    type Error = IngestError;
-    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, IngestError> {
-        Params::from_pipeline(pipeline, cli)
-    }
-    fn signature_params(&self) -> Result<serde_json::Value, IngestError> {
-        signature_params(self)
-    }
-    fn run(&self) -> Result<Manifest, IngestError> {
-        run(self)
-    }
-}
+fer_core::impl_stage! { Params: STAGE, "fer-ingest", IngestError, IngestArgs,
+"Stage ingest: FER2013 (or synthetic faces) into artifacts/<pipeline>/ingest/images.parquet" }
 
 /// The params the stage's signature hashes (printed by `--print-params`): the section with
 /// `source` resolved against the data folder.

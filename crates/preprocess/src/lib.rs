@@ -242,22 +242,8 @@ pub fn tensors(ds: &ImageDataset, t: &Transform, split: Split) -> TensorSet {
     }
 }
 
-impl fer_core::cli::Stage for Params {
-    const NAME: &'static str = STAGE;
-    const BIN: &'static str = "fer-preprocess";
-    const ABOUT: &'static str = "Stage preprocess: fitted transform and model-ready tensors";
-    type Args = fer_core::cli::NoArgs;
-    type Error = PreprocessError;
-    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, PreprocessError> {
-        Params::from_pipeline(pipeline, cli)
-    }
-    fn signature_params(&self) -> Result<serde_json::Value, PreprocessError> {
-        signature_params(self)
-    }
-    fn run(&self) -> Result<Manifest, PreprocessError> {
-        run(self)
-    }
-}
+fer_core::impl_stage! { Params: STAGE, "fer-preprocess", PreprocessError, fer_core::cli::NoArgs,
+"Stage preprocess: fitted transform and model-ready tensors" }
 
 /// The params the stage's signature hashes (printed by `--print-params`).
 pub fn signature_params(p: &Params) -> Result<serde_json::Value, PreprocessError> {

@@ -252,23 +252,8 @@ fn inputs(artifacts: &Path, pipeline: &str) -> Result<Vec<Input>, ReportError> {
     Ok(out)
 }
 
-impl fer_core::cli::Stage for Params {
-    const NAME: &'static str = STAGE;
-    const BIN: &'static str = "fer-report";
-    const ABOUT: &'static str =
-        "Stage report: SVM versus CNN as one self-contained HTML page and Markdown";
-    type Args = ReportArgs;
-    type Error = ReportError;
-    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, ReportError> {
-        Params::from_pipeline(pipeline, cli)
-    }
-    fn signature_params(&self) -> Result<serde_json::Value, ReportError> {
-        signature_params(self)
-    }
-    fn run(&self) -> Result<Manifest, ReportError> {
-        run(self)
-    }
-}
+fer_core::impl_stage! { Params: STAGE, "fer-report", ReportError, ReportArgs,
+"Stage report: SVM versus CNN as one self-contained HTML page and Markdown" }
 
 /// The params the stage's signature hashes (printed by `--print-params`).
 pub fn signature_params(p: &Params) -> Result<serde_json::Value, ReportError> {

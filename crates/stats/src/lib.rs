@@ -207,23 +207,8 @@ pub fn emotion_moments(ds: &ImageDataset) -> BTreeMap<(String, Emotion), Moments
     m
 }
 
-impl fer_core::cli::Stage for Params {
-    const NAME: &'static str = STAGE;
-    const BIN: &'static str = "fer-stats";
-    const ABOUT: &'static str =
-        "Stage stats: counts, mean/std, histograms, samples and a data audit";
-    type Args = fer_core::cli::NoArgs;
-    type Error = StatsError;
-    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, StatsError> {
-        Params::from_pipeline(pipeline, cli)
-    }
-    fn signature_params(&self) -> Result<serde_json::Value, StatsError> {
-        signature_params(self)
-    }
-    fn run(&self) -> Result<Manifest, StatsError> {
-        run(self)
-    }
-}
+fer_core::impl_stage! { Params: STAGE, "fer-stats", StatsError, fer_core::cli::NoArgs,
+"Stage stats: counts, mean/std, histograms, samples and a data audit" }
 
 /// The params the stage's signature hashes (printed by `--print-params`).
 pub fn signature_params(p: &Params) -> Result<serde_json::Value, StatsError> {

@@ -94,22 +94,8 @@ impl Params {
     }
 }
 
-impl fer_core::cli::Stage for Params {
-    const NAME: &'static str = STAGE;
-    const BIN: &'static str = "fer-train-cnn";
-    const ABOUT: &'static str = "Stage train_cnn: train the study's CNNs and ours";
-    type Args = TrainCnnArgs;
-    type Error = TrainCnnError;
-    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, TrainCnnError> {
-        Params::from_pipeline(pipeline, cli)
-    }
-    fn signature_params(&self) -> Result<serde_json::Value, TrainCnnError> {
-        signature_params(self)
-    }
-    fn run(&self) -> Result<Manifest, TrainCnnError> {
-        run(self)
-    }
-}
+fer_core::impl_stage! { Params: STAGE, "fer-train-cnn", TrainCnnError, TrainCnnArgs,
+"Stage train_cnn: train the study's CNNs and ours" }
 
 /// The params the stage's signature hashes (printed by `--print-params`).
 pub fn signature_params(p: &Params) -> Result<serde_json::Value, TrainCnnError> {

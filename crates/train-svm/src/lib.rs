@@ -99,6 +99,9 @@ pub(crate) fn log(quiet: bool, m: String) {
     }
 }
 
+fer_core::impl_stage! { Params: STAGE, "fer-train-svm", SvmError, fer_core::cli::NoArgs,
+"Stage train_svm: SVMs on raw pixels and HOG, grid chosen on val" }
+
 pub fn run(p: &Params) -> Result<Manifest, SvmError> {
     let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
     let dir_in = input.path.clone();

@@ -329,23 +329,6 @@ impl Params {
     }
 }
 
-impl fer_core::cli::Stage for Params {
-    const NAME: &'static str = STAGE;
-    const BIN: &'static str = "fer-train-svm";
-    const ABOUT: &'static str = "Stage train_svm: SVMs on raw pixels and HOG, grid chosen on val";
-    type Args = fer_core::cli::NoArgs;
-    type Error = SvmError;
-    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, SvmError> {
-        Params::from_pipeline(pipeline, cli)
-    }
-    fn signature_params(&self) -> Result<serde_json::Value, SvmError> {
-        signature_params(self)
-    }
-    fn run(&self) -> Result<fer_core::manifest::Manifest, SvmError> {
-        crate::run(self)
-    }
-}
-
 /// The params the stage's signature hashes (printed by `--print-params`).
 pub fn signature_params(p: &Params) -> Result<serde_json::Value, SvmError> {
     Ok(serde_json::to_value(&p.svm).expect("params serialize"))

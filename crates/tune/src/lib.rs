@@ -94,6 +94,9 @@ pub enum TuneError {
     AllFailed(usize, String),
 }
 
+fer_core::impl_stage! { Params: STAGE, "fer-tune", TuneError, params::TuneArgs,
+"Stage tune: random search or successive halving over our CNN's hyperparameters" }
+
 pub fn run(p: &Params) -> Result<Manifest, TuneError> {
     let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
     let dir_in = input.path.clone();

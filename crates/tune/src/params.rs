@@ -259,24 +259,6 @@ impl Params {
     }
 }
 
-impl fer_core::cli::Stage for Params {
-    const NAME: &'static str = STAGE;
-    const BIN: &'static str = "fer-tune";
-    const ABOUT: &'static str =
-        "Stage tune: random search or successive halving over our CNN's hyperparameters";
-    type Args = TuneArgs;
-    type Error = TuneError;
-    fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, TuneError> {
-        Params::from_pipeline(pipeline, cli)
-    }
-    fn signature_params(&self) -> Result<serde_json::Value, TuneError> {
-        signature_params(self)
-    }
-    fn run(&self) -> Result<fer_core::manifest::Manifest, TuneError> {
-        crate::run(self)
-    }
-}
-
 /// The params the stage's signature hashes (printed by `--print-params`).
 pub fn signature_params(p: &Params) -> Result<serde_json::Value, TuneError> {
     Ok(json!({
