@@ -9,11 +9,15 @@
 //! - [`hash`]: blake3 hashing of files, folders and bytes;
 //! - [`manifest`] and [`stage`]: the per-stage JSON manifest and the runner that skips,
 //!   restores (from the content-addressed run cache `FER_CACHE_DIR`) or computes a stage;
-//! - [`pipeline`]: the `pipelines/<name>.toml` loader (unknown sections and keys are errors);
+//! - [`pipeline`]: the `pipelines/<name>.toml` loader (unknown sections and keys are errors;
+//!   `extends = "<pipeline>"` lays a file over its parent);
+//! - [`schema`]: typed artifact schemas, one type per file shared by its writer and readers
+//!   (`epochs.parquet`, a CNN's `predictions.parquet`, the model stages' `metrics.json`);
 //! - [`metrics`]: accuracy, balanced accuracy, per-class precision/recall/F1/support, macro
 //!   and weighted averages, confusion matrix, ROC AUC;
 //! - [`plot`]: the embedded font and image-grid helpers for PNG charts;
-//! - [`cli`]: the common command line of every stage binary;
+//! - [`cli`]: the common command line of every stage binary, the [`cli::Stage`] trait every
+//!   stage implements ([`impl_stage!`]) and the one generic `main` of their binaries;
 //! - [`tensors`]: model-ready f32 tensors per split (safetensors) and their index;
 //! - [`transform`]: the fitted preprocessing transform and the colour-to-gray helper.
 

@@ -28,6 +28,8 @@
 //! `fer-predict serve` runs the checkout kiosk's HTTP service (see [`serve`]): `POST /predict`
 //! with an image body returns its faces as JSON, `GET /health`; bound to 127.0.0.1:8080 by
 //! default, with a body size limit (`--max-body`) and a request timeout (`--timeout`).
+//!
+//! The models it scores with are fer-models' (CNNs and SVMs); it depends on no stage crate.
 
 pub mod detect;
 pub mod inputs;
@@ -155,8 +157,9 @@ pub fn default_threshold(artifacts: &Path, pipeline: &str) -> (f64, String) {
         .join("report")
         .join("recommendation.json");
     let read = || -> Option<f64> {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).ok()?).ok()?;
-        v["threshold"].as_f64().filter(|t| (0.0..=1.0).contains(t))
+        let r: fer_core::schema::recommendation::Recommendation =
+            fer_core::schema::read_json(&p).ok()?;
+        Some(r.threshold).filter(|t| (0.0..=1.0).contains(t))
     };
     match read() {
         Some(t) => (t, p.display().to_string()),

@@ -299,7 +299,7 @@ pub fn compute(
     out.file("index.html");
     let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).expect("json") + "\n";
     if let Some(r) = &built.recommendation {
-        write("recommendation.json", json(r))?;
+        fer_core::schema::write_json_sorted(&dir.join("recommendation.json"), r)?;
         out.file("recommendation.json");
     }
     write("metrics.json", json(&built.metrics))?;
@@ -309,9 +309,9 @@ pub fn compute(
     out.summary = serde_json::json!({
         "models": study.models.len(),
         "recommendation": built.recommendation.as_ref().map(|r| serde_json::json!({
-            "model": r["model"],
-            "threshold": r["threshold"],
-            "expected_not_happy_precision": r["expected_not_happy_precision"],
+            "model": r.model,
+            "threshold": r.threshold,
+            "expected_not_happy_precision": r.expected_not_happy_precision,
         })),
         "not_run": built.not_run,
     });

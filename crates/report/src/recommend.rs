@@ -6,7 +6,7 @@
 use crate::ReportParams;
 use crate::load::{Family, ModelRun, Pred, Study};
 use crate::stats::{self, AlertStats, Ci, ThresholdRule};
-use serde_json::{Value, json};
+use fer_core::schema::recommendation::Recommendation;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -129,31 +129,38 @@ pub(crate) fn recommendation_json(
     study: &Study,
     rp: &ReportParams,
     artifacts: &Path,
-) -> Value {
+) -> Recommendation {
     let ci = &cis[&r.model.key];
-    json!({
-        "model": short_name(r.model),
-        "display": r.model.display,
-        "family": match r.model.family { Family::Svm => "svm", Family::Cnn => "cnn" },
-        "model_dir": model_dir(artifacts, study, r.model),
-        "svm_model": r.model.svm_name,
-        "score": r.model.score_name,
-        "threshold": r.threshold,
-        "rule": format!("alert \"not happy\" when {} < threshold", r.model.score_name),
-        "threshold_chosen_on": "validation",
-        "threshold_rule": r.rule,
-        "target_not_happy_precision": rp.alert_precision,
-        "expected_not_happy_precision": r.test.precision,
-        "expected_not_happy_precision_ci": [r.precision_ci.lo, r.precision_ci.hi],
-        "expected_not_happy_recall": r.test.recall,
-        "expected_not_happy_recall_ci": [r.recall_ci.lo, r.recall_ci.hi],
-        "confidence": rp.confidence,
-        "validation": r.val,
-        "test": r.test,
-        "test_at_default_threshold": r.test_default,
-        "chosen_by": "validation accuracy",
-        "val_accuracy": r.model.val.accuracy,
-        "test_accuracy": r.model.test.accuracy,
-        "test_accuracy_ci": [ci.lo, ci.hi],
-    })
+    Recommendation {
+        model: short_name(r.model),
+        display: r.model.display.clone(),
+        family: match r.model.family {
+            Family::Svm => "svm",
+            Family::Cnn => "cnn",
+        }
+        .into(),
+        model_dir: model_dir(artifacts, study, r.model),
+        svm_model: r.model.svm_name.clone(),
+        score: r.model.score_name.into(),
+        threshold: r.threshold,
+        rule: format!(
+            "alert \"not happy\" when {} < threshold",
+            r.model.score_name
+        ),
+        threshold_chosen_on: "validation".into(),
+        threshold_rule: r.rule,
+        target_not_happy_precision: rp.alert_precision,
+        expected_not_happy_precision: r.test.precision,
+        expected_not_happy_precision_ci: [r.precision_ci.lo, r.precision_ci.hi],
+        expected_not_happy_recall: r.test.recall,
+        expected_not_happy_recall_ci: [r.recall_ci.lo, r.recall_ci.hi],
+        confidence: rp.confidence,
+        validation: r.val,
+        test: r.test,
+        test_at_default_threshold: r.test_default,
+        chosen_by: "validation accuracy".into(),
+        val_accuracy: r.model.val.accuracy,
+        test_accuracy: r.model.test.accuracy,
+        test_accuracy_ci: [ci.lo, ci.hi],
+    }
 }

@@ -113,22 +113,8 @@ pub fn mcnemar(a_right: &[bool], b_right: &[bool]) -> McNemar {
     t
 }
 
-/// Alert figures at one threshold: "not happy" is predicted when `score < threshold`.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct AlertStats {
-    pub threshold: f64,
-    pub alerts: u64,
-    pub n: u64,
-    pub not_happy: u64,
-    /// Alerts on not-happy images.
-    pub true_alerts: u64,
-    /// Share of alerts that are truly not happy.
-    pub precision: f64,
-    /// Share of not-happy images that raise an alert.
-    pub recall: f64,
-    pub accuracy: f64,
-    pub balanced_accuracy: f64,
-}
+// The alert figures and the threshold rule are part of `recommendation.json`'s schema.
+pub use fer_core::schema::recommendation::{AlertStats, ThresholdRule};
 
 /// Label of "not happy" in the binary labels.
 pub const NOT_HAPPY: u8 = 1;
@@ -161,16 +147,6 @@ pub fn alert_stats(preds: &[Pred], idx: Option<&[usize]>, threshold: f64) -> Ale
         accuracy: d(tp + tn, n),
         balanced_accuracy: (d(tp, tp + fneg) + d(tn, tn + fp)) / 2.0,
     }
-}
-
-/// How a threshold was chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ThresholdRule {
-    /// The most not-happy images flagged while validation alert precision >= the target.
-    PrecisionTarget,
-    /// The target was out of reach: the best validation balanced accuracy instead.
-    BalancedAccuracy,
 }
 
 /// Choose the threshold on validation predictions: among the midpoints between consecutive

@@ -20,6 +20,12 @@
 //!
 //! Device: `--device cpu` (burn's `flex` backend, the default) or `--device wgpu` (needs the
 //! `wgpu` cargo feature).
+//!
+//! The crate holds the stage (params, the training loop in [`train`], the export of a model
+//! folder) and nothing the other crates score with: the architectures, `TrainSettings`,
+//! checkpoints, batch scoring and device choice are fer-models' (re-exported here as
+//! [`model`], [`ModelArtifact`], [`device`]); the files it writes follow core's schemas
+//! (`fer_core::schema`).
 
 pub mod settings;
 pub mod train;

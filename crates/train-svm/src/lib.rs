@@ -53,7 +53,9 @@
 //! Modules, one concern each: [`params`] (`[train_svm]`, its validation, the command line),
 //! [`data`] (the preprocess outputs, label checks, features fitted on train, the kernel SVMs'
 //! subsample), [`grid`] (the job list and its fits), [`select`] (scoring and choosing on val),
-//! [`outputs`] (the writers); [`features`] and [`model`] are the feature pipelines and the SVMs.
+//! [`outputs`] (the writers); [`model`] fits the SVMs. The feature pipelines ([`features`]) and
+//! the fitted decision functions and their saved form are fer-models' (predict reads them too);
+//! `metrics.json` is core's `schema::metrics::SvmMetrics`.
 
 pub mod data;
 // The feature pipelines live in fer-models (predict reads them too).

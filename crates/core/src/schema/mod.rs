@@ -5,11 +5,13 @@
 //!   one trailing newline), read into their type with the file named in any error;
 //! - [`epochs`]: `epochs.parquet` (train_cnn's model folders, tune's `best/`);
 //! - [`predictions`]: a CNN's `predictions.parquet`;
-//! - [`metrics`]: train_cnn's and train_svm's `metrics.json`.
+//! - [`metrics`]: train_cnn's and train_svm's `metrics.json`;
+//! - [`recommendation`]: the report's `recommendation.json`.
 
 pub mod epochs;
 pub mod metrics;
 pub mod predictions;
+pub mod recommendation;
 
 use crate::error::{Error, IoContext, Result};
 use std::path::Path;

@@ -33,7 +33,7 @@ pub struct Built {
     pub doc: Doc,
     /// Files written into the report folder (relative paths).
     pub files: Vec<String>,
-    pub recommendation: Option<Value>,
+    pub recommendation: Option<fer_core::schema::recommendation::Recommendation>,
     pub metrics: Value,
     /// Sections whose stage has not run.
     pub not_run: Vec<String>,
@@ -213,10 +213,10 @@ pub fn build(
     }
     if let Some(r) = &recommendation {
         metrics["recommendation"] = json!({
-            "model": r["model"],
-            "threshold": r["threshold"],
-            "expected_not_happy_precision": r["expected_not_happy_precision"],
-            "expected_not_happy_recall": r["expected_not_happy_recall"],
+            "model": r.model,
+            "threshold": r.threshold,
+            "expected_not_happy_precision": r.expected_not_happy_precision,
+            "expected_not_happy_recall": r.expected_not_happy_recall,
         });
     }
     Ok(Built {
