@@ -21,8 +21,11 @@
 use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array};
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::Manifest;
-use fer_core::metrics::classification_metrics;
+use fer_core::metrics::{Metrics, classification_metrics};
 use fer_core::parquet_io::write_columns;
+use fer_core::schema::metrics::{
+    CnnMetrics, SplitMetrics, SvmBest, SvmCounts, SvmMetrics, SvmModelMetrics, ValTest,
+};
 use fer_core::stage::{Outputs, StageRun};
 use fer_core::{Emotion, IMAGE_PIXELS, IMAGE_SIDE, LabelMode, Split};
 use serde_json::{Value, json};
@@ -130,7 +133,7 @@ fn scored(model: u32, skill: f64) -> Scored {
     }
 }
 
-fn metrics_of(scores: &[f64], threshold: f64, probs: bool) -> Value {
+fn metrics_of(scores: &[f64], threshold: f64, probs: bool) -> Metrics {
     let y = split_labels();
     let pred: Vec<u8> = scores.iter().map(|&s| u8::from(s < threshold)).collect();
     let sc: Vec<Vec<f64>> = scores
@@ -143,7 +146,7 @@ fn metrics_of(scores: &[f64], threshold: f64, probs: bool) -> Value {
             }
         })
         .collect();
-    serde_json::to_value(classification_metrics(&y, &pred, &CLASSES, Some(&sc))).unwrap()
+    classification_metrics(&y, &pred, &CLASSES, Some(&sc))
 }
 
 impl Fixture {
@@ -348,15 +351,54 @@ impl Fixture {
             .enumerate()
         {
             let s = scored(10 + k as u32, *skill);
-            models.push(json!({
-                "name": name, "feature": feature, "kernel": "rbf", "c": 3.0, "gamma_spec": "scale", "n_support": 12,
-                "train_seconds": 1.5, "grid_seconds": 4.0, "feature_fit_seconds": 0.5, "inference_images_per_second": 5000.0,
-                "val": metrics_of(&s.val, 0.5, false), "test": metrics_of(&s.test, 0.5, false)}));
+            models.push(SvmModelMetrics {
+                name: name.to_string(),
+                feature: feature.to_string(),
+                kernel: "rbf".into(),
+                c: 3.0,
+                gamma: Some(0.01),
+                gamma_spec: Some("scale".into()),
+                n_features: 100,
+                n_train: 40,
+                n_support: 12,
+                solver: "smo".into(),
+                train_seconds: 1.5,
+                grid_points: 4,
+                grid_seconds: 4.0,
+                feature_fit_seconds: 0.5,
+                inference_seconds: 0.02,
+                inference_images_per_second: 5000.0,
+                val: metrics_of(&s.val, 0.5, false),
+                test: metrics_of(&s.test, 0.5, false),
+            });
             all.push((name.to_string(), s));
         }
+        let best = SvmBest {
+            name: "hog/rbf".into(),
+            by: "val accuracy".into(),
+            val_accuracy: models[1].val.accuracy,
+            test_accuracy: models[1].test.accuracy,
+        };
+        let metrics = SvmMetrics {
+            positive_class: "happy (label 0)".into(),
+            n: SvmCounts {
+                train: 40,
+                kernel_train: 40,
+                val: 2 * PER_CLASS,
+                test: 2 * PER_CLASS,
+            },
+            majority_baseline: ValTest {
+                val: 0.5,
+                test: 0.5,
+            },
+            threads: 1,
+            features: Vec::new(),
+            models,
+            best,
+        };
         write_json(
             &dir.join("metrics.json"),
-            &json!({"models": models, "majority_baseline": {"val": 0.5, "test": 0.5}, "best": {"name": "hog/rbf"}}),
+            &serde_json::to_value(metrics).unwrap(),
         );
         o.file("metrics.json");
         // One predictions file for all SVMs, as train_svm writes it.
@@ -435,12 +477,28 @@ impl Fixture {
         let n = Self::predictions(&m.join("predictions.parquet"), &s, 0.5, None);
         o.table(&format!("{name}/predictions.parquet"), n);
         let params = 1000 * (model as u64 + 1);
+        let metrics = CnnMetrics {
+            name: name.to_string(),
+            arch: arch.to_string(),
+            params: params as usize,
+            macs: 10 * params,
+            epochs_run: epochs as usize,
+            best_epoch: 2,
+            train_seconds: 12.0,
+            train_images_per_second: 300.0,
+            inference_images_per_second: 400.0,
+            final_train_acc: Some(train_acc),
+            final_val_acc: Some(0.7),
+            tta_flip: false,
+            metrics: SplitMetrics {
+                val: metrics_of(&s.val, 0.5, true),
+                test: metrics_of(&s.test, 0.5, true),
+            },
+            tune: None,
+        };
         write_json(
             &m.join("metrics.json"),
-            &json!({"name": name, "arch": arch, "params": params, "epochs_run": epochs, "best_epoch": 2,
-                    "train_seconds": 12.0, "inference_images_per_second": 400.0, "final_train_acc": train_acc,
-                    "final_val_acc": 0.7, "tta_flip": false,
-                    "metrics": {"val": metrics_of(&s.val, 0.5, true), "test": metrics_of(&s.test, 0.5, true)}}),
+            &serde_json::to_value(metrics).unwrap(),
         );
         write_json(
             &m.join("model.json"),
