@@ -128,6 +128,24 @@ fn conv(c_in: usize, c_out: usize, k: usize, device: &Device) -> Conv2d {
 }
 
 impl ModelConfig {
+    /// The network `s` describes, for data of `side` x `side` pixels and `num_classes`
+    /// classes.
+    pub fn for_settings(
+        s: &crate::settings::TrainSettings,
+        side: usize,
+        num_classes: usize,
+    ) -> ModelConfig {
+        let mut cfg = ModelConfig::new(s.arch.clone())
+            .with_dropout(s.dropout)
+            .with_widths(s.widths.clone())
+            .with_kernels(s.kernels.clone())
+            .with_dense(s.dense)
+            .with_convs(s.convs);
+        cfg.side = side;
+        cfg.num_classes = num_classes;
+        cfg
+    }
+
     /// Kernel size of conv block `i` of ours (3 unless `kernels` says otherwise).
     pub fn kernel(&self, i: usize) -> usize {
         self.kernels.get(i).copied().unwrap_or(3)

@@ -4,32 +4,22 @@
 
 use crate::ModelError;
 use crate::arch::{ModelConfig, Net};
-use crate::settings::TrainSettings;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
-use fer_core::transform::Transform;
+use fer_core::schema::model::ModelJson;
 use std::path::Path;
 
-/// Everything a consumer needs to rebuild and use a trained model (`model.json`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ModelArtifact {
-    pub model: ModelConfig,
-    pub settings: TrainSettings,
-    pub transform: Transform,
-    pub class_names: Vec<String>,
-    pub tta_flip: bool,
-    pub params: usize,
-    pub macs: u64,
+/// Everything a consumer needs to rebuild and use a trained model (`model.json`; the schema
+/// is core's, with the network's config type). `ModelArtifact::load(dir)` reads it.
+pub type ModelArtifact = ModelJson<ModelConfig>;
+
+/// Rebuild the network of a [`ModelArtifact`] and load its `model.safetensors`.
+pub trait LoadModel {
+    fn load_model(&self, dir: &Path, device: &Device) -> Result<Net, ModelError>;
 }
 
-impl ModelArtifact {
-    pub fn load(dir: &Path) -> Result<ModelArtifact, ModelError> {
-        let p = dir.join("model.json");
-        let text = std::fs::read_to_string(&p).map_err(|e| fer_core::Error::io(&p, e))?;
-        serde_json::from_str(&text).map_err(|e| fer_core::Error::Json { path: p, source: e }.into())
-    }
-    /// Rebuild the network and load `model.safetensors`.
-    pub fn load_model(&self, dir: &Path, device: &Device) -> Result<Net, ModelError> {
+impl LoadModel for ModelArtifact {
+    fn load_model(&self, dir: &Path, device: &Device) -> Result<Net, ModelError> {
         load_weights(&self.model, &dir.join("model.safetensors"), device)
     }
 }

@@ -6,8 +6,10 @@
 //! Takes no params: the stages pass their validated settings.
 //!
 //! - [`arch`]: the CNN architectures (the study's two and ours) and [`arch::ModelConfig`];
-//! - [`settings`]: [`settings::TrainSettings`], one model's training settings;
-//! - [`checkpoint`]: weights and [`checkpoint::ModelArtifact`] (`model.json`) on disk;
+//! - [`settings`]: [`settings::TrainSettings`], one model's training settings (core's type,
+//!   since `model.json` records it);
+//! - [`checkpoint`]: weights and [`checkpoint::ModelArtifact`] (`model.json`, core's
+//!   `schema::model::ModelJson` with this crate's [`arch::ModelConfig`]) on disk;
 //! - [`score`]: batch scoring of a tensor set;
 //! - [`device`]: the burn device for a `--device` name (`wgpu` behind the `wgpu` feature);
 //! - [`features`]: the SVMs' feature pipelines (raw pixels or HOG, scaling, PCA, random
@@ -23,7 +25,7 @@ pub mod score;
 pub mod settings;
 pub mod svm;
 
-pub use checkpoint::ModelArtifact;
+pub use checkpoint::{LoadModel, ModelArtifact};
 pub use device::{Device, device};
 
 #[derive(Debug, thiserror::Error)]

@@ -3,13 +3,12 @@
 //! every chosen SVM), turned into one function: normalized 48x48 faces in, p(happy) out.
 
 use crate::PredictError;
-use arrow::array::{Array, Float64Array, StringArray, UInt8Array};
 use burn::tensor::Device;
 use fer_core::tensors::TensorSet;
 use fer_core::transform::Transform;
-use fer_models::ModelArtifact;
 use fer_models::arch::Net;
 use fer_models::svm::SavedSvms;
+use fer_models::{LoadModel, ModelArtifact};
 use std::path::{Path, PathBuf};
 
 /// How to load a model folder.
@@ -238,32 +237,12 @@ fn best_svm(dir: &Path) -> Option<String> {
 /// Platt scaling of one SVM's decision values (label 0 = happy is the positive class),
 /// fitted on its **val** rows of `predictions.parquet`: never on test.
 fn platt_from_predictions(path: &Path, name: &str) -> Option<(f64, f64)> {
-    let (_, batches) = fer_core::parquet_io::read_batches(path).ok()?;
-    let (mut d, mut happy) = (Vec::new(), Vec::new());
-    for b in &batches {
-        let model = b
-            .column_by_name("model")?
-            .as_any()
-            .downcast_ref::<StringArray>()?;
-        let split = b
-            .column_by_name("split")?
-            .as_any()
-            .downcast_ref::<StringArray>()?;
-        let label = b
-            .column_by_name("label")?
-            .as_any()
-            .downcast_ref::<UInt8Array>()?;
-        let dec = b
-            .column_by_name("decision")?
-            .as_any()
-            .downcast_ref::<Float64Array>()?;
-        for i in 0..b.num_rows() {
-            if model.value(i) == name && split.value(i) == "val" && !dec.is_null(i) {
-                d.push(dec.value(i));
-                happy.push(label.value(i) == 0);
-            }
-        }
-    }
+    let rows = fer_core::schema::predictions::read_svm(path).ok()?;
+    let (d, happy): (Vec<f64>, Vec<bool>) = rows
+        .iter()
+        .filter(|r| r.model == name && r.split == fer_core::Split::Val)
+        .map(|r| (r.decision, r.label == 0))
+        .unzip();
     platt_fit(&d, &happy)
 }
 

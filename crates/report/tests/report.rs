@@ -26,6 +26,7 @@ use fer_core::parquet_io::write_columns;
 use fer_core::schema::metrics::{
     CnnMetrics, SplitMetrics, SvmBest, SvmCounts, SvmMetrics, SvmModelMetrics, ValTest,
 };
+use fer_core::schema::model::{ModelJson, TrainSettings};
 use fer_core::stage::{Outputs, StageRun};
 use fer_core::{Emotion, IMAGE_PIXELS, IMAGE_SIDE, LabelMode, Split};
 use serde_json::{Value, json};
@@ -133,6 +134,12 @@ fn scored(model: u32, skill: f64) -> Scored {
     }
 }
 
+/// preprocess's fitted transform in the fixture.
+fn fixture_transform() -> Value {
+    json!({"size": 48, "resize_filter": "triangle", "denoise": {"kind": "none"},
+           "equalize": "none", "normalization": {"kind": "standardize", "mean": 0.5, "std": 0.25}})
+}
+
 fn metrics_of(scores: &[f64], threshold: f64, probs: bool) -> Metrics {
     let y = split_labels();
     let pred: Vec<u8> = scores.iter().map(|&s| u8::from(s < threshold)).collect();
@@ -205,11 +212,7 @@ impl Fixture {
                     "ingest" => Self::ingest(dir, &mut o),
                     "stats" => Self::stats(dir, &mut o),
                     "preprocess" => {
-                        write_json(
-                            &dir.join("transform.json"),
-                            &json!({"size": 48, "resize_filter": "triangle", "denoise": {"kind": "none"},
-                                    "equalize": "none", "normalization": {"kind": "standardize", "mean": 0.5, "std": 0.25}}),
-                        );
+                        write_json(&dir.join("transform.json"), &fixture_transform());
                         o.file("transform.json");
                     }
                     "augment" => {
@@ -500,10 +503,22 @@ impl Fixture {
             &m.join("metrics.json"),
             &serde_json::to_value(metrics).unwrap(),
         );
-        write_json(
-            &m.join("model.json"),
-            &json!({"params": params, "settings": {"optimizer": "adam", "lr": 0.001, "augment": arch == "fer-small"}}),
-        );
+        let model = ModelJson::<Value> {
+            model: json!({"arch": arch}),
+            settings: TrainSettings {
+                arch: arch.to_string(),
+                optimizer: "adam".into(),
+                lr: 0.001,
+                augment: arch == "fer-small",
+                ..TrainSettings::default()
+            },
+            transform: serde_json::from_value(fixture_transform()).unwrap(),
+            class_names: CLASSES.iter().map(|c| c.to_string()).collect(),
+            tta_flip: false,
+            params: params as usize,
+            macs: 10 * params,
+        };
+        write_json(&m.join("model.json"), &serde_json::to_value(model).unwrap());
         std::fs::write(m.join("model.safetensors"), vec![0u8; 4096]).unwrap();
         for f in ["metrics.json", "model.json", "model.safetensors"] {
             o.file(&format!("{name}/{f}"));

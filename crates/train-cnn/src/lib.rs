@@ -233,7 +233,7 @@ impl Prepared {
                 self.class_names.join(", ")
             )));
         }
-        Ok(s.model_config_for(self.train.height, k))
+        Ok(ModelConfig::for_settings(s, self.train.height, k))
     }
 
     /// Read `artifacts/<pipeline>/preprocess/` (`dir_in`).

@@ -183,7 +183,7 @@ pub fn train_until(
     until: usize,
     progress: &dyn Fn(&str, u64, u64),
 ) -> Result<Trained, TrainError> {
-    let cfg = s.model_config_for(train.height, num_classes(train));
+    let cfg = fer_models::arch::ModelConfig::for_settings(s, train.height, num_classes(train));
     std::fs::create_dir_all(ckpt).map_err(|e| fer_core::Error::io(ckpt, e))?;
     let state_path = ckpt.join("state.json");
     let ad = device.clone().autodiff();

@@ -8,10 +8,12 @@ use crate::data::FeatureSet;
 use crate::grid::GridPoint;
 use crate::select::{Chosen, best_model};
 use crate::{Data, FeatureKind, KernelKind, SavedModel, SavedSvms, SvmError, SvmParams, log};
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt8Array, UInt32Array};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt32Array};
+use fer_core::Split;
 use fer_core::schema::metrics::{
     SvmBest, SvmCounts, SvmFeature, SvmMetrics, SvmModelMetrics, ValTest,
 };
+use fer_core::schema::predictions::{self, SvmPrediction};
 use fer_core::schema::write_json_sorted;
 use fer_core::stage::Outputs;
 use std::path::Path;
@@ -116,53 +118,28 @@ fn col_s(v: Vec<&str>) -> ArrayRef {
     Arc::new(StringArray::from(v)) as ArrayRef
 }
 
-/// `predictions.parquet`; returns its row count.
+/// `predictions.parquet` (core's `SvmPrediction` rows); returns its row count.
 fn write_predictions(
     path: &Path,
     data: &Data,
     sets: &[FeatureSet],
     chosen: &[Chosen],
 ) -> fer_core::Result<usize> {
-    let pred_rows = pred_rows(data, sets, chosen);
-    fer_core::parquet_io::write_columns(
-        path,
-        vec![
-            (
-                "model",
-                col_s(pred_rows.iter().map(|r| r.0.as_str()).collect()),
-            ),
-            (
-                "feature",
-                col_s(pred_rows.iter().map(|r| r.1.as_str()).collect()),
-            ),
-            (
-                "kernel",
-                col_s(pred_rows.iter().map(|r| r.2.as_str()).collect()),
-            ),
-            ("split", col_s(pred_rows.iter().map(|r| r.3).collect())),
-            (
-                "row",
-                Arc::new(UInt32Array::from_iter_values(pred_rows.iter().map(|r| r.4))),
-            ),
-            ("id", col_s(pred_rows.iter().map(|r| r.5).collect())),
-            (
-                "label",
-                Arc::new(UInt8Array::from_iter_values(pred_rows.iter().map(|r| r.6))),
-            ),
-            (
-                "decision",
-                Arc::new(Float64Array::from_iter_values(
-                    pred_rows.iter().map(|r| r.7),
-                )),
-            ),
-            (
-                "pred",
-                Arc::new(UInt8Array::from_iter_values(
-                    pred_rows.iter().map(|r| u8::from(r.7 < 0.0)),
-                )),
-            ),
-        ],
-    )
+    let rows: Vec<SvmPrediction> = pred_rows(data, sets, chosen)
+        .into_iter()
+        .map(|r| SvmPrediction {
+            model: r.0,
+            feature: r.1.as_str().to_string(),
+            kernel: r.2.as_str().to_string(),
+            split: Split::parse(r.3).expect("val or test"),
+            row: r.4,
+            id: r.5.to_string(),
+            label: r.6,
+            decision: r.7,
+            pred: u8::from(r.7 < 0.0),
+        })
+        .collect();
+    predictions::write_svm(path, &rows)
 }
 
 /// `grid.parquet`: every grid point in grid order, `chosen` marking the models; returns its

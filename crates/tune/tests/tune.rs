@@ -186,6 +186,7 @@ fn killed_search_resumes_without_rerunning_finished_trials() {
     let best = summary["best_trial"].as_u64().unwrap() as usize;
     assert_eq!(rows[best].epochs_run, 4);
     // The winner is a train_cnn model folder: its config rebuilds the network and loads.
+    use fer_models::LoadModel;
     let art = fer_train_cnn::ModelArtifact::load(&dir.join("best")).unwrap();
     art.load_model(&dir.join("best"), &fer_train_cnn::device("cpu").unwrap())
         .unwrap();

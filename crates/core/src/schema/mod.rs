@@ -6,10 +6,12 @@
 //! - [`epochs`]: `epochs.parquet` (train_cnn's model folders, tune's `best/`);
 //! - [`predictions`]: a CNN's `predictions.parquet`;
 //! - [`metrics`]: train_cnn's and train_svm's `metrics.json`;
+//! - [`model`]: a CNN model folder's `model.json` (with [`model::TrainSettings`]);
 //! - [`recommendation`]: the report's `recommendation.json`.
 
 pub mod epochs;
 pub mod metrics;
+pub mod model;
 pub mod predictions;
 pub mod recommendation;
 

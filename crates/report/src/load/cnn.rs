@@ -1,11 +1,10 @@
 //! A CNN model folder (`train_cnn/<model>/` or `tune/best/`): its metrics, settings,
 //! predictions and epochs, and the study's names for its architecture.
 
-use super::{
-    Epoch, Family, ModelRun, Pred, artifact_error, file_size, read_json, read_typed, split_preds,
-};
+use super::{Epoch, Family, ModelRun, Pred, artifact_error, file_size, read_typed, split_preds};
 use crate::ReportError;
 use fer_core::schema::metrics::CnnMetrics;
+use fer_core::schema::model::ModelJson;
 use fer_core::schema::predictions;
 use serde_json::Value;
 use std::path::Path;
@@ -76,30 +75,25 @@ pub(super) fn cnn_model(
     let m: CnnMetrics = read_typed(stage, &mpath)?;
     let (name, arch) = (m.name.clone(), m.arch.clone());
     let model_json = dir.join("model.json");
-    let mj = if model_json.exists() {
-        Some(read_json(stage, &model_json)?)
+    // The network's config stays JSON here (it is fer-models' type); the rest is typed.
+    let mj: Option<ModelJson<Value>> = if model_json.exists() {
+        Some(read_typed(stage, &model_json)?)
     } else {
         None
     };
     let params = Some(m.params as u64);
     let (val_preds, test_preds) = cnn_predictions(stage, &dir.join("predictions.parquet"))?;
-    let settings = mj
-        .as_ref()
-        .map(|j| j["settings"].clone())
-        .unwrap_or(Value::Null);
     let mut config = Vec::new();
     config.push(format!(
         "{} epochs, best epoch {}",
         m.epochs_run, m.best_epoch
     ));
-    if let Some(o) = settings["optimizer"].as_str() {
-        config.push(o.to_string());
-    }
-    if let Some(lr) = settings["lr"].as_f64() {
-        config.push(format!("lr {lr}"));
-    }
-    if settings["augment"].as_bool() == Some(true) {
-        config.push("augmented".into());
+    if let Some(settings) = mj.as_ref().map(|j| &j.settings) {
+        config.push(settings.optimizer.clone());
+        config.push(format!("lr {}", settings.lr));
+        if settings.augment {
+            config.push("augmented".into());
+        }
     }
     if m.tta_flip {
         config.push("flip TTA".into());

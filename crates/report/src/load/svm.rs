@@ -1,10 +1,10 @@
 //! The `train_svm` folder: every SVM's metrics, predictions and settings, and its share of
 //! `model.safetensors` (read from the file's header).
 
-use super::table::Table;
-use super::{Family, ModelRun, read_typed, split_preds};
+use super::{Family, ModelRun, artifact_error, read_typed, split_preds};
 use crate::ReportError;
 use fer_core::schema::metrics::SvmMetrics;
+use fer_core::schema::predictions;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -62,15 +62,18 @@ pub(super) fn svm_models(
 ) -> Result<(Vec<ModelRun>, SvmMetrics), ReportError> {
     let mpath = dir.join("metrics.json");
     let m: SvmMetrics = read_typed(stage, &mpath)?;
-    let t = Table::read(stage, &dir.join("predictions.parquet"))?;
+    let ppath = dir.join("predictions.parquet");
+    let rows = predictions::read_svm(&ppath).map_err(|e| artifact_error(stage, &ppath, &e))?;
     let (names, split, row, id, label, score, pred) = (
-        t.strings("model")?,
-        t.strings("split")?,
-        t.u32s("row")?,
-        t.strings("id")?,
-        t.u8s("label")?,
-        t.f64s("decision")?,
-        t.u8s("pred")?,
+        rows.iter().map(|r| r.model.clone()).collect::<Vec<_>>(),
+        rows.iter()
+            .map(|r| r.split.as_str().to_string())
+            .collect::<Vec<_>>(),
+        rows.iter().map(|r| r.row).collect::<Vec<_>>(),
+        rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        rows.iter().map(|r| r.label).collect::<Vec<_>>(),
+        rows.iter().map(|r| r.decision).collect::<Vec<_>>(),
+        rows.iter().map(|r| r.pred).collect::<Vec<_>>(),
     );
     let tensors = safetensors_tensors(&dir.join("model.safetensors")).unwrap_or_default();
     let mut out = Vec::new();

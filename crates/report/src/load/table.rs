@@ -3,9 +3,7 @@
 
 use super::bad_in;
 use crate::ReportError;
-use arrow::array::{
-    Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt8Array, UInt32Array,
-};
+use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
 use std::path::{Path, PathBuf};
 
 /// A Parquet file's batches, columns looked up by name with errors naming file and column.
@@ -63,9 +61,6 @@ impl Table {
         self.typed::<StringArray, _>(name, "Utf8", |a, i| {
             (!a.is_null(i)).then(|| a.value(i).to_string())
         })
-    }
-    pub(super) fn u8s(&self, name: &str) -> Result<Vec<u8>, ReportError> {
-        self.typed::<UInt8Array, _>(name, "UInt8", |a, i| a.value(i))
     }
     pub(super) fn u32s(&self, name: &str) -> Result<Vec<u32>, ReportError> {
         self.typed::<UInt32Array, _>(name, "UInt32", |a, i| a.value(i))

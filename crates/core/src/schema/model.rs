@@ -1,0 +1,130 @@
+//! A CNN model folder's `model.json` ([`ModelJson`]): the config that rebuilds the network,
+//! its training settings ([`TrainSettings`]), the fitted transform and the class names.
+//! train-cnn (and tune's `best/`) write it; fer-models reads it with the network's config type
+//! (`fer_models::ModelArtifact = ModelJson<ModelConfig>`), the report with the config left as
+//! JSON (`ModelJson<serde_json::Value>`): one type, no burn here.
+
+use crate::error::Result;
+use crate::transform::Transform;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// `model.json`; `M` is the network's config (fer-models' `ModelConfig`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelJson<M> {
+    pub model: M,
+    pub settings: TrainSettings,
+    pub transform: Transform,
+    pub class_names: Vec<String>,
+    pub tta_flip: bool,
+    pub params: usize,
+    pub macs: u64,
+}
+
+impl<M: serde::de::DeserializeOwned> ModelJson<M> {
+    /// Read `<dir>/model.json`.
+    pub fn load(dir: &Path) -> Result<ModelJson<M>> {
+        super::read_json(&dir.join("model.json"))
+    }
+}
+
+/// Training settings of one model (all keys optional; defaults below).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSettings {
+    /// `seed-base`, `seed-tuned` or `fer-small` (ours).
+    pub arch: String,
+    /// Folder name of this model's outputs (default: the arch).
+    pub name: String,
+    pub seed: u64,
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Floor of the cosine schedule / plateau reductions.
+    pub min_lr: f64,
+    /// `cosine` (per step, after `warmup_epochs`), `plateau` (halve after `plateau_patience`
+    /// epochs without a better val loss) or `constant`.
+    pub schedule: String,
+    pub warmup_epochs: usize,
+    pub plateau_patience: usize,
+    /// `adamw` or `adam`.
+    pub optimizer: String,
+    pub weight_decay: f64,
+    pub label_smoothing: f32,
+    /// Weight the loss by inverse class frequency.
+    pub class_weights: bool,
+    /// Stop after this many epochs without a better validation loss (0 = never).
+    pub patience: usize,
+    /// Apply the `ops` chain to every training batch.
+    pub augment: bool,
+    /// Average the predictions of the image and its mirror at evaluation.
+    pub tta_flip: bool,
+    /// Cap on training batches per epoch (0 = all): for short, documented CPU runs of
+    /// `seed-tuned`.
+    pub max_train_batches: usize,
+    pub eval_batch_size: usize,
+    /// Ours only: dropout before the classifier and the channels of the conv blocks.
+    pub dropout: f64,
+    pub widths: Vec<usize>,
+    /// Ours only: kernel size per conv block (empty = 3 everywhere; odd, 1..=7).
+    pub kernels: Vec<usize>,
+    /// Ours only: units of a hidden dense layer before the classifier (0 = none).
+    pub dense: usize,
+    /// Ours only: conv-BN-ReLU layers per block (1, or 2 for VGG-style blocks).
+    pub convs: usize,
+    /// Data-parallel CPU workers: each batch is split into this many equal parts, each part's
+    /// forward and backward pass runs on its own single-threaded pool, and the gradients are
+    /// summed (1 = the whole batch on the shared pool). burn's flex ops on one small batch
+    /// barely use a second thread, so one part per core trains fastest. BatchNorm normalizes
+    /// each part with its own statistics (ghost batch norm) and its running statistics follow
+    /// part 0. Results are deterministic for a given value. In the pipeline file, `"auto"`
+    /// (the default) resolves at validation to [`auto_workers`]: the machine's cores, but never
+    /// fewer than [`MIN_PART`] images a part; the resolved number is what the stage signature
+    /// records. Keep 1 on a GPU.
+    pub workers: usize,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings {
+            arch: "fer-small".into(),
+            name: String::new(),
+            seed: 42,
+            batch_size: 64,
+            epochs: 30,
+            lr: 2e-3,
+            min_lr: 1e-5,
+            schedule: "cosine".into(),
+            warmup_epochs: 1,
+            plateau_patience: 3,
+            optimizer: "adamw".into(),
+            weight_decay: 1e-4,
+            label_smoothing: 0.05,
+            class_weights: true,
+            patience: 8,
+            augment: true,
+            tta_flip: true,
+            max_train_batches: 0,
+            eval_batch_size: 256,
+            dropout: 0.3,
+            widths: vec![32, 64, 128, 192],
+            kernels: Vec::new(),
+            dense: 0,
+            convs: 1,
+            workers: auto_workers(64),
+        }
+    }
+}
+
+/// The fewest images a data-parallel part trains on when `workers = "auto"`: BatchNorm's
+/// statistics over a handful of images are noise (16 is the ghost-batch size that keeps
+/// them close to the whole batch's; batch 64 gets at most 4 workers).
+pub const MIN_PART: usize = 16;
+
+/// `workers = "auto"` for a batch of `batch_size`: the machine's cores, at most
+/// `batch_size / MIN_PART` (and 16), at least 1.
+pub fn auto_workers(batch_size: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(batch_size / MIN_PART).clamp(1, 16)
+}
