@@ -18,7 +18,7 @@
 //! - `fer-report diff` lists the metric that differs between two pipelines;
 //! - invalid `[report]` params exit 2 naming the key.
 
-use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array};
+use arrow::array::{ArrayRef, Float64Array, StringArray, UInt32Array};
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::Manifest;
 use fer_core::metrics::{Metrics, classification_metrics};
@@ -27,6 +27,7 @@ use fer_core::schema::metrics::{
     CnnMetrics, SplitMetrics, SvmBest, SvmCounts, SvmMetrics, SvmModelMetrics, ValTest,
 };
 use fer_core::schema::model::{ModelJson, TrainSettings};
+use fer_core::schema::predictions::{self, CnnPrediction, SvmPrediction};
 use fer_core::stage::{Outputs, StageRun};
 use fer_core::{Emotion, IMAGE_PIXELS, IMAGE_SIDE, LabelMode, Split};
 use serde_json::{Value, json};
@@ -313,37 +314,45 @@ impl Fixture {
         o.file("samples_train.png");
     }
 
-    fn predictions(path: &Path, s: &Scored, threshold: f64, svm: Option<&str>) -> usize {
+    /// A CNN's `predictions.parquet` rows (p(happy) scores) or, with `svm`, that SVM's rows
+    /// of train_svm's (decision values: score - threshold).
+    fn prediction_rows(s: &Scored, threshold: f64, svm: Option<&str>) -> Vec<SvmPrediction> {
         let y = split_labels();
-        let mut split = Vec::new();
-        let (mut row, mut id, mut label, mut sc, mut pred) =
-            (vec![], vec![], vec![], vec![], vec![]);
-        for (name, v) in [("val", &s.val), ("test", &s.test)] {
-            let ids = Self::ids(name);
+        let mut rows = Vec::new();
+        for (split, v) in [(Split::Val, &s.val), (Split::Test, &s.test)] {
+            let ids = Self::ids(split.as_str());
             for (i, &x) in v.iter().enumerate() {
-                split.push(name.to_string());
-                row.push(i as u32);
-                id.push(ids[i].clone());
-                label.push(y[i]);
-                sc.push(x - if svm.is_some() { threshold } else { 0.0 });
-                pred.push(u8::from(x < threshold));
+                let feature = svm.and_then(|m| m.split('/').next()).unwrap_or("");
+                rows.push(SvmPrediction {
+                    model: svm.unwrap_or("").to_string(),
+                    feature: feature.to_string(),
+                    kernel: "rbf".into(),
+                    split,
+                    row: i as u32,
+                    id: ids[i].clone(),
+                    label: y[i],
+                    decision: x - if svm.is_some() { threshold } else { 0.0 },
+                    pred: u8::from(x < threshold),
+                });
             }
         }
-        let n = split.len();
-        let mut cols: Vec<(&str, ArrayRef)> = Vec::new();
-        if let Some(m) = svm {
-            cols.push(("model", col_s(vec![m.to_string(); n])));
-        }
-        cols.push(("split", col_s(split)));
-        cols.push(("row", Arc::new(UInt32Array::from(row))));
-        cols.push(("id", col_s(id)));
-        cols.push(("label", Arc::new(UInt8Array::from(label))));
-        cols.push((
-            if svm.is_some() { "decision" } else { "p_happy" },
-            Arc::new(Float64Array::from(sc)),
-        ));
-        cols.push(("pred", Arc::new(UInt8Array::from(pred))));
-        write_columns(path, cols).unwrap()
+        rows
+    }
+
+    /// A CNN's `predictions.parquet`, written with core's schema.
+    fn predictions(path: &Path, s: &Scored, threshold: f64) -> usize {
+        let rows: Vec<CnnPrediction> = Self::prediction_rows(s, threshold, None)
+            .into_iter()
+            .map(|r| CnnPrediction {
+                split: r.split,
+                row: r.row,
+                id: r.id,
+                label: r.label,
+                p_happy: r.decision,
+                pred: r.pred,
+            })
+            .collect();
+        predictions::write(path, &rows).unwrap()
     }
 
     fn svm(dir: &Path, o: &mut Outputs) {
@@ -405,29 +414,11 @@ impl Fixture {
         );
         o.file("metrics.json");
         // One predictions file for all SVMs, as train_svm writes it.
-        let parts: Vec<PathBuf> = all
+        let rows: Vec<SvmPrediction> = all
             .iter()
-            .enumerate()
-            .map(|(k, (name, s))| {
-                let p = dir.join(format!("part{k}.parquet"));
-                Self::predictions(&p, s, 0.5, Some(name));
-                p
-            })
+            .flat_map(|(name, s)| Self::prediction_rows(s, 0.5, Some(name)))
             .collect();
-        let mut batches = Vec::new();
-        let mut schema = None;
-        for p in &parts {
-            let (sc, b) = fer_core::parquet_io::read_batches(p).unwrap();
-            schema = Some(sc);
-            batches.extend(b);
-            std::fs::remove_file(p).unwrap();
-        }
-        let n = fer_core::parquet_io::write_batches(
-            &dir.join("predictions.parquet"),
-            schema.unwrap(),
-            &batches,
-        )
-        .unwrap();
+        let n = predictions::write_svm(&dir.join("predictions.parquet"), &rows).unwrap();
         o.table("predictions.parquet", n);
         safetensors(
             &dir.join("model.safetensors"),
@@ -477,7 +468,7 @@ impl Fixture {
         )
         .unwrap();
         o.table(&format!("{name}/epochs.parquet"), n);
-        let n = Self::predictions(&m.join("predictions.parquet"), &s, 0.5, None);
+        let n = Self::predictions(&m.join("predictions.parquet"), &s, 0.5);
         o.table(&format!("{name}/predictions.parquet"), n);
         let params = 1000 * (model as u64 + 1);
         let metrics = CnnMetrics {
