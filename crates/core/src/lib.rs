@@ -4,6 +4,7 @@
 //! - [`label`]: the binary label (`Happy = 0`, `NotHappy = 1`, the study's encoding), the 7
 //!   FER2013 emotions and the label mode;
 //! - [`split`]: train / val / test;
+//! - [`ferplus`]: FERPlus votes, the join to the Kaggle folders and the vote-to-label rules;
 //! - [`dataset`]: the Arrow schema of an image dataset and its Parquet read/write;
 //! - [`parquet_io`]: deterministic Parquet read/write helpers;
 //! - [`hash`]: blake3 hashing of files, folders and bytes;
@@ -24,6 +25,7 @@
 pub mod cli;
 pub mod dataset;
 pub mod error;
+pub mod ferplus;
 pub mod hash;
 pub mod label;
 pub mod manifest;
