@@ -15,6 +15,7 @@ mod tune;
 
 use crate::ReportError;
 use cnn::cnn_model;
+use fer_core::Split;
 use fer_core::manifest::{MANIFEST_FILE, Manifest};
 use fer_core::metrics::Metrics;
 use fer_core::schema::metrics::SvmMetrics;
@@ -214,31 +215,15 @@ fn file_size(p: &Path) -> Option<u64> {
     std::fs::metadata(p).ok().map(|m| m.len())
 }
 
-fn split_preds(
-    split: Vec<String>,
-    row: Vec<u32>,
-    id: Vec<String>,
-    label: Vec<u8>,
-    score: Vec<f64>,
-    pred: Vec<u8>,
-    keep: impl Fn(usize) -> bool,
-) -> (Vec<Pred>, Vec<Pred>) {
+/// Predictions as (split, prediction), in file order, into (val, test), each sorted by row
+/// (stably); train rows are ignored.
+fn split_preds(rows: impl IntoIterator<Item = (Split, Pred)>) -> (Vec<Pred>, Vec<Pred>) {
     let (mut val, mut test) = (Vec::new(), Vec::new());
-    for i in 0..split.len() {
-        if !keep(i) {
-            continue;
-        }
-        let p = Pred {
-            row: row[i],
-            id: id[i].clone(),
-            label: label[i],
-            score: score[i],
-            pred: pred[i],
-        };
-        match split[i].as_str() {
-            "val" => val.push(p),
-            "test" => test.push(p),
-            _ => {}
+    for (split, p) in rows {
+        match split {
+            Split::Val => val.push(p),
+            Split::Test => test.push(p),
+            Split::Train => {}
         }
     }
     val.sort_by_key(|p| p.row);

@@ -7,7 +7,7 @@
 use crate::data::FeatureSet;
 use crate::grid::GridPoint;
 use crate::select::{Chosen, best_model};
-use crate::{Data, FeatureKind, KernelKind, SavedModel, SavedSvms, SvmError, SvmParams, log};
+use crate::{Data, SavedModel, SavedSvms, SvmError, SvmParams, log};
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt32Array};
 use fer_core::Split;
 use fer_core::schema::metrics::{
@@ -77,41 +77,31 @@ fn saved(sets: &[FeatureSet], grid: &[GridPoint], chosen: &[Chosen]) -> SavedSvm
     }
 }
 
-// (model, feature, kernel, split, row, id, label, decision)
-type PredRow<'a> = (
-    String,
-    FeatureKind,
-    KernelKind,
-    &'a str,
-    u32,
-    &'a str,
-    u8,
-    f64,
-);
-
-/// The prediction rows: per chosen model, val then test, in row order.
-fn pred_rows<'a>(data: &'a Data, sets: &[FeatureSet], chosen: &[Chosen]) -> Vec<PredRow<'a>> {
-    let mut pred_rows: Vec<PredRow> = Vec::new();
+/// The prediction rows: per chosen model, val then test, in row order; `pred` is happy (0)
+/// when the decision is >= 0.
+fn pred_rows(data: &Data, sets: &[FeatureSet], chosen: &[Chosen]) -> Vec<SvmPrediction> {
+    let mut rows = Vec::new();
     for ch in chosen {
         for (split, y, ids, d) in [
-            ("val", &data.val.y, &data.val_ids, &ch.val_d),
-            ("test", &data.test.y, &data.test_ids, &ch.test_d),
+            (Split::Val, &data.val.y, &data.val_ids, &ch.val_d),
+            (Split::Test, &data.test.y, &data.test_ids, &ch.test_d),
         ] {
             for i in 0..y.len() {
-                pred_rows.push((
-                    ch.name.clone(),
-                    sets[ch.set].pipeline.kind,
-                    ch.kernel,
+                rows.push(SvmPrediction {
+                    model: ch.name.clone(),
+                    feature: sets[ch.set].pipeline.kind.as_str().to_string(),
+                    kernel: ch.kernel.as_str().to_string(),
                     split,
-                    i as u32,
-                    ids[i].as_str(),
-                    y[i],
-                    d[i],
-                ));
+                    row: i as u32,
+                    id: ids[i].clone(),
+                    label: y[i],
+                    decision: d[i],
+                    pred: u8::from(d[i] < 0.0),
+                });
             }
         }
     }
-    pred_rows
+    rows
 }
 
 fn col_s(v: Vec<&str>) -> ArrayRef {
@@ -125,21 +115,7 @@ fn write_predictions(
     sets: &[FeatureSet],
     chosen: &[Chosen],
 ) -> fer_core::Result<usize> {
-    let rows: Vec<SvmPrediction> = pred_rows(data, sets, chosen)
-        .into_iter()
-        .map(|r| SvmPrediction {
-            model: r.0,
-            feature: r.1.as_str().to_string(),
-            kernel: r.2.as_str().to_string(),
-            split: Split::parse(r.3).expect("val or test"),
-            row: r.4,
-            id: r.5.to_string(),
-            label: r.6,
-            decision: r.7,
-            pred: u8::from(r.7 < 0.0),
-        })
-        .collect();
-    predictions::write_svm(path, &rows)
+    predictions::write_svm(path, &pred_rows(data, sets, chosen))
 }
 
 /// `grid.parquet`: every grid point in grid order, `chosen` marking the models; returns its

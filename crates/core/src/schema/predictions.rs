@@ -26,27 +26,22 @@ pub struct CnnPrediction {
     pub pred: u8,
 }
 
+/// A string column.
+fn strings<'a>(rows: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(rows))
+}
+
 /// Write the rows; returns the row count.
 pub fn write(path: &Path, rows: &[CnnPrediction]) -> Result<usize> {
     crate::parquet_io::write_columns(
         path,
         vec![
-            (
-                "split",
-                Arc::new(StringArray::from_iter_values(
-                    rows.iter().map(|r| r.split.as_str()),
-                )) as ArrayRef,
-            ),
+            ("split", strings(rows.iter().map(|r| r.split.as_str()))),
             (
                 "row",
                 Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.row))),
             ),
-            (
-                "id",
-                Arc::new(StringArray::from_iter_values(
-                    rows.iter().map(|r| r.id.as_str()),
-                )),
-            ),
+            ("id", strings(rows.iter().map(|r| r.id.as_str()))),
             (
                 "label",
                 Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.label))),
@@ -104,10 +99,6 @@ pub struct SvmPrediction {
     pub label: u8,
     pub decision: f64,
     pub pred: u8,
-}
-
-fn strings<'a>(rows: impl Iterator<Item = &'a str>) -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(rows))
 }
 
 /// Write train_svm's rows; returns the row count.

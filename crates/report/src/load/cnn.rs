@@ -12,15 +12,16 @@ use std::path::Path;
 /// Predictions of a CNN folder, split into (val, test), each sorted by row.
 fn cnn_predictions(stage: &str, path: &Path) -> Result<(Vec<Pred>, Vec<Pred>), ReportError> {
     let rows = predictions::read(path).map_err(|e| artifact_error(stage, path, &e))?;
-    Ok(split_preds(
-        rows.iter().map(|r| r.split.as_str().to_string()).collect(),
-        rows.iter().map(|r| r.row).collect(),
-        rows.iter().map(|r| r.id.clone()).collect(),
-        rows.iter().map(|r| r.label).collect(),
-        rows.iter().map(|r| r.p_happy).collect(),
-        rows.iter().map(|r| r.pred).collect(),
-        |_| true,
-    ))
+    Ok(split_preds(rows.into_iter().map(|r| {
+        let p = Pred {
+            row: r.row,
+            id: r.id,
+            label: r.label,
+            score: r.p_happy,
+            pred: r.pred,
+        };
+        (r.split, p)
+    })))
 }
 
 fn epochs(stage: &str, path: &Path) -> Result<Vec<Epoch>, ReportError> {

@@ -1,7 +1,7 @@
 //! The `train_svm` folder: every SVM's metrics, predictions and settings, and its share of
 //! `model.safetensors` (read from the file's header).
 
-use super::{Family, ModelRun, artifact_error, read_typed, split_preds};
+use super::{Family, ModelRun, Pred, artifact_error, read_typed, split_preds};
 use crate::ReportError;
 use fer_core::schema::metrics::SvmMetrics;
 use fer_core::schema::predictions;
@@ -64,31 +64,21 @@ pub(super) fn svm_models(
     let m: SvmMetrics = read_typed(stage, &mpath)?;
     let ppath = dir.join("predictions.parquet");
     let rows = predictions::read_svm(&ppath).map_err(|e| artifact_error(stage, &ppath, &e))?;
-    let (names, split, row, id, label, score, pred) = (
-        rows.iter().map(|r| r.model.clone()).collect::<Vec<_>>(),
-        rows.iter()
-            .map(|r| r.split.as_str().to_string())
-            .collect::<Vec<_>>(),
-        rows.iter().map(|r| r.row).collect::<Vec<_>>(),
-        rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
-        rows.iter().map(|r| r.label).collect::<Vec<_>>(),
-        rows.iter().map(|r| r.decision).collect::<Vec<_>>(),
-        rows.iter().map(|r| r.pred).collect::<Vec<_>>(),
-    );
     let tensors = safetensors_tensors(&dir.join("model.safetensors")).unwrap_or_default();
     let mut out = Vec::new();
     for mm in &m.models {
         let (name, feature, kernel) = (mm.name.clone(), mm.feature.clone(), mm.kernel.clone());
-        let keep: Vec<bool> = names.iter().map(|n| *n == name).collect();
-        let (val_preds, test_preds) = split_preds(
-            split.clone(),
-            row.clone(),
-            id.clone(),
-            label.clone(),
-            score.clone(),
-            pred.clone(),
-            |i| keep[i],
-        );
+        let (val_preds, test_preds) =
+            split_preds(rows.iter().filter(|r| r.model == name).map(|r| {
+                let p = Pred {
+                    row: r.row,
+                    id: r.id.clone(),
+                    label: r.label,
+                    score: r.decision,
+                    pred: r.pred,
+                };
+                (r.split, p)
+            }));
         // Numbers stored for this model: its own tensors and its feature pipeline's.
         let mine = |(elems, bytes): (u64, u64), k: &String| {
             if k.starts_with(&format!("{name}.")) || k.starts_with(&format!("{feature}.")) {
