@@ -4,6 +4,7 @@
 //! fits every C of `c` on them. The grid keeps the job order whatever order the fits finish in.
 
 use crate::data::{FeatureSet, TrainRows};
+use crate::model::FitInfo;
 use crate::{
     Data, Decision, FeatureKind, Gamma, KernelKind, LinearSolver, Rff, STAGE, SvmError, SvmParams,
     metrics_of, model,
@@ -127,9 +128,31 @@ pub(crate) fn fit(
         }
         pb.inc(1);
     };
-    let score = |d: &Decision, f: usize| {
-        let m = metrics_of(&data.val.y, &d.values(&sets[f].val));
-        (m.accuracy, m.balanced_accuracy)
+    // A fitted decision of feature set `f`, scored on val: its grid point (and progress line).
+    let point = |f: usize,
+                 kernel: KernelKind,
+                 c: f64,
+                 gamma: Option<(Gamma, f64)>,
+                 n_train: usize,
+                 fit_seconds: f64,
+                 info: FitInfo,
+                 decision: Decision| {
+        let m = metrics_of(&data.val.y, &decision.values(&sets[f].val));
+        let g = GridPoint {
+            feature: sets[f].pipeline.kind,
+            kernel,
+            c,
+            gamma,
+            n_train,
+            fit_seconds,
+            val_accuracy: m.accuracy,
+            val_balanced_accuracy: m.balanced_accuracy,
+            n_support: info.n_support,
+            solver: info.solver,
+            decision,
+        };
+        done(&g);
+        g
     };
     let results: Vec<Result<Vec<GridPoint>, String>> = jobs
         .par_iter()
@@ -150,22 +173,16 @@ pub(crate) fn fit(
                     p.tol,
                 )?;
                 let fit_seconds = t0.elapsed().as_secs_f64();
-                let (acc, bal) = score(&decision, f);
-                let g = GridPoint {
-                    feature: sets[f].pipeline.kind,
+                Ok(vec![point(
+                    f,
                     kernel,
                     c,
-                    gamma: g,
-                    n_train: sub.len(),
+                    g,
+                    sub.len(),
                     fit_seconds,
-                    val_accuracy: acc,
-                    val_balanced_accuracy: bal,
-                    n_support: info.n_support,
-                    solver: info.solver,
+                    info,
                     decision,
-                };
-                done(&g);
-                Ok(vec![g])
+                )])
             }
             Job::Dcd { f, c } => {
                 let t0 = Instant::now();
@@ -177,22 +194,17 @@ pub(crate) fn fit(
                 );
                 let fit_seconds = t0.elapsed().as_secs_f64();
                 let decision = Decision::Linear { w, bias };
-                let (acc, bal) = score(&decision, f);
-                let g = GridPoint {
-                    feature: sets[f].pipeline.kind,
-                    kernel: KernelKind::Linear,
+                let n_train = sets[f].train.nrows();
+                Ok(vec![point(
+                    f,
+                    KernelKind::Linear,
                     c,
-                    gamma: None,
-                    n_train: sets[f].train.nrows(),
+                    None,
+                    n_train,
                     fit_seconds,
-                    val_accuracy: acc,
-                    val_balanced_accuracy: bal,
-                    n_support: info.n_support,
-                    solver: info.solver,
+                    info,
                     decision,
-                };
-                done(&g);
-                Ok(vec![g])
+                )])
             }
             Job::Rff { f, gamma } => {
                 let gv = gamma.resolve(sets[f].gamma_scale);
@@ -211,22 +223,16 @@ pub(crate) fn fit(
                         w,
                         bias,
                     };
-                    let (acc, bal) = score(&decision, f);
-                    let g = GridPoint {
-                        feature: sets[f].pipeline.kind,
-                        kernel: KernelKind::Rff,
+                    out.push(point(
+                        f,
+                        KernelKind::Rff,
                         c,
-                        gamma: Some((gamma, gv)),
-                        n_train: z.nrows(),
+                        Some((gamma, gv)),
+                        z.nrows(),
                         fit_seconds,
-                        val_accuracy: acc,
-                        val_balanced_accuracy: bal,
-                        n_support: info.n_support,
-                        solver: info.solver,
+                        info,
                         decision,
-                    };
-                    done(&g);
-                    out.push(g);
+                    ));
                 }
                 Ok(out)
             }
