@@ -20,6 +20,17 @@ fn jsonl(out: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Run `cmd` (a `--format jsonl` scoring), expect success, and parse its rows.
+fn run_jsonl(cmd: &mut Command) -> Vec<serde_json::Value> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    jsonl(&out.stdout)
+}
+
 /// The acceptance test: `--no-detect` on image files gives exactly train_cnn's `predict` on
 /// the tensors ingest + preprocess make of the same files (same checkpoint, flip averaging,
 /// several batches).
@@ -53,18 +64,12 @@ fn no_detect_reproduces_train_cnn_predictions_exactly() {
         y: vec![0; n],
     };
     let want = fer_models::score::predict(&net, &set, 16, true, &Device::flex());
-    let out = bin()
-        .args(["--no-detect", "--format", "jsonl", "--quiet", "--model"])
-        .arg(&mdir)
-        .arg(&imgs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let rows = run_jsonl(
+        bin()
+            .args(["--no-detect", "--format", "jsonl", "--quiet", "--model"])
+            .arg(&mdir)
+            .arg(&imgs),
     );
-    let rows = jsonl(&out.stdout);
     assert_eq!(rows.len(), n);
     for (i, r) in rows.iter().enumerate() {
         assert!(
@@ -320,26 +325,20 @@ fn model_folders_written_before_fer_ops_score_the_same() {
             .save(imgs.join(format!("f{i:03}.png")))
             .unwrap();
     }
-    let out = bin()
-        .args([
-            "--no-detect",
-            "--format",
-            "jsonl",
-            "--quiet",
-            "--threshold",
-            "0.5",
-        ])
-        .arg("--model")
-        .arg(fixture.join("model"))
-        .arg(&imgs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let got = run_jsonl(
+        bin()
+            .args([
+                "--no-detect",
+                "--format",
+                "jsonl",
+                "--quiet",
+                "--threshold",
+                "0.5",
+            ])
+            .arg("--model")
+            .arg(fixture.join("model"))
+            .arg(&imgs),
     );
-    let got = jsonl(&out.stdout);
     let want = jsonl(&std::fs::read(fixture.join("expected.jsonl")).unwrap());
     assert_eq!(got.len(), 24);
     assert_eq!(want.len(), 24);
