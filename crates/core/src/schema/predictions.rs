@@ -26,65 +26,122 @@ pub struct CnnPrediction {
     pub pred: u8,
 }
 
+/// The fields both tables have, in column order around the table's own: `split`, `row`,
+/// `id`, `label`, the score (`p_happy` or `decision`), `pred`.
+struct Shared<S> {
+    split: Split,
+    row: u32,
+    id: S,
+    label: u8,
+    score: f64,
+    pred: u8,
+}
+
 /// A string column.
 fn strings<'a>(rows: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(rows))
 }
 
-/// Write the rows; returns the row count.
-pub fn write(path: &Path, rows: &[CnnPrediction]) -> Result<usize> {
-    crate::parquet_io::write_columns(
-        path,
-        vec![
-            ("split", strings(rows.iter().map(|r| r.split.as_str()))),
-            (
-                "row",
-                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.row))),
-            ),
-            ("id", strings(rows.iter().map(|r| r.id.as_str()))),
-            (
-                "label",
-                Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.label))),
-            ),
-            (
-                "p_happy",
-                Arc::new(Float64Array::from_iter_values(
-                    rows.iter().map(|r| r.p_happy),
-                )),
-            ),
-            (
-                "pred",
-                Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.pred))),
-            ),
-        ],
-    )
+/// Write a predictions table: the `lead` string columns, then the shared ones with the score
+/// named `score`; returns the row count.
+fn write_table<R>(
+    path: &Path,
+    rows: &[R],
+    lead: &[(&str, fn(&R) -> &str)],
+    score: &str,
+    shared: impl Fn(&R) -> Shared<&str>,
+) -> Result<usize> {
+    let sh: Vec<Shared<&str>> = rows.iter().map(&shared).collect();
+    let mut cols: Vec<(&str, ArrayRef)> = lead
+        .iter()
+        .map(|(name, f)| (*name, strings(rows.iter().map(f))))
+        .collect();
+    cols.extend([
+        ("split", strings(sh.iter().map(|r| r.split.as_str()))),
+        (
+            "row",
+            Arc::new(UInt32Array::from_iter_values(sh.iter().map(|r| r.row))) as ArrayRef,
+        ),
+        ("id", strings(sh.iter().map(|r| r.id))),
+        (
+            "label",
+            Arc::new(UInt8Array::from_iter_values(sh.iter().map(|r| r.label))),
+        ),
+        (
+            score,
+            Arc::new(Float64Array::from_iter_values(sh.iter().map(|r| r.score))),
+        ),
+        (
+            "pred",
+            Arc::new(UInt8Array::from_iter_values(sh.iter().map(|r| r.pred))),
+        ),
+    ]);
+    crate::parquet_io::write_columns(path, cols)
 }
 
-/// Read the rows; a missing column or an unknown split names the file.
-pub fn read(path: &Path) -> Result<Vec<CnnPrediction>> {
+/// Read a predictions table: `make` gets a row's `lead` strings (in that order) and its shared
+/// fields; a missing column or an unknown split names the file.
+fn read_table<R>(
+    path: &Path,
+    lead: &[&str],
+    score: &str,
+    make: impl Fn(Vec<String>, Shared<String>) -> R,
+) -> Result<Vec<R>> {
     let (_, batches) = crate::parquet_io::read_batches(path)?;
     let mut rows = Vec::new();
     for b in &batches {
+        let lead_cols = lead
+            .iter()
+            .map(|n| column::<StringArray>(path, b, n, "string"))
+            .collect::<Result<Vec<_>>>()?;
         let split = column::<StringArray>(path, b, "split", "string")?;
         let row = column::<UInt32Array>(path, b, "row", "u32")?;
         let id = column::<StringArray>(path, b, "id", "string")?;
         let label = column::<UInt8Array>(path, b, "label", "u8")?;
-        let p = column::<Float64Array>(path, b, "p_happy", "float")?;
+        let sc = column::<Float64Array>(path, b, score, "float")?;
         let pred = column::<UInt8Array>(path, b, "pred", "u8")?;
         for i in 0..b.num_rows() {
             let s = split.value(i);
-            rows.push(CnnPrediction {
+            let shared = Shared {
                 split: Split::parse(s)
                     .ok_or_else(|| Error::parquet(path, format!("unknown split `{s}`")))?,
                 row: row.value(i),
                 id: id.value(i).to_string(),
                 label: label.value(i),
-                p_happy: p.value(i),
+                score: sc.value(i),
                 pred: pred.value(i),
-            });
+            };
+            rows.push(make(
+                lead_cols.iter().map(|c| c.value(i).to_string()).collect(),
+                shared,
+            ));
         }
     }
     Ok(rows)
+}
+
+/// Write the rows; returns the row count.
+pub fn write(path: &Path, rows: &[CnnPrediction]) -> Result<usize> {
+    write_table(path, rows, &[], "p_happy", |r| Shared {
+        split: r.split,
+        row: r.row,
+        id: &r.id,
+        label: r.label,
+        score: r.p_happy,
+        pred: r.pred,
+    })
+}
+
+/// Read the rows; a missing column or an unknown split names the file.
+pub fn read(path: &Path) -> Result<Vec<CnnPrediction>> {
+    read_table(path, &[], "p_happy", |_, s| CnnPrediction {
+        split: s.split,
+        row: s.row,
+        id: s.id,
+        label: s.label,
+        p_happy: s.score,
+        pred: s.pred,
+    })
 }
 
 /// One row of train_svm's `predictions.parquet`.
@@ -101,72 +158,42 @@ pub struct SvmPrediction {
     pub pred: u8,
 }
 
+/// train_svm's leading columns: which model a row is of.
+const SVM_LEAD: [&str; 3] = ["model", "feature", "kernel"];
+
 /// Write train_svm's rows; returns the row count.
 pub fn write_svm(path: &Path, rows: &[SvmPrediction]) -> Result<usize> {
-    crate::parquet_io::write_columns(
-        path,
-        vec![
-            ("model", strings(rows.iter().map(|r| r.model.as_str()))),
-            ("feature", strings(rows.iter().map(|r| r.feature.as_str()))),
-            ("kernel", strings(rows.iter().map(|r| r.kernel.as_str()))),
-            ("split", strings(rows.iter().map(|r| r.split.as_str()))),
-            (
-                "row",
-                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.row))),
-            ),
-            ("id", strings(rows.iter().map(|r| r.id.as_str()))),
-            (
-                "label",
-                Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.label))),
-            ),
-            (
-                "decision",
-                Arc::new(Float64Array::from_iter_values(
-                    rows.iter().map(|r| r.decision),
-                )),
-            ),
-            (
-                "pred",
-                Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.pred))),
-            ),
-        ],
-    )
+    let lead: [(&str, fn(&SvmPrediction) -> &str); 3] = [
+        (SVM_LEAD[0], |r| &r.model),
+        (SVM_LEAD[1], |r| &r.feature),
+        (SVM_LEAD[2], |r| &r.kernel),
+    ];
+    write_table(path, rows, &lead, "decision", |r| Shared {
+        split: r.split,
+        row: r.row,
+        id: &r.id,
+        label: r.label,
+        score: r.decision,
+        pred: r.pred,
+    })
 }
 
 /// Read train_svm's rows; a missing column or an unknown split names the file.
 pub fn read_svm(path: &Path) -> Result<Vec<SvmPrediction>> {
-    let (_, batches) = crate::parquet_io::read_batches(path)?;
-    let mut rows = Vec::new();
-    for b in &batches {
-        let s = |n: &str| column::<StringArray>(path, b, n, "string");
-        let (model, feature, kernel, split, id) = (
-            s("model")?,
-            s("feature")?,
-            s("kernel")?,
-            s("split")?,
-            s("id")?,
-        );
-        let row = column::<UInt32Array>(path, b, "row", "u32")?;
-        let label = column::<UInt8Array>(path, b, "label", "u8")?;
-        let decision = column::<Float64Array>(path, b, "decision", "float")?;
-        let pred = column::<UInt8Array>(path, b, "pred", "u8")?;
-        for i in 0..b.num_rows() {
-            let sp = split.value(i);
-            rows.push(SvmPrediction {
-                model: model.value(i).to_string(),
-                feature: feature.value(i).to_string(),
-                kernel: kernel.value(i).to_string(),
-                split: Split::parse(sp)
-                    .ok_or_else(|| Error::parquet(path, format!("unknown split `{sp}`")))?,
-                row: row.value(i),
-                id: id.value(i).to_string(),
-                label: label.value(i),
-                decision: decision.value(i),
-                pred: pred.value(i),
-            });
+    read_table(path, &SVM_LEAD, "decision", |lead, s| {
+        let [model, feature, kernel]: [String; 3] = lead.try_into().expect("three lead columns");
+        SvmPrediction {
+            model,
+            feature,
+            kernel,
+            split: s.split,
+            row: s.row,
+            id: s.id,
+            label: s.label,
+            decision: s.score,
+            pred: s.pred,
         }
-    }
-    Ok(rows)
+    })
 }
 
 #[cfg(test)]
