@@ -160,6 +160,15 @@ pub struct Study {
 }
 
 impl Study {
+    /// Test accuracy of always answering the larger class (train_svm's `metrics.json`), when
+    /// train_svm ran and the figure is a number.
+    pub fn majority_baseline_test(&self) -> Option<f64> {
+        self.svm_metrics
+            .as_ref()
+            .map(|m| m.majority_baseline.test)
+            .filter(|b| !b.is_nan())
+    }
+
     pub fn stage(&self, name: &str) -> Option<&Manifest> {
         self.stages
             .iter()

@@ -91,12 +91,7 @@ pub(super) fn models(
         ],
         rows,
     );
-    if let Some(b) = s
-        .svm_metrics
-        .as_ref()
-        .map(|m| m.majority_baseline.test)
-        .filter(|b| !b.is_nan())
-    {
+    if let Some(b) = s.majority_baseline_test() {
         cx.doc.p(format!(
             "Always answering the larger class would score {} on test: every model must beat that.",
             pct(b)
@@ -146,12 +141,7 @@ pub(super) fn models(
         format!("study: {}", pct(cx.rp.study.tuned_test_acc)),
         cx.rp.study.tuned_test_acc,
     )];
-    if let Some(b) = s
-        .svm_metrics
-        .as_ref()
-        .map(|m| m.majority_baseline.test)
-        .filter(|b| !b.is_nan())
-    {
+    if let Some(b) = s.majority_baseline_test() {
         refs.push((format!("majority: {}", pct(b)), b));
     }
     if !ci_rows.is_empty() {
