@@ -6,11 +6,12 @@
 
 PIPELINE    ?= seed
 FER2013_DIR ?= data/fer2013
+FERPLUS_DIR ?= data/ferplus
 CARGO       ?= cargo
 # DEVICE=wgpu trains on a GPU (builds train-cnn with --features wgpu).
 DEVICE      ?= cpu
 CARGO_FEATURES := $(if $(filter wgpu,$(DEVICE)),--features fer-train-cnn/wgpu,)
-export FER2013_DIR
+export FER2013_DIR FERPLUS_DIR
 
 A      := artifacts/$(PIPELINE)
 PFILE  := pipelines/$(PIPELINE).toml
@@ -27,6 +28,8 @@ src   = $(shell find crates/$(1)/src crates/$(1)/Cargo.toml crates/$(1)/build.rs
 CORE := $(call src,core) $(call src,codeversion) Cargo.toml Cargo.lock
 # The data folder's class folders change mtime when files are added or removed.
 DATA := $(wildcard $(FER2013_DIR)/fer2013.csv $(FER2013_DIR)/train/* $(FER2013_DIR)/test/*)
+# FERPlus's votes and join (read when present; required by `labels = "ferplus"`).
+DATA += $(wildcard $(FERPLUS_DIR)/fer2013new.csv $(FERPLUS_DIR)/kaggle_fer2013_to_ferplus_rows.csv)
 
 # Build every binary at once (one feature resolution for the whole workspace, the same one
 # `make test` uses, so burn is compiled once), then run one stage on the pipeline.
@@ -130,7 +133,7 @@ clean-cache: ## empty the run cache (FER_CACHE_DIR)
 	rm -rf "$${FER_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/fer-pipeline/runs}"
 
 help: ## this list
-	@echo "make [target] [PIPELINE=seed|full|ci|smoke] [FER2013_DIR=data/fer2013]"
+	@echo "make [target] [PIPELINE=seed|full|ci|smoke] [FER2013_DIR=data/fer2013] [FERPLUS_DIR=data/ferplus]"
 	@echo "  all          every stage of PIPELINE ($(STAGES))"
 	@echo "  ingest       FER2013 -> $(A)/ingest/images.parquet"
 	@echo "  stats        counts, mean/std, histograms, samples, audit -> $(A)/stats/"

@@ -36,6 +36,7 @@ pub fn data(n: usize) -> TensorSet {
             .map(|i| ((i * 7919) % 997) as f32 / 250.0 - 2.0)
             .collect(),
         y: (0..n).map(|i| (i % 2) as u8).collect(),
+        truths: None,
     }
 }
 

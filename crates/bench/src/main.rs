@@ -99,6 +99,8 @@ fn main() -> std::process::ExitCode {
             common: args.clone(),
             args: fer_ingest::IngestArgs {
                 data_dir: cli.data_dir.clone(),
+                ferplus_dir: std::env::var_os("FERPLUS_DIR")
+                    .map_or_else(|| "data/ferplus".into(), Into::into),
             },
         };
         let ip = fer_ingest::Params::from_pipeline(&pf, &icli).expect("ingest params");

@@ -92,6 +92,37 @@ impl Reject {
 }
 
 impl Votes {
+    /// The 10 counts in file order (8 emotions, unknown, NF): `images.parquet`'s
+    /// `ferplus_votes`.
+    pub fn to_bytes(&self) -> [u8; 10] {
+        let mut b = [0u8; 10];
+        b[..8].copy_from_slice(&self.emotions);
+        b[8] = self.unknown;
+        b[9] = self.not_face;
+        b
+    }
+
+    /// The inverse of [`Votes::to_bytes`] (`None` unless exactly 10 bytes).
+    pub fn from_bytes(b: &[u8]) -> Option<Votes> {
+        let b: &[u8; 10] = b.try_into().ok()?;
+        let mut emotions = [0u8; 8];
+        emotions.copy_from_slice(&b[..8]);
+        Some(Votes {
+            emotions,
+            unknown: b[8],
+            not_face: b[9],
+        })
+    }
+
+    /// The votes of one of FER2013's emotions.
+    pub fn of(&self, e: Emotion) -> u8 {
+        let i = EMOTIONS
+            .iter()
+            .position(|x| *x == Some(e))
+            .expect("every FER2013 emotion has a FERPlus column");
+        self.emotions[i]
+    }
+
     /// Happiness' share of the 8 emotion votes (`None` without emotion votes).
     pub fn happy_share(&self) -> Option<f64> {
         let total: u32 = self.emotions.iter().map(|&v| v as u32).sum();

@@ -157,6 +157,33 @@ impl LabelMode {
     }
 }
 
+/// Where a dataset's training target (its `label` column) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelSource {
+    /// FER2013's own label (the folder or the `emotion` code): one annotator.
+    #[default]
+    Fer2013,
+    /// The plurality of FERPlus's 10 annotators (rules in [`crate::ferplus`]).
+    Ferplus,
+}
+
+impl LabelSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabelSource::Fer2013 => "fer2013",
+            LabelSource::Ferplus => "ferplus",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "fer2013" => Some(LabelSource::Fer2013),
+            "ferplus" => Some(LabelSource::Ferplus),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

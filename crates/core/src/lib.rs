@@ -40,7 +40,7 @@ pub mod tensors;
 pub mod transform;
 
 pub use error::{Error, Result};
-pub use label::{BinaryLabel, Emotion, LabelMode};
+pub use label::{BinaryLabel, Emotion, LabelMode, LabelSource};
 pub use manifest::Manifest;
 pub use split::Split;
 

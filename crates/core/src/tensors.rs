@@ -4,7 +4,11 @@
 //! (row-major, already normalized by the fitted transform) and `y`: u8 `[N]` (labels). Row `i`
 //! of a split is the `i`-th row of that split in `index.parquet` (split, row, id, label,
 //! emotion), which carries the ids that safetensors cannot. The header metadata key `fer`
-//! holds a small JSON document (split, label mode, transform hash).
+//! holds a small JSON document (split, label mode, label source, transform hash).
+//!
+//! When the dataset carries FERPlus votes, three more tensors give both truths ([`Truths`]):
+//! `y_fer2013` (u8), `y_ferplus` (u8, [`NO_LABEL`] where FERPlus gives none) and
+//! `happy_share` (f32, happiness' share of the 8 emotion votes, [`NO_SHARE`] without votes).
 
 use crate::error::{Error, IoContext, Result};
 use crate::split::Split;
@@ -12,6 +16,11 @@ use arrow::array::{Array, StringArray, UInt32Array};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::HashMap;
 use std::path::Path;
+
+/// `y_ferplus` of an image FERPlus gives no label.
+pub const NO_LABEL: u8 = u8::MAX;
+/// `happy_share` of an image without FERPlus votes.
+pub const NO_SHARE: f32 = -1.0;
 
 /// A split's images and labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +30,20 @@ pub struct TensorSet {
     pub width: usize,
     /// `n * height * width` values (one channel).
     pub x: Vec<f32>,
+    /// The training target (FER2013's or FERPlus's label, as the dataset says).
     pub y: Vec<u8>,
+    /// Both truths and the soft target, when the dataset has FERPlus votes.
+    pub truths: Option<Truths>,
+}
+
+/// The labels of a split by both truths, row for row with `y`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Truths {
+    pub fer2013: Vec<u8>,
+    /// [`NO_LABEL`] where FERPlus gives none.
+    pub ferplus: Vec<u8>,
+    /// Happiness' share of the 8 emotion votes; [`NO_SHARE`] without votes.
+    pub happy_share: Vec<f32>,
 }
 
 impl TensorSet {
@@ -41,7 +63,24 @@ impl TensorSet {
         let info: HashMap<String, String> = [("fer".to_string(), meta.to_string())]
             .into_iter()
             .collect();
-        let bytes = safetensors::serialize([("x", x), ("y", y)], Some(info)).map_err(bad)?;
+        let mut views = vec![("x", x), ("y", y)];
+        let share: Vec<u8>;
+        if let Some(t) = &self.truths {
+            share = t.happy_share.iter().flat_map(|v| v.to_le_bytes()).collect();
+            views.push((
+                "y_fer2013",
+                TensorView::new(Dtype::U8, vec![self.n], &t.fer2013).map_err(bad)?,
+            ));
+            views.push((
+                "y_ferplus",
+                TensorView::new(Dtype::U8, vec![self.n], &t.ferplus).map_err(bad)?,
+            ));
+            views.push((
+                "happy_share",
+                TensorView::new(Dtype::F32, vec![self.n], &share).map_err(bad)?,
+            ));
+        }
+        let bytes = safetensors::serialize(views, Some(info)).map_err(bad)?;
         std::fs::write(path, bytes).at(path)
     }
 
@@ -78,11 +117,34 @@ impl TensorSet {
                 y.shape()
             )));
         }
-        let xs: Vec<f32> = x
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let f32s = |d: &[u8]| -> Vec<f32> {
+            d.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let xs = f32s(x.data());
+        let truths = if st.names().contains(&"y_fer2013") {
+            let get = |name: &str, dtype: Dtype| {
+                let t = st
+                    .tensor(name)
+                    .map_err(|e| bad(format!("tensor {name}: {e}")))?;
+                if t.dtype() != dtype || t.shape() != [n] {
+                    return Err(bad(format!(
+                        "{name} is {:?} {:?}, expected {dtype:?} [{n}]",
+                        t.dtype(),
+                        t.shape()
+                    )));
+                }
+                Ok(t.data().to_vec())
+            };
+            Some(Truths {
+                fer2013: get("y_fer2013", Dtype::U8)?,
+                ferplus: get("y_ferplus", Dtype::U8)?,
+                happy_share: f32s(&get("happy_share", Dtype::F32)?),
+            })
+        } else {
+            None
+        };
         Ok((
             TensorSet {
                 n,
@@ -90,6 +152,7 @@ impl TensorSet {
                 width: w,
                 x: xs,
                 y: y.data().to_vec(),
+                truths,
             },
             meta,
         ))
@@ -145,6 +208,7 @@ mod tests {
                 0.0, 0.5, -1.0, 1.0, 0.25, 3.5, 7.0, 8.0, 9.0, -0.125, 1e-7, 2.0,
             ],
             y: vec![0, 1],
+            truths: None,
         };
         let d = tempfile::tempdir().unwrap();
         let meta = serde_json::json!({"split": "train"});
@@ -158,5 +222,16 @@ mod tests {
             std::fs::read(d.path().join("a.safetensors")).unwrap(),
             std::fs::read(d.path().join("b.safetensors")).unwrap()
         );
+        let with = TensorSet {
+            truths: Some(Truths {
+                fer2013: vec![0, 1],
+                ferplus: vec![NO_LABEL, 0],
+                happy_share: vec![NO_SHARE, 0.625],
+            }),
+            ..t
+        };
+        with.write(&d.path().join("c.safetensors"), &meta).unwrap();
+        let (back, _) = TensorSet::read(&d.path().join("c.safetensors")).unwrap();
+        assert_eq!(back, with);
     }
 }

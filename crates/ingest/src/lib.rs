@@ -4,16 +4,24 @@
 //! Kaggle image folders (`train/<emotion>/*.jpg|png`, `test/<emotion>/...`) or the original
 //! `fer2013.csv` (`emotion,pixels,Usage`); or nothing, with `source = "synthetic"` (drawn faces).
 //!
+//! With real data it also reads FERPlus (`FERPLUS_DIR`, `--ferplus-dir`, default `data/ferplus`:
+//! `fer2013new.csv` and, for the folders, `kaggle_fer2013_to_ferplus_rows.csv`): required with
+//! `labels = "ferplus"`, used when present otherwise (rules in [`labels`]).
+//!
 //! Writes `artifacts/<pipeline>/ingest/`: `images.parquet` (schema in `fer_core::dataset`; rows
-//! sorted by split then id), `rejects.parquet` (file, reason: what `on_bad = "skip"` left out),
-//! `manifest.json` (counts per split and class, rejects, pool sizes).
+//! sorted by split then id), `rejects.parquet` (file, reason: what `on_bad = "skip"` left out,
+//! and the images FERPlus gives no label under `labels = "ferplus"`), `pretrain.parquet` (with
+//! `pretrain_pool`: the training images outside the sample), `manifest.json` (counts per split
+//! and class, rejects, pool sizes, whether FERPlus labels are available).
 //!
 //! Params (`[ingest]`): `source` (auto|folders|csv|synthetic), `label_mode` (binary|emotion7),
+//! `labels` (fer2013|ferplus: the training target), `pretrain_pool` (seed protocol only),
 //! `protocol` (seed: the study's 2000/2022 train and 200/224 test, or `[ingest.sizes]`; full:
 //! every image), `seed`, `val_fraction` (stratified, carved from train), `on_bad` (error|skip),
 //! `resize` and `resize_filter` (for images that are not 48x48), `[ingest.synthetic]`
 //! (`train_per_class`, `test_per_class`, `noise`).
 
+pub mod labels;
 pub mod params;
 pub mod source;
 pub mod synthetic;
@@ -23,7 +31,7 @@ use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::Manifest;
 use fer_core::pipeline::PipelineFile;
 use fer_core::stage::{Input, Outputs};
-use fer_core::{BinaryLabel, Split};
+use fer_core::{BinaryLabel, LabelSource, Split};
 use params::{IngestParams, IngestSection, OnBad, Protocol, Source};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -60,6 +68,9 @@ pub struct IngestArgs {
     /// The FER2013 folder: Kaggle's train/ and test/ folders, or fer2013.csv.
     #[arg(long, env = "FER2013_DIR", default_value = "data/fer2013")]
     pub data_dir: PathBuf,
+    /// The FERPlus folder: fer2013new.csv and kaggle_fer2013_to_ferplus_rows.csv.
+    #[arg(long, env = "FERPLUS_DIR", default_value = "data/ferplus")]
+    pub ferplus_dir: PathBuf,
 }
 
 /// `fer-ingest`'s command line.
@@ -72,6 +83,7 @@ pub struct Params {
     pub ingest: IngestParams,
     pub common: StageArgs,
     pub data_dir: PathBuf,
+    pub ferplus_dir: PathBuf,
 }
 
 impl Params {
@@ -82,6 +94,7 @@ impl Params {
             ingest: section.validate(pipeline)?,
             common: cli.common.clone(),
             data_dir: cli.args.data_dir.clone(),
+            ferplus_dir: cli.args.ferplus_dir.clone(),
         })
     }
 }
@@ -157,14 +170,26 @@ pub fn run(p: &Params) -> Result<Manifest, IngestError> {
             )
         }
     };
+    let fp_files = match source {
+        Source::Synthetic => None,
+        _ => labels::locate(
+            &p.ferplus_dir,
+            source,
+            p.ingest.labels == LabelSource::Ferplus,
+        )?,
+    };
+    let mut inputs: Vec<Input> = input.into_iter().collect();
+    if let Some(f) = &fp_files {
+        inputs.push(Input {
+            name: "ferplus".into(),
+            path: p.ferplus_dir.clone(),
+            hash: fer_core::hash::hash_tree(&p.ferplus_dir, &f.paths())?,
+        });
+    }
     let params = signature_params_for(p, source);
-    let run = p.common.stage_run(
-        &p.pipeline,
-        STAGE,
-        CODE_VERSION,
-        params,
-        input.into_iter().collect(),
-    );
+    let run = p
+        .common
+        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, inputs);
     let quiet = p.common.quiet;
     run.execute(|dir| {
         let total = if files.is_empty() { 0 } else { files.len() as u64 };
@@ -194,17 +219,43 @@ pub fn run(p: &Params) -> Result<Manifest, IngestError> {
                 },
             });
         }
-        let pool = (loaded.images.len(), loaded.rejects.len());
-        let ds = select(&p.ingest, loaded.images).map_err(|e| match e {
+        let mut fp_rejects = Vec::new();
+        if let Some(f) = &fp_files {
+            fp_rejects = labels::attach(
+                &mut loaded.images,
+                f,
+                p.ingest.label_mode,
+                p.ingest.labels == LabelSource::Ferplus,
+                &p.data_dir,
+            )?;
+        }
+        let pool = (loaded.images.len(), loaded.rejects.len() + fp_rejects.len());
+        let (ds, rest) = select(&p.ingest, loaded.images).map_err(|e| match e {
             IngestError::Params(m) => IngestError::Params(format!("{}: {m}", p.pipeline.path.display())),
             e => e,
         })?;
         let mut out = Outputs::default();
         let rows = ds.write_parquet(&dir.join("images.parquet"))?;
         out.table("images.parquet", rows);
+        if p.ingest.pretrain_pool {
+            let pre = ImageDataset {
+                records: rest
+                    .into_iter()
+                    .map(|r| to_record(&p.ingest, r, Split::Train))
+                    .collect(),
+                ..ds.clone()
+            };
+            out.table("pretrain.parquet", pre.write_parquet(&dir.join("pretrain.parquet"))?);
+        }
+        loaded.rejects.extend(fp_rejects);
+        loaded.rejects.sort_by(|a, b| a.file.cmp(&b.file));
         let rej_rows = write_rejects(&dir.join("rejects.parquet"), &loaded.rejects)?;
         out.table("rejects.parquet", rej_rows);
         out.summary = summary(&ds, source, pool, &loaded.rejects);
+        out.summary["ferplus"] = match &fp_files {
+            Some(_) => "available".into(),
+            None => "not available".into(),
+        };
         if !quiet {
             eprintln!("{}", counts_table(&ds));
         }
@@ -234,6 +285,9 @@ fn synthesize(p: &IngestParams) -> Loaded {
                     usage: "Synthetic".into(),
                     emotion,
                     pixels,
+                    csv_row: None,
+                    ferplus_label: None,
+                    ferplus_votes: None,
                 });
             }
         }
@@ -244,11 +298,40 @@ fn synthesize(p: &IngestParams) -> Loaded {
     }
 }
 
-/// Apply the protocol (sampling) and carve the stratified validation split.
-pub fn select(p: &IngestParams, mut images: Vec<Raw>) -> Result<ImageDataset, IngestError> {
+/// The dataset row of an ingested image: its training target is FER2013's label or FERPlus's,
+/// as `labels` says (an image without a FERPlus label never gets here with `ferplus`).
+fn to_record(p: &IngestParams, r: Raw, split: Split) -> ImageRecord {
+    ImageRecord {
+        label: target(p, &r),
+        id: r.id,
+        split,
+        usage: r.usage,
+        emotion: r.emotion,
+        pixels: r.pixels,
+        source: r.source,
+        ferplus_label: r.ferplus_label,
+        ferplus_votes: r.ferplus_votes,
+    }
+}
+
+fn target(p: &IngestParams, r: &Raw) -> u8 {
+    match (p.labels, r.ferplus_label) {
+        (LabelSource::Ferplus, Some(l)) => l,
+        _ => p.label_mode.label_of(r.emotion),
+    }
+}
+
+/// Apply the protocol (sampling, by FER2013's binary labels whatever the target) and carve the
+/// stratified validation split (by the target). Also returns the training images the seed
+/// protocol left out (the pretraining pool), sorted by id.
+pub fn select(
+    p: &IngestParams,
+    mut images: Vec<Raw>,
+) -> Result<(ImageDataset, Vec<Raw>), IngestError> {
     images.sort_by(|a, b| a.id.cmp(&b.id));
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     let mut chosen: Vec<Raw> = Vec::new();
+    let mut rest: Vec<Raw> = Vec::new();
     for split in [Split::Train, Split::Test] {
         for group in BinaryLabel::ALL {
             let mut pool: Vec<Raw> = images
@@ -274,7 +357,10 @@ pub fn select(p: &IngestParams, mut images: Vec<Raw>) -> Result<ImageDataset, In
                     )));
                 }
                 pool.shuffle(&mut rng);
-                pool.truncate(want);
+                let left = pool.split_off(want);
+                if split == Split::Train {
+                    rest.extend(left);
+                }
             }
             chosen.extend(pool);
         }
@@ -283,21 +369,12 @@ pub fn select(p: &IngestParams, mut images: Vec<Raw>) -> Result<ImageDataset, In
     let mut records: Vec<ImageRecord> = Vec::with_capacity(chosen.len());
     let mut val_rng = ChaCha8Rng::seed_from_u64(p.seed ^ 0x5641_4C5F_5350_4C54);
     let classes = p.label_mode.num_classes() as u8;
-    let to_record = |r: Raw, split: Split| ImageRecord {
-        label: p.label_mode.label_of(r.emotion),
-        id: r.id,
-        split,
-        usage: r.usage,
-        emotion: r.emotion,
-        pixels: r.pixels,
-        source: r.source,
-    };
     let (train, test): (Vec<Raw>, Vec<Raw>) =
         chosen.into_iter().partition(|r| r.split == Split::Train);
     for c in 0..classes {
         let mut group: Vec<Raw> = train
             .iter()
-            .filter(|r| p.label_mode.label_of(r.emotion) == c)
+            .filter(|r| target(p, r) == c)
             .cloned()
             .collect();
         group.sort_by(|a, b| a.id.cmp(&b.id));
@@ -305,18 +382,24 @@ pub fn select(p: &IngestParams, mut images: Vec<Raw>) -> Result<ImageDataset, In
         let n_val = (group.len() as f64 * p.val_fraction).round() as usize;
         for (i, r) in group.into_iter().enumerate() {
             records.push(to_record(
+                p,
                 r,
                 if i < n_val { Split::Val } else { Split::Train },
             ));
         }
     }
-    records.extend(test.into_iter().map(|r| to_record(r, Split::Test)));
+    records.extend(test.into_iter().map(|r| to_record(p, r, Split::Test)));
     records.sort_by(|a, b| (a.split, &a.id).cmp(&(b.split, &b.id)));
-    Ok(ImageDataset {
-        side: fer_core::IMAGE_SIDE,
-        label_mode: p.label_mode,
-        records,
-    })
+    rest.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok((
+        ImageDataset {
+            side: fer_core::IMAGE_SIDE,
+            label_mode: p.label_mode,
+            labels: p.labels,
+            records,
+        },
+        rest,
+    ))
 }
 
 fn write_rejects(path: &std::path::Path, rejects: &[Reject]) -> fer_core::Result<usize> {

@@ -1,7 +1,7 @@
 //! `[ingest]` params: the raw TOML section and its validated form.
 
-use fer_core::LabelMode;
 use fer_core::pipeline::PipelineFile;
+use fer_core::{LabelMode, LabelSource};
 use serde::{Deserialize, Serialize};
 
 /// The `[ingest]` section as written (every key optional).
@@ -12,6 +12,12 @@ pub struct IngestSection {
     pub source: String,
     /// `binary` (happy vs the six others) or `emotion7`.
     pub label_mode: String,
+    /// The training target: `fer2013` (the folder or CSV code) or `ferplus` (the plurality of
+    /// FERPlus's 10 votes; the sample is still drawn by FER2013's labels).
+    pub labels: String,
+    /// Seed protocol only: also write `pretrain.parquet`, the FER2013 training images outside
+    /// the sample (never a test image), for `pretrain_epochs` in train-cnn.
+    pub pretrain_pool: bool,
     /// `seed` (the study's sizes, or `[ingest.sizes]`) or `full` (every image).
     pub protocol: String,
     pub seed: u64,
@@ -72,6 +78,8 @@ impl Default for IngestSection {
         IngestSection {
             source: "auto".into(),
             label_mode: "binary".into(),
+            labels: "fer2013".into(),
+            pretrain_pool: false,
             protocol: "seed".into(),
             seed: 42,
             val_fraction: 0.1,
@@ -112,6 +120,9 @@ pub enum OnBad {
 pub struct IngestParams {
     pub source: Source,
     pub label_mode: LabelMode,
+    pub labels: LabelSource,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pretrain_pool: bool,
     pub protocol: Protocol,
     pub seed: u64,
     pub val_fraction: f64,
@@ -148,6 +159,21 @@ impl IngestSection {
                 ),
             )
         })?;
+        let labels = LabelSource::parse(&self.labels).ok_or_else(|| {
+            err(
+                "labels",
+                format!(
+                    "unknown label source `{}` (expected fer2013 or ferplus)",
+                    self.labels
+                ),
+            )
+        })?;
+        if labels == LabelSource::Ferplus && source == Source::Synthetic {
+            return Err(err(
+                "labels",
+                "synthetic faces have no FERPlus votes (use labels = \"fer2013\")".into(),
+            ));
+        }
         let protocol = match (self.protocol.as_str(), self.sizes) {
             ("seed", s) => Protocol::Seed(s.unwrap_or(Sizes::STUDY)),
             ("full", None) => Protocol::Full,
@@ -171,6 +197,13 @@ impl IngestSection {
                 || s.test_not_happy == 0)
         {
             return Err(err("sizes", "every size must be at least 1".into()));
+        }
+        if self.pretrain_pool && protocol == Protocol::Full {
+            return Err(err(
+                "pretrain_pool",
+                "protocol = \"full\" trains on every image: there is no pool outside the sample"
+                    .into(),
+            ));
         }
         if !(self.val_fraction >= 0.0 && self.val_fraction < 1.0) {
             return Err(err(
@@ -213,6 +246,8 @@ impl IngestSection {
         Ok(IngestParams {
             source,
             label_mode,
+            labels,
+            pretrain_pool: self.pretrain_pool,
             protocol,
             seed: self.seed,
             val_fraction: self.val_fraction,

@@ -18,6 +18,11 @@ pub struct Raw {
     pub emotion: Emotion,
     pub pixels: Vec<u8>,
     pub source: String,
+    /// `fer2013.csv`'s data row (0-based; FERPlus's row of the image), `None` for files.
+    pub csv_row: Option<usize>,
+    /// Filled by [`crate::labels::attach`]: FERPlus's label and votes.
+    pub ferplus_label: Option<u8>,
+    pub ferplus_votes: Option<fer_core::ferplus::Votes>,
 }
 
 /// A file or row that could not be used, and why.
@@ -166,6 +171,9 @@ pub fn read_folders(
                         emotion: *emotion,
                         pixels,
                         source: rel,
+                        csv_row: None,
+                        ferplus_label: None,
+                        ferplus_votes: None,
                     }
                 });
             progress.inc(1);
@@ -271,6 +279,9 @@ pub fn read_csv(path: &Path, progress: &indicatif::ProgressBar) -> Result<Loaded
                     emotion,
                     pixels,
                     source: format!("fer2013.csv:{line}"),
+                    csv_row: Some(i),
+                    ferplus_label: None,
+                    ferplus_votes: None,
                 })
             })()
             .map_err(reject);

@@ -329,6 +329,7 @@ mod tests {
                 .map(|i| ((i * 31) % 97) as f32 / 97.0)
                 .collect(),
             y: vec![0, 1],
+            truths: None,
         };
         let x = extract(FeatureKind::Hog, &HogParams::default(), (0.0, 1.0), &images).unwrap();
         assert_eq!(x.dim(), (2, 900));

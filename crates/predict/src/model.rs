@@ -195,6 +195,7 @@ impl Scorer {
             width: side,
             x,
             y: vec![0; n],
+            truths: None,
         };
         match &self.inner {
             Inner::Cnn { net, device, happy } => {

@@ -62,6 +62,7 @@ fn no_detect_reproduces_train_cnn_predictions_exactly() {
         width: 48,
         x,
         y: vec![0; n],
+        truths: None,
     };
     let want = fer_models::score::predict(&net, &set, 16, true, &Device::flex());
     let rows = run_jsonl(

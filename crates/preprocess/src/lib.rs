@@ -5,7 +5,10 @@
 //! Writes `artifacts/<pipeline>/preprocess/`: `transform.json` (the fitted
 //! `fer_core::transform::Transform`: size, resize filter, denoise, equalization, normalization
 //! constants), `{train,val,test}.safetensors` (`x` f32 `[N,1,H,W]`, `y` u8 `[N]`; layout in
-//! `fer_core::tensors`) and `index.parquet` (split, row, id, label, emotion).
+//! `fer_core::tensors`; with FERPlus votes also `y_fer2013`, `y_ferplus` and `happy_share`) and
+//! `index.parquet` (split, row, id, label, emotion). When ingest wrote a pretraining pool
+//! (`pretrain.parquet`), also `pretrain.safetensors`, with the same transform (fitted on train
+//! only, never on the pool).
 //!
 //! Params (`[preprocess]`): `size` (48), `resize_filter` (triangle), `normalization`
 //! (`unit` [0,1] | `symmetric` [-1,1] | `standardize`, mean/std of train), `denoise`
@@ -19,7 +22,7 @@ use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::Manifest;
 use fer_core::pipeline::PipelineFile;
 use fer_core::stage::{Input, Outputs};
-use fer_core::tensors::TensorSet;
+use fer_core::tensors::{NO_LABEL, NO_SHARE, TensorSet, Truths};
 use fer_core::transform::{Denoise, Equalize, Normalization, Transform, filter_by_name};
 use image::GrayImage;
 use rayon::prelude::*;
@@ -233,12 +236,31 @@ pub fn tensors(ds: &ImageDataset, t: &Transform, split: Split) -> TensorSet {
         .par_iter()
         .flat_map_iter(|r| t.apply(&gray(r, ds.side)))
         .collect();
+    let truths = ds.has_ferplus().then(|| Truths {
+        fer2013: rows
+            .iter()
+            .map(|r| r.fer2013_label(ds.label_mode))
+            .collect(),
+        ferplus: rows
+            .iter()
+            .map(|r| r.ferplus_label.unwrap_or(NO_LABEL))
+            .collect(),
+        happy_share: rows
+            .iter()
+            .map(|r| {
+                r.ferplus_votes
+                    .and_then(|v| v.happy_share())
+                    .map_or(NO_SHARE, |s| s as f32)
+            })
+            .collect(),
+    });
     TensorSet {
         n: rows.len(),
         height: t.size as usize,
         width: t.size as usize,
         x,
         y: rows.iter().map(|r| r.label).collect(),
+        truths,
     }
 }
 
@@ -253,13 +275,24 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, PreprocessError
 pub fn run(p: &Params) -> Result<Manifest, PreprocessError> {
     let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "ingest")?;
     let images = input.path.join("images.parquet");
+    let pool = input.path.join("pretrain.parquet");
     let params = signature_params(p)?;
     let run = p
         .common
         .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
     run.execute(|dir| {
         let ds = ImageDataset::read_parquet(&images)?;
-        compute(&ds, &p.preprocess, dir, p.common.quiet)
+        let mut out = compute(&ds, &p.preprocess, dir, p.common.quiet)?;
+        if pool.is_file() {
+            let pre = ImageDataset::read_parquet(&pool)?;
+            let t = Transform::load(&dir.join("transform.json"))?;
+            let ts = tensors(&pre, &t, Split::Train);
+            let meta = serde_json::json!({"split": "pretrain", "label_mode": pre.label_mode.as_str(), "labels": pre.labels.as_str()});
+            ts.write(&dir.join("pretrain.safetensors"), &meta)?;
+            out.table("pretrain.safetensors", ts.n);
+            out.summary["rows"]["pretrain"] = ts.n.into();
+        }
+        Ok(out)
     })
 }
 
@@ -279,7 +312,7 @@ pub fn compute(
     for split in Split::ALL {
         let ts = tensors(ds, &t, split);
         let file = format!("{split}.safetensors");
-        let meta = serde_json::json!({"split": split.as_str(), "label_mode": ds.label_mode.as_str(), "transform": thash});
+        let meta = serde_json::json!({"split": split.as_str(), "label_mode": ds.label_mode.as_str(), "labels": ds.labels.as_str(), "transform": thash});
         ts.write(&dir.join(&file), &meta)?;
         out.table(&file, ts.n);
         counts.insert(split.as_str().into(), ts.n.into());

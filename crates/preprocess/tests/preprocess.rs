@@ -80,12 +80,15 @@ fn dataset() -> ImageDataset {
                 label: LabelMode::Binary.label_of(emotion),
                 pixels: pattern(n),
                 source: format!("fixture/{n}"),
+                ferplus_label: None,
+                ferplus_votes: None,
             });
         }
     }
     ImageDataset {
         side: IMAGE_SIDE,
         label_mode: LabelMode::Binary,
+        labels: fer_core::LabelSource::Fer2013,
         records,
     }
 }

@@ -267,12 +267,15 @@ impl Fixture {
                     label: LabelMode::Binary.label_of(e),
                     pixels: pixels(i as u32 + 100 * split as u32),
                     source: "fixture".into(),
+                    ferplus_label: None,
+                    ferplus_votes: None,
                 });
             }
         }
         let ds = ImageDataset {
             side: IMAGE_SIDE,
             label_mode: LabelMode::Binary,
+            labels: fer_core::LabelSource::Fer2013,
             records,
         };
         let n = ds.write_parquet(&dir.join("images.parquet")).unwrap();

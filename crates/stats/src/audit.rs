@@ -332,6 +332,8 @@ mod tests {
             label: 0,
             pixels,
             source: id.into(),
+            ferplus_label: None,
+            ferplus_votes: None,
         }
     }
 

@@ -66,6 +66,8 @@ fn record(id: &str, split: Split, emotion: Emotion, pixels: Vec<u8>) -> ImageRec
         label: LabelMode::Binary.label_of(emotion),
         pixels,
         source: format!("fixture/{id}"),
+        ferplus_label: None,
+        ferplus_votes: None,
     }
 }
 
@@ -99,6 +101,7 @@ fn binary(records: Vec<ImageRecord>) -> ImageDataset {
     ImageDataset {
         side: IMAGE_SIDE,
         label_mode: LabelMode::Binary,
+        labels: fer_core::LabelSource::Fer2013,
         records,
     }
 }

@@ -47,6 +47,7 @@ fn faces(n: usize, side: usize, seed: u64) -> TensorSet {
         width: side,
         x,
         y,
+        truths: None,
     }
 }
 

@@ -83,6 +83,7 @@ fn split(n_per_class: usize, seed: u64) -> TensorSet {
         width: 48,
         x,
         y,
+        truths: None,
     }
 }
 
