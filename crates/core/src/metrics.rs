@@ -33,6 +33,50 @@ pub struct Metrics {
     pub roc_auc: Option<f64>,
 }
 
+/// Test metrics against both truths, when the data carries FERPlus votes: FER2013's labels
+/// (one annotator; the study's figures) and FERPlus's (the plurality of 10), side by side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ByTruth {
+    pub fer2013: Metrics,
+    /// On the images FERPlus gives a label.
+    pub ferplus: Metrics,
+    /// Images left out of `ferplus` (FERPlus gives them no label: tie, unknown, not a face...).
+    pub ferplus_excluded: u64,
+    /// How often the two truths disagree on the images both label (the label noise).
+    pub disagreement: f64,
+    /// Balanced accuracy of FERPlus's labels read as predictions of FER2013's: what a model
+    /// that matched FERPlus exactly would score against FER2013 (the label-noise ceiling).
+    pub ferplus_ceiling_balanced_accuracy: f64,
+}
+
+/// [`ByTruth`] of predictions `pred` (with per-class `scores` for ROC AUC) against a split's
+/// truths (`fer_core::tensors::Truths`: `fer2013`, and `ferplus` with `no_label` for none).
+pub fn by_truth(
+    fer2013: &[u8],
+    ferplus: &[u8],
+    no_label: u8,
+    pred: &[u8],
+    class_names: &[&str],
+    scores: Option<&[Vec<f64>]>,
+) -> ByTruth {
+    let keep: Vec<usize> = (0..ferplus.len())
+        .filter(|&i| ferplus[i] != no_label)
+        .collect();
+    let pick = |v: &[u8]| keep.iter().map(|&i| v[i]).collect::<Vec<u8>>();
+    let kept_scores: Option<Vec<Vec<f64>>> =
+        scores.map(|s| keep.iter().map(|&i| s[i].clone()).collect());
+    let (fp, f13) = (pick(ferplus), pick(fer2013));
+    let differ = fp.iter().zip(&f13).filter(|(a, b)| a != b).count();
+    ByTruth {
+        fer2013: classification_metrics(fer2013, pred, class_names, scores),
+        ferplus: classification_metrics(&fp, &pick(pred), class_names, kept_scores.as_deref()),
+        ferplus_excluded: (ferplus.len() - keep.len()) as u64,
+        disagreement: div(differ as f64, keep.len() as f64),
+        ferplus_ceiling_balanced_accuracy: classification_metrics(&f13, &fp, class_names, None)
+            .balanced_accuracy,
+    }
+}
+
 fn div(a: f64, b: f64) -> f64 {
     if b == 0.0 { 0.0 } else { a / b }
 }

@@ -225,6 +225,7 @@ impl Fixture {
         let mut c = Command::new(BIN);
         c.current_dir(self.tmp.path())
             .env_remove("FER2013_DIR")
+            .env_remove("FERPLUS_DIR")
             .env_remove("FER_ARTIFACTS")
             .env_remove("FER_CACHE_DIR")
             .arg("--pipeline")
@@ -716,4 +717,235 @@ fn rerun_is_up_to_date_and_a_fresh_folder_restores_from_cache() {
         f.stage_in(&b, &p).images_bytes(),
         f.stage_in(&a, &p).images_bytes()
     );
+}
+
+// ---- FERPlus labels -----------------------------------------------------------------------
+
+/// FERPlus's column of a Kaggle emotion folder (neutral, happiness, surprise, sadness, anger,
+/// disgust, fear, contempt, unknown, NF).
+fn ferplus_column(emotion: &str) -> usize {
+    match emotion {
+        "neutral" => 0,
+        "happy" => 1,
+        "surprise" => 2,
+        "sad" => 3,
+        "angry" => 4,
+        "disgust" => 5,
+        "fear" => 6,
+        e => panic!("no FERPlus column for {e}"),
+    }
+}
+
+/// The votes of POOL's file `n` (FERPlus row `n`): agreeing with its folder (8 votes, 2 for
+/// neutral), except the cases the rules are about.
+fn fixture_votes(n: usize, emotion: &str) -> [u8; 10] {
+    let mut v = [0u8; 10];
+    match n {
+        0 => (v[1], v[0]) = (4, 4),          // happiness tied with neutral: tie
+        1 => (v[1], v[9]) = (4, 6),          // not a face
+        2 => (v[1], v[8], v[0]) = (3, 5, 2), // unknown
+        12 => (v[1], v[3]) = (7, 3),         // FER2013 says sad, FERPlus happy
+        13 => (v[7], v[3]) = (6, 4),         // contempt wins outright
+        14 => (v[7], v[3]) = (3, 5),         // contempt votes, sadness wins
+        _ => {
+            v[ferplus_column(emotion)] += 8;
+            v[0] += 2;
+        }
+    }
+    v
+}
+
+impl Fixture {
+    /// `ferplus/` for the POOL folders: `fer2013new.csv` (row n = file n) and the join, where
+    /// file 3 has no row, file 4 two disagreeing candidates (4 and 40) and file 5 two agreeing
+    /// ones (5 and 6).
+    fn ferplus(&self, pool: &[(&str, &str, usize)]) -> PathBuf {
+        let dir = self.path("ferplus");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut votes = vec![fer_core::ferplus::VOTES_HEADER.to_string()];
+        let mut join = vec![fer_core::ferplus::JOIN_HEADER.to_string()];
+        let mut n = 0;
+        for &(split, emotion, count) in pool {
+            let usage = if split == "train" {
+                "Training"
+            } else {
+                "PublicTest"
+            };
+            for _ in 0..count {
+                let v = fixture_votes(n, emotion).map(|c| c.to_string()).join(",");
+                votes.push(format!("{usage},fer{n:07}.png,{v}"));
+                let path = format!("{split}/{emotion}/{usage}_{n:05}.jpg");
+                match n {
+                    3 => {}
+                    4 => join.push(format!("{path},{usage},,2,4;40,0.0")),
+                    5 => join.push(format!("{path},{usage},,2,5;6,0.0")),
+                    _ => join.push(format!("{path},{usage},{n},1,{n},0.0")),
+                }
+                n += 1;
+            }
+        }
+        std::fs::write(dir.join("fer2013new.csv"), votes.join("\n") + "\n").unwrap();
+        std::fs::write(
+            dir.join("kaggle_fer2013_to_ferplus_rows.csv"),
+            join.join("\n") + "\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    fn run_ferplus(&self, pipeline: &Path, ferplus: &Path) -> Outcome {
+        Outcome::of(
+            self.command(pipeline, &self.artifacts())
+                .args(["--cache-dir", "off", "--quiet", "--data-dir"])
+                .arg(self.data())
+                .arg("--ferplus-dir")
+                .arg(ferplus),
+        )
+    }
+}
+
+fn record<'a>(ds: &'a ImageDataset, id: &str) -> &'a fer_core::dataset::ImageRecord {
+    ds.records
+        .iter()
+        .find(|r| r.id == id)
+        .unwrap_or_else(|| panic!("no image `{id}`"))
+}
+
+#[test]
+fn ferplus_labels_follow_the_rules_and_rejects_name_the_reason() {
+    let f = Fixture::new();
+    f.folders(POOL);
+    let fp = f.ferplus(POOL);
+    let p = f.pipeline("p", &format!("{FOLDERS_FULL}labels = \"ferplus\"\n"));
+    f.run_ferplus(&p, &fp).ok();
+    let stage = f.stage(&p);
+    let rejects = stage.rejects();
+    let want = [
+        ("Training_00000.jpg", "ferplus: tie"),
+        ("Training_00001.jpg", "ferplus: not a face"),
+        ("Training_00002.jpg", "ferplus: unknown"),
+        ("Training_00003.jpg", "ferplus: no join row"),
+        ("Training_00004.jpg", "ferplus: ambiguous join"),
+    ];
+    assert_eq!(rejects.len(), want.len(), "{rejects:?}");
+    for (file, reason) in want {
+        assert!(
+            rejects
+                .iter()
+                .any(|(f, r)| f.ends_with(&format!("train/happy/{file}")) && r == reason),
+            "{file}: {reason} not in {rejects:?}"
+        );
+    }
+    let ds = stage.images();
+    assert_eq!(ds.records.len(), POOL_FILES - 5);
+    assert_eq!(ds.labels, fer_core::LabelSource::Ferplus);
+    // Agreeing duplicates keep their label; FERPlus overrides FER2013's sad; contempt counts
+    // as not happy in binary mode.
+    let dup = record(&ds, "happy/Training_00005");
+    assert_eq!((dup.label, dup.ferplus_label), (0, Some(0)));
+    assert!(dup.ferplus_votes.is_some());
+    let flipped = record(&ds, "sad/Training_00012");
+    assert_eq!((flipped.emotion, flipped.label), (Emotion::Sad, 0));
+    assert_eq!(record(&ds, "sad/Training_00013").label, 1);
+    assert_eq!(stage.manifest().summary["ferplus"], "available");
+}
+
+#[test]
+fn ferplus_contempt_under_emotion7_is_rejected_only_when_it_wins() {
+    let f = Fixture::new();
+    f.folders(POOL);
+    let fp = f.ferplus(POOL);
+    let ingest = FOLDERS_FULL.replace("binary", "emotion7") + "labels = \"ferplus\"\n";
+    let p = f.pipeline("p", &ingest);
+    f.run_ferplus(&p, &fp).ok();
+    let stage = f.stage(&p);
+    let rejects = stage.rejects();
+    assert!(
+        rejects
+            .iter()
+            .any(|(f, r)| f.ends_with("train/sad/Training_00013.jpg") && r == "ferplus: contempt"),
+        "{rejects:?}"
+    );
+    let ds = stage.images();
+    assert_eq!(record(&ds, "sad/Training_00014").label, Emotion::Sad.code());
+    assert_eq!(
+        record(&ds, "sad/Training_00012").label,
+        Emotion::Happy.code()
+    );
+}
+
+#[test]
+fn fer2013_labels_keep_every_image_and_carry_ferplus_beside() {
+    let f = Fixture::new();
+    f.folders(POOL);
+    let fp = f.ferplus(POOL);
+    let p = f.pipeline("p", FOLDERS_FULL);
+    f.run_ferplus(&p, &fp).ok();
+    let stage = f.stage(&p);
+    assert!(stage.rejects().is_empty());
+    let ds = stage.images();
+    assert_eq!(ds.records.len(), POOL_FILES);
+    let flipped = record(&ds, "sad/Training_00012");
+    assert_eq!((flipped.label, flipped.ferplus_label), (1, Some(0)));
+    let tie = record(&ds, "happy/Training_00000");
+    assert_eq!(tie.ferplus_label, None);
+    assert_eq!(tie.ferplus_votes.map(|v| v.emotions[1]), Some(4));
+    assert_eq!(record(&ds, "happy/Training_00003").ferplus_votes, None);
+    // Without the FERPlus folder the same run has no FERPlus figures.
+    let q = f.pipeline("q", FOLDERS_FULL);
+    f.run_ferplus(&q, &f.path("nowhere")).ok();
+    assert!(!f.stage(&q).images().has_ferplus());
+    assert_eq!(f.stage(&q).manifest().summary["ferplus"], "not available");
+}
+
+#[test]
+fn ferplus_rows_follow_csv_row_positions() {
+    let f = Fixture::new();
+    f.csv(&csv_lines());
+    let dir = f.path("ferplus");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Row 0: a tie; every other row: happiness alone on top, so every kept image is happy.
+    let mut votes = vec![fer_core::ferplus::VOTES_HEADER.to_string()];
+    for i in 0..csv_rows().len() {
+        let v = if i == 0 { "4,4" } else { "1,9" };
+        votes.push(format!("Training,fer{i:07}.png,{v},0,0,0,0,0,0,0,0"));
+    }
+    std::fs::write(dir.join("fer2013new.csv"), votes.join("\n") + "\n").unwrap();
+    let p = f.pipeline(
+        "p",
+        "source = \"csv\"\nprotocol = \"full\"\nval_fraction = 0.25\nlabels = \"ferplus\"\n",
+    );
+    f.run_ferplus(&p, &dir).ok();
+    let stage = f.stage(&p);
+    let rejects = stage.rejects();
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert!(rejects[0].0.ends_with("fer2013.csv: row 0"), "{rejects:?}");
+    assert_eq!(rejects[0].1, "ferplus: tie");
+    let ds = stage.images();
+    assert_eq!(ds.records.len(), csv_rows().len() - 1);
+    assert!(ds.records.iter().all(|r| r.label == 0));
+}
+
+#[test]
+fn ferplus_bad_options_exit_2_naming_the_key_or_file() {
+    let f = Fixture::new();
+    f.folders(POOL);
+    let p = f.pipeline("p", &format!("{FOLDERS_FULL}labels = \"ferpluss\"\n"));
+    f.run(&p)
+        .error(&["[ingest]", "labels", "unknown label source `ferpluss`"]);
+    let q = f.pipeline("q", &format!("{FOLDERS_FULL}labels = \"ferplus\"\n"));
+    let missing = f.path("no-ferplus");
+    f.run_ferplus(&q, &missing).error(&[
+        &show(&missing.join("fer2013new.csv")),
+        "not found",
+        "FERPLUS_DIR",
+    ]);
+    // The votes are there but the join to the folders is not.
+    let fp = f.ferplus(POOL);
+    std::fs::remove_file(fp.join("kaggle_fer2013_to_ferplus_rows.csv")).unwrap();
+    f.run_ferplus(&q, &fp)
+        .error(&["kaggle_fer2013_to_ferplus_rows.csv", "not found"]);
+    let s = f.pipeline("s", "source = \"synthetic\"\nlabels = \"ferplus\"\n");
+    f.run(&s)
+        .error(&["labels", "synthetic faces have no FERPlus votes"]);
 }

@@ -35,8 +35,37 @@ pub fn save_weights(model: &Net, path: &Path) -> Result<(), ModelError> {
         })
 }
 
+/// Save a model's weights in PyTorch's layout (BatchNorm `weight`/`bias`, Linear weights
+/// `[out, in]`), the layout [`load_pytorch`] and `init` read.
+pub fn save_pytorch(model: &Net, path: &Path) -> Result<(), ModelError> {
+    let mut store = SafetensorsStore::from_file(path)
+        .overwrite(true)
+        .with_to_adapter(burn::store::BurnToPyTorchAdapter);
+    model
+        .save_into(&mut store)
+        .map_err(|e| ModelError::Checkpoint {
+            path: path.display().to_string(),
+            message: format!("cannot save weights: {e}"),
+        })
+}
+
+/// Rebuild a model from its config and load weights in PyTorch's layout (a file someone
+/// trained elsewhere, or [`save_pytorch`]'s), checking nothing is missing.
+pub fn load_pytorch(cfg: &ModelConfig, path: &Path, device: &Device) -> Result<Net, ModelError> {
+    load_with(cfg, path, device, true)
+}
+
 /// Rebuild a model from its config and load its weights, checking nothing is missing.
 pub fn load_weights(cfg: &ModelConfig, path: &Path, device: &Device) -> Result<Net, ModelError> {
+    load_with(cfg, path, device, false)
+}
+
+fn load_with(
+    cfg: &ModelConfig,
+    path: &Path,
+    device: &Device,
+    pytorch: bool,
+) -> Result<Net, ModelError> {
     let bad = |m: String| ModelError::Checkpoint {
         path: path.display().to_string(),
         message: m,
@@ -46,15 +75,31 @@ pub fn load_weights(cfg: &ModelConfig, path: &Path, device: &Device) -> Result<N
     }
     let mut model = cfg.init(device);
     let mut store = SafetensorsStore::from_file(path);
+    if pytorch {
+        store = store.with_from_adapter(burn::store::PyTorchToBurnAdapter);
+    }
     let r = model
         .load_from(&mut store)
         .map_err(|e| bad(format!("corrupt or incompatible checkpoint: {e}")))?;
-    if !r.missing.is_empty() || !r.errors.is_empty() {
+    if !r.missing.is_empty() || !r.errors.is_empty() || !r.unused.is_empty() {
         return Err(bad(format!(
-            "checkpoint does not fit a `{}` model: {} tensors missing, {} errors",
+            "checkpoint does not fit a `{}` model: {} tensors missing{}, {} not in the model{}, {} errors{}",
             cfg.arch,
             r.missing.len(),
-            r.errors.len()
+            r.missing
+                .first()
+                .map(|m| format!(" (first: `{}`)", m.0))
+                .unwrap_or_default(),
+            r.unused.len(),
+            r.unused
+                .first()
+                .map(|m| format!(" (first: `{m}`)"))
+                .unwrap_or_default(),
+            r.errors.len(),
+            r.errors
+                .first()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
         )));
     }
     Ok(model)

@@ -385,6 +385,7 @@ impl Fixture {
                 inference_images_per_second: 5000.0,
                 val: metrics_of(&s.val, 0.5, false),
                 test: metrics_of(&s.test, 0.5, false),
+                test_by_truth: None,
             });
             all.push((name.to_string(), s));
         }
@@ -491,6 +492,7 @@ impl Fixture {
                 val: metrics_of(&s.val, 0.5, true),
                 test: metrics_of(&s.test, 0.5, true),
             },
+            test_by_truth: None,
             tune: None,
         };
         write_json(

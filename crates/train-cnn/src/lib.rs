@@ -1,7 +1,8 @@
 //! Stage `train_cnn`: the study's CNNs reproduced in burn, and ours.
 //!
 //! Reads `artifacts/<pipeline>/preprocess/` (`{train,val,test}.safetensors`, `transform.json`,
-//! `index.parquet`).
+//! `index.parquet`, and `pretrain.safetensors` for `pretrain_epochs`) and the `init` weights
+//! files models name (hashed as inputs).
 //!
 //! Writes `artifacts/<pipeline>/train_cnn/<model>/` for every model: `model.safetensors` (the
 //! best checkpoint by validation loss, written by burn-store), `model.json` (the
@@ -10,7 +11,9 @@
 //! train/val loss and accuracy, learning rate, seconds), `predictions.parquet` (split, row, id,
 //! label, p_happy, pred for val and test) and `metrics.json` (`fer_core::metrics` for val and
 //! test, parameter count, MACs, training time, inference images/second); and a top-level
-//! `metrics.json` over all models. While training, checkpoints live in
+//! `metrics.json` over all models; with `pretrain_epochs`, also `<model>/pretrain_epochs.parquet`
+//! (the epochs on the pretraining pool). With FERPlus votes, every model's test figures are
+//! also given against both truths (`test_by_truth`). While training, checkpoints live in
 //! `artifacts/<pipeline>/.train_cnn.resume/<signature>/`: an interrupted run continues from
 //! the last finished epoch.
 //!
@@ -27,6 +30,7 @@
 //! [`model`], [`ModelArtifact`], [`device`]); the files it writes follow core's schemas
 //! (`fer_core::schema`).
 
+pub mod loss;
 pub mod settings;
 pub mod train;
 
@@ -112,9 +116,18 @@ pub fn run(p: &Params) -> Result<Manifest, TrainCnnError> {
     let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
     let dir_in = input.path.clone();
     let params = signature_params(p)?;
+    let mut inputs = vec![input];
+    for s in p.train.models.iter().filter(|s| !s.init.is_empty()) {
+        let path = PathBuf::from(&s.init);
+        inputs.push(Input {
+            name: format!("init:{}", s.name),
+            hash: fer_core::hash::hash_file(&path)?,
+            path,
+        });
+    }
     let run = p
         .common
-        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
+        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, inputs);
     let resume: PathBuf = p
         .common
         .artifacts
@@ -159,7 +172,22 @@ pub fn compute(
             pb.set_position(pos);
             pb.set_message(msg.to_string());
         };
-        let trained = train::train(&s, train, val, &aug, device, &resume.join(&s.name), &report)?;
+        let mut fine = s.clone();
+        if s.pretrain_epochs > 0 {
+            let pre = pretrain(&s, &data, &aug, device, resume, &report)?;
+            epochs::write(&mdir.join("pretrain_epochs.parquet"), &pre.1)?;
+            out.table(&format!("{}/pretrain_epochs.parquet", s.name), pre.1.len());
+            fine.init = pre.0.display().to_string();
+        }
+        let trained = train::train(
+            &fine,
+            train,
+            val,
+            &aug,
+            device,
+            &resume.join(&s.name),
+            &report,
+        )?;
         pb.finish_and_clear();
         let info = export_model(&trained, &s, &cfg, &data, device, &mdir)?;
         for f in ["model.safetensors", "model.json", "metrics.json"] {
@@ -208,12 +236,50 @@ pub fn compute(
     Ok(out)
 }
 
+/// Train `s` on the pretraining pool for `pretrain_epochs` (best epoch by the sample's val
+/// loss), and save its weights where `init` reads them: returns that file and the epochs.
+pub fn pretrain(
+    s: &TrainSettings,
+    data: &Prepared,
+    aug: &fer_augment::Augmenter,
+    device: &Device,
+    resume: &Path,
+    report: &dyn Fn(&str, u64, u64),
+) -> Result<(PathBuf, Vec<epochs::EpochRow>), TrainCnnError> {
+    let pool = data.pretrain.as_ref().ok_or_else(|| {
+        TrainCnnError::Data(format!(
+            "{}: pretrain_epochs = {} needs a pretraining pool: set [ingest] pretrain_pool = true",
+            s.name, s.pretrain_epochs
+        ))
+    })?;
+    let name = format!("{}-pretrain", s.name);
+    let ps = TrainSettings {
+        name: name.clone(),
+        epochs: s.pretrain_epochs,
+        pretrain_epochs: 0,
+        ..s.clone()
+    };
+    let pre = train::train(
+        &ps,
+        pool,
+        &data.val,
+        aug,
+        device,
+        &resume.join(&name),
+        report,
+    )?;
+    let file = resume.join(&name).join("pretrained.safetensors");
+    fer_models::checkpoint::save_pytorch(&pre.model, &file)?;
+    Ok((file, pre.state.epochs))
+}
+
 /// What `preprocess` wrote, loaded once: the three splits, their ids, the fitted transform
-/// and the class names (from the label mode).
+/// and the class names (from the label mode), and the pretraining pool if there is one.
 pub struct Prepared {
     pub train: TensorSet,
     pub val: TensorSet,
     pub test: TensorSet,
+    pub pretrain: Option<TensorSet>,
     pub ids: [Vec<String>; 3],
     pub transform: Transform,
     pub class_names: Vec<String>,
@@ -243,6 +309,11 @@ impl Prepared {
         let (val, _) = TensorSet::read(&dir_in.join("val.safetensors"))?;
         let (test, _) = TensorSet::read(&dir_in.join("test.safetensors"))?;
         let ids = fer_core::tensors::read_ids(&dir_in.join("index.parquet"))?;
+        let pool = dir_in.join("pretrain.safetensors");
+        let pretrain = match pool.is_file() {
+            true => Some(TensorSet::read(&pool)?.0),
+            false => None,
+        };
         let mode = meta["label_mode"]
             .as_str()
             .and_then(fer_core::LabelMode::parse)
@@ -252,6 +323,7 @@ impl Prepared {
             train,
             val,
             test,
+            pretrain,
             ids,
             transform,
             class_names,
@@ -294,6 +366,7 @@ pub fn export_model(
     let _ = fer_models::score::predict(model, test, s.eval_batch_size, false, device);
     let infer_ips = test.n as f64 / t0.elapsed().as_secs_f64();
     let mut metrics = Vec::new();
+    let mut test_by_truth = None;
     let mut pred_rows: Vec<CnnPrediction> = Vec::new();
     for (split, data) in [(Split::Val, val), (Split::Test, test)] {
         let probs = fer_models::score::predict(model, data, s.eval_batch_size, s.tta_flip, device);
@@ -302,6 +375,9 @@ pub fn export_model(
             .map(|p| fer_models::score::argmax(p) as u8)
             .collect();
         metrics.push(classification_metrics(&data.y, &pred, &names, Some(&probs)));
+        if let (Split::Test, Some(t)) = (split, &data.truths) {
+            test_by_truth = Some(t.score(&pred, &names, Some(&probs)));
+        }
         for (i, p) in probs.iter().enumerate() {
             pred_rows.push(CnnPrediction {
                 split,
@@ -335,6 +411,7 @@ pub fn export_model(
             val: val_metrics,
             test: test_metrics,
         },
+        test_by_truth,
         tune: None,
     };
     write_json_sorted(&mdir.join("metrics.json"), &info)?;

@@ -229,6 +229,15 @@ fn validate(
     if !(1..=4).contains(&s.convs) {
         return Err(err("convs", format!("{} is not in 1..=4", s.convs)));
     }
+    if !s.init.is_empty() && !std::path::Path::new(&s.init).is_file() {
+        return Err(err(
+            "init",
+            format!(
+                "`{}`: file not found (a safetensors file of this architecture, PyTorch layout)",
+                s.init
+            ),
+        ));
+    }
     if s.dense > 4096 {
         return Err(err("dense", format!("{} must be at most 4096", s.dense)));
     }

@@ -1,14 +1,16 @@
 //! The training loop: seeded shuffles, online augmentation into one reused batch buffer,
 //! AdamW/Adam, cosine or plateau schedule, label smoothing, class weights, early stopping on
-//! validation loss, a checkpoint after every epoch to resume from.
+//! validation loss, a checkpoint after every epoch to resume from; hard or soft targets
+//! ([`crate::loss`]); a start from given weights (`init`, PyTorch layout).
 
+use crate::loss::Loss;
 use crate::settings::TrainSettings;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{
     AdamConfig, AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer,
 };
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use fer_augment::Augmenter;
 use fer_core::tensors::TensorSet;
 use fer_models::arch::Net;
@@ -31,6 +33,9 @@ pub enum TrainError {
     Model(#[from] fer_models::ModelError),
     #[error("training diverged at epoch {epoch}: loss is {loss}")]
     Diverged { epoch: usize, loss: f32 },
+    /// Settings the data cannot serve (e.g. soft targets without FERPlus votes).
+    #[error("{0}")]
+    Data(String),
 }
 
 /// One row of the per-epoch table (`epochs.parquet`, the schema in core).
@@ -119,9 +124,10 @@ pub fn num_classes(train: &TensorSet) -> usize {
 #[allow(clippy::too_many_arguments)]
 fn part_step(
     model: &Net,
-    loss_fn: &CrossEntropyLoss,
+    loss_fn: &Loss,
     x: &[f32],
     ys: &[i64],
+    shares: &[f32],
     side: (usize, usize),
     scale: Option<f64>,
     mask_seed: u64,
@@ -129,9 +135,8 @@ fn part_step(
 ) -> (GradientsParams, f32, usize) {
     let n = ys.len();
     let x = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, 1, side.0, side.1]), ad);
-    let y = Tensor::<1, Int>::from_data(TensorData::new(ys.to_vec(), [n]), ad);
     let logits = model.forward_train(x, mask_seed);
-    let loss = loss_fn.forward(logits.clone(), y);
+    let loss = loss_fn.forward(logits.clone(), ys, shares, ad);
     let lv: f32 = loss.clone().into_scalar();
     let lg: Vec<f32> = logits.into_data().try_to_vec().unwrap_or_default();
     let k = (lg.len() / n.max(1)).max(1);
@@ -189,6 +194,9 @@ pub fn train_until(
     let ad = device.clone().autodiff();
     ad.seed(s.seed);
     let mut model = cfg.init(&ad);
+    if !s.init.is_empty() && !state_path.is_file() {
+        model = fer_models::checkpoint::load_pytorch(&cfg, Path::new(&s.init), &ad)?;
+    }
     let mut optim: ModuleOptimizer = match s.optimizer.as_str() {
         "adam" => AdamConfig::new().init(),
         _ => AdamWConfig::new()
@@ -235,20 +243,46 @@ pub fn train_until(
     let counts: Vec<usize> = (0..k as u8)
         .map(|c| train.y.iter().filter(|&&y| y == c).count())
         .collect();
-    let mut ce = CrossEntropyLossConfig::new();
-    if s.label_smoothing > 0.0 {
-        ce = ce.with_smoothing(Some(s.label_smoothing));
-    }
-    if s.class_weights {
-        let n = train.n as f32;
-        ce = ce.with_weights(Some(
-            counts
-                .iter()
-                .map(|&c| n / (k as f32 * c.max(1) as f32))
-                .collect(),
-        ));
-    }
-    let loss_fn = ce.init(&ad);
+    let class_weights: Vec<f32> = counts
+        .iter()
+        .map(|&c| train.n as f32 / (k as f32 * c.max(1) as f32))
+        .collect();
+    let no_shares = vec![fer_core::tensors::NO_SHARE; train.n];
+    let (loss_fn, shares) = if s.soft_targets {
+        let Some(t) = &train.truths else {
+            return Err(TrainError::Data(format!(
+                "{}: soft_targets = true needs FERPlus votes, and the training data has none \
+                 (synthetic data, or FERPLUS_DIR was not found by ingest)",
+                s.name
+            )));
+        };
+        if k != 2 {
+            return Err(TrainError::Data(format!(
+                "{}: soft_targets = true is for the binary label mode (happy's vote share); \
+                 this data has {k} classes",
+                s.name
+            )));
+        }
+        let loss = Loss::Soft {
+            smoothing: s.label_smoothing,
+            class_weights: if s.class_weights {
+                class_weights
+            } else {
+                Vec::new()
+            },
+            classes: k,
+        };
+        (loss, &t.happy_share)
+    } else {
+        let mut ce = CrossEntropyLossConfig::new();
+        if s.label_smoothing > 0.0 {
+            ce = ce.with_smoothing(Some(s.label_smoothing));
+        }
+        if s.class_weights {
+            ce = ce.with_weights(Some(class_weights));
+        }
+        (Loss::Hard(ce.init(&ad)), &no_shares)
+    };
 
     let px = train.height * train.width;
     let bs = s.batch_size.min(train.n).max(1);
@@ -260,6 +294,7 @@ pub fn train_until(
     let warmup = batches * s.warmup_epochs.min(s.epochs.saturating_sub(1));
     let mut buf = vec![0f32; bs * px];
     let mut ys = vec![0i64; bs];
+    let mut sh = vec![0f32; bs];
     let mut order: Vec<usize> = (0..train.n).collect();
     let side = (train.height, train.width);
     let workers = s.workers.min(bs / 2).max(1);
@@ -291,6 +326,7 @@ pub fn train_until(
             for (k, &i) in order[b * bs..(b + 1) * bs].iter().enumerate() {
                 buf[k * px..(k + 1) * px].copy_from_slice(train.image(i));
                 ys[k] = train.y[i] as i64;
+                sh[k] = shares[i];
             }
             if s.augment {
                 aug.apply_batch(&mut buf, s.seed, (epoch * 1_000_000 + b) as u64);
@@ -308,7 +344,17 @@ pub fn train_until(
             };
             let (grads, lv, right) = if pools.is_empty() {
                 // One worker: the whole batch through the shared pool.
-                part_step(&model, &loss_fn, &buf, &ys, side, None, mask_seed(0), &ad)
+                part_step(
+                    &model,
+                    &loss_fn,
+                    &buf,
+                    &ys,
+                    &sh,
+                    side,
+                    None,
+                    mask_seed(0),
+                    &ad,
+                )
             } else {
                 // Data parallel: part k of the batch on pool k; replicas of the model share its
                 // parameters (same ids) but not its BatchNorm running statistics, which only
@@ -325,6 +371,7 @@ pub fn train_until(
                             &loss_fn,
                             &buf[lo * px..hi * px],
                             &ys[lo..hi],
+                            &sh[lo..hi],
                             side,
                             Some((hi - lo) as f64 / bs as f64),
                             mask_seed(k as u64),

@@ -454,3 +454,140 @@ fn auto_workers_resolve_per_batch_size_into_the_params() {
     let json = serde_json::to_value(&p.models[0]).unwrap();
     assert_eq!(json["workers"], settings::auto_workers(64));
 }
+
+// ---- soft targets, FERPlus truths, weights in PyTorch's layout -------------------------------
+
+#[test]
+fn soft_loss_is_burns_for_hard_targets_and_the_formula_for_vote_shares() {
+    use fer_core::tensors::NO_SHARE;
+    use fer_train_cnn::loss::{Loss, soft_target};
+    let d = Device::flex();
+    let z = [2.0f32, -1.0, 0.5, 0.25, -0.75, 1.5];
+    let logits = || Tensor::<2>::from_data(TensorData::new(z.to_vec(), [3, 2]), &d);
+    let ys = [0i64, 1, 0];
+    let (eps, w) = (0.1f32, vec![2.0f32, 0.5]);
+    let burn = burn::nn::loss::CrossEntropyLossConfig::new()
+        .with_smoothing(Some(eps))
+        .with_weights(Some(w.clone()))
+        .init(&d);
+    let soft = Loss::Soft {
+        smoothing: eps,
+        class_weights: w.clone(),
+        classes: 2,
+    };
+    let value = |t: Tensor<1>| -> f32 { t.into_scalar() };
+    let hard_burn = value(Loss::Hard(burn).forward(logits(), &ys, &[], &d));
+    let hard_soft = value(soft.forward(logits(), &ys, &[NO_SHARE; 3], &d));
+    assert!(
+        (hard_burn - hard_soft).abs() < 1e-5,
+        "{hard_burn} vs {hard_soft}"
+    );
+    // Vote shares: by hand, -sum_k w_k q_ik log p_ik / sum_i w_(y_i).
+    let shares = [0.7f32, 0.2, NO_SHARE];
+    let got = value(soft.forward(logits(), &ys, &shares, &d));
+    let mut want = 0f64;
+    for i in 0..3 {
+        let (a, b) = (z[2 * i] as f64, z[2 * i + 1] as f64);
+        let lse = (a.exp() + b.exp()).ln();
+        let q = soft_target(ys[i] as u8, shares[i], eps, 2);
+        want -= w[0] as f64 * q[0] as f64 * (a - lse) + w[1] as f64 * q[1] as f64 * (b - lse);
+    }
+    want /= (w[0] + w[1] + w[0]) as f64;
+    assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
+    let near = |a: Vec<f32>, b: [f32; 2]| (a[0] - b[0]).abs() < 1e-6 && (a[1] - b[1]).abs() < 1e-6;
+    assert!(near(soft_target(1, 0.7, 0.0, 2), [0.7, 0.3]));
+    assert!(near(soft_target(1, NO_SHARE, 0.2, 2), [0.1, 0.9]));
+}
+
+#[test]
+fn soft_targets_train_on_vote_shares_and_need_them() {
+    let (mut tr, va) = (faces(128, 24, 1), faces(64, 24, 2));
+    let s = TrainSettings {
+        soft_targets: true,
+        epochs: 1,
+        ..tiny_settings()
+    };
+    let run = |tr: &TensorSet| {
+        let ckpt = tempfile::tempdir().unwrap();
+        train::train(
+            &s,
+            tr,
+            &va,
+            &no_aug(),
+            &Device::flex(),
+            ckpt.path(),
+            &|_, _, _| {},
+        )
+    };
+    let err = run(&tr).err().expect("no votes: an error").to_string();
+    assert!(
+        err.contains("soft_targets = true needs FERPlus votes"),
+        "{err}"
+    );
+    tr.truths = Some(fer_core::tensors::Truths {
+        fer2013: tr.y.clone(),
+        ferplus: tr.y.clone(),
+        happy_share: tr
+            .y
+            .iter()
+            .map(|&y| if y == 0 { 0.8 } else { 0.1 })
+            .collect(),
+    });
+    let t = run(&tr).expect("trains on shares");
+    assert!(t.state.epochs[0].train_loss.is_finite());
+}
+
+#[test]
+fn pytorch_layout_weights_round_trip_and_start_a_run() {
+    let d = Device::flex();
+    let s = tiny_settings();
+    let cfg = ModelConfig::for_settings(&s, 24, 2);
+    let model = cfg.init(&d);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("torch.safetensors");
+    fer_models::checkpoint::save_pytorch(&model, &file).unwrap();
+    let back = fer_models::checkpoint::load_pytorch(&cfg, &file, &d).unwrap();
+    let x = faces(8, 24, 5);
+    let p1 = fer_models::score::predict(&model, &x, 8, false, &d);
+    let p2 = fer_models::score::predict(&back, &x, 8, false, &d);
+    assert_eq!(p1, p2);
+    // A file of another architecture is named, with what does not fit.
+    let other = ModelConfig::for_settings(
+        &TrainSettings {
+            widths: vec![8, 16],
+            ..tiny_settings()
+        },
+        24,
+        2,
+    );
+    let err = fer_models::checkpoint::load_pytorch(&other, &file, &d)
+        .err()
+        .expect("another architecture")
+        .to_string();
+    assert!(err.contains("torch.safetensors"), "{err}");
+    // `init` starts training from the file: with a learning rate of ~0, a run started from a
+    // trained model's weights has that model's (low) training loss, a random start does not.
+    let (tr, va) = (faces(256, 24, 1), faces(64, 24, 2));
+    let c0 = tempfile::tempdir().unwrap();
+    let trained = train::train(&s, &tr, &va, &no_aug(), &d, c0.path(), &|_, _, _| {}).unwrap();
+    let good = dir.path().join("trained.safetensors");
+    fer_models::checkpoint::save_pytorch(&trained.model, &good).unwrap();
+    let frozen = TrainSettings {
+        lr: 1e-12,
+        min_lr: 0.0,
+        warmup_epochs: 0,
+        epochs: 1,
+        ..tiny_settings()
+    };
+    let first_loss = |s: &TrainSettings| {
+        let c = tempfile::tempdir().unwrap();
+        let t = train::train(s, &tr, &va, &no_aug(), &d, c.path(), &|_, _, _| {}).unwrap();
+        t.state.epochs[0].train_loss
+    };
+    let from_file = first_loss(&TrainSettings {
+        init: good.display().to_string(),
+        ..frozen.clone()
+    });
+    let random = first_loss(&frozen);
+    assert!(from_file < random - 0.05, "{from_file} vs {random}");
+}

@@ -42,7 +42,7 @@ pub(crate) fn write(
     let n = write_grid(&dir.join("grid.parquet"), grid, chosen)?;
     out.table("grid.parquet", n);
 
-    let models = models_json(sets, grid, chosen);
+    let models = models_json(sets, grid, chosen, data);
     let best = best_model(&models);
     let metrics = metrics_json(data, p, sets, kernel_train, models, best);
     write_json_sorted(&dir.join("metrics.json"), &metrics)?;
@@ -200,7 +200,12 @@ fn write_grid(path: &Path, grid: &[GridPoint], chosen: &[Chosen]) -> fer_core::R
 }
 
 /// One `metrics.json` entry per chosen model.
-fn models_json(sets: &[FeatureSet], grid: &[GridPoint], chosen: &[Chosen]) -> Vec<SvmModelMetrics> {
+fn models_json(
+    sets: &[FeatureSet],
+    grid: &[GridPoint],
+    chosen: &[Chosen],
+    data: &Data,
+) -> Vec<SvmModelMetrics> {
     chosen
         .iter()
         .map(|ch| {
@@ -224,6 +229,14 @@ fn models_json(sets: &[FeatureSet], grid: &[GridPoint], chosen: &[Chosen]) -> Ve
                 inference_images_per_second: ch.ips,
                 val: ch.mv.clone(),
                 test: ch.mt.clone(),
+                test_by_truth: data.test.truths.as_ref().map(|t| {
+                    let scores: Vec<Vec<f64>> = ch.test_d.iter().map(|&d| vec![d, -d]).collect();
+                    t.score(
+                        &crate::select::predict(&ch.test_d),
+                        &crate::select::CLASSES,
+                        Some(&scores),
+                    )
+                }),
             }
         })
         .collect()

@@ -6,7 +6,7 @@
 //! - [`SvmMetrics`]: train_svm's `metrics.json`, written by train-svm and read by the report
 //!   and predict (which SVM is best).
 
-use crate::metrics::Metrics;
+use crate::metrics::{ByTruth, Metrics};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -34,6 +34,9 @@ pub struct CnnMetrics {
     pub final_val_acc: Option<f64>,
     pub tta_flip: bool,
     pub metrics: SplitMetrics,
+    /// Test against FER2013's and FERPlus's labels (`null`: the data has no FERPlus votes).
+    #[serde(default)]
+    pub test_by_truth: Option<ByTruth>,
     /// tune's `best/` only: which trial won and how long the search took.
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub tune: Option<TunedFrom>,
@@ -116,6 +119,9 @@ pub struct SvmModelMetrics {
     pub inference_images_per_second: f64,
     pub val: Metrics,
     pub test: Metrics,
+    /// Test against FER2013's and FERPlus's labels (`null`: the data has no FERPlus votes).
+    #[serde(default)]
+    pub test_by_truth: Option<ByTruth>,
 }
 
 /// The best chosen SVM and how it was chosen.

@@ -83,6 +83,31 @@ pub struct TrainSettings {
     /// fewer than [`MIN_PART`] images a part; the resolved number is what the stage signature
     /// records. Keep 1 on a GPU.
     pub workers: usize,
+    /// Train on FERPlus's vote share instead of the hard label (binary only): the target of
+    /// happy is happiness' share of the 8 emotion votes, `s`, that of not happy `1 - s`. An
+    /// image without votes keeps its hard label. Label smoothing mixes in as for hard labels,
+    /// `(1 - label_smoothing) * target + label_smoothing / classes`; class weights weigh each
+    /// class's term, normalized by the hard labels' weights (burn's convention for smoothed
+    /// labels: with a one-hot target it is the hard loss). Needs FERPlus votes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub soft_targets: bool,
+    /// Epochs on ingest's pretraining pool (`pretrain_pool = true`: the FER2013 training images
+    /// outside the sample, never a test image) before training on the sample, which starts
+    /// from the pretrained weights with a fresh optimizer and schedule (0 = no pretraining).
+    /// Pretraining takes this model's settings (and `soft_targets`) but its own epoch count,
+    /// and keeps its best epoch on the sample's val split.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pretrain_epochs: usize,
+    /// Start from weights you bring: a safetensors file in PyTorch's layout (`weight`/`bias`
+    /// for BatchNorm's scale/shift, Linear weights `[out, in]`) of this model's architecture,
+    /// with this network's parameter names (`--print-names` of fer-bench lists them). Empty:
+    /// random initialization.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub init: String,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl Default for TrainSettings {
@@ -113,6 +138,9 @@ impl Default for TrainSettings {
             dense: 0,
             convs: 1,
             workers: auto_workers(64),
+            soft_targets: false,
+            pretrain_epochs: 0,
+            init: String::new(),
         }
     }
 }
