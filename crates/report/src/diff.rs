@@ -34,6 +34,21 @@ pub fn metrics_json(study: &Study, cis: Option<&BTreeMap<String, Ci>>) -> Value 
             v["test_accuracy_ci_low"] = json!(c.lo);
             v["test_accuracy_ci_high"] = json!(c.hi);
         }
+        // Both truths side by side; "not available" without FERPlus votes.
+        for (truth, metrics) in [
+            ("fer2013", m.test_by_truth.as_ref().map(|t| &t.fer2013)),
+            ("ferplus", m.test_by_truth.as_ref().map(|t| &t.ferplus)),
+        ] {
+            v[format!("test_{truth}")] = match metrics {
+                Some(t) => json!({
+                    "accuracy": t.accuracy,
+                    "balanced_accuracy": t.balanced_accuracy,
+                    "roc_auc": t.roc_auc,
+                    "n": t.n,
+                }),
+                None => json!("not available"),
+            };
+        }
         models.insert(m.key.clone(), v);
     }
     let mut out = json!({ "models": models });
@@ -43,6 +58,14 @@ pub fn metrics_json(study: &Study, cis: Option<&BTreeMap<String, Ci>>) -> Value 
     if let Some(m) = study.stage("ingest") {
         out["data"] = m.summary["counts"].clone();
     }
+    out["label_noise"] = match study.models.iter().find_map(|m| m.test_by_truth.as_ref()) {
+        Some(t) => json!({
+            "test_disagreement": t.disagreement,
+            "ferplus_ceiling_balanced_accuracy": t.ferplus_ceiling_balanced_accuracy,
+            "ferplus_excluded": t.ferplus_excluded,
+        }),
+        None => json!("not available"),
+    };
     out
 }
 

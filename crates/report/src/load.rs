@@ -94,6 +94,8 @@ pub struct ModelRun {
     pub config: String,
     pub val: Metrics,
     pub test: Metrics,
+    /// Test against FER2013's and FERPlus's labels (`None`: no FERPlus votes in the data).
+    pub test_by_truth: Option<fer_core::metrics::ByTruth>,
     /// Learned numbers: CNN weights, or SVM numbers stored (support vectors, weights, feature
     /// pipeline).
     pub params: Option<u64>,

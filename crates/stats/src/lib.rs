@@ -11,6 +11,8 @@
 //! - `duplicates.parquet`: exact and near-duplicate pairs (id, split and label of both, pHash
 //!   Hamming distance, pixel RMS), `duplicates.png` (cross-split examples side by side);
 //! - `blank.parquet` and `blank.png`: near-constant images (pixel std below `blank_std`);
+//! - `label_noise.parquet` and `label_noise.png`: with FERPlus votes, FER2013's label against
+//!   FERPlus's plurality per emotion, and the most disputed faces ([`noise`]);
 //! - `stats.json`: all of the above in one document (counts, examples).
 //!
 //! Params (`[stats]`): `seed` (sample choice), `samples_per_class` (10), `near_dup_hamming`
@@ -18,6 +20,7 @@
 //! `blank_std` (2.0), `examples` (ids listed per finding in stats.json, 10).
 
 pub mod audit;
+pub mod noise;
 
 use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt64Array};
 use audit::audit_section;
@@ -375,6 +378,7 @@ pub fn compute(
 
     // 4. Audit.
     let audit = audit_section(ds, sp, dir, &mut out)?;
+    let label_noise = noise::label_noise_section(ds, dir, &mut out)?;
 
     let doc = json!({
         "label_mode": ds.label_mode.as_str(),
@@ -382,6 +386,7 @@ pub fn compute(
         "mean_std": table,
         "samples": samples,
         "audit": audit,
+        "label_noise": label_noise,
     });
     let text = serde_json::to_string_pretty(&doc).expect("json");
     std::fs::write(dir.join("stats.json"), text + "\n")
@@ -405,7 +410,14 @@ pub fn compute(
             "near_pairs": audit["near_pairs"],
             "test_with_train_twin": audit["test_with_train_twin"],
             "blank": audit["blank"]["count"],
-        }
+        },
+        "label_noise": match &label_noise {
+            serde_json::Value::Object(m) => json!({
+                "images_with_votes": m["images_with_votes"],
+                "test_binary_disagreement": m["test_binary_disagreement"],
+            }),
+            other => other.clone(),
+        },
     });
     Ok(out)
 }

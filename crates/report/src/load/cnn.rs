@@ -119,6 +119,7 @@ pub(super) fn cnn_model(
         config: config.join(", "),
         val: m.metrics.val.clone(),
         test: m.metrics.test.clone(),
+        test_by_truth: m.test_by_truth.clone(),
         params,
         size_bytes: file_size(&dir.join("model.safetensors")),
         train_seconds: Some(m.train_seconds),

@@ -114,6 +114,7 @@ pub(super) fn svm_models(
             config: config.join(", "),
             val: mm.val.clone(),
             test: mm.test.clone(),
+            test_by_truth: mm.test_by_truth.clone(),
             params: (!tensors.is_empty()).then_some(params),
             size_bytes: (!tensors.is_empty()).then_some(bytes),
             train_seconds,

@@ -10,6 +10,7 @@ mod models;
 mod provenance;
 mod recommendation;
 mod study;
+mod truths;
 mod tuning;
 
 use crate::doc::Doc;
@@ -27,6 +28,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
 use study::against_study;
+use truths::truths;
 use tuning::tuning;
 
 pub struct Built {
@@ -193,6 +195,7 @@ pub fn build(
     data(&mut cx)?;
     preparation(&mut cx)?;
     models(&mut cx, &cis, best_svm, best_cnn, mcn.as_ref())?;
+    truths(&mut cx)?;
     learning(&mut cx)?;
     tuning(&mut cx)?;
     mistakes(&mut cx, rec.as_ref())?;
