@@ -219,7 +219,9 @@ impl TuneParams {
         space::sample(&self.space, &self.base_config(), self.seed, id as u64)
     }
 
-    /// The train-cnn settings of a trial: the base model's, with the trial's values.
+    /// The train-cnn settings of a trial: the base model's, with the trial's values. A trial
+    /// starts from random weights: the base's `init` file fits only the base's shape, and its
+    /// pretraining (`pretrain_epochs`) is train-cnn's, not the search's.
     pub fn settings(&self, id: usize, c: &TrialConfig) -> TrainSettings {
         TrainSettings {
             name: format!("trial-{id:03}"),
@@ -234,6 +236,8 @@ impl TuneParams {
             weight_decay: c.weight_decay,
             batch_size: c.batch_size,
             augment: c.aug_strength > 0.0,
+            pretrain_epochs: 0,
+            init: String::new(),
             ..self.base.clone()
         }
     }
