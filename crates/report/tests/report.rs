@@ -832,3 +832,67 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn both_truths_and_the_label_noise_ceiling_are_reported_or_not_available() {
+    let f = Fixture::new();
+    let before = f.report_ok();
+    assert!(
+        before.contains("FERPlus figures: not available"),
+        "{before}"
+    );
+    // fer-small scored against both truths (as train-cnn writes with FERPlus votes).
+    let truth = |acc: f64, bal: f64, n: u64| {
+        let mut m = f_metrics(&f, "train_cnn", "fer-small/metrics.json");
+        m["accuracy"] = json!(acc);
+        m["balanced_accuracy"] = json!(bal);
+        m["n"] = json!(n);
+        m
+    };
+    let (fer2013, ferplus) = (truth(0.8821, 0.8807, 424), truth(0.9315, 0.9301, 409));
+    f.edit_json("train_cnn", "fer-small/metrics.json", |v| {
+        v["test_by_truth"] = json!({
+            "fer2013": fer2013,
+            "ferplus": ferplus,
+            "ferplus_excluded": 15,
+            "disagreement": 0.0562,
+            "ferplus_ceiling_balanced_accuracy": 0.9433,
+        });
+    });
+    let md = f.report_ok();
+    assert!(
+        md.contains("## Two truths: FER2013's labels and FERPlus's"),
+        "{md}"
+    );
+    assert!(md.contains("label-noise ceiling"), "{md}");
+    assert!(
+        md.contains("94.3% balanced accuracy against FER2013's labels"),
+        "{md}"
+    );
+    assert!(md.contains("disagree on 5.6% of the 409 faces"), "{md}");
+    assert!(md.contains("| 88.2% | 88.1% |"), "{md}");
+    assert!(md.contains("| 93.2% | 93.0% |"), "{md}");
+    let metrics: Value = serde_json::from_str(
+        &std::fs::read_to_string(f.root().join("report/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let m = &metrics["models"]["cnn:fer-small"];
+    assert_eq!(m["test_ferplus"]["accuracy"], json!(0.9315));
+    assert_eq!(m["test_fer2013"]["n"], json!(424));
+    assert_eq!(
+        metrics["models"]["cnn:seed-base"]["test_ferplus"],
+        "not available"
+    );
+    assert_eq!(
+        metrics["label_noise"]["ferplus_ceiling_balanced_accuracy"],
+        json!(0.9433)
+    );
+}
+
+/// The test metrics of a model's metrics.json (a template for other truths).
+fn f_metrics(f: &Fixture, stage: &str, rel: &str) -> Value {
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(f.root().join(stage).join(rel)).unwrap())
+            .unwrap();
+    v["metrics"]["test"].clone()
+}
