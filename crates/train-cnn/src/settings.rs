@@ -229,6 +229,12 @@ fn validate(
     if !(1..=4).contains(&s.convs) {
         return Err(err("convs", format!("{} is not in 1..=4", s.convs)));
     }
+    if !(s.pretrain_lr >= 0.0 && s.pretrain_lr.is_finite()) {
+        return Err(err(
+            "pretrain_lr",
+            format!("{} must be >= 0 (0: the same as lr)", s.pretrain_lr),
+        ));
+    }
     if !s.init.is_empty() && !std::path::Path::new(&s.init).is_file() {
         return Err(err(
             "init",

@@ -237,6 +237,7 @@ impl TuneParams {
             batch_size: c.batch_size,
             augment: c.aug_strength > 0.0,
             pretrain_epochs: 0,
+            pretrain_lr: 0.0,
             init: String::new(),
             ..self.base.clone()
         }

@@ -98,6 +98,10 @@ pub struct TrainSettings {
     /// and keeps its best epoch on the sample's val split.
     #[serde(skip_serializing_if = "is_zero")]
     pub pretrain_epochs: usize,
+    /// Peak learning rate of the pretraining (0 = `lr`), so that fine-tuning can take a
+    /// smaller one.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub pretrain_lr: f64,
     /// Start from weights you bring: a safetensors file in PyTorch's layout (`weight`/`bias`
     /// for BatchNorm's scale/shift, Linear weights `[out, in]`) of this model's architecture,
     /// with this network's parameter names (`--print-names` of fer-bench lists them). Empty:
@@ -108,6 +112,10 @@ pub struct TrainSettings {
 
 fn is_zero(v: &usize) -> bool {
     *v == 0
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for TrainSettings {
@@ -140,6 +148,7 @@ impl Default for TrainSettings {
             workers: auto_workers(64),
             soft_targets: false,
             pretrain_epochs: 0,
+            pretrain_lr: 0.0,
             init: String::new(),
         }
     }
