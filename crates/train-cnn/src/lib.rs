@@ -256,8 +256,16 @@ pub fn pretrain(
     let ps = TrainSettings {
         name: name.clone(),
         epochs: s.pretrain_epochs,
-        lr: if s.pretrain_lr > 0.0 { s.pretrain_lr } else { s.lr },
-        min_lr: s.min_lr.min(if s.pretrain_lr > 0.0 { s.pretrain_lr } else { s.lr }),
+        lr: if s.pretrain_lr > 0.0 {
+            s.pretrain_lr
+        } else {
+            s.lr
+        },
+        min_lr: s.min_lr.min(if s.pretrain_lr > 0.0 {
+            s.pretrain_lr
+        } else {
+            s.lr
+        }),
         pretrain_epochs: 0,
         pretrain_lr: 0.0,
         ..s.clone()

@@ -38,16 +38,22 @@ pub(super) fn truths(cx: &mut Ctx) -> Result<(), ReportError> {
         return Ok(());
     }
     let t0 = with[0].1;
+    let excluded = match t0.ferplus_excluded {
+        0 => "every test face has a FERPlus label".to_string(),
+        n => format!(
+            "{} more faces have no FERPlus label: tied votes, \"unknown\" or \"not a face\", \
+             and are left out of the FERPlus column",
+            thousands(n)
+        ),
+    };
     cx.doc.p(format!(
         "FER2013 gives each face one annotator's label; FERPlus had 10 annotators vote on every \
-         face. On this test set the two disagree on {} of the {} faces both label ({} more \
-         faces have no FERPlus label: tied votes, \"unknown\" or \"not a face\", and are left \
-         out of the FERPlus column). A model that agreed with FERPlus on every face would score \
-         {} balanced accuracy against FER2013's labels: that is the label-noise ceiling, the \
-         best any model can look on the study's yardstick, however good it is.",
+         face. On this test set the two disagree on {} of the {} faces both label ({excluded}). \
+         A model that agreed with FERPlus on every face would score {} balanced accuracy against \
+         FER2013's labels: that is the label-noise ceiling, the best any model can look on the \
+         study's yardstick, however good it is.",
         pct(t0.disagreement),
         thousands(t0.ferplus.n),
-        thousands(t0.ferplus_excluded),
         pct(t0.ferplus_ceiling_balanced_accuracy),
     ));
     let rows = with
