@@ -125,8 +125,13 @@ impl Votes {
 
     /// Happiness' share of the 8 emotion votes (`None` without emotion votes).
     pub fn happy_share(&self) -> Option<f64> {
+        self.share_of(Emotion::Happy)
+    }
+
+    /// A FER2013 emotion's share of the 8 emotion votes (`None` without emotion votes).
+    pub fn share_of(&self, e: Emotion) -> Option<f64> {
         let total: u32 = self.emotions.iter().map(|&v| v as u32).sum();
-        (total > 0).then(|| self.emotions[HAPPINESS] as f64 / total as f64)
+        (total > 0).then(|| self.of(e) as f64 / total as f64)
     }
 
     /// Rules 1 to 3: the top emotion vote count, or why there is none worth having.
@@ -141,6 +146,18 @@ impl Votes {
         } else {
             Ok(top)
         }
+    }
+}
+
+/// The plurality of all 8 emotion columns (contempt included), as a column index in file
+/// order: rules 1 to 3, then [`Reject::Tie`] when two columns share the top. What the stats
+/// audit compares FER2013's label with.
+pub fn plurality(v: &Votes) -> std::result::Result<usize, Reject> {
+    let top = v.top()?;
+    let at_top: Vec<usize> = (0..8).filter(|&i| v.emotions[i] == top).collect();
+    match at_top.as_slice() {
+        [i] => Ok(*i),
+        _ => Err(Reject::Tie),
     }
 }
 

@@ -14,7 +14,7 @@
 use crate::StatsError;
 use arrow::array::{ArrayRef, StringArray, UInt64Array};
 use fer_core::dataset::{ImageDataset, ImageRecord};
-use fer_core::ferplus::Votes;
+use fer_core::ferplus::{self, Reject, Votes};
 use fer_core::parquet_io::write_columns;
 use fer_core::stage::Outputs;
 use fer_core::{Emotion, Split};
@@ -28,33 +28,21 @@ pub const FERPLUS_EMOTIONS: [&str; 8] = [
     "neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt",
 ];
 
-/// The FERPlus outcome of one image's votes (see the module doc).
+/// The FERPlus outcome of one image's votes (see the module doc): `fer_core::ferplus`'s
+/// plurality of the 8 columns, or its reason for none.
 pub fn outcome(v: &Votes) -> &'static str {
-    let top = *v.emotions.iter().max().expect("8 emotions");
-    if top == 0 {
-        return "no votes";
-    }
-    if v.not_face >= top {
-        return "not a face";
-    }
-    if v.unknown >= top {
-        return "unknown";
-    }
-    let at_top: Vec<usize> = (0..8).filter(|&i| v.emotions[i] == top).collect();
-    match at_top.as_slice() {
-        [i] => FERPLUS_EMOTIONS[*i],
-        _ => "tie",
+    match ferplus::plurality(v) {
+        Ok(i) => FERPLUS_EMOTIONS[i],
+        Err(Reject::NoVotes) => "no votes",
+        Err(Reject::NotAFace) => "not a face",
+        Err(Reject::Unknown) => "unknown",
+        Err(_) => "tie",
     }
 }
 
 /// The share of an image's emotion votes that went to FER2013's own label (0 without votes).
 pub fn agreement(r: &ImageRecord, v: &Votes) -> f64 {
-    let total: u32 = v.emotions.iter().map(|&c| c as u32).sum();
-    if total == 0 {
-        0.0
-    } else {
-        v.of(r.emotion) as f64 / total as f64
-    }
+    v.share_of(r.emotion).unwrap_or(0.0)
 }
 
 /// Faces per emotion row of the gallery.
@@ -114,13 +102,8 @@ pub(crate) fn label_noise_section(
     // Binary disagreement per split, on the images both truths label.
     let mut binary: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for (r, v) in &voted {
-        let fp = match outcome(v) {
-            "happy" => Some(true),
-            "no votes" | "not a face" | "unknown" => None,
-            "tie" if v.emotions[1] == *v.emotions.iter().max().expect("8") => None,
-            _ => Some(false),
-        };
-        if let Some(fp_happy) = fp {
+        if let Ok(fp) = ferplus::binary_label(v) {
+            let fp_happy = fp == fer_core::BinaryLabel::Happy;
             let e = binary.entry(r.split.as_str()).or_default();
             e.0 += 1;
             e.1 += u64::from(fp_happy != (r.emotion == Emotion::Happy));
