@@ -282,23 +282,19 @@ pub fn run(p: &Params) -> Result<Manifest, PreprocessError> {
         .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
     run.execute(|dir| {
         let ds = ImageDataset::read_parquet(&images)?;
-        let mut out = compute(&ds, &p.preprocess, dir, p.common.quiet)?;
-        if pool.is_file() {
-            let pre = ImageDataset::read_parquet(&pool)?;
-            let t = Transform::load(&dir.join("transform.json"))?;
-            let ts = tensors(&pre, &t, Split::Train);
-            let meta = serde_json::json!({"split": "pretrain", "label_mode": pre.label_mode.as_str(), "labels": pre.labels.as_str()});
-            ts.write(&dir.join("pretrain.safetensors"), &meta)?;
-            out.table("pretrain.safetensors", ts.n);
-            out.summary["rows"]["pretrain"] = ts.n.into();
-        }
-        Ok(out)
+        let pre = match pool.is_file() {
+            true => Some(ImageDataset::read_parquet(&pool)?),
+            false => None,
+        };
+        compute(&ds, pre.as_ref(), &p.preprocess, dir, p.common.quiet)
     })
 }
 
-/// Fit, transform every split, write the outputs into `dir`.
+/// Fit on train, transform every split (and the pretraining pool `pre`, if any), write the
+/// outputs into `dir`.
 pub fn compute(
     ds: &ImageDataset,
+    pre: Option<&ImageDataset>,
     p: &PreprocessParams,
     dir: &Path,
     quiet: bool,
@@ -359,6 +355,14 @@ pub fn compute(
         ],
     )?;
     out.table("index.parquet", n);
+    // The pool after the splits and their index (the manifest lists outputs in this order).
+    if let Some(pre) = pre {
+        let ts = tensors(pre, &t, Split::Train);
+        let meta = serde_json::json!({"split": "pretrain", "label_mode": pre.label_mode.as_str(), "labels": pre.labels.as_str()});
+        ts.write(&dir.join("pretrain.safetensors"), &meta)?;
+        out.table("pretrain.safetensors", ts.n);
+        counts.insert("pretrain".into(), ts.n.into());
+    }
     if !quiet {
         eprintln!("transform: {}", serde_json::to_string(&t).expect("json"));
     }
