@@ -246,26 +246,23 @@ pub fn pretrain(
     resume: &Path,
     report: &dyn Fn(&str, u64, u64),
 ) -> Result<(PathBuf, Vec<epochs::EpochRow>), TrainCnnError> {
-    let pool = data.pretrain.as_ref().ok_or_else(|| {
+    let pool = data.pretrain()?.ok_or_else(|| {
         TrainCnnError::Data(format!(
             "{}: pretrain_epochs = {} needs a pretraining pool: set [ingest] pretrain_pool = true",
             s.name, s.pretrain_epochs
         ))
     })?;
     let name = format!("{}-pretrain", s.name);
+    let lr = if s.pretrain_lr > 0.0 {
+        s.pretrain_lr
+    } else {
+        s.lr
+    };
     let ps = TrainSettings {
         name: name.clone(),
         epochs: s.pretrain_epochs,
-        lr: if s.pretrain_lr > 0.0 {
-            s.pretrain_lr
-        } else {
-            s.lr
-        },
-        min_lr: s.min_lr.min(if s.pretrain_lr > 0.0 {
-            s.pretrain_lr
-        } else {
-            s.lr
-        }),
+        lr,
+        min_lr: s.min_lr.min(lr),
         pretrain_epochs: 0,
         pretrain_lr: 0.0,
         ..s.clone()
@@ -285,12 +282,14 @@ pub fn pretrain(
 }
 
 /// What `preprocess` wrote, loaded once: the three splits, their ids, the fitted transform
-/// and the class names (from the label mode), and the pretraining pool if there is one.
+/// and the class names (from the label mode); the pretraining pool, if there is one, is read
+/// on first use ([`Prepared::pretrain`]: only models with `pretrain_epochs` need it).
 pub struct Prepared {
     pub train: TensorSet,
     pub val: TensorSet,
     pub test: TensorSet,
-    pub pretrain: Option<TensorSet>,
+    /// `pretrain.safetensors` when preprocess wrote one, and its tensors once read.
+    pool: Option<(PathBuf, std::sync::OnceLock<TensorSet>)>,
     pub ids: [Vec<String>; 3],
     pub transform: Transform,
     pub class_names: Vec<String>,
@@ -313,6 +312,18 @@ impl Prepared {
         Ok(ModelConfig::for_settings(s, self.train.height, k))
     }
 
+    /// The pretraining pool (`None`: preprocess wrote none), read on the first call.
+    pub fn pretrain(&self) -> fer_core::Result<Option<&TensorSet>> {
+        let Some((path, set)) = &self.pool else {
+            return Ok(None);
+        };
+        if let Some(t) = set.get() {
+            return Ok(Some(t));
+        }
+        let t = TensorSet::read(path)?.0;
+        Ok(Some(set.get_or_init(|| t)))
+    }
+
     /// Read `artifacts/<pipeline>/preprocess/` (`dir_in`).
     pub fn load(dir_in: &Path) -> fer_core::Result<Prepared> {
         let transform = Transform::load(&dir_in.join("transform.json"))?;
@@ -321,10 +332,7 @@ impl Prepared {
         let (test, _) = TensorSet::read(&dir_in.join("test.safetensors"))?;
         let ids = fer_core::tensors::read_ids(&dir_in.join("index.parquet"))?;
         let pool = dir_in.join("pretrain.safetensors");
-        let pretrain = match pool.is_file() {
-            true => Some(TensorSet::read(&pool)?.0),
-            false => None,
-        };
+        let pool = pool.is_file().then(|| (pool, std::sync::OnceLock::new()));
         let mode = meta["label_mode"]
             .as_str()
             .and_then(fer_core::LabelMode::parse)
@@ -334,7 +342,7 @@ impl Prepared {
             train,
             val,
             test,
-            pretrain,
+            pool,
             ids,
             transform,
             class_names,

@@ -247,7 +247,8 @@ pub fn train_until(
         .iter()
         .map(|&c| train.n as f32 / (k as f32 * c.max(1) as f32))
         .collect();
-    let no_shares = vec![fer_core::tensors::NO_SHARE; train.n];
+    // Vote shares per training image: only the soft loss reads them (the hard loss is given
+    // the batch buffer's unused values).
     let (loss_fn, shares) = if s.soft_targets {
         let Some(t) = &train.truths else {
             return Err(TrainError::Data(format!(
@@ -272,7 +273,7 @@ pub fn train_until(
             },
             classes: k,
         };
-        (loss, &t.happy_share)
+        (loss, Some(&t.happy_share))
     } else {
         let mut ce = CrossEntropyLossConfig::new();
         if s.label_smoothing > 0.0 {
@@ -281,7 +282,7 @@ pub fn train_until(
         if s.class_weights {
             ce = ce.with_weights(Some(class_weights));
         }
-        (Loss::Hard(ce.init(&ad)), &no_shares)
+        (Loss::Hard(ce.init(&ad)), None)
     };
 
     let px = train.height * train.width;
@@ -326,7 +327,9 @@ pub fn train_until(
             for (k, &i) in order[b * bs..(b + 1) * bs].iter().enumerate() {
                 buf[k * px..(k + 1) * px].copy_from_slice(train.image(i));
                 ys[k] = train.y[i] as i64;
-                sh[k] = shares[i];
+                if let Some(shares) = shares {
+                    sh[k] = shares[i];
+                }
             }
             if s.augment {
                 aug.apply_batch(&mut buf, s.seed, (epoch * 1_000_000 + b) as u64);
