@@ -192,23 +192,11 @@ impl Fixture {
 
     /// The Kaggle layout: `data/<split>/<emotion>/<Usage>_<n>.jpg`; returns the file count.
     fn folders(&self, pool: &[(&str, &str, usize)]) -> usize {
-        let mut n = 0;
-        for &(split, emotion, count) in pool {
-            let usage = if split == "train" {
-                "Training"
-            } else {
-                "PublicTest"
-            };
-            for _ in 0..count {
-                self.image(
-                    &format!("{split}/{emotion}/{usage}_{n:05}.jpg"),
-                    48,
-                    n as u32,
-                );
-                n += 1;
-            }
+        let files = pool_files(pool);
+        for f in &files {
+            self.image(&f.path, 48, f.n as u32);
         }
-        n
+        files.len()
     }
 
     /// `data/fer2013.csv` with the header and these rows.
@@ -255,6 +243,38 @@ impl Fixture {
     fn stage(&self, pipeline: &Path) -> StageDir {
         self.stage_in(&self.artifacts(), pipeline)
     }
+}
+
+/// One file of a folder pool: its number (in pool order), class folder, FER2013 usage and
+/// path under the data folder.
+struct PoolFile<'a> {
+    n: usize,
+    emotion: &'a str,
+    usage: &'static str,
+    path: String,
+}
+
+/// The files of `pool` (split folder, emotion folder, count), numbered across the pool: what
+/// [`Fixture::folders`] writes and the FERPlus fixture's rows follow.
+fn pool_files<'a>(pool: &[(&'a str, &'a str, usize)]) -> Vec<PoolFile<'a>> {
+    let mut out = Vec::new();
+    for &(split, emotion, count) in pool {
+        let usage = if split == "train" {
+            "Training"
+        } else {
+            "PublicTest"
+        };
+        for _ in 0..count {
+            let n = out.len();
+            out.push(PoolFile {
+                n,
+                emotion,
+                usage,
+                path: format!("{split}/{emotion}/{usage}_{n:05}.jpg"),
+            });
+        }
+    }
+    out
 }
 
 /// (happy, not happy) rows of `split`.
@@ -764,24 +784,20 @@ impl Fixture {
         std::fs::create_dir_all(&dir).unwrap();
         let mut votes = vec![fer_core::ferplus::VOTES_HEADER.to_string()];
         let mut join = vec![fer_core::ferplus::JOIN_HEADER.to_string()];
-        let mut n = 0;
-        for &(split, emotion, count) in pool {
-            let usage = if split == "train" {
-                "Training"
-            } else {
-                "PublicTest"
-            };
-            for _ in 0..count {
-                let v = fixture_votes(n, emotion).map(|c| c.to_string()).join(",");
-                votes.push(format!("{usage},fer{n:07}.png,{v}"));
-                let path = format!("{split}/{emotion}/{usage}_{n:05}.jpg");
-                match n {
-                    3 => {}
-                    4 => join.push(format!("{path},{usage},,2,4;40,0.0")),
-                    5 => join.push(format!("{path},{usage},,2,5;6,0.0")),
-                    _ => join.push(format!("{path},{usage},{n},1,{n},0.0")),
-                }
-                n += 1;
+        for PoolFile {
+            n,
+            emotion,
+            usage,
+            path,
+        } in pool_files(pool)
+        {
+            let v = fixture_votes(n, emotion).map(|c| c.to_string()).join(",");
+            votes.push(format!("{usage},fer{n:07}.png,{v}"));
+            match n {
+                3 => {}
+                4 => join.push(format!("{path},{usage},,2,4;40,0.0")),
+                5 => join.push(format!("{path},{usage},,2,5;6,0.0")),
+                _ => join.push(format!("{path},{usage},{n},1,{n},0.0")),
             }
         }
         std::fs::write(dir.join("fer2013new.csv"), votes.join("\n") + "\n").unwrap();
