@@ -1,3 +1,12 @@
 fn main() {
-    fer_codeversion::emit();
+    // Every stage the report may read (load::UPSTREAM).
+    fer_codeversion::emit_with_upstream(&[
+        "ingest",
+        "stats",
+        "preprocess",
+        "augment",
+        "train_svm",
+        "train_cnn",
+        "tune",
+    ]);
 }

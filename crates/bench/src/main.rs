@@ -59,9 +59,13 @@ fn common(artifacts: &Path, pipeline: &str) -> StageArgs {
         pipeline: pipeline.into(),
         artifacts: artifacts.to_path_buf(),
         cache_dir: Some("off".into()),
+        cache_max: None,
         force: true,
         quiet: true,
         print_params: false,
+        no_wait: false,
+        keep_mtime: false,
+        print_cache_dir: false,
     }
 }
 

@@ -106,10 +106,21 @@ fn normalize(p: &str) -> String {
     out.join("/")
 }
 
-/// Call from a stage crate's `build.rs`: emits `FER_CODE_VERSION`, the hash of the `src/` and
-/// `Cargo.toml` of every crate in [`crate_graph`] (the crate itself, core, and whatever else it
-/// is built from) and of `Cargo.lock`.
-pub fn emit() {
+/// The code version of the workspace crate in folder `own` (relative to `workspace`): the hash
+/// of the `src/` and `Cargo.toml` of every crate in its [`crate_graph`] and of `Cargo.lock`.
+/// Returns the version and the paths it hashed (for `rerun-if-changed`).
+pub fn code_version_of(workspace: &Path, own: &str) -> (String, Vec<String>) {
+    let mut roots: Vec<String> = Vec::new();
+    for dir in crate_graph(workspace, own) {
+        roots.push(format!("{dir}/src"));
+        roots.push(format!("{dir}/Cargo.toml"));
+    }
+    roots.push("Cargo.lock".into());
+    let refs: Vec<&str> = roots.iter().map(String::as_str).collect();
+    (hash_paths(workspace, &refs), roots)
+}
+
+fn build_dirs() -> (PathBuf, String) {
     let manifest_dir =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let crates = manifest_dir.parent().expect("crates/").to_path_buf();
@@ -119,23 +130,46 @@ pub fn emit() {
         .expect("crate inside workspace")
         .to_string_lossy()
         .to_string();
-    let mut roots: Vec<String> = Vec::new();
-    for dir in crate_graph(&workspace, &own) {
-        roots.push(format!("{dir}/src"));
-        roots.push(format!("{dir}/Cargo.toml"));
-    }
-    roots.push("Cargo.lock".into());
+    (workspace, own)
+}
+
+/// Call from a stage crate's `build.rs`: emits `FER_CODE_VERSION`, the hash of the `src/` and
+/// `Cargo.toml` of every crate in [`crate_graph`] (the crate itself, core, and whatever else it
+/// is built from) and of `Cargo.lock`.
+pub fn emit() {
+    let (workspace, own) = build_dirs();
     // The workspace manifest names the dependencies' paths: a change there can change the graph.
     println!(
         "cargo:rerun-if-changed={}",
         workspace.join("Cargo.toml").display()
     );
-    let refs: Vec<&str> = roots.iter().map(String::as_str).collect();
-    let v = hash_paths(&workspace, &refs);
+    let (v, roots) = code_version_of(&workspace, &own);
     for r in &roots {
         println!("cargo:rerun-if-changed={}", workspace.join(r).display());
     }
     println!("cargo:rustc-env=FER_CODE_VERSION={v}");
+}
+
+/// [`emit`], and `FER_UPSTREAM_CODE_VERSIONS`: the code version of each upstream stage the
+/// crate reads (`stage=version` pairs joined by `;`; stage `train_cnn` is the crate in
+/// `crates/train-cnn`), so the stage can tell that an upstream output was made by other code
+/// (`fer_core::stage::Input::current`).
+pub fn emit_with_upstream(stages: &[&str]) {
+    emit();
+    let (workspace, _) = build_dirs();
+    let mut pairs = Vec::new();
+    for stage in stages {
+        let dir = format!("crates/{}", stage.replace('_', "-"));
+        let (v, roots) = code_version_of(&workspace, &dir);
+        for r in &roots {
+            println!("cargo:rerun-if-changed={}", workspace.join(r).display());
+        }
+        pairs.push(format!("{stage}={v}"));
+    }
+    println!(
+        "cargo:rustc-env=FER_UPSTREAM_CODE_VERSIONS={}",
+        pairs.join(";")
+    );
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! `main.rs` is `fn main() -> ExitCode { fer_core::cli::main::<fer_x::Params>() }`.
 
 use crate::error::Result;
+use crate::lock::{Contention, PipelineLock};
 use crate::manifest::Manifest;
 use crate::pipeline::{self, PipelineFile};
 use crate::stage::{self, Input, StageRun};
@@ -108,6 +109,14 @@ pub fn main<S: Stage>() -> std::process::ExitCode {
 
 /// [`main`] on an already parsed command line (for a binary with subcommands of its own).
 pub fn run_cli<S: Stage>(cli: &StageCli<S::Args>) -> std::process::ExitCode {
+    if cli.common.print_cache_dir {
+        // What `make clean-cache` removes: the same folder on every platform.
+        match stage::default_cache_dir(cli.common.cache_dir.as_deref()) {
+            Some(d) => println!("{}", d.display()),
+            None => println!(),
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
     let result = cli
         .common
         .load_pipeline()
@@ -118,6 +127,8 @@ pub fn run_cli<S: Stage>(cli: &StageCli<S::Args>) -> std::process::ExitCode {
                 print_params(&pipeline.name, S::NAME, &p.signature_params()?);
                 return Ok(());
             }
+            // Validated first (a bad file never waits), then one stage at a time per pipeline.
+            let _lock = cli.common.lock(&pipeline.name, S::BIN)?;
             p.run().map(|_| ())
         });
     finish(&cli.common, S::NAME, result)
@@ -134,6 +145,10 @@ pub struct StageArgs {
     /// Run cache folder (`off` disables it). Default: the user's cache dir/fer-pipeline/runs.
     #[arg(long, env = "FER_CACHE_DIR")]
     pub cache_dir: Option<String>,
+    /// The run cache's size bound (`500M`, `20G`; `none`: unbounded); least recently used
+    /// entries are pruned after each store. Default: 20G.
+    #[arg(long, env = "FER_CACHE_MAX", value_parser = parse_cache_max)]
+    pub cache_max: Option<CacheMax>,
     /// Recompute even when the outputs are up to date or cached.
     #[arg(long)]
     pub force: bool,
@@ -144,11 +159,33 @@ pub struct StageArgs {
     /// exit without running.
     #[arg(long)]
     pub print_params: bool,
+    /// Print the run cache folder this binary uses (empty when the cache is off) and exit.
+    #[arg(long)]
+    pub print_cache_dir: bool,
+    /// When another run holds the pipeline's lock, exit with an error naming it instead of
+    /// waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// When the stage is up to date, leave its manifest's modification time alone (make's
+    /// `ingest` target runs every time and relies on it: see the Makefile).
+    #[arg(long)]
+    pub keep_mtime: bool,
 }
 
 impl StageArgs {
     pub fn load_pipeline(&self) -> Result<PipelineFile> {
         PipelineFile::load(&pipeline::resolve(&self.pipeline))
+    }
+
+    /// Take `pipeline`'s lock for the binary `who` ([`crate::lock`]), waiting unless
+    /// `--no-wait`.
+    pub fn lock(&self, pipeline: &str, who: &str) -> Result<PipelineLock> {
+        let contention = if self.no_wait {
+            Contention::Fail
+        } else {
+            Contention::Wait
+        };
+        PipelineLock::acquire(&self.artifacts, pipeline, who, contention)
     }
 
     /// A [`StageRun`] for `stage` with these args; params and inputs are the stage's.
@@ -170,8 +207,23 @@ impl StageArgs {
             cache: stage::default_cache_dir(self.cache_dir.as_deref()),
             force: self.force,
             verbose: !self.quiet,
+            touch_on_skip: !self.keep_mtime,
+            cache_max_bytes: self
+                .cache_max
+                .map_or(Some(crate::cache::DEFAULT_MAX_BYTES), |c| c.0),
+            section_hash: Some(pipeline.section_hash(stage)),
         }
     }
+}
+
+/// The run cache's size bound in bytes (`None`: unbounded), as `--cache-max` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheMax(pub Option<u64>);
+
+fn parse_cache_max(s: &str) -> std::result::Result<CacheMax, String> {
+    crate::cache::parse_size(s)
+        .map(CacheMax)
+        .map_err(|e| e.to_string())
 }
 
 /// `--print-params`: the stage's resolved params as one JSON line on stdout.

@@ -10,6 +10,8 @@
 //! - [`hash`]: blake3 hashing of files, folders and bytes;
 //! - [`manifest`] and [`stage`]: the per-stage JSON manifest and the runner that skips,
 //!   restores (from the content-addressed run cache `FER_CACHE_DIR`) or computes a stage;
+//! - [`lock`]: the per-pipeline lock every stage binary holds while it runs;
+//! - [`cache`]: the run cache's checks, quarantine, leftover temporaries and size bound;
 //! - [`pipeline`]: the `pipelines/<name>.toml` loader (unknown sections and keys are errors;
 //!   `extends = "<pipeline>"` lays a file over its parent);
 //! - [`schema`]: typed artifact schemas, one type per file shared by its writer and readers
@@ -22,12 +24,14 @@
 //! - [`tensors`]: model-ready f32 tensors per split (safetensors) and their index;
 //! - [`transform`]: the fitted preprocessing transform and the colour-to-gray helper.
 
+pub mod cache;
 pub mod cli;
 pub mod dataset;
 pub mod error;
 pub mod ferplus;
 pub mod hash;
 pub mod label;
+pub mod lock;
 pub mod manifest;
 pub mod metrics;
 pub mod parquet_io;

@@ -45,6 +45,11 @@ pub struct Manifest {
     pub params: serde_json::Value,
     pub inputs: Vec<InputEntry>,
     pub outputs: Vec<OutputEntry>,
+    /// Hash of the stage's pipeline section as written when it ran
+    /// ([`crate::pipeline::PipelineFile::section_hash`]): a downstream stage compares it with
+    /// the current file's. Absent in manifests written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_hash: Option<String>,
     /// Stage-specific counts (rows per split and class, rejects, ...).
     pub summary: serde_json::Value,
     pub status: RunStatus,

@@ -98,6 +98,24 @@ pub fn merge(mut base: toml::Table, over: toml::Table) -> toml::Table {
     base
 }
 
+/// A TOML value as JSON with every table's keys sorted (whatever order the file, or a map type
+/// that keeps insertion order, gives them), so equal sections hash equal.
+fn canonical(v: &toml::Value) -> serde_json::Value {
+    match v {
+        toml::Value::Table(t) => {
+            let mut keys: Vec<&String> = t.keys().collect();
+            keys.sort();
+            let mut m = serde_json::Map::new();
+            for k in keys {
+                m.insert(k.clone(), canonical(&t[k]));
+            }
+            serde_json::Value::Object(m)
+        }
+        toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(canonical).collect()),
+        other => serde_json::to_value(other).expect("a TOML scalar is JSON"),
+    }
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -206,6 +224,18 @@ impl PipelineFile {
             file: self.path.clone(),
             message: format!("[{section}] {}", one_line(e.message())),
         })
+    }
+
+    /// The hash of one section as written (after `extends`; an absent section hashes as an
+    /// empty table). A stage records it in its manifest so a downstream stage can tell that
+    /// the section changed since the stage ran ([`crate::stage::Input::current`]).
+    pub fn section_hash(&self, section: &str) -> String {
+        let value = self
+            .table
+            .get(section)
+            .cloned()
+            .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+        crate::hash::hash_bytes(canonical(&value).to_string().as_bytes())
     }
 
     pub fn meta(&self) -> Result<PipelineMeta> {

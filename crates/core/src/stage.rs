@@ -9,10 +9,23 @@
 //! 3. otherwise computes them into a temporary folder, writes the manifest last and renames
 //!    the folder into place, so a failed stage never leaves a manifest behind; the result is
 //!    then stored in the run cache.
+//!
+//! Temporary folders are named per process (`.<stage>.tmp.<pid>`, `<signature>.tmp<pid>`);
+//! those a dead process left behind are removed by the next run. The run cache is kept
+//! honest and bounded ([`crate::cache`]): an entry that fails its check is quarantined (and
+//! the stage recomputed and stored afresh), a restore that fails to copy falls back to
+//! computing, and after each store the least recently used entries are pruned down to the
+//! size bound (`FER_CACHE_MAX`).
+//!
+//! An upstream stage's outputs are read through [`Input::current`], which also checks that
+//! they were made with the pipeline's current section and this build's code of that stage,
+//! and otherwise names the stage to rerun.
 
+use crate::cache;
 use crate::error::{Error, IoContext, Result};
 use crate::hash;
 use crate::manifest::{InputEntry, MANIFEST_FILE, Manifest, OutputEntry, RunStatus};
+use crate::pipeline::PipelineFile;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -31,8 +44,9 @@ impl Input {
         let mpath = dir.join(MANIFEST_FILE);
         if !mpath.exists() {
             return Err(Error::Other(format!(
-                "{}: not found: stage `{stage}` has not run for pipeline `{pipeline}` (run `make {stage} PIPELINE={pipeline}`)",
-                mpath.display()
+                "{}: not found: stage `{stage}` has not run for pipeline `{pipeline}` (run `make {} PIPELINE={pipeline}`)",
+                mpath.display(),
+                make_target(stage)
             )));
         }
         let m = Manifest::read(&mpath)?;
@@ -42,8 +56,9 @@ impl Input {
             let actual = hash::hash_file(&p)?;
             if actual != o.hash {
                 return Err(Error::Other(format!(
-                    "{}: changed since stage `{stage}` wrote it (run `make {stage} PIPELINE={pipeline}` again)",
-                    p.display()
+                    "{}: changed since stage `{stage}` wrote it (run `make {} PIPELINE={pipeline}` again)",
+                    p.display(),
+                    make_target(stage)
                 )));
             }
             h.update(o.path.as_bytes());
@@ -58,6 +73,65 @@ impl Input {
             m,
         ))
     }
+}
+
+impl Input {
+    /// [`Input::stage`], and a check that the upstream stage is current: its manifest records
+    /// the pipeline's section as it is now ([`PipelineFile::section_hash`]) and the code
+    /// version this build expects of it. `code_versions` is the
+    /// `FER_UPSTREAM_CODE_VERSIONS` a stage crate's build script emits
+    /// (`fer_codeversion::emit_with_upstream`): `stage=version` pairs separated by `;`.
+    /// Otherwise the error names the stage to rerun and why.
+    pub fn current(
+        artifacts: &Path,
+        pipeline: &PipelineFile,
+        stage: &str,
+        code_versions: &str,
+    ) -> Result<(Input, Manifest)> {
+        let (input, m) = Input::stage(artifacts, &pipeline.name, stage)?;
+        let mpath = artifacts
+            .join(&pipeline.name)
+            .join(stage)
+            .join(MANIFEST_FILE);
+        let rerun = format!(
+            "run `make {} PIPELINE={}`",
+            make_target(stage),
+            pipeline.name
+        );
+        if let Some(recorded) = &m.section_hash
+            && *recorded != pipeline.section_hash(stage)
+        {
+            return Err(Error::Other(format!(
+                "{}: stage `{stage}` is out of date: [{stage}] in {} changed since it ran ({rerun})",
+                mpath.display(),
+                pipeline.path.display()
+            )));
+        }
+        match upstream_code_version(code_versions, stage) {
+            Some(v) if v != m.code_version => Err(Error::Other(format!(
+                "{}: stage `{stage}` is out of date: it was built from other code (code version {}, this build's is {v}) ({rerun})",
+                mpath.display(),
+                m.code_version
+            ))),
+            Some(_) => Ok((input, m)),
+            None => Err(Error::Other(format!(
+                "this build has no code version for stage `{stage}` (its build script must list it in emit_with_upstream)"
+            ))),
+        }
+    }
+}
+
+/// The code version of `stage` in a `FER_UPSTREAM_CODE_VERSIONS` list (`stage=version;...`).
+pub fn upstream_code_version<'a>(code_versions: &'a str, stage: &str) -> Option<&'a str> {
+    code_versions.split(';').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == stage).then_some(v)
+    })
+}
+
+/// The make target of a stage (`train_svm` -> `train-svm`).
+pub fn make_target(stage: &str) -> String {
+    stage.replace('_', "-")
 }
 
 /// What a stage's computation produced, in its output folder.
@@ -93,6 +167,14 @@ pub struct StageRun {
     pub force: bool,
     /// Print progress lines to stderr.
     pub verbose: bool,
+    /// When up to date, touch the manifest so `make` sees the target as fresh (off for make's
+    /// always-run `ingest` target, whose dependents must not rerun when it skips).
+    pub touch_on_skip: bool,
+    /// The hash of the stage's pipeline section ([`PipelineFile::section_hash`]), recorded in
+    /// the manifest for downstream checks.
+    pub section_hash: Option<String>,
+    /// The run cache's size bound in bytes ([`cache::prune`]); `None`: unbounded.
+    pub cache_max_bytes: Option<u64>,
 }
 
 /// Resolve the run cache: `FER_CACHE_DIR` if set (`off` or empty disables it), else the
@@ -134,13 +216,7 @@ fn remove_dir_if_exists(p: &Path) -> Result<()> {
 
 /// Do a manifest's outputs all exist in `dir` with their recorded hashes?
 fn outputs_intact(dir: &Path, m: &Manifest) -> bool {
-    m.outputs.iter().all(|o| {
-        let p = dir.join(&o.path);
-        std::fs::metadata(&p)
-            .map(|md| md.len() == o.bytes)
-            .unwrap_or(false)
-            && hash::hash_file(&p).map(|h| h == o.hash).unwrap_or(false)
-    })
+    cache::first_bad_output(dir, m).is_none()
 }
 
 impl StageRun {
@@ -169,6 +245,11 @@ impl StageRun {
         if self.verbose {
             eprintln!("[{}/{}] {msg}", self.pipeline, self.stage);
         }
+    }
+
+    /// A warning is printed even when quiet: it says something went wrong.
+    fn warn(&self, msg: &str) {
+        eprintln!("[{}/{}] warning: {msg}", self.pipeline, self.stage);
     }
 
     fn input_entries(&self) -> Vec<InputEntry> {
@@ -201,46 +282,28 @@ impl StageRun {
             && m.signature == sig
             && outputs_intact(&dir, &m)
         {
-            let f = std::fs::File::options()
-                .append(true)
-                .open(&mpath)
-                .at(&mpath)?;
-            f.set_modified(SystemTime::now()).at(&mpath)?;
+            let m = self.skip(&mpath, m)?;
             self.log(&format!("up to date ({})", &sig[..12]));
             return Ok(m);
         }
 
         let parent = self.artifacts.join(&self.pipeline);
         std::fs::create_dir_all(&parent).at(&parent)?;
-        let tmp = parent.join(format!(".{}.tmp", self.stage));
+        let stage = self.stage.clone();
+        let n = cache::remove_stale_tmp(&parent, |name| cache::stage_tmp(&stage, name));
+        if n > 0 {
+            self.log(&format!(
+                "removed {n} temporary folder(s) a killed run left"
+            ));
+        }
+        let tmp = parent.join(format!(".{}.tmp.{}", self.stage, std::process::id()));
         remove_dir_if_exists(&tmp)?;
         std::fs::create_dir_all(&tmp).at(&tmp)?;
 
-        let cached = self.cache.as_ref().map(|c| c.join(&self.stage).join(&sig));
         if !self.force
-            && let Some(cdir) = &cached
-            && let Ok(cm) = Manifest::read(&cdir.join(MANIFEST_FILE))
-            && cm.signature == sig
-            && outputs_intact(cdir, &cm)
+            && let Some(m) = self.restore(&sig, &tmp, &started, started_at)?
         {
-            for o in &cm.outputs {
-                let dst = tmp.join(&o.path);
-                if let Some(p) = dst.parent() {
-                    std::fs::create_dir_all(p).at(p)?;
-                }
-                std::fs::copy(cdir.join(&o.path), &dst).at(&dst)?;
-            }
-            let m = Manifest {
-                status: RunStatus::Restored,
-                started,
-                duration_s: started_at.elapsed().as_secs_f64(),
-                computed_duration_s: cm.computed_duration_s,
-                inputs: self.input_entries(),
-                pipeline: self.pipeline.clone(),
-                ..cm
-            };
             self.install(&tmp, &dir, &m)?;
-            self.log(&format!("restored from run cache {}", cdir.display()));
             return Ok(m);
         }
 
@@ -280,6 +343,7 @@ impl StageRun {
             params: self.params.clone(),
             inputs: self.input_entries(),
             outputs: entries,
+            section_hash: self.section_hash.clone(),
             summary: outputs.summary,
             status: RunStatus::Computed,
             started,
@@ -289,12 +353,113 @@ impl StageRun {
         };
         self.install(&tmp, &dir, &m)?;
         self.log(&format!("computed in {duration:.2} s"));
-        if let Some(cdir) = cached
-            && let Err(e) = self.store(&dir, &cdir)
-        {
-            self.log(&format!("warning: could not store in run cache: {e}"));
+        if let Some(root) = &self.cache {
+            let cdir = root.join(&self.stage).join(&sig);
+            if let Err(e) = self.store(&dir, &cdir) {
+                self.warn(&format!("could not store in run cache: {e}"));
+            }
+            if let Some(max) = self.cache_max_bytes {
+                for p in cache::prune(root, max, &cdir) {
+                    self.log(&format!(
+                        "run cache over its bound: removed {}",
+                        p.display()
+                    ));
+                }
+            }
         }
         Ok(m)
+    }
+
+    /// Up to date: refresh the manifest's section hash if the section was rewritten without
+    /// changing the params (a key set to its default), and touch the manifest so `make` sees
+    /// the target as fresh (unless `touch_on_skip` is off).
+    fn skip(&self, mpath: &Path, m: Manifest) -> Result<Manifest> {
+        if self.section_hash.is_some() && m.section_hash != self.section_hash {
+            let m = Manifest {
+                section_hash: self.section_hash.clone(),
+                ..m
+            };
+            let tmp = mpath.with_extension(format!("json.tmp{}", std::process::id()));
+            m.write(&tmp)?;
+            std::fs::rename(&tmp, mpath).at(mpath)?;
+            return Ok(m);
+        }
+        if self.touch_on_skip {
+            let f = std::fs::File::options()
+                .append(true)
+                .open(mpath)
+                .at(mpath)?;
+            f.set_modified(SystemTime::now()).at(mpath)?;
+        }
+        Ok(m)
+    }
+
+    /// Restore the outputs for `sig` from the run cache into `tmp`, if a good entry is there.
+    /// A bad entry is quarantined and a failed copy falls back to computing (both with a
+    /// warning): the cache can only save work, never fail a run.
+    fn restore(
+        &self,
+        sig: &str,
+        tmp: &Path,
+        started: &str,
+        started_at: Instant,
+    ) -> Result<Option<Manifest>> {
+        let Some(root) = &self.cache else {
+            return Ok(None);
+        };
+        let sdir = root.join(&self.stage);
+        cache::remove_stale_tmp(&sdir, cache::cache_tmp);
+        let cdir = sdir.join(sig);
+        let cm = match cache::check(&cdir, sig) {
+            cache::Entry::Absent => return Ok(None),
+            cache::Entry::Good(cm) => cm,
+            cache::Entry::Bad(why) => {
+                match cache::quarantine(root, &self.stage, &cdir) {
+                    Ok(q) => self.warn(&format!(
+                        "run cache entry {} is bad ({why}): moved to {} and recomputing",
+                        cdir.display(),
+                        q.display()
+                    )),
+                    Err(e) => self.warn(&format!(
+                        "run cache entry {} is bad ({why}) and could not be moved aside ({e}): recomputing",
+                        cdir.display()
+                    )),
+                }
+                return Ok(None);
+            }
+        };
+        let copied = cm.outputs.iter().try_for_each(|o| {
+            let dst = tmp.join(&o.path);
+            if let Some(p) = dst.parent() {
+                std::fs::create_dir_all(p).at(p)?;
+            }
+            std::fs::copy(cdir.join(&o.path), &dst).at(&dst).map(|_| ())
+        });
+        if let Err(e) = copied {
+            self.warn(&format!(
+                "could not restore from run cache {} ({e}): recomputing",
+                cdir.display()
+            ));
+            remove_dir_if_exists(tmp)?;
+            std::fs::create_dir_all(tmp).at(tmp)?;
+            return Ok(None);
+        }
+        // A hit counts as a use for the size bound's least-recently-used order.
+        let cmpath = cdir.join(MANIFEST_FILE);
+        if let Ok(f) = std::fs::File::options().append(true).open(&cmpath) {
+            let _ = f.set_modified(SystemTime::now());
+        }
+        self.log(&format!("restored from run cache {}", cdir.display()));
+        Ok(Some(Manifest {
+            status: RunStatus::Restored,
+            started: started.to_string(),
+            duration_s: started_at.elapsed().as_secs_f64(),
+            computed_duration_s: cm.computed_duration_s,
+            inputs: self.input_entries(),
+            pipeline: self.pipeline.clone(),
+            section_hash: self.section_hash.clone(),
+            ..cm
+        }))
     }
 
     /// Write the manifest into `tmp` and move `tmp` into place as `dir`.
@@ -311,7 +476,10 @@ impl StageRun {
         }
         let ctmp = cdir.with_extension(format!("tmp{}", std::process::id()));
         remove_dir_if_exists(&ctmp)?;
-        copy_dir(dir, &ctmp)?;
+        if let Err(e) = copy_dir(dir, &ctmp) {
+            let _ = std::fs::remove_dir_all(&ctmp);
+            return Err(e);
+        }
         remove_dir_if_exists(cdir)?;
         std::fs::rename(&ctmp, cdir).at(cdir)
     }
@@ -332,6 +500,9 @@ mod tests {
             cache: Some(cache.to_path_buf()),
             force: false,
             verbose: false,
+            touch_on_skip: true,
+            section_hash: None,
+            cache_max_bytes: None,
         }
     }
 
@@ -408,5 +579,152 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("make ingest PIPELINE=seed"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_cache_entry_is_quarantined_recomputed_and_stored_afresh() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let n = std::cell::Cell::new(0);
+        let m1 = run(root.path(), cache.path(), 1)
+            .execute(compute(&n))
+            .unwrap();
+        let cdir = cache.path().join("s").join(&m1.signature);
+        std::fs::write(cdir.join("out.txt"), b"jello").unwrap();
+        // A fresh artifacts folder: the cache would be asked, finds the entry bad.
+        let root2 = tempfile::tempdir().unwrap();
+        let m2 = run(root2.path(), cache.path(), 1)
+            .execute(compute(&n))
+            .unwrap();
+        assert_eq!((n.get(), m2.status), (2, RunStatus::Computed));
+        let q: Vec<_> = std::fs::read_dir(cache.path().join(crate::cache::QUARANTINE))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            std::fs::read(q[0].path().join("out.txt")).unwrap(),
+            b"jello"
+        );
+        // The entry was stored afresh: the next fresh folder restores it.
+        assert_eq!(std::fs::read(cdir.join("out.txt")).unwrap(), b"hello");
+        let root3 = tempfile::tempdir().unwrap();
+        let m3 = run(root3.path(), cache.path(), 1)
+            .execute(compute(&n))
+            .unwrap();
+        assert_eq!((n.get(), m3.status), (2, RunStatus::Restored));
+        // An unreadable manifest is bad too.
+        std::fs::write(cdir.join(MANIFEST_FILE), b"{").unwrap();
+        let root4 = tempfile::tempdir().unwrap();
+        let m4 = run(root4.path(), cache.path(), 1)
+            .execute(compute(&n))
+            .unwrap();
+        assert_eq!((n.get(), m4.status), (3, RunStatus::Computed));
+    }
+
+    #[test]
+    fn the_cache_is_pruned_to_its_bound_least_recently_used_first() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let n = std::cell::Cell::new(0);
+        // Each entry holds out.txt (5 bytes) and its manifest (well under 2 KB).
+        let mut sigs = Vec::new();
+        for x in 1..=3 {
+            let mut r = run(root.path(), cache.path(), x);
+            r.cache_max_bytes = Some(1 << 20);
+            sigs.push(r.execute(compute(&n)).unwrap().signature);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let size_of = |sig: &str| {
+            let d = cache.path().join("s").join(sig);
+            std::fs::read_dir(&d)
+                .unwrap()
+                .flatten()
+                .map(|e| e.metadata().unwrap().len())
+                .sum::<u64>()
+        };
+        let one = size_of(&sigs[2]);
+        // Room for two entries: storing a fourth drops the least recently used (params 1).
+        let mut r = run(root.path(), cache.path(), 4);
+        r.cache_max_bytes = Some(2 * one + one / 2);
+        let s4 = r.execute(compute(&n)).unwrap().signature;
+        let left: Vec<bool> = sigs
+            .iter()
+            .chain([&s4])
+            .map(|s| cache.path().join("s").join(s).exists())
+            .collect();
+        assert_eq!(left, [false, false, true, true]);
+    }
+
+    #[test]
+    fn temporaries_of_a_killed_run_are_removed_and_skips_can_keep_the_mtime() {
+        let root = tempfile::tempdir().unwrap();
+        let leftover = root.path().join("p").join(".s.tmp.4294967");
+        std::fs::create_dir_all(&leftover).unwrap();
+        let n = std::cell::Cell::new(0);
+        let mut r = run(root.path(), root.path(), 1);
+        r.cache = None;
+        r.execute(compute(&n)).unwrap();
+        assert!(!leftover.exists());
+        let mpath = root.path().join("p/s").join(MANIFEST_FILE);
+        let old = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .append(true)
+            .open(&mpath)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        r.touch_on_skip = false;
+        r.execute(compute(&n)).unwrap();
+        assert_eq!(std::fs::metadata(&mpath).unwrap().modified().unwrap(), old);
+        r.touch_on_skip = true;
+        r.execute(compute(&n)).unwrap();
+        assert!(std::fs::metadata(&mpath).unwrap().modified().unwrap() > old);
+        assert_eq!(n.get(), 1);
+    }
+
+    #[test]
+    fn an_upstream_made_with_another_section_or_code_is_named_for_rerun() {
+        let dir = tempfile::tempdir().unwrap();
+        let pfile = dir.path().join("p.toml");
+        std::fs::write(&pfile, "[stats]\nseed = 1\n").unwrap();
+        let pf = PipelineFile::load(&pfile).unwrap();
+        let artifacts = dir.path().join("artifacts");
+        let n = std::cell::Cell::new(0);
+        let mut r = run(&artifacts, dir.path(), 1);
+        r.cache = None;
+        r.stage = "stats".into();
+        r.section_hash = Some(pf.section_hash("stats"));
+        r.execute(compute(&n)).unwrap();
+        let versions = "ingest=x;stats=v1";
+        assert!(Input::current(&artifacts, &pf, "stats", versions).is_ok());
+        // Other code.
+        let err = Input::current(&artifacts, &pf, "stats", "stats=v2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("other code") && err.contains("make stats PIPELINE=p"),
+            "{err}"
+        );
+        // The same section in another key order and layout: still current.
+        std::fs::write(&pfile, "[stats]\n# a comment\nseed = 1\n").unwrap();
+        let pf = PipelineFile::load(&pfile).unwrap();
+        assert!(Input::current(&artifacts, &pf, "stats", versions).is_ok());
+        // An edited section.
+        std::fs::write(&pfile, "[stats]\nseed = 2\n").unwrap();
+        let pf = PipelineFile::load(&pfile).unwrap();
+        let err = Input::current(&artifacts, &pf, "stats", versions)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[stats]") && err.contains("changed since it ran"),
+            "{err}"
+        );
+        assert!(err.contains("make stats PIPELINE=p"), "{err}");
+        // Rerunning the stage (up to date, same params) records the new section.
+        r.section_hash = Some(pf.section_hash("stats"));
+        r.execute(compute(&n)).unwrap();
+        assert_eq!(n.get(), 1);
+        assert!(Input::current(&artifacts, &pf, "stats", versions).is_ok());
     }
 }

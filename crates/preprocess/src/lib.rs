@@ -32,6 +32,8 @@ use std::sync::Arc;
 
 pub const STAGE: &str = "preprocess";
 pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+/// The code versions of the upstream stages this build reads (checked by `Input::current`).
+pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
@@ -273,7 +275,12 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, PreprocessError
 }
 
 pub fn run(p: &Params) -> Result<Manifest, PreprocessError> {
-    let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "ingest")?;
+    let (input, _) = Input::current(
+        &p.common.artifacts,
+        &p.pipeline,
+        "ingest",
+        UPSTREAM_CODE_VERSIONS,
+    )?;
     let images = input.path.join("images.parquet");
     let pool = input.path.join("pretrain.parquet");
     let params = signature_params(p)?;

@@ -12,6 +12,7 @@ use arrow::datatypes::{UInt8Type, UInt32Type};
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::{Manifest, RunStatus};
 use fer_core::pipeline::PipelineFile;
+use fer_core::stage::upstream_code_version;
 use fer_core::stage::{Outputs, StageRun};
 use fer_core::tensors::TensorSet;
 use fer_core::transform::{Denoise, Equalize, Normalization, Transform};
@@ -214,12 +215,17 @@ impl Fixture {
             pipeline: name.into(),
             stage: "ingest".into(),
             artifacts: artifacts.to_path_buf(),
-            code_version: "test".into(),
+            code_version: upstream_code_version(fer_preprocess::UPSTREAM_CODE_VERSIONS, "ingest")
+                .expect("preprocess reads ingest")
+                .into(),
             params: serde_json::json!({}),
             inputs: vec![],
             cache: None,
             force: false,
             verbose: false,
+            touch_on_skip: true,
+            section_hash: None,
+            cache_max_bytes: None,
         }
         .execute(|dir| {
             let n = ds.write_parquet(&dir.join("images.parquet"))?;

@@ -50,6 +50,8 @@ use std::path::{Path, PathBuf};
 
 pub const STAGE: &str = "report";
 pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+/// The code versions of the upstream stages this build reads (checked by `Input::current`).
+pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -224,20 +226,16 @@ impl Params {
 }
 
 /// The upstream stages that exist for `pipeline`, checked against their manifests.
-fn inputs(artifacts: &Path, pipeline: &str) -> Result<Vec<Input>, ReportError> {
+fn inputs(artifacts: &Path, pf: &PipelineFile) -> Result<Vec<Input>, ReportError> {
+    let pipeline = pf.name.as_str();
     let mut out = Vec::new();
-    for (stage, target) in load::UPSTREAM {
+    for (stage, _) in load::UPSTREAM {
         let dir = artifacts.join(pipeline).join(stage);
         if !dir.join(MANIFEST_FILE).exists() {
             continue;
         }
-        // core names the stage (`train_svm`); make's target is `train-svm`.
-        let (input, _) = Input::stage(artifacts, pipeline, stage).map_err(|e| {
-            ReportError::Missing(
-                e.to_string()
-                    .replace(&format!("make {stage} "), &format!("make {target} ")),
-            )
-        })?;
+        let (input, _) = Input::current(artifacts, pf, stage, UPSTREAM_CODE_VERSIONS)
+            .map_err(|e| ReportError::Missing(e.to_string()))?;
         out.push(input);
     }
     let has_model = out
@@ -262,7 +260,7 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, ReportError> {
 
 pub fn run(p: &Params) -> Result<Manifest, ReportError> {
     let name = p.pipeline.name.clone();
-    let inputs = inputs(&p.common.artifacts, &name)?;
+    let inputs = inputs(&p.common.artifacts, &p.pipeline)?;
     let params = signature_params(p)?;
     let run = p
         .common

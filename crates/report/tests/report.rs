@@ -28,6 +28,7 @@ use fer_core::schema::metrics::{
 };
 use fer_core::schema::model::{ModelJson, TrainSettings};
 use fer_core::schema::predictions::{self, CnnPrediction, SvmPrediction};
+use fer_core::stage::upstream_code_version;
 use fer_core::stage::{Outputs, StageRun};
 use fer_core::{Emotion, IMAGE_PIXELS, IMAGE_SIDE, LabelMode, Split};
 use serde_json::{Value, json};
@@ -84,12 +85,17 @@ fn stage_run(artifacts: &Path, stage: &str) -> StageRun {
         pipeline: PIPELINE.into(),
         stage: stage.into(),
         artifacts: artifacts.to_path_buf(),
-        code_version: "fixture".into(),
+        code_version: upstream_code_version(fer_report::UPSTREAM_CODE_VERSIONS, stage)
+            .unwrap_or("fixture")
+            .into(),
         params: json!({"fixture": stage}),
         inputs: vec![],
         cache: None,
         force: true,
         verbose: false,
+        touch_on_skip: true,
+        section_hash: None,
+        cache_max_bytes: None,
     }
 }
 
@@ -638,6 +644,12 @@ fn report_md_snapshot_of_the_smoke_fixture() {
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(r"\d+(\.\d+)? (s|min|h) \|", "[time] |");
     settings.add_filter(r"[\d,]+ img/s", "[speed]");
+    // The fixture's upstream manifests carry this build's code versions (the report checks
+    // them), so code versions and the signatures that hash them change with any code edit.
+    settings.add_filter(
+        r"\| computed \| `[0-9a-f]{16}` \| `[0-9a-f]{12}` \|",
+        "| computed | [code] | [signature] |",
+    );
     settings.bind(|| insta::assert_snapshot!("smoke_report_md", md));
     // The HTML has the same sections and embeds every image.
     let html = std::fs::read_to_string(f.root().join("report/index.html")).unwrap();

@@ -42,6 +42,8 @@ use std::sync::Arc;
 
 pub const STAGE: &str = "stats";
 pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+/// The code versions of the upstream stages this build reads (checked by `Input::current`).
+pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
@@ -219,7 +221,12 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, StatsError> {
 }
 
 pub fn run(p: &Params) -> Result<Manifest, StatsError> {
-    let (input, upstream) = Input::stage(&p.common.artifacts, &p.pipeline.name, "ingest")?;
+    let (input, upstream) = Input::current(
+        &p.common.artifacts,
+        &p.pipeline,
+        "ingest",
+        UPSTREAM_CODE_VERSIONS,
+    )?;
     let images_path: PathBuf = input.path.join("images.parquet");
     debug_assert!(upstream.output("images.parquet").is_some());
     let params = signature_params(p)?;

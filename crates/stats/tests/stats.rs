@@ -12,6 +12,7 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{ArrowPrimitiveType, Float64Type, UInt8Type, UInt32Type, UInt64Type};
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::Manifest;
+use fer_core::stage::upstream_code_version;
 use fer_core::stage::{Outputs, StageRun};
 use fer_core::{Emotion, IMAGE_PIXELS, IMAGE_SIDE, LabelMode, Split};
 use fer_stats::{StatsParams, class_moments, compute};
@@ -315,12 +316,17 @@ impl Fixture {
             pipeline: name.into(),
             stage: "ingest".into(),
             artifacts: self.artifacts(),
-            code_version: "test".into(),
+            code_version: upstream_code_version(fer_stats::UPSTREAM_CODE_VERSIONS, "ingest")
+                .expect("stats reads ingest")
+                .into(),
             params: serde_json::json!({}),
             inputs: vec![],
             cache: None,
             force: false,
             verbose: false,
+            touch_on_skip: true,
+            section_hash: None,
+            cache_max_bytes: None,
         }
         .execute(|dir| {
             let n = ds.write_parquet(&dir.join("images.parquet"))?;

@@ -60,6 +60,8 @@ pub use train::TrainError;
 
 pub const STAGE: &str = settings::SECTION;
 pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+/// The code versions of the upstream stages this build reads (checked by `Input::current`).
+pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainCnnError {
@@ -113,7 +115,12 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, TrainCnnError> 
 }
 
 pub fn run(p: &Params) -> Result<Manifest, TrainCnnError> {
-    let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
+    let (input, _) = Input::current(
+        &p.common.artifacts,
+        &p.pipeline,
+        "preprocess",
+        UPSTREAM_CODE_VERSIONS,
+    )?;
     let dir_in = input.path.clone();
     let params = signature_params(p)?;
     let mut inputs = vec![input];

@@ -85,6 +85,8 @@ use std::path::Path;
 
 pub const STAGE: &str = "train_svm";
 pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+/// The code versions of the upstream stages this build reads (checked by `Input::current`).
+pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
 
 #[derive(Debug, thiserror::Error)]
 pub enum SvmError {
@@ -105,7 +107,12 @@ fer_core::impl_stage! { Params: STAGE, "fer-train-svm", SvmError, fer_core::cli:
 "Stage train_svm: SVMs on raw pixels and HOG, grid chosen on val" }
 
 pub fn run(p: &Params) -> Result<Manifest, SvmError> {
-    let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
+    let (input, _) = Input::current(
+        &p.common.artifacts,
+        &p.pipeline,
+        "preprocess",
+        UPSTREAM_CODE_VERSIONS,
+    )?;
     let dir_in = input.path.clone();
     let params = signature_params(p)?;
     let run = p

@@ -6,6 +6,7 @@
 //! exit 2 with one `error: ` line naming the file, `[train_svm]` and the key.
 
 use arrow::array::{Array, Float64Array, StringArray, UInt8Array, UInt32Array};
+use fer_core::stage::upstream_code_version;
 use fer_core::stage::{Outputs, StageRun};
 use fer_core::tensors::TensorSet;
 use fer_core::transform::{Denoise, Equalize, Normalization, Transform};
@@ -112,12 +113,20 @@ impl Fixture {
             pipeline: pipeline.into(),
             stage: "preprocess".into(),
             artifacts: self.artifacts(),
-            code_version: "fixture".into(),
+            code_version: upstream_code_version(
+                fer_train_svm::UPSTREAM_CODE_VERSIONS,
+                "preprocess",
+            )
+            .expect("train-svm reads preprocess")
+            .into(),
             params: serde_json::json!({}),
             inputs: vec![],
             cache: None,
             force: true,
             verbose: false,
+            touch_on_skip: true,
+            section_hash: None,
+            cache_max_bytes: None,
         };
         run.execute(|dir: &Path| -> fer_core::Result<Outputs> {
             let mut out = Outputs::default();

@@ -75,6 +75,8 @@ use std::path::PathBuf;
 
 pub const STAGE: &str = "tune";
 pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+/// The code versions of the upstream stages this build reads (checked by `Input::current`).
+pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
 
 #[derive(Debug, thiserror::Error)]
 pub enum TuneError {
@@ -98,12 +100,22 @@ fer_core::impl_stage! { Params: STAGE, "fer-tune", TuneError, params::TuneArgs,
 "Stage tune: random search or successive halving over our CNN's hyperparameters" }
 
 pub fn run(p: &Params) -> Result<Manifest, TuneError> {
-    let (input, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "preprocess")?;
+    let (input, _) = Input::current(
+        &p.common.artifacts,
+        &p.pipeline,
+        "preprocess",
+        UPSTREAM_CODE_VERSIONS,
+    )?;
     let dir_in = input.path.clone();
     let mut inputs = vec![input];
     // reuse_base: train-cnn's run of the base model is trial 0, so its outputs are an input.
     let incumbent = if p.tune.reuse_base {
-        let (cnn, _) = Input::stage(&p.common.artifacts, &p.pipeline.name, "train_cnn")?;
+        let (cnn, _) = Input::current(
+            &p.common.artifacts,
+            &p.pipeline,
+            "train_cnn",
+            UPSTREAM_CODE_VERSIONS,
+        )?;
         let dir = cnn.path.join(&p.tune.base.name);
         inputs.push(cnn);
         Some(dir)
