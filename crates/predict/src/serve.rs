@@ -453,10 +453,31 @@ const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 
 Content-Type: application/json\r\nContent-Length: 65\r\nConnection: close\r\n\r\n\
 {\"error\":\"too many connections (--max-connections); retry later\"}";
 
+/// Answer a connection over the cap with [`OVER_CAPACITY`] and close it, draining what the
+/// client sends for at most 200 ms.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    let _ = stream.try_write(OVER_CAPACITY);
+    let _ = std::future::poll_fn(|cx| {
+        tokio::io::AsyncWrite::poll_shutdown(Pin::new(&mut stream), cx)
+    })
+    .await;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+    while let Ok(Ok(())) = tokio::time::timeout_at(deadline, stream.readable()).await {
+        match stream.try_read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+    }
+}
+
 /// Accept connections, at most `max_connections` open, each served by hyper's HTTP/1 server
 /// with a header-read timeout.
 async fn accept_loop(listener: tokio::net::TcpListener, app: Router, o: ServeOptions) {
     let open = Arc::new(Semaphore::new(o.max_connections));
+    let closing = Arc::new(Semaphore::new(64));
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -468,9 +489,18 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router, o: ServeOpt
             }
         };
         let Ok(permit) = open.clone().try_acquire_owned() else {
-            // Non-blocking: whatever the socket takes now, then closed.
-            let _ = stream.try_write(OVER_CAPACITY);
-            drop(stream);
+            // Over the cap: a short 503, then closed. Reading what the client sent for a
+            // moment first lets it see the answer (closing with unread data resets the
+            // connection, and the client may lose the 503); at most `closing` at a time.
+            match closing.clone().try_acquire_owned() {
+                Ok(p) => {
+                    tokio::spawn(async move {
+                        let _p = p;
+                        refuse(stream).await;
+                    });
+                }
+                Err(_) => drop(stream),
+            }
             continue;
         };
         let svc = hyper_util::service::TowerToHyperService::new(app.clone());
