@@ -70,9 +70,7 @@ pub enum PredictError {
     },
     /// The header declares more pixels than the budget (a decompression bomb, or a photo too
     /// large for the service).
-    #[error(
-        "image of {width}x{height} pixels is over the limit of {limit} pixels (--max-pixels)"
-    )]
+    #[error("image of {width}x{height} pixels is over the limit of {limit} pixels (--max-pixels)")]
     TooManyPixels { width: u32, height: u32, limit: u64 },
     /// The request was abandoned (timed out) before its faces were scored.
     #[error("cancelled")]
@@ -151,8 +149,7 @@ pub fn truncated(bytes: &[u8], format: image::ImageFormat) -> Option<&'static st
         }
         image::ImageFormat::Png => {
             const IEND: [u8; 8] = [b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
-            (!bytes.windows(8).rev().any(|w| w == IEND))
-                .then_some("truncated PNG (no IEND chunk)")
+            (!bytes.windows(8).rev().any(|w| w == IEND)).then_some("truncated PNG (no IEND chunk)")
         }
         _ => None,
     }
@@ -301,7 +298,11 @@ impl Predictor {
         let detected = faces.len();
         if detected > self.max_faces {
             // Keep the most confident, still left to right.
-            faces.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
+            faces.sort_by(|a, b| {
+                b.score
+                    .partial_cmp(&a.score)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
             faces.truncate(self.max_faces);
             faces.sort_by_key(|f| (f.x, f.y));
         }

@@ -294,16 +294,15 @@ async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Re
         );
     }
     let left = || st.o.timeout.saturating_sub(t0.elapsed());
-    let computing =
-        match tokio::time::timeout(left(), st.compute.clone().acquire_owned()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                return unavailable(
-                    &st,
-                    "busy: no prediction slot freed within the timeout; retry later",
-                );
-            }
-        };
+    let computing = match tokio::time::timeout(left(), st.compute.clone().acquire_owned()).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            return unavailable(
+                &st,
+                "busy: no prediction slot freed within the timeout; retry later",
+            );
+        }
+    };
     let cancel = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(cancel.clone());
     let p = st.predictor.clone();
@@ -457,10 +456,9 @@ Content-Type: application/json\r\nContent-Length: 65\r\nConnection: close\r\n\r\
 /// client sends for at most 200 ms.
 async fn refuse(mut stream: tokio::net::TcpStream) {
     let _ = stream.try_write(OVER_CAPACITY);
-    let _ = std::future::poll_fn(|cx| {
-        tokio::io::AsyncWrite::poll_shutdown(Pin::new(&mut stream), cx)
-    })
-    .await;
+    let _ =
+        std::future::poll_fn(|cx| tokio::io::AsyncWrite::poll_shutdown(Pin::new(&mut stream), cx))
+            .await;
     let mut buf = [0u8; 4096];
     let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
     while let Ok(Ok(())) = tokio::time::timeout_at(deadline, stream.readable()).await {

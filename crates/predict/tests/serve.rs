@@ -142,7 +142,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         c ^= b as u32;
         for _ in 0..8 {
-            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 == 1 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -164,7 +168,10 @@ fn png_header_only(w: u32, h: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
     let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
     out.extend(chunk(b"IHDR", &ihdr));
-    out.extend(chunk(b"IDAT", &[0x78, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    out.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
     out.extend(chunk(b"IEND", &[]));
     out
 }
@@ -207,7 +214,10 @@ fn a_scoring_panic_does_not_break_the_service_and_health_is_honest() {
     );
     let face = png(&synthetic_face(1));
     let (code, body) = http(addr, "POST", "/predict", &face);
-    assert_eq!((code, json(&body)["faces"][0]["p_happy"].as_f64()), (200, Some(0.75)));
+    assert_eq!(
+        (code, json(&body)["faces"][0]["p_happy"].as_f64()),
+        (200, Some(0.75))
+    );
 
     // One panic: that request fails with 500, the next works, /health says ok and counts it.
     mode.store(1, Ordering::SeqCst);
@@ -227,11 +237,21 @@ fn a_scoring_panic_does_not_break_the_service_and_health_is_honest() {
     assert_eq!(code, 500);
     let (code, body) = http(addr, "GET", "/health", b"");
     let h = json(&body);
-    assert_eq!((code, h["status"].as_str()), (503, Some("broken")), "{body}");
-    assert!(h["reason"].as_str().unwrap().contains("the scorer is gone"), "{body}");
+    assert_eq!(
+        (code, h["status"].as_str()),
+        (503, Some("broken")),
+        "{body}"
+    );
+    assert!(
+        h["reason"].as_str().unwrap().contains("the scorer is gone"),
+        "{body}"
+    );
     let (code, head, body) = http_full(addr, "POST", "/predict", &face);
     assert_eq!(code, 503, "{body}");
-    assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
     assert!(body.contains("broken"), "{body}");
 
     // Mended: the next health probe says so, and requests are served again.
@@ -272,13 +292,20 @@ fn busy_service_sheds_with_retry_after_and_stops_timed_out_work() {
     assert_eq!(ok + shed.len(), 4, "{results:?}");
     assert!(ok >= 1 && shed.len() >= 2, "{results:?}");
     for (_, head, body) in &shed {
-        assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("retry-after: 1"),
+            "{head}"
+        );
         assert!(body.contains("retry later"), "{body}");
     }
     // Once the work is done, the slots are free again: nothing piled up.
     std::thread::sleep(Duration::from_millis(800));
     let (code, body) = http(addr, "GET", "/health", b"");
-    assert_eq!((code, json(&body)["in_flight"].as_u64()), (200, Some(0)), "{body}");
+    assert_eq!(
+        (code, json(&body)["in_flight"].as_u64()),
+        (200, Some(0)),
+        "{body}"
+    );
     let before = calls.load(Ordering::SeqCst);
     let (code, _) = http(addr, "POST", "/predict", &face);
     assert_eq!(code, 200);
@@ -309,7 +336,10 @@ fn cancelled_scoring_stops_between_batches() {
         .map(|_| Ok(p.prepare_gray(&g, false)))
         .collect();
     let r = p.score_until(items, 0.5, &cancel);
-    assert!(matches!(r, Err(fer_predict::PredictError::Cancelled)), "{r:?}");
+    assert!(
+        matches!(r, Err(fer_predict::PredictError::Cancelled)),
+        "{r:?}"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
@@ -345,7 +375,11 @@ fn stalled_headers_time_out_and_connections_are_capped() {
     let (code, head, body) = http_full(addr, "GET", "/health", b"");
     assert_eq!(code, 503, "{head}{body}");
     assert!(body.contains("--max-connections"), "{body}");
-    assert!(t.elapsed() < Duration::from_millis(400), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
     drop(held);
     // Once they are gone (closed by the client or the timeout), connections are served.
     std::thread::sleep(Duration::from_millis(200));
@@ -382,6 +416,12 @@ fn faces_over_the_cap_are_not_scored_and_the_response_says_so() {
     assert_eq!(code, 200, "{body}");
     let v = json(&body);
     assert_eq!(v["faces_detected"], 3, "{body}");
-    assert_eq!((v["max_faces"].as_u64(), v["faces"].as_array().unwrap().len()), (Some(2), 2));
+    assert_eq!(
+        (
+            v["max_faces"].as_u64(),
+            v["faces"].as_array().unwrap().len()
+        ),
+        (Some(2), 2)
+    );
     assert_eq!(scored.load(Ordering::SeqCst), 2);
 }

@@ -65,7 +65,13 @@ fn recommended_threshold_only_for_the_weights_it_was_chosen_for() {
     assert!(w.contains(&weights_hash(&other)[..12]), "{w}");
 
     // The same score kind but a score the CNN does not produce: 0.5.
-    write_recommendation(&artifacts, &m, "svm_decision", -0.2, Some(&weights_hash(&m)));
+    write_recommendation(
+        &artifacts,
+        &m,
+        "svm_decision",
+        -0.2,
+        Some(&weights_hash(&m)),
+    );
     let c = threshold::for_pipeline(&artifacts, "p", &load(&m));
     assert_eq!(c.value, DEFAULT, "{c:?}");
     assert!(c.warning.unwrap().contains("svm_decision"));
