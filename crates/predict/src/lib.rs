@@ -9,8 +9,14 @@
 //!   fitted transform is `../preprocess/transform.json`; p(happy) is Platt-scaled on the val
 //!   decisions of `predictions.parquet`). `--pipeline <p> --arch <a>` resolves
 //!   `artifacts/<p>/train_cnn/<a>` (`--arch svm`: `artifacts/<p>/train_svm`);
-//! - the default threshold: `artifacts/<pipeline>/report/recommendation.json` (key
-//!   `threshold`, a p(happy) threshold) when it exists, else 0.5; `--threshold` overrides.
+//! - the default threshold: `artifacts/<pipeline>/report/recommendation.json`'s, only when
+//!   it was chosen for the loaded model's weights (their blake3 hash, `model_weights_blake3`)
+//!   and score (an SVM decision threshold is mapped through the model's Platt scaling); else
+//!   0.5, with a warning on stderr saying why (see [`threshold`]). `--threshold` overrides.
+//!
+//! Hostile inputs: an image's pixel count is read from its header and checked against
+//! `--max-pixels` (40 MP) before any pixel is decoded; a JPEG or PNG cut short is refused (the
+//! end-marker rule ingest uses); at most `--max-faces` (16, the most confident) are scored.
 //!
 //! Each face is found by rustface (SeetaFace's frontal cascade, model embedded at build time:
 //! nothing is downloaded), cropped square with a margin (`--margin`), turned to gray by
@@ -27,7 +33,10 @@
 //!
 //! `fer-predict serve` runs the checkout kiosk's HTTP service (see [`serve`]): `POST /predict`
 //! with an image body returns its faces as JSON, `GET /health`; bound to 127.0.0.1:8080 by
-//! default, with a body size limit (`--max-body`) and a request timeout (`--timeout`).
+//! default, with a body size limit (`--max-body`), a request timeout (`--timeout`), a cap on
+//! predictions in flight and waiting (`--max-inflight`, `--queue`; 503 + `Retry-After`
+//! beyond), a header-read timeout (`--header-timeout`) and a connection cap
+//! (`--max-connections`). A panic while scoring fails only its request.
 //!
 //! The models it scores with are fer-models' (CNNs and SVMs); it depends on no stage crate.
 
@@ -497,4 +506,41 @@ pub struct Summary {
     pub no_face: usize,
     pub errors: usize,
     pub seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_files_are_told_from_whole_ones() {
+        use image::ImageFormat::{Jpeg, Png};
+        let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let jpeg = scene::encode(&img, true);
+        let png = scene::encode(&img, false);
+        assert_eq!(truncated(&jpeg, Jpeg), None);
+        assert_eq!(truncated(&png, Png), None);
+        // Zero padding after the end marker is still whole (as ingest says).
+        let mut padded = jpeg.clone();
+        padded.extend_from_slice(&[0; 16]);
+        assert_eq!(truncated(&padded, Jpeg), None);
+        assert!(truncated(&jpeg[..jpeg.len() - 10], Jpeg).is_some());
+        assert!(truncated(&png[..png.len() - 4], Png).is_some());
+        let e = decode(&jpeg[..jpeg.len() / 2], DEFAULT_MAX_PIXELS).unwrap_err();
+        assert!(e.to_string().contains("truncated JPEG"), "{e}");
+        // The pixel budget is checked from the header: 64x48 is over 3000 pixels.
+        let e = decode(&png, 3000).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PredictError::TooManyPixels {
+                    width: 64,
+                    height: 48,
+                    limit: 3000
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(decode(&png, 3072).unwrap().width(), 64);
+    }
 }

@@ -411,4 +411,46 @@ mod tests {
         assert_eq!(platt_p((-1.0, 0.0), 1e6), 1.0);
         assert_eq!(platt_p((-1.0, 0.0), -1e6), 0.0);
     }
+
+    fn svm_scorer(platt: (f64, f64)) -> Scorer {
+        Scorer {
+            inner: Inner::Svm {
+                svms: SavedSvms {
+                    features: vec![],
+                    models: vec![],
+                },
+                name: "hog/linear".into(),
+                platt,
+            },
+            transform: Transform {
+                size: 48,
+                resize_filter: "triangle".into(),
+                denoise: fer_core::transform::Denoise::None,
+                equalize: fer_core::transform::Equalize::None,
+                normalization: fer_core::transform::Normalization::Standardize {
+                    mean: 0.5,
+                    std: 0.25,
+                },
+            },
+            tta_flip: false,
+            batch: 256,
+            description: "svm".into(),
+            weights: None,
+            transform_overridden: false,
+        }
+    }
+
+    #[test]
+    fn svm_decision_thresholds_map_through_platt() {
+        // Higher decisions mean happier (a < 0): "decision < t" is "p < platt(t)".
+        let s = svm_scorer((-1.5, 0.2));
+        assert_eq!(s.score_kind(), "svm_decision");
+        assert_eq!(s.svm_name(), Some("hog/linear"));
+        let t = 0.4;
+        let p = s.score_to_p(t).unwrap();
+        assert_eq!(p, platt_p((-1.5, 0.2), t));
+        assert!(platt_p((-1.5, 0.2), t - 0.01) < p && p < platt_p((-1.5, 0.2), t + 0.01));
+        // A map that reverses the order cannot carry a decision threshold.
+        assert_eq!(svm_scorer((1.5, 0.0)).score_to_p(t), None);
+    }
 }
