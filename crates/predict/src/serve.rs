@@ -27,7 +27,9 @@
 //! - `--timeout`: the whole request (body, queue, prediction). A request that times out is
 //!   answered 503 and its work stops at the next step (after decoding, after detection,
 //!   between groups of scoring batches); its slot is freed only when the work has stopped,
-//!   so abandoned work never piles up. A client that hangs up cancels the same way.
+//!   so abandoned work never piles up. The work is cancelled the same way whenever the
+//!   request's handler is dropped before its end (e.g. hyper dropping it for a closed
+//!   connection).
 //! - `--header-timeout` (default 5 s): a connection that has not sent a whole request head
 //!   within it (a new one, or an idle keep-alive one) is closed.
 //! - `--max-connections` (default 256): connections over it are answered a short 503 and
