@@ -9,8 +9,14 @@
 //!   fitted transform is `../preprocess/transform.json`; p(happy) is Platt-scaled on the val
 //!   decisions of `predictions.parquet`). `--pipeline <p> --arch <a>` resolves
 //!   `artifacts/<p>/train_cnn/<a>` (`--arch svm`: `artifacts/<p>/train_svm`);
-//! - the default threshold: `artifacts/<pipeline>/report/recommendation.json` (key
-//!   `threshold`, a p(happy) threshold) when it exists, else 0.5; `--threshold` overrides.
+//! - the default threshold: `artifacts/<pipeline>/report/recommendation.json`'s, only when
+//!   it was chosen for the loaded model's weights (their blake3 hash, `model_weights_blake3`)
+//!   and score (an SVM decision threshold is mapped through the model's Platt scaling); else
+//!   0.5, with a warning on stderr saying why (see [`threshold`]). `--threshold` overrides.
+//!
+//! Hostile inputs: an image's pixel count is read from its header and checked against
+//! `--max-pixels` (40 MP) before any pixel is decoded; a JPEG or PNG cut short is refused (the
+//! end-marker rule ingest uses); at most `--max-faces` (16, the most confident) are scored.
 //!
 //! Each face is found by rustface (SeetaFace's frontal cascade, model embedded at build time:
 //! nothing is downloaded), cropped square with a margin (`--margin`), turned to gray by
@@ -27,7 +33,10 @@
 //!
 //! `fer-predict serve` runs the checkout kiosk's HTTP service (see [`serve`]): `POST /predict`
 //! with an image body returns its faces as JSON, `GET /health`; bound to 127.0.0.1:8080 by
-//! default, with a body size limit (`--max-body`) and a request timeout (`--timeout`).
+//! default, with a body size limit (`--max-body`), a request timeout (`--timeout`), a cap on
+//! predictions in flight and waiting (`--max-inflight`, `--queue`; 503 + `Retry-After`
+//! beyond), a header-read timeout (`--header-timeout`) and a connection cap
+//! (`--max-connections`). A panic while scoring fails only its request.
 //!
 //! The models it scores with are fer-models' (CNNs and SVMs); it depends on no stage crate.
 
@@ -37,6 +46,7 @@ pub mod model;
 pub mod output;
 pub mod scene;
 pub mod serve;
+pub mod threshold;
 
 pub use detect::{DetectOptions, FaceBox, FaceDetector};
 pub use model::{ModelOptions, Scorer};
@@ -46,6 +56,7 @@ use image::{DynamicImage, GrayImage, ImageDecoder};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
@@ -66,6 +77,16 @@ pub enum PredictError {
         #[source]
         source: std::io::Error,
     },
+    /// The header declares more pixels than the budget (a decompression bomb, or a photo too
+    /// large for the service).
+    #[error("image of {width}x{height} pixels is over the limit of {limit} pixels (--max-pixels)")]
+    TooManyPixels { width: u32, height: u32, limit: u64 },
+    /// The request was abandoned (timed out) before its faces were scored.
+    #[error("cancelled")]
+    Cancelled,
+    /// Scoring panicked (the message); the service stays up.
+    #[error("scoring failed: {0}")]
+    Panicked(String),
     #[error("server: {0}")]
     Server(String),
 }
@@ -88,11 +109,13 @@ pub struct Face {
 /// What became of one image.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Decoded; zero or more faces.
+    /// Decoded; zero or more faces (at most the predictor's `max_faces` of the `detected`).
     Faces {
         width: u32,
         height: u32,
         faces: Vec<Face>,
+        /// Faces the detector found (more than `faces` when over `max_faces`).
+        detected: usize,
     },
     /// Unreadable (missing, not an image, truncated...).
     Error(String),
@@ -104,31 +127,79 @@ pub struct Prepared {
     pub width: u32,
     pub height: u32,
     pub faces: Vec<FaceBox>,
+    /// Faces the detector found, before the `max_faces` cap.
+    pub detected: usize,
     /// `faces.len() * side * side` normalized values.
     pub x: Vec<f32>,
 }
 
-/// Decode limits: a camera frame, not a decompression bomb.
-const MAX_SIDE: u32 = 16_384;
-const MAX_ALLOC: u64 = 512 << 20;
+/// Default pixel budget of one image (width x height, read from the header before decoding):
+/// 40 megapixels, a large phone photo. A decompression bomb (a small file declaring a huge
+/// image) is refused before any pixel is decoded.
+pub const DEFAULT_MAX_PIXELS: u64 = 40_000_000;
 
-/// Decode JPEG or PNG bytes, applying the EXIF orientation.
-pub fn decode(bytes: &[u8]) -> Result<DynamicImage, PredictError> {
+/// Default number of faces scored per image (the most confident ones).
+pub const DEFAULT_MAX_FACES: usize = 16;
+
+/// A JPEG or PNG cut short. The image crate pads a truncated JPEG with grey and may decode the
+/// first rows of a truncated PNG, so the end marker is checked first: the rule of ingest
+/// (`crates/ingest/src/source.rs`, `decode_gray`: after trailing zero bytes, a JPEG ends with
+/// EOI `FF D9`), and for a PNG its `IEND` chunk (type and CRC).
+pub fn truncated(bytes: &[u8], format: image::ImageFormat) -> Option<&'static str> {
+    match format {
+        image::ImageFormat::Jpeg => {
+            let end = bytes
+                .iter()
+                .rposition(|&b| b != 0)
+                .map(|i| i + 1)
+                .unwrap_or(0);
+            (end < 4 || bytes[..2] != [0xFF, 0xD8] || bytes[end - 2..end] != [0xFF, 0xD9])
+                .then_some("truncated JPEG (no end-of-image marker FF D9)")
+        }
+        image::ImageFormat::Png => {
+            const IEND: [u8; 8] = [b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
+            (!bytes.windows(8).rev().any(|w| w == IEND)).then_some("truncated PNG (no IEND chunk)")
+        }
+        _ => None,
+    }
+}
+
+/// Decode JPEG or PNG bytes, applying the EXIF orientation, after checking from the header
+/// that the image has at most `max_pixels` pixels and from its end that it is whole.
+pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage, PredictError> {
     let bad = |e: image::ImageError| PredictError::Decode(e.to_string());
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| PredictError::Decode(e.to_string()))?;
-    match reader.format() {
-        Some(image::ImageFormat::Jpeg | image::ImageFormat::Png) => {}
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| PredictError::Decode(e.to_string()))
+    };
+    let mut r = reader()?;
+    let format = match r.format() {
+        Some(f @ (image::ImageFormat::Jpeg | image::ImageFormat::Png)) => f,
         Some(f) => return Err(PredictError::Decode(format!("{f:?} is not supported"))),
         None => return Err(PredictError::Decode("unknown format".into())),
+    };
+    if let Some(why) = truncated(bytes, format) {
+        return Err(PredictError::Decode(why.into()));
+    }
+    // The header alone: no pixel is decoded yet.
+    let (width, height) = reader()?.into_dimensions().map_err(bad)?;
+    let pixels = width as u64 * height as u64;
+    if pixels > max_pixels {
+        return Err(PredictError::TooManyPixels {
+            width,
+            height,
+            limit: max_pixels,
+        });
     }
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_ALLOC);
-    reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(bad)?;
+    let side = max_pixels.min(u32::MAX as u64) as u32;
+    limits.max_image_width = Some(side);
+    limits.max_image_height = Some(side);
+    // 16-bit RGBA is 8 bytes a pixel; the decoder's working buffers come on top.
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).max(64 << 20));
+    r.limits(limits);
+    let mut decoder = r.into_decoder().map_err(bad)?;
     let orientation = decoder.orientation().map_err(bad)?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(bad)?;
     img.apply_orientation(orientation);
@@ -146,24 +217,6 @@ pub fn gray(img: &DynamicImage) -> GrayImage {
         DynamicImage::ImageRgba8(c) => conv(c.as_raw(), ColorSpace::Rgba),
         DynamicImage::ImageLumaA8(_) | DynamicImage::ImageLuma16(_) => img.to_luma8(),
         other => conv(other.to_rgb8().as_raw(), ColorSpace::Rgb),
-    }
-}
-
-/// The threshold to use: `recommendation.json`'s `threshold` when present, else 0.5; and
-/// where it came from.
-pub fn default_threshold(artifacts: &Path, pipeline: &str) -> (f64, String) {
-    let p = artifacts
-        .join(pipeline)
-        .join("report")
-        .join("recommendation.json");
-    let read = || -> Option<f64> {
-        let r: fer_core::schema::recommendation::Recommendation =
-            fer_core::schema::read_json(&p).ok()?;
-        Some(r.threshold).filter(|t| (0.0..=1.0).contains(t))
-    };
-    match read() {
-        Some(t) => (t, p.display().to_string()),
-        None => (0.5, "default 0.5".into()),
     }
 }
 
@@ -201,6 +254,12 @@ pub struct Predictor {
     pub threshold: f64,
     /// The model, for logs and `/health`.
     pub description: String,
+    /// Largest image accepted, in pixels (checked from the header before decoding).
+    pub max_pixels: u64,
+    /// Faces scored per image: the most confident ones when the detector finds more.
+    pub max_faces: usize,
+    /// Where the threshold came from (for logs and `/health`).
+    pub threshold_source: String,
 }
 
 impl Predictor {
@@ -222,6 +281,9 @@ impl Predictor {
             detector,
             detect,
             threshold,
+            max_pixels: DEFAULT_MAX_PIXELS,
+            max_faces: DEFAULT_MAX_FACES,
+            threshold_source: "given".into(),
         })
     }
 
@@ -237,10 +299,22 @@ impl Predictor {
                 width: w,
                 height: h,
                 faces: vec![FaceBox::whole(w, h)],
+                detected: 1,
                 x: self.transform.apply(g),
             };
         }
-        let faces = self.detector.detect(g);
+        let mut faces = self.detector.detect(g);
+        let detected = faces.len();
+        if detected > self.max_faces {
+            // Keep the most confident, still left to right.
+            faces.sort_by(|a, b| {
+                b.score
+                    .partial_cmp(&a.score)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+            faces.truncate(self.max_faces);
+            faces.sort_by_key(|f| (f.x, f.y));
+        }
         let mut x = Vec::with_capacity(faces.len() * (self.transform.size as usize).pow(2));
         for f in &faces {
             let (cx, cy, sx, sy) = f.crop;
@@ -251,13 +325,14 @@ impl Predictor {
             width: w,
             height: h,
             faces,
+            detected,
             x,
         }
     }
 
     /// Decode, find faces, prepare (no model yet).
     pub fn prepare(&self, bytes: &[u8], detect: bool) -> Result<Prepared, PredictError> {
-        Ok(self.prepare_gray(&gray(&decode(bytes)?), detect))
+        Ok(self.prepare_gray(&gray(&decode(bytes, self.max_pixels)?), detect))
     }
 
     /// Score every face of `items` in batches through the model; one outcome per item.
@@ -266,15 +341,36 @@ impl Predictor {
         items: Vec<Result<Prepared, String>>,
         threshold: f64,
     ) -> Result<Vec<Outcome>, PredictError> {
+        self.score_until(items, threshold, &AtomicBool::new(false))
+    }
+
+    /// [`Predictor::score`], stopping with [`PredictError::Cancelled`] between groups of
+    /// batches once `cancel` is set (the service sets it when a request times out).
+    pub fn score_until(
+        &self,
+        items: Vec<Result<Prepared, String>>,
+        threshold: f64,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Outcome>, PredictError> {
         let mut x = Vec::new();
         for p in items.iter().flatten() {
             x.extend_from_slice(&p.x);
         }
-        let probs = self
-            .scorer
-            .lock()
-            .map_err(|_| PredictError::Server("model lock poisoned".into()))?
-            .p_happy(x)?;
+        // The scorer is only read while scoring (`p_happy` takes `&self`): a panic in an
+        // earlier call leaves nothing half-changed, so a poisoned lock is taken back.
+        let scorer = self.scorer.lock().unwrap_or_else(|e| e.into_inner());
+        // Whole batches for every worker at a time: the same batches (and so the same
+        // scores) as one call, with a cancellation check between the groups.
+        let face = (self.transform.size as usize).pow(2).max(1);
+        let group = scorer.batch * rayon::current_num_threads().max(1) * face;
+        let mut probs = Vec::with_capacity(x.len() / face);
+        for part in x.chunks(group) {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(PredictError::Cancelled);
+            }
+            probs.extend(scorer.p_happy(part.to_vec())?);
+        }
+        drop(scorer);
         let mut k = 0;
         Ok(items
             .into_iter()
@@ -283,6 +379,7 @@ impl Predictor {
                 Ok(p) => Outcome::Faces {
                     width: p.width,
                     height: p.height,
+                    detected: p.detected,
                     faces: p
                         .faces
                         .into_iter()
@@ -303,18 +400,56 @@ impl Predictor {
             .collect())
     }
 
-    /// One image's bytes to its outcome (the service). A decode failure is an `Err`.
+    /// One image's bytes to its outcome. A decode failure is an `Err`, and so is a panic
+    /// ([`PredictError::Panicked`]).
     pub fn predict_bytes(
         &self,
         bytes: &[u8],
         detect: bool,
         threshold: f64,
     ) -> Result<Outcome, PredictError> {
-        let p = self.prepare(bytes, detect)?;
-        Ok(self
-            .score(vec![Ok(p)], threshold)?
-            .pop()
-            .expect("one outcome"))
+        self.predict_bytes_until(bytes, detect, threshold, &AtomicBool::new(false))
+    }
+
+    /// One image's bytes to its outcome (the service). A decode failure is an `Err`; so is
+    /// `cancel` set before the faces are scored, and a panic while preparing or scoring
+    /// ([`PredictError::Panicked`]: the predictor stays usable).
+    pub fn predict_bytes_until(
+        &self,
+        bytes: &[u8],
+        detect: bool,
+        threshold: f64,
+        cancel: &AtomicBool,
+    ) -> Result<Outcome, PredictError> {
+        let run = || -> Result<Outcome, PredictError> {
+            let g = gray(&decode(bytes, self.max_pixels)?);
+            if cancel.load(Ordering::Relaxed) {
+                return Err(PredictError::Cancelled);
+            }
+            let p = self.prepare_gray(&g, detect);
+            Ok(self
+                .score_until(vec![Ok(p)], threshold, cancel)?
+                .pop()
+                .expect("one outcome"))
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+            .unwrap_or_else(|e| Err(PredictError::Panicked(panic_message(&*e))))
+    }
+
+    /// Score one blank face, catching a panic: `Ok` when the scorer works (the service's
+    /// health probe after a scoring panic).
+    pub fn probe(&self) -> Result<(), String> {
+        let side = (self.transform.size as usize).pow(2);
+        let run = || {
+            let scorer = self.scorer.lock().unwrap_or_else(|e| e.into_inner());
+            scorer.p_happy(vec![0.0; side])
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+            Ok(Ok(p)) if p.len() == 1 && p[0].is_finite() => Ok(()),
+            Ok(Ok(p)) => Err(format!("the scorer returned {p:?} for one blank face")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("scoring panicked: {}", panic_message(&*e))),
+        }
     }
 
     /// Score files: read and prepare them in parallel, chunk by chunk, score each chunk's faces
@@ -355,6 +490,14 @@ impl Predictor {
     }
 }
 
+/// A panic's message (`&str` or `String` payloads).
+pub fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| e.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
 /// Counts of a batch run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
@@ -363,4 +506,41 @@ pub struct Summary {
     pub no_face: usize,
     pub errors: usize,
     pub seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_files_are_told_from_whole_ones() {
+        use image::ImageFormat::{Jpeg, Png};
+        let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let jpeg = scene::encode(&img, true);
+        let png = scene::encode(&img, false);
+        assert_eq!(truncated(&jpeg, Jpeg), None);
+        assert_eq!(truncated(&png, Png), None);
+        // Zero padding after the end marker is still whole (as ingest says).
+        let mut padded = jpeg.clone();
+        padded.extend_from_slice(&[0; 16]);
+        assert_eq!(truncated(&padded, Jpeg), None);
+        assert!(truncated(&jpeg[..jpeg.len() - 10], Jpeg).is_some());
+        assert!(truncated(&png[..png.len() - 4], Png).is_some());
+        let e = decode(&jpeg[..jpeg.len() / 2], DEFAULT_MAX_PIXELS).unwrap_err();
+        assert!(e.to_string().contains("truncated JPEG"), "{e}");
+        // The pixel budget is checked from the header: 64x48 is over 3000 pixels.
+        let e = decode(&png, 3000).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PredictError::TooManyPixels {
+                    width: 64,
+                    height: 48,
+                    limit: 3000
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(decode(&png, 3072).unwrap().width(), 64);
+    }
 }

@@ -52,9 +52,23 @@ struct ServeArgs {
     /// Largest accepted body, in bytes.
     #[arg(long, default_value_t = 10 << 20)]
     max_body: usize,
-    /// Request timeout in seconds (receiving the body and predicting).
+    /// Request timeout in seconds (receiving the body, waiting for a slot and predicting); a
+    /// request over it gets 503 and its work stops.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// Predictions decoding and scoring at once (default: the number of cores).
+    #[arg(long)]
+    max_inflight: Option<usize>,
+    /// Requests that may wait for a prediction slot; more are shed with 503 and Retry-After.
+    #[arg(long, default_value_t = ServeOptions::default().queue)]
+    queue: usize,
+    /// Open connections; more are answered 503 and closed at once.
+    #[arg(long, default_value_t = ServeOptions::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a connection has to send a whole request head (new or idle keep-alive), else
+    /// it is closed.
+    #[arg(long, default_value_t = 5.0)]
+    header_timeout: f64,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -79,7 +93,8 @@ struct ModelArgs {
     /// Fitted transform to use instead of the model's.
     #[arg(long)]
     transform: Option<PathBuf>,
-    /// p(happy) threshold (default: artifacts/<pipeline>/report/recommendation.json, else 0.5).
+    /// p(happy) threshold (default: artifacts/<pipeline>/report/recommendation.json's when it
+    /// was chosen for the loaded model's weights, else 0.5).
     #[arg(long)]
     threshold: Option<f64>,
     /// Each image is one already-cropped face (as FER2013 images are).
@@ -94,6 +109,13 @@ struct ModelArgs {
     /// Face detection score threshold (higher: fewer false faces).
     #[arg(long, default_value_t = DetectOptions::default().score_threshold)]
     det_threshold: f64,
+    /// Largest image, in pixels (width x height, read from the header before decoding; a
+    /// larger one is refused: 413 in the service, an error row in a batch).
+    #[arg(long, default_value_t = fer_predict::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+    /// Faces scored per image: the most confident ones when more are found.
+    #[arg(long, default_value_t = fer_predict::DEFAULT_MAX_FACES)]
+    max_faces: usize,
     /// Faces per forward pass (default: 32 for a CNN on the CPU, else the model's eval batch
     /// size).
     #[arg(long)]
@@ -133,15 +155,27 @@ impl ModelArgs {
         .with_context(|| format!("cannot load the model {}", dir.display()))?;
         let (threshold, source) = match self.threshold {
             Some(t) => (t, "--threshold".to_string()),
-            None => fer_predict::default_threshold(&self.artifacts, &pipeline),
+            None => {
+                let c = fer_predict::threshold::for_pipeline(&self.artifacts, &pipeline, &scorer);
+                if let Some(w) = &c.warning {
+                    eprintln!("warning: {w}");
+                }
+                (c.value, c.source)
+            }
         };
+        if self.max_pixels == 0 || self.max_faces == 0 {
+            anyhow::bail!("--max-pixels and --max-faces must be positive");
+        }
         let detector = FaceDetector::embedded(DetectOptions {
             margin: self.margin,
             min_face: self.min_face,
             score_threshold: self.det_threshold,
             ..DetectOptions::default()
         })?;
-        let p = Predictor::new(scorer, detector, !self.no_detect, threshold)?;
+        let mut p = Predictor::new(scorer, detector, !self.no_detect, threshold)?;
+        p.max_pixels = self.max_pixels;
+        p.max_faces = self.max_faces;
+        p.threshold_source = source.clone();
         if !self.quiet {
             eprintln!(
                 "model: {}; threshold {threshold} ({source}); {}",
@@ -192,18 +226,39 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
             a.timeout
         );
     }
+    if !(a.header_timeout > 0.0 && a.header_timeout.is_finite()) {
+        anyhow::bail!(
+            "--header-timeout {}: must be a positive number of seconds",
+            a.header_timeout
+        );
+    }
     let p = a.model.predictor()?;
     let o = ServeOptions {
         addr: a.addr,
         max_body: a.max_body,
         timeout: std::time::Duration::from_secs_f64(a.timeout),
+        max_inflight: a.max_inflight.unwrap_or_else(fer_predict::serve::cores),
+        queue: a.queue,
+        max_connections: a.max_connections,
+        header_timeout: std::time::Duration::from_secs_f64(a.header_timeout),
         ..ServeOptions::default()
     };
+    let (max_pixels, max_faces) = (p.max_pixels, p.max_faces);
     let bound = fer_predict::serve::bind(p, &o).context("cannot start the service")?;
     if !a.model.quiet {
         eprintln!(
-            "serving on http://{} (POST /predict, GET /health; body limit {} bytes, timeout {} s)",
-            bound.addr, o.max_body, a.timeout
+            "serving on http://{} (POST /predict, GET /health; body limit {} bytes, {} pixels, \
+             {} faces; timeout {} s, header timeout {} s; {} in flight + {} queued; {} \
+             connections)",
+            bound.addr,
+            o.max_body,
+            max_pixels,
+            max_faces,
+            a.timeout,
+            a.header_timeout,
+            o.max_inflight,
+            o.queue,
+            o.max_connections
         );
     }
     bound.run()?;

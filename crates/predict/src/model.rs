@@ -1,6 +1,8 @@
 //! The model artifact a prediction runs: a `train_cnn` model folder (`model.json` +
 //! `model.safetensors`, also `tune/best`) or the `train_svm` folder (`model.safetensors` of
 //! every chosen SVM), turned into one function: normalized 48x48 faces in, p(happy) out.
+//! Also records the blake3 hash of the weights file, so a threshold chosen for these weights
+//! can be told from one chosen for other weights (see [`crate::threshold`]).
 
 use crate::PredictError;
 use burn::tensor::Device;
@@ -27,6 +29,10 @@ pub struct ModelOptions {
     pub batch: Option<usize>,
 }
 
+/// A scoring function for [`Scorer::from_fn`]: `n` normalized faces in (`n * side * side`
+/// values), `n` p(happy) out.
+pub type ScoreFn = Box<dyn Fn(&[f32], usize) -> Vec<f64> + Send>;
+
 enum Inner {
     Cnn {
         net: Box<Net>,
@@ -39,6 +45,7 @@ enum Inner {
         /// Platt scaling `p = 1 / (1 + exp(a d + b))`, fitted on the val decisions.
         platt: (f64, f64),
     },
+    Custom(ScoreFn),
 }
 
 /// Faces per forward pass of a CNN on the CPU (unless `--batch-size` says otherwise).
@@ -55,6 +62,10 @@ pub struct Scorer {
     pub batch: usize,
     /// What was loaded, for logs and the service's `/health`.
     pub description: String,
+    /// The weights file (`model.safetensors`) and its blake3 hash, when loaded from a folder.
+    pub weights: Option<(PathBuf, String)>,
+    /// The transform was overridden (`--transform`): not the one the model was trained on.
+    pub transform_overridden: bool,
 }
 
 fn model_err(path: &Path, m: impl std::fmt::Display) -> PredictError {
@@ -75,8 +86,10 @@ impl Scorer {
             let device = fer_models::device(opts.device.as_deref().unwrap_or("cpu"))?;
             let net = art.load_model(dir, &device)?;
             let mut s = Scorer::from_cnn(net, &art, device)?;
+            s.weights = Some(weights_hash(dir)?);
             if let Some(t) = &opts.transform {
                 s.transform = Transform::load(t)?;
+                s.transform_overridden = true;
             }
             if let Some(b) = opts.batch {
                 s.batch = b.max(1);
@@ -127,6 +140,8 @@ impl Scorer {
         let platt =
             platt_from_predictions(&dir.join("predictions.parquet"), &name).unwrap_or((-1.0, 0.0));
         Ok(Scorer {
+            weights: Some(weights_hash(dir)?),
+            transform_overridden: opts.transform.is_some(),
             description: format!(
                 "{} (svm {name}, Platt a={:.4} b={:.4})",
                 dir.display(),
@@ -174,7 +189,50 @@ impl Scorer {
                 art.params,
                 if art.tta_flip { ", flip averaging" } else { "" }
             ),
+            weights: None,
+            transform_overridden: false,
         })
+    }
+
+    /// A scorer made of a function (tests, fault injection, other runtimes): `f` gets `n`
+    /// normalized faces and returns their p(happy). Its score is p(happy); no weights file.
+    pub fn from_fn(transform: Transform, description: &str, f: ScoreFn) -> Scorer {
+        Scorer {
+            inner: Inner::Custom(f),
+            transform,
+            tta_flip: false,
+            batch: CPU_BATCH,
+            description: description.to_string(),
+            weights: None,
+            transform_overridden: false,
+        }
+    }
+
+    /// The score `recommendation.json` thresholds for this model: `p_happy` (CNNs) or
+    /// `svm_decision` (SVMs; this scorer maps decisions to p(happy) by Platt scaling).
+    pub fn score_kind(&self) -> &'static str {
+        match &self.inner {
+            Inner::Svm { .. } => "svm_decision",
+            Inner::Cnn { .. } | Inner::Custom(_) => "p_happy",
+        }
+    }
+
+    /// SVM folders: the saved model scored.
+    pub fn svm_name(&self) -> Option<&str> {
+        match &self.inner {
+            Inner::Svm { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// A threshold on this model's own score (see [`Scorer::score_kind`]) as a p(happy)
+    /// threshold: itself for p(happy), the Platt map of an SVM decision. `None` when the map
+    /// does not keep the order (a Platt slope `a >= 0`: higher decisions would mean less happy).
+    pub fn score_to_p(&self, t: f64) -> Option<f64> {
+        match &self.inner {
+            Inner::Svm { platt, .. } => (platt.0 < 0.0).then(|| platt_p(*platt, t)),
+            Inner::Cnn { .. } | Inner::Custom(_) => Some(t),
+        }
     }
 
     /// Side of the model's input.
@@ -213,8 +271,25 @@ impl Scorer {
                 out.extend(d.iter().map(|&d| platt_p(*platt, d)));
                 Ok(out)
             }
+            Inner::Custom(f) => {
+                let p = f(&set.x, n);
+                if p.len() != n {
+                    return Err(PredictError::Input(format!(
+                        "the scorer returned {} scores for {n} faces",
+                        p.len()
+                    )));
+                }
+                Ok(p)
+            }
         }
     }
+}
+
+/// `model.safetensors` of a model folder and its blake3 hash.
+fn weights_hash(dir: &Path) -> Result<(PathBuf, String), PredictError> {
+    let w = dir.join("model.safetensors");
+    let h = fer_core::hash::hash_file(&w)?;
+    Ok((w, h))
 }
 
 /// `p = 1 / (1 + exp(a d + b))`, computed without overflow.
@@ -335,5 +410,47 @@ mod tests {
         assert!(platt_fit(&d, &[true; 200]).is_none());
         assert_eq!(platt_p((-1.0, 0.0), 1e6), 1.0);
         assert_eq!(platt_p((-1.0, 0.0), -1e6), 0.0);
+    }
+
+    fn svm_scorer(platt: (f64, f64)) -> Scorer {
+        Scorer {
+            inner: Inner::Svm {
+                svms: SavedSvms {
+                    features: vec![],
+                    models: vec![],
+                },
+                name: "hog/linear".into(),
+                platt,
+            },
+            transform: Transform {
+                size: 48,
+                resize_filter: "triangle".into(),
+                denoise: fer_core::transform::Denoise::None,
+                equalize: fer_core::transform::Equalize::None,
+                normalization: fer_core::transform::Normalization::Standardize {
+                    mean: 0.5,
+                    std: 0.25,
+                },
+            },
+            tta_flip: false,
+            batch: 256,
+            description: "svm".into(),
+            weights: None,
+            transform_overridden: false,
+        }
+    }
+
+    #[test]
+    fn svm_decision_thresholds_map_through_platt() {
+        // Higher decisions mean happier (a < 0): "decision < t" is "p < platt(t)".
+        let s = svm_scorer((-1.5, 0.2));
+        assert_eq!(s.score_kind(), "svm_decision");
+        assert_eq!(s.svm_name(), Some("hog/linear"));
+        let t = 0.4;
+        let p = s.score_to_p(t).unwrap();
+        assert_eq!(p, platt_p((-1.5, 0.2), t));
+        assert!(platt_p((-1.5, 0.2), t - 0.01) < p && p < platt_p((-1.5, 0.2), t + 0.01));
+        // A map that reverses the order cannot carry a decision threshold.
+        assert_eq!(svm_scorer((1.5, 0.0)).score_to_p(t), None);
     }
 }

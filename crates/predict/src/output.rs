@@ -68,6 +68,7 @@ impl<W: Write> RowWriter<W> {
                 width,
                 height,
                 faces,
+                ..
             } if faces.is_empty() => vec![json!({
                 "file": file, "status": "no_face", "width": width, "height": height,
             })],

@@ -1,5 +1,8 @@
-//! fer-predict serve: 1,000 sequential requests, 413 for an oversized body, 415 for a body
-//! that is not an image, 400 for an empty one.
+//! fer-predict serve: 1,000 sequential requests, 413 for an oversized body or image (a
+//! decompression bomb refused from its header), 415 for a body that is not a whole image
+//! (truncated JPEG or PNG), 400 for an empty one; load shed with 503 + Retry-After and work
+//! stopped at the timeout; the header-read timeout and the connection cap; `/health` after a
+//! scoring panic.
 
 mod common;
 
@@ -8,10 +11,18 @@ use fer_predict::serve::{ServeOptions, bind};
 use fer_predict::{DetectOptions, FaceDetector, ModelOptions, Predictor, Scorer, scene};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// One HTTP/1.1 request on its own connection: (status, body).
 fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let (code, _, body) = http_full(addr, method, path, body);
+    (code, body)
+}
+
+/// One HTTP/1.1 request on its own connection: (status, head, body).
+fn http_full(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let head = format!(
@@ -29,12 +40,8 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
-    (code, body)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (code, head.to_string(), body.to_string())
 }
 
 #[test]
@@ -50,6 +57,7 @@ fn service_answers_1000_requests_and_rejects_bad_bodies() {
         max_body,
         timeout: Duration::from_secs(10),
         threads: 2,
+        ..ServeOptions::default()
     };
     let addr = bind(p, &o).unwrap().spawn();
     assert!(addr.ip().is_loopback());
@@ -78,6 +86,10 @@ fn service_answers_1000_requests_and_rejects_bad_bodies() {
             };
         if !ok {
             failures.push((i, code, body));
+        } else if i % 2 == 1 {
+            let n = v["faces"].as_array().map_or(0, |f| f.len());
+            assert!(v["faces_detected"].as_u64().unwrap() >= n as u64, "{v}");
+            assert!(n <= v["max_faces"].as_u64().unwrap() as usize, "{v}");
         }
     }
     assert!(
@@ -96,9 +108,23 @@ fn service_answers_1000_requests_and_rejects_bad_bodies() {
     let (code, body) = http(addr, "POST", "/predict", b"name,p_happy\nnot,an image\n");
     assert_eq!(code, 415, "{body}");
     assert!(body.contains("not a readable JPEG or PNG"));
-    // A truncated PNG is not an image either.
-    let (code, _) = http(addr, "POST", "/predict", &face[..face.len() / 2]);
-    assert_eq!(code, 415);
+    // A truncated PNG or JPEG is not an image either (the image crate would decode a cut
+    // JPEG, padded with grey).
+    let (code, body) = http(addr, "POST", "/predict", &face[..face.len() / 2]);
+    assert_eq!(code, 415, "{body}");
+    assert!(body.contains("truncated PNG"), "{body}");
+    let (code, body) = http(addr, "POST", "/predict", &photo[..photo.len() * 2 / 3]);
+    assert_eq!(code, 415, "{body}");
+    assert!(body.contains("truncated JPEG"), "{body}");
+    // A 16000x16000 PNG header: refused before decoding, naming the limit.
+    let t = Instant::now();
+    let (code, body) = http(addr, "POST", "/predict", &png_header_only(16_000, 16_000));
+    assert_eq!(code, 413, "{body}");
+    assert!(
+        body.contains("16000x16000") && body.contains("--max-pixels"),
+        "{body}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     let (code, _) = http(addr, "POST", "/predict", b"");
     assert_eq!(code, 400);
     let (code, body) = http(addr, "POST", "/predict?threshold=2", &face);
@@ -108,4 +134,294 @@ fn service_answers_1000_requests_and_rejects_bad_bodies() {
     assert!(body.contains("\"label\":\"happy\""), "threshold 0: {body}");
     let (code, _) = http(addr, "GET", "/predict", b"");
     assert_eq!(code, 405);
+}
+
+/// CRC-32 (PNG's), bitwise.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 == 1 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// A PNG whose header declares `w` x `h` 8-bit gray pixels, with an empty image and IEND: a
+/// decompression bomb as far as the header goes.
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        c.extend_from_slice(&body);
+        c.extend_from_slice(&crc32(&body).to_be_bytes());
+        c
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    out.extend(chunk(b"IHDR", &ihdr));
+    out.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
+    out.extend(chunk(b"IEND", &[]));
+    out
+}
+
+/// A service whose scorer is `f` (no detection by default), with options `o`.
+fn fn_service(
+    f: fer_predict::model::ScoreFn,
+    o: impl FnOnce(&mut ServeOptions),
+) -> (SocketAddr, ServeOptions) {
+    let scorer = Scorer::from_fn(transform(), "test scorer", f);
+    let det = FaceDetector::embedded(DetectOptions::default()).unwrap();
+    let p = Predictor::new(scorer, det, false, 0.5).unwrap();
+    let mut opts = ServeOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        ..ServeOptions::default()
+    };
+    o(&mut opts);
+    (bind(p, &opts).unwrap().spawn(), opts)
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[test]
+fn a_scoring_panic_does_not_break_the_service_and_health_is_honest() {
+    // 0: works; 1: panics once; 2: always panics.
+    let mode = Arc::new(AtomicUsize::new(0));
+    let m = mode.clone();
+    let (addr, _) = fn_service(
+        Box::new(move |_, n| match m.load(Ordering::SeqCst) {
+            0 => vec![0.75; n],
+            1 => {
+                m.store(0, Ordering::SeqCst);
+                panic!("injected scoring panic")
+            }
+            _ => panic!("injected: the scorer is gone"),
+        }),
+        |_| {},
+    );
+    let face = png(&synthetic_face(1));
+    let (code, body) = http(addr, "POST", "/predict", &face);
+    assert_eq!(
+        (code, json(&body)["faces"][0]["p_happy"].as_f64()),
+        (200, Some(0.75))
+    );
+
+    // One panic: that request fails with 500, the next works, /health says ok and counts it.
+    mode.store(1, Ordering::SeqCst);
+    let (code, body) = http(addr, "POST", "/predict", &face);
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("injected scoring panic"), "{body}");
+    let (code, body) = http(addr, "POST", "/predict", &face);
+    assert_eq!(code, 200, "the panic poisoned the service: {body}");
+    let (code, body) = http(addr, "GET", "/health", b"");
+    let h = json(&body);
+    assert_eq!((code, h["status"].as_str()), (200, Some("ok")), "{body}");
+    assert_eq!(h["panics"], 1, "{body}");
+
+    // A scorer that keeps panicking: /health 503 with the reason, /predict 503 too.
+    mode.store(2, Ordering::SeqCst);
+    let (code, _) = http(addr, "POST", "/predict", &face);
+    assert_eq!(code, 500);
+    let (code, body) = http(addr, "GET", "/health", b"");
+    let h = json(&body);
+    assert_eq!(
+        (code, h["status"].as_str()),
+        (503, Some("broken")),
+        "{body}"
+    );
+    assert!(
+        h["reason"].as_str().unwrap().contains("the scorer is gone"),
+        "{body}"
+    );
+    let (code, head, body) = http_full(addr, "POST", "/predict", &face);
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    assert!(body.contains("broken"), "{body}");
+
+    // Mended: the next health probe says so, and requests are served again.
+    mode.store(0, Ordering::SeqCst);
+    let (code, body) = http(addr, "GET", "/health", b"");
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http(addr, "POST", "/predict", &face);
+    assert_eq!(code, 200, "{body}");
+}
+
+#[test]
+fn busy_service_sheds_with_retry_after_and_stops_timed_out_work() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let (addr, _) = fn_service(
+        Box::new(move |_, n| {
+            c.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(700));
+            vec![0.25; n]
+        }),
+        |o| {
+            o.max_inflight = 1;
+            o.queue = 1;
+            o.timeout = Duration::from_millis(1000);
+        },
+    );
+    let face = png(&synthetic_face(2));
+    // Four at once: one scores, one waits, two are shed at once with Retry-After.
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let face = face.clone();
+            std::thread::spawn(move || http_full(addr, "POST", "/predict", &face))
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let shed: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert_eq!(ok + shed.len(), 4, "{results:?}");
+    assert!(ok >= 1 && shed.len() >= 2, "{results:?}");
+    for (_, head, body) in &shed {
+        assert!(
+            head.to_ascii_lowercase().contains("retry-after: 1"),
+            "{head}"
+        );
+        assert!(body.contains("retry later"), "{body}");
+    }
+    // Once the work is done, the slots are free again: nothing piled up.
+    std::thread::sleep(Duration::from_millis(800));
+    let (code, body) = http(addr, "GET", "/health", b"");
+    assert_eq!(
+        (code, json(&body)["in_flight"].as_u64()),
+        (200, Some(0)),
+        "{body}"
+    );
+    let before = calls.load(Ordering::SeqCst);
+    let (code, _) = http(addr, "POST", "/predict", &face);
+    assert_eq!(code, 200);
+    assert_eq!(calls.load(Ordering::SeqCst), before + 1);
+}
+
+#[test]
+fn cancelled_scoring_stops_between_batches() {
+    // Three groups of batches; the first call cancels (as a timeout would): one call made.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (c, k) = (calls.clone(), cancel.clone());
+    let mut scorer = Scorer::from_fn(
+        transform(),
+        "test scorer",
+        Box::new(move |_, n| {
+            c.fetch_add(1, Ordering::SeqCst);
+            k.store(true, Ordering::SeqCst);
+            vec![0.5; n]
+        }),
+    );
+    scorer.batch = 1;
+    let det = FaceDetector::embedded(DetectOptions::default()).unwrap();
+    let p = Predictor::new(scorer, det, false, 0.5).unwrap();
+    let g = synthetic_face(3);
+    let per_group = rayon::current_num_threads();
+    let items = (0..3 * per_group)
+        .map(|_| Ok(p.prepare_gray(&g, false)))
+        .collect();
+    let r = p.score_until(items, 0.5, &cancel);
+    assert!(
+        matches!(r, Err(fer_predict::PredictError::Cancelled)),
+        "{r:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn stalled_headers_time_out_and_connections_are_capped() {
+    let (addr, _) = fn_service(Box::new(|_, n| vec![0.5; n]), |o| {
+        o.header_timeout = Duration::from_millis(500);
+        o.max_connections = 3;
+    });
+    // Half a header, then nothing: closed after the header timeout.
+    let stalled = |text: &[u8]| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(text).unwrap();
+        s
+    };
+    let t = Instant::now();
+    let mut half = stalled(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le");
+    let mut silent = stalled(b"");
+    let mut buf = Vec::new();
+    let _ = half.read_to_end(&mut buf); // closed (possibly after a 408): not a timeout
+    let _ = silent.read_to_end(&mut buf);
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+
+    // Three stalled connections fill the cap: a fourth is answered 503 and closed at once.
+    let held: Vec<_> = (0..3).map(|_| stalled(b"GET /hea")).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    let (code, head, body) = http_full(addr, "GET", "/health", b"");
+    assert_eq!(code, 503, "{head}{body}");
+    assert!(body.contains("--max-connections"), "{body}");
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    drop(held);
+    // Once they are gone (closed by the client or the timeout), connections are served.
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, body) = http(addr, "GET", "/health", b"");
+    assert_eq!(code, 200, "{body}");
+}
+
+#[test]
+fn faces_over_the_cap_are_not_scored_and_the_response_says_so() {
+    let scored = Arc::new(AtomicUsize::new(0));
+    let s = scored.clone();
+    let scorer = Scorer::from_fn(
+        transform(),
+        "test scorer",
+        Box::new(move |_, n| {
+            s.fetch_add(n, Ordering::SeqCst);
+            vec![0.5; n]
+        }),
+    );
+    let det = FaceDetector::embedded(DetectOptions::default()).unwrap();
+    let mut p = Predictor::new(scorer, det, true, 0.5).unwrap();
+    p.max_faces = 2;
+    let o = ServeOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        ..ServeOptions::default()
+    };
+    let addr = bind(p, &o).unwrap().spawn();
+    // A load-test scene in which the detector finds three faces.
+    let scene = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/load/scene-2.jpg"),
+    )
+    .unwrap();
+    let (code, body) = http(addr, "POST", "/predict", &scene);
+    assert_eq!(code, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["faces_detected"], 3, "{body}");
+    assert_eq!(
+        (
+            v["max_faces"].as_u64(),
+            v["faces"].as_array().unwrap().len()
+        ),
+        (Some(2), 2)
+    );
+    assert_eq!(scored.load(Ordering::SeqCst), 2);
 }

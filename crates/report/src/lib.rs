@@ -21,7 +21,9 @@
 //!   upstream pictures it shows (samples, histograms, duplicates, augmentation preview);
 //! - `recommendation.json`: the model to deploy (chosen on validation accuracy), its artifact
 //!   folder, the p(happy) threshold for "not happy" alerts (chosen on validation predictions,
-//!   never on test) and the test figures at that threshold; read by the predict tool;
+//!   never on test), the test figures at that threshold and the blake3 hash of the model's
+//!   weights file (`model_weights_blake3`); read by the predict tool, which applies the
+//!   threshold only to a model with those weights;
 //! - `metrics.json` (headline numbers per model, the McNemar test, the recommendation) and
 //!   `params.json` (every upstream stage's resolved params): what `fer-report diff` compares.
 //!
@@ -306,7 +308,7 @@ pub fn compute(
     out.file("params.json");
     out.summary = serde_json::json!({
         "models": study.models.len(),
-        "recommendation": built.recommendation.as_ref().map(|r| serde_json::json!({
+        "recommendation": built.recommendation.as_ref().map(|r| &r.rec).map(|r| serde_json::json!({
             "model": r.model,
             "threshold": r.threshold,
             "expected_not_happy_precision": r.expected_not_happy_precision,

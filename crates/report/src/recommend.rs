@@ -1,7 +1,8 @@
 //! The recommendation, computed from a [`Study`] and the `[report]` params: the model to
 //! deploy (highest validation accuracy), its "not happy" alert threshold (chosen on validation
 //! predictions), its test figures at that threshold with bootstrap intervals, and the
-//! `recommendation.json` document the predict tool reads.
+//! `recommendation.json` document the predict tool reads (core's schema plus the blake3 hash of
+//! the model's weights file, so predict applies the threshold only to those weights).
 
 use crate::ReportParams;
 use crate::load::{Family, ModelRun, Pred, Study};
@@ -122,8 +123,33 @@ fn model_dir(artifacts: &Path, study: &Study, m: &ModelRun) -> String {
         .to_string()
 }
 
+/// `recommendation.json`: core's [`Recommendation`] and the hash of the model's weights.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RecommendationFile {
+    #[serde(flatten)]
+    pub rec: Recommendation,
+    /// blake3 of the model's `model.safetensors` (for SVMs, the file of every saved SVM;
+    /// `svm_model` names the one): predict uses the threshold only with these weights, so a
+    /// model retrained in the same folder does not inherit it. `null` when the file is missing.
+    pub model_weights_blake3: Option<String>,
+}
+
 /// `recommendation.json`: the recommended model, its alert threshold and its figures.
 pub(crate) fn recommendation_json(
+    r: &Rec,
+    cis: &BTreeMap<String, Ci>,
+    study: &Study,
+    rp: &ReportParams,
+    artifacts: &Path,
+) -> RecommendationFile {
+    let weights = r.model.dir.join("model.safetensors");
+    RecommendationFile {
+        rec: recommendation(r, cis, study, rp, artifacts),
+        model_weights_blake3: fer_core::hash::hash_file(&weights).ok(),
+    }
+}
+
+fn recommendation(
     r: &Rec,
     cis: &BTreeMap<String, Ci>,
     study: &Study,

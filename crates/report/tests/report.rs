@@ -688,6 +688,13 @@ fn recommendation_threshold_is_chosen_on_validation() {
     );
     let t = r["threshold"].as_f64().unwrap();
     assert!(t > 0.0 && t < 1.0, "{t}");
+    // The threshold is bound to those weights: predict checks this hash before using it.
+    let weights = f.root().join("train_cnn/fer-small/model.safetensors");
+    assert_eq!(
+        r["model_weights_blake3"].as_str(),
+        Some(fer_core::hash::hash_file(&weights).unwrap().as_str()),
+        "{r}"
+    );
     assert_eq!(r["threshold_chosen_on"], "validation");
     assert_eq!(r["validation"]["threshold"].as_f64(), Some(t));
     let p = r["expected_not_happy_precision"].as_f64().unwrap();

@@ -26,8 +26,18 @@ pub fn transform() -> Transform {
 
 /// A small fer-small network, seeded, saved as a train_cnn model folder in `dir`.
 pub fn tiny_model(dir: &Path, tta_flip: bool, eval_batch: usize) -> (Net, ModelArtifact) {
+    tiny_model_seeded(dir, tta_flip, eval_batch, 7)
+}
+
+/// [`tiny_model`] with other initial weights (`seed`): a model "retrained" in the same folder.
+pub fn tiny_model_seeded(
+    dir: &Path,
+    tta_flip: bool,
+    eval_batch: usize,
+    seed: u64,
+) -> (Net, ModelArtifact) {
     let d = Device::flex();
-    d.seed(7);
+    d.seed(seed);
     let cfg = ModelConfig::new("fer-small".into()).with_widths(vec![8, 16]);
     let net = cfg.init(&d);
     std::fs::create_dir_all(dir).unwrap();

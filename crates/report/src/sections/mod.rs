@@ -35,7 +35,7 @@ pub struct Built {
     pub doc: Doc,
     /// Files written into the report folder (relative paths).
     pub files: Vec<String>,
-    pub recommendation: Option<fer_core::schema::recommendation::Recommendation>,
+    pub recommendation: Option<crate::recommend::RecommendationFile>,
     pub metrics: Value,
     /// Sections whose stage has not run.
     pub not_run: Vec<String>,
@@ -214,7 +214,7 @@ pub fn build(
             "p_value": m.p_value,
         });
     }
-    if let Some(r) = &recommendation {
+    if let Some(r) = recommendation.as_ref().map(|r| &r.rec) {
         metrics["recommendation"] = json!({
             "model": r.model,
             "threshold": r.threshold,
