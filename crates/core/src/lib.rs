@@ -22,6 +22,7 @@
 //! - [`tensors`]: model-ready f32 tensors per split (safetensors) and their index;
 //! - [`transform`]: the fitted preprocessing transform and the colour-to-gray helper.
 
+pub mod atomic;
 pub mod cli;
 pub mod dataset;
 pub mod error;
