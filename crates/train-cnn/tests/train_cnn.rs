@@ -372,7 +372,7 @@ fn interrupted_training_resumes_after_the_last_epoch() {
         ..s.clone()
     };
     let first = train::train(&two, &tr, &va, &no_aug(), &d, dir.path(), &|_, _, _| {}).unwrap();
-    let state_path = train_cnn::checkpoint::generation_dir(dir.path(), 2).join("state.json");
+    let state_path = fer_train_cnn::checkpoint::generation_dir(dir.path(), 2).join("state.json");
     let mut st: train::TrainState =
         serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
     st.done = false;
