@@ -58,7 +58,7 @@ pub fn generations(ckpt: &Path) -> Result<Vec<(usize, PathBuf)>, TrainError> {
             out.push((n, e.path()));
         }
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|g| std::cmp::Reverse(g.0));
     Ok(out)
 }
 

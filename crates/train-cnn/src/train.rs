@@ -252,7 +252,8 @@ pub fn train_until(
                 model = with_param_ids(model, &st.param_ids);
             }
             let optim_path = dir.join(crate::checkpoint::OPTIM);
-            let bytes = std::fs::read(&optim_path).map_err(|e| fer_core::Error::io(&optim_path, e))?;
+            let bytes =
+                std::fs::read(&optim_path).map_err(|e| fer_core::Error::io(&optim_path, e))?;
             let optim = new_optim()
                 .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
                 .map_err(|e| TrainError::Checkpoint {
@@ -289,7 +290,11 @@ pub fn train_until(
             path: ckpt.display().to_string(),
             message: "no epoch has been trained yet, so there is no best checkpoint".into(),
         })?;
-        Ok(load_weights(&cfg, &dir.join(crate::checkpoint::BEST), device)?)
+        Ok(load_weights(
+            &cfg,
+            &dir.join(crate::checkpoint::BEST),
+            device,
+        )?)
     };
     if state.done {
         let best = best_of(&gen_dir)?;

@@ -95,7 +95,16 @@ fn outcome(t: &train::Trained, ckpt: &Path, val: &TensorSet) -> Outcome {
             .state
             .epochs
             .iter()
-            .map(|r| (r.epoch, r.train_loss, r.train_acc, r.val_loss, r.val_acc, r.lr))
+            .map(|r| {
+                (
+                    r.epoch,
+                    r.train_loss,
+                    r.train_acc,
+                    r.val_loss,
+                    r.val_acc,
+                    r.lr,
+                )
+            })
             .collect(),
         probs: train::predict(&t.model, val, 64, false, &fer_train_cnn::Device::flex()),
         best_hash: tensors_hash(&newest.join(checkpoint::BEST)),
@@ -208,7 +217,11 @@ fn torn_or_mismatched_checkpoints_fall_back_and_the_run_ends_equal() {
         seen.borrow_mut().push(m.to_string())
     });
     assert!(found.unwrap().is_none());
-    assert_eq!(seen.borrow().len(), 3, "two broken generations and the clean start");
+    assert_eq!(
+        seen.borrow().len(),
+        3,
+        "two broken generations and the clean start"
+    );
     assert!(epochs_kept(&c).is_empty(), "broken generations removed");
     copy_tree(&paused, &c);
     for e in [1, 2] {
@@ -257,7 +270,10 @@ fn parse(text: &str) -> Result<settings::TrainCnnParams, String> {
 #[test]
 fn images_too_small_for_an_architecture_are_a_param_error_naming_the_size() {
     let seed_base = "[[train_cnn.models]]\narch = \"seed-base\"\n";
-    let e = parse(&format!("[preprocess]\nsize = 17\n[train_cnn]\n{seed_base}")).unwrap_err();
+    let e = parse(&format!(
+        "[preprocess]\nsize = 17\n[train_cnn]\n{seed_base}"
+    ))
+    .unwrap_err();
     assert!(
         e.starts_with("pipelines/t.toml: [preprocess] size: ")
             && e.contains("17x17")
@@ -266,14 +282,28 @@ fn images_too_small_for_an_architecture_are_a_param_error_naming_the_size() {
             && e.contains("models[0]"),
         "{e}"
     );
-    assert!(parse(&format!("[preprocess]\nsize = 18\n[train_cnn]\n{seed_base}")).is_ok());
-    assert!(parse(&format!("[train_cnn]\n{seed_base}")).is_ok(), "48 by default");
+    assert!(
+        parse(&format!(
+            "[preprocess]\nsize = 18\n[train_cnn]\n{seed_base}"
+        ))
+        .is_ok()
+    );
+    assert!(
+        parse(&format!("[train_cnn]\n{seed_base}")).is_ok(),
+        "48 by default"
+    );
     let e = parse("[preprocess]\nsize = 10\n[train_cnn]\narch = \"seed-tuned\"\n").unwrap_err();
-    assert!(e.contains("[preprocess] size") && e.contains("11x11"), "{e}");
+    assert!(
+        e.contains("[preprocess] size") && e.contains("11x11"),
+        "{e}"
+    );
     // Ours pools after every block but the last: 5 blocks need 16 pixels.
     let ours = "[train_cnn]\narch = \"fer-small\"\nwidths = [8, 8, 8, 8, 8]\n";
     let e = parse(&format!("[preprocess]\nsize = 15\n{ours}")).unwrap_err();
-    assert!(e.contains("[preprocess] size") && e.contains("16x16"), "{e}");
+    assert!(
+        e.contains("[preprocess] size") && e.contains("16x16"),
+        "{e}"
+    );
     assert!(parse(&format!("[preprocess]\nsize = 16\n{ours}")).is_ok());
 
     // Data smaller than the settings' network (run outside the pipeline) is an error too,
@@ -296,7 +326,10 @@ fn images_too_small_for_an_architecture_are_a_param_error_naming_the_size() {
         Err(e) => e.to_string(),
         Ok(_) => panic!("trained on 16x16 images with seed-base"),
     };
-    assert!(e.contains("16x16") && e.contains("[preprocess] size"), "{e}");
+    assert!(
+        e.contains("16x16") && e.contains("[preprocess] size"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -332,9 +365,10 @@ fn an_empty_validation_split_is_an_error() {
     fer_test_support::ingest_and_preprocess(&pipeline, &artifacts);
     let stale = artifacts.join("smoke/.train_cnn.resume/0123456789abcdef/fer-small");
     std::fs::create_dir_all(&stale).unwrap();
-    let e = fer_test_support::run_stage::<fer_train_cnn::Params>(&pipeline, &artifacts, &["--force"])
-        .unwrap_err()
-        .to_string();
+    let e =
+        fer_test_support::run_stage::<fer_train_cnn::Params>(&pipeline, &artifacts, &["--force"])
+            .unwrap_err()
+            .to_string();
     assert!(
         e.contains("val.safetensors") && e.contains("validation split is empty"),
         "{e}"

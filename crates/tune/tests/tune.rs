@@ -222,7 +222,11 @@ fn a_torn_trial_checkpoint_or_a_damaged_state_ends_equal_to_an_uninterrupted_sea
         .replace("max_trials = 8", "max_trials = 4");
     let straight = Fixture::new(&budget);
     let out = straight.command().output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let want = best_predictions_hash(&straight);
 
     for damage in ["torn epoch", "damaged state"] {
@@ -230,19 +234,28 @@ fn a_torn_trial_checkpoint_or_a_damaged_state_ends_equal_to_an_uninterrupted_sea
         let mut child = f.command().spawn().unwrap();
         let t0 = Instant::now();
         while f.state().is_none_or(|st| st.trials.len() < 2) {
-            assert!(child.try_wait().unwrap().is_none(), "the search ended too soon");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the search ended too soon"
+            );
             assert!(t0.elapsed() < Duration::from_secs(300), "no trial started");
             std::thread::sleep(Duration::from_millis(5));
         }
         child.kill().unwrap();
         child.wait().unwrap();
         let resume = f.artifacts().join("smoke/.tune.resume");
-        let work = std::fs::read_dir(&resume).unwrap().flatten().next().unwrap().path();
+        let work = std::fs::read_dir(&resume)
+            .unwrap()
+            .flatten()
+            .next()
+            .unwrap()
+            .path();
         match damage {
             "torn epoch" => {
                 // Trial 0's newest epoch as a kill in mid-write leaves it: no state.json.
                 let trial = work.join("trial-000");
-                let (_, newest) = fer_train_cnn::checkpoint::generations(&trial).unwrap()[0].clone();
+                let (_, newest) =
+                    fer_train_cnn::checkpoint::generations(&trial).unwrap()[0].clone();
                 std::fs::remove_file(newest.join(fer_train_cnn::checkpoint::STATE)).unwrap();
             }
             _ => std::fs::write(work.join("state.json"), b"{\"trials\": [").unwrap(),
@@ -256,16 +269,25 @@ fn a_torn_trial_checkpoint_or_a_damaged_state_ends_equal_to_an_uninterrupted_sea
         };
         assert!(stderr.contains(warned), "{damage}: {stderr}");
         assert_eq!(best_predictions_hash(&f), want, "{damage}");
-        assert!(!resume.exists(), "a finished search removes its resume folder");
+        assert!(
+            !resume.exists(),
+            "a finished search removes its resume folder"
+        );
     }
 
     // --force: an old resume folder is cleared before the search runs again.
-    let stale = straight.artifacts().join("smoke/.tune.resume/0123456789abcdef");
+    let stale = straight
+        .artifacts()
+        .join("smoke/.tune.resume/0123456789abcdef");
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("state.json"), b"junk").unwrap();
     let mut c = straight.command();
     let out = c.arg("--force").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!stale.exists());
     assert_eq!(best_predictions_hash(&straight), want);
 }
