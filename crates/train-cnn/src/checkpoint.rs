@@ -13,6 +13,15 @@
 //! file missing or cut short), is never used: [`latest_good`] falls back to the newest
 //! complete generation and removes the broken ones, with a warning, and if none is left the
 //! run starts clean. Nothing is ever resumed from a mixed set, and nothing wedges.
+//!
+//! A resumed run equals an uninterrupted one because everything its next epochs depend on is
+//! either saved here or derived from the seed and the epoch: the weights with BatchNorm's
+//! running statistics (`last.safetensors`), Adam's moments and step counts keyed by the
+//! parameter ids the state restores (`optim.bin`), the epochs so far, best-so-far loss and
+//! epoch, patience counter and plateau rate (`state.json`); the data order (a shuffle seeded by
+//! seed and epoch), augmentation (seeded by epoch and batch), dropout masks (seeded by step
+//! and part) and the cosine rate (a function of the step) are recomputed. The backend's RNG
+//! only initializes the network, which a resumed run overwrites.
 
 use crate::TrainError;
 use crate::train::TrainState;
@@ -208,8 +217,15 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// Remove a generation folder (or whatever else took its name: a file is removed too).
 fn remove_dir(dir: &Path) -> Result<(), TrainError> {
-    match std::fs::remove_dir_all(dir) {
+    let is_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    let removed = if is_dir {
+        std::fs::remove_dir_all(dir)
+    } else {
+        std::fs::remove_file(dir)
+    };
+    match removed {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(fer_core::Error::io(dir, e).into())
         }

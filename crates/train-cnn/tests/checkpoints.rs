@@ -245,6 +245,9 @@ fn a_broken_generation_is_reported_with_its_reason() {
     let dir: PathBuf = generation_dir(tmp.path(), 3);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(checkpoint::LAST), b"weights").unwrap();
+    // A file where a generation folder belongs is broken too, and removed.
+    let file = generation_dir(tmp.path(), 4);
+    std::fs::write(&file, b"not a folder").unwrap();
     let seen = std::cell::RefCell::new(Vec::new());
     let found = checkpoint::latest_good(tmp.path(), |_, st| Ok(st), &|m| {
         seen.borrow_mut().push(m.to_string())
@@ -252,14 +255,15 @@ fn a_broken_generation_is_reported_with_its_reason() {
     .unwrap();
     assert!(found.is_none());
     let seen = seen.into_inner();
-    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen[0].contains("epoch-0004"), "{}", seen[0]);
     assert!(
-        seen[0].contains("epoch-0003") && seen[0].contains("no state.json"),
+        seen[1].contains("epoch-0003") && seen[1].contains("no state.json"),
         "{}",
-        seen[0]
+        seen[1]
     );
-    assert!(seen[1].contains("starts from scratch"), "{}", seen[1]);
-    assert!(!dir.exists());
+    assert!(seen[2].contains("starts from scratch"), "{}", seen[2]);
+    assert!(!dir.exists() && !file.exists());
 }
 
 fn parse(text: &str) -> Result<settings::TrainCnnParams, String> {
