@@ -27,7 +27,8 @@
 #    model.safetensors (header without burn's metadata, which it writes in hash-map order,
 #    and data), and for tune the winner in summary.json (trial, val accuracy, params, counts).
 #    A run that exits non-zero (a wedged resume) or a mismatch fails the script.
-# Prints a summary; exit code 0 only if every run completed and every comparison was equal.
+# Prints a summary (kills, how many caught a checkpoint write unfinished, how far the run had
+# got at each kill, reruns, equal / not equal, failed); exit code 0 only if every run completed and every comparison was equal.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -91,6 +92,17 @@ torn() { # artifacts stage
     [ -n "$(find "$r" \( -name '.*.tmp-*' -o \( -type d -name 'epoch-*' -exec test ! -e '{}/state.json' ';' \) \) -print -quit 2>/dev/null)" ]
 }
 
+# How far the run had got: epochs checkpointed so far, summed over the stage's models (tune:
+# trials), from the newest complete generation of each.
+progress() { # artifacts stage
+    local r
+    r="$1/smoke/.$(stage_dir "$2").resume"
+    [ -d "$r" ] || { echo 0; return; }
+    find "$r" -path '*/epoch-*/state.json' 2>/dev/null |
+        awk -F/ '{ e = $(NF-1); sub("epoch-", "", e); d = $0; sub("/epoch-[0-9]+/state.json$", "", d);
+                   if (e + 0 > m[d]) m[d] = e + 0 } END { s = 0; for (d in m) s += m[d]; print s }'
+}
+
 echo "fault injection: seed $SEED, $KILLS kills per stage, work folder $WORK"
 REF="$WORK/ref"
 for s in ingest preprocess; do run_stage "$REF" "$s"; done
@@ -113,6 +125,7 @@ for s in $STAGES; do
     cp -r "$REF/smoke/ingest" "$REF/smoke/preprocess" "$KD/smoke/"
     window_ms=$(echo "${T[$s]} * 1200 / 1" | bc)
     kills=0 torn_kills=0 starts=0 completed=0 equal=0 unequal=0 wedged=0 rounds=0
+    declare -A at=()
     check() { # a completed run: compare, then reset for another round
         completed=$((completed + 1))
         if fingerprint "$KD" "$s" | diff -q - "$WORK/ref-$s.txt" >/dev/null; then
@@ -148,6 +161,8 @@ for s in $STAGES; do
         if [ "$rc" = 137 ]; then
             kills=$((kills + 1))
             if torn "$KD" "$s"; then torn_kills=$((torn_kills + 1)); fi
+            p=$(progress "$KD" "$s")
+            at[$p]=$((${at[$p]:-0} + 1))
         elif [ "$rc" = 0 ]; then
             # It ended before the kill: a complete run. Check it, and start another round.
             check
@@ -169,6 +184,11 @@ for s in $STAGES; do
     warnings=$(grep -c 'broken checkpoint' "$WORK/killed-$s.log" || true)
     line=$(printf '%-9s kills %d (%d left a checkpoint write unfinished), starts %d, completed runs %d (rounds restarted %d), equal %d, not equal %d, failed/wedged %d, broken-checkpoint fallbacks %d' \
         "$s" "$kills" "$torn_kills" "$starts" "$completed" "$rounds" "$equal" "$unequal" "$wedged" "$warnings")
+    summary+=("$line")
+    echo "$line"
+    spread=""
+    for p in $(printf '%s\n' "${!at[@]}" | sort -n); do spread+=" $p:${at[$p]}"; done
+    line="$s kills by epochs already checkpointed (epochs:kills):$spread"
     summary+=("$line")
     echo "$line"
     if [ "$kills" -lt "$KILLS" ] || [ "$unequal" -gt 0 ] || [ "$wedged" -gt 0 ] || [ "$completed" -eq 0 ]; then
