@@ -24,6 +24,7 @@
 //! - [`tensors`]: model-ready f32 tensors per split (safetensors) and their index;
 //! - [`transform`]: the fitted preprocessing transform and the colour-to-gray helper.
 
+pub mod atomic;
 pub mod cache;
 pub mod cli;
 pub mod dataset;

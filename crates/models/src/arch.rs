@@ -146,6 +146,13 @@ impl ModelConfig {
         cfg
     }
 
+    /// The smallest input side (pixels) this network takes: `seed-base`'s valid convs and
+    /// pools need 18 (18 -> 16 -> 8 -> 6 -> 3 -> 1), `seed-tuned`'s 11 (11 -> 7 -> 5 -> 1),
+    /// ours one pixel after the pool that follows every block but the last.
+    pub fn min_side(&self) -> usize {
+        min_side(&self.arch, self.widths.len())
+    }
+
     /// Kernel size of conv block `i` of ours (3 unless `kernels` says otherwise).
     pub fn kernel(&self, i: usize) -> usize {
         self.kernels.get(i).copied().unwrap_or(3)
@@ -207,6 +214,33 @@ impl ModelConfig {
             }
         }
     }
+}
+
+/// [`ModelConfig::min_side`] of architecture `arch` with `blocks` conv blocks (`widths`'
+/// length; only ours reads it).
+pub fn min_side(arch: &str, blocks: usize) -> usize {
+    match arch {
+        "seed-base" => 18,
+        "seed-tuned" => 11,
+        _ => 1usize << blocks.saturating_sub(1).min(30),
+    }
+}
+
+/// `Err(message)` when data of `side` x `side` pixels is too small for `arch` with `blocks`
+/// conv blocks (its spatial size would reach zero).
+pub fn check_side(arch: &str, blocks: usize, side: usize) -> Result<(), String> {
+    let min = min_side(arch, blocks);
+    if side < min {
+        let what = if arch == "seed-base" || arch == "seed-tuned" {
+            format!("`{arch}`")
+        } else {
+            format!("`{arch}` with {blocks} blocks")
+        };
+        return Err(format!(
+            "{side}x{side} images are too small for {what}: it needs at least {min}x{min}"
+        ));
+    }
+    Ok(())
 }
 
 impl From<SeedBase> for Net {

@@ -24,29 +24,34 @@ impl LoadModel for ModelArtifact {
     }
 }
 
-/// Save a model's weights as safetensors (overwriting).
+/// Save a model's weights as safetensors, atomically (a temporary file in the same folder,
+/// fsync, rename over `path`): a crash leaves the old file or the new one, never a part.
 pub fn save_weights(model: &Net, path: &Path) -> Result<(), ModelError> {
-    let mut store = SafetensorsStore::from_file(path).overwrite(true);
-    model
-        .save_into(&mut store)
-        .map_err(|e| ModelError::Checkpoint {
-            path: path.display().to_string(),
-            message: format!("cannot save weights: {e}"),
-        })
+    fer_core::atomic::write_with(path, |tmp| {
+        let mut store = SafetensorsStore::from_file(tmp).overwrite(true);
+        model
+            .save_into(&mut store)
+            .map_err(|e| ModelError::Checkpoint {
+                path: path.display().to_string(),
+                message: format!("cannot save weights: {e}"),
+            })
+    })
 }
 
 /// Save a model's weights in PyTorch's layout (BatchNorm `weight`/`bias`, Linear weights
-/// `[out, in]`), the layout [`load_pytorch`] and `init` read.
+/// `[out, in]`), the layout [`load_pytorch`] and `init` read; atomically, as [`save_weights`].
 pub fn save_pytorch(model: &Net, path: &Path) -> Result<(), ModelError> {
-    let mut store = SafetensorsStore::from_file(path)
-        .overwrite(true)
-        .with_to_adapter(burn::store::BurnToPyTorchAdapter);
-    model
-        .save_into(&mut store)
-        .map_err(|e| ModelError::Checkpoint {
-            path: path.display().to_string(),
-            message: format!("cannot save weights: {e}"),
-        })
+    fer_core::atomic::write_with(path, |tmp| {
+        let mut store = SafetensorsStore::from_file(tmp)
+            .overwrite(true)
+            .with_to_adapter(burn::store::BurnToPyTorchAdapter);
+        model
+            .save_into(&mut store)
+            .map_err(|e| ModelError::Checkpoint {
+                path: path.display().to_string(),
+                message: format!("cannot save weights: {e}"),
+            })
+    })
 }
 
 /// Rebuild a model from its config and load weights in PyTorch's layout (a file someone

@@ -14,8 +14,10 @@
 //! `metrics.json` over all models; with `pretrain_epochs`, also `<model>/pretrain_epochs.parquet`
 //! (the epochs on the pretraining pool). With FERPlus votes, every model's test figures are
 //! also given against both truths (`test_by_truth`). While training, checkpoints live in
-//! `artifacts/<pipeline>/.train_cnn.resume/<signature>/`: an interrupted run continues from
-//! the last finished epoch.
+//! `artifacts/<pipeline>/.train_cnn.resume/<signature>/`: an interrupted run (even by
+//! `kill -9`) continues from the last complete epoch ([`checkpoint`]: atomic files, state
+//! written last with the hashes of the files it belongs to, a torn epoch falls back to the one
+//! before) and ends with the same outputs as an uninterrupted run; `--force` clears them.
 //!
 //! Params (`[train_cnn]`, see [`settings::TrainSettings`]): defaults at the top, one
 //! `[[train_cnn.models]]` per model overriding them (`arch` = `seed-base` | `seed-tuned` |
@@ -30,6 +32,7 @@
 //! [`model`], [`ModelArtifact`], [`device`]); the files it writes follow core's schemas
 //! (`fer_core::schema`).
 
+pub mod checkpoint;
 pub mod loss;
 pub mod settings;
 pub mod train;
@@ -141,10 +144,22 @@ pub fn run(p: &Params) -> Result<Manifest, TrainCnnError> {
         .join(&p.pipeline.name)
         .join(format!(".{STAGE}.resume"))
         .join(&run.signature()[..16]);
+    if p.common.force {
+        // --force recomputes from scratch: no checkpoint of an earlier run is resumed.
+        remove_resume(resume.parent().unwrap_or(&resume))?;
+    }
     let dev = device(&p.device)?;
     let m = run.execute(|dir| compute(&dir_in, &p.train, &dev, &resume, dir, p.common.quiet))?;
     let _ = std::fs::remove_dir_all(resume.parent().unwrap_or(&resume));
     Ok(m)
+}
+
+/// Remove a resume folder (missing: nothing to do).
+pub fn remove_resume(dir: &Path) -> Result<(), fer_core::Error> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fer_core::Error::io(dir, e)),
+        _ => Ok(()),
+    }
 }
 
 /// Train and evaluate every model, writing the outputs into `dir`.
@@ -157,6 +172,14 @@ pub fn compute(
     quiet: bool,
 ) -> Result<Outputs, TrainCnnError> {
     let data = Prepared::load(dir_in)?;
+    if data.val.n == 0 {
+        return Err(TrainCnnError::Data(format!(
+            "{}: the validation split is empty: train-cnn chooses each model's best epoch on it \
+             (and stops early and lowers the plateau rate by it); give it images \
+             ([ingest] val_fraction > 0)",
+            dir_in.join("val.safetensors").display()
+        )));
+    }
     let Prepared {
         train,
         val,
@@ -316,7 +339,10 @@ impl Prepared {
                 self.class_names.join(", ")
             )));
         }
-        Ok(ModelConfig::for_settings(s, self.train.height, k))
+        let cfg = ModelConfig::for_settings(s, self.train.height, k);
+        fer_models::arch::check_side(&cfg.arch, cfg.widths.len(), self.train.height)
+            .map_err(|m| TrainCnnError::Data(format!("{}: {m} ([preprocess] size)", s.name)))?;
+        Ok(cfg)
     }
 
     /// The pretraining pool (`None`: preprocess wrote none), read on the first call.

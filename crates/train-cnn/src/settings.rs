@@ -76,6 +76,7 @@ pub fn parse(pf: &PipelineFile) -> fer_core::Result<TrainCnnParams> {
                 })?;
         out.push(validate(s, pf, &prefix)?);
     }
+    check_input_side(pf, &out, listed)?;
     let mut names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
     names.sort();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
@@ -86,6 +87,46 @@ pub fn parse(pf: &PipelineFile) -> fer_core::Result<TrainCnnParams> {
         ));
     }
     Ok(TrainCnnParams { models: out, steps })
+}
+
+/// The side preprocess gives the images (`[preprocess] size`, 48 when absent).
+pub fn input_side(pf: &PipelineFile) -> fer_core::Result<usize> {
+    let pre: toml::Table = pf.section("preprocess")?;
+    match pre.get("size") {
+        None => Ok(fer_core::IMAGE_SIDE),
+        Some(toml::Value::Integer(n)) if *n > 0 => Ok(*n as usize),
+        Some(v) => Err(pf.param_error(
+            "preprocess",
+            "size",
+            format!("{v} is not a positive number of pixels"),
+        )),
+    }
+}
+
+/// Every model must fit the images preprocess makes: a network whose spatial size would reach
+/// zero (`seed-base` below 18 pixels, ...) is an error naming `[preprocess] size` and the
+/// model, before any data is read.
+fn check_input_side(
+    pf: &PipelineFile,
+    models: &[TrainSettings],
+    listed: bool,
+) -> fer_core::Result<()> {
+    let side = input_side(pf)?;
+    for (i, s) in models.iter().enumerate() {
+        if let Err(m) = fer_models::arch::check_side(&s.arch, s.widths.len(), side) {
+            let model = if listed {
+                format!("[train_cnn] models[{i}] (`{}`)", s.name)
+            } else {
+                format!("[train_cnn] (`{}`)", s.name)
+            };
+            return Err(pf.param_error(
+                "preprocess",
+                "size",
+                format!("{m}; raise it or change the arch of {model}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Replace `workers = "auto"` (also the default when the key is absent) by its value for the

@@ -57,6 +57,11 @@ pub struct TrainState {
     /// ids again; without them Adam's moments would silently start over.
     #[serde(default)]
     pub param_ids: Vec<u64>,
+    /// blake3 hashes of the checkpoint files this state belongs to (file name -> hash),
+    /// written with it in its generation folder ([`crate::checkpoint`]): a resumed run uses a
+    /// checkpoint only when its files match.
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 /// Parameter ids of a module in visit order.
@@ -113,6 +118,32 @@ pub fn cosine_lr(s: &TrainSettings, step: usize, total: usize, warmup: usize) ->
     s.min_lr + 0.5 * (s.lr - s.min_lr) * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
 }
 
+/// What training needs of its data, checked before any work: a validation split with images
+/// (the best epoch, early stopping and the plateau schedule are chosen on it), training
+/// images, and images large enough for the network.
+pub fn check_data(
+    s: &TrainSettings,
+    cfg: &fer_models::arch::ModelConfig,
+    train: &TensorSet,
+    val: &TensorSet,
+) -> Result<(), TrainError> {
+    if val.n == 0 {
+        return Err(TrainError::Data(format!(
+            "{}: the validation split is empty: the best epoch, early stopping and the plateau \
+             schedule are chosen on it; give it images ([ingest] val_fraction > 0)",
+            s.name
+        )));
+    }
+    if train.n == 0 {
+        return Err(TrainError::Data(format!(
+            "{}: the training split is empty",
+            s.name
+        )));
+    }
+    fer_models::arch::check_side(&cfg.arch, cfg.widths.len(), train.height.min(train.width))
+        .map_err(|m| TrainError::Data(format!("{}: {m} ([preprocess] size)", s.name)))
+}
+
 /// Classes of a training set: one more than its largest label, at least 2 (binary).
 pub fn num_classes(train: &TensorSet) -> usize {
     train.y.iter().max().map_or(2, |&m| m as usize + 1).max(2)
@@ -159,8 +190,10 @@ pub struct Trained {
     pub state: TrainState,
 }
 
-/// Train one model. Checkpoints go to `ckpt` (`last.safetensors`, `optim.bin`, `best.safetensors`,
-/// `state.json`); a run that finds them continues after the last finished epoch.
+/// Train one model. Checkpoints go to `ckpt`, one generation folder per finished epoch
+/// (`epoch-NNNN/`: `last.safetensors`, `optim.bin`, `best.safetensors`, `state.json` last; see
+/// [`crate::checkpoint`]); a run that finds them continues after the last complete epoch, and
+/// gives the same results as a run that was never interrupted.
 pub fn train(
     s: &TrainSettings,
     train: &TensorSet,
@@ -189,53 +222,82 @@ pub fn train_until(
     progress: &dyn Fn(&str, u64, u64),
 ) -> Result<Trained, TrainError> {
     let cfg = fer_models::arch::ModelConfig::for_settings(s, train.height, num_classes(train));
+    check_data(s, &cfg, train, val)?;
     std::fs::create_dir_all(ckpt).map_err(|e| fer_core::Error::io(ckpt, e))?;
-    let state_path = ckpt.join("state.json");
     let ad = device.clone().autodiff();
     ad.seed(s.seed);
-    let mut model = cfg.init(&ad);
-    if !s.init.is_empty() && !state_path.is_file() {
-        model = fer_models::checkpoint::load_pytorch(&cfg, Path::new(&s.init), &ad)?;
-    }
-    let mut optim: ModuleOptimizer = match s.optimizer.as_str() {
-        "adam" => AdamConfig::new().init(),
-        _ => AdamWConfig::new()
-            .with_weight_decay(s.weight_decay as f32)
-            .init(),
-    };
-    let mut state = TrainState {
-        best_val_loss: f64::INFINITY,
-        plateau_lr: s.lr,
-        ..Default::default()
-    };
-    if let Ok(text) = std::fs::read_to_string(&state_path)
-        && let Ok(st) = serde_json::from_str::<TrainState>(&text)
-    {
-        model = load_weights(&cfg, &ckpt.join("last.safetensors"), &ad)?;
-        if !st.param_ids.is_empty() {
-            if st.param_ids.len() != param_ids(&model).len() {
-                return Err(TrainError::Checkpoint {
-                    path: state_path.display().to_string(),
-                    message: "its parameter ids do not fit this model".into(),
-                });
-            }
-            model = with_param_ids(model, &st.param_ids);
+    let fresh = cfg.init(&ad);
+    let new_optim = || -> ModuleOptimizer {
+        match s.optimizer.as_str() {
+            "adam" => AdamConfig::new().init(),
+            _ => AdamWConfig::new()
+                .with_weight_decay(s.weight_decay as f32)
+                .init(),
         }
-        optim = optim
-            .load(ckpt.join("optim.bin"))
-            .map_err(|e| TrainError::Checkpoint {
-                path: ckpt.join("optim.bin").display().to_string(),
-                message: format!("cannot load optimizer state: {e}"),
-            })?;
-        state = st;
-    }
+    };
+    // The newest complete checkpoint generation, if any (a torn or mismatched one is skipped
+    // with a warning; see `crate::checkpoint`).
+    let n_params = param_ids(&fresh).len();
+    let resumed = crate::checkpoint::latest_good(
+        ckpt,
+        |dir, st| {
+            let mut model = load_weights(&cfg, &dir.join(crate::checkpoint::LAST), &ad)?;
+            if !st.param_ids.is_empty() {
+                if st.param_ids.len() != n_params {
+                    return Err(TrainError::Checkpoint {
+                        path: dir.join(crate::checkpoint::STATE).display().to_string(),
+                        message: "its parameter ids do not fit this model".into(),
+                    });
+                }
+                model = with_param_ids(model, &st.param_ids);
+            }
+            let optim_path = dir.join(crate::checkpoint::OPTIM);
+            let bytes =
+                std::fs::read(&optim_path).map_err(|e| fer_core::Error::io(&optim_path, e))?;
+            let optim = new_optim()
+                .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+                .map_err(|e| TrainError::Checkpoint {
+                    path: optim_path.display().to_string(),
+                    message: format!("cannot load optimizer state: {e}"),
+                })?;
+            Ok((model, optim, st))
+        },
+        &|m| eprintln!("{m}"),
+    )?;
+    let (mut model, mut optim, mut state, mut gen_dir) = match resumed {
+        Some((dir, (model, optim, st))) => (model, optim, st, Some(dir)),
+        None => {
+            let model = if s.init.is_empty() {
+                fresh
+            } else {
+                fer_models::checkpoint::load_pytorch(&cfg, Path::new(&s.init), &ad)?
+            };
+            let state = TrainState {
+                best_val_loss: f64::INFINITY,
+                plateau_lr: s.lr,
+                ..Default::default()
+            };
+            (model, new_optim(), state, None)
+        }
+    };
     if state.param_ids.is_empty() {
         // (A resumed run keeps the saved list: BatchNorm's running statistics are visited
         // like parameters but keep the fresh model's ids, which no optimizer state uses.)
         state.param_ids = param_ids(&model);
     }
+    let best_of = |dir: &Option<std::path::PathBuf>| -> Result<Net, TrainError> {
+        let dir = dir.as_ref().ok_or_else(|| TrainError::Checkpoint {
+            path: ckpt.display().to_string(),
+            message: "no epoch has been trained yet, so there is no best checkpoint".into(),
+        })?;
+        Ok(load_weights(
+            &cfg,
+            &dir.join(crate::checkpoint::BEST),
+            device,
+        )?)
+    };
     if state.done {
-        let best = load_weights(&cfg, &ckpt.join("best.safetensors"), device)?;
+        let best = best_of(&gen_dir)?;
         return Ok(Trained { model: best, state });
     }
 
@@ -438,11 +500,11 @@ pub fn train_until(
             lr,
             seconds: secs,
         });
-        if val_loss < state.best_val_loss {
+        let improved = val_loss < state.best_val_loss;
+        if improved {
             state.best_val_loss = val_loss;
             state.best_epoch = epoch + 1;
             state.stale = 0;
-            save_weights(&model.valid(), &ckpt.join("best.safetensors"))?;
         } else {
             state.stale += 1;
             if s.schedule == "plateau" && state.stale.is_multiple_of(s.plateau_patience.max(1)) {
@@ -451,19 +513,19 @@ pub fn train_until(
         }
         let stop = s.patience > 0 && state.stale >= s.patience;
         state.done = stop || epoch + 1 == s.epochs;
-        save_weights(&model.valid(), &ckpt.join("last.safetensors"))?;
-        optim
-            .save(ckpt.join("optim.bin"))
-            .map_err(|e| TrainError::Checkpoint {
-                path: ckpt.join("optim.bin").display().to_string(),
-                message: format!("cannot save optimizer state: {e}"),
-            })?;
-        let text = serde_json::to_string_pretty(&state).expect("state serializes");
-        std::fs::write(&state_path, text).map_err(|e| fer_core::Error::io(&state_path, e))?;
+        let weights = model.valid();
+        gen_dir = Some(crate::checkpoint::commit(
+            ckpt,
+            &mut state,
+            &weights,
+            &optim,
+            improved.then_some(&weights),
+            gen_dir.as_deref(),
+        )?);
         if stop {
             break;
         }
     }
-    let best = load_weights(&cfg, &ckpt.join("best.safetensors"), device)?;
+    let best = best_of(&gen_dir)?;
     Ok(Trained { model: best, state })
 }

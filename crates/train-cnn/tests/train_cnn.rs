@@ -234,11 +234,21 @@ fn one_epoch_twice(
     let a = tempfile::tempdir().unwrap();
     train::train_until(s, tr, va, &no_aug(), d, a.path(), 1, &|_, _, _| {}).unwrap();
     let b = tempfile::tempdir().unwrap();
-    for f in std::fs::read_dir(a.path()).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), b.path().join(f.file_name())).unwrap();
-    }
+    copy_tree(a.path(), b.path());
     (a, b)
+}
+
+/// Copy a checkpoint folder (its generation folders included).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in std::fs::read_dir(from).unwrap() {
+        let f = f.unwrap();
+        if f.file_type().unwrap().is_dir() {
+            copy_tree(&f.path(), &to.join(f.file_name()));
+        } else {
+            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+        }
+    }
 }
 
 /// An epoch table without its timings, for exact comparison.
@@ -362,7 +372,7 @@ fn interrupted_training_resumes_after_the_last_epoch() {
         ..s.clone()
     };
     let first = train::train(&two, &tr, &va, &no_aug(), &d, dir.path(), &|_, _, _| {}).unwrap();
-    let state_path = dir.path().join("state.json");
+    let state_path = fer_train_cnn::checkpoint::generation_dir(dir.path(), 2).join("state.json");
     let mut st: train::TrainState =
         serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
     st.done = false;

@@ -42,9 +42,13 @@
 //! winner's `best/`, `trials.parquet`, `summary.json`).
 //!
 //! Resuming: the search state (`state.json`) and every trial's checkpoints live in
-//! `artifacts/<pipeline>/.tune.resume/<signature>/` and are saved after every epoch. Killing
-//! the process and running it again continues the trial that was running from its last
-//! epoch and re-runs no finished rung; the wall clock already spent counts against the limit.
+//! `artifacts/<pipeline>/.tune.resume/<signature>/` and are saved after every epoch, atomically
+//! (the trials' as train-cnn's, [`fer_train_cnn::checkpoint`]; the state after them). Killing
+//! the process (even with `kill -9`) and running it again continues the trial that was running
+//! from its last complete epoch and re-runs no finished rung; with a trial budget (a
+//! `time_limit` the search does not reach) it ends with the same winner and predictions as an
+//! uninterrupted search. The wall clock already spent counts against the limit. `--force`
+//! clears the resume folder.
 //!
 //! Spreading trials over machines: a trial is a pure function of (seed, trial id) for its
 //! configuration and of its checkpoint folder for its progress, and ASHA decides what to run
@@ -132,6 +136,10 @@ pub fn run(p: &Params) -> Result<Manifest, TuneError> {
         .join(&p.pipeline.name)
         .join(format!(".{STAGE}.resume"))
         .join(&run.signature()[..16]);
+    if p.common.force {
+        // --force searches from scratch: no earlier search or trial checkpoint is resumed.
+        fer_train_cnn::remove_resume(work.parent().unwrap_or(&work))?;
+    }
     let dev = fer_train_cnn::device(&p.device)?;
     let m = run.execute(|dir| {
         compute(

@@ -35,24 +35,34 @@ pub fn search(
     progress: &dyn Fn(&str, u64, u64),
 ) -> Result<SearchState, TuneError> {
     std::fs::create_dir_all(work).map_err(|e| fer_core::Error::io(work, e))?;
+    fer_core::atomic::remove_temps(work)?;
     let state_path = work.join("state.json");
-    let mut st: SearchState = match std::fs::read_to_string(&state_path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| fer_core::Error::Json {
-            path: state_path.clone(),
-            source: e,
-        })?,
-        Err(_) => SearchState::default(),
+    let mut st = match load_state(&state_path) {
+        Ok(st) => st,
+        Err(why) => {
+            // Written atomically, so this is damage from outside, not a kill: the trials'
+            // checkpoints cannot be matched to a search any more, so the search starts over
+            // (never wedged, never resumed from a guess).
+            eprintln!(
+                "warning: {}: {why}: the search starts over",
+                state_path.display()
+            );
+            std::fs::remove_dir_all(work).map_err(|e| fer_core::Error::io(work, e))?;
+            std::fs::create_dir_all(work).map_err(|e| fer_core::Error::io(work, e))?;
+            SearchState::default()
+        }
     };
     if st.trials.is_empty()
         && let Some(t) = &data.incumbent
     {
         st.trials.push(t.clone());
     }
+    // Atomic (temporary file, fsync, rename): a kill leaves the previous state or this one.
+    // It is written after the trial's checkpoint, which may thus be one epoch ahead of it;
+    // `train_until` then returns that epoch without training it again.
     let save = |st: &SearchState| -> Result<(), TuneError> {
-        let tmp = work.join("state.json.tmp");
         let text = serde_json::to_string_pretty(st).expect("state serializes");
-        std::fs::write(&tmp, text).map_err(|e| fer_core::Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &state_path).map_err(|e| fer_core::Error::io(&state_path, e))?;
+        fer_core::atomic::write(&state_path, text.as_bytes())?;
         Ok(())
     };
     let started = Instant::now();
@@ -202,6 +212,15 @@ pub fn search(
     st.elapsed = spent(&started);
     save(&st)?;
     Ok(st)
+}
+
+/// The saved search state (none yet: a new search); `Err` says why it cannot be read.
+fn load_state(path: &Path) -> Result<SearchState, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| format!("unreadable state ({e})")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SearchState::default()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Trial 0 from train-cnn's model folder `mdir` (`reuse_base`), after checking that it was

@@ -200,6 +200,98 @@ fn killed_search_resumes_without_rerunning_finished_trials() {
     );
 }
 
+/// The hash of `best/predictions.parquet` in a finished search's manifest.
+fn best_predictions_hash(f: &Fixture) -> String {
+    let m = fer_core::Manifest::read(&f.artifacts().join("smoke/tune/manifest.json")).unwrap();
+    m.outputs
+        .iter()
+        .find(|o| o.path == "best/predictions.parquet")
+        .expect("best/predictions.parquet in the manifest")
+        .hash
+        .clone()
+}
+
+/// Crash safety with a trial budget (no clock in the way): a search killed while a trial's
+/// epoch checkpoint is half written (its generation folder has no state.json), and one whose
+/// search state was damaged, each complete when run again and end with the uninterrupted
+/// search's winner and predictions, hash for hash. `--force` clears the resume folder.
+#[test]
+fn a_torn_trial_checkpoint_or_a_damaged_state_ends_equal_to_an_uninterrupted_search() {
+    let budget = SEARCH
+        .replace("time_limit = \"10m\"", "time_limit = \"1000h\"")
+        .replace("max_trials = 8", "max_trials = 4");
+    let straight = Fixture::new(&budget);
+    let out = straight.command().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = best_predictions_hash(&straight);
+
+    for damage in ["torn epoch", "damaged state"] {
+        let f = Fixture::new(&budget);
+        let mut child = f.command().spawn().unwrap();
+        let t0 = Instant::now();
+        while f.state().is_none_or(|st| st.trials.len() < 2) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the search ended too soon"
+            );
+            assert!(t0.elapsed() < Duration::from_secs(300), "no trial started");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let resume = f.artifacts().join("smoke/.tune.resume");
+        let work = std::fs::read_dir(&resume)
+            .unwrap()
+            .flatten()
+            .next()
+            .unwrap()
+            .path();
+        match damage {
+            "torn epoch" => {
+                // Trial 0's newest epoch as a kill in mid-write leaves it: no state.json.
+                let trial = work.join("trial-000");
+                let (_, newest) =
+                    fer_train_cnn::checkpoint::generations(&trial).unwrap()[0].clone();
+                std::fs::remove_file(newest.join(fer_train_cnn::checkpoint::STATE)).unwrap();
+            }
+            _ => std::fs::write(work.join("state.json"), b"{\"trials\": [").unwrap(),
+        }
+        let out = f.command().output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{damage}: {stderr}");
+        let warned = match damage {
+            "torn epoch" => "broken checkpoint",
+            _ => "the search starts over",
+        };
+        assert!(stderr.contains(warned), "{damage}: {stderr}");
+        assert_eq!(best_predictions_hash(&f), want, "{damage}");
+        assert!(
+            !resume.exists(),
+            "a finished search removes its resume folder"
+        );
+    }
+
+    // --force: an old resume folder is cleared before the search runs again.
+    let stale = straight
+        .artifacts()
+        .join("smoke/.tune.resume/0123456789abcdef");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("state.json"), b"junk").unwrap();
+    let mut c = straight.command();
+    let out = c.arg("--force").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stale.exists());
+    assert_eq!(best_predictions_hash(&straight), want);
+}
+
 #[test]
 fn random_search_trains_every_trial_for_max_epochs() {
     let random = SEARCH.replace("strategy = \"asha\"", "strategy = \"random\"");
