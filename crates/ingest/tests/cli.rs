@@ -739,6 +739,61 @@ fn rerun_is_up_to_date_and_a_fresh_folder_restores_from_cache() {
     );
 }
 
+/// Data is tracked by content, not by timestamps: an image replaced in place with its old
+/// modification time, or the same images in another folder with older times, are told apart
+/// (what make's always-run ingest target relies on; see the Makefile).
+#[test]
+fn an_image_replaced_in_place_reruns_and_an_identical_copy_does_not() {
+    let f = Fixture::new();
+    f.folders(POOL);
+    let p = f.pipeline("p", FOLDERS_FULL);
+    let run = |data: &Path| {
+        Outcome::of(
+            f.command(&p, &f.artifacts())
+                .args(["--cache-dir", "off", "--data-dir"])
+                .arg(data),
+        )
+        .ok()
+    };
+    run(&f.data());
+    let first = f.stage(&p).manifest();
+    // One image's pixels change; its size class and modification time stay as they were.
+    let victim = pool_files(POOL)[0].path.clone();
+    let path = f.data().join(&victim);
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    pattern(4242, 48).save(&path).unwrap();
+    std::fs::File::options()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let again = run(&f.data());
+    assert!(again.stderr.contains("computing"), "{}", again.stderr);
+    let second = f.stage(&p).manifest();
+    assert_ne!(second.inputs[0].hash, first.inputs[0].hash);
+    assert_ne!(
+        second.output("images.parquet").unwrap().hash,
+        first.output("images.parquet").unwrap().hash
+    );
+    // The same files copied elsewhere with old timestamps: the same data, up to date.
+    let copy = f.path("copy");
+    for file in pool_files(POOL) {
+        let (from, to) = (f.data().join(&file.path), copy.join(&file.path));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &to).unwrap();
+        std::fs::File::options()
+            .append(true)
+            .open(&to)
+            .unwrap()
+            .set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap();
+    }
+    let moved = run(&copy);
+    assert!(moved.stderr.contains("up to date"), "{}", moved.stderr);
+    assert_eq!(f.stage(&p).manifest().signature, second.signature);
+}
+
 // ---- FERPlus labels -----------------------------------------------------------------------
 
 /// FERPlus's column of a Kaggle emotion folder (neutral, happiness, surprise, sadness, anger,
