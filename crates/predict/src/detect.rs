@@ -28,6 +28,14 @@ pub struct DetectOptions {
     /// into photos, label agreement with `--no-detect` was 92.5% at 0, 89% at 0.1 and -0.05,
     /// 83% at 0.2 (`examples/detection_rate.rs`).
     pub margin: f32,
+    /// Frames darker than this mean gray level (0..255) have their histogram equalized before
+    /// detection (the crops the model sees stay as they were); 0 turns it off. Chosen from
+    /// `examples/detect_scenes.rs` (see the README's detection table).
+    pub dark_below: u8,
+    /// A border of this fraction of the frame's larger side, filled with the frame's mean gray,
+    /// is added around the frame before detection, so a face that fills the frame still sits
+    /// inside the detector's windows; boxes are mapped back and clipped. 0 turns it off.
+    pub pad: f32,
 }
 
 impl Default for DetectOptions {
@@ -38,6 +46,8 @@ impl Default for DetectOptions {
             pyramid_scale: 0.8,
             step: 4,
             margin: 0.0,
+            dark_below: 0,
+            pad: 0.0,
         }
     }
 }
@@ -105,6 +115,12 @@ impl FaceDetector {
                 "detection threshold must be > 0 and the margin in -0.4..=2".into(),
             ));
         }
+        if !(0.0..=1.0).contains(&options.pad) {
+            return Err(PredictError::Input(format!(
+                "--det-pad {}: must be in 0..=1 (a fraction of the frame's larger side)",
+                options.pad
+            )));
+        }
         let model = rustface::read_model(SEETA_MODEL)
             .map_err(|e| PredictError::Input(format!("embedded SeetaFace model: {e}")))?;
         Ok(FaceDetector {
@@ -120,7 +136,44 @@ impl FaceDetector {
         if w < 20 || h < 20 {
             return vec![];
         }
-        let raw = DETECTOR.with(|cell| {
+        let seen = for_detection(gray, &self.options);
+        let (ox, oy) = (
+            (seen.width() - w) as i32 / 2,
+            (seen.height() - h) as i32 / 2,
+        );
+        let raw = self.raw(&seen);
+        let mut faces: Vec<FaceBox> = raw
+            .iter()
+            .filter_map(|b| {
+                let (bx, by) = (b.0 - ox, b.1 - oy);
+                let x0 = bx.clamp(0, w as i32) as u32;
+                let y0 = by.clamp(0, h as i32) as u32;
+                let x1 = (bx + b.2 as i32).clamp(0, w as i32) as u32;
+                let y1 = (by + b.3 as i32).clamp(0, h as i32) as u32;
+                if x1 <= x0 || y1 <= y0 {
+                    return None;
+                }
+                let cx = bx as f32 + b.2 as f32 / 2.0;
+                let cy = by as f32 + b.3 as f32 / 2.0;
+                let side = b.2.max(b.3) as f32 * (1.0 + 2.0 * self.options.margin);
+                Some(FaceBox {
+                    x: x0,
+                    y: y0,
+                    width: x1 - x0,
+                    height: y1 - y0,
+                    score: Some(b.4),
+                    crop: square_crop(cx, cy, side, w, h),
+                })
+            })
+            .collect();
+        faces.sort_by_key(|f| (f.x, f.y));
+        faces
+    }
+
+    /// rustface's boxes `(x, y, width, height, score)` on the image as given.
+    fn raw(&self, gray: &GrayImage) -> Vec<(i32, i32, u32, u32, f64)> {
+        let (w, h) = gray.dimensions();
+        DETECTOR.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.as_ref().map(|s| s.0) != Some(self.id) {
                 let mut d = rustface::create_detector_with_model(self.model.clone());
@@ -133,34 +186,39 @@ impl FaceDetector {
             }
             let d = &mut slot.as_mut().expect("set above").1;
             d.detect(&ImageData::new(gray.as_raw(), w, h))
-        });
-        let mut faces: Vec<FaceBox> = raw
-            .iter()
-            .filter_map(|f| {
-                let b = f.bbox();
-                let x0 = b.x().clamp(0, w as i32) as u32;
-                let y0 = b.y().clamp(0, h as i32) as u32;
-                let x1 = (b.x() + b.width() as i32).clamp(0, w as i32) as u32;
-                let y1 = (b.y() + b.height() as i32).clamp(0, h as i32) as u32;
-                if x1 <= x0 || y1 <= y0 {
-                    return None;
-                }
-                let cx = b.x() as f32 + b.width() as f32 / 2.0;
-                let cy = b.y() as f32 + b.height() as f32 / 2.0;
-                let side = b.width().max(b.height()) as f32 * (1.0 + 2.0 * self.options.margin);
-                Some(FaceBox {
-                    x: x0,
-                    y: y0,
-                    width: x1 - x0,
-                    height: y1 - y0,
-                    score: Some(f.score()),
-                    crop: square_crop(cx, cy, side, w, h),
+                .iter()
+                .map(|f| {
+                    let b = f.bbox();
+                    (b.x(), b.y(), b.width(), b.height(), f.score())
                 })
-            })
-            .collect();
-        faces.sort_by_key(|f| (f.x, f.y));
-        faces
+                .collect()
+        })
     }
+}
+
+/// The image the detector searches: `gray` equalized when darker than `dark_below` on
+/// average, then padded by `pad` of its larger side on every side with its mean gray (the
+/// offset of the original is half the added width and height).
+pub fn for_detection(gray: &GrayImage, o: &DetectOptions) -> GrayImage {
+    let n = (gray.width() as u64 * gray.height() as u64).max(1);
+    let mean = gray.as_raw().iter().map(|&v| v as u64).sum::<u64>() / n;
+    let img = if o.dark_below > 0 && mean < o.dark_below as u64 {
+        imageproc::contrast::equalize_histogram(gray)
+    } else {
+        gray.clone()
+    };
+    if o.pad <= 0.0 {
+        return img;
+    }
+    let border = (o.pad * gray.width().max(gray.height()) as f32).round() as u32;
+    let fill = img.as_raw().iter().map(|&v| v as u64).sum::<u64>() / n;
+    let mut out = GrayImage::from_pixel(
+        img.width() + 2 * border,
+        img.height() + 2 * border,
+        image::Luma([fill as u8]),
+    );
+    image::imageops::replace(&mut out, &img, border as i64, border as i64);
+    out
 }
 
 /// A square of `side` centred on (`cx`, `cy`), moved inside the image when it sticks out (and

@@ -43,6 +43,7 @@
 pub mod detect;
 pub mod inputs;
 pub mod model;
+pub mod monitor;
 pub mod output;
 pub mod scene;
 pub mod serve;

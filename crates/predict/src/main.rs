@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use fer_predict::monitor::DriftOptions;
 use fer_predict::output::{Format, RowWriter};
 use fer_predict::serve::ServeOptions;
 use fer_predict::{DetectOptions, FaceDetector, ModelOptions, Predictor, Scorer};
@@ -46,6 +47,15 @@ struct BatchArgs {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// Drift check: how many of the most recent scores are compared with validation's.
+    #[arg(long, default_value_t = DriftOptions::default().window)]
+    drift_window: usize,
+    /// Drift check: fewest recent scores before it says anything.
+    #[arg(long, default_value_t = DriftOptions::default().min_scores)]
+    drift_min_scores: usize,
+    /// Drift check: the Kolmogorov-Smirnov test's level.
+    #[arg(long, default_value_t = DriftOptions::default().alpha)]
+    drift_alpha: f64,
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1:8080", env = "FER_PREDICT_ADDR")]
     addr: std::net::SocketAddr,
@@ -129,15 +139,20 @@ struct ModelArgs {
 }
 
 impl ModelArgs {
-    fn predictor(&self) -> anyhow::Result<Predictor> {
-        let dir = match &self.model {
+    /// The model folder: `--model`, else the pipeline's `--arch`.
+    fn dir(&self) -> std::path::PathBuf {
+        match &self.model {
             Some(m) => m.clone(),
             None => fer_predict::model_dir(
                 &self.artifacts,
                 self.pipeline.as_deref().unwrap_or("seed"),
                 &self.arch,
             ),
-        };
+        }
+    }
+
+    fn predictor(&self) -> anyhow::Result<Predictor> {
+        let dir = self.dir();
         let pipeline = self
             .pipeline
             .clone()
@@ -241,13 +256,40 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
         queue: a.queue,
         max_connections: a.max_connections,
         header_timeout: std::time::Duration::from_secs_f64(a.header_timeout),
+        drift: DriftOptions {
+            window: a.drift_window,
+            min_scores: a.drift_min_scores,
+            alpha: a.drift_alpha,
+        },
+        reference: fer_predict::monitor::reference_scores(&a.model.dir()),
         ..ServeOptions::default()
     };
+    if !(a.drift_alpha > 0.0 && a.drift_alpha < 1.0) || a.drift_window == 0 {
+        anyhow::bail!(
+            "--drift-alpha {} must be in (0, 1) and --drift-window ({}) positive",
+            a.drift_alpha,
+            a.drift_window
+        );
+    }
+    if !a.model.quiet {
+        match &o.reference {
+            Some(r) => eprintln!(
+                "drift check: the last {} scores against {} validation scores (alpha {}; GET /metrics, /health)",
+                a.drift_window,
+                r.len(),
+                a.drift_alpha
+            ),
+            None => eprintln!(
+                "drift check: off ({} has no validation scores in predictions.parquet)",
+                a.model.dir().display()
+            ),
+        }
+    }
     let (max_pixels, max_faces) = (p.max_pixels, p.max_faces);
     let bound = fer_predict::serve::bind(p, &o).context("cannot start the service")?;
     if !a.model.quiet {
         eprintln!(
-            "serving on http://{} (POST /predict, GET /health; body limit {} bytes, {} pixels, \
+            "serving on http://{} (POST /predict, GET /health, GET /metrics; body limit {} bytes, {} pixels, \
              {} faces; timeout {} s, header timeout {} s; {} in flight + {} queued; {} \
              connections)",
             bound.addr,

@@ -38,6 +38,7 @@
 //!
 //! Binds to 127.0.0.1 unless told otherwise.
 
+use crate::monitor::{DriftOptions, Monitor};
 use crate::{Outcome, PredictError, Predictor};
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
@@ -72,6 +73,10 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
     /// `Retry-After` of a 503, in seconds.
     pub retry_after: u64,
+    /// The drift check's settings ([`crate::monitor`]).
+    pub drift: DriftOptions,
+    /// The model's validation scores, the drift check's reference (`None`: check off).
+    pub reference: Option<Vec<f64>>,
 }
 
 /// The number of cores (1 when unknown): the default `--max-inflight`.
@@ -93,6 +98,8 @@ impl Default for ServeOptions {
             max_connections: 256,
             header_timeout: Duration::from_secs(5),
             retry_after: 1,
+            drift: DriftOptions::default(),
+            reference: None,
         }
     }
 }
@@ -116,6 +123,7 @@ struct AppState {
     health: Mutex<Health>,
     broken: AtomicBool,
     shed: AtomicU64,
+    monitor: Monitor,
 }
 
 impl AppState {
@@ -346,19 +354,62 @@ async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Re
             height,
             faces,
             detected,
-        }) => reply(
-            StatusCode::OK,
-            json!({
-                "status": if faces.is_empty() { "no_face" } else { "ok" },
-                "width": width,
-                "height": height,
-                "threshold": threshold,
-                "faces_detected": detected,
-                "max_faces": st.predictor.max_faces,
-                "faces": faces,
-            }),
-        ),
+        }) => {
+            let scores: Vec<f64> = faces.iter().map(|f| f.p_happy).collect();
+            if let Some(d) = st.monitor.image(detected, &scores) {
+                eprintln!(
+                    "drift: {} (Kolmogorov-Smirnov D {:.3}, critical {:.3}, last {} scores against {} validation scores)",
+                    if d.drifted {
+                        "the recent scores have parted from validation"
+                    } else {
+                        "the recent scores agree with validation again"
+                    },
+                    d.ks,
+                    d.critical,
+                    d.recent,
+                    d.reference
+                );
+            }
+            reply(
+                StatusCode::OK,
+                json!({
+                    "status": if faces.is_empty() { "no_face" } else { "ok" },
+                    "width": width,
+                    "height": height,
+                    "threshold": threshold,
+                    "faces_detected": detected,
+                    "max_faces": st.predictor.max_faces,
+                    "faces": faces,
+                }),
+            )
+        }
     }
+}
+
+/// `GET /metrics`: Prometheus's text format ([`crate::monitor`]).
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.monitor.render(),
+    )
+        .into_response()
+}
+
+/// Count every request and its latency by route and status.
+async fn track(
+    State(st): State<Arc<AppState>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let t0 = Instant::now();
+    let path = req.uri().path().to_string();
+    let res = next.run(req).await;
+    st.monitor
+        .request(&path, res.status().as_u16(), t0.elapsed().as_secs_f64());
+    res
 }
 
 async fn health(State(st): State<Arc<AppState>>) -> Response {
@@ -380,6 +431,7 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
         "shed": st.shed.load(Ordering::Relaxed),
         "panics": h.panics,
         "last_panic": h.last_panic,
+        "drift": st.monitor.drift_json(),
         "limits": {
             "max_inflight": o.max_inflight,
             "queue": o.queue,
@@ -409,10 +461,13 @@ fn router(predictor: Predictor, o: &ServeOptions) -> Router {
         health: Mutex::new(Health::default()),
         broken: AtomicBool::new(false),
         shed: AtomicU64::new(0),
+        monitor: Monitor::new(o.reference.clone(), o.drift.clone()),
     });
     Router::new()
         .route("/predict", post(predict))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(st.clone(), track))
         .with_state(st)
 }
 

@@ -425,3 +425,74 @@ fn faces_over_the_cap_are_not_scored_and_the_response_says_so() {
     );
     assert_eq!(scored.load(Ordering::SeqCst), 2);
 }
+
+/// `/metrics` answers in Prometheus's text format, and the drift check fires when the scores
+/// served part from the validation scores (and not before).
+#[test]
+fn metrics_are_prometheus_text_and_the_drift_check_fires_on_shifted_scores() {
+    // Validation's scores: an even spread over (0, 1).
+    let reference: Vec<f64> = (0..1000).map(|i| (i as f64 + 0.5) / 1000.0).collect();
+    let shifted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let counter = Arc::new(AtomicUsize::new(0));
+    let (s, c) = (shifted.clone(), counter.clone());
+    // Scores spread like validation's (a golden-ratio sequence), or squeezed into [0.8, 1).
+    let f: fer_predict::model::ScoreFn = Box::new(move |_, n| {
+        (0..n)
+            .map(|_| {
+                let u = (c.fetch_add(1, Ordering::SeqCst) as f64 * 0.618_033_988_75).fract();
+                if s.load(Ordering::SeqCst) {
+                    0.8 + 0.2 * u
+                } else {
+                    u
+                }
+            })
+            .collect()
+    });
+    let (addr, _) = fn_service(f, |o| {
+        o.reference = Some(reference);
+        o.drift = fer_predict::monitor::DriftOptions {
+            window: 200,
+            min_scores: 100,
+            alpha: 0.001,
+        };
+    });
+    let face = png(&synthetic_face(1));
+    let drift = |addr| json(&http(addr, "GET", "/health", b"").1)["drift"].clone();
+    assert_eq!(drift(addr)["status"], "waiting");
+    for _ in 0..150 {
+        assert_eq!(http(addr, "POST", "/predict", &face).0, 200);
+    }
+    let d = drift(addr);
+    assert_eq!(d["status"], "ok", "{d}");
+    let (code, head, text) = http_full(addr, "GET", "/metrics", b"");
+    assert_eq!(code, 200);
+    assert!(head.contains("openmetrics-text"), "{head}");
+    for line in [
+        "# TYPE fer_requests counter",
+        "fer_requests_total{route=\"/predict\",code=\"200\"} 150",
+        "# TYPE fer_request_duration_seconds histogram",
+        "fer_faces_scored_total 150",
+        "# TYPE fer_p_happy histogram",
+        "fer_p_happy_count 150",
+        "fer_drift_detected 0",
+        "# EOF",
+    ] {
+        assert!(text.contains(line), "no `{line}` in\n{text}");
+    }
+    shifted.store(true, Ordering::SeqCst);
+    for _ in 0..200 {
+        assert_eq!(http(addr, "POST", "/predict", &face).0, 200);
+    }
+    let d = drift(addr);
+    assert_eq!(d["status"], "drifted", "{d}");
+    assert!(d["ks"].as_f64().unwrap() > d["critical"].as_f64().unwrap());
+    let text = http(addr, "GET", "/metrics", b"").1;
+    assert!(text.contains("fer_drift_detected 1"), "{text}");
+    // Unknown paths are counted under one label, whatever they are.
+    assert_eq!(http(addr, "GET", "/no/such/path", b"").0, 404);
+    let text = http(addr, "GET", "/metrics", b"").1;
+    assert!(
+        text.contains("fer_requests_total{route=\"other\",code=\"404\"} 1"),
+        "{text}"
+    );
+}
