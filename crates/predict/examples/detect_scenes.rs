@@ -83,7 +83,13 @@ fn main() {
         .map(|p| image::open(&p).expect("image").to_luma8())
         .collect();
     let all: Vec<_> = (0..faces.len()).flat_map(|i| frames(&faces, i)).collect();
-    let base = DetectOptions::default();
+    // The settings compared start from the old default (score 2.0, nothing else).
+    let base = DetectOptions {
+        score_threshold: 2.0,
+        dark_below: 0,
+        pad: 0.0,
+        ..DetectOptions::default()
+    };
     let settings: Vec<(String, DetectOptions)> = vec![
         ("score 2.0 (old default)".into(), base),
         (

@@ -119,6 +119,13 @@ struct ModelArgs {
     /// Face detection score threshold (higher: fewer false faces).
     #[arg(long, default_value_t = DetectOptions::default().score_threshold)]
     det_threshold: f64,
+    /// Frames darker than this mean gray level are equalized before detection (0: never).
+    #[arg(long, default_value_t = DetectOptions::default().dark_below)]
+    det_dark_below: u8,
+    /// Border added around the frame before detection, as a fraction of its larger side, so a
+    /// face that fills the frame is found (0: none).
+    #[arg(long, default_value_t = DetectOptions::default().pad)]
+    det_pad: f32,
     /// Largest image, in pixels (width x height, read from the header before decoding; a
     /// larger one is refused: 413 in the service, an error row in a batch).
     #[arg(long, default_value_t = fer_predict::DEFAULT_MAX_PIXELS)]
@@ -185,6 +192,8 @@ impl ModelArgs {
             margin: self.margin,
             min_face: self.min_face,
             score_threshold: self.det_threshold,
+            dark_below: self.det_dark_below,
+            pad: self.det_pad,
             ..DetectOptions::default()
         })?;
         let mut p = Predictor::new(scorer, detector, !self.no_detect, threshold)?;
