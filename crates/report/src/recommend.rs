@@ -107,9 +107,9 @@ pub(crate) fn operating_point(
 /// Where the base rate came from.
 pub(crate) fn base_rate_source(op: &OperatingParams) -> &'static str {
     if op.base_rate.is_some() {
-        "stated ([report] base_rate)"
+        "stated: [report] base_rate"
     } else {
-        "the validation split's own share of not-happy images ([report] base_rate not set)"
+        "the validation split's own share of not-happy images: [report] base_rate is not set"
     }
 }
 
@@ -130,11 +130,20 @@ pub(crate) fn recommend<'a>(
     let b = opp.base_rate.unwrap_or(own);
     let d = model.default_threshold;
     let op = operating_point(&val, &test_s, b, opp.goal, d)?;
-    let mut mixes = vec![("this shop".to_string(), op)];
+    let shop = if opp.base_rate.is_some() {
+        "this shop"
+    } else {
+        "this shop (the validation's own mix)"
+    };
+    let mut mixes = vec![(shop.to_string(), op)];
     for (name, rate) in REFERENCE_MIXES
         .iter()
         .map(|(n, r)| (n.to_string(), *r))
-        .chain(std::iter::once(("validation's own mix".to_string(), own)))
+        .chain(
+            // The validation split's own mix, unless the shop's row already is it.
+            opp.base_rate
+                .map(|_| ("validation's own mix".to_string(), own)),
+        )
     {
         if let Some(p) = operating_point(&val, &test_s, rate, opp.goal, d) {
             mixes.push((name, p));

@@ -21,9 +21,8 @@ pub(super) fn model_card(cx: &mut Ctx, rec: Option<&Rec>) {
 
     let model = match rec {
         Some(r) => format!(
-            "**Model:** {} (`{}`), alert when `{}` < {:.3}, chosen for {} unhappy customers (about {} alerts per 100 customers expected{}).",
+            "**Model:** {}, alert when `{}` < {:.3}, chosen for {} unhappy customers (about {} alerts per 100 customers expected{}).",
             r.model.display,
-            r.model.key,
             r.model.score_name,
             r.threshold,
             pct(r.op.base_rate),
@@ -51,7 +50,8 @@ pub(super) fn model_card(cx: &mut Ctx, rec: Option<&Rec>) {
     };
     data += &format!(
         "**FER2013**: 48×48 grayscale face crops found by web image search, posed and in-the-wild, each labelled by a single annotator with one of seven emotions; here happy against the six others (\"not happy\" lumps neutral, sad, angry, surprised, fearful and disgusted faces){}. **FERPlus** relabelled the same images with 10 annotators each; on the full test set the two disagree on about 4.5% of the happy / not-happy labels (see \"Two truths\" when the votes are present). This model was trained on {} labels.",
-        rows.map(|n| format!("; this pipeline used {} of them", thousands(n)))
+        rows.filter(|_| !synthetic)
+            .map(|n| format!("; this pipeline used {} of them", thousands(n)))
             .unwrap_or_default(),
         if labels == "ferplus" {
             "FERPlus's"

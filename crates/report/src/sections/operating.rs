@@ -36,13 +36,13 @@ pub(super) fn operating(
     let goal = goal_words(op.goal);
     let (wn, wh) = operating::class_weights(own, b);
     cx.doc.p(format!(
-        "A shop sets the alert threshold for its own customers. This one expects **{} of its customers to be unhappy** ({}) and asks for one thing: **{goal}** ({}). The validation images ({} unhappy) are reweighted to that mix before the threshold is chosen: each unhappy face counts {:.3} times and each happy face {:.3} times. Recall (the share of unhappy customers flagged) does not depend on the mix; precision and the number of alerts do.",
+        "A shop sets the alert threshold for its own customers. This one expects **{} of its customers to be unhappy** ({}), and asks for one thing: **{goal}**, {}. The validation images ({} unhappy) are reweighted to that mix before the threshold is chosen: each unhappy face counts {:.3} times and each happy face {:.3} times. Recall (the share of unhappy customers flagged) does not depend on the mix; precision and the number of alerts do.",
         pct(b),
         base_rate_source(opp),
         if opp.goal_stated {
-            format!("`{}` in `[report]`", op.goal.key())
+            format!("stated as `{}` in `[report]`", op.goal.key())
         } else {
-            "the default: `[report]` states neither `alert_precision` nor `alert_budget`".into()
+            "the default goal, as `[report]` states neither `alert_precision` nor `alert_budget`".into()
         },
         pct(own),
         wn,
@@ -65,9 +65,9 @@ pub(super) fn operating(
                 "alert when `{}` is below it{}",
                 m.score_name,
                 if op.choice.met {
-                    String::new()
+                    ""
                 } else {
-                    " (goal not met)".into()
+                    "; the goal is not met"
                 }
             ),
         ),
@@ -75,7 +75,7 @@ pub(super) fn operating(
             "Alerts per 100 customers".into(),
             f1(op.val.alerts_per_100),
             format!(
-                "expected at {} unhappy (test, reweighted: {})",
+                "expected at {} unhappy; test, reweighted: {}",
                 pct(b),
                 f1(op.test.alerts_per_100)
             ),
@@ -84,7 +84,7 @@ pub(super) fn operating(
             "Alerts that are right".into(),
             pct(op.val.precision),
             format!(
-                "validation reweighted to {} unhappy (test, reweighted: {})",
+                "validation reweighted to {} unhappy; test, reweighted: {}",
                 pct(b),
                 pct(op.test.precision)
             ),
@@ -92,7 +92,7 @@ pub(super) fn operating(
         (
             "Unhappy customers flagged".into(),
             pct(op.val.recall),
-            format!("validation (test: {})", pct(op.test.recall)),
+            format!("validation; test: {}", pct(op.test.recall)),
         ),
     ]));
 

@@ -104,12 +104,12 @@ pub(super) fn recommendation(
     cx.doc.p(text);
     let op = &r.op;
     let mix = format!(
-        "at {} unhappy customers ({})",
+        "at {} unhappy customers, {}",
         pct(op.base_rate),
         if cx.rp.base_rate.is_some() {
             "the stated `base_rate`"
         } else {
-            "the validation split's own share: `base_rate` not set"
+            "the validation split's own share as `base_rate` is not set"
         }
     );
     let goal = goal_words(op.goal);
@@ -131,7 +131,7 @@ pub(super) fn recommendation(
             f1(op.goal.value())
         ),
         ThresholdRule::BalancedAccuracy => format!(
-            "no threshold reached {goal} {mix}, so the threshold with the best balanced accuracy was taken"
+            "no threshold reached {goal} {mix}; the threshold with the best balanced accuracy was taken instead"
         ),
     };
     cx.doc.p(format!(
