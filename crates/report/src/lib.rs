@@ -20,10 +20,11 @@
 //!   curves, confusion matrices, learning curves, tuning trials, the mistakes gallery) and the
 //!   upstream pictures it shows (samples, histograms, duplicates, augmentation preview);
 //! - `recommendation.json`: the model to deploy (chosen on validation accuracy), its artifact
-//!   folder, the p(happy) threshold for "not happy" alerts (chosen on validation predictions,
-//!   never on test), the test figures at that threshold and the blake3 hash of the model's
-//!   weights file (`model_weights_blake3`); read by the predict tool, which applies the
-//!   threshold only to a model with those weights;
+//!   folder, the p(happy) threshold for "not happy" alerts (chosen on validation predictions
+//!   reweighted to the shop's `base_rate`, never on test), the test figures at that threshold,
+//!   the blake3 hash of the model's weights file (`model_weights_blake3`) and the assumptions
+//!   (`base_rate`, `goal`, `expected_alerts_per_100`, `at_base_rate`, `calibration`); read by
+//!   the predict tool, which applies the threshold only to a model with those weights;
 //! - `metrics.json` (headline numbers per model, the McNemar test, the recommendation) and
 //!   `params.json` (every upstream stage's resolved params): what `fer-report diff` compares.
 //!
