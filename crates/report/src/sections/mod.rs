@@ -221,12 +221,16 @@ pub fn build(
             "p_value": m.p_value,
         });
     }
-    if let Some(r) = recommendation.as_ref().map(|r| &r.rec) {
+    if let Some(f) = recommendation.as_ref() {
+        let r = &f.rec;
         metrics["recommendation"] = json!({
             "model": r.model,
             "threshold": r.threshold,
             "expected_not_happy_precision": r.expected_not_happy_precision,
             "expected_not_happy_recall": r.expected_not_happy_recall,
+            "base_rate": f.base_rate,
+            "goal_met": f.goal.met,
+            "expected_alerts_per_100": f.expected_alerts_per_100,
         });
     }
     Ok(Built {
