@@ -165,6 +165,20 @@ mod tests {
     }
 
     #[test]
+    fn alert_stats_count_alerts_below_the_threshold() {
+        // Not happy (1) scores low; one happy image scores low too.
+        let val = vec![p(1, 0.1), p(0, 0.2), p(1, 0.3), p(1, 0.8), p(0, 0.9)];
+        let s = alert_stats(&val, None, 0.5);
+        assert_eq!((s.alerts, s.true_alerts, s.not_happy, s.n), (3, 2, 3, 5));
+        assert_abs_diff_eq!(s.precision, 2.0 / 3.0);
+        assert_abs_diff_eq!(s.recall, 2.0 / 3.0);
+        assert_abs_diff_eq!(s.balanced_accuracy, (2.0 / 3.0 + 0.5) / 2.0);
+        // A resample: indices 0, 0, 4.
+        let r = alert_stats(&val, Some(&[0, 0, 4]), 0.5);
+        assert_eq!((r.alerts, r.n), (2, 3));
+    }
+
+    #[test]
     fn mcnemar_matches_the_binomial_test() {
         // scipy.stats.binomtest(2, 12, 0.5).pvalue = 0.03857421875
         let a: Vec<bool> = (0..20).map(|i| !(10..18).contains(&i)).collect();
