@@ -20,17 +20,21 @@
 //!   curves, confusion matrices, learning curves, tuning trials, the mistakes gallery) and the
 //!   upstream pictures it shows (samples, histograms, duplicates, augmentation preview);
 //! - `recommendation.json`: the model to deploy (chosen on validation accuracy), its artifact
-//!   folder, the p(happy) threshold for "not happy" alerts (chosen on validation predictions,
-//!   never on test), the test figures at that threshold and the blake3 hash of the model's
-//!   weights file (`model_weights_blake3`); read by the predict tool, which applies the
-//!   threshold only to a model with those weights;
+//!   folder, the p(happy) threshold for "not happy" alerts (chosen on validation predictions
+//!   reweighted to the shop's `base_rate`, never on test), the test figures at that threshold,
+//!   the blake3 hash of the model's weights file (`model_weights_blake3`) and the assumptions
+//!   (`base_rate`, `goal`, `expected_alerts_per_100`, `at_base_rate`, `calibration`); read by
+//!   the predict tool, which applies the threshold only to a model with those weights;
 //! - `metrics.json` (headline numbers per model, the McNemar test, the recommendation) and
 //!   `params.json` (every upstream stage's resolved params): what `fer-report diff` compares.
 //!
 //! Params (`[report]`): `seed` (42, the bootstrap's), `bootstrap` (2000 resamples, 100..=100000),
-//! `confidence` (0.95), `gallery` (12 images, 0..=60), `alert_precision` (0.9: the validation
-//! precision the "not happy" alert threshold must reach), and `[report.study]`, the original
-//! study's published figures shown beside ours (defaults: the study's numbers).
+//! `confidence` (0.95), `gallery` (12 images, 0..=60), the operating point (see [`operating`]):
+//! `base_rate` (the expected share of unhappy customers at the shop, in (0, 1); default: the
+//! validation split's own share) and one goal, `alert_precision` (the share of "not happy"
+//! alerts that must be right, in (0, 1]) or `alert_budget` (alerts per 100 customers, in
+//! (0, 100]); neither: `alert_precision = 0.9`; both: an error), and `[report.study]`, the
+//! original study's published figures shown beside ours (defaults: the study's numbers).
 //!
 //! `fer-report diff A B` prints the metrics and params that differ between two pipelines or
 //! report folders (see [`diff`]).
@@ -39,6 +43,7 @@ pub mod charts;
 pub mod diff;
 pub mod doc;
 pub mod load;
+pub mod operating;
 mod recommend;
 mod sections;
 pub mod stats;
@@ -71,6 +76,9 @@ pub enum ReportError {
     /// An upstream stage the report cannot do without.
     #[error("{0}")]
     Missing(String),
+    /// `[report]` params that do not pass their check (`key: message`).
+    #[error("[report] {0}")]
+    Params(String),
 }
 
 /// The stage's own options, beside the shared `StageArgs`.
@@ -144,7 +152,10 @@ pub struct ReportParams {
     pub bootstrap: usize,
     pub confidence: f64,
     pub gallery: usize,
-    pub alert_precision: f64,
+    /// The operating point's goal and mix (checked by [`operating::OperatingParams::check`]).
+    pub alert_precision: Option<f64>,
+    pub alert_budget: Option<f64>,
+    pub base_rate: Option<f64>,
     pub study: StudyFigures,
 }
 
@@ -155,7 +166,9 @@ impl Default for ReportParams {
             bootstrap: 2000,
             confidence: 0.95,
             gallery: 12,
-            alert_precision: 0.9,
+            alert_precision: None,
+            alert_budget: None,
+            base_rate: None,
             study: StudyFigures::default(),
         }
     }
@@ -179,12 +192,7 @@ impl ReportParams {
         if self.gallery > 60 {
             return Err(err("gallery", format!("{} is above 60", self.gallery)));
         }
-        if !(self.alert_precision > 0.0 && self.alert_precision <= 1.0) {
-            return Err(err(
-                "alert_precision",
-                format!("{} is not in (0, 1]", self.alert_precision),
-            ));
-        }
+        self.operating().map_err(|(k, m)| err(k, m))?;
         let s = &self.study;
         for (k, v) in [
             ("study.base_train_acc", s.base_train_acc),

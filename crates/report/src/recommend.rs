@@ -1,11 +1,14 @@
 //! The recommendation, computed from a [`Study`] and the `[report]` params: the model to
 //! deploy (highest validation accuracy), its "not happy" alert threshold (chosen on validation
-//! predictions), its test figures at that threshold with bootstrap intervals, and the
+//! predictions reweighted to the shop's base rate, for the one goal stated: see
+//! `crate::operating`), its test figures at that threshold with bootstrap intervals, and the
 //! `recommendation.json` document the predict tool reads (core's schema plus the blake3 hash of
-//! the model's weights file, so predict applies the threshold only to those weights).
+//! the model's weights file, so predict applies the threshold only to those weights, and the
+//! assumptions behind the threshold: base rate, goal, expected alerts, calibration).
 
 use crate::ReportParams;
 use crate::load::{Family, ModelRun, Pred, Study};
+use crate::operating::{self, Choice, Goal, OperatingParams, Point, REFERENCE_MIXES};
 use crate::stats::{self, AlertStats, Ci, ThresholdRule};
 use fer_core::schema::recommendation::Recommendation;
 use std::collections::BTreeMap;
@@ -63,18 +66,90 @@ pub(crate) struct Rec<'a> {
     pub(crate) test_default: AlertStats,
     pub(crate) precision_ci: Ci,
     pub(crate) recall_ci: Ci,
+    /// The operating point at the shop's base rate.
+    pub(crate) op: OperatingPoint,
+    /// The same goal at the reference mixes ([`REFERENCE_MIXES`]) and at the validation
+    /// split's own mix, for the table of how the threshold moves.
+    pub(crate) mixes: Vec<(String, OperatingPoint)>,
 }
 
-pub(crate) fn recommend<'a>(study: &'a Study, rp: &ReportParams) -> Option<Rec<'a>> {
+/// The threshold for one goal at one base rate, with its validation and test figures at that
+/// rate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OperatingPoint {
+    pub(crate) base_rate: f64,
+    pub(crate) goal: Goal,
+    pub(crate) choice: Choice,
+    /// Validation at the chosen threshold, reweighted to `base_rate` (what chose it).
+    pub(crate) val: Point,
+    /// Test at the chosen threshold, reweighted the same way.
+    pub(crate) test: Point,
+}
+
+pub(crate) fn operating_point(
+    val: &[operating::Scored],
+    test: &[operating::Scored],
+    base_rate: f64,
+    goal: Goal,
+    default: f64,
+) -> Option<OperatingPoint> {
+    let choice = operating::choose(val, base_rate, goal, default)?;
+    let t = choice.point.threshold;
+    Some(OperatingPoint {
+        base_rate,
+        goal,
+        choice,
+        val: choice.point,
+        test: operating::point(test, base_rate, t),
+    })
+}
+
+/// Where the base rate came from.
+pub(crate) fn base_rate_source(op: &OperatingParams) -> &'static str {
+    if op.base_rate.is_some() {
+        "stated: [report] base_rate"
+    } else {
+        "the validation split's own share of not-happy images: [report] base_rate is not set"
+    }
+}
+
+pub(crate) fn recommend<'a>(
+    study: &'a Study,
+    rp: &ReportParams,
+    opp: &OperatingParams,
+) -> Option<Rec<'a>> {
     let model = best_by_val(study.models.iter())?;
     if study.class_names.len() != 2 || model.val_preds.is_empty() || model.test_preds.is_empty() {
         return None;
     }
-    let (threshold, rule) = stats::choose_threshold(
-        &model.val_preds,
-        rp.alert_precision,
-        model.default_threshold,
+    let (val, test_s) = (
+        operating::scored(&model.val_preds),
+        operating::scored(&model.test_preds),
     );
+    let own = operating::share_not_happy(&val)?;
+    let b = opp.base_rate.unwrap_or(own);
+    let d = model.default_threshold;
+    let op = operating_point(&val, &test_s, b, opp.goal, d)?;
+    let shop = if opp.base_rate.is_some() {
+        "this shop"
+    } else {
+        "this shop (the validation's own mix)"
+    };
+    let mut mixes = vec![(shop.to_string(), op)];
+    for (name, rate) in REFERENCE_MIXES
+        .iter()
+        .map(|(n, r)| (n.to_string(), *r))
+        .chain(
+            // The validation split's own mix, unless the shop's row already is it.
+            opp.base_rate
+                .map(|_| ("validation's own mix".to_string(), own)),
+        )
+    {
+        if let Some(p) = operating_point(&val, &test_s, rate, opp.goal, d) {
+            mixes.push((name, p));
+        }
+    }
+    let (threshold, rule) = (op.choice.point.threshold, op.choice.rule);
     let test = &model.test_preds;
     let cis = stats::bootstrap(
         test.len(),
@@ -99,6 +174,8 @@ pub(crate) fn recommend<'a>(study: &'a Study, rp: &ReportParams) -> Option<Rec<'
         test_default: stats::alert_stats(test, None, model.default_threshold),
         precision_ci: cis[0],
         recall_ci: cis[1],
+        op,
+        mixes,
     })
 }
 
@@ -132,6 +209,65 @@ pub struct RecommendationFile {
     /// `svm_model` names the one): predict uses the threshold only with these weights, so a
     /// model retrained in the same folder does not inherit it. `null` when the file is missing.
     pub model_weights_blake3: Option<String>,
+    /// The expected share of not-happy customers the threshold was chosen for.
+    pub base_rate: f64,
+    /// Where `base_rate` came from (stated in `[report]`, or the validation split's share).
+    pub base_rate_source: String,
+    /// The one goal the threshold was chosen for, and whether any threshold met it.
+    pub goal: GoalJson,
+    /// Alerts per 100 customers expected at `base_rate` (validation, reweighted).
+    pub expected_alerts_per_100: f64,
+    /// Precision, recall and alerts per 100 at the threshold, at `base_rate`: on validation
+    /// (what chose it) and on test, both reweighted to that mix.
+    pub at_base_rate: AtBaseRate,
+    /// The model's calibration (`<model_dir>/calibration.json`, as written by its training
+    /// stage), `null` when the model folder has none.
+    // The calibration work (issue 19) writes that file; this field passes it through as is.
+    pub calibration: Option<serde_json::Value>,
+}
+
+/// `recommendation.json`'s `goal`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GoalJson {
+    /// `alert_precision` or `alert_budget`.
+    pub kind: String,
+    pub value: f64,
+    /// `false`: not in `[report]`, the default goal.
+    pub stated: bool,
+    /// `false`: no threshold met the goal on validation at `base_rate`; the threshold is then
+    /// the best balanced accuracy (`threshold_rule = "balanced_accuracy"`), not a goal's.
+    pub met: bool,
+}
+
+/// Figures at one threshold and base rate.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RateFigures {
+    /// `null` when there are no alerts.
+    pub precision: f64,
+    pub recall: f64,
+    pub alerts_per_100: f64,
+}
+
+impl From<&Point> for RateFigures {
+    fn from(p: &Point) -> RateFigures {
+        RateFigures {
+            precision: p.precision,
+            recall: p.recall,
+            alerts_per_100: p.alerts_per_100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct AtBaseRate {
+    pub validation: RateFigures,
+    pub test: RateFigures,
+}
+
+/// `<dir>/calibration.json` as raw JSON, if the file is there and parses.
+fn calibration(dir: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("calibration.json")).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// `recommendation.json`: the recommended model, its alert threshold and its figures.
@@ -140,12 +276,28 @@ pub(crate) fn recommendation_json(
     cis: &BTreeMap<String, Ci>,
     study: &Study,
     rp: &ReportParams,
+    opp: &OperatingParams,
     artifacts: &Path,
 ) -> RecommendationFile {
     let weights = r.model.dir.join("model.safetensors");
+    let op = &r.op;
     RecommendationFile {
         rec: recommendation(r, cis, study, rp, artifacts),
         model_weights_blake3: fer_core::hash::hash_file(&weights).ok(),
+        base_rate: op.base_rate,
+        base_rate_source: base_rate_source(opp).into(),
+        goal: GoalJson {
+            kind: op.goal.key().into(),
+            value: op.goal.value(),
+            stated: opp.goal_stated,
+            met: op.choice.met,
+        },
+        expected_alerts_per_100: op.val.alerts_per_100,
+        at_base_rate: AtBaseRate {
+            validation: (&op.val).into(),
+            test: (&op.test).into(),
+        },
+        calibration: calibration(&r.model.dir),
     }
 }
 
@@ -175,7 +327,10 @@ fn recommendation(
         ),
         threshold_chosen_on: "validation".into(),
         threshold_rule: r.rule,
-        target_not_happy_precision: rp.alert_precision,
+        target_not_happy_precision: match r.op.goal {
+            Goal::Precision(p) => Some(p),
+            Goal::Budget(_) => None,
+        },
         expected_not_happy_precision: r.test.precision,
         expected_not_happy_precision_ci: [r.precision_ci.lo, r.precision_ci.hi],
         expected_not_happy_recall: r.test.recall,

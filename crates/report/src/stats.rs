@@ -1,6 +1,6 @@
 //! The statistics behind the report's "honest uncertainty": percentile bootstrap confidence
-//! intervals, McNemar's test for two classifiers on the same images, and the choice of an
-//! alert threshold on validation predictions.
+//! intervals, McNemar's test for two classifiers on the same images, and the alert figures at
+//! a threshold (the threshold itself is chosen in `crate::operating`).
 
 use crate::load::Pred;
 use rand::{RngExt, SeedableRng};
@@ -149,49 +149,6 @@ pub fn alert_stats(preds: &[Pred], idx: Option<&[usize]>, threshold: f64) -> Ale
     }
 }
 
-/// Choose the threshold on validation predictions: among the midpoints between consecutive
-/// distinct scores, the one with the highest not-happy recall whose alert precision reaches
-/// `target` (ties: higher accuracy, then closer to `default`); when none does, the one with
-/// the highest balanced accuracy.
-pub fn choose_threshold(val: &[Pred], target: f64, default: f64) -> (f64, ThresholdRule) {
-    let mut scores: Vec<f64> = val
-        .iter()
-        .map(|p| p.score)
-        .filter(|s| s.is_finite())
-        .collect();
-    scores.sort_by(f64::total_cmp);
-    scores.dedup();
-    let mut cands: Vec<f64> = scores.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect();
-    cands.push(default);
-    let key = |s: &AlertStats| (s.accuracy, -(s.threshold - default).abs());
-    let better = |a: &AlertStats, b: &AlertStats, primary: fn(&AlertStats) -> f64| {
-        let (pa, pb) = (primary(a), primary(b));
-        pa > pb + 1e-12 || ((pa - pb).abs() <= 1e-12 && key(a) > key(b))
-    };
-    let stats: Vec<AlertStats> = cands.iter().map(|&t| alert_stats(val, None, t)).collect();
-    let mut best: Option<&AlertStats> = None;
-    for s in stats
-        .iter()
-        .filter(|s| s.alerts > 0 && s.precision >= target)
-    {
-        if best.is_none_or(|b| better(s, b, |x| x.recall)) {
-            best = Some(s);
-        }
-    }
-    if let Some(b) = best
-        && b.recall > 0.0
-    {
-        return (b.threshold, ThresholdRule::PrecisionTarget);
-    }
-    let mut best = &stats[stats.len() - 1];
-    for s in &stats {
-        if better(s, best, |x| x.balanced_accuracy) {
-            best = s;
-        }
-    }
-    (best.threshold, ThresholdRule::BalancedAccuracy)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +162,20 @@ mod tests {
             score,
             pred: u8::from(score < 0.5),
         }
+    }
+
+    #[test]
+    fn alert_stats_count_alerts_below_the_threshold() {
+        // Not happy (1) scores low; one happy image scores low too.
+        let val = vec![p(1, 0.1), p(0, 0.2), p(1, 0.3), p(1, 0.8), p(0, 0.9)];
+        let s = alert_stats(&val, None, 0.5);
+        assert_eq!((s.alerts, s.true_alerts, s.not_happy, s.n), (3, 2, 3, 5));
+        assert_abs_diff_eq!(s.precision, 2.0 / 3.0);
+        assert_abs_diff_eq!(s.recall, 2.0 / 3.0);
+        assert_abs_diff_eq!(s.balanced_accuracy, (2.0 / 3.0 + 0.5) / 2.0);
+        // A resample: indices 0, 0, 4.
+        let r = alert_stats(&val, Some(&[0, 0, 4]), 0.5);
+        assert_eq!((r.alerts, r.n), (2, 3));
     }
 
     #[test]
@@ -241,30 +212,5 @@ mod tests {
             "{:?}",
             a[0]
         );
-    }
-
-    #[test]
-    fn threshold_reaches_the_precision_target_on_validation() {
-        // Not happy (1) scores low; one happy image scores low too.
-        let val = vec![
-            p(1, 0.05),
-            p(1, 0.1),
-            p(0, 0.15),
-            p(1, 0.2),
-            p(1, 0.3),
-            p(0, 0.6),
-            p(0, 0.7),
-            p(1, 0.8),
-            p(0, 0.9),
-        ];
-        let (t, rule) = choose_threshold(&val, 0.75, 0.5);
-        assert_eq!(rule, ThresholdRule::PrecisionTarget);
-        let s = alert_stats(&val, None, t);
-        assert!(s.precision >= 0.75);
-        assert_eq!(s.alerts, 5);
-        assert_abs_diff_eq!(s.recall, 0.8);
-        // Out of reach: balanced accuracy instead.
-        let (_, rule) = choose_threshold(&val, 1.01, 0.5);
-        assert_eq!(rule, ThresholdRule::BalancedAccuracy);
     }
 }

@@ -706,6 +706,104 @@ fn recommendation_threshold_is_chosen_on_validation() {
     );
 }
 
+fn recommendation_json(f: &Fixture) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(f.root().join("report/recommendation.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_operating_point_follows_the_stated_base_rate_and_goal() {
+    let f = Fixture::new();
+    // The default: the validation split's own mix (half unhappy) and 90% precision.
+    f.report_ok();
+    let r = recommendation_json(&f);
+    assert_eq!(r["base_rate"].as_f64(), Some(0.5), "{r}");
+    assert!(
+        r["base_rate_source"]
+            .as_str()
+            .unwrap()
+            .contains("validation"),
+        "{r}"
+    );
+    assert_eq!(r["goal"]["kind"], "alert_precision");
+    assert_eq!(r["goal"]["value"].as_f64(), Some(0.9));
+    assert_eq!(r["goal"]["stated"], false);
+    assert_eq!(r["calibration"], Value::Null);
+
+    // A shop with three quarters unhappy and a budget of 30 alerts per 100 customers: each
+    // of the 10 unhappy validation faces weighs 7.5 alerts per 100, each happy one 2.5.
+    f.pipeline_file(
+        "[report]\nseed = 7\nbootstrap = 300\ngallery = 4\nbase_rate = 0.75\nalert_budget = 30.0\n",
+    );
+    // A calibration file in the model folder is passed through as is.
+    std::fs::write(
+        f.root().join("train_cnn/fer-small/calibration.json"),
+        r#"{"method": "temperature", "temperature": 1.5}"#,
+    )
+    .unwrap();
+    let md = f.report_ok();
+    let r = recommendation_json(&f);
+    assert_eq!(r["base_rate"].as_f64(), Some(0.75), "{r}");
+    assert!(
+        r["base_rate_source"]
+            .as_str()
+            .unwrap()
+            .starts_with("stated")
+    );
+    assert_eq!(r["goal"]["kind"], "alert_budget");
+    assert_eq!(r["goal"]["value"].as_f64(), Some(30.0));
+    assert_eq!(r["goal"]["met"], true, "{r}");
+    assert_eq!(r["threshold_rule"], "alert_budget");
+    assert_eq!(r["target_not_happy_precision"], Value::Null);
+    let alerts = r["expected_alerts_per_100"].as_f64().unwrap();
+    assert!(alerts > 0.0 && alerts <= 30.0 + 1e-9, "{r}");
+    assert_eq!(
+        r["at_base_rate"]["validation"]["alerts_per_100"].as_f64(),
+        Some(alerts)
+    );
+    // Recall on validation is a share of the 10 unhappy faces, and the alerts add up:
+    // 7.5 per flagged unhappy face, 2.5 per flagged happy one.
+    let recall = r["at_base_rate"]["validation"]["recall"].as_f64().unwrap();
+    let precision = r["at_base_rate"]["validation"]["precision"]
+        .as_f64()
+        .unwrap();
+    let flagged_unhappy = recall * 10.0;
+    assert!((flagged_unhappy - flagged_unhappy.round()).abs() < 1e-9);
+    assert!(
+        (precision - 7.5 * flagged_unhappy / alerts).abs() < 1e-9,
+        "{r}"
+    );
+    assert_eq!(r["calibration"]["temperature"].as_f64(), Some(1.5), "{r}");
+    assert!(r["at_base_rate"]["test"]["recall"].is_number(), "{r}");
+    assert!(md.contains("## Operating point"), "{md}");
+    assert!(
+        md.contains("**75.0% of its customers to be unhappy**"),
+        "{md}"
+    );
+    assert!(md.contains("at most 30.0 alerts per 100 customers"), "{md}");
+    assert!(md.contains("| seed (about half unhappy) | 50.3% |"), "{md}");
+    assert!(
+        md.contains("| full (about three quarters unhappy) | 74.9% |"),
+        "{md}"
+    );
+    assert!(md.contains("| validation's own mix | 50.0% |"), "{md}");
+    assert!(md.contains("## Model card"), "{md}");
+    assert!(md.contains("stores no image"), "{md}");
+    assert!(f.root().join("report/img/operating_pr.png").exists());
+    assert!(f.root().join("report/img/operating_sweep.png").exists());
+
+    // A goal out of reach is said, in the report and in recommendation.json.
+    f.pipeline_file("[report]\nbootstrap = 300\nbase_rate = 0.02\nalert_precision = 1.0\n");
+    let md = f.report_ok();
+    let r = recommendation_json(&f);
+    assert_eq!(r["goal"]["met"], false, "{r}");
+    assert_eq!(r["threshold_rule"], "balanced_accuracy");
+    assert!(md.contains("**The goal is not met.**"), "{md}");
+    assert!(md.contains("**No threshold meets the goal**"), "{md}");
+}
+
 #[test]
 fn changing_one_metrics_file_changes_the_report() {
     let f = Fixture::new();
@@ -798,6 +896,14 @@ fn bad_params_exit_2_naming_the_key() {
         ("[report]\nbootstrap = 5\n", "bootstrap"),
         ("[report]\nconfidence = 1.5\n", "confidence"),
         ("[report]\nalert_precision = 0.0\n", "alert_precision"),
+        // One goal only: both keys named.
+        (
+            "[report]\nalert_precision = 0.9\nalert_budget = 5.0\n",
+            "alert_budget",
+        ),
+        ("[report]\nalert_budget = 120.0\n", "alert_budget"),
+        ("[report]\nbase_rate = 1.0\n", "base_rate"),
+        ("[report]\nbase_rate = 0.0\n", "base_rate"),
         (
             "[report.study]\nbase_val_acc = 83.4\n",
             "study.base_val_acc",

@@ -27,7 +27,11 @@ pub struct AlertStats {
 pub enum ThresholdRule {
     /// The most not-happy images flagged while validation alert precision >= the target.
     PrecisionTarget,
-    /// The target was out of reach: the best validation balanced accuracy instead.
+    /// The most not-happy images flagged while the expected alerts per 100 customers (at the
+    /// stated base rate) stay within the budget.
+    AlertBudget,
+    /// The goal was out of reach: the best validation balanced accuracy instead (the report
+    /// and `goal.met = false` in `recommendation.json` say so).
     BalancedAccuracy,
 }
 
@@ -49,7 +53,8 @@ pub struct Recommendation {
     pub rule: String,
     pub threshold_chosen_on: String,
     pub threshold_rule: ThresholdRule,
-    pub target_not_happy_precision: f64,
+    /// The precision goal; `None` when the goal is an alert budget.
+    pub target_not_happy_precision: Option<f64>,
     pub expected_not_happy_precision: f64,
     pub expected_not_happy_precision_ci: [f64; 2],
     pub expected_not_happy_recall: f64,

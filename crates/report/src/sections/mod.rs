@@ -6,7 +6,9 @@
 mod data;
 mod learning;
 mod mistakes;
+mod model_card;
 mod models;
+mod operating;
 mod provenance;
 mod recommendation;
 mod study;
@@ -180,7 +182,10 @@ pub fn build(
         }
         _ => None,
     };
-    let rec = recommend(study, rp);
+    let opp = rp
+        .operating()
+        .map_err(|(k, m)| ReportError::Params(format!("{k}: {m}")))?;
+    let rec = recommend(study, rp, &opp);
 
     title(&mut cx);
     recommendation(
@@ -191,6 +196,7 @@ pub fn build(
         best_cnn,
         mcn.as_ref(),
     );
+    operating::operating(&mut cx, rec.as_ref(), &opp)?;
     against_study(&mut cx, &cis, rec.as_ref(), best_svm);
     data(&mut cx)?;
     preparation(&mut cx)?;
@@ -199,11 +205,12 @@ pub fn build(
     learning(&mut cx)?;
     tuning(&mut cx)?;
     mistakes(&mut cx, rec.as_ref())?;
+    model_card::model_card(&mut cx, rec.as_ref());
     provenance(&mut cx);
 
     let recommendation = rec
         .as_ref()
-        .map(|r| recommendation_json(r, &cis, study, rp, artifacts));
+        .map(|r| recommendation_json(r, &cis, study, rp, &opp, artifacts));
     let mut metrics = crate::diff::metrics_json(study, Some(&cis));
     if let Some(m) = &mcn {
         metrics["mcnemar"] = json!({
@@ -214,12 +221,16 @@ pub fn build(
             "p_value": m.p_value,
         });
     }
-    if let Some(r) = recommendation.as_ref().map(|r| &r.rec) {
+    if let Some(f) = recommendation.as_ref() {
+        let r = &f.rec;
         metrics["recommendation"] = json!({
             "model": r.model,
             "threshold": r.threshold,
             "expected_not_happy_precision": r.expected_not_happy_precision,
             "expected_not_happy_recall": r.expected_not_happy_recall,
+            "base_rate": f.base_rate,
+            "goal_met": f.goal.met,
+            "expected_alerts_per_100": f.expected_alerts_per_100,
         });
     }
     Ok(Built {

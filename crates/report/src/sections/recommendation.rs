@@ -4,6 +4,7 @@
 use super::{Ctx, count, p_value, pct, thousands};
 use crate::doc::{Block, Tone};
 use crate::load::{Family, ModelRun};
+use crate::operating::Goal;
 use crate::recommend::Rec;
 use crate::stats::{Ci, McNemar, ThresholdRule};
 use std::collections::BTreeMap;
@@ -101,22 +102,48 @@ pub(super) fn recommendation(
         );
     }
     cx.doc.p(text);
+    let op = &r.op;
+    let mix = format!(
+        "at {} unhappy customers, {}",
+        pct(op.base_rate),
+        if cx.rp.base_rate.is_some() {
+            "the stated `base_rate`"
+        } else {
+            "the validation split's own share as `base_rate` is not set"
+        }
+    );
+    let goal = goal_words(op.goal);
+    if !op.choice.met {
+        cx.doc.note(
+            Tone::Warn,
+            format!(
+                "**The goal is not met.** No threshold reaches {goal} on the validation images {mix}. The threshold below is not the goal's: it is the one with the best balanced accuracy, given so that predict has one. Change the goal (`alert_precision` or `alert_budget` in `[report]`) or the model before relying on these alerts."
+            ),
+        );
+    }
     let rule = match r.rule {
         ThresholdRule::PrecisionTarget => format!(
-            "the threshold flags as many unhappy faces as possible while at least {} of the validation alerts are right",
-            pct(cx.rp.alert_precision)
+            "the threshold flags as many unhappy faces as possible while at least {} of alerts are right, {mix}",
+            pct(op.goal.value())
+        ),
+        ThresholdRule::AlertBudget => format!(
+            "the threshold flags as many unhappy faces as possible within {} alerts per 100 customers, {mix}",
+            f1(op.goal.value())
         ),
         ThresholdRule::BalancedAccuracy => format!(
-            "no threshold reached {} alert precision on validation, so the threshold with the best balanced accuracy was taken",
-            pct(cx.rp.alert_precision)
+            "no threshold reached {goal} {mix}; the threshold with the best balanced accuracy was taken instead"
         ),
     };
     cx.doc.p(format!(
-        "**Alert rule:** raise a \"not happy\" alert when {score_words} (`{}`) is below **{:.3}**. It was chosen on the validation images only ({rule}: there, {} of alerts were right and {} of the unhappy faces were flagged). On the test images, {} of the {} alerts were right ({conf} interval {:.1}–{:.1}%) and {} of the unhappy faces were flagged ({conf} interval {:.1}–{:.1}%). With the model's plain decision ({} = {}), alert precision would be {} and {} of unhappy faces would be flagged.",
+        "**Alert rule:** raise a \"not happy\" alert when {score_words} (`{}`) is below **{:.3}**. It was chosen on the validation images only ({rule}: there, reweighted to that mix, {} of alerts were right, {} of the unhappy faces were flagged and **{} alerts per 100 customers** are expected; the test images reweighted the same way give {} right and {} alerts per 100). On the test images as drawn ({} unhappy), {} of the {} alerts were right ({conf} interval {:.1}–{:.1}%) and {} of the unhappy faces were flagged ({conf} interval {:.1}–{:.1}%). With the model's plain decision ({} = {}), alert precision would be {} and {} of unhappy faces would be flagged.",
         m.score_name,
         r.threshold,
-        pct(r.val.precision),
-        pct(r.val.recall),
+        pct(op.val.precision),
+        pct(op.val.recall),
+        f1(op.val.alerts_per_100),
+        pct(op.test.precision),
+        f1(op.test.alerts_per_100),
+        pct(r.test.not_happy as f64 / r.test.n.max(1) as f64),
         pct(r.test.precision),
         thousands(r.test.alerts),
         r.precision_ci.lo * 100.0,
@@ -156,4 +183,20 @@ pub(super) fn recommendation(
         "FER2013 faces are small, posed or web-scraped 48×48 grayscale crops: accuracy at a real checkout camera has to be measured there before anyone acts on an alert.".into()
     });
     cx.doc.list(caveats);
+}
+
+/// The goal in words: `90.0% alert precision`, `5.0 alerts per 100 customers`.
+pub(super) fn goal_words(g: Goal) -> String {
+    match g {
+        Goal::Precision(p) => format!("{} alert precision", pct(p)),
+        Goal::Budget(a) => format!("at most {} alerts per 100 customers", f1(a)),
+    }
+}
+
+pub(super) fn f1(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.1}")
+    } else {
+        "n/a".into()
+    }
 }
