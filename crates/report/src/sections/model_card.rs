@@ -71,6 +71,6 @@ pub(super) fn model_card(cx: &mut Ctx, rec: Option<&Rec>) {
 
     cx.doc.h3("Privacy");
     cx.doc.p(
-        "`fer-predict` stores no image: it decodes each photo or request body in memory, finds and scores the faces, and drops the pixels. In batch mode it prints one row per face to standard output (file name, face box, detection score, `p_happy`, the label at the threshold) and a summary line with counts and timing to standard error; the service answers each request with the same figures and logs only its start-up line and connection errors, with no request log. Whatever the deployer keeps of that output (file names, face boxes, times) is personal data to protect; customers should be told that the camera reads expressions.",
+        "`fer-predict` stores no image: it decodes each photo or request body in memory, finds and scores the faces, and drops the pixels. In batch mode it prints one row per face to standard output (file name, face box, detection score, `p_happy`, the label at the threshold) and a summary line with counts and timing to standard error; the service answers each request with the same figures and logs only its start-up line, connection errors and changes of its drift check, with no request log; its `/metrics` hold counts and histograms only, and the drift check keeps the last scores (numbers, no faces) in memory. Whatever the deployer keeps of that output (file names, face boxes, times) is personal data to protect; customers should be told that the camera reads expressions.",
     );
 }
