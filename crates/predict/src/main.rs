@@ -153,6 +153,9 @@ impl ModelArgs {
             },
         )
         .with_context(|| format!("cannot load the model {}", dir.display()))?;
+        if let Some(w) = &scorer.calibration.warning {
+            eprintln!("warning: {w}");
+        }
         let (threshold, source) = match self.threshold {
             Some(t) => (t, "--threshold".to_string()),
             None => {
