@@ -440,6 +440,12 @@ impl Fixture {
             ],
         );
         o.file("model.safetensors");
+        calibration_json(
+            dir,
+            o,
+            "",
+            all.iter().map(|(n, s)| (n.as_str(), s)).collect(),
+        );
     }
 
     fn cnn_model(
@@ -524,6 +530,9 @@ impl Fixture {
         std::fs::write(m.join("model.safetensors"), vec![0u8; 4096]).unwrap();
         for f in ["metrics.json", "model.json", "model.safetensors"] {
             o.file(&format!("{name}/{f}"));
+        }
+        if name != "seed-base" {
+            calibration_json(&m, o, &format!("{name}/"), vec![(name, &s)]);
         }
     }
 
@@ -914,4 +923,31 @@ fn f_metrics(f: &Fixture, stage: &str, rel: &str) -> Value {
         serde_json::from_str(&std::fs::read_to_string(f.root().join(stage).join(rel)).unwrap())
             .unwrap();
     v["metrics"]["test"].clone()
+}
+
+/// `calibration.json` fitted on the fixture's val scores (temperature scaling for a CNN
+/// folder, Platt scaling of the SVMs' decisions), as train-cnn, tune and train-svm write it;
+/// `seed-base` has none (a model folder from before calibration).
+fn calibration_json(dir: &Path, o: &mut Outputs, prefix: &str, models: Vec<(&str, &Scored)>) {
+    use fer_core::calibration::{cnn_record, file, svm_record};
+    use fer_core::schema::calibration::{self as calfile, ScoreKind};
+    let happy: Vec<bool> = split_labels().iter().map(|&l| l == 0).collect();
+    let svm = prefix.is_empty();
+    let records = models
+        .into_iter()
+        .map(|(n, s)| {
+            if svm {
+                svm_record(n, &s.val, &happy)
+            } else {
+                cnn_record(n, &s.val, &happy)
+            }
+        })
+        .collect();
+    let kind = if svm {
+        ScoreKind::SvmDecision
+    } else {
+        ScoreKind::PHappy
+    };
+    calfile::write(&dir.join(calfile::FILE), &file(kind, records)).unwrap();
+    o.file(&format!("{prefix}{}", calfile::FILE));
 }
