@@ -45,7 +45,7 @@ pub enum CalibrationError {
     )]
     TemperatureAtBound { bound: f64 },
     #[error(
-        "Platt slope a = {a} >= 0: higher decisions would mean less happy, a map that reverses \
+        "Platt slope a = {a:.4} >= 0: higher decisions would mean less happy, a map that reverses \
          the model's order"
     )]
     PlattReversed { a: f64 },

@@ -103,6 +103,7 @@ pub(super) fn calibration(cx: &mut Ctx) -> Result<(), ReportError> {
     ));
     let mut rows = Vec::new();
     let mut missing = Vec::new();
+    let mut images = Vec::new();
     for (i, m) in models.iter().enumerate() {
         let happy: Vec<bool> = m.test_preds.iter().map(|p| p.label == 0).collect();
         let kind = match m.family {
@@ -167,8 +168,9 @@ pub(super) fn calibration(cx: &mut Ctx) -> Result<(), ReportError> {
             &bins0,
             bins1.as_deref(),
             i,
+            m.family == Family::Svm,
         )?;
-        cx.doc.image(
+        images.push((
             format!("img/{name}"),
             format!(
                 "{}: share of happy faces against mean p(happy) in each of {ECE_BINS} bins, on \
@@ -176,7 +178,7 @@ pub(super) fn calibration(cx: &mut Ctx) -> Result<(), ReportError> {
                  diagonal is perfect calibration, dot sizes follow the faces in the bin.",
                 m.display
             ),
-        );
+        ));
     }
     cx.doc.table(
         &[
@@ -201,17 +203,22 @@ pub(super) fn calibration(cx: &mut Ctx) -> Result<(), ReportError> {
             ),
         );
     }
+    for (file, caption) in images {
+        cx.doc.image(file, caption);
+    }
     Ok(())
 }
 
 /// A reliability diagram: per non-empty bin, the share of happy faces against the mean
-/// p(happy), before (grey) and after (the model's colour) calibration, over the diagonal.
+/// p(happy), before (grey) and after (the model's colour: `i`-th of its family's palette)
+/// calibration, over the diagonal.
 fn reliability_chart(
     path: &Path,
     title: &str,
     before: &[Bin],
     after: Option<&[Bin]>,
     i: usize,
+    svm: bool,
 ) -> Result<(), ReportError> {
     let (w, h) = (620u32, 540u32);
     let err = |e: &dyn std::fmt::Display| ReportError::Chart(format!("{}: {e}", path.display()));
@@ -245,7 +252,7 @@ fn reliability_chart(
                 .map_err(|e| s(&e))?;
             let total: usize = before.iter().map(|b| b.n).sum::<usize>().max(1);
             let mut series = vec![("before", before, grey)];
-            let color = crate::charts::model_color(i, false);
+            let color = crate::charts::model_color(i, svm);
             if let Some(a) = after {
                 series.push(("after", a, color));
             }
