@@ -106,7 +106,8 @@ impl Calibration {
             return Ok(Calibration::none(
                 kind,
                 Some(format!(
-                    "{}: not found (a model trained before calibration was saved with it;                      retrain it to get one): p_happy is {} and not calibrated",
+                    "{}: not found (a model trained before calibration was saved with it; \
+                     retrain it to get one): p_happy is {} and not calibrated",
                     path.display(),
                     match kind {
                         ScoreKind::PHappy => "the model's softmax output",
