@@ -59,7 +59,7 @@ fn method_of(m: &ModelRun) -> Result<Result<Method, String>, ReportError> {
     }
     Ok(match f.model(m.svm_name.as_deref()) {
         Some(r) => match &r.method {
-            Method::Uncalibrated { reason } => Err(format!("not calibrated: {reason}")),
+            Method::Uncalibrated { reason } => Err(reason.clone()),
             other => Ok(other.clone()),
         },
         None => Err(format!(
@@ -135,7 +135,7 @@ pub(super) fn calibration(cx: &mut Ctx) -> Result<(), ReportError> {
             }
             Err(why) => {
                 missing.push(format!("{}: {why}", m.display));
-                ("none".to_string(), None, None)
+                ("none (see below)".to_string(), None, None)
             }
         };
         let cell = |f: fn(&Scores) -> f64| -> [String; 2] {
