@@ -16,6 +16,8 @@
 //!   `extends = "<pipeline>"` lays a file over its parent);
 //! - [`schema`]: typed artifact schemas, one type per file shared by its writer and readers
 //!   (`epochs.parquet`, a CNN's `predictions.parquet`, the model stages' `metrics.json`);
+//! - [`calibration`]: temperature and Platt scaling fitted on val, NLL / ECE (15 equal-width
+//!   bins) / Brier and the reliability bins of p(happy), the records of `calibration.json`;
 //! - [`metrics`]: accuracy, balanced accuracy, per-class precision/recall/F1/support, macro
 //!   and weighted averages, confusion matrix, ROC AUC;
 //! - [`plot`]: the embedded font and image-grid helpers for PNG charts;
@@ -26,6 +28,7 @@
 
 pub mod atomic;
 pub mod cache;
+pub mod calibration;
 pub mod cli;
 pub mod dataset;
 pub mod error;

@@ -6,12 +6,16 @@
 //! - a model folder (`--model`): a `train_cnn` model (`model.json` + `model.safetensors`, e.g.
 //!   `artifacts/seed/train_cnn/fer-small`, or `artifacts/seed/tune/best`), or the `train_svm`
 //!   folder (`model.safetensors`; `--svm` picks one, default the best by val accuracy; its
-//!   fitted transform is `../preprocess/transform.json`; p(happy) is Platt-scaled on the val
-//!   decisions of `predictions.parquet`). `--pipeline <p> --arch <a>` resolves
+//!   fitted transform is `../preprocess/transform.json`). `--pipeline <p> --arch <a>` resolves
 //!   `artifacts/<p>/train_cnn/<a>` (`--arch svm`: `artifacts/<p>/train_svm`);
+//! - the model folder's `calibration.json` (fitted on val by the stage that trained it):
+//!   p_happy is calibrated by it (temperature scaling of a CNN's p(happy), Platt scaling of an
+//!   SVM's decision). A folder without one (older runs), or whose record says `uncalibrated`,
+//!   is used uncalibrated (a CNN's softmax p(happy), an SVM's `1 / (1 + exp(-d))`) with a
+//!   warning on stderr saying why;
 //! - the default threshold: `artifacts/<pipeline>/report/recommendation.json`'s, only when
 //!   it was chosen for the loaded model's weights (their blake3 hash, `model_weights_blake3`)
-//!   and score (an SVM decision threshold is mapped through the model's Platt scaling); else
+//!   and score (it is on the raw score, and is mapped through the same calibration); else
 //!   0.5, with a warning on stderr saying why (see [`threshold`]). `--threshold` overrides.
 //!
 //! Hostile inputs: an image's pixel count is read from its header and checked against
@@ -435,6 +439,17 @@ impl Predictor {
         };
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
             .unwrap_or_else(|e| Err(PredictError::Panicked(panic_message(&*e))))
+    }
+
+    /// The p(happy) this predictor reports for a raw score of its model (its calibration
+    /// map; the identity for an uncalibrated CNN). The drift check maps the validation scores
+    /// of `predictions.parquet` (raw) with it, so both sides are on the served scale.
+    pub fn served_p(&self, raw: f64) -> f64 {
+        self.scorer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .calibration
+            .apply(raw)
     }
 
     /// Score one blank face, catching a panic: `Ok` when the scorer works (the service's

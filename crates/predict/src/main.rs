@@ -175,6 +175,9 @@ impl ModelArgs {
             },
         )
         .with_context(|| format!("cannot load the model {}", dir.display()))?;
+        if let Some(w) = &scorer.calibration.warning {
+            eprintln!("warning: {w}");
+        }
         let (threshold, source) = match self.threshold {
             Some(t) => (t, "--threshold".to_string()),
             None => {
@@ -270,7 +273,9 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
             min_scores: a.drift_min_scores,
             alpha: a.drift_alpha,
         },
-        reference: fer_predict::monitor::reference_scores(&a.model.dir()),
+        // Validation's raw scores, on the served (calibrated) scale.
+        reference: fer_predict::monitor::reference_scores(&a.model.dir())
+            .map(|v| v.into_iter().map(|x| p.served_p(x)).collect()),
         ..ServeOptions::default()
     };
     if !(a.drift_alpha > 0.0 && a.drift_alpha < 1.0) || a.drift_window == 0 {

@@ -6,6 +6,7 @@
 
 use crate::PredictError;
 use burn::tensor::Device;
+use fer_core::schema::calibration::{self as calfile, Method, ScoreKind};
 use fer_core::tensors::TensorSet;
 use fer_core::transform::Transform;
 use fer_models::arch::Net;
@@ -42,8 +43,6 @@ enum Inner {
     Svm {
         svms: SavedSvms,
         name: String,
-        /// Platt scaling `p = 1 / (1 + exp(a d + b))`, fitted on the val decisions.
-        platt: (f64, f64),
     },
     Custom(ScoreFn),
 }
@@ -66,6 +65,104 @@ pub struct Scorer {
     pub weights: Option<(PathBuf, String)>,
     /// The transform was overridden (`--transform`): not the one the model was trained on.
     pub transform_overridden: bool,
+    /// The map from the model's raw score to the p(happy) it reports (`calibration.json`).
+    pub calibration: Calibration,
+}
+
+/// The calibration map a scorer applies to its raw score (a CNN's softmax p(happy), an SVM's
+/// decision value): the model folder's `calibration.json` record (fitted on val by the stage
+/// that trained it), or none, with the reason in `warning`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    pub kind: ScoreKind,
+    pub method: Method,
+    /// Why the reported p(happy) is not calibrated (for stderr); `None` when it is, and for
+    /// [`Scorer::from_fn`] scorers (their function's output is used as it is).
+    pub warning: Option<String>,
+}
+
+impl Calibration {
+    /// No map: p(happy) as the model gives it (an SVM: `1 / (1 + exp(-d))`).
+    pub fn none(kind: ScoreKind, warning: Option<String>) -> Calibration {
+        Calibration {
+            kind,
+            method: Method::Uncalibrated {
+                reason: warning.clone().unwrap_or_default(),
+            },
+            warning,
+        }
+    }
+
+    /// Read the record of `svm` (or a CNN folder's only record) from `dir/calibration.json`.
+    /// No file: uncalibrated with a warning saying why. A file that is there but unreadable,
+    /// of the wrong score kind or without the record is an error naming it.
+    pub fn load(
+        dir: &Path,
+        kind: ScoreKind,
+        svm: Option<&str>,
+    ) -> Result<Calibration, PredictError> {
+        let path = dir.join(calfile::FILE);
+        if !path.is_file() {
+            return Ok(Calibration::none(
+                kind,
+                Some(format!(
+                    "{}: not found (a model trained before calibration was saved with it; \
+                     retrain it to get one): p_happy is {} and not calibrated",
+                    path.display(),
+                    match kind {
+                        ScoreKind::PHappy => "the model's softmax output",
+                        ScoreKind::SvmDecision => "1 / (1 + exp(-decision))",
+                    }
+                )),
+            ));
+        }
+        let f = calfile::read(&path)?;
+        if f.score != kind {
+            return Err(model_err(
+                &path,
+                format!(
+                    "maps the score {}, but this model scores {}",
+                    f.score.as_str(),
+                    kind.as_str()
+                ),
+            ));
+        }
+        let Some(rec) = f.model(svm) else {
+            return Err(model_err(
+                &path,
+                format!("no record for the model {}", svm.unwrap_or("of the folder")),
+            ));
+        };
+        let warning = match &rec.method {
+            Method::Uncalibrated { reason } => Some(format!(
+                "{}: {} was not calibrated when trained ({reason}): p_happy is not calibrated",
+                path.display(),
+                rec.model
+            )),
+            _ => None,
+        };
+        Ok(Calibration {
+            kind,
+            method: rec.method.clone(),
+            warning,
+        })
+    }
+
+    /// p(happy) of a raw score.
+    pub fn apply(&self, x: f64) -> f64 {
+        fer_core::calibration::apply(&self.method, self.kind, x)
+    }
+
+    /// In words, for the model's description.
+    pub fn describe(&self) -> String {
+        match &self.method {
+            Method::Temperature { temperature } => {
+                format!("temperature scaling T={temperature:.4}")
+            }
+            Method::Platt { a, b } => format!("Platt a={a:.4} b={b:.4}"),
+            Method::Uncalibrated { .. } => "uncalibrated".into(),
+        }
+    }
 }
 
 fn model_err(path: &Path, m: impl std::fmt::Display) -> PredictError {
@@ -87,6 +184,7 @@ impl Scorer {
             let net = art.load_model(dir, &device)?;
             let mut s = Scorer::from_cnn(net, &art, device)?;
             s.weights = Some(weights_hash(dir)?);
+            s.calibration = Calibration::load(dir, ScoreKind::PHappy, None)?;
             if let Some(t) = &opts.transform {
                 s.transform = Transform::load(t)?;
                 s.transform_overridden = true;
@@ -94,7 +192,12 @@ impl Scorer {
             if let Some(b) = opts.batch {
                 s.batch = b.max(1);
             }
-            s.description = format!("{} ({})", dir.display(), s.description);
+            s.description = format!(
+                "{} ({}, {})",
+                dir.display(),
+                s.description,
+                s.calibration.describe()
+            );
             return Ok(s);
         }
         let weights = dir.join("model.safetensors");
@@ -137,18 +240,13 @@ impl Scorer {
             })?,
         };
         let transform = Transform::load(&tpath)?;
-        let platt =
-            platt_from_predictions(&dir.join("predictions.parquet"), &name).unwrap_or((-1.0, 0.0));
+        let calibration = Calibration::load(dir, ScoreKind::SvmDecision, Some(&name))?;
         Ok(Scorer {
             weights: Some(weights_hash(dir)?),
             transform_overridden: opts.transform.is_some(),
-            description: format!(
-                "{} (svm {name}, Platt a={:.4} b={:.4})",
-                dir.display(),
-                platt.0,
-                platt.1
-            ),
-            inner: Inner::Svm { svms, name, platt },
+            description: format!("{} (svm {name}, {})", dir.display(), calibration.describe()),
+            inner: Inner::Svm { svms, name },
+            calibration,
             transform,
             tta_flip: false,
             batch: opts.batch.unwrap_or(256).max(1),
@@ -191,6 +289,7 @@ impl Scorer {
             ),
             weights: None,
             transform_overridden: false,
+            calibration: Calibration::none(ScoreKind::PHappy, None),
         })
     }
 
@@ -205,11 +304,12 @@ impl Scorer {
             description: description.to_string(),
             weights: None,
             transform_overridden: false,
+            calibration: Calibration::none(ScoreKind::PHappy, None),
         }
     }
 
-    /// The score `recommendation.json` thresholds for this model: `p_happy` (CNNs) or
-    /// `svm_decision` (SVMs; this scorer maps decisions to p(happy) by Platt scaling).
+    /// The score `recommendation.json` thresholds for this model: `p_happy` (CNNs: the
+    /// uncalibrated softmax output, as in `predictions.parquet`) or `svm_decision` (SVMs).
     pub fn score_kind(&self) -> &'static str {
         match &self.inner {
             Inner::Svm { .. } => "svm_decision",
@@ -225,14 +325,19 @@ impl Scorer {
         }
     }
 
-    /// A threshold on this model's own score (see [`Scorer::score_kind`]) as a p(happy)
-    /// threshold: itself for p(happy), the Platt map of an SVM decision. `None` when the map
-    /// does not keep the order (a Platt slope `a >= 0`: higher decisions would mean less happy).
+    /// A threshold on this model's raw score (see [`Scorer::score_kind`]: the scale the report
+    /// chose it on, the uncalibrated `predictions.parquet` score) as a threshold on the p(happy)
+    /// this scorer reports: the same calibration map applied to it. The map is increasing, so
+    /// `calibrated p >= map(t)` labels every face as `raw score >= t` would (up to the
+    /// `P_CLAMP` ends of a CNN's p). `None` when the map does not keep the order (a Platt
+    /// slope `a >= 0` or a temperature <= 0, which no fit writes).
     pub fn score_to_p(&self, t: f64) -> Option<f64> {
-        match &self.inner {
-            Inner::Svm { platt, .. } => (platt.0 < 0.0).then(|| platt_p(*platt, t)),
-            Inner::Cnn { .. } | Inner::Custom(_) => Some(t),
-        }
+        let keeps_order = match &self.calibration.method {
+            Method::Platt { a, .. } => *a < 0.0,
+            Method::Temperature { temperature } => *temperature > 0.0,
+            Method::Uncalibrated { .. } => true,
+        };
+        keeps_order.then(|| self.calibration.apply(t))
     }
 
     /// Side of the model's input.
@@ -260,16 +365,14 @@ impl Scorer {
                 Ok(
                     fer_models::score::predict(net, &set, self.batch, self.tta_flip, device)
                         .into_iter()
-                        .map(|p| p[*happy])
+                        .map(|p| self.calibration.apply(p[*happy]))
                         .collect(),
                 )
             }
-            Inner::Svm { svms, name, platt } => {
-                let mut out = Vec::with_capacity(n);
+            Inner::Svm { svms, name } => {
                 // The same blocks of rows whatever the batch: decisions do not depend on it.
                 let d = svms.decisions(name, &set).map_err(PredictError::Input)?;
-                out.extend(d.iter().map(|&d| platt_p(*platt, d)));
-                Ok(out)
+                Ok(d.iter().map(|&d| self.calibration.apply(d)).collect())
             }
             Inner::Custom(f) => {
                 let p = f(&set.x, n);
@@ -292,17 +395,6 @@ fn weights_hash(dir: &Path) -> Result<(PathBuf, String), PredictError> {
     Ok((w, h))
 }
 
-/// `p = 1 / (1 + exp(a d + b))`, computed without overflow.
-fn platt_p((a, b): (f64, f64), d: f64) -> f64 {
-    let z = a * d + b;
-    if z >= 0.0 {
-        let e = (-z).exp();
-        e / (1.0 + e)
-    } else {
-        1.0 / (1.0 + z.exp())
-    }
-}
-
 /// The best SVM by val accuracy, from `metrics.json` (`best.name`).
 fn best_svm(dir: &Path) -> Option<String> {
     let m: fer_core::schema::metrics::SvmMetrics =
@@ -310,107 +402,10 @@ fn best_svm(dir: &Path) -> Option<String> {
     Some(m.best.name)
 }
 
-/// Platt scaling of one SVM's decision values (label 0 = happy is the positive class),
-/// fitted on its **val** rows of `predictions.parquet`: never on test.
-fn platt_from_predictions(path: &Path, name: &str) -> Option<(f64, f64)> {
-    let rows = fer_core::schema::predictions::read_svm(path).ok()?;
-    let (d, happy): (Vec<f64>, Vec<bool>) = rows
-        .iter()
-        .filter(|r| r.model == name && r.split == fer_core::Split::Val)
-        .map(|r| (r.decision, r.label == 0))
-        .unzip();
-    platt_fit(&d, &happy)
-}
-
-/// Platt's sigmoid fit (Lin, Lin and Weng 2007: Newton's method with backtracking on the
-/// regularized targets). `None` without both classes.
-pub fn platt_fit(d: &[f64], positive: &[bool]) -> Option<(f64, f64)> {
-    let np = positive.iter().filter(|&&p| p).count() as f64;
-    let nn = positive.len() as f64 - np;
-    if np == 0.0 || nn == 0.0 {
-        return None;
-    }
-    let (hi, lo) = ((np + 1.0) / (np + 2.0), 1.0 / (nn + 2.0));
-    let t: Vec<f64> = positive.iter().map(|&p| if p { hi } else { lo }).collect();
-    let (mut a, mut b) = (0.0, ((nn + 1.0) / (np + 1.0)).ln());
-    let f = |a: f64, b: f64| -> f64 {
-        d.iter()
-            .zip(&t)
-            .map(|(&x, &t)| {
-                let z = x * a + b;
-                if z >= 0.0 {
-                    t * z + (1.0 + (-z).exp()).ln()
-                } else {
-                    (t - 1.0) * z + (1.0 + z.exp()).ln()
-                }
-            })
-            .sum()
-    };
-    let mut fval = f(a, b);
-    for _ in 0..100 {
-        let (mut h11, mut h22, mut h21, mut g1, mut g2) = (1e-12, 1e-12, 0.0, 0.0, 0.0);
-        for (&x, &t) in d.iter().zip(&t) {
-            let z = x * a + b;
-            let (p, q) = if z >= 0.0 {
-                let e = (-z).exp();
-                (e / (1.0 + e), 1.0 / (1.0 + e))
-            } else {
-                let e = z.exp();
-                (1.0 / (1.0 + e), e / (1.0 + e))
-            };
-            let d2 = p * q;
-            h11 += x * x * d2;
-            h22 += d2;
-            h21 += x * d2;
-            let d1 = t - p;
-            g1 += x * d1;
-            g2 += d1;
-        }
-        if g1.abs() < 1e-5 && g2.abs() < 1e-5 {
-            break;
-        }
-        let det = h11 * h22 - h21 * h21;
-        let (da, db) = (-(h22 * g1 - h21 * g2) / det, -(-h21 * g1 + h11 * g2) / det);
-        let gd = g1 * da + g2 * db;
-        let mut step = 1.0;
-        while step >= 1e-10 {
-            let (na, nb) = (a + step * da, b + step * db);
-            let nf = f(na, nb);
-            if nf < fval + 1e-4 * step * gd {
-                (a, b, fval) = (na, nb, nf);
-                break;
-            }
-            step /= 2.0;
-        }
-        if step < 1e-10 {
-            break;
-        }
-    }
-    Some((a, b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn platt_separates_and_is_monotone() {
-        let d: Vec<f64> = (0..200).map(|i| (i as f64 - 100.0) / 25.0).collect();
-        // Mostly positive for d > 0, with some noise near 0.
-        let pos: Vec<bool> = d
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| if i % 10 == 0 { x < 0.0 } else { x > 0.0 })
-            .collect();
-        let (a, b) = platt_fit(&d, &pos).unwrap();
-        assert!(a < 0.0, "a = {a}: higher decisions must mean higher p");
-        let p = |x| platt_p((a, b), x);
-        assert!(p(3.0) > 0.9 && p(-3.0) < 0.1, "{} {}", p(3.0), p(-3.0));
-        assert!((p(0.0) - 0.5).abs() < 0.1);
-        assert!(platt_fit(&d, &[true; 200]).is_none());
-        assert_eq!(platt_p((-1.0, 0.0), 1e6), 1.0);
-        assert_eq!(platt_p((-1.0, 0.0), -1e6), 0.0);
-    }
+    use fer_core::calibration::{apply_temperature, platt_p};
 
     fn svm_scorer(platt: (f64, f64)) -> Scorer {
         Scorer {
@@ -420,7 +415,6 @@ mod tests {
                     models: vec![],
                 },
                 name: "hog/linear".into(),
-                platt,
             },
             transform: Transform {
                 size: 48,
@@ -437,6 +431,14 @@ mod tests {
             description: "svm".into(),
             weights: None,
             transform_overridden: false,
+            calibration: Calibration {
+                kind: ScoreKind::SvmDecision,
+                method: Method::Platt {
+                    a: platt.0,
+                    b: platt.1,
+                },
+                warning: None,
+            },
         }
     }
 
@@ -448,9 +450,30 @@ mod tests {
         assert_eq!(s.svm_name(), Some("hog/linear"));
         let t = 0.4;
         let p = s.score_to_p(t).unwrap();
-        assert_eq!(p, platt_p((-1.5, 0.2), t));
-        assert!(platt_p((-1.5, 0.2), t - 0.01) < p && p < platt_p((-1.5, 0.2), t + 0.01));
+        assert_eq!(p, platt_p(-1.5, 0.2, t));
+        assert!(platt_p(-1.5, 0.2, t - 0.01) < p && p < platt_p(-1.5, 0.2, t + 0.01));
         // A map that reverses the order cannot carry a decision threshold.
         assert_eq!(svm_scorer((1.5, 0.0)).score_to_p(t), None);
+    }
+
+    #[test]
+    fn p_happy_thresholds_map_through_the_temperature() {
+        let mut s = svm_scorer((-1.0, 0.0));
+        s.calibration = Calibration {
+            kind: ScoreKind::PHappy,
+            method: Method::Temperature { temperature: 2.0 },
+            warning: None,
+        };
+        // A raw p(happy) threshold of 0.8 is a calibrated one of sigmoid(logit(0.8) / 2).
+        let p = s.score_to_p(0.8).unwrap();
+        assert_eq!(p, apply_temperature(0.8, 2.0));
+        assert!(p < 0.8 && p > 0.5, "{p}");
+        // The map keeps the order: raw >= 0.8 exactly when calibrated >= p.
+        for raw in [0.1, 0.5, 0.79, 0.8, 0.81, 0.99] {
+            assert_eq!(raw >= 0.8, apply_temperature(raw, 2.0) >= p, "{raw}");
+        }
+        // Uncalibrated: the threshold as it is.
+        s.calibration = Calibration::none(ScoreKind::PHappy, Some("why".into()));
+        assert_eq!(s.score_to_p(0.8), Some(0.8));
     }
 }

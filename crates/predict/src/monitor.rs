@@ -1,7 +1,8 @@
 //! Watching `fer-predict serve` once deployed: Prometheus metrics and a score-drift check.
 //!
 //! Reads: the model's validation scores (`predictions.parquet`'s `val` rows, see
-//! [`reference_scores`]) as the drift check's reference. Writes nothing: no image and no
+//! [`reference_scores`]; raw, so `fer-predict serve` maps them through the model's
+//! calibration before handing them over) as the drift check's reference. Writes nothing: no image and no
 //! single score is ever stored; the service keeps counters, histograms and a window of the
 //! most recent `p_happy` values in memory only.
 //!
@@ -18,8 +19,8 @@
 //! # The drift check
 //! The last `window` scores served (default 500) are compared with the validation scores by
 //! the two-sample Kolmogorov-Smirnov statistic D (the largest gap between the two empirical
-//! distribution functions; unchanged by any monotone map of the scores, so calibration
-//! does not move it). Rules, in order:
+//! distribution functions; unchanged by any increasing map applied to both samples, such as
+//! the calibration the reference is mapped through). Rules, in order:
 //! 1. with no reference (a model folder without validation scores) the check is off;
 //! 2. with fewer than `min_scores` recent scores (default 100) nothing is said;
 //! 3. otherwise the scores have drifted when D exceeds the critical value at level `alpha`

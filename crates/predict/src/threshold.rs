@@ -7,11 +7,18 @@
 //! (`model_weights_blake3`, the hash of `model.safetensors`). Predict uses that threshold only
 //! when the loaded model is the same model: the same weights hash (so a model retrained in
 //! the same folder does not inherit the old threshold), the same score kind, the same saved
-//! SVM, and the transform it was trained on. An SVM decision threshold is turned into a
-//! p(happy) threshold through the model's Platt map (what predict scores with).
+//! SVM, and the transform it was trained on.
 //!
-//! Otherwise it uses 0.5 (p(happy) 0.5; for an SVM, Platt's p = 0.5) and says why in a
-//! warning. No `recommendation.json` at all is no warning: 0.5 is then simply the default.
+//! Scales: the report chooses the threshold on the model's **raw** score, the one
+//! `predictions.parquet` keeps: a CNN's uncalibrated softmax p(happy), an SVM's decision
+//! value. Predict reports **calibrated** p(happy) (the model folder's `calibration.json`), so
+//! it turns the threshold into a calibrated one through the same map (temperature scaling, or
+//! Platt scaling of a decision; the identity for an uncalibrated CNN). The maps are
+//! increasing, so every face gets the label it would get from the raw score against the
+//! report's threshold: the precision and recall the report promised still hold.
+//!
+//! Otherwise it uses 0.5 on the calibrated p(happy) and says why in a warning. No
+//! `recommendation.json` at all is no warning: 0.5 is then simply the default.
 
 use crate::Scorer;
 use std::path::Path;
@@ -106,15 +113,20 @@ pub fn for_model(recommendation: &Path, scorer: &Scorer) -> Choice {
     match scorer.score_to_p(b.threshold) {
         Some(p) if (0.0..=1.0).contains(&p) && p.is_finite() => Choice {
             value: p,
-            source: if b.score == "p_happy" {
+            source: if p == b.threshold {
                 rec.to_string()
             } else {
-                format!("{rec}: {} {} through Platt scaling", b.score, b.threshold)
+                format!(
+                    "{rec}: {} {} through the model's calibration ({})",
+                    b.score,
+                    b.threshold,
+                    scorer.calibration.describe()
+                )
             },
             warning: None,
         },
         Some(p) => why(format!("but it maps to {p}, not a probability")),
-        None => why("but the model's Platt map does not keep the decisions' order".into()),
+        None => why("but the model's calibration map does not keep the scores' order".into()),
     }
 }
 

@@ -255,6 +255,8 @@ fn seed_test_predictions_are_reproduced_from_files() {
             return;
         }
     };
+    // predictions.parquet keeps the raw p(happy); predict reports it through calibration.json.
+    let calibration = scorer.calibration.clone();
     let p = Predictor::new(
         scorer,
         FaceDetector::embedded(DetectOptions::default()).unwrap(),
@@ -274,7 +276,7 @@ fn seed_test_predictions_are_reproduced_from_files() {
         let ph = ph.as_any().downcast_ref::<Float64Array>().unwrap();
         for i in 0..b.num_rows() {
             if split.value(i) == "test" {
-                want.push((id.value(i).to_string(), ph.value(i)));
+                want.push((id.value(i).to_string(), calibration.apply(ph.value(i))));
             }
         }
     }

@@ -10,8 +10,10 @@
 //! `preview.png`), `train_svm` (`metrics.json`, `predictions.parquet`, the header of
 //! `model.safetensors` for sizes), `train_cnn/<model>/` and `tune/best/` (`metrics.json`,
 //! `model.json`, `predictions.parquet`, `epochs.parquet`, the size of `model.safetensors`) and
-//! `tune` (`summary.json`, `trials.parquet`). At least one of `train_svm`, `train_cnn` or `tune`
-//! must have run, else the stage stops naming the targets to run.
+//! `tune` (`summary.json`, `trials.parquet`); each model folder's `calibration.json` (the map
+//! fitted on val, measured on test in the "Calibration" section). At least one of
+//! `train_svm`, `train_cnn` or `tune` must have run, else the stage stops naming the targets
+//! to run.
 //!
 //! Writes `artifacts/<pipeline>/report/`:
 //! - `index.html`: one self-contained page (CSS inline, every image a base64 data URI);

@@ -440,6 +440,12 @@ impl Fixture {
             ],
         );
         o.file("model.safetensors");
+        calibration_json(
+            dir,
+            o,
+            "",
+            all.iter().map(|(n, s)| (n.as_str(), s)).collect(),
+        );
     }
 
     fn cnn_model(
@@ -524,6 +530,9 @@ impl Fixture {
         std::fs::write(m.join("model.safetensors"), vec![0u8; 4096]).unwrap();
         for f in ["metrics.json", "model.json", "model.safetensors"] {
             o.file(&format!("{name}/{f}"));
+        }
+        if name != "seed-base" {
+            calibration_json(&m, o, &format!("{name}/"), vec![(name, &s)]);
         }
     }
 
@@ -730,19 +739,19 @@ fn the_operating_point_follows_the_stated_base_rate_and_goal() {
     assert_eq!(r["goal"]["kind"], "alert_precision");
     assert_eq!(r["goal"]["value"].as_f64(), Some(0.9));
     assert_eq!(r["goal"]["stated"], false);
-    assert_eq!(r["calibration"], Value::Null);
+    // The model folder's calibration.json (the fixture writes one, as train-cnn does) is
+    // passed through as is.
+    let cal: Value = serde_json::from_str(
+        &std::fs::read_to_string(f.root().join("train_cnn/fer-small/calibration.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r["calibration"], cal, "{r}");
 
     // A shop with three quarters unhappy and a budget of 30 alerts per 100 customers: each
     // of the 10 unhappy validation faces weighs 7.5 alerts per 100, each happy one 2.5.
     f.pipeline_file(
         "[report]\nseed = 7\nbootstrap = 300\ngallery = 4\nbase_rate = 0.75\nalert_budget = 30.0\n",
     );
-    // A calibration file in the model folder is passed through as is.
-    std::fs::write(
-        f.root().join("train_cnn/fer-small/calibration.json"),
-        r#"{"method": "temperature", "temperature": 1.5}"#,
-    )
-    .unwrap();
     let md = f.report_ok();
     let r = recommendation_json(&f);
     assert_eq!(r["base_rate"].as_f64(), Some(0.75), "{r}");
@@ -775,7 +784,11 @@ fn the_operating_point_follows_the_stated_base_rate_and_goal() {
         (precision - 7.5 * flagged_unhappy / alerts).abs() < 1e-9,
         "{r}"
     );
-    assert_eq!(r["calibration"]["temperature"].as_f64(), Some(1.5), "{r}");
+    assert_eq!(r["calibration"], cal, "{r}");
+    assert_eq!(
+        r["calibration"]["models"][0]["method"], "temperature",
+        "{r}"
+    );
     assert!(r["at_base_rate"]["test"]["recall"].is_number(), "{r}");
     assert!(md.contains("## Operating point"), "{md}");
     assert!(
@@ -1020,4 +1033,31 @@ fn f_metrics(f: &Fixture, stage: &str, rel: &str) -> Value {
         serde_json::from_str(&std::fs::read_to_string(f.root().join(stage).join(rel)).unwrap())
             .unwrap();
     v["metrics"]["test"].clone()
+}
+
+/// `calibration.json` fitted on the fixture's val scores (temperature scaling for a CNN
+/// folder, Platt scaling of the SVMs' decisions), as train-cnn, tune and train-svm write it;
+/// `seed-base` has none (a model folder from before calibration).
+fn calibration_json(dir: &Path, o: &mut Outputs, prefix: &str, models: Vec<(&str, &Scored)>) {
+    use fer_core::calibration::{cnn_record, file, svm_record};
+    use fer_core::schema::calibration::{self as calfile, ScoreKind};
+    let happy: Vec<bool> = split_labels().iter().map(|&l| l == 0).collect();
+    let svm = prefix.is_empty();
+    let records = models
+        .into_iter()
+        .map(|(n, s)| {
+            if svm {
+                svm_record(n, &s.val, &happy)
+            } else {
+                cnn_record(n, &s.val, &happy)
+            }
+        })
+        .collect();
+    let kind = if svm {
+        ScoreKind::SvmDecision
+    } else {
+        ScoreKind::PHappy
+    };
+    calfile::write(&dir.join(calfile::FILE), &file(kind, records)).unwrap();
+    o.file(&format!("{prefix}{}", calfile::FILE));
 }

@@ -10,7 +10,9 @@
 //! parameter count: enough to use the model from the artifact alone), `epochs.parquet` (epoch,
 //! train/val loss and accuracy, learning rate, seconds), `predictions.parquet` (split, row, id,
 //! label, p_happy, pred for val and test) and `metrics.json` (`fer_core::metrics` for val and
-//! test, parameter count, MACs, training time, inference images/second); and a top-level
+//! test, parameter count, MACs, training time, inference images/second), `calibration.json`
+//! (temperature scaling of p(happy) fitted on val only, with NLL / ECE / Brier before and after
+//! on val: `fer_core::schema::calibration`; `predictions.parquet` stays uncalibrated); and a top-level
 //! `metrics.json` over all models; with `pretrain_epochs`, also `<model>/pretrain_epochs.parquet`
 //! (the epochs on the pretraining pool). With FERPlus votes, every model's test figures are
 //! also given against both truths (`test_by_truth`). While training, checkpoints live in
@@ -220,7 +222,12 @@ pub fn compute(
         )?;
         pb.finish_and_clear();
         let info = export_model(&trained, &s, &cfg, &data, device, &mdir)?;
-        for f in ["model.safetensors", "model.json", "metrics.json"] {
+        for f in [
+            "model.safetensors",
+            "model.json",
+            "metrics.json",
+            "calibration.json",
+        ] {
             out.file(&format!("{}/{f}", s.name));
         }
         out.table(
@@ -420,6 +427,7 @@ pub fn export_model(
     let mut metrics = Vec::new();
     let mut test_by_truth = None;
     let mut pred_rows: Vec<CnnPrediction> = Vec::new();
+    let mut val_probs = Vec::new();
     for (split, data) in [(Split::Val, val), (Split::Test, test)] {
         let probs = fer_models::score::predict(model, data, s.eval_batch_size, s.tta_flip, device);
         let pred: Vec<u8> = probs
@@ -427,6 +435,9 @@ pub fn export_model(
             .map(|p| fer_models::score::argmax(p) as u8)
             .collect();
         metrics.push(classification_metrics(&data.y, &pred, &names, Some(&probs)));
+        if split == Split::Val {
+            val_probs = probs.clone();
+        }
         if let (Split::Test, Some(t)) = (split, &data.truths) {
             test_by_truth = Some(t.score(&pred, &names, Some(&probs)));
         }
@@ -468,5 +479,43 @@ pub fn export_model(
     };
     write_json_sorted(&mdir.join("metrics.json"), &info)?;
     predictions::write(&mdir.join("predictions.parquet"), &pred_rows)?;
+    write_calibration(mdir, &s.name, class_names, &val_probs, &val.y)?;
     Ok(info)
+}
+
+/// `calibration.json` of a model folder: temperature scaling of p(happy) (the `happy` class's
+/// softmax output, one against the rest) fitted on **val** only; an `uncalibrated` record with
+/// the reason when it cannot be fitted (one class in val, separated scores, no `happy` class).
+/// `predictions.parquet` keeps the uncalibrated p(happy).
+fn write_calibration(
+    mdir: &Path,
+    name: &str,
+    class_names: &[String],
+    probs: &[Vec<f64>],
+    y: &[u8],
+) -> Result<(), TrainCnnError> {
+    use fer_core::calibration as cal;
+    use fer_core::schema::calibration::{self as cf, Method, ModelCalibration, ScoreKind};
+    let record = match class_names.iter().position(|c| c == "happy") {
+        Some(h) => {
+            let p: Vec<f64> = probs.iter().map(|r| r[h]).collect();
+            let happy: Vec<bool> = y.iter().map(|&y| y as usize == h).collect();
+            cal::cnn_record(name, &p, &happy)
+        }
+        None => ModelCalibration {
+            model: name.to_string(),
+            method: Method::Uncalibrated {
+                reason: format!("the classes {class_names:?} have no `happy`"),
+            },
+            n: y.len() as u64,
+            n_happy: 0,
+            before: None,
+            after: None,
+        },
+    };
+    cf::write(
+        &mdir.join(cf::FILE),
+        &cal::file(ScoreKind::PHappy, vec![record]),
+    )?;
+    Ok(())
 }

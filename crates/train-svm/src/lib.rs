@@ -32,6 +32,10 @@
 //!   [`SavedSvms::load`] and [`SavedSvms::decisions`] for bit-identical decision values;
 //! - `predictions.parquet`: model, feature, kernel, split (val, test), row, id, label,
 //!   decision (> 0 = happy), pred (0 = happy, 1 = not happy);
+//! - `calibration.json`: per chosen model, Platt scaling `p = 1 / (1 + exp(a d + b))` of its
+//!   decisions fitted on val only (or `uncalibrated` with the reason: one class in val, a
+//!   reversed slope), with NLL / ECE / Brier on val before and after
+//!   (`fer_core::schema::calibration`; read by predict and the report);
 //! - `grid.parquet`: every grid point (feature, kernel, c, gamma, gamma_spec, n_train,
 //!   fit_seconds, val_accuracy, val_balanced_accuracy, n_support, solver, chosen);
 //! - `metrics.json`: per model the chosen c/gamma, train and grid time, inference images per

@@ -1,6 +1,7 @@
 //! The stage's outputs, written into its folder in this order: `model.safetensors` (the chosen
 //! models and the feature pipelines), `predictions.parquet` (val and test decisions of every
-//! chosen model), `grid.parquet` (every grid point, the chosen ones marked), `metrics.json`
+//! chosen model), `calibration.json` (Platt scaling of each chosen model, fitted on its val
+//! decisions), `grid.parquet` (every grid point, the chosen ones marked), `metrics.json`
 //! (per model and the best by val accuracy) and `report.txt` (classification reports on test);
 //! then the chosen-model table on stderr and the summary the manifest keeps.
 
@@ -38,6 +39,16 @@ pub(crate) fn write(
 
     let n = write_predictions(&dir.join("predictions.parquet"), data, sets, chosen)?;
     out.table("predictions.parquet", n);
+
+    let cal = calibration(data, chosen);
+    for m in &cal.models {
+        if let fer_core::schema::calibration::Method::Uncalibrated { reason } = &m.method {
+            log(quiet, format!("{}: not calibrated: {reason}", m.model));
+        }
+    }
+    let cpath = dir.join(fer_core::schema::calibration::FILE);
+    fer_core::schema::calibration::write(&cpath, &cal)?;
+    out.file("calibration.json");
 
     let n = write_grid(&dir.join("grid.parquet"), grid, chosen)?;
     out.table("grid.parquet", n);
@@ -102,6 +113,19 @@ fn pred_rows(data: &Data, sets: &[FeatureSet], chosen: &[Chosen]) -> Vec<SvmPred
         }
     }
     rows
+}
+
+/// `calibration.json`: Platt scaling of every chosen model's **val** decisions (happy is
+/// label 0), or an `uncalibrated` record with the reason (never a silent default).
+fn calibration(data: &Data, chosen: &[Chosen]) -> fer_core::schema::calibration::CalibrationFile {
+    let happy: Vec<bool> = data.val.y.iter().map(|&y| y == 0).collect();
+    fer_core::calibration::file(
+        fer_core::schema::calibration::ScoreKind::SvmDecision,
+        chosen
+            .iter()
+            .map(|ch| fer_core::calibration::svm_record(&ch.name, &ch.val_d.to_vec(), &happy))
+            .collect(),
+    )
 }
 
 fn col_s(v: Vec<&str>) -> ArrayRef {

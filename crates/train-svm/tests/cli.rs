@@ -321,6 +321,27 @@ fn every_model_beats_chance_and_reloads_to_identical_decisions() {
     let m = metrics(&dir);
     let models = m["models"].as_array().unwrap();
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    // Every model that beats chance gets a Platt map fitted on val (a < 0: higher decisions
+    // mean happier) that lowers the val NLL of the unfitted 1 / (1 + exp(-d)).
+    let cal = fer_core::schema::calibration::read(&dir.join("calibration.json")).unwrap();
+    assert_eq!(cal.fitted_on, "val");
+    assert_eq!(
+        cal.models
+            .iter()
+            .map(|c| c.model.as_str())
+            .collect::<Vec<_>>(),
+        names
+    );
+    for c in &cal.models {
+        let fer_core::schema::calibration::Method::Platt { a, .. } = c.method else {
+            panic!("{}: {:?}", c.model, c.method)
+        };
+        assert!(a < 0.0, "{}: a = {a}", c.model);
+        assert!(
+            c.after.unwrap().nll <= c.before.unwrap().nll + 0.01,
+            "{c:?}"
+        );
+    }
     assert_eq!(
         names,
         [

@@ -16,7 +16,7 @@
 //! - `summary.json`: strategy, counts per status, the best trial, the budget;
 //! - `best/`: the winner in exactly the layout of a `train_cnn` model folder (`model.json` with
 //!   the train-cnn config, `model.safetensors`, `epochs.parquet`, `predictions.parquet`,
-//!   `metrics.json`), so `report` and `predict` use it like any other model; plus
+//!   `metrics.json`, `calibration.json`: temperature scaling fitted on val), so `report` and `predict` use it like any other model; plus
 //!   `best/train_cnn.toml`, the winner as a `[[train_cnn.models]]` table to paste.
 //!
 //! Params (`[tune]`): `strategy` (`asha` | `random`), `seed`, `base` (a `[[train_cnn.models]]`

@@ -82,6 +82,7 @@ pub fn compute(
                 "epochs.parquet",
                 "predictions.parquet",
                 "metrics.json",
+                "calibration.json",
             ] {
                 std::fs::copy(src.join(f), bdir.join(f))
                     .map_err(|e| fer_core::Error::io(src.join(f), e))?;
@@ -177,6 +178,7 @@ pub fn compute(
         "model.safetensors",
         "model.json",
         "metrics.json",
+        "calibration.json",
         "train_cnn.toml",
     ] {
         out.file(&format!("best/{f}"));

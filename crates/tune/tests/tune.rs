@@ -191,6 +191,17 @@ fn killed_search_resumes_without_rerunning_finished_trials() {
     art.load_model(&dir.join("best"), &fer_train_cnn::device("cpu").unwrap())
         .unwrap();
     assert!(dir.join("best/predictions.parquet").exists());
+    // Its calibration, fitted on val (the val rows of its predictions), listed as an output.
+    let cal = fer_core::schema::calibration::read(&dir.join("best/calibration.json")).unwrap();
+    let val_rows = fer_core::schema::predictions::read(&dir.join("best/predictions.parquet"))
+        .unwrap()
+        .iter()
+        .filter(|r| r.split == fer_core::Split::Val)
+        .count();
+    assert_eq!((cal.fitted_on.as_str(), cal.models.len()), ("val", 1));
+    assert_eq!(cal.models[0].n as usize, val_rows);
+    let m = fer_core::manifest::Manifest::read(&dir.join("manifest.json")).unwrap();
+    assert!(m.outputs.iter().any(|o| o.path == "best/calibration.json"));
     // Running again does nothing: the stage is up to date.
     let again = f.command().output().unwrap();
     assert!(again.status.success());

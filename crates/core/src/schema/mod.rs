@@ -7,8 +7,10 @@
 //! - [`predictions`]: a CNN's `predictions.parquet`;
 //! - [`metrics`]: train_cnn's and train_svm's `metrics.json`;
 //! - [`model`]: a CNN model folder's `model.json` (with [`model::TrainSettings`]);
-//! - [`recommendation`]: the report's `recommendation.json`.
+//! - [`recommendation`]: the report's `recommendation.json`;
+//! - [`calibration`]: a model folder's `calibration.json` (train-cnn, tune, train-svm).
 
+pub mod calibration;
 pub mod epochs;
 pub mod metrics;
 pub mod model;

@@ -3,9 +3,10 @@
 //! - A CNN's ([`CnnPrediction`]; train_cnn's model folders, tune's `best/`), written by
 //!   train-cnn and read by the report. Columns: `split` (`val` | `test`), `row` (u32, the
 //!   image's row in its split's tensors), `id` (the ingested image id), `label` (u8), `p_happy`
-//!   (f64, the model's probability of class 0), `pred` (u8, the argmax class).
-//! - train_svm's ([`SvmPrediction`]), written by train-svm and read by the report and by
-//!   predict (Platt scaling on val). Columns: `model` (`hog/rbf`), `feature`, `kernel`,
+//!   (f64, the model's probability of class 0, **uncalibrated**: the calibration map fitted on
+//!   val is in the folder's `calibration.json`), `pred` (u8, the argmax class).
+//! - train_svm's ([`SvmPrediction`]), written by train-svm and read by the report (its Platt
+//!   maps are in `calibration.json`). Columns: `model` (`hog/rbf`), `feature`, `kernel`,
 //!   `split`, `row`, `id`, `label`, `decision` (f64, >= 0 means happy), `pred` (u8).
 
 use super::column;

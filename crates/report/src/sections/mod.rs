@@ -3,6 +3,7 @@
 //! figures). This file holds the formatting helpers, the build context and [`build`], which
 //! writes the sections in reading order; each section lives in its own file.
 
+mod calibration;
 mod data;
 mod learning;
 mod mistakes;
@@ -202,6 +203,7 @@ pub fn build(
     preparation(&mut cx)?;
     models(&mut cx, &cis, best_svm, best_cnn, mcn.as_ref())?;
     truths(&mut cx)?;
+    calibration::calibration(&mut cx)?;
     learning(&mut cx)?;
     tuning(&mut cx)?;
     mistakes(&mut cx, rec.as_ref())?;
