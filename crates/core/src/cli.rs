@@ -251,6 +251,16 @@ pub fn progress(len: u64, what: &str, quiet: bool) -> indicatif::ProgressBar {
     pb
 }
 
+/// A plain progress line on stderr when it is not a terminal (a CI log, `make all > log
+/// 2>&1`), where [`progress`]'s bar is hidden: `[<stage>] <msg>`. Nothing when `quiet` or on a
+/// terminal (the bar shows it there).
+pub fn log_line(stage: &str, quiet: bool, msg: &str) {
+    use std::io::IsTerminal;
+    if !quiet && !std::io::stderr().is_terminal() {
+        eprintln!("[{stage}] {msg}");
+    }
+}
+
 /// The error and its chain of causes on one line: `outer: cause: root cause`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

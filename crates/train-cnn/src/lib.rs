@@ -203,6 +203,10 @@ pub fn compute(
             pb.set_length(len);
             pb.set_position(pos);
             pb.set_message(msg.to_string());
+            // One line per epoch in a log (the epoch's end is reported with pos == len).
+            if len > 0 && pos == len {
+                fer_core::cli::log_line(STAGE, quiet, msg);
+            }
         };
         let mut fine = s.clone();
         if s.pretrain_epochs > 0 {

@@ -474,22 +474,41 @@ pub fn train_until(
             seen += bs;
             loss_sum += lv as f64 * bs as f64;
             model = optim.step(lr, model, grads);
-            progress(
-                &format!(
-                    "{} epoch {}/{} loss {:.4} acc {:.3}",
-                    s.name,
-                    epoch + 1,
-                    s.epochs,
-                    loss_sum / seen as f64,
-                    correct as f64 / seen as f64
-                ),
-                (b + 1) as u64,
-                batches as u64,
-            );
+            // The epoch's last step is reported below, with its validation figures.
+            if b + 1 < batches {
+                progress(
+                    &format!(
+                        "{} epoch {}/{} loss {:.4} acc {:.3}",
+                        s.name,
+                        epoch + 1,
+                        s.epochs,
+                        loss_sum / seen as f64,
+                        correct as f64 / seen as f64
+                    ),
+                    (b + 1) as u64,
+                    batches as u64,
+                );
+            }
         }
         let probs = predict(&model, val, s.eval_batch_size, false, device);
         let (val_loss, val_acc) = loss_and_accuracy(&probs, &val.y);
         let secs = t0.elapsed().as_secs_f64();
+        // The end of an epoch (pos == len): a log line where stderr is not a terminal.
+        progress(
+            &format!(
+                "{} epoch {}/{} loss {:.4} acc {:.3} val loss {:.4} acc {:.3} ({:.1} s)",
+                s.name,
+                epoch + 1,
+                s.epochs,
+                loss_sum / seen.max(1) as f64,
+                correct as f64 / seen.max(1) as f64,
+                val_loss,
+                val_acc,
+                secs
+            ),
+            batches as u64,
+            batches as u64,
+        );
         state.train_seconds += secs;
         state.epochs.push(EpochRow {
             epoch: epoch + 1,

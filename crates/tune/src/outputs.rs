@@ -36,10 +36,16 @@ pub fn compute(
     } = &prepared;
 
     let pb = fer_core::cli::progress(p.max_trials as u64, "tune", quiet);
+    let last = std::cell::RefCell::new(String::new());
     let report = |msg: &str, pos: u64, len: u64| {
         pb.set_length(len);
         pb.set_position(pos);
         pb.set_message(msg.to_string());
+        // In a log, each new step of the search (a trial's rung and epoch) on a line.
+        if *last.borrow() != msg {
+            fer_core::cli::log_line("tune", quiet, msg);
+            *last.borrow_mut() = msg.to_string();
+        }
     };
     let data = SearchData {
         train: train_set,
