@@ -43,7 +43,7 @@ endef
 # A recipe that fails removes its target: a failed stage is never taken as finished.
 .DELETE_ON_ERROR:
 
-.PHONY: all demo test bench bench-compare help clean clean-cache report-diff FORCE $(STAGES)
+.PHONY: all demo test bench bench-compare help clean clean-cache report-diff status FORCE $(STAGES)
 FORCE:
 
 all: $(STAGES)
@@ -88,6 +88,12 @@ $(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.j
 # The report reads every upstream stage (tune's best model is one more CNN).
 $(A)/report/manifest.json: $(A)/stats/manifest.json $(A)/augment/manifest.json $(A)/train_svm/manifest.json $(A)/train_cnn/manifest.json $(A)/tune/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,report)
 	$(call stage,report)
+
+# make status: for each stage, up to date or why it would run (the section's keys, code or
+# inputs that changed), by the same signature comparison the stages make; computes nothing.
+status: ## each stage of PIPELINE: up to date, or why it would run (like dvc status)
+	$(BUILD)
+	@for s in $(STAGES); do $(BIN)/fer-$$s --pipeline $(PIPELINE) --status; done
 
 # make report-diff A=seed B=full: metrics and params that differ (A, B: pipeline names under
 # artifacts/, or paths to a pipeline's artifacts folder or a report folder).

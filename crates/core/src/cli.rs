@@ -127,6 +127,15 @@ pub fn run_cli<S: Stage>(cli: &StageCli<S::Args>) -> std::process::ExitCode {
                 print_params(&pipeline.name, S::NAME, &p.signature_params()?);
                 return Ok(());
             }
+            if cli.common.status {
+                // Read-only: no lock, and a stage that would run is an answer, not a failure.
+                let name = format!("{}/{}", pipeline.name, S::NAME);
+                match p.run() {
+                    Ok(_) => println!("{name}: up to date"),
+                    Err(e) => println!("{name}: would run: {}", error_chain(&e)),
+                }
+                return Ok(());
+            }
             // Validated first (a bad file never waits), then one stage at a time per pipeline.
             let _lock = cli.common.lock(&pipeline.name, S::BIN)?;
             p.run().map(|_| ())
@@ -159,6 +168,10 @@ pub struct StageArgs {
     /// exit without running.
     #[arg(long)]
     pub print_params: bool,
+    /// Say whether the stage is up to date and, if not, why it would run (which section's
+    /// keys, code or inputs changed), and exit without running: `make status`.
+    #[arg(long)]
+    pub status: bool,
     /// Print the run cache folder this binary uses (empty when the cache is off) and exit.
     #[arg(long)]
     pub print_cache_dir: bool,
@@ -211,6 +224,7 @@ impl StageArgs {
             cache_max_bytes: self
                 .cache_max
                 .map_or(Some(crate::cache::DEFAULT_MAX_BYTES), |c| c.0),
+            status_only: self.status,
             section_hash: Some(pipeline.section_hash(stage)),
         }
     }

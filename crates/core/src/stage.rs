@@ -129,6 +129,48 @@ pub fn upstream_code_version<'a>(code_versions: &'a str, stage: &str) -> Option<
     })
 }
 
+/// The keys of two params objects whose values differ (nested keys joined by `.`, array
+/// items of equal-length arrays as `[i]`), sorted.
+pub fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    fn walk(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let null = serde_json::Value::Null;
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(
+                        &path,
+                        x.get(k).unwrap_or(&null),
+                        y.get(k).unwrap_or(&null),
+                        out,
+                    );
+                }
+            }
+            (serde_json::Value::Array(x), serde_json::Value::Array(y)) if x.len() == y.len() => {
+                for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                    walk(&format!("{prefix}[{i}]"), u, v, out);
+                }
+            }
+            _ if a != b => out.push(if prefix.is_empty() {
+                "(the whole section)".into()
+            } else {
+                prefix.to_string()
+            }),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", old, new, &mut out);
+    out
+}
+
 /// The make target of a stage (`train_svm` -> `train-svm`).
 pub fn make_target(stage: &str) -> String {
     stage.replace('_', "-")
@@ -175,6 +217,9 @@ pub struct StageRun {
     pub section_hash: Option<String>,
     /// The run cache's size bound in bytes ([`cache::prune`]); `None`: unbounded.
     pub cache_max_bytes: Option<u64>,
+    /// `--status`: compute nothing; [`StageRun::execute`] returns the manifest when the stage
+    /// is up to date and an error saying why it would run otherwise ([`StageRun::status`]).
+    pub status_only: bool,
 }
 
 /// Resolve the run cache: `FER_CACHE_DIR` if set (`off` or empty disables it), else the
@@ -277,6 +322,13 @@ impl StageRun {
         let dir = self.stage_dir();
         let mpath = dir.join(MANIFEST_FILE);
 
+        if self.status_only {
+            return match self.status(&sig) {
+                None => Ok(Manifest::read(&mpath)?),
+                Some(why) => Err(Error::Other(why).into()),
+            };
+        }
+
         if !self.force
             && let Ok(m) = Manifest::read(&mpath)
             && m.signature == sig
@@ -368,6 +420,74 @@ impl StageRun {
             }
         }
         Ok(m)
+    }
+
+    /// Why the stage would run, by the same comparison [`StageRun::execute`] makes (`None`:
+    /// up to date), like `dvc status`. Reasons, in order: no readable manifest; other code;
+    /// other params (the keys of the stage's section that differ); other inputs (their
+    /// names); an output changed or missing; and whether the run cache would restore it.
+    pub fn status(&self, sig: &str) -> Option<String> {
+        let dir = self.stage_dir();
+        let m = match Manifest::read(&dir.join(MANIFEST_FILE)) {
+            Ok(m) => m,
+            Err(_) => {
+                return Some(self.with_cache_note(sig, "it has not run (no manifest.json)".into()));
+            }
+        };
+        let mut why: Vec<String> = Vec::new();
+        if m.code_version != self.code_version {
+            why.push(format!(
+                "its code changed (code version {} -> {})",
+                m.code_version, self.code_version
+            ));
+        }
+        if m.params != self.params {
+            why.push(format!(
+                "[{}] changed: {}",
+                self.stage,
+                changed_keys(&m.params, &self.params).join(", ")
+            ));
+        }
+        let changed: Vec<&str> = self
+            .inputs
+            .iter()
+            .filter(|i| {
+                m.inputs
+                    .iter()
+                    .find(|o| o.name == i.name)
+                    .is_none_or(|o| o.hash != i.hash)
+            })
+            .map(|i| i.name.as_str())
+            .collect();
+        if !changed.is_empty() {
+            why.push(format!("its input changed: {}", changed.join(", ")));
+        }
+        if why.is_empty() && m.signature != sig {
+            why.push("its signature differs".into());
+        }
+        if why.is_empty()
+            && let Some(bad) = cache::first_bad_output(&dir, &m)
+        {
+            why.push(format!("an output changed: {bad}"));
+        }
+        if self.force {
+            why.push("--force".into());
+        }
+        (!why.is_empty()).then(|| self.with_cache_note(sig, why.join("; ")))
+    }
+
+    fn with_cache_note(&self, sig: &str, why: String) -> String {
+        let hit = self.cache.as_ref().is_some_and(|root| {
+            matches!(
+                cache::check(&root.join(&self.stage).join(sig), sig),
+                cache::Entry::Good(_)
+            )
+        });
+        if hit {
+            format!("{why} (the run cache holds the result: it would be restored)")
+        } else {
+            why
+        }
     }
 
     /// Up to date: refresh the manifest's section hash if the section was rewritten without
@@ -503,6 +623,7 @@ mod tests {
             touch_on_skip: true,
             section_hash: None,
             cache_max_bytes: None,
+            status_only: false,
         }
     }
 
@@ -726,5 +847,44 @@ mod tests {
         r.execute(compute(&n)).unwrap();
         assert_eq!(n.get(), 1);
         assert!(Input::current(&artifacts, &pf, "stats", versions).is_ok());
+    }
+
+    #[test]
+    fn status_names_what_changed_and_computes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let n = std::cell::Cell::new(0);
+        let mut r = run(root.path(), root.path(), 1);
+        r.cache = None;
+        r.status_only = true;
+        let never = r.execute(compute(&n)).unwrap_err().to_string();
+        assert!(never.contains("has not run"), "{never}");
+        r.status_only = false;
+        r.execute(compute(&n)).unwrap();
+        r.status_only = true;
+        assert!(r.execute(compute(&n)).is_ok(), "up to date");
+        let mut edited = r.clone();
+        edited.params = serde_json::json!({ "x": 2 });
+        edited.code_version = "v2".into();
+        let why = edited.execute(compute(&n)).unwrap_err().to_string();
+        assert!(why.contains("[s] changed: x"), "{why}");
+        assert!(
+            why.contains("code changed (code version v1 -> v2)"),
+            "{why}"
+        );
+        assert_eq!(n.get(), 1, "status computes nothing");
+        assert_eq!(
+            changed_keys(
+                &serde_json::json!({"a": 1, "b": {"c": 1, "d": 2}}),
+                &serde_json::json!({"a": 1, "b": {"c": 3, "d": 2}, "e": true})
+            ),
+            ["b.c", "e"]
+        );
+        assert_eq!(
+            changed_keys(
+                &serde_json::json!({"models": [{"epochs": 4}, {"epochs": 4}]}),
+                &serde_json::json!({"models": [{"epochs": 4}, {"epochs": 5}]})
+            ),
+            ["models[1].epochs"]
+        );
     }
 }

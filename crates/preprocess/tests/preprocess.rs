@@ -226,6 +226,7 @@ impl Fixture {
             touch_on_skip: true,
             section_hash: None,
             cache_max_bytes: None,
+            status_only: false,
         }
         .execute(|dir| {
             let n = ds.write_parquet(&dir.join("images.parquet"))?;

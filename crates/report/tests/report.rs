@@ -96,6 +96,7 @@ fn stage_run(artifacts: &Path, stage: &str) -> StageRun {
         touch_on_skip: true,
         section_hash: None,
         cache_max_bytes: None,
+        status_only: false,
     }
 }
 

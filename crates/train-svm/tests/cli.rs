@@ -127,6 +127,7 @@ impl Fixture {
             touch_on_skip: true,
             section_hash: None,
             cache_max_bytes: None,
+            status_only: false,
         };
         run.execute(|dir: &Path| -> fer_core::Result<Outputs> {
             let mut out = Outputs::default();
