@@ -441,6 +441,15 @@ impl Predictor {
             .unwrap_or_else(|e| Err(PredictError::Panicked(panic_message(&*e))))
     }
 
+    /// The SVM this predictor scores with (`None` for a CNN).
+    pub fn svm_name(&self) -> Option<String> {
+        self.scorer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .svm_name()
+            .map(str::to_string)
+    }
+
     /// The p(happy) this predictor reports for a raw score of its model (its calibration
     /// map; the identity for an uncalibrated CNN). The drift check maps the validation scores
     /// of `predictions.parquet` (raw) with it, so both sides are on the served scale.

@@ -274,7 +274,7 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
             alpha: a.drift_alpha,
         },
         // Validation's raw scores, on the served (calibrated) scale.
-        reference: fer_predict::monitor::reference_scores(&a.model.dir())
+        reference: fer_predict::monitor::reference_scores(&a.model.dir(), p.svm_name().as_deref())
             .map(|v| v.into_iter().map(|x| p.served_p(x)).collect()),
         ..ServeOptions::default()
     };

@@ -1,8 +1,9 @@
 //! Watching `fer-predict serve` once deployed: Prometheus metrics and a score-drift check.
 //!
-//! Reads: the model's validation scores (`predictions.parquet`'s `val` rows, see
-//! [`reference_scores`]; raw, so `fer-predict serve` maps them through the model's
-//! calibration before handing them over) as the drift check's reference. Writes nothing: no image and no
+//! Reads: the model's validation scores (`predictions.parquet`'s `val` rows, a CNN's
+//! p(happy) or an SVM's decision values, see [`reference_scores`]; raw, so `fer-predict
+//! serve` maps them through the model's calibration before handing them over) as the drift
+//! check's reference. Writes nothing: no image and no
 //! single score is ever stored; the service keeps counters, histograms and a window of the
 //! most recent `p_happy` values in memory only.
 //!
@@ -124,17 +125,27 @@ pub fn check_drift(reference: &[f64], recent: &[f64], o: &DriftOptions) -> Optio
     })
 }
 
-/// The validation scores of a model folder: `p_happy` of the `val` rows of its
-/// `predictions.parquet` (a CNN's; `None` when the folder has none, as an SVM's
-/// `train_svm/` folder, whose table holds decision values, or an older layout).
-pub fn reference_scores(dir: &Path) -> Option<Vec<f64>> {
-    let rows = fer_core::schema::predictions::read(&dir.join("predictions.parquet")).ok()?;
-    let v: Vec<f64> = rows
-        .iter()
-        .filter(|r| r.split == fer_core::Split::Val)
-        .map(|r| r.p_happy)
-        .filter(|p| p.is_finite())
-        .collect();
+/// The validation scores of a model folder, raw (as the training stage wrote them): the
+/// `val` rows of its `predictions.parquet`, a CNN's `p_happy`, or for an SVM folder
+/// (`svm`: the model scored, e.g. `hog/rbf`) that SVM's decision values. `None` when the
+/// folder has no such rows (an older layout, or another model's folder).
+pub fn reference_scores(dir: &Path, svm: Option<&str>) -> Option<Vec<f64>> {
+    let path = dir.join("predictions.parquet");
+    let v: Vec<f64> = match svm {
+        None => fer_core::schema::predictions::read(&path)
+            .ok()?
+            .into_iter()
+            .filter(|r| r.split == fer_core::Split::Val)
+            .map(|r| r.p_happy)
+            .collect(),
+        Some(name) => fer_core::schema::predictions::read_svm(&path)
+            .ok()?
+            .into_iter()
+            .filter(|r| r.split == fer_core::Split::Val && r.model == name)
+            .map(|r| r.decision)
+            .collect(),
+    };
+    let v: Vec<f64> = v.into_iter().filter(|p| p.is_finite()).collect();
     (!v.is_empty()).then_some(v)
 }
 
@@ -363,5 +374,36 @@ mod tests {
         let d = ks_statistic(&[0.1, 0.2, 0.9], &[0.3, 0.4, 0.5]);
         assert!((d - 2.0 / 3.0).abs() < 1e-12, "{d}");
         assert!((ks_critical(0.05, 100, 100) - 1.3581 * (0.02f64).sqrt()).abs() < 1e-3);
+    }
+
+    #[test]
+    fn an_svm_folder_gives_its_own_models_validation_decisions() {
+        use fer_core::schema::predictions::{SvmPrediction, write_svm};
+        let d = tempfile::tempdir().unwrap();
+        let row = |model: &str, split, decision| SvmPrediction {
+            model: model.into(),
+            feature: "hog".into(),
+            kernel: "rbf".into(),
+            split,
+            row: 0,
+            id: "x".into(),
+            label: 0,
+            decision,
+            pred: 0,
+        };
+        let rows = [
+            row("hog/rbf", fer_core::Split::Val, 0.5),
+            row("hog/rbf", fer_core::Split::Test, 9.0),
+            row("raw/rbf", fer_core::Split::Val, -1.0),
+            row("hog/rbf", fer_core::Split::Val, -0.25),
+        ];
+        write_svm(&d.path().join("predictions.parquet"), &rows).unwrap();
+        assert_eq!(
+            reference_scores(d.path(), Some("hog/rbf")),
+            Some(vec![0.5, -0.25])
+        );
+        assert_eq!(reference_scores(d.path(), Some("hog/linear")), None);
+        // Not a CNN's table.
+        assert_eq!(reference_scores(d.path(), None), None);
     }
 }
