@@ -242,7 +242,7 @@ impl Params {
 fn inputs(artifacts: &Path, pf: &PipelineFile) -> Result<Vec<Input>, ReportError> {
     let pipeline = pf.name.as_str();
     let mut out = Vec::new();
-    for (stage, _) in load::UPSTREAM {
+    for stage in load::UPSTREAM {
         let dir = artifacts.join(pipeline).join(stage);
         if !dir.join(MANIFEST_FILE).exists() {
             continue;

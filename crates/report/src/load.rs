@@ -27,24 +27,19 @@ use tune::tune;
 pub use cnn::role_of;
 pub use svm::safetensors_tensors;
 
-/// The upstream stages the report reads, with the `make` target that produces each.
-pub const UPSTREAM: &[(&str, &str)] = &[
-    ("ingest", "ingest"),
-    ("stats", "stats"),
-    ("preprocess", "preprocess"),
-    ("augment", "augment"),
-    ("train_svm", "train-svm"),
-    ("train_cnn", "train-cnn"),
-    ("tune", "tune"),
+/// The upstream stages the report reads (the `make` target of each is core's
+/// [`make_target`]: `train_svm` -> `train-svm`).
+pub const UPSTREAM: &[&str] = &[
+    "ingest",
+    "stats",
+    "preprocess",
+    "augment",
+    "train_svm",
+    "train_cnn",
+    "tune",
 ];
 
-/// The `make` target of a stage (`train_svm` -> `train-svm`).
-pub fn make_target(stage: &str) -> &str {
-    UPSTREAM
-        .iter()
-        .find(|(s, _)| *s == stage)
-        .map_or(stage, |(_, t)| t)
-}
+pub use fer_core::stage::make_target;
 
 /// A model family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +193,7 @@ fn bad_in(stage: &str, path: &Path, message: impl Into<String>) -> ReportError {
     ReportError::Artifact {
         path: path.to_path_buf(),
         message: message.into(),
-        target: Some(make_target(stage).to_string()),
+        target: Some(make_target(stage)),
     }
 }
 
@@ -246,7 +241,7 @@ fn split_preds(rows: impl IntoIterator<Item = (Split, Pred)>) -> (Vec<Pred>, Vec
 pub fn stages(root: &Path) -> Result<Vec<Stage>, ReportError> {
     UPSTREAM
         .iter()
-        .map(|(name, _)| {
+        .map(|name| {
             let dir = root.join(name);
             let mp = dir.join(MANIFEST_FILE);
             let manifest = if mp.exists() {

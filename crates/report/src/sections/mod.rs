@@ -151,7 +151,7 @@ impl Ctx<'_> {
     }
     fn not_run(&mut self, what: &str, stage: &str) {
         self.not_run.push(what.to_string());
-        let target = make_target(stage).to_string();
+        let target = make_target(stage);
         self.doc.not_run(what, &target, &self.study.pipeline);
     }
 }
