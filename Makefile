@@ -28,7 +28,7 @@ src   = $(shell find crates/$(1)/src crates/$(1)/Cargo.toml crates/$(1)/build.rs
 CORE := $(call src,core) $(call src,codeversion) Cargo.toml Cargo.lock
 # The data is not tracked by mtimes (an image replaced in place, or FER2013_DIR pointed at another
 # copy, keeps them): make asks ingest every time (FORCE), and ingest hashes the files' contents
-# (about 0.6 s for FER2013's 35,887 images once they are in the page cache) and skips when they
+# (about 0.3 s for FER2013's 35,887 images once they are in the page cache) and skips when they
 # match. With --keep-mtime a skip leaves ingest's manifest as it was, and make (which re-reads a
 # target's mtime after its recipe) then leaves the stages after it alone.
 

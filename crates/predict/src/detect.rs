@@ -40,7 +40,8 @@ pub struct DetectOptions {
     /// is added around the frame before detection, so a face that fills the frame still sits
     /// inside the detector's windows; boxes are mapped back and clipped. 0 turns it off. 0.25
     /// by default: frames that are all face went from 83% to 88% found at score 1.0; it costs
-    /// time in proportion to the larger area searched.
+    /// time in proportion to the larger area searched (with the equalization, 11 frames/s
+    /// against the old default's 19 in the example's mix, measured in one run).
     pub pad: f32,
 }
 
