@@ -390,6 +390,7 @@ mod tests {
             label: 0,
             decision,
             pred: 0,
+            decisions: Vec::new(),
         };
         let rows = [
             row("hog/rbf", fer_core::Split::Val, 0.5),

@@ -343,6 +343,7 @@ impl Fixture {
                     label: y[i],
                     decision: x - if svm.is_some() { threshold } else { 0.0 },
                     pred: u8::from(x < threshold),
+                    decisions: Vec::new(),
                 });
             }
         }
@@ -360,6 +361,7 @@ impl Fixture {
                 label: r.label,
                 p_happy: r.decision,
                 pred: r.pred,
+                probs: Vec::new(),
             })
             .collect();
         predictions::write(path, &rows).unwrap()

@@ -425,6 +425,10 @@ pub fn export_model(
     epochs::write(&mdir.join("epochs.parquet"), &trained.state.epochs)?;
     // Evaluate: val and test (test only scored, never used to choose).
     let names: Vec<&str> = class_names.iter().map(String::as_str).collect();
+    // p_happy is the `happy` class's probability (class 0 in binary, 3 of seven); more than two
+    // classes also get a `prob_<class>` column each.
+    let happy = names.iter().position(|&c| c == "happy").unwrap_or(0);
+    let per_class = names.len() > 2;
     let t0 = Instant::now();
     let _ = fer_models::score::predict(model, test, s.eval_batch_size, false, device);
     let infer_ips = test.n as f64 / t0.elapsed().as_secs_f64();
@@ -451,8 +455,9 @@ pub fn export_model(
                 row: i as u32,
                 id: d.ids[split as usize].get(i).cloned().unwrap_or_default(),
                 label: data.y[i],
-                p_happy: p[0],
+                p_happy: p[happy],
                 pred: pred[i],
+                probs: if per_class { p.clone() } else { Vec::new() },
             });
         }
     }
@@ -482,7 +487,8 @@ pub fn export_model(
         tune: None,
     };
     write_json_sorted(&mdir.join("metrics.json"), &info)?;
-    predictions::write(&mdir.join("predictions.parquet"), &pred_rows)?;
+    let prob_cols: &[&str] = if per_class { &names } else { &[] };
+    predictions::write_classes(&mdir.join("predictions.parquet"), &pred_rows, prob_cols)?;
     write_calibration(mdir, &s.name, class_names, &val_probs, &val.y)?;
     Ok(info)
 }

@@ -108,6 +108,7 @@ fn pred_rows(data: &Data, sets: &[FeatureSet], chosen: &[Chosen]) -> Vec<SvmPred
                     label: y[i],
                     decision: d[i],
                     pred: u8::from(d[i] < 0.0),
+                    decisions: Vec::new(),
                 });
             }
         }

@@ -8,6 +8,11 @@
 //! - train_svm's ([`SvmPrediction`]), written by train-svm and read by the report (its Platt
 //!   maps are in `calibration.json`). Columns: `model` (`hog/rbf`), `feature`, `kernel`,
 //!   `split`, `row`, `id`, `label`, `decision` (f64, >= 0 means happy), `pred` (u8).
+//! - Seven classes (`label_mode = "emotion7"`): the same columns, `label` and `pred` being
+//!   emotion codes, then one f64 column per class in class order: a CNN's `prob_<class>`
+//!   (its softmax output; `p_happy` is `prob_happy`), the SVMs' `decision_<class>` (the
+//!   one-vs-rest decision of that class; `decision` is `decision_happy`, `pred` the argmax). A
+//!   binary table has none of them, so its bytes are what they were before seven classes.
 
 use super::column;
 use crate::Split;
@@ -25,7 +30,15 @@ pub struct CnnPrediction {
     pub label: u8,
     pub p_happy: f64,
     pub pred: u8,
+    /// Seven classes: the probability of each class, in class order (`prob_<class>`
+    /// columns). Empty in a binary table.
+    pub probs: Vec<f64>,
 }
+
+/// The column of class `name`'s probability in a CNN's table.
+pub const PROB_PREFIX: &str = "prob_";
+/// The column of class `name`'s one-vs-rest decision in train_svm's table.
+pub const DECISION_PREFIX: &str = "decision_";
 
 /// The fields both tables have, in column order around the table's own: `split`, `row`,
 /// `id`, `label`, the score (`p_happy` or `decision`), `pred`.
@@ -36,6 +49,50 @@ struct Shared<S> {
     label: u8,
     score: f64,
     pred: u8,
+}
+
+/// Per-class score columns (`<prefix><class>`, f64) after the shared ones: `classes` names
+/// them, `scores` gives a row's values in that order. No classes: no columns.
+fn class_columns<R>(
+    path: &Path,
+    rows: &[R],
+    prefix: &str,
+    classes: &[&str],
+    scores: impl Fn(&R) -> &[f64],
+) -> Result<Vec<(String, ArrayRef)>> {
+    if let Some(bad) = rows.iter().map(&scores).find(|s| s.len() != classes.len()) {
+        return Err(Error::parquet(
+            path,
+            format!(
+                "a row has {} per-class scores for {} classes",
+                bad.len(),
+                classes.len()
+            ),
+        ));
+    }
+    Ok(classes
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            (
+                format!("{prefix}{c}"),
+                Arc::new(Float64Array::from_iter_values(
+                    rows.iter().map(|r| scores(r)[k]),
+                )) as ArrayRef,
+            )
+        })
+        .collect())
+}
+
+/// The class names of a table's `<prefix><class>` columns, in column order (none for a binary
+/// table).
+pub fn classes_of(path: &Path, prefix: &str) -> Result<Vec<String>> {
+    let (schema, _) = crate::parquet_io::read_batches(path)?;
+    Ok(schema
+        .fields()
+        .iter()
+        .filter_map(|f| f.name().strip_prefix(prefix).map(str::to_string))
+        .collect())
 }
 
 /// A string column.
@@ -51,6 +108,7 @@ fn write_table<R>(
     lead: &[(&str, fn(&R) -> &str)],
     score: &str,
     shared: impl Fn(&R) -> Shared<&str>,
+    extra: Vec<(String, ArrayRef)>,
 ) -> Result<usize> {
     let sh: Vec<Shared<&str>> = rows.iter().map(&shared).collect();
     let mut cols: Vec<(&str, ArrayRef)> = lead
@@ -77,6 +135,7 @@ fn write_table<R>(
             Arc::new(UInt8Array::from_iter_values(sh.iter().map(|r| r.pred))),
         ),
     ]);
+    cols.extend(extra.iter().map(|(n, a)| (n.as_str(), a.clone())));
     crate::parquet_io::write_columns(path, cols)
 }
 
@@ -86,11 +145,22 @@ fn read_table<R>(
     path: &Path,
     lead: &[&str],
     score: &str,
-    make: impl Fn(Vec<String>, Shared<String>) -> R,
+    prefix: &str,
+    make: impl Fn(Vec<String>, Shared<String>, Vec<f64>) -> R,
 ) -> Result<Vec<R>> {
-    let (_, batches) = crate::parquet_io::read_batches(path)?;
+    let (schema, batches) = crate::parquet_io::read_batches(path)?;
+    let class_cols: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
     let mut rows = Vec::new();
     for b in &batches {
+        let per_class = class_cols
+            .iter()
+            .map(|n| column::<Float64Array>(path, b, n, "float"))
+            .collect::<Result<Vec<_>>>()?;
         let lead_cols = lead
             .iter()
             .map(|n| column::<StringArray>(path, b, n, "string"))
@@ -115,33 +185,50 @@ fn read_table<R>(
             rows.push(make(
                 lead_cols.iter().map(|c| c.value(i).to_string()).collect(),
                 shared,
+                per_class.iter().map(|c| c.value(i)).collect(),
             ));
         }
     }
     Ok(rows)
 }
 
-/// Write the rows; returns the row count.
+/// Write the rows of a binary model (no `prob_<class>` columns: every row's `probs` must be
+/// empty); returns the row count.
 pub fn write(path: &Path, rows: &[CnnPrediction]) -> Result<usize> {
-    write_table(path, rows, &[], "p_happy", |r| Shared {
-        split: r.split,
-        row: r.row,
-        id: &r.id,
-        label: r.label,
-        score: r.p_happy,
-        pred: r.pred,
-    })
+    write_classes(path, rows, &[])
+}
+
+/// Write the rows with a `prob_<class>` column per name of `classes` (none: a binary table);
+/// every row's `probs` has one value per class. Returns the row count.
+pub fn write_classes(path: &Path, rows: &[CnnPrediction], classes: &[&str]) -> Result<usize> {
+    let extra = class_columns(path, rows, PROB_PREFIX, classes, |r| &r.probs)?;
+    write_table(
+        path,
+        rows,
+        &[],
+        "p_happy",
+        |r| Shared {
+            split: r.split,
+            row: r.row,
+            id: &r.id,
+            label: r.label,
+            score: r.p_happy,
+            pred: r.pred,
+        },
+        extra,
+    )
 }
 
 /// Read the rows; a missing column or an unknown split names the file.
 pub fn read(path: &Path) -> Result<Vec<CnnPrediction>> {
-    read_table(path, &[], "p_happy", |_, s| CnnPrediction {
+    read_table(path, &[], "p_happy", PROB_PREFIX, |_, s, probs| CnnPrediction {
         split: s.split,
         row: s.row,
         id: s.id,
         label: s.label,
         p_happy: s.score,
         pred: s.pred,
+        probs,
     })
 }
 
@@ -157,31 +244,50 @@ pub struct SvmPrediction {
     pub label: u8,
     pub decision: f64,
     pub pred: u8,
+    /// Seven classes: each class's one-vs-rest decision, in class order (`decision_<class>`
+    /// columns). Empty in a binary table.
+    pub decisions: Vec<f64>,
 }
 
 /// train_svm's leading columns: which model a row is of.
 const SVM_LEAD: [&str; 3] = ["model", "feature", "kernel"];
 
-/// Write train_svm's rows; returns the row count.
+/// Write train_svm's rows of binary models (every row's `decisions` empty); returns the row
+/// count.
 pub fn write_svm(path: &Path, rows: &[SvmPrediction]) -> Result<usize> {
+    write_svm_classes(path, rows, &[])
+}
+
+/// Write train_svm's rows with a `decision_<class>` column per name of `classes` (none: a
+/// binary table). Returns the row count.
+pub fn write_svm_classes(path: &Path, rows: &[SvmPrediction], classes: &[&str]) -> Result<usize> {
+    let extra = class_columns(path, rows, DECISION_PREFIX, classes, |r| &r.decisions)?;
     let lead: [(&str, fn(&SvmPrediction) -> &str); 3] = [
         (SVM_LEAD[0], |r| &r.model),
         (SVM_LEAD[1], |r| &r.feature),
         (SVM_LEAD[2], |r| &r.kernel),
     ];
-    write_table(path, rows, &lead, "decision", |r| Shared {
-        split: r.split,
-        row: r.row,
-        id: &r.id,
-        label: r.label,
-        score: r.decision,
-        pred: r.pred,
-    })
+    write_table(
+        path,
+        rows,
+        &lead,
+        "decision",
+        |r| Shared {
+            split: r.split,
+            row: r.row,
+            id: &r.id,
+            label: r.label,
+            score: r.decision,
+            pred: r.pred,
+        },
+        extra,
+    )
 }
 
 /// Read train_svm's rows; a missing column or an unknown split names the file.
 pub fn read_svm(path: &Path) -> Result<Vec<SvmPrediction>> {
-    read_table(path, &SVM_LEAD, "decision", |lead, s| {
+    // `decision_` also prefixes no shared column (`decision` has no underscore).
+    read_table(path, &SVM_LEAD, "decision", DECISION_PREFIX, |lead, s, decisions| {
         let [model, feature, kernel]: [String; 3] = lead.try_into().expect("three lead columns");
         SvmPrediction {
             model,
@@ -193,6 +299,7 @@ pub fn read_svm(path: &Path) -> Result<Vec<SvmPrediction>> {
             label: s.label,
             decision: s.score,
             pred: s.pred,
+            decisions,
         }
     })
 }
@@ -213,6 +320,7 @@ mod tests {
                 label: 0,
                 p_happy: 0.875,
                 pred: 0,
+                probs: vec![],
             },
             CnnPrediction {
                 split: Split::Test,
@@ -221,6 +329,7 @@ mod tests {
                 label: 1,
                 p_happy: 0.25,
                 pred: 1,
+                probs: vec![],
             },
         ];
         assert_eq!(write(&p, &rows).unwrap(), 2);
@@ -235,10 +344,49 @@ mod tests {
             label: 0,
             decision: 0.75,
             pred: 0,
+            decisions: vec![],
         }];
         assert_eq!(write_svm(&p, &svm).unwrap(), 1);
         assert_eq!(read_svm(&p).unwrap(), svm);
         let e = read(&p).unwrap_err().to_string();
         assert!(e.contains("no float column `p_happy`"), "{e}");
+    }
+
+    #[test]
+    fn seven_class_rows_round_trip_with_their_class_columns() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("predictions.parquet");
+        let classes = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
+        let probs = vec![0.1, 0.0, 0.05, 0.6, 0.1, 0.05, 0.1];
+        let rows = vec![CnnPrediction {
+            split: Split::Test,
+            row: 0,
+            id: "test/happy/1.jpg".into(),
+            label: 3,
+            p_happy: 0.6,
+            pred: 3,
+            probs,
+        }];
+        assert_eq!(write_classes(&p, &rows, &classes).unwrap(), 1);
+        assert_eq!(read(&p).unwrap(), rows);
+        assert_eq!(classes_of(&p, PROB_PREFIX).unwrap(), classes);
+        // A binary writer refuses rows that carry per-class scores.
+        let e = write(&p, &rows).unwrap_err().to_string();
+        assert!(e.contains("7 per-class scores for 0 classes"), "{e}");
+        let svm = vec![SvmPrediction {
+            model: "hog/linear".into(),
+            feature: "hog".into(),
+            kernel: "linear".into(),
+            split: Split::Val,
+            row: 2,
+            id: "train/sad/3.jpg".into(),
+            label: 4,
+            decision: -0.5,
+            pred: 4,
+            decisions: vec![-1.0, -2.0, -0.7, -0.5, 0.3, -1.1, -0.2],
+        }];
+        assert_eq!(write_svm_classes(&p, &svm, &classes).unwrap(), 1);
+        assert_eq!(read_svm(&p).unwrap(), svm);
+        assert_eq!(classes_of(&p, DECISION_PREFIX).unwrap(), classes);
     }
 }
