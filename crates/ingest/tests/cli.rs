@@ -1058,13 +1058,16 @@ fn seed_protocol_per_emotion_draws_each_emotion() {
     }
     assert!(ds.records.iter().all(|r| r.label == r.emotion.code()));
     let p = f.pipeline("too_big", &seven(7, 2));
-    f.run(&p).error(&["sizes.train_per_emotion = 7", "only 6", "images in train"]);
+    f.run(&p)
+        .error(&["sizes.train_per_emotion = 7", "only 6", "images in train"]);
     let p = f.pipeline("binary", &seven(4, 2).replace("emotion7", "binary"));
-    f.run(&p).error(&["sizes", "need label_mode = \"emotion7\""]);
+    f.run(&p)
+        .error(&["sizes", "need label_mode = \"emotion7\""]);
     let p = f.pipeline("mixed", &(seven(4, 2) + "train_happy = 3\n"));
     f.run(&p).error(&["sizes", "not both"]);
     let p = f.pipeline("half", &seven(4, 2).replace("test_per_emotion = 2\n", ""));
-    f.run(&p).error(&["sizes", "both train_per_emotion and test_per_emotion"]);
+    f.run(&p)
+        .error(&["sizes", "both train_per_emotion and test_per_emotion"]);
 }
 
 /// Synthetic faces under `emotion7`: `train_per_class` / `test_per_class` of each of the seven
@@ -1090,6 +1093,10 @@ fn synthetic_seven_emotions_gives_each_emotion() {
                 .filter(|r| r.split == split && r.label == e.code())
                 .count()
         };
-        assert_eq!((n(Split::Train), n(Split::Val), n(Split::Test)), (6, 2, 4), "{e:?}");
+        assert_eq!(
+            (n(Split::Train), n(Split::Val), n(Split::Test)),
+            (6, 2, 4),
+            "{e:?}"
+        );
     }
 }
