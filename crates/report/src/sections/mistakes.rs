@@ -27,6 +27,7 @@ pub(super) fn mistakes(cx: &mut Ctx, rec: Option<&Rec>) -> Result<(), ReportErro
         cx.not_run("The gallery of faces", "ingest");
         return Ok(());
     }
+    cx.happy_vs_rest_note();
     let m = r.model;
     let mut wrong: Vec<&Pred> = m.test_preds.iter().filter(|p| p.pred != p.label).collect();
     let conf = |p: &Pred| (p.score - m.default_threshold).abs();
