@@ -204,7 +204,11 @@ impl Study {
     /// the larger of happy and the rest.
     pub fn majority_baseline_test(&self) -> Option<f64> {
         if self.seven.is_some() {
-            let preds = &self.models.iter().find(|m| !m.test_preds.is_empty())?.test_preds;
+            let preds = &self
+                .models
+                .iter()
+                .find(|m| !m.test_preds.is_empty())?
+                .test_preds;
             let happy = preds.iter().filter(|p| p.label == 0).count();
             let n = preds.len();
             return Some(happy.max(n - happy) as f64 / n as f64);
@@ -447,16 +451,21 @@ fn seven(
                 .map(|c| c.to_string())
                 .collect()
         });
-    let happy = classes
-        .iter()
-        .position(|c| c == "happy")
-        .ok_or_else(|| bad(root, format!("the seven classes {classes:?} have no `happy`")))?;
+    let happy = classes.iter().position(|c| c == "happy").ok_or_else(|| {
+        bad(
+            root,
+            format!("the seven classes {classes:?} have no `happy`"),
+        )
+    })?;
     for m in models.iter_mut().filter(|m| is_multiclass(m)) {
         let names: Vec<&str> = m.test.classes.iter().map(|c| c.name.as_str()).collect();
         if names != classes.iter().map(String::as_str).collect::<Vec<_>>() {
             return Err(bad(
                 &m.dir,
-                format!("{}'s classes {names:?} are not the pipeline's {classes:?}", m.key),
+                format!(
+                    "{}'s classes {names:?} are not the pipeline's {classes:?}",
+                    m.key
+                ),
             ));
         }
         happy_vs_rest(m, happy);

@@ -108,10 +108,7 @@ pub fn acc_macro_f1(preds: &[&Pred7], idx: &[usize], k: usize) -> (f64, f64) {
             div(2.0 * p * r, p + r)
         })
         .sum();
-    (
-        div(correct as f64, idx.len() as f64),
-        div(f1, k as f64),
-    )
+    (div(correct as f64, idx.len() as f64), div(f1, k as f64))
 }
 
 /// The figures of `preds` (bootstrap intervals when `rp` is given, else NaN bounds).
@@ -187,8 +184,7 @@ pub fn figures<'a>(study: &'a Study, rp: Option<&ReportParams>) -> Option<SevenF
         .filter_map(|m| m.seven.as_ref().map(|s| (m, s)))
         .map(|(m, s)| {
             let test: Vec<&Pred7> = s.test_preds.iter().collect();
-            let priv_preds: Vec<&Pred7> =
-                test.iter().copied().filter(|p| private(&p.id)).collect();
+            let priv_preds: Vec<&Pred7> = test.iter().copied().filter(|p| private(&p.id)).collect();
             private_n = private_n.max(priv_preds.len());
             let test_metrics = if test.is_empty() {
                 s.test.clone()

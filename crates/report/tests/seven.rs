@@ -20,8 +20,10 @@
 
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::metrics::{Metrics, classification_metrics};
-use fer_core::schema::metrics::{CnnMetrics, SplitMetrics};
-use fer_core::schema::predictions::{self, CnnPrediction};
+use fer_core::schema::metrics::{
+    CnnMetrics, SplitMetrics, SvmBest, SvmCounts, SvmMetrics, SvmModelMetrics, ValTest,
+};
+use fer_core::schema::predictions::{self, CnnPrediction, SvmPrediction};
 use fer_core::stage::{Outputs, StageRun, upstream_code_version};
 use fer_core::{Emotion, IMAGE_PIXELS, IMAGE_SIDE, LabelMode, Split};
 use serde_json::{Value, json};
@@ -116,12 +118,30 @@ fn stage_run(artifacts: &Path, stage: &str) -> StageRun {
 }
 
 fn id(split: Split, i: usize) -> String {
-    format!("{}/{}_{i:02}", split.as_str(), classes()[faces()[i] as usize])
+    format!(
+        "{}/{}_{i:02}",
+        split.as_str(),
+        classes()[faces()[i] as usize]
+    )
+}
+
+/// Which train_svm folder the fixture has.
+#[derive(Clone, Copy, PartialEq)]
+enum Svm {
+    None,
+    /// One-vs-rest SVMs over the seven emotions (`decision_<class>` columns).
+    Seven,
+    /// A binary-only folder (labels 0 = happy, 1 = not happy), as before seven classes.
+    Binary,
 }
 
 impl Fixture {
     /// `fer2013`: test usages PublicTest / PrivateTest; else every image is Synthetic.
     fn new(fer2013: bool) -> Fixture {
+        Self::with_svm(fer2013, Svm::None)
+    }
+
+    fn with_svm(fer2013: bool, svm: Svm) -> Fixture {
         let f = Fixture {
             tmp: tempfile::tempdir().unwrap(),
         };
@@ -150,7 +170,143 @@ impl Fixture {
                 Ok::<_, fer_core::Error>(o)
             })
             .unwrap();
+        if svm != Svm::None {
+            stage_run(&art, "train_svm")
+                .execute(|dir| {
+                    let mut o = Outputs::default();
+                    Self::svm(dir, &mut o, svm == Svm::Seven);
+                    Ok::<_, fer_core::Error>(o)
+                })
+                .unwrap();
+        }
         f
+    }
+
+    /// train_svm with one SVM, `hog/linear`. Seven classes: on test it answers as `fer-small`
+    /// does, on val it is right but for the first angry face (said disgust); its happy-vs-rest
+    /// decision is +1 on happy faces, +0.5 on the angry face it says happy, -1 elsewhere.
+    /// Binary: labels and answers happy (0) / not happy (1), every answer right.
+    fn svm(dir: &Path, o: &mut Outputs, seven: bool) {
+        let y7 = faces();
+        let mut rows = Vec::new();
+        let mut metrics: Vec<Metrics> = Vec::new();
+        let names: Vec<&str> = if seven {
+            classes()
+        } else {
+            vec!["happy", "not_happy"]
+        };
+        for split in [Split::Val, Split::Test] {
+            let pred7: Vec<u8> = y7
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| match split {
+                    Split::Test => small_test_pred(l, i % 2 == 1),
+                    _ if i == 0 => 1,
+                    _ => l,
+                })
+                .collect();
+            let (y, pred): (Vec<u8>, Vec<u8>) = if seven {
+                (y7.clone(), pred7.clone())
+            } else {
+                let b = |v: &[u8]| v.iter().map(|&l| u8::from(l != HAPPY)).collect::<Vec<u8>>();
+                (b(&y7), b(&y7))
+            };
+            let mut scores = Vec::new();
+            for i in 0..y.len() {
+                let d = match (y7[i], pred7[i]) {
+                    (HAPPY, _) => 1.0,
+                    (_, HAPPY) if seven => 0.5,
+                    _ => -1.0,
+                };
+                let decisions: Vec<f64> = if seven {
+                    (0..7u8)
+                        .map(|k| {
+                            if k == HAPPY {
+                                d
+                            } else if k == pred[i] {
+                                2.0
+                            } else {
+                                -2.0
+                            }
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                scores.push(if seven {
+                    decisions.clone()
+                } else {
+                    vec![d, -d]
+                });
+                rows.push(SvmPrediction {
+                    model: "hog/linear".into(),
+                    feature: "hog".into(),
+                    kernel: "linear".into(),
+                    split,
+                    row: i as u32,
+                    id: id(split, i),
+                    label: y[i],
+                    decision: d,
+                    pred: pred[i],
+                    decisions,
+                });
+            }
+            metrics.push(classification_metrics(&y, &pred, &names, Some(&scores)));
+        }
+        let path = dir.join("predictions.parquet");
+        let n = if seven {
+            predictions::write_svm_classes(&path, &rows, &classes()).unwrap()
+        } else {
+            predictions::write_svm(&path, &rows).unwrap()
+        };
+        o.table("predictions.parquet", n);
+        let test = metrics.pop().unwrap();
+        let val = metrics.pop().unwrap();
+        let best = SvmBest {
+            name: "hog/linear".into(),
+            by: "val accuracy".into(),
+            val_accuracy: val.accuracy,
+            test_accuracy: test.accuracy,
+        };
+        let m = SvmMetrics {
+            positive_class: "happy".into(),
+            n: SvmCounts {
+                train: 14,
+                kernel_train: 14,
+                val: 14,
+                test: 14,
+            },
+            majority_baseline: ValTest {
+                val: 1.0 / 7.0,
+                test: 1.0 / 7.0,
+            },
+            threads: 1,
+            features: Vec::new(),
+            models: vec![SvmModelMetrics {
+                name: "hog/linear".into(),
+                feature: "hog".into(),
+                kernel: "linear".into(),
+                c: 1.0,
+                gamma: None,
+                gamma_spec: None,
+                n_features: 100,
+                n_train: 14,
+                n_support: 10,
+                solver: "fixture".into(),
+                train_seconds: 1.0,
+                grid_points: 1,
+                grid_seconds: 1.0,
+                feature_fit_seconds: 0.1,
+                inference_seconds: 0.01,
+                inference_images_per_second: 1000.0,
+                val,
+                test,
+                test_by_truth: None,
+            }],
+            best,
+        };
+        write_json(&dir.join("metrics.json"), &serde_json::to_value(m).unwrap());
+        o.file("metrics.json");
     }
 
     fn artifacts(&self) -> PathBuf {
@@ -195,8 +351,10 @@ impl Fixture {
         };
         let n = ds.write_parquet(&dir.join("images.parquet")).unwrap();
         o.table("images.parquet", n);
-        let per: serde_json::Map<String, Value> =
-            classes().iter().map(|c| (c.to_string(), json!(2))).collect();
+        let per: serde_json::Map<String, Value> = classes()
+            .iter()
+            .map(|c| (c.to_string(), json!(2)))
+            .collect();
         o.summary = json!({"counts": {"train": per, "val": per, "test": per}, "rows": 42,
                            "source": if fer2013 { "fer2013.csv" } else { "synthetic" },
                            "label_mode": "emotion7", "rejected": 0});
@@ -238,8 +396,8 @@ impl Fixture {
             }
             metrics.push(classification_metrics(&y, &pred, &classes(), Some(&pr)));
         }
-        let n = predictions::write_classes(&m.join("predictions.parquet"), &rows, &classes())
-            .unwrap();
+        let n =
+            predictions::write_classes(&m.join("predictions.parquet"), &rows, &classes()).unwrap();
         o.table(&format!("{name}/predictions.parquet"), n);
         let test = metrics.pop().unwrap();
         let val = metrics.pop().unwrap();
@@ -281,8 +439,10 @@ impl Fixture {
     }
 
     fn json(&self, file: &str) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(self.root().join("report").join(file)).unwrap())
-            .unwrap()
+        serde_json::from_str(
+            &std::fs::read_to_string(self.root().join("report").join(file)).unwrap(),
+        )
+        .unwrap()
     }
 }
 
@@ -297,7 +457,11 @@ fn row<'a>(md: &'a str, first: &str) -> Vec<&'a str> {
         .lines()
         .find(|l| l.starts_with(&format!("| {first} |")))
         .unwrap_or_else(|| panic!("no row `{first}` in\n{md}"));
-    line.trim_matches('|').split('|').map(str::trim).skip(1).collect()
+    line.trim_matches('|')
+        .split('|')
+        .map(str::trim)
+        .skip(1)
+        .collect()
 }
 
 #[test]
@@ -308,7 +472,9 @@ fn seven_emotions_section_has_the_hand_computed_figures() {
     // The section comes before the happy-vs-rest ones.
     assert!(md.find("## Seven emotions") < md.find("## Recommendation"));
     assert!(
-        md.contains("**CNN fer-small (ours)** has the best macro F1 on the validation images (1.000)"),
+        md.contains(
+            "**CNN fer-small (ours)** has the best macro F1 on the validation images (1.000)"
+        ),
         "{md}"
     );
     // Whole test 11/14 and macro F1 0.776; PrivateTest 4/7 and 0.476 (see the module doc).
@@ -322,7 +488,10 @@ fn seven_emotions_section_has_the_hand_computed_figures() {
     let r = row(&md, "**CNN seed-base (the study's base CNN)**");
     assert!(r[1].starts_with("14.3% ("), "{r:?}");
     assert!(r[2].starts_with("0.036 ("), "{r:?}");
-    assert!(md.contains("7 of the test images come from FER2013's PrivateTest"), "{md}");
+    assert!(
+        md.contains("7 of the test images come from FER2013's PrivateTest"),
+        "{md}"
+    );
 
     // Per class (fer-small comes first) and the 7x7 confusion counts.
     assert_eq!(row(&md, "happy"), ["0.667", "1.000", "0.800", "2"]);
@@ -341,7 +510,11 @@ fn seven_emotions_section_has_the_hand_computed_figures() {
         assert_eq!(row(confusion, first), cells, "{first}");
     }
     assert!(md.contains("img/confusion7_cnn-fer-small.png"), "{md}");
-    assert!(f.root().join("report/img/confusion7_cnn-fer-small.png").exists());
+    assert!(
+        f.root()
+            .join("report/img/confusion7_cnn-fer-small.png")
+            .exists()
+    );
     assert!(f.root().join("report/img/seven_accuracy.png").exists());
 
     // The anchors, with their sources.
@@ -379,17 +552,29 @@ fn seven_emotions_section_has_the_hand_computed_figures() {
     assert_eq!(m["seven_classes"]["best_by_val_macro_f1"], "cnn:fer-small");
     assert_eq!(m["seven_classes"]["happy_class"], 3);
     close(&m["seven_classes"]["anchors"]["human"]["accuracy"], 0.65);
-    close(&m["seven_classes"]["anchors"]["best_single_network"]["accuracy"], 0.7328);
+    close(
+        &m["seven_classes"]["anchors"]["best_single_network"]["accuracy"],
+        0.7328,
+    );
 
     // recommendation.json: the happy-vs-rest operating point and the best seven-class model.
     let r = f.json("recommendation.json");
     assert_eq!(r["model"], "fer-small");
     assert_eq!(r["score"], "p_happy");
     close(&r["test_accuracy"], 13.0 / 14.0);
-    assert!(r["chosen_by"].as_str().unwrap().contains("happy vs the rest"), "{r}");
+    assert!(
+        r["chosen_by"]
+            .as_str()
+            .unwrap()
+            .contains("happy vs the rest"),
+        "{r}"
+    );
     assert_eq!(r["seven_classes"]["model"], "fer-small");
     close(&r["seven_classes"]["private_test_accuracy"], 4.0 / 7.0);
-    close(&r["seven_classes"]["test_macro_f1"], (0.5 + 4.0 / 3.0 + 1.6 + 2.0) / 7.0);
+    close(
+        &r["seven_classes"]["test_macro_f1"],
+        (0.5 + 4.0 / 3.0 + 1.6 + 2.0) / 7.0,
+    );
     // Of the 12 not-happy test faces (every emotion but happy), 11 have p(happy) 0.1.
     assert_eq!(r["test"]["n"], 14, "{r}");
     assert_eq!(r["test"]["not_happy"], 12, "{r}");
@@ -414,4 +599,46 @@ fn seven_emotions_without_private_test_say_so() {
     let r = f.json("recommendation.json");
     assert_eq!(r["seven_classes"]["private_test_accuracy"], Value::Null);
     assert!(row(&md, "This pipeline's best (CNN fer-small (ours))")[1].contains("no PrivateTest"));
+}
+
+#[test]
+fn seven_class_svms_join_the_section_and_a_binary_only_folder_stays_binary() {
+    // One-vs-rest SVMs: in "Seven emotions" with fer-small's test figures (same answers), and
+    // read as happy vs the rest through their happy decision (13 of 14, ROC AUC 1.000).
+    let f = Fixture::with_svm(true, Svm::Seven);
+    let md = f.report_ok();
+    let seven = &md[..md.find("## Recommendation").unwrap()];
+    let r = row(seven, "**SVM, HOG features, linear**");
+    assert!(r[1].starts_with("78.6% ("), "{r:?}");
+    assert!(r[3].starts_with("57.1% ("), "{r:?}");
+    // Its validation macro F1 is below fer-small's 1.000: fer-small stays the best.
+    assert!(r[0] != "1.000", "{r:?}");
+    assert!(
+        seven.contains("**CNN fer-small (ours)** has the best macro F1"),
+        "{seven}"
+    );
+    let models = &md[md.find("## Models side by side").unwrap()..];
+    let q = row(models, "**SVM, HOG features, linear**");
+    assert!(q[1].starts_with("92.9% ("), "{q:?}");
+    assert_eq!(q[3], "1.000", "{q:?}");
+    let m = f.json("metrics.json");
+    close(
+        &m["models"]["svm:hog/linear"]["seven_classes"]["private_test"]["accuracy"],
+        4.0 / 7.0,
+    );
+    close(&m["models"]["svm:hog/linear"]["test_accuracy"], 13.0 / 14.0);
+
+    // A binary-only train_svm (labels 0 = happy): shown as it is, not in "Seven emotions".
+    let f = Fixture::with_svm(true, Svm::Binary);
+    let md = f.report_ok();
+    let seven = &md[..md.find("## Recommendation").unwrap()];
+    assert!(!seven.contains("SVM, HOG features"), "{seven}");
+    let models = &md[md.find("## Models side by side").unwrap()..];
+    let q = row(models, "**SVM, HOG features, linear**");
+    assert!(q[1].starts_with("100.0% ("), "{q:?}");
+    let m = f.json("metrics.json");
+    let svm = &m["models"]["svm:hog/linear"];
+    close(&svm["test_accuracy"], 1.0);
+    assert!(svm.get("seven_classes").is_none(), "{svm}");
+    assert_eq!(m["seven_classes"]["best_by_val_macro_f1"], "cnn:fer-small");
 }

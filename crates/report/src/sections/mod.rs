@@ -126,6 +126,8 @@ struct Ctx<'a> {
     doc: Doc,
     files: Vec<String>,
     not_run: Vec<String>,
+    /// Whether the happy-vs-rest note has been given in full (later sections refer to it).
+    happy_vs_rest_said: bool,
 }
 
 impl Ctx<'_> {
@@ -158,9 +160,16 @@ impl Ctx<'_> {
     /// In a seven-class pipeline, the sentence saying that a section reads the models as happy
     /// vs the rest; nothing in a binary one.
     fn happy_vs_rest_note(&mut self) {
-        if self.seven() {
-            self.doc.note(crate::doc::Tone::Info, seven::HAPPY_VS_REST);
+        if !self.seven() {
+            return;
         }
+        let text = if self.happy_vs_rest_said {
+            seven::HAPPY_VS_REST_AGAIN
+        } else {
+            seven::HAPPY_VS_REST
+        };
+        self.happy_vs_rest_said = true;
+        self.doc.note(crate::doc::Tone::Info, text);
     }
     fn not_run(&mut self, what: &str, stage: &str) {
         self.not_run.push(what.to_string());
@@ -182,6 +191,7 @@ pub fn build(
         doc: Doc::default(),
         files: Vec::new(),
         not_run: Vec::new(),
+        happy_vs_rest_said: false,
     };
     let cis: BTreeMap<String, Ci> = study
         .models

@@ -16,6 +16,9 @@ use crate::stats::Ci;
 /// The sentence every happy-vs-rest section of a seven-class report carries.
 pub(super) const HAPPY_VS_REST: &str = "These models were trained on seven emotions; here they are read as **happy vs the rest**: a face is truly happy when its FER2013 label is happy (any other emotion counts as not happy), the model says happy when happy is its top emotion, and the alert score is its happy score (a CNN's probability of happy, an SVM's happy-vs-rest decision value). The seven-class figures are in \"Seven emotions\".";
 
+/// The same, in the sections after the first that says it.
+pub(super) const HAPPY_VS_REST_AGAIN: &str = "Seven-class models read as **happy vs the rest** (truly happy: FER2013 label happy; said happy: happy is the top emotion; score: the happy score), as explained above.";
+
 /// `0.412 (0.301–0.520)`: a macro F1 and its interval.
 fn f1_ci(c: &Ci) -> String {
     if c.lo.is_finite() && c.hi.is_finite() {
@@ -234,7 +237,12 @@ pub(super) fn seven(cx: &mut Ctx, f: Option<&SevenFigures>) -> Result<(), Report
     ci_rows.sort_by(|a, b| a.ci.value.total_cmp(&b.ci.value));
     let mut refs: Vec<(String, f64)> = ANCHORS
         .iter()
-        .map(|a| (format!("{}: {}", a.key.replace('_', " "), pct(a.accuracy)), a.accuracy))
+        .map(|a| {
+            (
+                format!("{}: {}", a.key.replace('_', " "), pct(a.accuracy)),
+                a.accuracy,
+            )
+        })
         .collect();
     if let Some(mj) = f.majority_test {
         refs.push((format!("most frequent emotion: {}", pct(mj)), mj));

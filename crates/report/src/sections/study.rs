@@ -121,7 +121,10 @@ pub(super) fn against_study(
     rows.push(vec![
         "Base CNN, validation accuracy (last epoch)".into(),
         pct(st.base_val_acc),
-        opt(base.and_then(|b| b.epochs.last().map(|e| e.val_acc)), epoch_acc),
+        opt(
+            base.and_then(|b| b.epochs.last().map(|e| e.val_acc)),
+            epoch_acc,
+        ),
     ]);
     rows.push(vec![
         "Base CNN, test accuracy".into(),

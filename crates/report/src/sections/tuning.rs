@@ -9,16 +9,16 @@ use serde_json::Value;
 
 pub(super) fn tuning(cx: &mut Ctx) -> Result<(), ReportError> {
     cx.doc.h2("Tuning trials");
-    if cx.seven() {
-        cx.doc.note(
-            crate::doc::Tone::Info,
-            "Seven classes: the trials' validation accuracies are over the seven emotions.",
-        );
-    }
     let Some(t) = cx.study.tune.clone() else {
         cx.not_run("The hyperparameter search", "tune");
         return Ok(());
     };
+    if cx.seven() {
+        cx.doc.note(
+            Tone::Info,
+            "Seven classes: the trials' validation accuracies are over the seven emotions.",
+        );
+    }
     let sm = &t.summary;
     let g = |k: &str| -> String {
         match &sm[k] {
