@@ -50,7 +50,8 @@ pub enum Family {
 }
 
 /// One prediction on one image: `score` is higher for "happy" (the CNN's p(happy), the SVM's
-/// decision value).
+/// decision value). After [`load()`], `label` and `pred` are always binary, 0 = happy and 1 =
+/// not happy: a seven-class model's are its happy-vs-rest reading ([`happy_vs_rest`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pred {
     pub row: u32,

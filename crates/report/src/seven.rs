@@ -23,6 +23,8 @@ pub struct Anchor {
     /// Short key (`metrics.json`'s).
     pub key: &'static str,
     pub what: &'static str,
+    /// Its label on the accuracy chart.
+    pub short: &'static str,
     /// Accuracy over the seven emotions.
     pub accuracy: f64,
     /// `±` this much, when the source gives a spread.
@@ -36,6 +38,7 @@ pub const ANCHORS: [Anchor; 2] = [
     Anchor {
         key: "human",
         what: "Human agreement",
+        short: "human",
         accuracy: 0.65,
         spread: Some(0.05),
         split: "FER2013 (a sample labelled again by people)",
@@ -44,6 +47,7 @@ pub const ANCHORS: [Anchor; 2] = [
     Anchor {
         key: "best_single_network",
         what: "Best published single network (VGGNet)",
+        short: "VGGNet",
         accuracy: 0.7328,
         spread: None,
         split: "PrivateTest",

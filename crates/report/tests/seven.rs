@@ -535,6 +535,11 @@ fn seven_emotions_section_has_the_hand_computed_figures() {
     assert_eq!(q[3], "1.000", "{q:?}");
     assert!(!q[1].starts_with("85.7%"));
     assert!(md.contains("Deploy **CNN fer-small (ours)**"), "{md}");
+    // Its one happy-vs-rest mistake: the angry face it said happy.
+    assert_eq!(
+        row(&md, "`test/angry_01`"),
+        ["not happy", "angry", "happy", "p(happy) = 0.60"]
+    );
 
     // metrics.json: the seven-class figures per model, beside the happy-vs-rest keys.
     let m = f.json("metrics.json");

@@ -237,15 +237,10 @@ pub(super) fn seven(cx: &mut Ctx, f: Option<&SevenFigures>) -> Result<(), Report
     ci_rows.sort_by(|a, b| a.ci.value.total_cmp(&b.ci.value));
     let mut refs: Vec<(String, f64)> = ANCHORS
         .iter()
-        .map(|a| {
-            (
-                format!("{}: {}", a.key.replace('_', " "), pct(a.accuracy)),
-                a.accuracy,
-            )
-        })
+        .map(|a| (format!("{}: {}", a.short, pct(a.accuracy)), a.accuracy))
         .collect();
     if let Some(mj) = f.majority_test {
-        refs.push((format!("most frequent emotion: {}", pct(mj)), mj));
+        refs.push((format!("majority: {}", pct(mj)), mj));
     }
     let p = cx.img_path("seven_accuracy.png")?;
     charts::accuracy_ci(
