@@ -26,6 +26,7 @@ pub(super) fn recommendation(
         );
         return;
     };
+    cx.happy_vs_rest_note();
     let m = r.model;
     let ci = &cis[&m.key];
     let n_test = m.test_preds.len() as u64;
