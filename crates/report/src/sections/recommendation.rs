@@ -39,7 +39,12 @@ pub(super) fn recommendation(
             "Deploy".into(),
             m.display.clone(),
             format!(
-                "highest validation accuracy of {} models",
+                "{} of {} models",
+                if m.seven.is_some() {
+                    "highest validation ROC AUC of the happy score (happy vs the rest)"
+                } else {
+                    "highest validation accuracy"
+                },
                 cx.study.models.len()
             ),
         ),
