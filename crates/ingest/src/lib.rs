@@ -16,10 +16,12 @@
 //!
 //! Params (`[ingest]`): `source` (auto|folders|csv|synthetic), `label_mode` (binary|emotion7),
 //! `labels` (fer2013|ferplus: the training target), `pretrain_pool` (seed protocol only),
-//! `protocol` (seed: the study's 2000/2022 train and 200/224 test, or `[ingest.sizes]`; full:
-//! every image), `seed`, `val_fraction` (stratified, carved from train), `on_bad` (error|skip),
+//! `protocol` (seed: the study's 2000/2022 train and 200/224 test, or `[ingest.sizes]`
+//! `train_happy`, `train_not_happy`, `test_happy`, `test_not_happy`; with `emotion7`, instead,
+//! `train_per_emotion` and `test_per_emotion`, drawn per emotion; full: every image), `seed`, `val_fraction` (stratified, carved from train), `on_bad` (error|skip),
 //! `resize` and `resize_filter` (for images that are not 48x48), `[ingest.synthetic]`
-//! (`train_per_class`, `test_per_class`, `noise`).
+//! (`train_per_class`, `test_per_class`, `noise`; under `emotion7` that many faces of each of
+//! the seven emotions, each drawn with its own expression: [`synthetic::face7`]).
 
 pub mod labels;
 pub mod params;

@@ -8,8 +8,10 @@
 //! best checkpoint by validation loss, written by burn-store), `model.json` (the
 //! `ModelConfig` that rebuilds it, the training settings, the fitted transform, class names,
 //! parameter count: enough to use the model from the artifact alone), `epochs.parquet` (epoch,
-//! train/val loss and accuracy, learning rate, seconds), `predictions.parquet` (split, row, id,
-//! label, p_happy, pred for val and test) and `metrics.json` (`fer_core::metrics` for val and
+//! train/val loss and accuracy, learning rate, seconds; with more than two classes also the
+//! validation macro F1), `predictions.parquet` (split, row, id, label, p_happy, pred for val and
+//! test; p_happy is the `happy` class's probability; with more than two classes, e.g.
+//! `label_mode = "emotion7"`, also a `prob_<class>` column per class) and `metrics.json` (`fer_core::metrics` for val and
 //! test, parameter count, MACs, training time, inference images/second), `calibration.json`
 //! (temperature scaling of p(happy) fitted on val only, with NLL / ECE / Brier before and after
 //! on val: `fer_core::schema::calibration`; `predictions.parquet` stays uncalibrated); and a top-level
