@@ -413,6 +413,7 @@ mod tests {
                 svms: SavedSvms {
                     features: vec![],
                     models: vec![],
+                    class_names: vec![],
                 },
                 name: "hog/linear".into(),
             },
