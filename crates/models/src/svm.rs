@@ -597,3 +597,92 @@ pub fn argmax_rows(v: &Array2<f64>) -> Vec<u8> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linear(w: &[f64], bias: f64) -> Decision {
+        Decision::Linear {
+            w: Array1::from(w.to_vec()),
+            bias,
+        }
+    }
+
+    fn model(decision: Decision, classes: Vec<Decision>) -> SavedModel {
+        SavedModel {
+            name: "raw/linear".into(),
+            feature: FeatureKind::Raw,
+            kernel: KernelKind::Linear,
+            c: 0.1,
+            gamma: None,
+            decision,
+            classes,
+        }
+    }
+
+    fn header(path: &Path) -> serde_json::Value {
+        let bytes = std::fs::read(path).unwrap();
+        let (_, md) = SafeTensors::read_metadata(&bytes).unwrap();
+        serde_json::from_str(&md.metadata().as_ref().unwrap()["fer"]).unwrap()
+    }
+
+    #[test]
+    fn binary_files_keep_the_old_layout_and_seven_classes_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("model.safetensors");
+        let bin = SavedSvms {
+            features: vec![],
+            models: vec![model(linear(&[1.0, -2.0], 0.5), vec![])],
+            class_names: vec![],
+        };
+        bin.save(&p).unwrap();
+        let h = header(&p);
+        assert_eq!(h["format"], "fer-train-svm/1");
+        assert!(h.get("class_names").is_none() && h["models"][0].get("offsets").is_none());
+        let st_bytes = std::fs::read(&p).unwrap();
+        let st = SafeTensors::deserialize(&st_bytes).unwrap();
+        assert_eq!(st.names(), vec!["raw/linear.w"]);
+        assert_eq!(SavedSvms::load(&p).unwrap(), bin);
+
+        let names: Vec<String> = ["angry", "happy", "sad"].map(String::from).to_vec();
+        let classes: Vec<Decision> = (0..3)
+            .map(|k| linear(&[k as f64 + 0.1, -1.0 / (k as f64 + 3.0)], 0.1 * k as f64))
+            .collect();
+        let seven = SavedSvms {
+            features: vec![],
+            models: vec![model(classes[1].clone(), classes.clone())],
+            class_names: names.clone(),
+        };
+        seven.save(&p).unwrap();
+        let h = header(&p);
+        assert_eq!(h["format"], "fer-train-svm/2");
+        assert_eq!(h["class_names"], serde_json::json!(names));
+        let back = SavedSvms::load(&p).unwrap();
+        assert_eq!(back, seven);
+        let x = Array2::from_shape_vec((2, 2), vec![0.3, -0.7, 1.1, 2.5]).unwrap();
+        let v = class_values(&back.models[0], &x);
+        assert_eq!(v.dim(), (2, 3));
+        for k in 0..3 {
+            assert_eq!(v.column(k).to_owned(), classes[k].values(&x));
+        }
+        assert_eq!(
+            class_values(&bin.models[0], &x).column(0).to_owned(),
+            bin.models[0].decision.values(&x)
+        );
+        assert_eq!(argmax_rows(&v), vec![2, 2]);
+        // A model without a decision per class is refused, naming it.
+        let bad = SavedSvms {
+            models: vec![model(classes[1].clone(), classes[..2].to_vec())],
+            ..seven
+        };
+        let e = bad.save(&p).unwrap_err().to_string();
+        assert!(e.contains("raw/linear: 2 one-vs-rest decisions for 3 classes"), "{e}");
+    }
+
+    #[test]
+    fn argmax_takes_the_first_of_ties() {
+        let v = Array2::from_shape_vec((2, 3), vec![1.0, 1.0, 0.0, -1.0, f64::NAN, -0.5]).unwrap();
+        assert_eq!(argmax_rows(&v), vec![0, 2]);
+    }
+}
