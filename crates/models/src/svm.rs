@@ -327,9 +327,7 @@ impl SavedSvms {
         }
         for m in self.models.iter().filter(|_| !self.class_names.is_empty()) {
             let n = &m.name;
-            let wrong = |what: String| {
-                fer_core::Error::parquet(path, format!("model {n}: {what}"))
-            };
+            let wrong = |what: String| fer_core::Error::parquet(path, format!("model {n}: {what}"));
             if m.classes.len() != self.class_names.len() {
                 return Err(wrong(format!(
                     "{} one-vs-rest decisions for {} classes",
@@ -364,8 +362,7 @@ impl SavedSvms {
             }
             if let Some(Decision::Rff { rff, .. }) = m.classes.first() {
                 // One map for every class (train-svm maps the features once per gamma).
-                if m
-                    .classes
+                if m.classes
                     .iter()
                     .any(|d| !matches!(d, Decision::Rff { rff: r, .. } if r == rff))
                 {
@@ -436,7 +433,9 @@ impl SavedSvms {
                 meta.format
             )));
         }
-        if classes && (meta.class_names.is_empty() || !meta.class_names.iter().any(|c| c == "happy")) {
+        if classes
+            && (meta.class_names.is_empty() || !meta.class_names.iter().any(|c| c == "happy"))
+        {
             return Err(bad(format!(
                 "format `{FORMAT_CLASSES}` with classes {:?} (no `happy`)",
                 meta.class_names
@@ -677,7 +676,10 @@ mod tests {
             ..seven
         };
         let e = bad.save(&p).unwrap_err().to_string();
-        assert!(e.contains("raw/linear: 2 one-vs-rest decisions for 3 classes"), "{e}");
+        assert!(
+            e.contains("raw/linear: 2 one-vs-rest decisions for 3 classes"),
+            "{e}"
+        );
     }
 
     #[test]

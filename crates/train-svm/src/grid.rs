@@ -137,7 +137,10 @@ pub(crate) fn fit(
                 g.n_train,
                 g.val_accuracy,
                 if ovr {
-                    format!(", val macro F1 {:.4} ({tasks} one-vs-rest fits)", g.val_macro_f1)
+                    format!(
+                        ", val macro F1 {:.4} ({tasks} one-vs-rest fits)",
+                        g.val_macro_f1
+                    )
                 } else {
                     String::new()
                 },

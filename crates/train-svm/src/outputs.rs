@@ -93,11 +93,7 @@ fn saved(data: &Data, sets: &[FeatureSet], grid: &[GridPoint], chosen: &[Chosen]
                     c: g.c,
                     gamma: g.gamma.map(|x| x.1),
                     decision: g.decisions[if ovr { data.happy() } else { 0 }].clone(),
-                    classes: if ovr {
-                        g.decisions.clone()
-                    } else {
-                        Vec::new()
-                    },
+                    classes: if ovr { g.decisions.clone() } else { Vec::new() },
                 }
             })
             .collect(),
@@ -113,7 +109,13 @@ fn pred_rows(data: &Data, sets: &[FeatureSet], chosen: &[Chosen]) -> Vec<SvmPred
     for ch in chosen {
         for (split, y, ids, d, v) in [
             (Split::Val, &data.val.y, &data.val_ids, &ch.val_d, &ch.val_v),
-            (Split::Test, &data.test.y, &data.test_ids, &ch.test_d, &ch.test_v),
+            (
+                Split::Test,
+                &data.test.y,
+                &data.test_ids,
+                &ch.test_d,
+                &ch.test_v,
+            ),
         ] {
             let pred = crate::select::predict_tasks(v);
             for i in 0..y.len() {
@@ -180,59 +182,59 @@ fn write_grid(
 ) -> fer_core::Result<usize> {
     let chosen_idx: Vec<usize> = chosen.iter().map(|ch| ch.best).collect();
     let mut cols: Vec<(&str, ArrayRef)> = vec![
-            (
-                "feature",
-                col_s(grid.iter().map(|g| g.feature.as_str()).collect()),
-            ),
-            (
-                "kernel",
-                col_s(grid.iter().map(|g| g.kernel.as_str()).collect()),
-            ),
-            (
-                "c",
-                Arc::new(Float64Array::from_iter_values(grid.iter().map(|g| g.c))),
-            ),
-            (
-                "gamma",
-                Arc::new(Float64Array::from(
-                    grid.iter()
-                        .map(|g| g.gamma.map(|x| x.1))
-                        .collect::<Vec<_>>(),
-                )),
-            ),
-            (
-                "gamma_spec",
-                Arc::new(StringArray::from(
-                    grid.iter()
-                        .map(|g| g.gamma.map(|x| x.0.spec()))
-                        .collect::<Vec<_>>(),
-                )),
-            ),
-            (
-                "n_train",
-                Arc::new(UInt32Array::from_iter_values(
-                    grid.iter().map(|g| g.n_train as u32),
-                )),
-            ),
-            (
-                "fit_seconds",
-                Arc::new(Float64Array::from_iter_values(
-                    grid.iter().map(|g| g.fit_seconds),
-                )),
-            ),
-            (
-                "val_accuracy",
-                Arc::new(Float64Array::from_iter_values(
-                    grid.iter().map(|g| g.val_accuracy),
-                )),
-            ),
-            (
-                "val_balanced_accuracy",
-                Arc::new(Float64Array::from_iter_values(
-                    grid.iter().map(|g| g.val_balanced_accuracy),
-                )),
-            ),
-        ];
+        (
+            "feature",
+            col_s(grid.iter().map(|g| g.feature.as_str()).collect()),
+        ),
+        (
+            "kernel",
+            col_s(grid.iter().map(|g| g.kernel.as_str()).collect()),
+        ),
+        (
+            "c",
+            Arc::new(Float64Array::from_iter_values(grid.iter().map(|g| g.c))),
+        ),
+        (
+            "gamma",
+            Arc::new(Float64Array::from(
+                grid.iter()
+                    .map(|g| g.gamma.map(|x| x.1))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "gamma_spec",
+            Arc::new(StringArray::from(
+                grid.iter()
+                    .map(|g| g.gamma.map(|x| x.0.spec()))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "n_train",
+            Arc::new(UInt32Array::from_iter_values(
+                grid.iter().map(|g| g.n_train as u32),
+            )),
+        ),
+        (
+            "fit_seconds",
+            Arc::new(Float64Array::from_iter_values(
+                grid.iter().map(|g| g.fit_seconds),
+            )),
+        ),
+        (
+            "val_accuracy",
+            Arc::new(Float64Array::from_iter_values(
+                grid.iter().map(|g| g.val_accuracy),
+            )),
+        ),
+        (
+            "val_balanced_accuracy",
+            Arc::new(Float64Array::from_iter_values(
+                grid.iter().map(|g| g.val_balanced_accuracy),
+            )),
+        ),
+    ];
     if macro_f1 {
         cols.push((
             "val_macro_f1",
@@ -242,25 +244,25 @@ fn write_grid(
         ));
     }
     cols.extend([
-            (
-                "n_support",
-                Arc::new(UInt32Array::from_iter_values(
-                    grid.iter().map(|g| g.n_support as u32),
-                )) as ArrayRef,
-            ),
-            (
-                "solver",
-                col_s(grid.iter().map(|g| g.solver.as_str()).collect()),
-            ),
-            (
-                "chosen",
-                Arc::new(BooleanArray::from(
-                    (0..grid.len())
-                        .map(|i| chosen_idx.contains(&i))
-                        .collect::<Vec<_>>(),
-                )) as ArrayRef,
-            ),
-        ]);
+        (
+            "n_support",
+            Arc::new(UInt32Array::from_iter_values(
+                grid.iter().map(|g| g.n_support as u32),
+            )) as ArrayRef,
+        ),
+        (
+            "solver",
+            col_s(grid.iter().map(|g| g.solver.as_str()).collect()),
+        ),
+        (
+            "chosen",
+            Arc::new(BooleanArray::from(
+                (0..grid.len())
+                    .map(|i| chosen_idx.contains(&i))
+                    .collect::<Vec<_>>(),
+            )) as ArrayRef,
+        ),
+    ]);
     fer_core::parquet_io::write_columns(path, cols)
 }
 

@@ -195,7 +195,11 @@ fn seven_classes_train_one_vs_rest_and_reload_to_identical_decisions() {
     preprocess(&artifacts, "seven");
     let dir = run(d.path(), &artifacts, "seven", ALL);
     let pre = artifacts.join("seven").join("preprocess");
-    let tensors = |s: Split| TensorSet::read(&pre.join(format!("{}.safetensors", s.as_str()))).unwrap().0;
+    let tensors = |s: Split| {
+        TensorSet::read(&pre.join(format!("{}.safetensors", s.as_str())))
+            .unwrap()
+            .0
+    };
     let (val, test) = (tensors(Split::Val), tensors(Split::Test));
 
     // predictions.parquet: a decision_<class> column per class, in class order; decision is
@@ -227,7 +231,10 @@ fn seven_classes_train_one_vs_rest_and_reload_to_identical_decisions() {
             let v = saved.class_decisions(&m.name, t).unwrap();
             assert_eq!(v.dim(), (t.n, K));
             let happy = saved.decisions(&m.name, t).unwrap();
-            for r in rows.iter().filter(|r| r.model == m.name && r.split == split) {
+            for r in rows
+                .iter()
+                .filter(|r| r.model == m.name && r.split == split)
+            {
                 let i = r.row as usize;
                 for k in 0..K {
                     assert_eq!(
@@ -253,7 +260,10 @@ fn seven_classes_train_one_vs_rest_and_reload_to_identical_decisions() {
         .iter()
         .map(|x| x["val"]["macro_avg"]["f1"].as_f64().unwrap())
         .fold(f64::NEG_INFINITY, f64::max);
-    let best = models.iter().find(|x| x["name"] == m["best"]["name"]).unwrap();
+    let best = models
+        .iter()
+        .find(|x| x["name"] == m["best"]["name"])
+        .unwrap();
     assert_eq!(best["val"]["macro_avg"]["f1"].as_f64().unwrap(), best_f1);
     for model in models {
         let acc = model["test"]["accuracy"].as_f64().unwrap();
@@ -310,10 +320,18 @@ fn seven_classes_train_one_vs_rest_and_reload_to_identical_decisions() {
             panic!("{}: {:?}", c.model, c.method)
         };
         assert!(a < 0.0, "{}: a = {a}", c.model);
-        assert_eq!(c.n_happy, val.y.iter().filter(|&&y| y == 3).count() as u64, "{}", c.model);
+        assert_eq!(
+            c.n_happy,
+            val.y.iter().filter(|&&y| y == 3).count() as u64,
+            "{}",
+            c.model
+        );
     }
     let report = std::fs::read_to_string(dir.join("report.txt")).unwrap();
-    assert!(report.contains("surprise") && report.contains("neutral"), "{report}");
+    assert!(
+        report.contains("surprise") && report.contains("neutral"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -325,8 +343,15 @@ fn seven_class_runs_are_deterministic() {
     let (a, b) = (d.path().join("a"), d.path().join("b"));
     preprocess(&a, "det");
     preprocess(&b, "det");
-    let (da, db) = (run(d.path(), &a, "det", body), run(d.path(), &b, "det", body));
-    for file in ["model.safetensors", "predictions.parquet", "calibration.json"] {
+    let (da, db) = (
+        run(d.path(), &a, "det", body),
+        run(d.path(), &b, "det", body),
+    );
+    for file in [
+        "model.safetensors",
+        "predictions.parquet",
+        "calibration.json",
+    ] {
         assert_eq!(
             std::fs::read(da.join(file)).unwrap(),
             std::fs::read(db.join(file)).unwrap(),

@@ -221,14 +221,16 @@ pub fn write_classes(path: &Path, rows: &[CnnPrediction], classes: &[&str]) -> R
 
 /// Read the rows; a missing column or an unknown split names the file.
 pub fn read(path: &Path) -> Result<Vec<CnnPrediction>> {
-    read_table(path, &[], "p_happy", PROB_PREFIX, |_, s, probs| CnnPrediction {
-        split: s.split,
-        row: s.row,
-        id: s.id,
-        label: s.label,
-        p_happy: s.score,
-        pred: s.pred,
-        probs,
+    read_table(path, &[], "p_happy", PROB_PREFIX, |_, s, probs| {
+        CnnPrediction {
+            split: s.split,
+            row: s.row,
+            id: s.id,
+            label: s.label,
+            p_happy: s.score,
+            pred: s.pred,
+            probs,
+        }
     })
 }
 
@@ -287,21 +289,28 @@ pub fn write_svm_classes(path: &Path, rows: &[SvmPrediction], classes: &[&str]) 
 /// Read train_svm's rows; a missing column or an unknown split names the file.
 pub fn read_svm(path: &Path) -> Result<Vec<SvmPrediction>> {
     // `decision_` also prefixes no shared column (`decision` has no underscore).
-    read_table(path, &SVM_LEAD, "decision", DECISION_PREFIX, |lead, s, decisions| {
-        let [model, feature, kernel]: [String; 3] = lead.try_into().expect("three lead columns");
-        SvmPrediction {
-            model,
-            feature,
-            kernel,
-            split: s.split,
-            row: s.row,
-            id: s.id,
-            label: s.label,
-            decision: s.score,
-            pred: s.pred,
-            decisions,
-        }
-    })
+    read_table(
+        path,
+        &SVM_LEAD,
+        "decision",
+        DECISION_PREFIX,
+        |lead, s, decisions| {
+            let [model, feature, kernel]: [String; 3] =
+                lead.try_into().expect("three lead columns");
+            SvmPrediction {
+                model,
+                feature,
+                kernel,
+                split: s.split,
+                row: s.row,
+                id: s.id,
+                label: s.label,
+                decision: s.score,
+                pred: s.pred,
+                decisions,
+            }
+        },
+    )
 }
 
 #[cfg(test)]
@@ -356,7 +365,9 @@ mod tests {
     fn seven_class_rows_round_trip_with_their_class_columns() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("predictions.parquet");
-        let classes = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
+        let classes = [
+            "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral",
+        ];
         let probs = vec![0.1, 0.0, 0.05, 0.6, 0.1, 0.05, 0.1];
         let rows = vec![CnnPrediction {
             split: Split::Test,
