@@ -31,7 +31,7 @@ use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::Manifest;
 use fer_core::pipeline::PipelineFile;
 use fer_core::stage::{Input, Outputs};
-use fer_core::{BinaryLabel, LabelSource, Split};
+use fer_core::{BinaryLabel, Emotion, LabelMode, LabelSource, Split};
 use params::{IngestParams, IngestSection, OnBad, Protocol, Source};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -264,6 +264,9 @@ pub fn run(p: &Params) -> Result<Manifest, IngestError> {
 }
 
 fn synthesize(p: &IngestParams) -> Loaded {
+    if p.label_mode == LabelMode::Emotion7 {
+        return synthesize7(p);
+    }
     let s = &p.synthetic;
     let mut images = Vec::new();
     for (split, tag, n) in [
@@ -278,6 +281,39 @@ fn synthesize(p: &IngestParams) -> Loaded {
                     split.as_str(),
                     if happy { "h" } else { "n" }
                 );
+                images.push(Raw {
+                    source: format!("synthetic:{id}"),
+                    id,
+                    split,
+                    usage: "Synthetic".into(),
+                    emotion,
+                    pixels,
+                    csv_row: None,
+                    ferplus_label: None,
+                    ferplus_votes: None,
+                });
+            }
+        }
+    }
+    Loaded {
+        images,
+        rejects: Vec::new(),
+    }
+}
+
+/// Seven-emotion synthetic faces (`label_mode = "emotion7"`): `train_per_class` and
+/// `test_per_class` faces of each of the seven emotions, drawn by [`synthetic::face7`].
+fn synthesize7(p: &IngestParams) -> Loaded {
+    let s = &p.synthetic;
+    let mut images = Vec::new();
+    for (split, tag, n) in [
+        (Split::Train, 1u64, s.train_per_class),
+        (Split::Test, 2, s.test_per_class),
+    ] {
+        for emotion in Emotion::ALL {
+            for i in 0..n {
+                let pixels = synthetic::nth_face7(emotion, tag, i, p.seed, s.noise);
+                let id = format!("Synthetic_{}_{}_{i:05}", split.as_str(), emotion.as_str());
                 images.push(Raw {
                     source: format!("synthetic:{id}"),
                     id,
@@ -332,7 +368,46 @@ pub fn select(
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     let mut chosen: Vec<Raw> = Vec::new();
     let mut rest: Vec<Raw> = Vec::new();
+    if let Protocol::SeedPerEmotion(n) = p.protocol {
+        // Per emotion, by FER2013's labels: `n.train` / `n.test` of each of the seven.
+        for split in [Split::Train, Split::Test] {
+            let want = if split == Split::Train {
+                n.train
+            } else {
+                n.test
+            };
+            for emotion in Emotion::ALL {
+                let mut pool: Vec<Raw> = images
+                    .iter()
+                    .filter(|r| r.split == split && r.emotion == emotion)
+                    .cloned()
+                    .collect();
+                if pool.len() < want {
+                    let key = if split == Split::Train {
+                        "train_per_emotion"
+                    } else {
+                        "test_per_emotion"
+                    };
+                    return Err(IngestError::Params(format!(
+                        "[ingest] sizes.{key} = {want}, but the data has only {} {} images in {}",
+                        pool.len(),
+                        emotion.as_str(),
+                        split
+                    )));
+                }
+                pool.shuffle(&mut rng);
+                let left = pool.split_off(want);
+                if split == Split::Train {
+                    rest.extend(left);
+                }
+                chosen.extend(pool);
+            }
+        }
+    }
     for split in [Split::Train, Split::Test] {
+        if matches!(p.protocol, Protocol::SeedPerEmotion(_)) {
+            break;
+        }
         for group in BinaryLabel::ALL {
             let mut pool: Vec<Raw> = images
                 .iter()

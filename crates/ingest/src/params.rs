@@ -29,8 +29,29 @@ pub struct IngestSection {
     pub resize: bool,
     /// Resize filter: `nearest`, `triangle`, `catmull_rom`, `gaussian`, `lanczos3`.
     pub resize_filter: String,
-    pub sizes: Option<Sizes>,
+    pub sizes: Option<SizesSection>,
     pub synthetic: SyntheticSection,
+}
+
+/// `[ingest.sizes]` as written: the four binary group sizes, or (seven emotions only)
+/// `train_per_emotion` and `test_per_emotion`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizesSection {
+    pub train_happy: Option<usize>,
+    pub train_not_happy: Option<usize>,
+    pub test_happy: Option<usize>,
+    pub test_not_happy: Option<usize>,
+    pub train_per_emotion: Option<usize>,
+    pub test_per_emotion: Option<usize>,
+}
+
+/// Sample sizes of the `seed` protocol per emotion (`label_mode = "emotion7"`): this many
+/// images of each of the seven emotions (train includes val).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PerEmotion {
+    pub train: usize,
+    pub test: usize,
 }
 
 /// Sample sizes of the `seed` protocol (binary groups; train includes val).
@@ -105,6 +126,8 @@ pub enum Source {
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     Seed(Sizes),
+    /// The seed protocol drawn per emotion (seven-class pipelines with `*_per_emotion` sizes).
+    SeedPerEmotion(PerEmotion),
     Full,
 }
 
@@ -175,7 +198,8 @@ impl IngestSection {
             ));
         }
         let protocol = match (self.protocol.as_str(), self.sizes) {
-            ("seed", s) => Protocol::Seed(s.unwrap_or(Sizes::STUDY)),
+            ("seed", Some(s)) => seed_sizes(&s, label_mode).map_err(|m| err("sizes", m))?,
+            ("seed", None) => Protocol::Seed(Sizes::STUDY),
             ("full", None) => Protocol::Full,
             ("full", Some(_)) => {
                 return Err(err(
@@ -195,6 +219,11 @@ impl IngestSection {
                 || s.train_not_happy == 0
                 || s.test_happy == 0
                 || s.test_not_happy == 0)
+        {
+            return Err(err("sizes", "every size must be at least 1".into()));
+        }
+        if let Protocol::SeedPerEmotion(s) = protocol
+            && (s.train == 0 || s.test == 0)
         {
             return Err(err("sizes", "every size must be at least 1".into()));
         }
@@ -257,5 +286,43 @@ impl IngestSection {
             resize_filter: self.resize_filter.clone(),
             synthetic: syn.clone(),
         })
+    }
+}
+
+/// The seed protocol `[ingest.sizes]` asks for: all four binary sizes, or (seven emotions) both
+/// per-emotion sizes; never a mix, never a partial set.
+fn seed_sizes(s: &SizesSection, mode: LabelMode) -> Result<Protocol, String> {
+    let binary = [
+        s.train_happy,
+        s.train_not_happy,
+        s.test_happy,
+        s.test_not_happy,
+    ];
+    let per = [s.train_per_emotion, s.test_per_emotion];
+    let (nb, np) = (
+        binary.iter().filter(|v| v.is_some()).count(),
+        per.iter().filter(|v| v.is_some()).count(),
+    );
+    match (nb, np) {
+        (4, 0) => Ok(Protocol::Seed(Sizes {
+            train_happy: binary[0].unwrap_or(0),
+            train_not_happy: binary[1].unwrap_or(0),
+            test_happy: binary[2].unwrap_or(0),
+            test_not_happy: binary[3].unwrap_or(0),
+        })),
+        (0, 2) if mode == LabelMode::Emotion7 => Ok(Protocol::SeedPerEmotion(PerEmotion {
+            train: per[0].unwrap_or(0),
+            test: per[1].unwrap_or(0),
+        })),
+        (0, 2) => Err(
+            "train_per_emotion and test_per_emotion need label_mode = \"emotion7\" (binary \
+             pipelines give train_happy, train_not_happy, test_happy and test_not_happy)"
+                .into(),
+        ),
+        (0, _) => Err("give both train_per_emotion and test_per_emotion".into()),
+        (_, 0) => Err(
+            "give all four of train_happy, train_not_happy, test_happy and test_not_happy".into(),
+        ),
+        _ => Err("give either the four binary sizes or the two per-emotion sizes, not both".into()),
     }
 }

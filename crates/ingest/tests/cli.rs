@@ -1020,3 +1020,83 @@ fn ferplus_bad_options_exit_2_naming_the_key_or_file() {
     f.run(&s)
         .error(&["labels", "synthetic faces have no FERPlus votes"]);
 }
+
+/// Seven emotions, drawn per emotion: `[ingest.sizes] train_per_emotion` / `test_per_emotion`
+/// give that many images of each emotion, labels are the emotion codes, and val is stratified
+/// per emotion. Too few images of one emotion is an error naming the key and the emotion; the
+/// per-emotion keys under the binary mode, or a mix with the binary keys, are errors naming
+/// `sizes`.
+#[test]
+fn seed_protocol_per_emotion_draws_each_emotion() {
+    // Train: 6 of each of the seven; test: 3 of each.
+    let pool: Vec<(&str, &str, usize)> = Emotion::ALL
+        .iter()
+        .flat_map(|e| [("train", e.as_str(), 6), ("test", e.as_str(), 3)])
+        .collect();
+    let f = Fixture::new();
+    f.folders(&pool);
+    let seven = |train: usize, test: usize| {
+        format!(
+            "source = \"folders\"\nlabel_mode = \"emotion7\"\nprotocol = \"seed\"\nseed = 1\n\
+             val_fraction = 0.25\n\n[ingest.sizes]\ntrain_per_emotion = {train}\n\
+             test_per_emotion = {test}\n"
+        )
+    };
+    let p = f.pipeline("p", &seven(4, 2));
+    f.run(&p).ok();
+    let ds = f.stage(&p).images();
+    for e in Emotion::ALL {
+        let of = |split: Split| {
+            ds.records
+                .iter()
+                .filter(|r| r.split == split && r.emotion == e)
+                .count()
+        };
+        assert_eq!(of(Split::Train) + of(Split::Val), 4, "{e:?} train+val");
+        assert_eq!(of(Split::Val), 1, "{e:?}: a quarter of 4 is val");
+        assert_eq!(of(Split::Test), 2, "{e:?} test");
+    }
+    assert!(ds.records.iter().all(|r| r.label == r.emotion.code()));
+    let p = f.pipeline("too_big", &seven(7, 2));
+    f.run(&p)
+        .error(&["sizes.train_per_emotion = 7", "only 6", "images in train"]);
+    let p = f.pipeline("binary", &seven(4, 2).replace("emotion7", "binary"));
+    f.run(&p)
+        .error(&["sizes", "need label_mode = \"emotion7\""]);
+    let p = f.pipeline("mixed", &(seven(4, 2) + "train_happy = 3\n"));
+    f.run(&p).error(&["sizes", "not both"]);
+    let p = f.pipeline("half", &seven(4, 2).replace("test_per_emotion = 2\n", ""));
+    f.run(&p)
+        .error(&["sizes", "both train_per_emotion and test_per_emotion"]);
+}
+
+/// Synthetic faces under `emotion7`: `train_per_class` / `test_per_class` of each of the seven
+/// emotions, labelled with their codes.
+#[test]
+fn synthetic_seven_emotions_gives_each_emotion() {
+    let f = Fixture::new();
+    let p = f.pipeline(
+        "p",
+        "source = \"synthetic\"\nlabel_mode = \"emotion7\"\nprotocol = \"full\"\nseed = 3\n\
+         val_fraction = 0.25\n\n[ingest.synthetic]\ntrain_per_class = 8\ntest_per_class = 4\n",
+    );
+    Outcome::of(
+        f.command(&p, &f.artifacts())
+            .args(["--cache-dir", "off", "--quiet"]),
+    )
+    .ok();
+    let ds = f.stage(&p).images();
+    for e in Emotion::ALL {
+        let n = |split: Split| {
+            ds.records
+                .iter()
+                .filter(|r| r.split == split && r.label == e.code())
+                .count()
+        };
+        assert_eq!(
+            (n(Split::Train), n(Split::Val), n(Split::Test)),
+            (6, 2, 4),
+            "{e:?}"
+        );
+    }
+}

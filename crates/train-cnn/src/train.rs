@@ -109,6 +109,17 @@ pub fn loss_and_accuracy(probs: &[Vec<f64>], y: &[u8]) -> (f64, f64) {
     (loss, acc)
 }
 
+/// Macro F1 of the argmax of `probs` against `y` over `k` classes (a class with no true and no
+/// predicted image counts as F1 0, as scikit-learn's default).
+pub fn macro_f1(probs: &[Vec<f64>], y: &[u8], k: usize) -> f64 {
+    let pred: Vec<u8> = probs.iter().map(|p| argmax(p) as u8).collect();
+    let names: Vec<String> = (0..k).map(|c| c.to_string()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    fer_core::metrics::classification_metrics(y, &pred, &names, None)
+        .macro_avg
+        .f1
+}
+
 /// Learning rate at `step` of `total` (cosine after linear warmup).
 pub fn cosine_lr(s: &TrainSettings, step: usize, total: usize, warmup: usize) -> f64 {
     if step < warmup {
@@ -492,11 +503,13 @@ pub fn train_until(
         }
         let probs = predict(&model, val, s.eval_batch_size, false, device);
         let (val_loss, val_acc) = loss_and_accuracy(&probs, &val.y);
+        // More than two classes: the validation macro F1 too (tune ranks such trials by it).
+        let val_macro_f1 = (k > 2).then(|| macro_f1(&probs, &val.y, k));
         let secs = t0.elapsed().as_secs_f64();
         // The end of an epoch (pos == len): a log line where stderr is not a terminal.
         progress(
             &format!(
-                "{} epoch {}/{} loss {:.4} acc {:.3} val loss {:.4} acc {:.3} ({:.1} s)",
+                "{} epoch {}/{} loss {:.4} acc {:.3} val loss {:.4} acc {:.3}{} ({:.1} s)",
                 s.name,
                 epoch + 1,
                 s.epochs,
@@ -504,6 +517,7 @@ pub fn train_until(
                 correct as f64 / seen.max(1) as f64,
                 val_loss,
                 val_acc,
+                val_macro_f1.map_or(String::new(), |f| format!(" macro F1 {f:.3}")),
                 secs
             ),
             batches as u64,
@@ -518,6 +532,7 @@ pub fn train_until(
             val_acc,
             lr,
             seconds: secs,
+            val_macro_f1,
         });
         let improved = val_loss < state.best_val_loss;
         if improved {

@@ -28,8 +28,9 @@
 //! read from `artifacts/<pipeline>/train_cnn/<base>/`, not trained again, so the whole budget
 //! goes to new configurations; its rungs come from that run's epochs table, and if it wins its
 //! folder is copied to `best/`), and `[tune.space]` (see [`space`]). Selection uses validation
-//! only: the winner is the trial with the best validation accuracy among those that reached the
-//! highest rung; its best checkpoint is kept and scored on test once. Under ASHA the leader
+//! only: the winner is the trial with the best validation accuracy (with more than two classes,
+//! e.g. seven emotions: validation macro F1, also the rungs' promotion rule; see
+//! [`Rung::score`]) among those that reached the highest rung; its best checkpoint is kept and scored on test once. Under ASHA the leader
 //! (the search's own best trial, not a reused incumbent) is trained on to `max_epochs` before
 //! the clock runs out ([`finish_leader`]): as soon as running anything else first would leave
 //! it too little time, or when nothing else is left, it continues from its checkpoint (the same

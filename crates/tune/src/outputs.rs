@@ -134,7 +134,7 @@ pub fn compute(
 
     let rows = write_trials(&dir.join("trials.parquet"), p.strategy, &st.trials)?;
     let count = |s: Status| st.trials.iter().filter(|t| t.status == s).count();
-    let summary = json!({
+    let mut summary = json!({
         "strategy": p.strategy.as_str(),
         "trials": st.trials.len(),
         "completed": count(Status::Completed),
@@ -159,6 +159,12 @@ pub fn compute(
         "test_accuracy": info.metrics.test.accuracy,
         "val_accuracy_tta": info.metrics.val.accuracy,
     });
+    // Seven classes: the objective was validation macro F1 (binary summaries are unchanged).
+    if let Some(f1) = best.rungs.last().and_then(|r| r.val_macro_f1) {
+        summary["objective"] = "val_macro_f1".into();
+        summary["best_val_macro_f1"] = f1.into();
+        summary["test_macro_f1"] = info.metrics.test.macro_avg.f1.into();
+    }
     write_json(&dir.join("summary.json"), &summary)?;
     if !quiet {
         eprintln!(
@@ -215,45 +221,58 @@ pub fn write_trials(path: &Path, strategy: Strategy, trials: &[Trial]) -> fer_co
     let strs = |f: &dyn Fn(&Trial) -> String| {
         Arc::new(StringArray::from_iter_values(trials.iter().map(f))) as ArrayRef
     };
-    fer_core::parquet_io::write_columns(
-        path,
-        vec![
-            ("trial", u32s(|t| t.id as u32)),
-            ("strategy", strs(&|_| strategy.as_str().to_string())),
-            ("status", strs(&|t| t.status.as_str().to_string())),
-            (
-                "params",
-                strs(&|t| serde_json::to_string(&t.config).expect("JSON")),
-            ),
-            ("epochs_run", u32s(|t| t.epochs_run as u32)),
-            (
-                "val_acc",
-                f64s(|t| t.rungs.last().map_or(f64::NAN, |r| r.val_acc)),
-            ),
-            (
-                "val_loss",
-                f64s(|t| t.rungs.last().map_or(f64::NAN, |r| r.val_loss)),
-            ),
-            (
-                "rungs",
-                strs(&|t| serde_json::to_string(&t.rungs).expect("JSON")),
-            ),
-            ("seconds", f64s(|t| t.seconds)),
-            (
-                "reused_from",
-                Arc::new(StringArray::from(
-                    trials
-                        .iter()
-                        .map(|t| t.reused_from.clone())
-                        .collect::<Vec<_>>(),
-                )) as ArrayRef,
-            ),
-            (
-                "error",
-                Arc::new(StringArray::from(
-                    trials.iter().map(|t| t.error.clone()).collect::<Vec<_>>(),
-                )) as ArrayRef,
-            ),
-        ],
-    )
+    let mut cols = vec![
+        ("trial", u32s(|t| t.id as u32)),
+        ("strategy", strs(&|_| strategy.as_str().to_string())),
+        ("status", strs(&|t| t.status.as_str().to_string())),
+        (
+            "params",
+            strs(&|t| serde_json::to_string(&t.config).expect("JSON")),
+        ),
+        ("epochs_run", u32s(|t| t.epochs_run as u32)),
+        (
+            "val_acc",
+            f64s(|t| t.rungs.last().map_or(f64::NAN, |r| r.val_acc)),
+        ),
+        (
+            "val_loss",
+            f64s(|t| t.rungs.last().map_or(f64::NAN, |r| r.val_loss)),
+        ),
+        (
+            "rungs",
+            strs(&|t| serde_json::to_string(&t.rungs).expect("JSON")),
+        ),
+        ("seconds", f64s(|t| t.seconds)),
+        (
+            "reused_from",
+            Arc::new(StringArray::from(
+                trials
+                    .iter()
+                    .map(|t| t.reused_from.clone())
+                    .collect::<Vec<_>>(),
+            )) as ArrayRef,
+        ),
+        (
+            "error",
+            Arc::new(StringArray::from(
+                trials.iter().map(|t| t.error.clone()).collect::<Vec<_>>(),
+            )) as ArrayRef,
+        ),
+    ];
+    // Seven classes: the validation macro F1 trials were ranked by (none in a binary table).
+    if trials
+        .iter()
+        .any(|t| t.rungs.iter().any(|r| r.val_macro_f1.is_some()))
+    {
+        cols.push((
+            "val_macro_f1",
+            f64s(|t| {
+                t.rungs
+                    .last()
+                    .and_then(|r| r.val_macro_f1)
+                    .unwrap_or(f64::NAN)
+            }),
+        ));
+    }
+    fer_core::parquet_io::write_columns(path, cols)
 }

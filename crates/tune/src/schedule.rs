@@ -54,6 +54,18 @@ pub struct Rung {
     pub epochs: usize,
     pub val_acc: f64,
     pub val_loss: f64,
+    /// Validation macro F1 (more than two classes only: the trial's [`Rung::score`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_macro_f1: Option<f64>,
+}
+
+impl Rung {
+    /// What trials are ranked by: validation macro F1 when there are more than two classes
+    /// (seven emotions, where accuracy rewards ignoring the rare classes), else validation
+    /// accuracy.
+    pub fn score(&self) -> f64 {
+        self.val_macro_f1.unwrap_or(self.val_acc)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,12 +98,16 @@ pub fn incumbent_trial(
     from: &str,
 ) -> Trial {
     let n = epochs.len();
-    let (mut best_loss, mut best_acc, mut i) = (f64::INFINITY, 0.0, 0);
+    let (mut best_loss, mut best_acc, mut best_f1, mut i) = (f64::INFINITY, 0.0, None, 0);
     let mut rungs = Vec::new();
     for r in p.rungs() {
         while i < n && epochs[i].epoch <= r {
             if epochs[i].val_loss < best_loss {
-                (best_loss, best_acc) = (epochs[i].val_loss, epochs[i].val_acc);
+                (best_loss, best_acc, best_f1) = (
+                    epochs[i].val_loss,
+                    epochs[i].val_acc,
+                    epochs[i].val_macro_f1,
+                );
             }
             i += 1;
         }
@@ -99,6 +115,7 @@ pub fn incumbent_trial(
             epochs: n.min(r),
             val_acc: best_acc,
             val_loss: best_loss,
+            val_macro_f1: best_f1,
         });
         if n <= r {
             break;
@@ -142,8 +159,8 @@ pub fn next_job(p: &TuneParams, st: &SearchState) -> Option<(usize, usize)> {
             .collect();
         at.sort_by(|a, b| {
             b.rungs[k]
-                .val_acc
-                .total_cmp(&a.rungs[k].val_acc)
+                .score()
+                .total_cmp(&a.rungs[k].score())
                 .then(a.rungs[k].val_loss.total_cmp(&b.rungs[k].val_loss))
                 .then(a.id.cmp(&b.id))
         });
@@ -225,7 +242,8 @@ pub fn can_reach_first_rung(p: &TuneParams, st: &SearchState, spent: f64) -> boo
 }
 
 /// The winner: among trials that reached the highest rung any trial reached, the best
-/// validation accuracy there (then the lower validation loss, then the lower id).
+/// validation score there ([`Rung::score`]: macro F1 with more than two classes, else
+/// accuracy; then the lower validation loss, then the lower id).
 pub fn best_trial(st: &SearchState) -> Option<&Trial> {
     best_of(st.trials.iter())
 }
@@ -239,8 +257,8 @@ fn best_of<'a>(trials: impl Iterator<Item = &'a Trial> + Clone) -> Option<&'a Tr
     }
     ok.filter(|t| t.rungs.len() == top).min_by(|a, b| {
         let (ra, rb) = (&a.rungs[top - 1], &b.rungs[top - 1]);
-        rb.val_acc
-            .total_cmp(&ra.val_acc)
+        rb.score()
+            .total_cmp(&ra.score())
             .then(ra.val_loss.total_cmp(&rb.val_loss))
             .then(a.id.cmp(&b.id))
     })

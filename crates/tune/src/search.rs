@@ -75,7 +75,7 @@ pub fn search(
                 format!(
                     "best trial-{:03} val {:.4}",
                     t.id,
-                    t.rungs.last().map_or(0.0, |r| r.val_acc)
+                    t.rungs.last().map_or(0.0, |r| r.score())
                 )
             })
             .unwrap_or_default()
@@ -164,17 +164,18 @@ pub fn search(
             match outcome {
                 Ok(t) => {
                     trial.epochs_run = t.state.epochs.len();
-                    let at_best = t
+                    let best_row = t
                         .state
                         .epochs
                         .iter()
-                        .find(|e| e.epoch == t.state.best_epoch)
-                        .map_or(0.0, |e| e.val_acc);
+                        .find(|e| e.epoch == t.state.best_epoch);
+                    let at_best = best_row.map_or(0.0, |e| e.val_acc);
                     if t.state.done || trial.epochs_run >= target {
                         trial.rungs.push(Rung {
                             epochs: trial.epochs_run,
                             val_acc: at_best,
                             val_loss: t.state.best_val_loss,
+                            val_macro_f1: best_row.and_then(|e| e.val_macro_f1),
                         });
                         trial.finished = t.state.done;
                         trial.status = if t.state.done {

@@ -428,6 +428,7 @@ fn pruned_trial(p: &TuneParams, id: usize, accs: &[f64]) -> fer_tune::Trial {
                 epochs: p.rungs()[k],
                 val_acc: a,
                 val_loss: 1.0 - a,
+                val_macro_f1: None,
             })
             .collect(),
         epochs_run: epochs,
@@ -436,6 +437,36 @@ fn pruned_trial(p: &TuneParams, id: usize, accs: &[f64]) -> fer_tune::Trial {
         finished: false,
         reused_from: None,
     }
+}
+
+/// Seven classes: trials are promoted and chosen by validation macro F1, not accuracy. Trial 0
+/// has the higher accuracy (it predicts the common classes), trial 1 the higher macro F1.
+#[test]
+fn seven_class_trials_are_ranked_by_macro_f1() {
+    let p = tune_params(SEARCH).unwrap();
+    let seven = |id: usize, accs: &[f64], f1s: &[f64]| {
+        let mut t = pruned_trial(&p, id, accs);
+        for (r, &f) in t.rungs.iter_mut().zip(f1s) {
+            r.val_macro_f1 = Some(f);
+        }
+        t
+    };
+    let mut st = SearchState {
+        trials: vec![seven(0, &[0.62], &[0.41]), seven(1, &[0.58], &[0.52])],
+        elapsed: 0.0,
+    };
+    assert_eq!(
+        fer_tune::next_job(&p, &st),
+        Some((1, 1)),
+        "trial 1 promoted"
+    );
+    assert_eq!(fer_tune::best_trial(&st).unwrap().id, 1);
+    // The same trials without macro F1 (binary) are ranked by accuracy.
+    for t in &mut st.trials {
+        t.rungs[0].val_macro_f1 = None;
+    }
+    assert_eq!(fer_tune::next_job(&p, &st), Some((0, 1)));
+    assert_eq!(fer_tune::best_trial(&st).unwrap().id, 0);
 }
 
 #[test]
@@ -670,6 +701,7 @@ fn with_a_reused_incumbent_the_best_challenger_is_trained_to_max_epochs() {
             val_acc: [0.8, 0.85, 0.9, 0.88][e - 1],
             lr: 1e-3,
             seconds: 10.0,
+            val_macro_f1: None,
         })
         .collect();
     let inc = fer_tune::incumbent_trial(&p, &epochs, 40.0, "train_cnn/fer-small");

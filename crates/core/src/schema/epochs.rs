@@ -2,7 +2,9 @@
 //! folders and tune's `best/`), written by train-cnn and read by tune and the report.
 //!
 //! Columns: `epoch` (u32, 1, 2, 3, ... in order), `train_loss`, `train_acc`, `val_loss`,
-//! `val_acc`, `lr`, `seconds` (f64).
+//! `val_acc`, `lr`, `seconds` (f64); with more than two classes also `val_macro_f1` (f64, the
+//! validation macro F1, which tune ranks seven-class trials by). A binary table has no
+//! `val_macro_f1` column, so its bytes are what they were before seven classes.
 
 use super::column;
 use crate::error::{Error, Result};
@@ -21,6 +23,9 @@ pub struct EpochRow {
     pub val_acc: f64,
     pub lr: f64,
     pub seconds: f64,
+    /// Validation macro F1 (more than two classes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_macro_f1: Option<f64>,
 }
 
 /// Write the rows; returns the row count.
@@ -28,23 +33,24 @@ pub fn write(path: &Path, rows: &[EpochRow]) -> Result<usize> {
     let f = |g: fn(&EpochRow) -> f64| {
         Arc::new(Float64Array::from_iter_values(rows.iter().map(g))) as ArrayRef
     };
-    crate::parquet_io::write_columns(
-        path,
-        vec![
-            (
-                "epoch",
-                Arc::new(UInt32Array::from_iter_values(
-                    rows.iter().map(|r| r.epoch as u32),
-                )) as ArrayRef,
-            ),
-            ("train_loss", f(|r| r.train_loss)),
-            ("train_acc", f(|r| r.train_acc)),
-            ("val_loss", f(|r| r.val_loss)),
-            ("val_acc", f(|r| r.val_acc)),
-            ("lr", f(|r| r.lr)),
-            ("seconds", f(|r| r.seconds)),
-        ],
-    )
+    let mut cols = vec![
+        (
+            "epoch",
+            Arc::new(UInt32Array::from_iter_values(
+                rows.iter().map(|r| r.epoch as u32),
+            )) as ArrayRef,
+        ),
+        ("train_loss", f(|r| r.train_loss)),
+        ("train_acc", f(|r| r.train_acc)),
+        ("val_loss", f(|r| r.val_loss)),
+        ("val_acc", f(|r| r.val_acc)),
+        ("lr", f(|r| r.lr)),
+        ("seconds", f(|r| r.seconds)),
+    ];
+    if rows.iter().any(|r| r.val_macro_f1.is_some()) {
+        cols.push(("val_macro_f1", f(|r| r.val_macro_f1.unwrap_or(f64::NAN))));
+    }
+    crate::parquet_io::write_columns(path, cols)
 }
 
 /// Read the rows; a missing column or epochs out of order name the file.
@@ -62,6 +68,10 @@ pub fn read(path: &Path) -> Result<Vec<EpochRow>> {
             f64s("lr")?,
             f64s("seconds")?,
         );
+        let f1 = b
+            .column_by_name("val_macro_f1")
+            .map(|_| f64s("val_macro_f1"))
+            .transpose()?;
         for i in 0..b.num_rows() {
             rows.push(EpochRow {
                 epoch: epoch.value(i) as usize,
@@ -71,6 +81,7 @@ pub fn read(path: &Path) -> Result<Vec<EpochRow>> {
                 val_acc: va.value(i),
                 lr: lr.value(i),
                 seconds: sec.value(i),
+                val_macro_f1: f1.as_ref().map(|c| c.value(i)),
             });
         }
     }
@@ -96,10 +107,20 @@ mod tests {
             val_acc: 0.5,
             lr: 1e-3,
             seconds: 1.5,
+            val_macro_f1: None,
         };
         let rows = vec![row(1), row(2)];
         assert_eq!(write(&p, &rows).unwrap(), 2);
         assert_eq!(read(&p).unwrap(), rows);
+        let seven: Vec<EpochRow> = rows
+            .iter()
+            .map(|r| EpochRow {
+                val_macro_f1: Some(0.375),
+                ..r.clone()
+            })
+            .collect();
+        write(&p, &seven).unwrap();
+        assert_eq!(read(&p).unwrap(), seven);
         write(&p, &[row(2)]).unwrap();
         let e = read(&p).unwrap_err().to_string();
         assert!(
