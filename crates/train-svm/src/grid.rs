@@ -144,7 +144,12 @@ pub(crate) fn fit(
                 } else {
                     String::new()
                 },
-                g.solver
+                // Seven solver reports make a long line: their sum (grid.parquet lists them).
+                if ovr {
+                    format!("{} support vectors in all", g.n_support)
+                } else {
+                    g.solver.clone()
+                }
             );
             pb.suspend(|| eprintln!("{line}"));
         }
