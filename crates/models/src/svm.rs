@@ -662,8 +662,8 @@ mod tests {
         let x = Array2::from_shape_vec((2, 2), vec![0.3, -0.7, 1.1, 2.5]).unwrap();
         let v = class_values(&back.models[0], &x);
         assert_eq!(v.dim(), (2, 3));
-        for k in 0..3 {
-            assert_eq!(v.column(k).to_owned(), classes[k].values(&x));
+        for (k, d) in classes.iter().enumerate() {
+            assert_eq!(v.column(k).to_owned(), d.values(&x));
         }
         assert_eq!(
             class_values(&bin.models[0], &x).column(0).to_owned(),
