@@ -43,7 +43,7 @@ endef
 # A recipe that fails removes its target: a failed stage is never taken as finished.
 .DELETE_ON_ERROR:
 
-.PHONY: all demo test bench bench-compare help clean clean-cache report-diff status FORCE $(STAGES)
+.PHONY: all demo test lint-workflows bench bench-compare help clean clean-cache report-diff status FORCE $(STAGES)
 FORCE:
 
 all: $(STAGES)
@@ -109,6 +109,9 @@ demo: ## the whole pipeline on synthetic faces (no download needed)
 test: ## unit and integration tests (no download needed)
 	$(CARGO) test --release --workspace
 
+lint-workflows: ## check .github/workflows with actionlint (self-test on a known-bad workflow first)
+	scripts/actionlint.sh --self-test
+
 bench: ## timings on the real data (FER2013_DIR), printed as a table
 	$(BUILD)
 	$(BIN)/fer-bench --data-dir $(FER2013_DIR)
@@ -145,7 +148,7 @@ clean-cache: ## empty the run cache (FER_CACHE_DIR)
 	@d="$$($(BIN)/fer-ingest --print-cache-dir)"; if [ -n "$$d" ]; then echo "rm -rf $$d"; rm -rf "$$d"; fi
 
 help: ## this list
-	@echo "make [target] [PIPELINE=seed|full|ci|smoke] [FER2013_DIR=data/fer2013] [FERPLUS_DIR=data/ferplus]"
+	@echo "make [target] [PIPELINE=seed|full|ci|smoke|full7|ci7|smoke7] [FER2013_DIR=data/fer2013] [FERPLUS_DIR=data/ferplus]"
 	@echo "  all          every stage of PIPELINE ($(STAGES))"
 	@echo "  ingest       FER2013 -> $(A)/ingest/images.parquet"
 	@echo "  stats        counts, mean/std, histograms, samples, audit -> $(A)/stats/"

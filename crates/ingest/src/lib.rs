@@ -281,23 +281,28 @@ fn synthesize(p: &IngestParams) -> Loaded {
                     split.as_str(),
                     if happy { "h" } else { "n" }
                 );
-                images.push(Raw {
-                    source: format!("synthetic:{id}"),
-                    id,
-                    split,
-                    usage: "Synthetic".into(),
-                    emotion,
-                    pixels,
-                    csv_row: None,
-                    ferplus_label: None,
-                    ferplus_votes: None,
-                });
+                images.push(synthetic_raw(id, split, emotion, pixels));
             }
         }
     }
     Loaded {
         images,
         rejects: Vec::new(),
+    }
+}
+
+/// The ingested form of a drawn face.
+fn synthetic_raw(id: String, split: Split, emotion: Emotion, pixels: Vec<u8>) -> Raw {
+    Raw {
+        source: format!("synthetic:{id}"),
+        id,
+        split,
+        usage: "Synthetic".into(),
+        emotion,
+        pixels,
+        csv_row: None,
+        ferplus_label: None,
+        ferplus_votes: None,
     }
 }
 
@@ -314,17 +319,7 @@ fn synthesize7(p: &IngestParams) -> Loaded {
             for i in 0..n {
                 let pixels = synthetic::nth_face7(emotion, tag, i, p.seed, s.noise);
                 let id = format!("Synthetic_{}_{}_{i:05}", split.as_str(), emotion.as_str());
-                images.push(Raw {
-                    source: format!("synthetic:{id}"),
-                    id,
-                    split,
-                    usage: "Synthetic".into(),
-                    emotion,
-                    pixels,
-                    csv_row: None,
-                    ferplus_label: None,
-                    ferplus_votes: None,
-                });
+                images.push(synthetic_raw(id, split, emotion, pixels));
             }
         }
     }

@@ -15,22 +15,15 @@ use rand_chacha::ChaCha8Rng;
 /// Draw one face. `emotion` is `Happy`, `Neutral` or `Sad`; `seed` fixes everything else.
 pub fn face(emotion: Emotion, seed: u64, noise: f64) -> Vec<u8> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let s = IMAGE_SIDE as f32;
-    let bg: u8 = rng.random_range(10..110);
-    let skin: u8 = rng.random_range(130..230);
-    let dark = (skin as f32 * rng.random_range(0.15..0.45)) as u8;
-    let mut img = GrayImage::from_pixel(IMAGE_SIDE as u32, IMAGE_SIDE as u32, Luma([bg]));
-    let cx = s / 2.0 + rng.random_range(-3.0..3.0);
-    let cy = s / 2.0 + rng.random_range(-3.0..3.0);
-    let rx = rng.random_range(13.0..19.0f32);
-    let ry = rx * rng.random_range(1.1..1.35f32);
-    draw_filled_ellipse_mut(
-        &mut img,
-        (cx as i32, cy as i32),
-        rx as i32,
-        ry as i32,
-        Luma([skin]),
-    );
+    let Head {
+        mut img,
+        bg,
+        dark,
+        cx,
+        cy,
+        rx,
+        ry,
+    } = head(&mut rng);
     // Eyes and brows.
     let eye_dx = rx * rng.random_range(0.35..0.5);
     let eye_y = cy - ry * rng.random_range(0.2..0.35);
@@ -68,6 +61,51 @@ pub fn face(emotion: Emotion, seed: u64, noise: f64) -> Vec<u8> {
             Luma([dark]),
         );
     }
+    finish(img, &mut rng, bg, noise)
+}
+
+/// A blank face: background, skin ellipse and the colours and geometry the features use.
+struct Head {
+    img: GrayImage,
+    bg: u8,
+    dark: u8,
+    cx: f32,
+    cy: f32,
+    rx: f32,
+    ry: f32,
+}
+
+/// Draw the background and the skin ellipse (the first draws of a face's RNG, in this order).
+fn head(rng: &mut ChaCha8Rng) -> Head {
+    let s = IMAGE_SIDE as f32;
+    let bg: u8 = rng.random_range(10..110);
+    let skin: u8 = rng.random_range(130..230);
+    let dark = (skin as f32 * rng.random_range(0.15..0.45)) as u8;
+    let mut img = GrayImage::from_pixel(IMAGE_SIDE as u32, IMAGE_SIDE as u32, Luma([bg]));
+    let cx = s / 2.0 + rng.random_range(-3.0..3.0);
+    let cy = s / 2.0 + rng.random_range(-3.0..3.0);
+    let rx = rng.random_range(13.0..19.0f32);
+    let ry = rx * rng.random_range(1.1..1.35f32);
+    draw_filled_ellipse_mut(
+        &mut img,
+        (cx as i32, cy as i32),
+        rx as i32,
+        ry as i32,
+        Luma([skin]),
+    );
+    Head {
+        img,
+        bg,
+        dark,
+        cx,
+        cy,
+        rx,
+        ry,
+    }
+}
+
+/// Rotate the drawn face a little and add the pixel noise (the last draws of its RNG).
+fn finish(img: GrayImage, rng: &mut ChaCha8Rng, bg: u8, noise: f64) -> Vec<u8> {
     let angle = rng.random_range(-0.3..0.3f32);
     let mut img = rotate_about_center(
         &img,
@@ -189,22 +227,15 @@ pub fn face7(emotion: Emotion, seed: u64, noise: f64) -> Vec<u8> {
         draw(ex.open),
         draw(ex.skew),
     );
-    let s = IMAGE_SIDE as f32;
-    let bg: u8 = rng.random_range(10..110);
-    let skin: u8 = rng.random_range(130..230);
-    let dark = (skin as f32 * rng.random_range(0.15..0.45)) as u8;
-    let mut img = GrayImage::from_pixel(IMAGE_SIDE as u32, IMAGE_SIDE as u32, Luma([bg]));
-    let cx = s / 2.0 + rng.random_range(-3.0..3.0);
-    let cy = s / 2.0 + rng.random_range(-3.0..3.0);
-    let rx = rng.random_range(13.0..19.0f32);
-    let ry = rx * rng.random_range(1.1..1.35f32);
-    draw_filled_ellipse_mut(
-        &mut img,
-        (cx as i32, cy as i32),
-        rx as i32,
-        ry as i32,
-        Luma([skin]),
-    );
+    let Head {
+        mut img,
+        bg,
+        dark,
+        cx,
+        cy,
+        rx,
+        ry,
+    } = head(&mut rng);
     let eye_dx = rx * rng.random_range(0.35..0.5);
     let eye_y = cy - ry * rng.random_range(0.2..0.35);
     let eye_r = (rx * eye_k).max(1.0) as i32;
@@ -242,17 +273,7 @@ pub fn face7(emotion: Emotion, seed: u64, noise: f64) -> Vec<u8> {
             Luma([dark]),
         );
     }
-    let angle = rng.random_range(-0.3..0.3f32);
-    let mut img = rotate_about_center(
-        &img,
-        angle,
-        Interpolation::Bilinear,
-        Border::Constant(Luma([bg])),
-    );
-    if noise > 0.0 {
-        imageproc::noise::gaussian_noise_mut(&mut img, 0.0, noise, rng.random());
-    }
-    img.into_raw()
+    finish(img, &mut rng, bg, noise)
 }
 
 /// The `i`-th face of `emotion` in a split, drawn by [`face7`] (the `emotion7` label mode).

@@ -341,7 +341,7 @@ pub fn confusions(
     classes: &[String],
 ) -> Result<(), ReportError> {
     let k = classes.len().max(1) as i32;
-    let cell = if k > 2 { 46 } else { 86 };
+    let cell = if k > 2 { 62 } else { 86 };
     let per_row = 3usize;
     let (pw, ph) = (120 + cell * k + 30, 70 + cell * k + 40);
     let cols = mats.len().clamp(1, per_row) as i32;

@@ -15,8 +15,16 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Headline numbers per model (keyed `svm:<name>`, `cnn:<name>`, `tune:best`).
-pub fn metrics_json(study: &Study, cis: Option<&BTreeMap<String, Ci>>) -> Value {
+/// Headline numbers per model (keyed `svm:<name>`, `cnn:<name>`, `tune:best`). In a
+/// seven-class pipeline (`seven`: [`crate::seven::figures`]), each seven-class model adds
+/// `seven_classes` (its figures over the seven emotions, PrivateTest's included) and the
+/// document a top-level `seven_classes`; the other per-model keys are then the happy-vs-rest
+/// reading. A binary pipeline's document has neither.
+pub fn metrics_json(
+    study: &Study,
+    cis: Option<&BTreeMap<String, Ci>>,
+    seven: Option<&crate::seven::SevenFigures>,
+) -> Value {
     let mut models = Map::new();
     for m in &study.models {
         let mut v = json!({
@@ -49,9 +57,15 @@ pub fn metrics_json(study: &Study, cis: Option<&BTreeMap<String, Ci>>) -> Value 
                 None => json!("not available"),
             };
         }
+        if let Some(sm) = seven.and_then(|f| f.models.iter().find(|s| s.model.key == m.key)) {
+            v["seven_classes"] = crate::seven::model_json(sm);
+        }
         models.insert(m.key.clone(), v);
     }
     let mut out = json!({ "models": models });
+    if let Some(f) = seven {
+        out["seven_classes"] = crate::seven::summary_json(f);
+    }
     if let Some(t) = &study.tune {
         out["tune"] = t.summary.clone();
     }
@@ -136,7 +150,7 @@ pub fn side(arg: &str, artifacts: &Path) -> Result<Side, ReportError> {
     }
     Ok(Side {
         label: arg.to_string(),
-        metrics: metrics_json(&study, None),
+        metrics: metrics_json(&study, None, crate::seven::figures(&study, None).as_ref()),
         params: params_json(&study),
     })
 }

@@ -15,19 +15,47 @@
 //! `train_svm`, `train_cnn` or `tune` must have run, else the stage stops naming the targets
 //! to run.
 //!
+//! **Seven classes.** A pipeline is seven-class when ingest's `images.parquet` says
+//! `fer.label_mode = "emotion7"` (ingest's manifest summary says it first, so a binary
+//! pipeline never opens the images for this) or a model's figures have more than two classes.
+//! Then (see [`load::happy_vs_rest`]) every seven-class model is also read as **happy vs the
+//! rest**: truth happy = the label whose class is named `happy` (emotion code 3, never label
+//! 0), answer happy = happy is the model's top emotion, score = its happy score (a CNN's
+//! `p_happy`, the happy class's probability; an SVM's `decision`, its happy-vs-rest decision
+//! value). The binary sections (recommendation, operating point and alerts, the comparison
+//! with the study, models side by side, ROC, calibration of p(happy), the mistakes gallery)
+//! show that reading and say so; learning curves, tuning trials and "Two truths" say that
+//! their figures are over the seven emotions. A binary model in a seven-class pipeline (a
+//! binary-only `train_svm`, label 0 = happy) is shown as it is. A "Seven emotions" section
+//! comes first: per seven-class model (each CNN, tune's best, each chosen SVM) accuracy and
+//! macro F1 on the whole test split and on FER2013's `PrivateTest` images alone (test ids
+//! joined to `images.parquet`'s `usage`; "not available" when there are none, as with
+//! synthetic faces), with bootstrap intervals; the per-class table and the 7x7 confusion
+//! matrix (counts, and a row-normalized chart per model); the published anchors (human
+//! agreement about 65%, Goodfellow et al. 2013; the best single network 73.28% on
+//! PrivateTest, Khaireddin & Chen 2021: report defaults, [`seven::ANCHORS`]); and the best
+//! model by validation macro F1. A binary pipeline's report is what it was, byte for byte.
+//!
 //! Writes `artifacts/<pipeline>/report/`:
 //! - `index.html`: one self-contained page (CSS inline, every image a base64 data URI);
 //! - `report.md`: the same content in Markdown, images linked from `img/`;
 //! - `img/*.png`: charts drawn with plotters (accuracy with 95% bootstrap intervals, ROC
-//!   curves, confusion matrices, learning curves, tuning trials, the mistakes gallery) and the
+//!   curves, confusion matrices, learning curves, tuning trials, the mistakes gallery; seven
+//!   classes: `seven_accuracy.png` and `confusion7_<model>.png`) and the
 //!   upstream pictures it shows (samples, histograms, duplicates, augmentation preview);
-//! - `recommendation.json`: the model to deploy (chosen on validation accuracy), its artifact
+//! - `recommendation.json`: the model to deploy (chosen on validation accuracy; seven classes:
+//!   happy vs the rest, plus `seven_classes`, the best seven-class model by validation macro
+//!   F1 and its test and PrivateTest figures), its artifact
 //!   folder, the p(happy) threshold for "not happy" alerts (chosen on validation predictions
 //!   reweighted to the shop's `base_rate`, never on test), the test figures at that threshold,
 //!   the blake3 hash of the model's weights file (`model_weights_blake3`) and the assumptions
 //!   (`base_rate`, `goal`, `expected_alerts_per_100`, `at_base_rate`, `calibration`); read by
 //!   the predict tool, which applies the threshold only to a model with those weights;
-//! - `metrics.json` (headline numbers per model, the McNemar test, the recommendation) and
+//! - `metrics.json` (headline numbers per model, the McNemar test, the recommendation; seven
+//!   classes: the per-model keys are the happy-vs-rest reading, and each seven-class model adds
+//!   `seven_classes` (validation accuracy and macro F1, test accuracy and macro F1 with their
+//!   intervals, `private_test` or "not available", per-class F1) beside a top-level
+//!   `seven_classes` (classes, best model, majority baseline, anchors)) and
 //!   `params.json` (every upstream stage's resolved params): what `fer-report diff` compares.
 //!
 //! Params (`[report]`): `seed` (42, the bootstrap's), `bootstrap` (2000 resamples, 100..=100000),
@@ -48,6 +76,7 @@ pub mod load;
 pub mod operating;
 mod recommend;
 mod sections;
+pub mod seven;
 pub mod stats;
 
 use fer_core::cli::StageArgs;

@@ -20,6 +20,7 @@ use fer_core::manifest::{MANIFEST_FILE, Manifest};
 use fer_core::metrics::Metrics;
 use fer_core::schema::metrics::SvmMetrics;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use svm::svm_models;
 use tune::tune;
@@ -49,7 +50,8 @@ pub enum Family {
 }
 
 /// One prediction on one image: `score` is higher for "happy" (the CNN's p(happy), the SVM's
-/// decision value).
+/// decision value). After [`load()`], `label` and `pred` are always binary, 0 = happy and 1 =
+/// not happy: a seven-class model's are its happy-vs-rest reading ([`happy_vs_rest`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pred {
     pub row: u32,
@@ -106,6 +108,42 @@ pub struct ModelRun {
     pub epochs: Vec<Epoch>,
     pub best_epoch: Option<u64>,
     pub final_train_acc: Option<f64>,
+    /// A seven-class model: its own figures and answers over the seven emotions. `val`,
+    /// `test`, `val_preds` and `test_preds` above are then its happy-vs-rest reading (see
+    /// [`happy_vs_rest`]). `None` for a binary model.
+    pub seven: Option<SevenRun>,
+}
+
+/// One answer of a seven-class model on one image (emotion codes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pred7 {
+    pub id: String,
+    pub label: u8,
+    pub pred: u8,
+}
+
+/// A seven-class model as its artifacts give it, before the happy-vs-rest reading.
+#[derive(Debug, Clone)]
+pub struct SevenRun {
+    /// `metrics.json`'s seven-class figures.
+    pub val: Metrics,
+    pub test: Metrics,
+    pub val_preds: Vec<Pred7>,
+    pub test_preds: Vec<Pred7>,
+}
+
+/// A seven-class pipeline (`[ingest] label_mode = "emotion7"`): the classes and where the
+/// test images come from.
+#[derive(Debug, Clone)]
+pub struct Seven {
+    /// The class names in label order (`fer_core::LabelMode::Emotion7.class_names()`, or the
+    /// models' own).
+    pub classes: Vec<String>,
+    /// The label of `happy` among `classes`, found by name.
+    pub happy: usize,
+    /// FER2013's `Usage` of each test image by id (ingest's `images.parquet`); `None` when
+    /// ingest has not run.
+    pub usage: Option<BTreeMap<String, String>>,
 }
 
 /// One tuning trial (`tune/trials.parquet`).
@@ -153,13 +191,29 @@ pub struct Study {
     /// `train_svm/metrics.json` (majority baseline, best model).
     pub svm_metrics: Option<SvmMetrics>,
     pub tune: Option<Tune>,
+    /// The classes of the models' `val`/`test` figures: `happy`, `not_happy` (in a
+    /// seven-class pipeline, the happy-vs-rest reading).
     pub class_names: Vec<String>,
+    /// `Some` in a seven-class pipeline.
+    pub seven: Option<Seven>,
 }
 
 impl Study {
     /// Test accuracy of always answering the larger class (train_svm's `metrics.json`), when
     /// train_svm ran and the figure is a number.
+    /// In a seven-class pipeline, the happy-vs-rest figure from the test labels: the share of
+    /// the larger of happy and the rest.
     pub fn majority_baseline_test(&self) -> Option<f64> {
+        if self.seven.is_some() {
+            let preds = &self
+                .models
+                .iter()
+                .find(|m| !m.test_preds.is_empty())?
+                .test_preds;
+            let happy = preds.iter().filter(|p| p.label == 0).count();
+            let n = preds.len();
+            return Some(happy.max(n - happy) as f64 / n as f64);
+        }
         self.svm_metrics
             .as_ref()
             .map(|m| m.majority_baseline.test)
@@ -322,6 +376,7 @@ pub fn load(root: &Path, pipeline: &str) -> Result<Study, ReportError> {
         }
         tune_out = Some(t);
     }
+    let seven = seven(root, &stages, &mut models)?;
     let class_names = models
         .first()
         .map(|m| m.test.classes.iter().map(|c| c.name.clone()).collect())
@@ -337,5 +392,141 @@ pub fn load(root: &Path, pipeline: &str) -> Result<Study, ReportError> {
         svm_metrics,
         tune: tune_out,
         class_names,
+        seven,
     })
+}
+
+/// The names of the happy-vs-rest reading's classes (label 0 and 1).
+pub const HAPPY_VS_REST: [&str; 2] = ["happy", "not_happy"];
+
+/// Whether a model's figures are over more than two classes.
+fn is_multiclass(m: &ModelRun) -> bool {
+    m.test.classes.len() > 2
+}
+
+/// A seven-class pipeline's classes and test usages, and every seven-class model read as
+/// happy vs the rest; `None` (and the models untouched) in a binary pipeline. The pipeline is
+/// seven-class when ingest's `images.parquet` says so (`fer.label_mode`; ingest's manifest
+/// summary says it first, so a binary pipeline never reads the images) or a model's figures
+/// have more than two classes. A binary model in a seven-class pipeline (label 0 = happy) is
+/// left as it is.
+fn seven(
+    root: &Path,
+    stages: &[Stage],
+    models: &mut [ModelRun],
+) -> Result<Option<Seven>, ReportError> {
+    let ingest = stages
+        .iter()
+        .find(|s| s.name == "ingest")
+        .and_then(|s| s.manifest.as_ref());
+    let said = ingest.is_some_and(|m| m.summary["label_mode"] == "emotion7");
+    if !said && !models.iter().any(is_multiclass) {
+        return Ok(None);
+    }
+    let mut usage = None;
+    let mut mode_seven = models.iter().any(is_multiclass);
+    if ingest.is_some() {
+        let path = root.join("ingest").join("images.parquet");
+        let ds = fer_core::dataset::ImageDataset::read_parquet(&path)
+            .map_err(|e| artifact_error("ingest", &path, &e))?;
+        mode_seven |= ds.label_mode == fer_core::LabelMode::Emotion7;
+        usage = Some(
+            ds.records
+                .into_iter()
+                .filter(|r| r.split == Split::Test)
+                .map(|r| (r.id, r.usage))
+                .collect(),
+        );
+    }
+    if !mode_seven {
+        return Ok(None);
+    }
+    let classes: Vec<String> = models
+        .iter()
+        .find(|m| is_multiclass(m))
+        .map(|m| m.test.classes.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_else(|| {
+            fer_core::LabelMode::Emotion7
+                .class_names()
+                .iter()
+                .map(|c| c.to_string())
+                .collect()
+        });
+    let happy = classes.iter().position(|c| c == "happy").ok_or_else(|| {
+        bad(
+            root,
+            format!("the seven classes {classes:?} have no `happy`"),
+        )
+    })?;
+    for m in models.iter_mut().filter(|m| is_multiclass(m)) {
+        let names: Vec<&str> = m.test.classes.iter().map(|c| c.name.as_str()).collect();
+        if names != classes.iter().map(String::as_str).collect::<Vec<_>>() {
+            return Err(bad(
+                &m.dir,
+                format!(
+                    "{}'s classes {names:?} are not the pipeline's {classes:?}",
+                    m.key
+                ),
+            ));
+        }
+        happy_vs_rest(m, happy);
+    }
+    Ok(Some(Seven {
+        classes,
+        happy,
+        usage,
+    }))
+}
+
+/// Read a seven-class model as happy vs the rest: its own figures and answers move to
+/// [`ModelRun::seven`]; its predictions become label 0 (happy: the emotion code `happy`) or 1
+/// (any other emotion), the model's answer happy when happy is its top emotion, the score
+/// staying its happy score (a CNN's `p_happy`, the probability of the happy class; an SVM's
+/// happy-vs-rest decision value); `val` and `test` are recomputed from those (ROC AUC of the
+/// happy score).
+pub fn happy_vs_rest(m: &mut ModelRun, happy: usize) {
+    let to7 = |ps: &[Pred]| -> Vec<Pred7> {
+        ps.iter()
+            .map(|p| Pred7 {
+                id: p.id.clone(),
+                label: p.label,
+                pred: p.pred,
+            })
+            .collect()
+    };
+    let view = |ps: &[Pred]| -> Vec<Pred> {
+        ps.iter()
+            .map(|p| Pred {
+                label: u8::from(p.label as usize != happy),
+                pred: u8::from(p.pred as usize != happy),
+                ..p.clone()
+            })
+            .collect()
+    };
+    let svm = m.family == Family::Svm;
+    let metrics = |ps: &[Pred]| -> Metrics {
+        let y: Vec<u8> = ps.iter().map(|p| p.label).collect();
+        let pred: Vec<u8> = ps.iter().map(|p| p.pred).collect();
+        let scores: Vec<Vec<f64>> = ps
+            .iter()
+            .map(|p| {
+                if svm {
+                    vec![p.score, -p.score]
+                } else {
+                    vec![p.score, 1.0 - p.score]
+                }
+            })
+            .collect();
+        fer_core::metrics::classification_metrics(&y, &pred, &HAPPY_VS_REST, Some(&scores))
+    };
+    m.seven = Some(SevenRun {
+        val: m.val.clone(),
+        test: m.test.clone(),
+        val_preds: to7(&m.val_preds),
+        test_preds: to7(&m.test_preds),
+    });
+    m.val_preds = view(&m.val_preds);
+    m.test_preds = view(&m.test_preds);
+    m.val = metrics(&m.val_preds);
+    m.test = metrics(&m.test_preds);
 }

@@ -37,15 +37,28 @@ pub(crate) fn acc_ci(m: &ModelRun, rp: &ReportParams) -> Ci {
     )[0]
 }
 
-/// The model with the highest validation accuracy (ties: fewer parameters, then listed first).
+/// What [`best_by_val`] ranks a model by: validation accuracy; for a seven-class model read as
+/// happy vs the rest, the validation ROC AUC of its happy score instead. Its "happy" answer
+/// (happy is the top emotion) is rarely given with one happy face in seven, so accuracy ties
+/// at the majority share; the threshold of the alerts is chosen afterwards, so what matters is
+/// how well the score ranks happy faces first.
+pub(crate) fn val_rank(m: &ModelRun) -> f64 {
+    match (&m.seven, m.val.roc_auc) {
+        (Some(_), Some(auc)) => auc,
+        _ => m.val.accuracy,
+    }
+}
+
+/// The model with the highest [`val_rank`] (validation accuracy; ROC AUC of p_happy for
+/// seven-class models), ties: fewer parameters, then listed first.
 pub(crate) fn best_by_val<'a>(ms: impl Iterator<Item = &'a ModelRun>) -> Option<&'a ModelRun> {
     let mut best: Option<&ModelRun> = None;
     for m in ms {
         let better = match best {
             None => true,
             Some(b) => {
-                m.val.accuracy > b.val.accuracy + 1e-12
-                    || ((m.val.accuracy - b.val.accuracy).abs() <= 1e-12
+                val_rank(m) > val_rank(b) + 1e-12
+                    || ((val_rank(m) - val_rank(b)).abs() <= 1e-12
                         && m.params.unwrap_or(u64::MAX) < b.params.unwrap_or(u64::MAX))
             }
         };
@@ -224,6 +237,32 @@ pub struct RecommendationFile {
     /// stage), `null` when the model folder has none.
     // The calibration work (issue 19) writes that file; this field passes it through as is.
     pub calibration: Option<serde_json::Value>,
+    /// A seven-class pipeline only (absent from a binary one's file): the best seven-class
+    /// model by validation macro F1 and its figures. The fields above are then the
+    /// happy-vs-rest reading of the recommended model (the checkout's alerts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seven_classes: Option<SevenClassesJson>,
+}
+
+/// `recommendation.json`'s `seven_classes`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SevenClassesJson {
+    /// The best seven-class model (`recommendation.json`'s `model` naming).
+    pub model: String,
+    pub display: String,
+    pub model_dir: String,
+    pub chosen_by: String,
+    pub classes: Vec<String>,
+    pub val_macro_f1: f64,
+    pub test_accuracy: f64,
+    pub test_accuracy_ci: [f64; 2],
+    pub test_macro_f1: f64,
+    pub test_macro_f1_ci: [f64; 2],
+    /// `null` when the test split has no PrivateTest image.
+    pub private_test_accuracy: Option<f64>,
+    pub private_test_macro_f1: Option<f64>,
+    /// How the happy-vs-rest fields read a seven-class model.
+    pub happy_vs_rest: String,
 }
 
 /// `recommendation.json`'s `goal`.
@@ -278,11 +317,34 @@ pub(crate) fn recommendation_json(
     rp: &ReportParams,
     opp: &OperatingParams,
     artifacts: &Path,
+    sev: Option<&crate::seven::SevenFigures>,
 ) -> RecommendationFile {
     let weights = r.model.dir.join("model.safetensors");
     let op = &r.op;
+    let seven_classes = sev.and_then(|f| {
+        let b = &f.models[f.best?];
+        Some(SevenClassesJson {
+            model: short_name(b.model),
+            display: b.model.display.clone(),
+            model_dir: model_dir(artifacts, study, b.model),
+            chosen_by: "validation macro F1 over the seven emotions".into(),
+            classes: f.seven.classes.clone(),
+            val_macro_f1: b.val_macro_f1,
+            test_accuracy: b.test.accuracy.value,
+            test_accuracy_ci: [b.test.accuracy.lo, b.test.accuracy.hi],
+            test_macro_f1: b.test.macro_f1.value,
+            test_macro_f1_ci: [b.test.macro_f1.lo, b.test.macro_f1.hi],
+            private_test_accuracy: b.private.as_ref().map(|p| p.accuracy.value),
+            private_test_macro_f1: b.private.as_ref().map(|p| p.macro_f1.value),
+            happy_vs_rest: "the recommended model, threshold and figures outside `seven_classes` read the seven-class models as happy (the emotion `happy`) vs the rest; the score is the happy class's probability (CNN) or happy-vs-rest decision value (SVM)".into(),
+        })
+    });
+    let mut rec = recommendation(r, cis, study, rp, artifacts);
+    if study.seven.is_some() {
+        rec.chosen_by = "validation ROC AUC of the happy score, happy vs the rest".into();
+    }
     RecommendationFile {
-        rec: recommendation(r, cis, study, rp, artifacts),
+        rec,
         model_weights_blake3: fer_core::hash::hash_file(&weights).ok(),
         base_rate: op.base_rate,
         base_rate_source: base_rate_source(opp).into(),
@@ -298,6 +360,7 @@ pub(crate) fn recommendation_json(
             test: (&op.test).into(),
         },
         calibration: calibration(&r.model.dir),
+        seven_classes,
     }
 }
 

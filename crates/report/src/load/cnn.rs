@@ -131,5 +131,6 @@ pub(super) fn cnn_model(
         epochs: epochs(stage, &dir.join("epochs.parquet"))?,
         best_epoch: Some(m.best_epoch as u64),
         final_train_acc: m.final_train_acc,
+        seven: None,
     })
 }

@@ -126,6 +126,7 @@ pub(super) fn svm_models(
             epochs: Vec::new(),
             best_epoch: None,
             final_train_acc: None,
+            seven: None,
         });
     }
     Ok((out, m))

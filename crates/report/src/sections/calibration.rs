@@ -88,6 +88,7 @@ pub(super) fn calibration(cx: &mut Ctx) -> Result<(), ReportError> {
         return Ok(());
     }
     cx.doc.h2("Calibration: does p(happy) mean what it says?");
+    cx.happy_vs_rest_note();
     cx.doc.p(format!(
         "A calibrated model's p(happy) = 0.8 means that about 8 in 10 such faces are happy. Each \
          model's map was fitted on the validation images only, by the stage that trained it, \

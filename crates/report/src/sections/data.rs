@@ -11,7 +11,11 @@ pub(super) fn data(cx: &mut Ctx) -> Result<(), ReportError> {
     match s.stage("ingest") {
         Some(m) => {
             let counts = &m.summary["counts"];
-            let classes = s.class_names.clone();
+            // Seven classes: ingest counts each emotion.
+            let classes = s
+                .seven
+                .as_ref()
+                .map_or_else(|| s.class_names.clone(), |sv| sv.classes.clone());
             let mut head: Vec<String> = vec!["Split".into()];
             head.extend(classes.iter().map(|c| class_words(c)));
             head.push("Total".into());
@@ -95,7 +99,11 @@ pub(super) fn data(cx: &mut Ctx) -> Result<(), ReportError> {
         ],
         rows,
     );
-    cx.doc.p("Pixel values are 0–255, all pixels of a group pooled. Happy and not-happy faces have almost the same brightness and contrast, so a model cannot tell them apart from overall intensity alone.");
+    cx.doc.p(if cx.seven() {
+        "Pixel values are 0–255, all pixels of a group pooled. A model that could tell the emotions apart from overall brightness and contrast alone would be reading the photos, not the faces."
+    } else {
+        "Pixel values are 0–255, all pixels of a group pooled. Happy and not-happy faces have almost the same brightness and contrast, so a model cannot tell them apart from overall intensity alone."
+    });
     cx.doc.h3("Sample faces");
     for split in ["train", "val", "test"] {
         cx.copy_image(

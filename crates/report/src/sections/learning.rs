@@ -19,6 +19,12 @@ pub(super) fn learning(cx: &mut Ctx) -> Result<(), ReportError> {
         cx.not_run("The learning curves", "train_cnn");
         return Ok(());
     }
+    if cx.seven() {
+        cx.doc.note(
+            crate::doc::Tone::Info,
+            "Seven classes: the accuracies and losses per epoch are over the seven emotions, as the CNNs trained.",
+        );
+    }
     cx.doc.p("Accuracy and loss on the training images (what the model learns from) and the validation images (faces it never trains on), epoch by epoch. When training accuracy keeps rising while validation accuracy stalls or falls, the model is memorising the training faces rather than learning what a smile looks like: it overfits. The kept checkpoint is the epoch with the lowest validation loss.");
     for m in cnns {
         let last = m.epochs.last().expect("non-empty");

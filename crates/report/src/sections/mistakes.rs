@@ -27,6 +27,7 @@ pub(super) fn mistakes(cx: &mut Ctx, rec: Option<&Rec>) -> Result<(), ReportErro
         cx.not_run("The gallery of faces", "ingest");
         return Ok(());
     }
+    cx.happy_vs_rest_note();
     let m = r.model;
     let mut wrong: Vec<&Pred> = m.test_preds.iter().filter(|p| p.pred != p.label).collect();
     let conf = |p: &Pred| (p.score - m.default_threshold).abs();
@@ -48,6 +49,15 @@ pub(super) fn mistakes(cx: &mut Ctx, rec: Option<&Rec>) -> Result<(), ReportErro
     let by_id: BTreeMap<&str, &fer_core::dataset::ImageRecord> =
         ds.records.iter().map(|r| (r.id.as_str(), r)).collect();
     let names = &cx.study.class_names;
+    // Seven classes: the emotion the model said, beside its happy-vs-rest answer.
+    let said7: BTreeMap<&str, &str> = match (&m.seven, &cx.study.seven) {
+        (Some(s), Some(sv)) => s
+            .test_preds
+            .iter()
+            .filter_map(|p| Some((p.id.as_str(), sv.classes.get(p.pred as usize)?.as_str())))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
     let mut items = Vec::new();
     let mut rows = Vec::new();
     for p in &wrong {
@@ -57,9 +67,12 @@ pub(super) fn mistakes(cx: &mut Ctx, rec: Option<&Rec>) -> Result<(), ReportErro
         let truth = names
             .get(p.label as usize)
             .map_or("?".into(), |c| class_words(c));
-        let said = names
+        let mut said = names
             .get(p.pred as usize)
             .map_or("?".into(), |c| class_words(c));
+        if let Some(e) = said7.get(p.id.as_str()).filter(|_| p.pred != 0) {
+            said = format!("{said} ({})", class_words(e));
+        }
         let score = match m.family {
             Family::Cnn => format!("p(happy) = {:.2}", p.score),
             Family::Svm => format!("decision = {:+.2}", p.score),

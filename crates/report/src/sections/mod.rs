@@ -12,6 +12,7 @@ mod models;
 mod operating;
 mod provenance;
 mod recommendation;
+mod seven;
 mod study;
 mod truths;
 mod tuning;
@@ -125,6 +126,8 @@ struct Ctx<'a> {
     doc: Doc,
     files: Vec<String>,
     not_run: Vec<String>,
+    /// Whether the happy-vs-rest note has been given in full (later sections refer to it).
+    happy_vs_rest_said: bool,
 }
 
 impl Ctx<'_> {
@@ -149,6 +152,25 @@ impl Ctx<'_> {
         self.doc.image(format!("img/{name}"), caption);
         Ok(())
     }
+    /// A seven-class pipeline (its models read as happy vs the rest outside "Seven
+    /// emotions").
+    fn seven(&self) -> bool {
+        self.study.seven.is_some()
+    }
+    /// In a seven-class pipeline, the sentence saying that a section reads the models as happy
+    /// vs the rest; nothing in a binary one.
+    fn happy_vs_rest_note(&mut self) {
+        if !self.seven() {
+            return;
+        }
+        let text = if self.happy_vs_rest_said {
+            seven::HAPPY_VS_REST_AGAIN
+        } else {
+            seven::HAPPY_VS_REST
+        };
+        self.happy_vs_rest_said = true;
+        self.doc.note(crate::doc::Tone::Info, text);
+    }
     fn not_run(&mut self, what: &str, stage: &str) {
         self.not_run.push(what.to_string());
         let target = make_target(stage);
@@ -169,6 +191,7 @@ pub fn build(
         doc: Doc::default(),
         files: Vec::new(),
         not_run: Vec::new(),
+        happy_vs_rest_said: false,
     };
     let cis: BTreeMap<String, Ci> = study
         .models
@@ -187,8 +210,10 @@ pub fn build(
         .operating()
         .map_err(|(k, m)| ReportError::Params(format!("{k}: {m}")))?;
     let rec = recommend(study, rp, &opp);
+    let sev = crate::seven::figures(study, Some(rp));
 
     title(&mut cx);
+    seven::seven(&mut cx, sev.as_ref())?;
     recommendation(
         &mut cx,
         rec.as_ref(),
@@ -212,8 +237,8 @@ pub fn build(
 
     let recommendation = rec
         .as_ref()
-        .map(|r| recommendation_json(r, &cis, study, rp, &opp, artifacts));
-    let mut metrics = crate::diff::metrics_json(study, Some(&cis));
+        .map(|r| recommendation_json(r, &cis, study, rp, &opp, artifacts, sev.as_ref()));
+    let mut metrics = crate::diff::metrics_json(study, Some(&cis), sev.as_ref());
     if let Some(m) = &mcn {
         metrics["mcnemar"] = json!({
             "a": best_cnn.map(|m| m.key.clone()),
@@ -248,7 +273,11 @@ pub fn build(
 
 fn title(cx: &mut Ctx) {
     let s = cx.study;
-    cx.doc.title = "Happy or not happy? SVM versus CNN on FER2013 faces".into();
+    cx.doc.title = if s.seven.is_some() {
+        "Seven emotions, and happy or not: SVM versus CNN on FER2013 faces".into()
+    } else {
+        "Happy or not happy? SVM versus CNN on FER2013 faces".into()
+    };
     let mut sub = vec![format!("Pipeline `{}`", s.pipeline)];
     if let Some(m) = s.stage("ingest") {
         if let Some(src) = m.summary["source"].as_str() {

@@ -48,8 +48,13 @@ pub(super) fn model_card(cx: &mut Ctx, rec: Option<&Rec>) {
     } else {
         String::new()
     };
+    let task = if cx.seven() {
+        "here the models learn all seven and the alerts read them as happy against the six others"
+    } else {
+        "here happy against the six others"
+    };
     data += &format!(
-        "**FER2013**: 48×48 grayscale face crops found by web image search, posed and in-the-wild, each labelled by a single annotator with one of seven emotions; here happy against the six others (\"not happy\" lumps neutral, sad, angry, surprised, fearful and disgusted faces){}. **FERPlus** relabelled the same images with 10 annotators each; on the full test set the two disagree on about 4.5% of the happy / not-happy labels (see \"Two truths\" when the votes are present). This model was trained on {} labels.",
+        "**FER2013**: 48×48 grayscale face crops found by web image search, posed and in-the-wild, each labelled by a single annotator with one of seven emotions; {task} (\"not happy\" lumps neutral, sad, angry, surprised, fearful and disgusted faces){}. **FERPlus** relabelled the same images with 10 annotators each; on the full test set the two disagree on about 4.5% of the happy / not-happy labels (see \"Two truths\" when the votes are present). This model was trained on {} labels.",
         rows.filter(|_| !synthetic)
             .map(|n| format!("; this pipeline used {} of them", thousands(n)))
             .unwrap_or_default(),

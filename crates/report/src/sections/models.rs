@@ -35,7 +35,7 @@ fn featured(study: &Study) -> Vec<&ModelRun> {
     out
 }
 
-fn color_of(study: &Study, m: &ModelRun) -> plotters::style::RGBColor {
+pub(super) fn color_of(study: &Study, m: &ModelRun) -> plotters::style::RGBColor {
     let i = study
         .models
         .iter()
@@ -61,6 +61,7 @@ pub(super) fn models(
     if !cx.ran("train_cnn") {
         cx.not_run("The CNNs", "train_cnn");
     }
+    cx.happy_vs_rest_note();
     cx.doc.p(format!(
         "Every trained model, chosen on validation and scored once on the test images. Test accuracy is followed by its {conf} bootstrap confidence interval ({} resamples of the test set).",
         thousands(cx.rp.bootstrap as u64)

@@ -28,6 +28,7 @@ pub(super) fn operating(
         );
         return Ok(());
     };
+    cx.happy_vs_rest_note();
     let (m, op) = (r.model, &r.op);
     let val = operating::scored(&m.val_preds);
     let test = operating::scored(&m.test_preds);

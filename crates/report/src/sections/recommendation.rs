@@ -26,6 +26,7 @@ pub(super) fn recommendation(
         );
         return;
     };
+    cx.happy_vs_rest_note();
     let m = r.model;
     let ci = &cis[&m.key];
     let n_test = m.test_preds.len() as u64;
@@ -38,7 +39,12 @@ pub(super) fn recommendation(
             "Deploy".into(),
             m.display.clone(),
             format!(
-                "highest validation accuracy of {} models",
+                "{} of {} models",
+                if m.seven.is_some() {
+                    "highest validation ROC AUC of the happy score (happy vs the rest)"
+                } else {
+                    "highest validation accuracy"
+                },
                 cx.study.models.len()
             ),
         ),

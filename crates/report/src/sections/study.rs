@@ -31,8 +31,20 @@ pub(super) fn against_study(
         ),
         None => {}
     }
+    cx.happy_vs_rest_note();
+    let seven = s.seven.as_ref();
     let c = |split: &str, class: &str| -> Option<u64> {
-        counts.as_ref().and_then(|c| c[split][class].as_u64())
+        let counts = counts.as_ref()?;
+        match seven {
+            // Seven classes: not happy is the six other emotions together.
+            Some(sv) if class == "not_happy" => sv
+                .classes
+                .iter()
+                .filter(|n| *n != "happy")
+                .map(|n| counts[split][n].as_u64())
+                .sum(),
+            _ => counts[split][class].as_u64(),
+        }
     };
     let pair = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) => format!("{} / {}", thousands(a), thousands(b)),
@@ -55,6 +67,9 @@ pub(super) fn against_study(
         ],
     ];
     let ms = |class: &str| -> String {
+        if let (Some(sv), "not_happy") = (seven, class) {
+            return pooled_not_happy(s.stats.as_ref(), &sv.classes).unwrap_or_else(|| "–".into());
+        }
         s.stats
             .as_ref()
             .and_then(|v| v["mean_std"].as_array())
@@ -87,18 +102,29 @@ pub(super) fn against_study(
             .find(|m| m.family == Family::Cnn && m.key == format!("cnn:{arch}"))
     };
     let base = by_arch("seed-base");
+    // Seven classes: the training curves are over the seven emotions, not comparable.
+    let epoch_acc = |x: f64| {
+        if seven.is_some() {
+            format!("{} over seven emotions (not comparable)", pct(x))
+        } else {
+            pct(x)
+        }
+    };
     rows.push(vec![
         "Base CNN, training accuracy (last epoch)".into(),
         pct(st.base_train_acc),
         opt(
             base.and_then(|b| b.epochs.last().map(|e| e.train_acc).or(b.final_train_acc)),
-            pct,
+            epoch_acc,
         ),
     ]);
     rows.push(vec![
         "Base CNN, validation accuracy (last epoch)".into(),
         pct(st.base_val_acc),
-        opt(base.and_then(|b| b.epochs.last().map(|e| e.val_acc)), pct),
+        opt(
+            base.and_then(|b| b.epochs.last().map(|e| e.val_acc)),
+            epoch_acc,
+        ),
     ]);
     rows.push(vec![
         "Base CNN, test accuracy".into(),
@@ -161,4 +187,30 @@ pub(super) fn against_study(
         thousands(st.train_not_happy),
         f2(st.mean_not_happy)
     ));
+}
+
+/// The pixel mean ± std of the six emotions other than happy pooled (stats' `train+val` rows
+/// of each emotion: images, mean, std), for a seven-class pipeline's "not happy".
+fn pooled_not_happy(stats: Option<&serde_json::Value>, classes: &[String]) -> Option<String> {
+    let rows = stats?["mean_std"].as_array()?;
+    let (mut n, mut sum, mut sq) = (0.0, 0.0, 0.0);
+    for class in classes.iter().filter(|c| *c != "happy") {
+        let r = rows
+            .iter()
+            .find(|r| r["split"] == "train+val" && r["class"] == class.as_str())?;
+        let (k, m, sd) = (
+            r["images"].as_f64()?,
+            r["mean"].as_f64()?,
+            r["std"].as_f64()?,
+        );
+        n += k;
+        sum += k * m;
+        sq += k * (sd * sd + m * m);
+    }
+    if n == 0.0 {
+        return None;
+    }
+    let mean = sum / n;
+    let std = (sq / n - mean * mean).max(0.0).sqrt();
+    Some(format!("{} ± {}", f2(mean), f2(std)))
 }

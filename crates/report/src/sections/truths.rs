@@ -37,6 +37,12 @@ pub(super) fn truths(cx: &mut Ctx) -> Result<(), ReportError> {
         );
         return Ok(());
     }
+    if cx.seven() {
+        cx.doc.note(
+            Tone::Info,
+            "Seven classes: the figures in this section are over the seven emotions (accuracy, balanced accuracy, and ROC AUC averaged one emotion against the rest), as the training stages scored them against each truth, not the happy-vs-rest reading of the other sections.",
+        );
+    }
     let t0 = with[0].1;
     let excluded = match t0.ferplus_excluded {
         0 => "every test face has a FERPlus label".to_string(),

@@ -13,6 +13,12 @@ pub(super) fn tuning(cx: &mut Ctx) -> Result<(), ReportError> {
         cx.not_run("The hyperparameter search", "tune");
         return Ok(());
     };
+    if cx.seven() {
+        cx.doc.note(
+            Tone::Info,
+            "Seven classes: the trials' validation accuracies are over the seven emotions.",
+        );
+    }
     let sm = &t.summary;
     let g = |k: &str| -> String {
         match &sm[k] {
