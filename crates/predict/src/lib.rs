@@ -41,8 +41,11 @@
 //! its happy-vs-rest decision, as for a binary SVM), and each face also gets a score per class
 //! and `emotion`, the class of the largest (the first on a tie):
 //! - a CNN: its softmax **probabilities** (flip-averaged when trained with `tta_flip`; not
-//!   calibrated: `calibration.json` maps p(happy) alone), CSV columns `p_angry`, ...,
-//!   `p_neutral` after `p_happy`, then `emotion`; JSON lines an object `"emotions": {"angry":
+//!   calibrated: `calibration.json` maps p(happy) alone, so `prob_happy` is the raw
+//!   probability and `p_happy` the calibrated one), CSV columns `prob_angry`, ...,
+//!   `prob_neutral` after `p_happy` (named as train_cnn's predictions.parquet names them:
+//!   `p_<class>` would give two `p_happy` columns), then `emotion`; JSON lines an object
+//!   `"emotions": {"angry":
 //!   p, ...}` and `"emotion"`. With `--no-detect` they are train_cnn's test probabilities
 //!   exactly;
 //! - an SVM: the seven one-vs-rest **decision values** (not probabilities: no map is fitted

@@ -61,10 +61,11 @@ pub enum ClassScore {
 }
 
 impl ClassScore {
-    /// The CSV columns' prefix: `p_<class>` or `d_<class>`.
+    /// The CSV columns' prefix: `prob_<class>` (as predictions.parquet's; `p_happy`, the
+    /// calibrated p(happy), is already a column) or `d_<class>`.
     pub fn prefix(self) -> &'static str {
         match self {
-            ClassScore::Probability => "p_",
+            ClassScore::Probability => "prob_",
             ClassScore::Decision => "d_",
         }
     }

@@ -1,7 +1,7 @@
 //! Rows on stdout: CSV or JSON lines, one per face, one per file without a face or unreadable.
 //!
 //! A seven-class model's rows also carry each class's score and the argmax class: CSV columns
-//! `p_<class>` (a CNN's probabilities) or `d_<class>` (an SVM's one-vs-rest decisions), in
+//! `prob_<class>` (a CNN's probabilities) or `d_<class>` (an SVM's one-vs-rest decisions), in
 //! class order after `p_happy`, then `emotion`; JSON lines an object `emotions` (CNN) or
 //! `decisions` (SVM) keyed by class name, and `emotion`. A binary model's rows are as before.
 

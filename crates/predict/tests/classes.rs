@@ -1,5 +1,5 @@
-//! Seven-class models in fer-predict: a CNN's per-emotion probabilities (`p_<class>` CSV
-//! columns, a JSON `emotions` object, the argmax `emotion`), reproducing train_cnn's
+//! Seven-class models in fer-predict: a CNN's per-emotion probabilities (`prob_<class>` CSV
+//! columns beside the calibrated `p_happy`, a JSON `emotions` object, the argmax `emotion`), reproducing train_cnn's
 //! predictions exactly with `--no-detect`; an SVM's per-class one-vs-rest decisions
 //! (`d_<class>`, `decisions`); the service's per-face JSON; and none of it for binary models.
 
@@ -111,6 +111,23 @@ fn seven_class_cnn_gives_per_emotion_probabilities_matching_train_cnn() {
     let d = tempfile::tempdir().unwrap();
     let mdir = d.path().join("model");
     let (net, art) = tiny_model_of(&mdir, true, 16, 11, &names());
+    // A temperature map of p(happy), as train_cnn fits one: p_happy is calibrated, the
+    // per-emotion probabilities (prob_happy too) are the softmax output.
+    let t = 2.0;
+    let rec = fer_core::schema::calibration::ModelCalibration {
+        model: "tiny".into(),
+        method: fer_core::schema::calibration::Method::Temperature { temperature: t },
+        n: 0,
+        n_happy: 0,
+        before: None,
+        after: None,
+    };
+    fer_core::schema::calibration::write(
+        &mdir.join(fer_core::schema::calibration::FILE),
+        &fer_core::calibration::file(ScoreKind::PHappy, vec![rec]),
+    )
+    .unwrap();
+    let cal = |p: f64| fer_core::calibration::apply_temperature(p, t);
     let imgs = d.path().join("faces");
     let n = 20;
     let set = faces(&imgs, n);
@@ -122,8 +139,9 @@ fn seven_class_cnn_gives_per_emotion_probabilities_matching_train_cnn() {
     assert_eq!(rows.len(), n);
     for (i, r) in rows.iter().enumerate() {
         assert_eq!(r["status"], "ok");
-        // No calibration.json: p_happy is the happy class's (3) softmax output.
-        assert_eq!(r["p_happy"].as_f64().unwrap(), want[i][3], "row {i}");
+        // p_happy: the happy class's (3) softmax output, calibrated.
+        assert_eq!(r["p_happy"].as_f64().unwrap(), cal(want[i][3]), "row {i}");
+        assert_ne!(cal(want[i][3]), want[i][3]);
         let e = r["emotions"].as_object().unwrap();
         assert_eq!(e.len(), 7);
         for (k, c) in names().iter().enumerate() {
@@ -136,12 +154,13 @@ fn seven_class_cnn_gives_per_emotion_probabilities_matching_train_cnn() {
     assert_eq!(art.class_names, names());
 
     let (header, csv) = csv_rows(&run(&[], &mdir, &imgs));
-    assert_eq!(header, headers("p_").1);
+    assert_eq!(header, headers("prob_").1);
     for (i, r) in csv.iter().enumerate() {
         for (k, c) in names().iter().enumerate() {
-            assert_eq!(r[&format!("p_{c}")].parse::<f64>().unwrap(), want[i][k]);
+            assert_eq!(r[&format!("prob_{c}")].parse::<f64>().unwrap(), want[i][k]);
         }
-        assert_eq!(r["p_happy"].parse::<f64>().unwrap(), want[i][3]);
+        assert_eq!(r["p_happy"].parse::<f64>().unwrap(), cal(want[i][3]));
+        assert_eq!(header.iter().filter(|c| *c == "p_happy").count(), 1);
         assert_eq!(r["emotion"], names()[fer_models::score::argmax(&want[i])]);
     }
 
@@ -149,7 +168,7 @@ fn seven_class_cnn_gives_per_emotion_probabilities_matching_train_cnn() {
     let bdir = d.path().join("binary");
     tiny_model(&bdir, true, 16);
     let (header, _) = csv_rows(&run(&[], &bdir, &imgs));
-    assert_eq!(header, headers("p_").0);
+    assert_eq!(header, headers("prob_").0);
     for r in jsonl(&run(&["--format", "jsonl"], &bdir, &imgs)) {
         assert!(
             r.get("emotions").is_none() && r.get("emotion").is_none(),
