@@ -4,6 +4,15 @@
 //!
 //! Decision values are positive for **happy** (label 0): the SVM's positive class is
 //! `label == 0`, and `pred = 0` when `decision >= 0` (linfa's rule).
+//!
+//! Seven classes (`label_mode = "emotion7"`): each saved model is one-vs-rest, one decision per
+//! class of [`SavedSvms::class_names`] (positive = that class), in [`SavedModel::classes`];
+//! [`SavedModel::decision`] is then the `happy` class's, and the predicted class is the argmax
+//! of [`SavedSvms::class_decisions`]. The saved form of a binary model is as it always was
+//! (format `fer-train-svm/1`); a seven-class one is `fer-train-svm/2`: the header's `fer` JSON
+//! adds `class_names` and per model `offsets` (one per class), and a model's tensors are named
+//! per class (`<model>.<class>.sv`, `.coef`, `.w`; an rff model's map, shared by its classes,
+//! once as `<model>.rff_omega`, `<model>.rff_offset`).
 
 use crate::features::{FeatureKind, FeaturePipeline, HogParams, Projection, Rff, Scaler};
 use fer_core::tensors::TensorSet;
@@ -130,7 +139,12 @@ pub struct SavedModel {
     pub kernel: KernelKind,
     pub c: f64,
     pub gamma: Option<f64>,
+    /// The decision function; of a seven-class model, the `happy` one-vs-rest decision (a
+    /// clone of its entry in `classes`).
     pub decision: Decision,
+    /// Seven classes: the one-vs-rest decision of each class of [`SavedSvms::class_names`], in
+    /// that order. Empty for a binary model.
+    pub classes: Vec<Decision>,
 }
 
 /// Every chosen model with the feature pipelines they read: `model.safetensors`.
@@ -138,6 +152,9 @@ pub struct SavedModel {
 pub struct SavedSvms {
     pub features: Vec<FeaturePipeline>,
     pub models: Vec<SavedModel>,
+    /// The classes of one-vs-rest models (`LabelMode::class_names`, e.g. angry..neutral), saved
+    /// in the header. Empty for binary models (happy vs not happy, one decision each).
+    pub class_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,8 +172,12 @@ struct ModelMeta {
     kernel: KernelKind,
     c: f64,
     gamma: Option<f64>,
-    /// `rho` for rbf (decision = sum - rho), the bias for linear and rff.
+    /// `rho` for rbf (decision = sum - rho), the bias for linear and rff. Of a one-vs-rest
+    /// model, the `happy` class's.
     offset: f64,
+    /// One-vs-rest models: `offset` of each class (absent from binary headers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    offsets: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,9 +185,15 @@ struct Meta {
     format: String,
     features: Vec<FeatureMeta>,
     models: Vec<ModelMeta>,
+    /// One-vs-rest models: their classes (absent from binary headers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    class_names: Vec<String>,
 }
 
+/// The format of binary models' files.
 const FORMAT: &str = "fer-train-svm/1";
+/// The format of one-vs-rest models' files (class names and per-class tensors).
+const FORMAT_CLASSES: &str = "fer-train-svm/2";
 
 impl SavedSvms {
     pub fn feature(&self, kind: FeatureKind) -> Option<&FeaturePipeline> {
@@ -188,6 +215,21 @@ impl SavedSvms {
         Ok(m.decision.values(&f.transform(images)?))
     }
 
+    /// Every class's decision values of model `name` for normalized images: rows x classes
+    /// (the classes of [`SavedSvms::class_names`] in that order; a binary model: one column,
+    /// its decision, as [`SavedSvms::decisions`]). The predicted class of a row is the column
+    /// of its largest value (the first on a tie).
+    pub fn class_decisions(&self, name: &str, images: &TensorSet) -> Result<Array2<f64>, String> {
+        let m = self
+            .model(name)
+            .ok_or_else(|| format!("no model `{name}`"))?;
+        let f = self
+            .feature(m.feature)
+            .ok_or_else(|| format!("no feature pipeline `{}`", m.feature.as_str()))?;
+        let x = f.transform(images)?;
+        Ok(class_values(m, &x))
+    }
+
     /// Write every tensor as f64 (little-endian, exact) and the rest as JSON in the header's
     /// `fer` metadata key.
     pub fn save(&self, path: &Path) -> fer_core::Result<()> {
@@ -200,6 +242,7 @@ impl SavedSvms {
             format: FORMAT.into(),
             features: vec![],
             models: vec![],
+            class_names: vec![],
         };
         for f in &self.features {
             let k = f.kind.as_str();
@@ -233,7 +276,11 @@ impl SavedSvms {
                 pca: f.pca.as_ref().map_or(0, |p| p.components.nrows()),
             });
         }
-        for m in &self.models {
+        if !self.class_names.is_empty() {
+            meta.format = FORMAT_CLASSES.into();
+            meta.class_names = self.class_names.clone();
+        }
+        for m in self.models.iter().filter(|_| self.class_names.is_empty()) {
             let n = &m.name;
             let offset = match &m.decision {
                 Decision::Rbf { sv, coef, rho, .. } => {
@@ -275,6 +322,76 @@ impl SavedSvms {
                 c: m.c,
                 gamma: m.gamma,
                 offset,
+                offsets: Vec::new(),
+            });
+        }
+        for m in self.models.iter().filter(|_| !self.class_names.is_empty()) {
+            let n = &m.name;
+            let wrong = |what: String| fer_core::Error::parquet(path, format!("model {n}: {what}"));
+            if m.classes.len() != self.class_names.len() {
+                return Err(wrong(format!(
+                    "{} one-vs-rest decisions for {} classes",
+                    m.classes.len(),
+                    self.class_names.len()
+                )));
+            }
+            let mut offsets = Vec::new();
+            for (d, class) in m.classes.iter().zip(&self.class_names) {
+                let k = format!("{n}.{class}");
+                offsets.push(match (d, m.kernel) {
+                    (Decision::Rbf { sv, coef, rho, .. }, KernelKind::Rbf) => {
+                        put(
+                            format!("{k}.sv"),
+                            sv.shape().to_vec(),
+                            &mut sv.iter().copied(),
+                        );
+                        put(
+                            format!("{k}.coef"),
+                            vec![coef.len()],
+                            &mut coef.iter().copied(),
+                        );
+                        *rho
+                    }
+                    (Decision::Linear { w, bias }, KernelKind::Linear)
+                    | (Decision::Rff { w, bias, .. }, KernelKind::Rff) => {
+                        put(format!("{k}.w"), vec![w.len()], &mut w.iter().copied());
+                        *bias
+                    }
+                    _ => return Err(wrong(format!("a {class} decision of another kernel"))),
+                });
+            }
+            if let Some(Decision::Rff { rff, .. }) = m.classes.first() {
+                // One map for every class (train-svm maps the features once per gamma).
+                if m.classes
+                    .iter()
+                    .any(|d| !matches!(d, Decision::Rff { rff: r, .. } if r == rff))
+                {
+                    return Err(wrong("classes with different random Fourier maps".into()));
+                }
+                put(
+                    format!("{n}.rff_omega"),
+                    rff.omega.shape().to_vec(),
+                    &mut rff.omega.iter().copied(),
+                );
+                put(
+                    format!("{n}.rff_offset"),
+                    vec![rff.offset.len()],
+                    &mut rff.offset.iter().copied(),
+                );
+            }
+            let happy = self
+                .class_names
+                .iter()
+                .position(|c| c == "happy")
+                .unwrap_or(0);
+            meta.models.push(ModelMeta {
+                name: m.name.clone(),
+                feature: m.feature,
+                kernel: m.kernel,
+                c: m.c,
+                gamma: m.gamma,
+                offset: offsets[happy],
+                offsets,
             });
         }
         let bad = |e: safetensors::SafeTensorError| {
@@ -309,10 +426,19 @@ impl SavedSvms {
             .and_then(|s| {
                 serde_json::from_str(s).map_err(|e| bad(format!("`fer` metadata: {e}")))
             })?;
-        if meta.format != FORMAT {
+        let classes = meta.format == FORMAT_CLASSES;
+        if meta.format != FORMAT && !classes {
             return Err(bad(format!(
-                "format `{}`, expected `{FORMAT}`",
+                "format `{}`, expected `{FORMAT}` or `{FORMAT_CLASSES}`",
                 meta.format
+            )));
+        }
+        if classes
+            && (meta.class_names.is_empty() || !meta.class_names.iter().any(|c| c == "happy"))
+        {
+            return Err(bad(format!(
+                "format `{FORMAT_CLASSES}` with classes {:?} (no `happy`)",
+                meta.class_names
             )));
         }
         let get = |name: &str| -> fer_core::Result<(Vec<usize>, Vec<f64>)> {
@@ -365,27 +491,54 @@ impl SavedSvms {
         let mut models = Vec::new();
         for m in &meta.models {
             let n = &m.name;
-            let decision = match m.kernel {
-                KernelKind::Rbf => Decision::Rbf {
-                    gamma: m
-                        .gamma
-                        .ok_or_else(|| bad(format!("model {n}: rbf without gamma")))?,
-                    sv: mat(&format!("{n}.sv"))?,
-                    coef: vec1(&format!("{n}.coef"))?,
-                    rho: m.offset,
-                },
-                KernelKind::Linear => Decision::Linear {
-                    w: vec1(&format!("{n}.w"))?,
-                    bias: m.offset,
-                },
-                KernelKind::Rff => Decision::Rff {
-                    rff: Rff {
-                        omega: mat(&format!("{n}.rff_omega"))?,
-                        offset: vec1(&format!("{n}.rff_offset"))?,
+            // The decision whose tensors are named `<k>.sv`, `<k>.w`... (k: the model, or one
+            // class of it), with offset `offset`.
+            let decision = |k: &str, offset: f64| -> fer_core::Result<Decision> {
+                Ok(match m.kernel {
+                    KernelKind::Rbf => Decision::Rbf {
+                        gamma: m
+                            .gamma
+                            .ok_or_else(|| bad(format!("model {n}: rbf without gamma")))?,
+                        sv: mat(&format!("{k}.sv"))?,
+                        coef: vec1(&format!("{k}.coef"))?,
+                        rho: offset,
                     },
-                    w: vec1(&format!("{n}.w"))?,
-                    bias: m.offset,
-                },
+                    KernelKind::Linear => Decision::Linear {
+                        w: vec1(&format!("{k}.w"))?,
+                        bias: offset,
+                    },
+                    KernelKind::Rff => Decision::Rff {
+                        rff: Rff {
+                            omega: mat(&format!("{n}.rff_omega"))?,
+                            offset: vec1(&format!("{n}.rff_offset"))?,
+                        },
+                        w: vec1(&format!("{k}.w"))?,
+                        bias: offset,
+                    },
+                })
+            };
+            let (decision, per_class) = if classes {
+                if m.offsets.len() != meta.class_names.len() {
+                    return Err(bad(format!(
+                        "model {n}: {} offsets for {} classes",
+                        m.offsets.len(),
+                        meta.class_names.len()
+                    )));
+                }
+                let per_class = meta
+                    .class_names
+                    .iter()
+                    .zip(&m.offsets)
+                    .map(|(c, &o)| decision(&format!("{n}.{c}"), o))
+                    .collect::<fer_core::Result<Vec<_>>>()?;
+                let happy = meta
+                    .class_names
+                    .iter()
+                    .position(|c| c == "happy")
+                    .expect("checked above");
+                (per_class[happy].clone(), per_class)
+            } else {
+                (decision(n, m.offset)?, Vec::new())
             };
             models.push(SavedModel {
                 name: m.name.clone(),
@@ -394,8 +547,144 @@ impl SavedSvms {
                 c: m.c,
                 gamma: m.gamma,
                 decision,
+                classes: per_class,
             });
         }
-        Ok(SavedSvms { features, models })
+        Ok(SavedSvms {
+            features,
+            models,
+            class_names: if classes {
+                meta.class_names
+            } else {
+                Vec::new()
+            },
+        })
+    }
+}
+
+/// The decision values of every class of `m` for features `x` (rows x classes; one column, the
+/// decision, for a binary model): each column is [`Decision::values`] of its class, so the
+/// values are those train-svm wrote, bit for bit.
+pub fn class_values(m: &SavedModel, x: &Array2<f64>) -> Array2<f64> {
+    decision_columns(&m.decision, &m.classes, x)
+}
+
+/// [`class_values`] of loose decisions: `classes` one-vs-rest (rows x classes), or `decision`
+/// alone when `classes` is empty (one column).
+pub fn decision_columns(decision: &Decision, classes: &[Decision], x: &Array2<f64>) -> Array2<f64> {
+    if classes.is_empty() {
+        return decision.values(x).insert_axis(Axis(1));
+    }
+    let mut out = Array2::zeros((x.nrows(), classes.len()));
+    for (k, d) in classes.iter().enumerate() {
+        out.column_mut(k).assign(&d.values(x));
+    }
+    out
+}
+
+/// The column of each row's largest value (the first on a tie; NaN never wins).
+pub fn argmax_rows(v: &Array2<f64>) -> Vec<u8> {
+    v.outer_iter()
+        .map(|r| {
+            let mut best = 0;
+            for (k, &x) in r.iter().enumerate() {
+                if x > r[best] || r[best].is_nan() && !x.is_nan() {
+                    best = k;
+                }
+            }
+            best as u8
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linear(w: &[f64], bias: f64) -> Decision {
+        Decision::Linear {
+            w: Array1::from(w.to_vec()),
+            bias,
+        }
+    }
+
+    fn model(decision: Decision, classes: Vec<Decision>) -> SavedModel {
+        SavedModel {
+            name: "raw/linear".into(),
+            feature: FeatureKind::Raw,
+            kernel: KernelKind::Linear,
+            c: 0.1,
+            gamma: None,
+            decision,
+            classes,
+        }
+    }
+
+    fn header(path: &Path) -> serde_json::Value {
+        let bytes = std::fs::read(path).unwrap();
+        let (_, md) = SafeTensors::read_metadata(&bytes).unwrap();
+        serde_json::from_str(&md.metadata().as_ref().unwrap()["fer"]).unwrap()
+    }
+
+    #[test]
+    fn binary_files_keep_the_old_layout_and_seven_classes_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("model.safetensors");
+        let bin = SavedSvms {
+            features: vec![],
+            models: vec![model(linear(&[1.0, -2.0], 0.5), vec![])],
+            class_names: vec![],
+        };
+        bin.save(&p).unwrap();
+        let h = header(&p);
+        assert_eq!(h["format"], "fer-train-svm/1");
+        assert!(h.get("class_names").is_none() && h["models"][0].get("offsets").is_none());
+        let st_bytes = std::fs::read(&p).unwrap();
+        let st = SafeTensors::deserialize(&st_bytes).unwrap();
+        assert_eq!(st.names(), vec!["raw/linear.w"]);
+        assert_eq!(SavedSvms::load(&p).unwrap(), bin);
+
+        let names: Vec<String> = ["angry", "happy", "sad"].map(String::from).to_vec();
+        let classes: Vec<Decision> = (0..3)
+            .map(|k| linear(&[k as f64 + 0.1, -1.0 / (k as f64 + 3.0)], 0.1 * k as f64))
+            .collect();
+        let seven = SavedSvms {
+            features: vec![],
+            models: vec![model(classes[1].clone(), classes.clone())],
+            class_names: names.clone(),
+        };
+        seven.save(&p).unwrap();
+        let h = header(&p);
+        assert_eq!(h["format"], "fer-train-svm/2");
+        assert_eq!(h["class_names"], serde_json::json!(names));
+        let back = SavedSvms::load(&p).unwrap();
+        assert_eq!(back, seven);
+        let x = Array2::from_shape_vec((2, 2), vec![0.3, -0.7, 1.1, 2.5]).unwrap();
+        let v = class_values(&back.models[0], &x);
+        assert_eq!(v.dim(), (2, 3));
+        for (k, d) in classes.iter().enumerate() {
+            assert_eq!(v.column(k).to_owned(), d.values(&x));
+        }
+        assert_eq!(
+            class_values(&bin.models[0], &x).column(0).to_owned(),
+            bin.models[0].decision.values(&x)
+        );
+        assert_eq!(argmax_rows(&v), vec![2, 2]);
+        // A model without a decision per class is refused, naming it.
+        let bad = SavedSvms {
+            models: vec![model(classes[1].clone(), classes[..2].to_vec())],
+            ..seven
+        };
+        let e = bad.save(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("raw/linear: 2 one-vs-rest decisions for 3 classes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn argmax_takes_the_first_of_ties() {
+        let v = Array2::from_shape_vec((2, 3), vec![1.0, 1.0, 0.0, -1.0, f64::NAN, -0.5]).unwrap();
+        assert_eq!(argmax_rows(&v), vec![0, 2]);
     }
 }

@@ -35,6 +35,26 @@
 //! an unreadable file never stops the batch. A progress bar goes to stderr (`--quiet` hides
 //! it). Exit code 2 only when the run cannot start (e.g. no model).
 //!
+//! **Seven-class models** (a CNN whose `model.json` has more than two `class_names`, or a
+//! train_svm folder saved with class names, `label_mode = "emotion7"`): `p_happy` is still
+//! p(happy) (a CNN: its calibrated probability of the `happy` class; an SVM: Platt scaling of
+//! its happy-vs-rest decision, as for a binary SVM), and each face also gets a score per class
+//! and `emotion`, the class of the largest (the first on a tie):
+//! - a CNN: its softmax **probabilities** (flip-averaged when trained with `tta_flip`; not
+//!   calibrated: `calibration.json` maps p(happy) alone, so `prob_happy` is the raw
+//!   probability and `p_happy` the calibrated one), CSV columns `prob_angry`, ...,
+//!   `prob_neutral` after `p_happy` (named as train_cnn's predictions.parquet names them:
+//!   `p_<class>` would give two `p_happy` columns), then `emotion`; JSON lines an object
+//!   `"emotions": {"angry":
+//!   p, ...}` and `"emotion"`. With `--no-detect` they are train_cnn's test probabilities
+//!   exactly;
+//! - an SVM: the seven one-vs-rest **decision values** (not probabilities: no map is fitted
+//!   for them, and a softmax of them would not be one), CSV columns `d_angry`, ...,
+//!   `d_neutral`, then `emotion`; JSON lines `"decisions": {"angry": d, ...}` and
+//!   `"emotion"`; `emotion` is train_svm's `pred`.
+//!
+//! A binary model's rows have none of these: the same columns and bytes as before.
+//!
 //! `fer-predict serve` runs the checkout kiosk's HTTP service (see [`serve`]): `POST /predict`
 //! with an image body returns its faces as JSON, `GET /health`; bound to 127.0.0.1:8080 by
 //! default, with a body size limit (`--max-body`), a request timeout (`--timeout`), a cap on
@@ -54,7 +74,7 @@ pub mod serve;
 pub mod threshold;
 
 pub use detect::{DetectOptions, FaceBox, FaceDetector};
-pub use model::{ModelOptions, Scorer};
+pub use model::{ClassScore, Classes, ModelOptions, Scored, Scorer};
 
 use fer_core::transform::{ColorSpace, Transform, to_gray};
 use image::{DynamicImage, GrayImage, ImageDecoder};
@@ -100,7 +120,8 @@ pub enum PredictError {
 pub const HAPPY: &str = "happy";
 pub const NOT_HAPPY: &str = "not_happy";
 
-/// One scored face.
+/// One scored face. A binary model's has no per-class fields (and serializes as it always
+/// did); a seven-class model's has the score of each class, in class order, and the argmax.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Face {
     /// Index of the face in its image (left to right).
@@ -108,7 +129,30 @@ pub struct Face {
     #[serde(rename = "box")]
     pub bbox: FaceBox,
     pub p_happy: f64,
+    /// A seven-class CNN: the softmax probability of each class (`{"angry": p, ...}`).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "class_map")]
+    pub emotions: Option<Vec<(String, f64)>>,
+    /// A seven-class SVM: the one-vs-rest decision value of each class (not probabilities).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "class_map")]
+    pub decisions: Option<Vec<(String, f64)>>,
+    /// A seven-class model: the class of the largest score (the first on a tie).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emotion: Option<String>,
     pub label: &'static str,
+}
+
+/// Per-class values as a JSON object keyed by class name.
+fn class_map<S: serde::Serializer>(
+    v: &Option<Vec<(String, f64)>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let v = v.as_deref().unwrap_or_default();
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (k, x) in v {
+        m.serialize_entry(k, x)?;
+    }
+    m.end()
 }
 
 /// What became of one image.
@@ -265,6 +309,8 @@ pub struct Predictor {
     pub max_faces: usize,
     /// Where the threshold came from (for logs and `/health`).
     pub threshold_source: String,
+    /// A seven-class model's classes (the scorer's): each face also gets a score per class.
+    pub classes: Option<Classes>,
 }
 
 impl Predictor {
@@ -280,6 +326,7 @@ impl Predictor {
             )));
         }
         Ok(Predictor {
+            classes: scorer.classes.clone(),
             transform: scorer.transform.clone(),
             description: scorer.description.clone(),
             scorer: Mutex::new(scorer),
@@ -369,13 +416,34 @@ impl Predictor {
         let face = (self.transform.size as usize).pow(2).max(1);
         let group = scorer.batch * rayon::current_num_threads().max(1) * face;
         let mut probs = Vec::with_capacity(x.len() / face);
+        let mut per_class: Vec<Vec<f64>> = Vec::new();
         for part in x.chunks(group) {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PredictError::Cancelled);
             }
-            probs.extend(scorer.p_happy(part.to_vec())?);
+            let s = scorer.score(part.to_vec())?;
+            probs.extend(s.p_happy);
+            per_class.extend(s.per_class);
         }
         drop(scorer);
+        // A face's per-class fields: (emotions, decisions, emotion).
+        type PerClass = (
+            Option<Vec<(String, f64)>>,
+            Option<Vec<(String, f64)>>,
+            Option<String>,
+        );
+        let classes = |k: usize| -> PerClass {
+            let (Some(c), Some(v)) = (&self.classes, per_class.get(k)) else {
+                return (None, None, None);
+            };
+            let named: Vec<(String, f64)> =
+                c.names.iter().cloned().zip(v.iter().copied()).collect();
+            let top = c.names.get(fer_models::score::argmax(v)).cloned();
+            match c.score {
+                ClassScore::Probability => (Some(named), None, top),
+                ClassScore::Decision => (None, Some(named), top),
+            }
+        };
         let mut k = 0;
         Ok(items
             .into_iter()
@@ -391,11 +459,15 @@ impl Predictor {
                         .enumerate()
                         .map(|(i, bbox)| {
                             let ph = probs[k];
+                            let (emotions, decisions, emotion) = classes(k);
                             k += 1;
                             Face {
                                 face: i,
                                 bbox,
                                 p_happy: ph,
+                                emotions,
+                                decisions,
+                                emotion,
                                 label: self.label(ph, threshold),
                             }
                         })

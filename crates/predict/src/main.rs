@@ -226,7 +226,12 @@ fn batch(a: &BatchArgs) -> anyhow::Result<()> {
     let items = fer_predict::inputs::expand(&a.inputs, &mut std::io::stdin().lock());
     let pb = fer_core::cli::progress(items.len() as u64, "predict", a.model.quiet);
     let stdout = std::io::stdout().lock();
-    let mut w = RowWriter::new(a.format, std::io::BufWriter::new(stdout), p.threshold)?;
+    let mut w = RowWriter::with_classes(
+        a.format,
+        std::io::BufWriter::new(stdout),
+        p.threshold,
+        p.classes.as_ref(),
+    )?;
     let chunk = 512;
     let s = p.run_files(&items, chunk, &pb, &mut |f, o| w.write(f, o))?;
     w.flush()?;

@@ -1,6 +1,8 @@
 //! The model artifact a prediction runs: a `train_cnn` model folder (`model.json` +
 //! `model.safetensors`, also `tune/best`) or the `train_svm` folder (`model.safetensors` of
-//! every chosen SVM), turned into one function: normalized 48x48 faces in, p(happy) out.
+//! every chosen SVM), turned into one function: normalized 48x48 faces in, p(happy) out, and
+//! for a model of more than two classes (seven emotions) a score per class ([`Classes`]): a
+//! CNN's softmax probabilities, an SVM's one-vs-rest decision values.
 //! Also records the blake3 hash of the weights file, so a threshold chosen for these weights
 //! can be told from one chosen for other weights (see [`crate::threshold`]).
 
@@ -47,6 +49,51 @@ enum Inner {
     Custom(ScoreFn),
 }
 
+/// What a model of more than two classes says of each class, besides p(happy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassScore {
+    /// A CNN's softmax probability of each class (flip-averaged with `tta_flip`;
+    /// uncalibrated: the calibration map is fitted for p(happy) alone).
+    Probability,
+    /// An SVM's one-vs-rest decision value of each class (>= 0: that class's SVM says yes; the
+    /// predicted class is the largest). Not a probability, and no map makes it one here.
+    Decision,
+}
+
+impl ClassScore {
+    /// The CSV columns' prefix: `prob_<class>` (as predictions.parquet's; `p_happy`, the
+    /// calibrated p(happy), is already a column) or `d_<class>`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            ClassScore::Probability => "prob_",
+            ClassScore::Decision => "d_",
+        }
+    }
+    /// The JSON object of a face: `emotions` (probabilities) or `decisions`.
+    pub fn key(self) -> &'static str {
+        match self {
+            ClassScore::Probability => "emotions",
+            ClassScore::Decision => "decisions",
+        }
+    }
+}
+
+/// The classes of a model of more than two (`model.json`'s `class_names`, or the SVMs' saved
+/// class names), in class order, and what their scores are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classes {
+    pub names: Vec<String>,
+    pub score: ClassScore,
+}
+
+/// Scores of a batch of faces: p(happy) of each, and with [`Scorer::classes`] a score per class
+/// (in class order) of each (empty otherwise).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scored {
+    pub p_happy: Vec<f64>,
+    pub per_class: Vec<Vec<f64>>,
+}
+
 /// Faces per forward pass of a CNN on the CPU (unless `--batch-size` says otherwise).
 pub const CPU_BATCH: usize = 32;
 
@@ -67,6 +114,9 @@ pub struct Scorer {
     pub transform_overridden: bool,
     /// The map from the model's raw score to the p(happy) it reports (`calibration.json`).
     pub calibration: Calibration,
+    /// A model of more than two classes: its classes and their scores (`None`: binary, p(happy)
+    /// alone).
+    pub classes: Option<Classes>,
 }
 
 /// The calibration map a scorer applies to its raw score (a CNN's softmax p(happy), an SVM's
@@ -241,7 +291,12 @@ impl Scorer {
         };
         let transform = Transform::load(&tpath)?;
         let calibration = Calibration::load(dir, ScoreKind::SvmDecision, Some(&name))?;
+        let classes = (svms.class_names.len() > 2).then(|| Classes {
+            names: svms.class_names.clone(),
+            score: ClassScore::Decision,
+        });
         Ok(Scorer {
+            classes,
             weights: Some(weights_hash(dir)?),
             transform_overridden: opts.transform.is_some(),
             description: format!("{} (svm {name}, {})", dir.display(), calibration.describe()),
@@ -272,7 +327,12 @@ impl Scorer {
         } else {
             art.settings.eval_batch_size.max(1)
         };
+        let classes = (art.class_names.len() > 2).then(|| Classes {
+            names: art.class_names.clone(),
+            score: ClassScore::Probability,
+        });
         Ok(Scorer {
+            classes,
             inner: Inner::Cnn {
                 net: Box::new(net),
                 device,
@@ -297,6 +357,7 @@ impl Scorer {
     /// normalized faces and returns their p(happy). Its score is p(happy); no weights file.
     pub fn from_fn(transform: Transform, description: &str, f: ScoreFn) -> Scorer {
         Scorer {
+            classes: None,
             inner: Inner::Custom(f),
             transform,
             tta_flip: false,
@@ -347,11 +408,18 @@ impl Scorer {
 
     /// p(happy) of `n` normalized faces laid out row-major in `x` (`n * side * side` values).
     pub fn p_happy(&self, x: Vec<f32>) -> Result<Vec<f64>, PredictError> {
+        Ok(self.score(x)?.p_happy)
+    }
+
+    /// p(happy) of `n` normalized faces laid out row-major in `x` (`n * side * side` values),
+    /// and with [`Scorer::classes`] each face's score per class.
+    pub fn score(&self, x: Vec<f32>) -> Result<Scored, PredictError> {
         let side = self.side();
         let n = x.len() / (side * side).max(1);
         if n == 0 {
-            return Ok(vec![]);
+            return Ok(Scored::default());
         }
+        let per_class = self.classes.is_some();
         let set = TensorSet {
             n,
             height: side,
@@ -362,17 +430,45 @@ impl Scorer {
         };
         match &self.inner {
             Inner::Cnn { net, device, happy } => {
-                Ok(
-                    fer_models::score::predict(net, &set, self.batch, self.tta_flip, device)
-                        .into_iter()
+                let probs =
+                    fer_models::score::predict(net, &set, self.batch, self.tta_flip, device);
+                Ok(Scored {
+                    p_happy: probs
+                        .iter()
                         .map(|p| self.calibration.apply(p[*happy]))
                         .collect(),
-                )
+                    per_class: if per_class { probs } else { Vec::new() },
+                })
+            }
+            Inner::Svm { svms, name } if per_class => {
+                // Every class's one-vs-rest decision; p(happy) from happy's, the very values
+                // `decisions` gives (the saved happy decision is happy's one-vs-rest).
+                let v = svms
+                    .class_decisions(name, &set)
+                    .map_err(PredictError::Input)?;
+                let h = svms
+                    .class_names
+                    .iter()
+                    .position(|c| c == "happy")
+                    .ok_or_else(|| {
+                        PredictError::Input("the SVMs' classes have no `happy`".into())
+                    })?;
+                Ok(Scored {
+                    p_happy: v
+                        .column(h)
+                        .iter()
+                        .map(|&d| self.calibration.apply(d))
+                        .collect(),
+                    per_class: v.outer_iter().map(|r| r.to_vec()).collect(),
+                })
             }
             Inner::Svm { svms, name } => {
                 // The same blocks of rows whatever the batch: decisions do not depend on it.
                 let d = svms.decisions(name, &set).map_err(PredictError::Input)?;
-                Ok(d.iter().map(|&d| self.calibration.apply(d)).collect())
+                Ok(Scored {
+                    p_happy: d.iter().map(|&d| self.calibration.apply(d)).collect(),
+                    per_class: Vec::new(),
+                })
             }
             Inner::Custom(f) => {
                 let p = f(&set.x, n);
@@ -382,7 +478,10 @@ impl Scorer {
                         p.len()
                     )));
                 }
-                Ok(p)
+                Ok(Scored {
+                    p_happy: p,
+                    per_class: Vec::new(),
+                })
             }
         }
     }
@@ -413,6 +512,7 @@ mod tests {
                 svms: SavedSvms {
                     features: vec![],
                     models: vec![],
+                    class_names: vec![],
                 },
                 name: "hog/linear".into(),
             },
@@ -431,6 +531,7 @@ mod tests {
             description: "svm".into(),
             weights: None,
             transform_overridden: false,
+            classes: None,
             calibration: Calibration {
                 kind: ScoreKind::SvmDecision,
                 method: Method::Platt {

@@ -1,6 +1,11 @@
 //! Rows on stdout: CSV or JSON lines, one per face, one per file without a face or unreadable.
+//!
+//! A seven-class model's rows also carry each class's score and the argmax class: CSV columns
+//! `prob_<class>` (a CNN's probabilities) or `d_<class>` (an SVM's one-vs-rest decisions), in
+//! class order after `p_happy`, then `emotion`; JSON lines an object `emotions` (CNN) or
+//! `decisions` (SVM) keyed by class name, and `emotion`. A binary model's rows are as before.
 
-use crate::{Outcome, PredictError};
+use crate::{Classes, Outcome, PredictError};
 use serde_json::json;
 use std::io::Write;
 
@@ -26,11 +31,32 @@ pub const HEADER: [&str; 12] = [
     "error",
 ];
 
+/// The CSV header of a model with `classes` (seven-class: [`HEADER`] with the per-class
+/// columns and `emotion` after `p_happy`; binary: [`HEADER`]).
+pub fn header(classes: Option<&Classes>) -> Vec<String> {
+    let mut h: Vec<String> = HEADER.iter().map(|c| c.to_string()).collect();
+    if let Some(c) = classes {
+        let at = HEADER
+            .iter()
+            .position(|&c| c == "p_happy")
+            .expect("p_happy")
+            + 1;
+        let extra = c
+            .names
+            .iter()
+            .map(|n| format!("{}{n}", c.score.prefix()))
+            .chain(["emotion".to_string()]);
+        h.splice(at..at, extra);
+    }
+    h
+}
+
 pub struct RowWriter<W: Write> {
     format: Format,
     csv: Option<csv::Writer<W>>,
     out: Option<W>,
     threshold: f64,
+    classes: Option<Classes>,
 }
 
 fn io(e: impl std::fmt::Display) -> PredictError {
@@ -38,16 +64,29 @@ fn io(e: impl std::fmt::Display) -> PredictError {
 }
 
 impl<W: Write> RowWriter<W> {
+    /// A binary model's rows.
     pub fn new(format: Format, out: W, threshold: f64) -> Result<RowWriter<W>, PredictError> {
+        RowWriter::with_classes(format, out, threshold, None)
+    }
+
+    /// The rows of a model with `classes` (`None`: binary, as [`RowWriter::new`]).
+    pub fn with_classes(
+        format: Format,
+        out: W,
+        threshold: f64,
+        classes: Option<&Classes>,
+    ) -> Result<RowWriter<W>, PredictError> {
+        let classes = classes.cloned();
         Ok(match format {
             Format::Csv => {
                 let mut w = csv::Writer::from_writer(out);
-                w.write_record(HEADER).map_err(io)?;
+                w.write_record(header(classes.as_ref())).map_err(io)?;
                 RowWriter {
                     format,
                     csv: Some(w),
                     out: None,
                     threshold,
+                    classes,
                 }
             }
             Format::Jsonl => RowWriter {
@@ -55,6 +94,7 @@ impl<W: Write> RowWriter<W> {
                 csv: None,
                 out: Some(out),
                 threshold,
+                classes,
             },
         })
     }
@@ -75,10 +115,22 @@ impl<W: Write> RowWriter<W> {
             Outcome::Faces { faces, .. } => faces
                 .iter()
                 .map(|f| {
-                    json!({
+                    let mut r = json!({
                         "file": file, "status": "ok", "face": f.face, "box": f.bbox,
                         "p_happy": f.p_happy, "label": f.label, "threshold": t,
-                    })
+                    });
+                    let o = r.as_object_mut().expect("an object");
+                    for (key, v) in [("emotions", &f.emotions), ("decisions", &f.decisions)] {
+                        if let Some(v) = v {
+                            let m: serde_json::Map<String, serde_json::Value> =
+                                v.iter().map(|(k, x)| (k.clone(), json!(x))).collect();
+                            o.insert(key.into(), m.into());
+                        }
+                    }
+                    if let Some(e) = &f.emotion {
+                        o.insert("emotion".into(), json!(e));
+                    }
+                    r
                 })
                 .collect(),
         };
@@ -99,7 +151,7 @@ impl<W: Write> RowWriter<W> {
                         v => v.to_string(),
                     };
                     let b = &r["box"];
-                    w.write_record([
+                    let mut rec = vec![
                         s(&r["file"]),
                         s(&r["status"]),
                         s(&r["face"]),
@@ -109,11 +161,14 @@ impl<W: Write> RowWriter<W> {
                         s(&b["height"]),
                         s(&b["score"]),
                         s(&r["p_happy"]),
-                        s(&r["label"]),
-                        s(&r["threshold"]),
-                        s(&r["error"]),
-                    ])
-                    .map_err(io)?;
+                    ];
+                    if let Some(c) = &self.classes {
+                        let key = c.score.key();
+                        rec.extend(c.names.iter().map(|n| s(&r[key][n])));
+                        rec.push(s(&r["emotion"]));
+                    }
+                    rec.extend([s(&r["label"]), s(&r["threshold"]), s(&r["error"])]);
+                    w.write_record(rec).map_err(io)?;
                 }
             }
         }

@@ -4,7 +4,10 @@
 //! - `POST /predict` with the image bytes (JPEG or PNG) as the body returns
 //!   `{"status": "ok" | "no_face", "width", "height", "threshold", "faces_detected",
 //!   "max_faces", "faces": [{"face", "box": {"x", "y", "width", "height", "score"}, "p_happy",
-//!   "label"}]}`. At most `max_faces` faces are scored (the most confident);
+//!   "label"}]}` (a seven-class model's faces also have `"emotions"` (a CNN's probabilities)
+//!   or `"decisions"` (an SVM's one-vs-rest decision values), objects keyed by class name,
+//!   and `"emotion"`, the argmax class: see the crate doc; the drift check still watches
+//!   p_happy). At most `max_faces` faces are scored (the most confident);
 //!   `faces_detected` says how many were found. Query options: `detect=false` (the image is an
 //!   already-cropped face) and `threshold=<p>`.
 //! - `GET /health`: `{"status": "ok", "model", "threshold", "threshold_source", "detect",

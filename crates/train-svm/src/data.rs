@@ -1,6 +1,9 @@
-//! What the SVMs learn from: the preprocess outputs ([`Data`]), the binary-label checks, the
-//! features fitted on train (one [`FeatureSet`] per feature) and the kernel SVMs' training rows
-//! (a stratified, seeded subsample of at most `max_train` rows, [`stratified_subsample`]).
+//! What the SVMs learn from: the preprocess outputs ([`Data`], with the label mode's classes),
+//! the label checks, the features fitted on train (one [`FeatureSet`] per feature) and the
+//! kernel SVMs' training rows (a stratified, seeded subsample of at most `max_train` rows,
+//! [`stratified_subsample`], stratified by label: by emotion in seven-class mode) with the
+//! positive rows of each SVM task (binary: one task, happy = label 0; seven classes: one
+//! one-vs-rest task per class).
 
 use crate::{FeaturePipeline, STAGE, SvmError, SvmParams, features, log};
 use fer_core::pipeline::PipelineFile;
@@ -21,13 +24,51 @@ pub struct Data {
     pub test: TensorSet,
     pub val_ids: Vec<String>,
     pub test_ids: Vec<String>,
+    /// The label mode's class names (`fer_core::LabelMode::class_names`, from the train
+    /// tensors' `label_mode`; binary when absent): `happy`, `not_happy` or the seven emotions.
+    pub class_names: Vec<String>,
+}
+
+impl Data {
+    /// Seven classes (more than two): one one-vs-rest SVM per class.
+    pub fn one_vs_rest(&self) -> bool {
+        self.class_names.len() > 2
+    }
+
+    /// The index of the class named `happy` (0 in binary, 3 of seven).
+    pub fn happy(&self) -> usize {
+        self.class_names
+            .iter()
+            .position(|c| c == "happy")
+            .unwrap_or(0)
+    }
+
+    /// The class names as `&str`.
+    pub fn names(&self) -> Vec<&str> {
+        self.class_names.iter().map(String::as_str).collect()
+    }
+
+    /// The positive label of each SVM task: binary, the one task happy (label 0) vs not;
+    /// seven classes, each class vs the rest, in class order.
+    pub fn tasks(&self) -> Vec<u8> {
+        if self.one_vs_rest() {
+            (0..self.class_names.len() as u8).collect()
+        } else {
+            vec![0]
+        }
+    }
 }
 
 impl Data {
     pub fn read(dir: &Path) -> Result<Data, SvmError> {
         let transform = Transform::load(&dir.join("transform.json"))?;
-        let read = |s: &str| TensorSet::read(&dir.join(format!("{s}.safetensors"))).map(|t| t.0);
-        let (train, val, test) = (read("train")?, read("val")?, read("test")?);
+        let read = |s: &str| TensorSet::read(&dir.join(format!("{s}.safetensors")));
+        let ((train, meta), (val, _), (test, _)) = (read("train")?, read("val")?, read("test")?);
+        let mode = meta["label_mode"]
+            .as_str()
+            .and_then(fer_core::LabelMode::parse)
+            .unwrap_or_default();
+        let class_names = mode.class_names().iter().map(|c| c.to_string()).collect();
         let ids = fer_core::tensors::read_ids(&dir.join("index.parquet"))?;
         let take = |s: &str, n: usize| -> Result<Vec<String>, SvmError> {
             let v = fer_core::Split::parse(s)
@@ -50,25 +91,37 @@ impl Data {
             test,
             val_ids,
             test_ids,
+            class_names,
         })
     }
 }
 
-/// Every split must be non-empty with binary labels (0 = happy, 1 = not happy).
+/// Every split must be non-empty with labels of the label mode (binary: 0 = happy, 1 = not
+/// happy; seven classes: the emotion codes 0-6, each of them in train).
 pub(crate) fn check_labels(data: &Data) -> Result<(), SvmError> {
+    let k = data.class_names.len();
     for (name, t) in [
         ("train", &data.train),
         ("val", &data.val),
         ("test", &data.test),
     ] {
-        if let Some(&bad) = t.y.iter().find(|&&v| v > 1) {
+        if let Some(&bad) = t.y.iter().find(|&&v| v as usize >= k) {
             return Err(SvmError::Data(format!(
-                "{name} has label {bad}: train_svm needs binary labels ([ingest] label_mode = \"binary\")"
+                "{name} has label {bad}, but the label mode has {k} classes ({})",
+                data.class_names.join(", ")
             )));
         }
         if t.n == 0 {
             return Err(SvmError::Data(format!("the {name} split is empty")));
         }
+    }
+    if data.one_vs_rest()
+        && let Some(c) = (0..k).find(|&c| !data.train.y.contains(&(c as u8)))
+    {
+        return Err(SvmError::Data(format!(
+            "train has no image of class {c} ({}): its one-vs-rest SVM has nothing to learn",
+            data.class_names[c]
+        )));
     }
     Ok(())
 }
@@ -154,20 +207,28 @@ pub fn stratified_subsample(y: &[u8], max: usize, seed: u64) -> Vec<usize> {
     out
 }
 
-/// The kernel SVMs' training rows: the subsample of train (`max_train`), its happy flags and
-/// each feature's rows of it, and the happy flags of every train row (the DCD solvers).
+/// The kernel SVMs' training rows: the subsample of train (`max_train`), its positive flags per
+/// task ([`Data::tasks`]) and each feature's rows of it, and the positive flags per task of
+/// every train row (the DCD solvers).
 pub(crate) struct TrainRows {
     pub(crate) sub: Vec<usize>,
-    pub(crate) sub_happy: Vec<bool>,
-    pub(crate) all_happy: Vec<bool>,
+    pub(crate) sub_pos: Vec<Vec<bool>>,
+    pub(crate) all_pos: Vec<Vec<bool>>,
     pub(crate) subs: Vec<Array2<f64>>,
 }
 
 impl TrainRows {
     pub(crate) fn new(data: &Data, sets: &[FeatureSet], p: &SvmParams, quiet: bool) -> TrainRows {
         let sub = stratified_subsample(&data.train.y, p.max_train, p.seed);
-        let sub_happy: Vec<bool> = sub.iter().map(|&i| data.train.y[i] == 0).collect();
-        let all_happy: Vec<bool> = data.train.y.iter().map(|&v| v == 0).collect();
+        let tasks = data.tasks();
+        let sub_pos: Vec<Vec<bool>> = tasks
+            .iter()
+            .map(|&c| sub.iter().map(|&i| data.train.y[i] == c).collect())
+            .collect();
+        let all_pos: Vec<Vec<bool>> = tasks
+            .iter()
+            .map(|&c| data.train.y.iter().map(|&v| v == c).collect())
+            .collect();
         let subs: Vec<Array2<f64>> = sets
             .iter()
             .map(|s| {
@@ -190,8 +251,8 @@ impl TrainRows {
         }
         TrainRows {
             sub,
-            sub_happy,
-            all_happy,
+            sub_pos,
+            all_pos,
             subs,
         }
     }

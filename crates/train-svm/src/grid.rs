@@ -2,12 +2,19 @@
 //! parallel, each scored on val. An SMO job is one (C, gamma) point on the subsample; a DCD job
 //! is one linear C on every train row; an RFF job maps the features once for its gamma and
 //! fits every C of `c` on them. The grid keeps the job order whatever order the fits finish in.
+//!
+//! Seven classes: every grid point is a set of one-vs-rest SVMs, one per class (that class's
+//! rows positive, the rest negative; `class_weight = "balanced"` weighs the two sides of each),
+//! fitted in parallel by the same solver on the same rows (the RFF map is shared), and scored
+//! on val by the argmax of their decisions. Its `fit_seconds`, `n_support` and `solver` sum or
+//! list the seven fits'.
 
 use crate::data::{FeatureSet, TrainRows};
 use crate::model::FitInfo;
+use crate::select::{metrics_of_tasks, task_values};
 use crate::{
     Data, Decision, FeatureKind, Gamma, KernelKind, LinearSolver, Rff, STAGE, SvmError, SvmParams,
-    metrics_of, model,
+    model,
 };
 use rayon::prelude::*;
 use std::time::Instant;
@@ -23,9 +30,13 @@ pub struct GridPoint {
     pub fit_seconds: f64,
     pub val_accuracy: f64,
     pub val_balanced_accuracy: f64,
+    /// Val macro F1 (the choice in seven-class mode).
+    pub val_macro_f1: f64,
     pub n_support: usize,
     pub solver: String,
-    pub decision: Decision,
+    /// One decision per task (`Data::tasks`): binary, the happy decision alone; seven
+    /// classes, each class's one-vs-rest decision in class order.
+    pub decisions: Vec<Decision>,
 }
 
 pub(crate) enum Job {
@@ -104,16 +115,19 @@ pub(crate) fn fit(
 ) -> Result<Vec<GridPoint>, SvmError> {
     let TrainRows {
         sub,
-        sub_happy,
-        all_happy,
+        sub_pos,
+        all_pos,
         subs,
     } = rows;
+    let tasks = sub_pos.len();
+    let ovr = data.one_vs_rest();
+    let names = data.names();
     let pb = fer_core::cli::progress(fits, "grid", quiet);
     // One line per fit (above the bar on a terminal; the bar is hidden in logs).
     let done = |g: &GridPoint| {
         if !quiet {
             let line = format!(
-                "[{STAGE}] {}/{} C={} gamma={}: fit {:.1} s on {} rows, val acc {:.4}, {}",
+                "[{STAGE}] {}/{} C={} gamma={}: fit {:.1} s on {} rows, val acc {:.4}{}, {}",
                 g.feature.as_str(),
                 g.kernel.as_str(),
                 g.c,
@@ -122,22 +136,50 @@ pub(crate) fn fit(
                 g.fit_seconds,
                 g.n_train,
                 g.val_accuracy,
-                g.solver
+                if ovr {
+                    format!(
+                        ", val macro F1 {:.4} ({tasks} one-vs-rest fits)",
+                        g.val_macro_f1
+                    )
+                } else {
+                    String::new()
+                },
+                // Seven solver reports make a long line: their sum (grid.parquet lists them).
+                if ovr {
+                    format!("{} support vectors in all", g.n_support)
+                } else {
+                    g.solver.clone()
+                }
             );
             pb.suspend(|| eprintln!("{line}"));
         }
         pb.inc(1);
     };
-    // A fitted decision of feature set `f`, scored on val: its grid point (and progress line).
+    // The fitted decisions of feature set `f` (one per task, with their fit times and
+    // reports), scored on val: its grid point (and progress line).
     let point = |f: usize,
                  kernel: KernelKind,
                  c: f64,
                  gamma: Option<(Gamma, f64)>,
                  n_train: usize,
-                 fit_seconds: f64,
-                 info: FitInfo,
-                 decision: Decision| {
-        let m = metrics_of(&data.val.y, &decision.values(&sets[f].val));
+                 extra_seconds: f64,
+                 fits: Vec<(Decision, FitInfo, f64)>| {
+        let fit_seconds = extra_seconds + fits.iter().map(|x| x.2).sum::<f64>();
+        let info = if fits.len() == 1 {
+            fits[0].1.clone()
+        } else {
+            FitInfo {
+                n_support: fits.iter().map(|x| x.1.n_support).sum(),
+                solver: fits
+                    .iter()
+                    .zip(&names)
+                    .map(|(x, c)| format!("{c}: {}", x.1.solver))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
+        };
+        let decisions: Vec<Decision> = fits.into_iter().map(|x| x.0).collect();
+        let m = metrics_of_tasks(data, &data.val.y, &task_values(&decisions, &sets[f].val));
         let g = GridPoint {
             feature: sets[f].pipeline.kind,
             kernel,
@@ -147,9 +189,10 @@ pub(crate) fn fit(
             fit_seconds,
             val_accuracy: m.accuracy,
             val_balanced_accuracy: m.balanced_accuracy,
+            val_macro_f1: m.macro_avg.f1,
             n_support: info.n_support,
             solver: info.solver,
-            decision,
+            decisions,
         };
         done(&g);
         g
@@ -164,36 +207,38 @@ pub(crate) fn fit(
                 gamma,
             } => {
                 let g = gamma.map(|g| (g, g.resolve(sets[f].gamma_scale)));
-                let t0 = Instant::now();
-                let (decision, info) = model::fit_smo(
-                    subs[f].view(),
-                    sub_happy,
-                    p.class_weight.c(c, sub_happy),
-                    g.map(|g| g.1),
-                    p.tol,
-                )?;
-                let fit_seconds = t0.elapsed().as_secs_f64();
-                Ok(vec![point(
-                    f,
-                    kernel,
-                    c,
-                    g,
-                    sub.len(),
-                    fit_seconds,
-                    info,
-                    decision,
-                )])
+                let fits = (0..tasks)
+                    .into_par_iter()
+                    .map(|t| {
+                        let pos = &sub_pos[t];
+                        let t0 = Instant::now();
+                        let (decision, info) = model::fit_smo(
+                            subs[f].view(),
+                            pos,
+                            p.class_weight.c(c, pos),
+                            g.map(|g| g.1),
+                            p.tol,
+                        )?;
+                        Ok((decision, info, t0.elapsed().as_secs_f64()))
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                Ok(vec![point(f, kernel, c, g, sub.len(), 0.0, fits)])
             }
             Job::Dcd { f, c } => {
-                let t0 = Instant::now();
-                let (w, bias, info) = model::fit_dcd(
-                    &sets[f].train,
-                    all_happy,
-                    p.class_weight.c(c, all_happy),
-                    p.seed,
-                );
-                let fit_seconds = t0.elapsed().as_secs_f64();
-                let decision = Decision::Linear { w, bias };
+                let fits = (0..tasks)
+                    .into_par_iter()
+                    .map(|t| {
+                        let pos = &all_pos[t];
+                        let t0 = Instant::now();
+                        let (w, bias, info) =
+                            model::fit_dcd(&sets[f].train, pos, p.class_weight.c(c, pos), p.seed);
+                        (
+                            Decision::Linear { w, bias },
+                            info,
+                            t0.elapsed().as_secs_f64(),
+                        )
+                    })
+                    .collect();
                 let n_train = sets[f].train.nrows();
                 Ok(vec![point(
                     f,
@@ -201,9 +246,8 @@ pub(crate) fn fit(
                     c,
                     None,
                     n_train,
-                    fit_seconds,
-                    info,
-                    decision,
+                    0.0,
+                    fits,
                 )])
             }
             Job::Rff { f, gamma } => {
@@ -214,24 +258,29 @@ pub(crate) fn fit(
                 let map_seconds = t0.elapsed().as_secs_f64();
                 let mut out = Vec::new();
                 for &c in &p.c {
-                    let t1 = Instant::now();
-                    let (w, bias, info) =
-                        model::fit_dcd(&z, all_happy, p.class_weight.c(c, all_happy), p.seed);
-                    let fit_seconds = map_seconds + t1.elapsed().as_secs_f64();
-                    let decision = Decision::Rff {
-                        rff: rff.clone(),
-                        w,
-                        bias,
-                    };
+                    let fits = (0..tasks)
+                        .into_par_iter()
+                        .map(|t| {
+                            let pos = &all_pos[t];
+                            let t1 = Instant::now();
+                            let (w, bias, info) =
+                                model::fit_dcd(&z, pos, p.class_weight.c(c, pos), p.seed);
+                            let decision = Decision::Rff {
+                                rff: rff.clone(),
+                                w,
+                                bias,
+                            };
+                            (decision, info, t1.elapsed().as_secs_f64())
+                        })
+                        .collect();
                     out.push(point(
                         f,
                         KernelKind::Rff,
                         c,
                         Some((gamma, gv)),
                         z.nrows(),
-                        fit_seconds,
-                        info,
-                        decision,
+                        map_seconds,
+                        fits,
                     ));
                 }
                 Ok(out)

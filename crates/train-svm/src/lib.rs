@@ -9,6 +9,17 @@
 //! and scored on **val**; the best point by val accuracy (ties: the first in grid order) is the
 //! model of that (feature, kernel). Test is only predicted, never used to choose.
 //!
+//! **Seven classes.** With `[ingest] label_mode = "emotion7"` (the tensors' `label_mode`; the
+//! labels are FER2013 emotion codes, `fer_core::LabelMode::class_names` order: angry, disgust,
+//! fear, happy, sad, surprise, neutral) every grid point is seven binary SVMs, one per class
+//! (that class vs the rest), fitted by the same solver on the same rows (the `max_train`
+//! subsample stays stratified by label, so by emotion; `class_weight = "balanced"` weighs the
+//! two sides of each one-vs-rest problem); the predicted class is the argmax of the seven
+//! decisions (the first class on a tie). The grid point of each (feature, kernel), and the
+//! best model, are chosen by val **macro F1** (ties as above); binary runs still choose by
+//! val accuracy and write exactly what they wrote before. The `happy` class is looked up by
+//! name (class 3 of seven, 0 in binary).
+//!
 //! Kernels, and how each scales (linfa-svm's SMO keeps the full n x n kernel matrix and
 //! computes it in one thread, n^2 d work per fit, so it stalls past about 10k rows):
 //! - `rbf`: linfa-svm's C-SVC with the Gaussian kernel (`gaussian_kernel(eps)`, eps = 1 /
@@ -29,19 +40,30 @@
 //! Writes `artifacts/<pipeline>/train_svm/`:
 //! - `model.safetensors`: the chosen model of every (feature, kernel) and the feature
 //!   pipelines (f64 tensors, exact; the rest as JSON in the header's `fer` key); reload with
-//!   [`SavedSvms::load`] and [`SavedSvms::decisions`] for bit-identical decision values;
+//!   [`SavedSvms::load`] and [`SavedSvms::decisions`] for bit-identical decision values.
+//!   Seven classes: format `fer-train-svm/2`, the class names in the header and each model's
+//!   seven one-vs-rest decisions ([`SavedModel::classes`]; `decision` is happy's);
+//!   [`SavedSvms::class_decisions`] gives all of them (rows x classes) bit for bit;
 //! - `predictions.parquet`: model, feature, kernel, split (val, test), row, id, label,
-//!   decision (> 0 = happy), pred (0 = happy, 1 = not happy);
+//!   decision (> 0 = happy), pred (0 = happy, 1 = not happy). Seven classes: label and pred are
+//!   emotion codes (pred the argmax), `decision` is the happy-vs-rest decision (>= 0: the happy
+//!   SVM says happy), then `decision_<class>` for each class in class order;
 //! - `calibration.json`: per chosen model, Platt scaling `p = 1 / (1 + exp(a d + b))` of its
-//!   decisions fitted on val only (or `uncalibrated` with the reason: one class in val, a
-//!   reversed slope), with NLL / ECE / Brier on val before and after
+//!   (happy) decisions against label == happy, fitted on val only (or `uncalibrated` with the
+//!   reason: one class in val, a reversed slope), with NLL / ECE / Brier on val before and after
 //!   (`fer_core::schema::calibration`; read by predict and the report);
 //! - `grid.parquet`: every grid point (feature, kernel, c, gamma, gamma_spec, n_train,
-//!   fit_seconds, val_accuracy, val_balanced_accuracy, n_support, solver, chosen);
+//!   fit_seconds, val_accuracy, val_balanced_accuracy, n_support, solver, chosen); seven
+//!   classes add `val_macro_f1` after `val_balanced_accuracy`, and fit_seconds, n_support and
+//!   solver sum or list (`<class>: ...; ...`) the seven fits';
 //! - `metrics.json`: per model the chosen c/gamma, train and grid time, inference images per
 //!   second (features + decision on test), val and test metrics from `fer_core::metrics` (ROC
-//!   AUC scores class 0 = happy by the decision value), and the best model by val accuracy;
-//! - `report.txt`: scikit-learn style classification reports on test.
+//!   AUC scores class 0 = happy by the decision value; seven classes: per class, confusion 7 x
+//!   7, and ROC AUC is the **macro one-vs-rest AUC of the seven decisions**, what
+//!   `Metrics::roc_auc` means for k classes and what the CNNs report; `positive_class` says
+//!   so), and the best model by val accuracy (seven classes: by val macro F1, `best.by`);
+//! - `report.txt`: scikit-learn style classification reports on test (seven rows in seven-class
+//!   mode).
 //!
 //! Params (`[train_svm]`, defaults in brackets: the `seed` pipeline's measured setup):
 //! `seed` (42), `features` (["raw", "hog"]), `kernels` (["rbf", "linear", "rff"]), `c` ([1,
@@ -55,8 +77,9 @@
 //! the image mapped back to 8 bits through the transform's value range).
 //!
 //! Modules, one concern each: [`params`] (`[train_svm]`, its validation, the command line),
-//! [`data`] (the preprocess outputs, label checks, features fitted on train, the kernel SVMs'
-//! subsample), [`grid`] (the job list and its fits), [`select`] (scoring and choosing on val),
+//! [`data`] (the preprocess outputs, label mode and checks, features fitted on train, the
+//! kernel SVMs' subsample and each task's positive rows), [`grid`] (the job list and its fits,
+//! one per class in seven-class mode), [`select`] (scoring and choosing on val),
 //! [`outputs`] (the writers); [`model`] fits the SVMs. The feature pipelines ([`features`]) and
 //! the fitted decision functions and their saved form are fer-models' (predict reads them too);
 //! `metrics.json` is core's `schema::metrics::SvmMetrics`.

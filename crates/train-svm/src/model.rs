@@ -3,7 +3,9 @@
 //! (`model.safetensors`) are fer-models' (`fer_models::svm`), which predict reads too.
 //!
 //! Decision values are positive for **happy** (label 0): the SVM's positive class is
-//! `label == 0`, and `pred = 0` when `decision >= 0` (linfa's rule).
+//! `label == 0`, and `pred = 0` when `decision >= 0` (linfa's rule). The fitters take any
+//! positive rows (`happy` below): in seven-class mode each one-vs-rest SVM's positive rows are
+//! its class's.
 
 pub use fer_models::svm::{Decision, KernelKind, SavedModel, SavedSvms};
 use linfa::traits::Fit;

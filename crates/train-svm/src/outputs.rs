@@ -3,7 +3,10 @@
 //! chosen model), `calibration.json` (Platt scaling of each chosen model, fitted on its val
 //! decisions), `grid.parquet` (every grid point, the chosen ones marked), `metrics.json`
 //! (per model and the best by val accuracy) and `report.txt` (classification reports on test);
-//! then the chosen-model table on stderr and the summary the manifest keeps.
+//! then the chosen-model table on stderr and the summary the manifest keeps. Seven classes add
+//! the per-class columns (`decision_<class>` in predictions, `val_macro_f1` in the grid), the
+//! class names and per-class decisions in `model.safetensors`, and choose the best by val
+//! macro F1; a binary run writes exactly what it did before seven classes.
 
 use crate::data::FeatureSet;
 use crate::grid::GridPoint;
@@ -34,7 +37,7 @@ pub(crate) fn write(
     quiet: bool,
 ) -> Result<Outputs, SvmError> {
     let mut out = Outputs::default();
-    saved(sets, grid, chosen).save(&dir.join("model.safetensors"))?;
+    saved(data, sets, grid, chosen).save(&dir.join("model.safetensors"))?;
     out.file("model.safetensors");
 
     let n = write_predictions(&dir.join("predictions.parquet"), data, sets, chosen)?;
@@ -50,11 +53,11 @@ pub(crate) fn write(
     fer_core::schema::calibration::write(&cpath, &cal)?;
     out.file("calibration.json");
 
-    let n = write_grid(&dir.join("grid.parquet"), grid, chosen)?;
+    let n = write_grid(&dir.join("grid.parquet"), grid, chosen, data.one_vs_rest())?;
     out.table("grid.parquet", n);
 
     let models = models_json(sets, grid, chosen, data);
-    let best = best_model(&models);
+    let best = best_model(&models, data.one_vs_rest());
     let metrics = metrics_json(data, p, sets, kernel_train, models, best);
     write_json_sorted(&dir.join("metrics.json"), &metrics)?;
     out.file("metrics.json");
@@ -67,9 +70,17 @@ pub(crate) fn write(
     Ok(out)
 }
 
-/// `model.safetensors`: every feature pipeline and the chosen model of each (feature, kernel).
-fn saved(sets: &[FeatureSet], grid: &[GridPoint], chosen: &[Chosen]) -> SavedSvms {
+/// `model.safetensors`: every feature pipeline and the chosen model of each (feature, kernel);
+/// seven classes: with the class names, each model's seven one-vs-rest decisions in `classes`
+/// and its happy one as `decision`.
+fn saved(data: &Data, sets: &[FeatureSet], grid: &[GridPoint], chosen: &[Chosen]) -> SavedSvms {
+    let ovr = data.one_vs_rest();
     SavedSvms {
+        class_names: if ovr {
+            data.class_names.clone()
+        } else {
+            Vec::new()
+        },
         features: sets.iter().map(|s| s.pipeline.clone()).collect(),
         models: chosen
             .iter()
@@ -81,7 +92,8 @@ fn saved(sets: &[FeatureSet], grid: &[GridPoint], chosen: &[Chosen]) -> SavedSvm
                     kernel: ch.kernel,
                     c: g.c,
                     gamma: g.gamma.map(|x| x.1),
-                    decision: g.decision.clone(),
+                    decision: g.decisions[if ovr { data.happy() } else { 0 }].clone(),
+                    classes: if ovr { g.decisions.clone() } else { Vec::new() },
                 }
             })
             .collect(),
@@ -89,14 +101,23 @@ fn saved(sets: &[FeatureSet], grid: &[GridPoint], chosen: &[Chosen]) -> SavedSvm
 }
 
 /// The prediction rows: per chosen model, val then test, in row order; `pred` is happy (0)
-/// when the decision is >= 0.
+/// when the decision is >= 0. Seven classes: `decision` is happy's one-vs-rest decision,
+/// `decisions` all seven, `pred` their argmax.
 fn pred_rows(data: &Data, sets: &[FeatureSet], chosen: &[Chosen]) -> Vec<SvmPrediction> {
+    let ovr = data.one_vs_rest();
     let mut rows = Vec::new();
     for ch in chosen {
-        for (split, y, ids, d) in [
-            (Split::Val, &data.val.y, &data.val_ids, &ch.val_d),
-            (Split::Test, &data.test.y, &data.test_ids, &ch.test_d),
+        for (split, y, ids, d, v) in [
+            (Split::Val, &data.val.y, &data.val_ids, &ch.val_d, &ch.val_v),
+            (
+                Split::Test,
+                &data.test.y,
+                &data.test_ids,
+                &ch.test_d,
+                &ch.test_v,
+            ),
         ] {
+            let pred = crate::select::predict_tasks(v);
             for i in 0..y.len() {
                 rows.push(SvmPrediction {
                     model: ch.name.clone(),
@@ -107,8 +128,8 @@ fn pred_rows(data: &Data, sets: &[FeatureSet], chosen: &[Chosen]) -> Vec<SvmPred
                     id: ids[i].clone(),
                     label: y[i],
                     decision: d[i],
-                    pred: u8::from(d[i] < 0.0),
-                    decisions: Vec::new(),
+                    pred: pred[i],
+                    decisions: if ovr { v.row(i).to_vec() } else { Vec::new() },
                 });
             }
         }
@@ -116,10 +137,12 @@ fn pred_rows(data: &Data, sets: &[FeatureSet], chosen: &[Chosen]) -> Vec<SvmPred
     rows
 }
 
-/// `calibration.json`: Platt scaling of every chosen model's **val** decisions (happy is
-/// label 0), or an `uncalibrated` record with the reason (never a silent default).
+/// `calibration.json`: Platt scaling of every chosen model's **val** happy decisions against
+/// (label == the class named `happy`: 0 in binary, 3 of seven), or an `uncalibrated` record
+/// with the reason (never a silent default).
 fn calibration(data: &Data, chosen: &[Chosen]) -> fer_core::schema::calibration::CalibrationFile {
-    let happy: Vec<bool> = data.val.y.iter().map(|&y| y == 0).collect();
+    let h = data.happy() as u8;
+    let happy: Vec<bool> = data.val.y.iter().map(|&y| y == h).collect();
     fer_core::calibration::file(
         fer_core::schema::calibration::ScoreKind::SvmDecision,
         chosen
@@ -140,88 +163,107 @@ fn write_predictions(
     sets: &[FeatureSet],
     chosen: &[Chosen],
 ) -> fer_core::Result<usize> {
-    predictions::write_svm(path, &pred_rows(data, sets, chosen))
+    let names = if data.one_vs_rest() {
+        data.names()
+    } else {
+        Vec::new()
+    };
+    predictions::write_svm_classes(path, &pred_rows(data, sets, chosen), &names)
 }
 
-/// `grid.parquet`: every grid point in grid order, `chosen` marking the models; returns its
-/// row count.
-fn write_grid(path: &Path, grid: &[GridPoint], chosen: &[Chosen]) -> fer_core::Result<usize> {
+/// `grid.parquet`: every grid point in grid order, `chosen` marking the models (`macro_f1`:
+/// seven classes, with a `val_macro_f1` column after `val_balanced_accuracy`); returns its row
+/// count.
+fn write_grid(
+    path: &Path,
+    grid: &[GridPoint],
+    chosen: &[Chosen],
+    macro_f1: bool,
+) -> fer_core::Result<usize> {
     let chosen_idx: Vec<usize> = chosen.iter().map(|ch| ch.best).collect();
-    fer_core::parquet_io::write_columns(
-        path,
-        vec![
-            (
-                "feature",
-                col_s(grid.iter().map(|g| g.feature.as_str()).collect()),
-            ),
-            (
-                "kernel",
-                col_s(grid.iter().map(|g| g.kernel.as_str()).collect()),
-            ),
-            (
-                "c",
-                Arc::new(Float64Array::from_iter_values(grid.iter().map(|g| g.c))),
-            ),
-            (
-                "gamma",
-                Arc::new(Float64Array::from(
-                    grid.iter()
-                        .map(|g| g.gamma.map(|x| x.1))
-                        .collect::<Vec<_>>(),
-                )),
-            ),
-            (
-                "gamma_spec",
-                Arc::new(StringArray::from(
-                    grid.iter()
-                        .map(|g| g.gamma.map(|x| x.0.spec()))
-                        .collect::<Vec<_>>(),
-                )),
-            ),
-            (
-                "n_train",
-                Arc::new(UInt32Array::from_iter_values(
-                    grid.iter().map(|g| g.n_train as u32),
-                )),
-            ),
-            (
-                "fit_seconds",
-                Arc::new(Float64Array::from_iter_values(
-                    grid.iter().map(|g| g.fit_seconds),
-                )),
-            ),
-            (
-                "val_accuracy",
-                Arc::new(Float64Array::from_iter_values(
-                    grid.iter().map(|g| g.val_accuracy),
-                )),
-            ),
-            (
-                "val_balanced_accuracy",
-                Arc::new(Float64Array::from_iter_values(
-                    grid.iter().map(|g| g.val_balanced_accuracy),
-                )),
-            ),
-            (
-                "n_support",
-                Arc::new(UInt32Array::from_iter_values(
-                    grid.iter().map(|g| g.n_support as u32),
-                )),
-            ),
-            (
-                "solver",
-                col_s(grid.iter().map(|g| g.solver.as_str()).collect()),
-            ),
-            (
-                "chosen",
-                Arc::new(BooleanArray::from(
-                    (0..grid.len())
-                        .map(|i| chosen_idx.contains(&i))
-                        .collect::<Vec<_>>(),
-                )),
-            ),
-        ],
-    )
+    let mut cols: Vec<(&str, ArrayRef)> = vec![
+        (
+            "feature",
+            col_s(grid.iter().map(|g| g.feature.as_str()).collect()),
+        ),
+        (
+            "kernel",
+            col_s(grid.iter().map(|g| g.kernel.as_str()).collect()),
+        ),
+        (
+            "c",
+            Arc::new(Float64Array::from_iter_values(grid.iter().map(|g| g.c))),
+        ),
+        (
+            "gamma",
+            Arc::new(Float64Array::from(
+                grid.iter()
+                    .map(|g| g.gamma.map(|x| x.1))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "gamma_spec",
+            Arc::new(StringArray::from(
+                grid.iter()
+                    .map(|g| g.gamma.map(|x| x.0.spec()))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "n_train",
+            Arc::new(UInt32Array::from_iter_values(
+                grid.iter().map(|g| g.n_train as u32),
+            )),
+        ),
+        (
+            "fit_seconds",
+            Arc::new(Float64Array::from_iter_values(
+                grid.iter().map(|g| g.fit_seconds),
+            )),
+        ),
+        (
+            "val_accuracy",
+            Arc::new(Float64Array::from_iter_values(
+                grid.iter().map(|g| g.val_accuracy),
+            )),
+        ),
+        (
+            "val_balanced_accuracy",
+            Arc::new(Float64Array::from_iter_values(
+                grid.iter().map(|g| g.val_balanced_accuracy),
+            )),
+        ),
+    ];
+    if macro_f1 {
+        cols.push((
+            "val_macro_f1",
+            Arc::new(Float64Array::from_iter_values(
+                grid.iter().map(|g| g.val_macro_f1),
+            )),
+        ));
+    }
+    cols.extend([
+        (
+            "n_support",
+            Arc::new(UInt32Array::from_iter_values(
+                grid.iter().map(|g| g.n_support as u32),
+            )) as ArrayRef,
+        ),
+        (
+            "solver",
+            col_s(grid.iter().map(|g| g.solver.as_str()).collect()),
+        ),
+        (
+            "chosen",
+            Arc::new(BooleanArray::from(
+                (0..grid.len())
+                    .map(|i| chosen_idx.contains(&i))
+                    .collect::<Vec<_>>(),
+            )) as ArrayRef,
+        ),
+    ]);
+    fer_core::parquet_io::write_columns(path, cols)
 }
 
 /// One `metrics.json` entry per chosen model.
@@ -255,10 +297,10 @@ fn models_json(
                 val: ch.mv.clone(),
                 test: ch.mt.clone(),
                 test_by_truth: data.test.truths.as_ref().map(|t| {
-                    let scores: Vec<Vec<f64>> = ch.test_d.iter().map(|&d| vec![d, -d]).collect();
+                    let scores = crate::select::task_scores(&ch.test_v);
                     t.score(
-                        &crate::select::predict(&ch.test_d),
-                        &crate::select::CLASSES,
+                        &crate::select::predict_tasks(&ch.test_v),
+                        &data.names(),
                         Some(&scores),
                     )
                 }),
@@ -276,13 +318,26 @@ fn metrics_json(
     models: Vec<SvmModelMetrics>,
     best: usize,
 ) -> SvmMetrics {
+    // The share of the most frequent class.
     let majority = |y: &[u8]| {
-        let happy = y.iter().filter(|&&v| v == 0).count() as f64;
-        (happy.max(y.len() as f64 - happy)) / y.len() as f64
+        let most = (0..=u8::MAX)
+            .map(|c| y.iter().filter(|&&v| v == c).count())
+            .max()
+            .unwrap_or(0) as f64;
+        most / y.len() as f64
     };
+    let ovr = data.one_vs_rest();
     let b = &models[best];
     SvmMetrics {
-        positive_class: "happy (label 0): decision >= 0 predicts happy; ROC AUC scores class 0 by the decision value".into(),
+        positive_class: if ovr {
+            format!(
+                "one-vs-rest, one SVM per class ({}): decision_<class> >= 0 means that class's SVM says yes, pred = the argmax class, decision = the happy (label {}) one-vs-rest decision; ROC AUC is the macro one-vs-rest AUC of the decisions",
+                data.class_names.join(", "),
+                data.happy()
+            )
+        } else {
+            "happy (label 0): decision >= 0 predicts happy; ROC AUC scores class 0 by the decision value".into()
+        },
         n: SvmCounts {
             train: data.train.n,
             kernel_train,
@@ -306,7 +361,7 @@ fn metrics_json(
             .collect(),
         best: SvmBest {
             name: b.name.clone(),
-            by: "val accuracy".into(),
+            by: if ovr { "val macro F1" } else { "val accuracy" }.into(),
             val_accuracy: b.val.accuracy,
             test_accuracy: b.test.accuracy,
         },

@@ -36,9 +36,22 @@ pub fn tiny_model_seeded(
     eval_batch: usize,
     seed: u64,
 ) -> (Net, ModelArtifact) {
+    tiny_model_of(dir, tta_flip, eval_batch, seed, &["happy", "not_happy"])
+}
+
+/// [`tiny_model_seeded`] of the classes `classes` (e.g. `LabelMode::Emotion7.class_names()`:
+/// a seven-class CNN as train_cnn saves one).
+pub fn tiny_model_of(
+    dir: &Path,
+    tta_flip: bool,
+    eval_batch: usize,
+    seed: u64,
+    classes: &[&str],
+) -> (Net, ModelArtifact) {
     let d = Device::flex();
     d.seed(seed);
-    let cfg = ModelConfig::new("fer-small".into()).with_widths(vec![8, 16]);
+    let mut cfg = ModelConfig::new("fer-small".into()).with_widths(vec![8, 16]);
+    cfg.num_classes = classes.len();
     let net = cfg.init(&d);
     std::fs::create_dir_all(dir).unwrap();
     fer_models::checkpoint::save_weights(&net, &dir.join("model.safetensors")).unwrap();
@@ -52,7 +65,7 @@ pub fn tiny_model_seeded(
             ..TrainSettings::default()
         },
         transform: transform(),
-        class_names: vec!["happy".into(), "not_happy".into()],
+        class_names: classes.iter().map(|c| c.to_string()).collect(),
         tta_flip,
         params: net.num_params(),
         macs: Net::macs(&cfg),
