@@ -368,73 +368,42 @@ pub fn select(
     if let Protocol::SeedPerEmotion(n) = p.protocol {
         // Per emotion, by FER2013's labels: `n.train` / `n.test` of each of the seven.
         for split in [Split::Train, Split::Test] {
-            let want = if split == Split::Train {
-                n.train
-            } else {
-                n.test
+            let (want, key) = match split {
+                Split::Train => (n.train, "train_per_emotion"),
+                _ => (n.test, "test_per_emotion"),
             };
             for emotion in Emotion::ALL {
-                let mut pool: Vec<Raw> = images
+                let pool = images
                     .iter()
                     .filter(|r| r.split == split && r.emotion == emotion)
                     .cloned()
                     .collect();
-                if pool.len() < want {
-                    let key = if split == Split::Train {
-                        "train_per_emotion"
-                    } else {
-                        "test_per_emotion"
+                let what = emotion.as_str();
+                chosen.extend(draw(pool, (want, key), what, split, &mut rng, &mut rest)?);
+            }
+        }
+    } else {
+        for split in [Split::Train, Split::Test] {
+            for group in BinaryLabel::ALL {
+                let mut pool: Vec<Raw> = images
+                    .iter()
+                    .filter(|r| r.split == split && r.emotion.binary() == group)
+                    .cloned()
+                    .collect();
+                if let Protocol::Seed(sizes) = p.protocol {
+                    let want = match (split, group) {
+                        (Split::Train, BinaryLabel::Happy) => (sizes.train_happy, "train_happy"),
+                        (Split::Train, BinaryLabel::NotHappy) => {
+                            (sizes.train_not_happy, "train_not_happy")
+                        }
+                        (_, BinaryLabel::Happy) => (sizes.test_happy, "test_happy"),
+                        (_, BinaryLabel::NotHappy) => (sizes.test_not_happy, "test_not_happy"),
                     };
-                    return Err(IngestError::Params(format!(
-                        "[ingest] sizes.{key} = {want}, but the data has only {} {} images in {}",
-                        pool.len(),
-                        emotion.as_str(),
-                        split
-                    )));
-                }
-                pool.shuffle(&mut rng);
-                let left = pool.split_off(want);
-                if split == Split::Train {
-                    rest.extend(left);
+                    let what = group.to_string();
+                    pool = draw(pool, want, &what, split, &mut rng, &mut rest)?;
                 }
                 chosen.extend(pool);
             }
-        }
-    }
-    for split in [Split::Train, Split::Test] {
-        if matches!(p.protocol, Protocol::SeedPerEmotion(_)) {
-            break;
-        }
-        for group in BinaryLabel::ALL {
-            let mut pool: Vec<Raw> = images
-                .iter()
-                .filter(|r| r.split == split && r.emotion.binary() == group)
-                .cloned()
-                .collect();
-            if let Protocol::Seed(sizes) = p.protocol {
-                let (want, key) = match (split, group) {
-                    (Split::Train, BinaryLabel::Happy) => (sizes.train_happy, "train_happy"),
-                    (Split::Train, BinaryLabel::NotHappy) => {
-                        (sizes.train_not_happy, "train_not_happy")
-                    }
-                    (_, BinaryLabel::Happy) => (sizes.test_happy, "test_happy"),
-                    (_, BinaryLabel::NotHappy) => (sizes.test_not_happy, "test_not_happy"),
-                };
-                if pool.len() < want {
-                    return Err(IngestError::Params(format!(
-                        "[ingest] sizes.{key} = {want}, but the data has only {} {} images in {}",
-                        pool.len(),
-                        group,
-                        split
-                    )));
-                }
-                pool.shuffle(&mut rng);
-                let left = pool.split_off(want);
-                if split == Split::Train {
-                    rest.extend(left);
-                }
-            }
-            chosen.extend(pool);
         }
     }
     // Stratified validation split: per label, a shuffled val_fraction of train.
@@ -472,6 +441,32 @@ pub fn select(
         },
         rest,
     ))
+}
+
+/// The seed protocol's draw from one group's `pool`: `want.0` images (the key `want.1` of
+/// `[ingest.sizes]` asks for; too few is an error naming it and the group `what`), shuffled by
+/// `rng`; a training split's leftovers go to `rest` (the pretraining pool).
+fn draw(
+    mut pool: Vec<Raw>,
+    want: (usize, &str),
+    what: &str,
+    split: Split,
+    rng: &mut ChaCha8Rng,
+    rest: &mut Vec<Raw>,
+) -> Result<Vec<Raw>, IngestError> {
+    let (want, key) = want;
+    if pool.len() < want {
+        return Err(IngestError::Params(format!(
+            "[ingest] sizes.{key} = {want}, but the data has only {} {what} images in {split}",
+            pool.len(),
+        )));
+    }
+    pool.shuffle(rng);
+    let left = pool.split_off(want);
+    if split == Split::Train {
+        rest.extend(left);
+    }
+    Ok(pool)
 }
 
 fn write_rejects(path: &std::path::Path, rejects: &[Reject]) -> fer_core::Result<usize> {
