@@ -78,12 +78,18 @@ pub(super) fn recommendation(
             ),
         ),
     ]));
+    // Seven-class models are chosen by the validation ROC AUC of their happy score
+    // (`recommend::val_rank`), binary ones by validation accuracy.
+    let (what, value) = match (&m.seven, m.val.roc_auc) {
+        (Some(_), Some(auc)) => ("ROC AUC of the happy score", format!("{auc:.3}")),
+        _ => ("accuracy", pct(m.val.accuracy)),
+    };
     let mut text = format!(
-        "Deploy **{}**. Of the {} trained models it had the highest accuracy on the {} validation images ({}), and on the {} test images it never saw while being chosen it was right **{}** of the time ({conf} confidence interval {:.1}–{:.1}%).",
+        "Deploy **{}**. Of the {} trained models it had the highest {what} on the {} validation images ({}), and on the {} test images it never saw while being chosen it was right **{}** of the time ({conf} confidence interval {:.1}–{:.1}%).",
         m.display,
         cx.study.models.len(),
         thousands(m.val_preds.len() as u64),
-        pct(m.val.accuracy),
+        value,
         thousands(n_test),
         pct(ci.value),
         ci.lo * 100.0,
