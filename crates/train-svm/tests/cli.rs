@@ -5,6 +5,8 @@
 //! reload to bit-identical decision values, runs must be deterministic, and bad params must
 //! exit 2 with one `error: ` line naming the file, `[train_svm]` and the key.
 
+mod common;
+
 use arrow::array::{Array, Float64Array, StringArray, UInt8Array, UInt32Array};
 use fer_core::stage::upstream_code_version;
 use fer_core::stage::{Outputs, StageRun};
@@ -16,7 +18,6 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fer-train-svm");
 
@@ -133,7 +134,7 @@ impl Fixture {
             let mut out = Outputs::default();
             transform().save(&dir.join("transform.json"))?;
             out.file("transform.json");
-            let mut index: Vec<(String, u32, String, u8)> = Vec::new();
+            let mut index: Vec<common::IndexRow> = Vec::new();
             for (name, n, seed) in [("train", 60, 1), ("val", 20, 2), ("test", 25, 3)] {
                 let t = split(n, seed);
                 t.write(
@@ -145,34 +146,7 @@ impl Fixture {
                     index.push((name.into(), i as u32, format!("{name}/img{i:04}"), y));
                 }
             }
-            let n = fer_core::parquet_io::write_columns(
-                &dir.join("index.parquet"),
-                vec![
-                    (
-                        "split",
-                        Arc::new(StringArray::from_iter_values(index.iter().map(|r| &r.0)))
-                            as arrow::array::ArrayRef,
-                    ),
-                    (
-                        "row",
-                        Arc::new(UInt32Array::from_iter_values(index.iter().map(|r| r.1))),
-                    ),
-                    (
-                        "id",
-                        Arc::new(StringArray::from_iter_values(index.iter().map(|r| &r.2))),
-                    ),
-                    (
-                        "label",
-                        Arc::new(UInt8Array::from_iter_values(index.iter().map(|r| r.3))),
-                    ),
-                    (
-                        "emotion",
-                        Arc::new(StringArray::from_iter_values(
-                            index.iter().map(|r| if r.3 == 0 { "happy" } else { "sad" }),
-                        )),
-                    ),
-                ],
-            )?;
+            let n = common::write_index(dir, &index, |l| if l == 0 { "happy" } else { "sad" })?;
             out.table("index.parquet", n);
             Ok(out)
         })

@@ -4,7 +4,9 @@
 //! column per class, chooses by val macro F1, calibrates the happy decision against label 3,
 //! and saves models that reload (`SavedSvms::class_decisions`) to bit-identical decisions.
 
-use arrow::array::{Array, BooleanArray, Float64Array, StringArray, UInt8Array, UInt32Array};
+mod common;
+
+use arrow::array::{Array, BooleanArray, Float64Array, StringArray};
 use fer_core::schema::predictions::{self, DECISION_PREFIX};
 use fer_core::stage::upstream_code_version;
 use fer_core::stage::{Outputs, StageRun};
@@ -17,7 +19,6 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fer-train-svm");
 const K: usize = 7;
@@ -105,7 +106,7 @@ fn preprocess(artifacts: &Path, pipeline: &str) {
         let mut out = Outputs::default();
         transform().save(&dir.join("transform.json"))?;
         out.file("transform.json");
-        let mut index: Vec<(String, u32, String, u8)> = Vec::new();
+        let mut index: Vec<common::IndexRow> = Vec::new();
         for (name, n, seed) in [("train", 16, 1), ("val", 6, 2), ("test", 8, 3)] {
             let t = split(n, seed);
             t.write(
@@ -117,34 +118,7 @@ fn preprocess(artifacts: &Path, pipeline: &str) {
                 index.push((name.into(), i as u32, format!("{name}/img{i:04}"), y));
             }
         }
-        let n = fer_core::parquet_io::write_columns(
-            &dir.join("index.parquet"),
-            vec![
-                (
-                    "split",
-                    Arc::new(StringArray::from_iter_values(index.iter().map(|r| &r.0)))
-                        as arrow::array::ArrayRef,
-                ),
-                (
-                    "row",
-                    Arc::new(UInt32Array::from_iter_values(index.iter().map(|r| r.1))),
-                ),
-                (
-                    "id",
-                    Arc::new(StringArray::from_iter_values(index.iter().map(|r| &r.2))),
-                ),
-                (
-                    "label",
-                    Arc::new(UInt8Array::from_iter_values(index.iter().map(|r| r.3))),
-                ),
-                (
-                    "emotion",
-                    Arc::new(StringArray::from_iter_values(
-                        index.iter().map(|r| names()[r.3 as usize]),
-                    )),
-                ),
-            ],
-        )?;
+        let n = common::write_index(dir, &index, |l| names()[l as usize])?;
         out.table("index.parquet", n);
         Ok(out)
     })
