@@ -280,50 +280,23 @@ impl SavedSvms {
             meta.format = FORMAT_CLASSES.into();
             meta.class_names = self.class_names.clone();
         }
-        for m in self.models.iter().filter(|_| self.class_names.is_empty()) {
-            let n = &m.name;
-            let offset = match &m.decision {
-                Decision::Rbf { sv, coef, rho, .. } => {
-                    put(
-                        format!("{n}.sv"),
-                        sv.shape().to_vec(),
-                        &mut sv.iter().copied(),
-                    );
-                    put(
-                        format!("{n}.coef"),
-                        vec![coef.len()],
-                        &mut coef.iter().copied(),
-                    );
-                    *rho
+        if self.class_names.is_empty() {
+            for m in &self.models {
+                let n = &m.name;
+                let offset = put_decision(&mut put, n, &m.decision);
+                if let Decision::Rff { rff, .. } = &m.decision {
+                    put_rff(&mut put, n, rff);
                 }
-                Decision::Linear { w, bias } => {
-                    put(format!("{n}.w"), vec![w.len()], &mut w.iter().copied());
-                    *bias
-                }
-                Decision::Rff { rff, w, bias } => {
-                    put(format!("{n}.w"), vec![w.len()], &mut w.iter().copied());
-                    put(
-                        format!("{n}.rff_omega"),
-                        rff.omega.shape().to_vec(),
-                        &mut rff.omega.iter().copied(),
-                    );
-                    put(
-                        format!("{n}.rff_offset"),
-                        vec![rff.offset.len()],
-                        &mut rff.offset.iter().copied(),
-                    );
-                    *bias
-                }
-            };
-            meta.models.push(ModelMeta {
-                name: m.name.clone(),
-                feature: m.feature,
-                kernel: m.kernel,
-                c: m.c,
-                gamma: m.gamma,
-                offset,
-                offsets: Vec::new(),
-            });
+                meta.models.push(ModelMeta {
+                    name: m.name.clone(),
+                    feature: m.feature,
+                    kernel: m.kernel,
+                    c: m.c,
+                    gamma: m.gamma,
+                    offset,
+                    offsets: Vec::new(),
+                });
+            }
         }
         for m in self.models.iter().filter(|_| !self.class_names.is_empty()) {
             let n = &m.name;
@@ -337,28 +310,16 @@ impl SavedSvms {
             }
             let mut offsets = Vec::new();
             for (d, class) in m.classes.iter().zip(&self.class_names) {
-                let k = format!("{n}.{class}");
-                offsets.push(match (d, m.kernel) {
-                    (Decision::Rbf { sv, coef, rho, .. }, KernelKind::Rbf) => {
-                        put(
-                            format!("{k}.sv"),
-                            sv.shape().to_vec(),
-                            &mut sv.iter().copied(),
-                        );
-                        put(
-                            format!("{k}.coef"),
-                            vec![coef.len()],
-                            &mut coef.iter().copied(),
-                        );
-                        *rho
-                    }
-                    (Decision::Linear { w, bias }, KernelKind::Linear)
-                    | (Decision::Rff { w, bias, .. }, KernelKind::Rff) => {
-                        put(format!("{k}.w"), vec![w.len()], &mut w.iter().copied());
-                        *bias
-                    }
-                    _ => return Err(wrong(format!("a {class} decision of another kernel"))),
-                });
+                let same_kernel = matches!(
+                    (d, m.kernel),
+                    (Decision::Rbf { .. }, KernelKind::Rbf)
+                        | (Decision::Linear { .. }, KernelKind::Linear)
+                        | (Decision::Rff { .. }, KernelKind::Rff)
+                );
+                if !same_kernel {
+                    return Err(wrong(format!("a {class} decision of another kernel")));
+                }
+                offsets.push(put_decision(&mut put, &format!("{n}.{class}"), d));
             }
             if let Some(Decision::Rff { rff, .. }) = m.classes.first() {
                 // One map for every class (train-svm maps the features once per gamma).
@@ -368,16 +329,7 @@ impl SavedSvms {
                 {
                     return Err(wrong("classes with different random Fourier maps".into()));
                 }
-                put(
-                    format!("{n}.rff_omega"),
-                    rff.omega.shape().to_vec(),
-                    &mut rff.omega.iter().copied(),
-                );
-                put(
-                    format!("{n}.rff_offset"),
-                    vec![rff.offset.len()],
-                    &mut rff.offset.iter().copied(),
-                );
+                put_rff(&mut put, n, rff);
             }
             let happy = self
                 .class_names
@@ -595,6 +547,47 @@ pub fn argmax_rows(v: &Array2<f64>) -> Vec<u8> {
             best as u8
         })
         .collect()
+}
+
+/// A tensor writer of [`SavedSvms::save`]: name, shape, values.
+type Put<'a> = dyn FnMut(String, Vec<usize>, &mut dyn Iterator<Item = f64>) + 'a;
+
+/// Write a decision's own tensors under `prefix` (`<prefix>.sv` and `.coef`, or `<prefix>.w`;
+/// an RFF map is written by [`put_rff`]) and return its offset (rho or bias).
+fn put_decision(put: &mut Put, prefix: &str, d: &Decision) -> f64 {
+    match d {
+        Decision::Rbf { sv, coef, rho, .. } => {
+            put(
+                format!("{prefix}.sv"),
+                sv.shape().to_vec(),
+                &mut sv.iter().copied(),
+            );
+            put(
+                format!("{prefix}.coef"),
+                vec![coef.len()],
+                &mut coef.iter().copied(),
+            );
+            *rho
+        }
+        Decision::Linear { w, bias } | Decision::Rff { w, bias, .. } => {
+            put(format!("{prefix}.w"), vec![w.len()], &mut w.iter().copied());
+            *bias
+        }
+    }
+}
+
+/// Write a random Fourier map under `prefix` (`<prefix>.rff_omega`, `.rff_offset`).
+fn put_rff(put: &mut Put, prefix: &str, rff: &Rff) {
+    put(
+        format!("{prefix}.rff_omega"),
+        rff.omega.shape().to_vec(),
+        &mut rff.omega.iter().copied(),
+    );
+    put(
+        format!("{prefix}.rff_offset"),
+        vec![rff.offset.len()],
+        &mut rff.offset.iter().copied(),
+    );
 }
 
 #[cfg(test)]
