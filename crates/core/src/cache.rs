@@ -6,17 +6,24 @@
 //! - `<cache>/quarantine/<stage>-<signature>-<unix time>/`: an entry that failed its check
 //!   (unreadable manifest, another signature, a missing or changed output), moved aside so it
 //!   is never read again and can be looked at; pruned first;
-//! - `<signature>.tmp<pid>`: an entry being stored by process `pid`; one left by a dead process
-//!   is removed by the next store.
+//! - `<signature>.tmp<pid>@<host>` (older versions: `<signature>.tmp<pid>`): an entry being
+//!   stored by process `pid` of `host`; one its writer left is removed by the next store when
+//!   it is stale ([`crate::atomic::TempOwner::is_stale`]: a dead process of this host, or over
+//!   a day old, the only test for another host's, whose processes this host cannot see).
+//!
+//! An entry's output paths must stay inside its folder ([`crate::manifest::resolve_output`]):
+//! one that is absolute, goes up (`..`) or resolves through a symbolic link to outside is a
+//! bad entry like any other, quarantined and never read.
 //!
 //! The bound (`FER_CACHE_MAX`, e.g. `20G`; default [`DEFAULT_MAX_BYTES`]; `none` for no bound)
 //! is enforced after each store: quarantined entries go first, then the least recently used
 //! entries (by the modification time of their manifest, which a restore refreshes), oldest
 //! first, never the entry just stored.
 
+use crate::atomic::{TempOwner, age_of, host_name};
 use crate::error::{Error, IoContext, Result};
 use crate::hash;
-use crate::manifest::{MANIFEST_FILE, Manifest};
+use crate::manifest::{MANIFEST_FILE, Manifest, resolve_output};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -56,10 +63,14 @@ pub fn check(cdir: &Path, sig: &str) -> Entry {
     }
 }
 
-/// The first output of `m` in `dir` that is missing or differs from its record, described.
+/// The first output of `m` in `dir` that is missing, differs from its record or whose path
+/// leaves `dir` ([`resolve_output`]), described.
 pub fn first_bad_output(dir: &Path, m: &Manifest) -> Option<String> {
     for o in &m.outputs {
-        let p = dir.join(&o.path);
+        let p = match resolve_output(dir, &o.path) {
+            Ok(p) => p,
+            Err(why) => return Some(why),
+        };
         match std::fs::metadata(&p) {
             Err(_) => return Some(format!("{}: missing", o.path)),
             Ok(md) if md.len() != o.bytes => {
@@ -105,61 +116,66 @@ pub fn quarantine(root: &Path, stage: &str, cdir: &Path) -> Result<PathBuf> {
     Ok(dst)
 }
 
-/// Is process `pid` alive? On Linux by `/proc`; elsewhere it is taken as alive (a leftover
-/// is then removed once it is a day old).
-pub fn pid_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        true
-    }
+pub use crate::atomic::pid_alive;
+
+/// This process's temporary folder for `stage` in `artifacts/<pipeline>/`:
+/// `.<stage>.tmp.<pid>@<host>`.
+pub fn stage_tmp_name(stage: &str) -> String {
+    format!(".{stage}.tmp.{}@{}", std::process::id(), host_name())
 }
 
-/// A stage's temporary folder in `artifacts/<pipeline>/`: `.<stage>.tmp.<pid>`, or the bare
-/// `.<stage>.tmp` older versions used (`Some(None)`); `None` if `name` is not one.
-pub fn stage_tmp(stage: &str, name: &str) -> Option<Option<u32>> {
+/// A stage's temporary folder in `artifacts/<pipeline>/` and who made it:
+/// `.<stage>.tmp.<pid>@<host>`, `.<stage>.tmp.<pid>` (older, no host: taken as this host's),
+/// or the bare `.<stage>.tmp` older versions used (no pid); `None` if `name` is not one.
+pub fn stage_tmp(stage: &str, name: &str) -> Option<TempOwner> {
     let bare = format!(".{stage}.tmp");
     if name == bare {
-        return Some(None);
+        return Some(TempOwner {
+            pid: None,
+            host: None,
+        });
     }
-    name.strip_prefix(&bare)?
-        .strip_prefix('.')?
-        .parse()
-        .ok()
-        .map(Some)
+    let owner = TempOwner::parse(name.strip_prefix(&bare)?.strip_prefix('.')?);
+    owner.pid.is_some().then_some(owner)
 }
 
-/// A cache entry being stored: `<signature>.tmp<pid>`.
-pub fn cache_tmp(name: &str) -> Option<Option<u32>> {
-    let (_, pid) = name.rsplit_once(".tmp")?;
-    pid.parse().ok().map(Some)
+/// This process's temporary folder for storing the cache entry `sig`:
+/// `<sig>.tmp<pid>@<host>`.
+pub fn cache_tmp_name(sig: &str) -> String {
+    format!("{sig}.tmp{}@{}", std::process::id(), host_name())
 }
 
-/// Remove the folders in `dir` that `which` names as temporaries of a process that is gone
-/// (or without a pid, or over a day old); never this process's. Returns how many were
-/// removed. One that cannot be removed is left as it is.
-pub fn remove_stale_tmp(dir: &Path, which: impl Fn(&str) -> Option<Option<u32>>) -> usize {
+/// A cache entry being stored, and by whom: `<signature>.tmp<pid>@<host>`, or the older
+/// `<signature>.tmp<pid>` (no host: taken as this host's); `None` if `name` is not one.
+pub fn cache_tmp(name: &str) -> Option<TempOwner> {
+    // The host (no `@` in it) comes off first: it may itself hold `.tmp`.
+    let (left, host) = match name.rsplit_once('@') {
+        Some((l, h)) => (l, Some(h.to_string())),
+        None => (name, None),
+    };
+    let (_, pid) = left.rsplit_once(".tmp")?;
+    let pid: u32 = pid.parse().ok()?;
+    Some(TempOwner {
+        pid: Some(pid),
+        host,
+    })
+}
+
+/// Remove the folders in `dir` that `which` names as stale temporaries
+/// ([`TempOwner::is_stale`]: of a process of this host that is gone, or without a pid, or of
+/// another host and over a day old, or over a day old anyway); never this process's. Returns
+/// how many were removed. One that cannot be removed is left as it is.
+pub fn remove_stale_tmp(dir: &Path, which: impl Fn(&str) -> Option<TempOwner>) -> usize {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };
-    let day = std::time::Duration::from_secs(24 * 3600);
     let mut n = 0;
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(pid) = which(&name) else {
+        let Some(owner) = which(&name) else {
             continue;
         };
-        if pid == Some(std::process::id()) {
-            continue;
-        }
-        let dead = pid.is_none_or(|p| !pid_alive(p));
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > day);
-        if (dead || old) && std::fs::remove_dir_all(e.path()).is_ok() {
+        if owner.is_stale(age_of(&e.path())) && std::fs::remove_dir_all(e.path()).is_ok() {
             n += 1;
         }
     }
@@ -337,7 +353,13 @@ mod tests {
         assert!(d.path().join(&mine).exists());
         assert!(d.path().join(".other.tmp.4294967").exists());
         assert!(!d.path().join(".s.tmp").exists());
-        assert_eq!(cache_tmp("abc.tmp12"), Some(Some(12)));
+        assert_eq!(
+            cache_tmp("abc.tmp12"),
+            Some(TempOwner {
+                pid: Some(12),
+                host: None
+            })
+        );
         assert_eq!(cache_tmp("abc"), None);
     }
 }

@@ -187,7 +187,7 @@ pub struct StageArgs {
 
 impl StageArgs {
     pub fn load_pipeline(&self) -> Result<PipelineFile> {
-        PipelineFile::load(&pipeline::resolve(&self.pipeline))
+        PipelineFile::load(&pipeline::resolve_checked(&self.pipeline)?)
     }
 
     /// Take `pipeline`'s lock for the binary `who` ([`crate::lock`]), waiting unless
@@ -299,8 +299,8 @@ pub fn finish<T, E: std::error::Error>(
     result: std::result::Result<T, E>,
 ) -> std::process::ExitCode {
     if result.is_err() {
-        let path = pipeline::resolve(&common.pipeline);
-        if let Some(name) = path.file_stem() {
+        // Only a valid name (never `..`): the manifest removed must be inside the artifacts.
+        if let Some(name) = pipeline::name_of(&pipeline::resolve(&common.pipeline)) {
             let m = common
                 .artifacts
                 .join(name)

@@ -31,6 +31,14 @@ pub enum Error {
         key: String,
         message: String,
     },
+    /// A manifest lists an output path that does not stay inside its stage folder (absolute,
+    /// with `..`, or through a symbolic link that leads out): `file: output path `p` problem`.
+    #[error("{file}: output path `{path}` {problem}")]
+    UnsafePath {
+        file: PathBuf,
+        path: String,
+        problem: String,
+    },
     #[error("{0}")]
     Other(String),
 }

@@ -19,6 +19,13 @@
 //!
 //! Errors in a merged section name the child file; the parents are listed in
 //! [`PipelineFile::parents`].
+//!
+//! # Names
+//! A pipeline's name (its file's stem, or `--pipeline <name>`) becomes a folder,
+//! `artifacts/<name>/`, so it must be a plain word ([`check_name`], [`NAME_RULE`]): ASCII
+//! letters, digits, `-` and `_`, not empty (so never `..`, nor anything starting with `.`).
+//! `pipelines/...toml` (whose stem is `..`) or `--pipeline ''` is an error naming the file or
+//! the argument and the rule.
 
 use crate::error::{Error, IoContext, Result};
 use serde::de::DeserializeOwned;
@@ -60,15 +67,53 @@ pub struct PipelineMeta {
 
 /// `seed` -> `pipelines/seed.toml`; anything with a `/` or ending in `.toml` is a path.
 pub fn resolve(name_or_path: &str) -> PathBuf {
-    if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
+    if is_path(name_or_path) {
         PathBuf::from(name_or_path)
     } else {
         PathBuf::from("pipelines").join(format!("{name_or_path}.toml"))
     }
 }
 
+/// Does `--pipeline` give a path (a `/`, or ending in `.toml`) rather than a name?
+fn is_path(name_or_path: &str) -> bool {
+    name_or_path.contains('/') || name_or_path.ends_with(".toml")
+}
+
+/// [`resolve`], refusing a `--pipeline` name that breaks [`NAME_RULE`] (the error names the
+/// argument and the rule); a path is checked when it is loaded, by its file's stem.
+pub fn resolve_checked(name_or_path: &str) -> Result<PathBuf> {
+    if !is_path(name_or_path)
+        && let Err(rule) = check_name(name_or_path)
+    {
+        return Err(Error::Other(format!(
+            "--pipeline `{name_or_path}`: not a pipeline name: {rule}"
+        )));
+    }
+    Ok(resolve(name_or_path))
+}
+
+/// The rule a pipeline name follows.
+pub const NAME_RULE: &str =
+    "a pipeline name is ASCII letters, digits, `-` and `_` only, not empty and not starting with `.`";
+
+/// Check a pipeline name against [`NAME_RULE`] (it becomes the folder `artifacts/<name>/`).
+pub fn check_name(name: &str) -> std::result::Result<(), &'static str> {
+    if is_pipeline_name(name) {
+        Ok(())
+    } else {
+        Err(NAME_RULE)
+    }
+}
+
+/// The pipeline name of a file: its stem, when it follows [`NAME_RULE`].
+pub fn name_of(path: &Path) -> Option<String> {
+    let stem = path.file_stem()?.to_str()?;
+    is_pipeline_name(stem).then(|| stem.to_string())
+}
+
 fn is_pipeline_name(s: &str) -> bool {
     !s.is_empty()
+        && !s.starts_with('.')
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
@@ -167,10 +212,15 @@ impl PipelineFile {
                 )));
             }
         }
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_else(|| "pipeline".into());
+        let Some(name) = name_of(path) else {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            return Err(perr(format!(
+                "the pipeline name `{stem}` (the file's name without `.toml`) is refused: {NAME_RULE}"
+            )));
+        };
         let mut parents = Vec::new();
         if let Some(parent) = extends {
             let ppath = path

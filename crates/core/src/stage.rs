@@ -10,8 +10,15 @@
 //!    the folder into place, so a failed stage never leaves a manifest behind; the result is
 //!    then stored in the run cache.
 //!
-//! Temporary folders are named per process (`.<stage>.tmp.<pid>`, `<signature>.tmp<pid>`);
-//! those a dead process left behind are removed by the next run. The run cache is kept
+//! Temporary folders are named per process and host (`.<stage>.tmp.<pid>@<host>`,
+//! `<signature>.tmp<pid>@<host>`); those a dead process left behind are removed by the next
+//! run (another host's only once a day old: [`crate::atomic::TempOwner::is_stale`]).
+//!
+//! Output paths stay inside their stage folder ([`crate::manifest::resolve_output`]): a
+//! manifest whose output path is absolute, goes up (`..`) or resolves through a symbolic link
+//! to outside is not current (the stage recomputes, with a warning naming the file and the
+//! path), a run cache entry with one is quarantined, and an upstream stage with one is an
+//! error naming the stage to rerun. The run cache is kept
 //! honest and bounded ([`crate::cache`]): an entry that fails its check is quarantined (and
 //! the stage recomputed and stored afresh), a restore that fails to copy falls back to
 //! computing, and after each store the least recently used entries are pruned down to the
@@ -24,7 +31,10 @@
 use crate::cache;
 use crate::error::{Error, IoContext, Result};
 use crate::hash;
-use crate::manifest::{InputEntry, MANIFEST_FILE, Manifest, OutputEntry, RunStatus};
+use crate::manifest::{
+    InputEntry, MANIFEST_FILE, Manifest, OutputEntry, RunStatus, output_path_problem,
+    resolve_output,
+};
 use crate::pipeline::PipelineFile;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
@@ -52,7 +62,13 @@ impl Input {
         let m = Manifest::read(&mpath)?;
         let mut h = blake3::Hasher::new();
         for o in &m.outputs {
-            let p = dir.join(&o.path);
+            let p = resolve_output(&dir, &o.path).map_err(|why| {
+                Error::Other(format!(
+                    "{}: {why} (run `make {} PIPELINE={pipeline}` again)",
+                    mpath.display(),
+                    make_target(stage)
+                ))
+            })?;
             let actual = hash::hash_file(&p)?;
             if actual != o.hash {
                 return Err(Error::Other(format!(
@@ -330,7 +346,7 @@ impl StageRun {
         }
 
         if !self.force
-            && let Ok(m) = Manifest::read(&mpath)
+            && let Some(m) = self.read_current(&mpath, &dir)
             && m.signature == sig
             && outputs_intact(&dir, &m)
         {
@@ -348,7 +364,7 @@ impl StageRun {
                 "removed {n} temporary folder(s) a killed run left"
             ));
         }
-        let tmp = parent.join(format!(".{}.tmp.{}", self.stage, std::process::id()));
+        let tmp = parent.join(cache::stage_tmp_name(&self.stage));
         remove_dir_if_exists(&tmp)?;
         std::fs::create_dir_all(&tmp).at(&tmp)?;
 
@@ -377,6 +393,14 @@ impl StageRun {
         };
         let mut entries = Vec::new();
         for (rel, rows) in &outputs.files {
+            if let Some(problem) = output_path_problem(rel) {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(Error::Other(format!(
+                    "stage `{}` lists the output path `{rel}`, which {problem}",
+                    self.stage
+                ))
+                .into());
+            }
             let p = tmp.join(rel);
             let bytes = std::fs::metadata(&p).at(&p)?.len();
             entries.push(OutputEntry {
@@ -430,8 +454,11 @@ impl StageRun {
         let dir = self.stage_dir();
         let m = match Manifest::read(&dir.join(MANIFEST_FILE)) {
             Ok(m) => m,
-            Err(_) => {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Some(self.with_cache_note(sig, "it has not run (no manifest.json)".into()));
+            }
+            Err(e) => {
+                return Some(self.with_cache_note(sig, format!("its manifest is not usable: {e}")));
             }
         };
         let mut why: Vec<String> = Vec::new();
@@ -499,9 +526,7 @@ impl StageRun {
                 section_hash: self.section_hash.clone(),
                 ..m
             };
-            let tmp = mpath.with_extension(format!("json.tmp{}", std::process::id()));
-            m.write(&tmp)?;
-            std::fs::rename(&tmp, mpath).at(mpath)?;
+            crate::atomic::write(mpath, m.to_text().as_bytes())?;
             return Ok(m);
         }
         if self.touch_on_skip {
@@ -549,11 +574,13 @@ impl StageRun {
             }
         };
         let copied = cm.outputs.iter().try_for_each(|o| {
+            // Checked again right before the copy: the cache may be shared.
+            let src = resolve_output(&cdir, &o.path).map_err(Error::Other)?;
             let dst = tmp.join(&o.path);
             if let Some(p) = dst.parent() {
                 std::fs::create_dir_all(p).at(p)?;
             }
-            std::fs::copy(cdir.join(&o.path), &dst).at(&dst).map(|_| ())
+            std::fs::copy(&src, &dst).at(&dst).map(|_| ())
         });
         if let Err(e) = copied {
             self.warn(&format!(
@@ -582,6 +609,35 @@ impl StageRun {
         }))
     }
 
+    /// The stage folder's manifest, when it can be read and its output paths stay inside the
+    /// folder; a manifest with an output path that leaves it is not current: a warning names
+    /// the file and the path (the stage then recomputes).
+    fn read_current(&self, mpath: &Path, dir: &Path) -> Option<Manifest> {
+        match Manifest::read(mpath) {
+            Ok(m) => {
+                let escapes = m
+                    .outputs
+                    .iter()
+                    .find_map(|o| resolve_output(dir, &o.path).err());
+                match escapes {
+                    Some(why) => {
+                        self.warn(&format!(
+                            "{}: {why}: not current, recomputing",
+                            mpath.display()
+                        ));
+                        None
+                    }
+                    None => Some(m),
+                }
+            }
+            Err(e @ Error::UnsafePath { .. }) => {
+                self.warn(&format!("{e}: not current, recomputing"));
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     /// Write the manifest into `tmp` and move `tmp` into place as `dir`.
     fn install(&self, tmp: &Path, dir: &Path, m: &Manifest) -> Result<()> {
         m.write(&tmp.join(MANIFEST_FILE))?;
@@ -594,7 +650,12 @@ impl StageRun {
         if cdir.join(MANIFEST_FILE).exists() {
             return Ok(());
         }
-        let ctmp = cdir.with_extension(format!("tmp{}", std::process::id()));
+        let ctmp = cdir.with_file_name(cache::cache_tmp_name(
+            &cdir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+        ));
         remove_dir_if_exists(&ctmp)?;
         if let Err(e) = copy_dir(dir, &ctmp) {
             let _ = std::fs::remove_dir_all(&ctmp);

@@ -139,8 +139,8 @@ fn signature_params_for(p: &Params, source: Source) -> serde_json::Value {
 pub fn run(p: &Params) -> Result<Manifest, IngestError> {
     let source = resolve_source(p)?;
     let csv_path = p.data_dir.join("fer2013.csv");
-    let (input, files) = match source {
-        Source::Synthetic => (None, Vec::new()),
+    let (input, files, refused) = match source {
+        Source::Synthetic => (None, Vec::new(), Vec::new()),
         Source::Csv => {
             if !csv_path.is_file() {
                 return Err(IngestError::Layout(format!(
@@ -156,19 +156,30 @@ pub fn run(p: &Params) -> Result<Manifest, IngestError> {
                     hash,
                 }),
                 Vec::new(),
+                Vec::new(),
             )
         }
         _ => {
-            let files = source::list_folder_layout(&p.data_dir)?;
-            let paths: Vec<PathBuf> = files.iter().map(|f| f.2.clone()).collect();
-            let hash = fer_core::hash::hash_tree(&p.data_dir, &paths)?;
+            let layout = source::list_folder_layout(&p.data_dir)?;
+            let paths: Vec<PathBuf> = layout.files.iter().map(|f| f.2.clone()).collect();
+            let mut hash = fer_core::hash::hash_tree(&p.data_dir, &paths)?;
+            if !layout.refused.is_empty() {
+                // The entries refused unopened count too (they are rejects), by name and why;
+                // a folder without any keeps the hash it always had.
+                let mut text = hash;
+                for r in &layout.refused {
+                    text.push_str(&format!("\n{}\0{}", r.file, r.reason));
+                }
+                hash = fer_core::hash::hash_bytes(text.as_bytes());
+            }
             (
                 Some(Input {
                     name: "fer2013".into(),
                     path: p.data_dir.clone(),
                     hash,
                 }),
-                files,
+                layout.files,
+                layout.refused,
             )
         }
     };
@@ -205,6 +216,7 @@ pub fn run(p: &Params) -> Result<Manifest, IngestError> {
             Source::Csv => source::read_csv(&csv_path, &pb)?,
             _ => source::read_folders(&p.data_dir, &files, sizing, &pb),
         };
+        loaded.rejects.extend(refused.iter().cloned());
         pb.finish_and_clear();
         loaded.rejects.sort_by(|a, b| a.file.cmp(&b.file));
         if p.ingest.on_bad == OnBad::Error

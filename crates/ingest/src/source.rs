@@ -1,6 +1,12 @@
-//! Readers for the two public FER2013 layouts. File-level problems (undecodable, wrong size,
-//! bad CSV row) are returned as rejects so `on_bad` decides; layout problems (missing folder,
-//! unknown class folder) are errors.
+//! Readers for the two public FER2013 layouts. File-level problems (undecodable, truncated,
+//! wrong size, bad CSV row, not a regular file) are returned as rejects so `on_bad` decides;
+//! layout problems (missing folder, unknown class folder) are errors.
+//!
+//! The class folders are walked following symbolic links (a linked folder is read like any
+//! other; a link that leads back to a folder above it is a loop, refused as a reject, as is a
+//! link that leads nowhere). An entry that is not a regular file (a FIFO, a socket, a device),
+//! whatever its name, is refused from its file type alone and never opened, so that it can
+//! neither hang the stage nor be hashed.
 
 use crate::IngestError;
 use fer_core::{Emotion, IMAGE_SIDE, Split};
@@ -45,18 +51,67 @@ pub struct Sizing {
     pub filter: FilterType,
 }
 
-/// Decode bytes to 48x48 8-bit gray (colour converted with the `image` crate's luma weights).
-pub fn decode_gray(bytes: &[u8], is_jpeg: bool, sizing: Sizing) -> Result<Vec<u8>, String> {
-    if is_jpeg {
-        // A JPEG ends with the EOI marker; decoders pad a truncated stream silently.
-        let end = bytes
-            .iter()
-            .rposition(|&b| b != 0)
-            .map(|i| i + 1)
-            .unwrap_or(0);
-        if end < 4 || bytes[..2] != [0xFF, 0xD8] || bytes[end - 2..end] != [0xFF, 0xD9] {
-            return Err("truncated or not a JPEG (no start/end marker)".into());
+/// The image formats the folder layout holds, by file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.jpg`, `.jpeg`
+    Jpeg,
+    /// `.png`
+    Png,
+}
+
+impl Format {
+    /// The format of a file by its extension (any case); `None`: not an image file we read.
+    pub fn of(path: &Path) -> Option<Format> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        match ext.as_str() {
+            "jpg" | "jpeg" => Some(Format::Jpeg),
+            "png" => Some(Format::Png),
+            _ => None,
         }
+    }
+}
+
+/// The PNG signature (the first 8 bytes of every PNG).
+const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+
+/// The end of a PNG: the type of its last chunk, `IEND` (which has no data), and that
+/// chunk's CRC, always `AE 42 60 82`.
+const PNG_IEND: [u8; 8] = [b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
+
+/// Why `bytes` are a truncated file of `format` (`None`: whole). Decoders do not say: they pad
+/// a truncated JPEG with grey and may decode the first rows of a truncated PNG. After trailing
+/// zero bytes, a JPEG must start with SOI `FF D8` and end with EOI `FF D9`; a PNG must start
+/// with its signature and hold its `IEND` chunk (type and CRC; only bytes that are no part of
+/// the image may follow it).
+pub fn truncated(bytes: &[u8], format: Format) -> Option<&'static str> {
+    match format {
+        Format::Jpeg => {
+            let end = bytes
+                .iter()
+                .rposition(|&b| b != 0)
+                .map(|i| i + 1)
+                .unwrap_or(0);
+            (end < 4 || bytes[..2] != [0xFF, 0xD8] || bytes[end - 2..end] != [0xFF, 0xD9])
+                .then_some("truncated or not a JPEG (no start/end marker)")
+        }
+        Format::Png => (!bytes.starts_with(&PNG_SIGNATURE)
+            || !bytes[PNG_SIGNATURE.len()..]
+                .windows(PNG_IEND.len())
+                .rev()
+                .any(|w| w == PNG_IEND))
+        .then_some("truncated or not a PNG (no signature or no IEND end chunk)"),
+    }
+}
+
+/// Decode bytes to 48x48 8-bit gray (colour converted with the `image` crate's luma weights),
+/// after the truncation check of [`truncated`].
+pub fn decode_gray(bytes: &[u8], format: Format, sizing: Sizing) -> Result<Vec<u8>, String> {
+    if let Some(why) = truncated(bytes, format) {
+        return Err(why.into());
     }
     let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode image: {e}"))?;
     let gray = img.to_luma8();
@@ -85,9 +140,109 @@ fn usage_of(stem: &str, split: Split) -> String {
     }
 }
 
-/// The files of the Kaggle layout: `(split, emotion, path)` sorted by path.
-pub fn list_folder_layout(root: &Path) -> Result<Vec<(Split, Emotion, PathBuf)>, IngestError> {
+/// The Kaggle layout as listed: its image files and the entries refused unopened.
+#[derive(Debug, Default)]
+pub struct FolderLayout {
+    /// `(split, emotion, path)` of every regular file, sorted by path.
+    pub files: Vec<(Split, Emotion, PathBuf)>,
+    /// Entries that are not regular files (FIFO, socket, device), symbolic links that lead
+    /// nowhere or back to a folder above them: rejects, sorted by file.
+    pub refused: Vec<Reject>,
+}
+
+/// What an entry that is neither a folder nor a regular file is.
+fn special_kind(ft: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if ft.is_socket() {
+            return "a socket";
+        }
+        if ft.is_block_device() || ft.is_char_device() {
+            return "a device";
+        }
+    }
+    let _ = ft;
+    "not a regular file"
+}
+
+/// Every regular file under `root` (a class folder), following symbolic links, skipping hidden
+/// entries (names starting with `.`), sorted; the entries refused go to `refused`. A folder
+/// that cannot be read is an error.
+pub fn list_class_folder(root: &Path, refused: &mut Vec<Reject>) -> Result<Vec<PathBuf>, IngestError> {
+    fn walk(
+        dir: &Path,
+        above: &mut Vec<PathBuf>,
+        out: &mut Vec<PathBuf>,
+        refused: &mut Vec<Reject>,
+    ) -> Result<(), IngestError> {
+        let refuse = |refused: &mut Vec<Reject>, p: &Path, reason: String| {
+            refused.push(Reject {
+                file: p.display().to_string(),
+                reason,
+            })
+        };
+        let rd = std::fs::read_dir(dir).map_err(|e| fer_core::Error::io(dir, e))?;
+        for e in rd {
+            let e = e.map_err(|e| fer_core::Error::io(dir, e))?;
+            if e.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = e.path();
+            let mut ft = e.file_type().map_err(|e| fer_core::Error::io(&path, e))?;
+            if ft.is_symlink() {
+                // What the link leads to (metadata follows links; nothing is opened).
+                match std::fs::metadata(&path) {
+                    Ok(md) => ft = md.file_type(),
+                    Err(err) => {
+                        refuse(refused, &path, format!("a symbolic link that leads nowhere ({err})"));
+                        continue;
+                    }
+                }
+            }
+            if ft.is_dir() {
+                let real = std::fs::canonicalize(&path).map_err(|e| fer_core::Error::io(&path, e))?;
+                if above.contains(&real) {
+                    refuse(
+                        refused,
+                        &path,
+                        format!(
+                            "a symbolic link loop (it leads back to {}, a folder above it)",
+                            real.display()
+                        ),
+                    );
+                    continue;
+                }
+                above.push(real);
+                walk(&path, above, out, refused)?;
+                above.pop();
+            } else if ft.is_file() {
+                out.push(path);
+            } else {
+                refuse(
+                    refused,
+                    &path,
+                    format!("{}, not a regular file: not opened", special_kind(&ft)),
+                );
+            }
+        }
+        Ok(())
+    }
     let mut out = Vec::new();
+    let real = std::fs::canonicalize(root).map_err(|e| fer_core::Error::io(root, e))?;
+    walk(root, &mut vec![real], &mut out, refused)?;
+    out.sort();
+    Ok(out)
+}
+
+/// The files of the Kaggle layout (sorted by path) and the entries refused unopened
+/// ([`FolderLayout`]).
+pub fn list_folder_layout(root: &Path) -> Result<FolderLayout, IngestError> {
+    let mut out = Vec::new();
+    let mut refused = Vec::new();
     for (dir, split) in [("train", Split::Train), ("test", Split::Test)] {
         let d = root.join(dir);
         if !d.is_dir() {
@@ -114,13 +269,17 @@ pub fn list_folder_layout(root: &Path) -> Result<Vec<(Split, Emotion, PathBuf)>,
             let emotion: Emotion = name.parse().map_err(|m: String| {
                 IngestError::Layout(format!("{}: unknown class folder: {m}", cp.display()))
             })?;
-            for f in fer_core::hash::list_files(&cp)? {
+            for f in list_class_folder(&cp, &mut refused)? {
                 out.push((split, emotion, f));
             }
         }
     }
     out.sort_by(|a, b| a.2.cmp(&b.2));
-    Ok(out)
+    refused.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(FolderLayout {
+        files: out,
+        refused,
+    })
 }
 
 /// Read the Kaggle image folders (decoding in parallel).
@@ -142,18 +301,13 @@ pub fn read_folders(
                 file: path.display().to_string(),
                 reason,
             };
-            let ext = path
-                .extension()
-                .map(|e| e.to_string_lossy().to_ascii_lowercase())
-                .unwrap_or_default();
-            let is_jpeg = matches!(ext.as_str(), "jpg" | "jpeg");
-            if !is_jpeg && ext != "png" {
+            let Some(format) = Format::of(path) else {
                 progress.inc(1);
                 return Err(reject("not a .jpg, .jpeg or .png file".into()));
-            }
+            };
             let out = std::fs::read(path)
                 .map_err(|e| e.to_string())
-                .and_then(|b| decode_gray(&b, is_jpeg, sizing))
+                .and_then(|b| decode_gray(&b, format, sizing))
                 .map_err(reject)
                 .map(|pixels| {
                     let stem = path
