@@ -3,9 +3,10 @@
 //!
 //! Layout: `<cache>/<stage>/<signature>/` holds a stage's outputs and its `manifest.json`
 //! ([`crate::stage`] stores and restores them). Beside it:
-//! - `<cache>/quarantine/<stage>-<signature>-<unix time>/`: an entry that failed its check
-//!   (unreadable manifest, another signature, a missing or changed output), moved aside so it
-//!   is never read again and can be looked at; pruned first;
+//! - `<cache>/quarantine/<stage>-<signature>-<unix time>-<pid>.<n>.<nonce>@<host>/`: an
+//!   entry that failed its check (unreadable manifest, another signature, a missing or changed
+//!   output, an output path that leaves the entry), moved aside so it is never read again and
+//!   can be looked at; pruned first;
 //! - `<signature>.tmp<pid>@<host>` (older versions: `<signature>.tmp<pid>`): an entry being
 //!   stored by process `pid` of `host`; one its writer left is removed by the next store when
 //!   it is stale ([`crate::atomic::TempOwner::is_stale`]: a dead process of this host, or over
@@ -107,10 +108,13 @@ pub fn quarantine(root: &Path, stage: &str, cdir: &Path) -> Result<PathBuf> {
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
+    // Unique (pid, counter, nonce, host): two entries moved aside in one second, by one
+    // process or by two hosts sharing the cache, never collide.
     let dst = q.join(format!(
-        "{stage}-{name}-{}-{}",
+        "{stage}-{name}-{}-{}@{}",
         unix_now(),
-        std::process::id()
+        crate::atomic::unique_tag(),
+        host_name()
     ));
     std::fs::rename(cdir, &dst).at(cdir)?;
     Ok(dst)
