@@ -79,8 +79,7 @@ pub fn sanitize_host(raw: &str) -> String {
 fn is_host(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= HOST_MAX
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 

@@ -93,8 +93,7 @@ pub fn resolve_checked(name_or_path: &str) -> Result<PathBuf> {
 }
 
 /// The rule a pipeline name follows.
-pub const NAME_RULE: &str =
-    "a pipeline name is ASCII letters, digits, `-` and `_` only, not empty and not starting with `.`";
+pub const NAME_RULE: &str = "a pipeline name is ASCII letters, digits, `-` and `_` only, not empty and not starting with `.`";
 
 /// Check a pipeline name against [`NAME_RULE`] (it becomes the folder `artifacts/<name>/`).
 pub fn check_name(name: &str) -> std::result::Result<(), &'static str> {

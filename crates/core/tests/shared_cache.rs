@@ -128,7 +128,11 @@ fn a_stage_manifest_whose_output_leaves_the_folder_is_not_current() {
         );
         st.execute(compute(&n)).unwrap();
         assert_eq!(n.get(), 4);
-        assert!(!std::fs::symlink_metadata(dir.join("out.txt")).unwrap().is_symlink());
+        assert!(
+            !std::fs::symlink_metadata(dir.join("out.txt"))
+                .unwrap()
+                .is_symlink()
+        );
         // A link that stays inside the folder is fine.
         std::fs::rename(dir.join("out.txt"), dir.join("real.txt")).unwrap();
         std::os::unix::fs::symlink("real.txt", dir.join("out.txt")).unwrap();
@@ -137,6 +141,9 @@ fn a_stage_manifest_whose_output_leaves_the_folder_is_not_current() {
     }
 }
 
+/// A way to spoil a run cache entry (its folder).
+type Spoil<'a> = Box<dyn Fn(&Path) + 'a>;
+
 #[test]
 fn a_cache_entry_whose_output_leaves_the_folder_is_quarantined() {
     let cache = tempfile::tempdir().unwrap();
@@ -144,11 +151,13 @@ fn a_cache_entry_whose_output_leaves_the_folder_is_quarantined() {
     std::fs::write(&victim, b"hello").unwrap();
     let n = Cell::new(0);
     let a = tempfile::tempdir().unwrap();
-    let m = run(a.path(), Some(cache.path())).execute(compute(&n)).unwrap();
+    let m = run(a.path(), Some(cache.path()))
+        .execute(compute(&n))
+        .unwrap();
     let cdir = cache.path().join("s").join(&m.signature);
     assert!(cdir.join(MANIFEST_FILE).exists(), "stored");
 
-    let cases: Vec<(&str, Box<dyn Fn(&Path) + '_>)> = vec![
+    let cases: Vec<(&str, Spoil)> = vec![
         (
             "`..`",
             Box::new(|c: &Path| set_output_path(&c.join(MANIFEST_FILE), "../../victim.txt")),
@@ -180,7 +189,11 @@ fn a_cache_entry_whose_output_leaves_the_folder_is_quarantined() {
             (before + 1, RunStatus::Computed),
             "{what}: recomputed, not restored"
         );
-        assert_eq!(quarantined(cache.path()).len(), i + 1, "{what}: quarantined");
+        assert_eq!(
+            quarantined(cache.path()).len(),
+            i + 1,
+            "{what}: quarantined"
+        );
         assert_eq!(std::fs::read(&victim).unwrap(), b"hello", "{what}");
         // Stored afresh: the next fresh folder restores a good entry.
         let next = tempfile::tempdir().unwrap();
@@ -394,7 +407,10 @@ fn another_hosts_temporaries_are_kept_for_a_day_this_hosts_by_pid() {
         pid: Some(std::process::id()),
         host: Some(here.to_string()),
     };
-    assert!(!mine.is_stale(Some(Duration::from_secs(48 * 3600))), "never this process's");
+    assert!(
+        !mine.is_stale(Some(Duration::from_secs(48 * 3600))),
+        "never this process's"
+    );
 }
 
 #[test]
@@ -402,7 +418,9 @@ fn pipeline_names_are_plain_words() {
     let d = tempfile::tempdir().unwrap();
     for bad in ["...toml", ".hidden.toml", "a b.toml", "ä.toml", ".toml"] {
         let p = d.path().join(bad);
-        let e = PipelineFile::parse(&p, "[ingest]\n").unwrap_err().to_string();
+        let e = PipelineFile::parse(&p, "[ingest]\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with(&p.display().to_string()) && e.contains(pipeline::NAME_RULE),
             "{bad}: {e}"

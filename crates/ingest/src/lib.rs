@@ -9,10 +9,13 @@
 //! `labels = "ferplus"`, used when present otherwise (rules in [`labels`]).
 //!
 //! Writes `artifacts/<pipeline>/ingest/`: `images.parquet` (schema in `fer_core::dataset`; rows
-//! sorted by split then id), `rejects.parquet` (file, reason: what `on_bad = "skip"` left out,
-//! and the images FERPlus gives no label under `labels = "ferplus"`), `pretrain.parquet` (with
-//! `pretrain_pool`: the training images outside the sample), `manifest.json` (counts per split
-//! and class, rejects, pool sizes, whether FERPlus labels are available).
+//! sorted by split then id), `rejects.parquet` (file, reason: what `on_bad = "skip"` left out:
+//! undecodable, truncated (JPEG without its end marker, PNG without its `IEND` chunk) or
+//! wrongly sized images, entries that are not regular files (never opened), symbolic links
+//! that loop or lead nowhere ([`source`]); and the images FERPlus gives no label under
+//! `labels = "ferplus"`), `pretrain.parquet` (with `pretrain_pool`: the training images outside
+//! the sample), `manifest.json` (counts per split and class, rejects, pool sizes, whether
+//! FERPlus labels are available).
 //!
 //! Params (`[ingest]`): `source` (auto|folders|csv|synthetic), `label_mode` (binary|emotion7),
 //! `labels` (fer2013|ferplus: the training target), `pretrain_pool` (seed protocol only),

@@ -172,7 +172,10 @@ fn special_kind(ft: &std::fs::FileType) -> &'static str {
 /// Every regular file under `root` (a class folder), following symbolic links, skipping hidden
 /// entries (names starting with `.`), sorted; the entries refused go to `refused`. A folder
 /// that cannot be read is an error.
-pub fn list_class_folder(root: &Path, refused: &mut Vec<Reject>) -> Result<Vec<PathBuf>, IngestError> {
+pub fn list_class_folder(
+    root: &Path,
+    refused: &mut Vec<Reject>,
+) -> Result<Vec<PathBuf>, IngestError> {
     fn walk(
         dir: &Path,
         above: &mut Vec<PathBuf>,
@@ -198,13 +201,18 @@ pub fn list_class_folder(root: &Path, refused: &mut Vec<Reject>) -> Result<Vec<P
                 match std::fs::metadata(&path) {
                     Ok(md) => ft = md.file_type(),
                     Err(err) => {
-                        refuse(refused, &path, format!("a symbolic link that leads nowhere ({err})"));
+                        refuse(
+                            refused,
+                            &path,
+                            format!("a symbolic link that leads nowhere ({err})"),
+                        );
                         continue;
                     }
                 }
             }
             if ft.is_dir() {
-                let real = std::fs::canonicalize(&path).map_err(|e| fer_core::Error::io(&path, e))?;
+                let real =
+                    std::fs::canonicalize(&path).map_err(|e| fer_core::Error::io(&path, e))?;
                 if above.contains(&real) {
                     refuse(
                         refused,

@@ -308,7 +308,14 @@ fn leftovers_after_failure(breaker: Breaker) -> Vec<&'static str> {
     if stage.manifest_path().exists() {
         left.push("manifest.json");
     }
-    if f.artifacts().join("p/.ingest.tmp").exists() {
+    // The stage's temporary folder: `.ingest.tmp.<pid>@<host>` (older: `.ingest.tmp`).
+    let tmp_left = std::fs::read_dir(f.artifacts().join("p"))
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".ingest.tmp"))
+        })
+        .unwrap_or(false);
+    if tmp_left {
         left.push(".ingest.tmp");
     }
     left
@@ -1099,4 +1106,214 @@ fn synthetic_seven_emotions_gives_each_emotion() {
             "{e:?}"
         );
     }
+}
+
+/// Run `cmd` to the end, but fail the test (killing it) if it takes over `secs` seconds: a
+/// run that would hang on an input must not hang the test suite.
+fn outcome_within(cmd: &mut Command, secs: u64) -> Outcome {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fer-ingest starts");
+    let start = std::time::Instant::now();
+    loop {
+        if child
+            .try_wait()
+            .expect("fer-ingest can be waited for")
+            .is_some()
+        {
+            break;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(secs) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("fer-ingest hung: still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("fer-ingest output");
+    Outcome {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A folder linked into a class folder is read like any other (it used to fail the hash); a
+/// link back to a folder above it is a loop, and a link to nowhere leads nowhere: both rejects.
+#[cfg(unix)]
+#[test]
+fn symlinked_folders_are_followed_and_loops_are_rejects() {
+    let f = Fixture::new();
+    let good = f.folders(POOL);
+    let elsewhere = f.path("elsewhere/extra");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for n in 0..3u32 {
+        pattern(500 + n, 48)
+            .save(elsewhere.join(format!("Training_linked{n}.png")))
+            .unwrap();
+    }
+    std::os::unix::fs::symlink(&elsewhere, f.data().join("train/happy/extra")).unwrap();
+    let p = f.pipeline("p", FOLDERS_FULL);
+    f.run(&p).ok();
+    let ds = f.stage(&p).images();
+    assert_eq!(ds.records.len(), good + 3);
+    for n in 0..3 {
+        let id = format!("happy/Training_linked{n}");
+        assert!(
+            ids(&ds).contains(&id.as_str()),
+            "{id} read through the link"
+        );
+    }
+    assert!(f.stage(&p).rejects().is_empty());
+
+    let sad = f.data().join("train/sad");
+    let lp = sad.join("loop");
+    std::os::unix::fs::symlink(&sad, &lp).unwrap();
+    let nowhere = f.data().join("test/fear/PublicTest_gone.jpg");
+    std::os::unix::fs::symlink(f.path("no/such/file.jpg"), &nowhere).unwrap();
+    f.run(&f.pipeline("strict", FOLDERS_FULL)).error(&[
+        &show(&nowhere),
+        "leads nowhere",
+        "and 1 more",
+    ]);
+    let p = f.pipeline("q", &format!("{FOLDERS_FULL}on_bad = \"skip\"\n"));
+    outcome_within(
+        f.command(&p, &f.artifacts())
+            .args(["--cache-dir", "off", "--quiet", "--data-dir"])
+            .arg(f.data()),
+        120,
+    )
+    .ok();
+    let mut rejects = f.stage(&p).rejects();
+    rejects.sort();
+    assert_eq!(rejects.len(), 2, "{rejects:?}");
+    assert_eq!(rejects[0].0, show(&nowhere));
+    assert!(rejects[0].1.contains("leads nowhere"), "{}", rejects[0].1);
+    assert_eq!(rejects[1].0, show(&lp));
+    assert!(
+        rejects[1].1.contains("symbolic link loop"),
+        "{}",
+        rejects[1].1
+    );
+    assert_eq!(f.stage(&p).images().records.len(), good + 3);
+}
+
+/// A FIFO named `.jpg` used to hang ingest (it was opened to be hashed and read); a FIFO or a
+/// socket is refused from its file type, never opened, and listed in rejects.parquet.
+#[cfg(unix)]
+#[test]
+fn a_fifo_or_socket_named_as_an_image_is_a_reject_never_opened() {
+    let f = Fixture::new();
+    let good = f.folders(POOL);
+    let fifo = f.data().join("train/happy/Training_fifo.jpg");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs (coreutils)");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let sock = f.data().join("test/fear/PublicTest_sock.png");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("a unix socket");
+
+    let strict = f.pipeline("strict", FOLDERS_FULL);
+    outcome_within(
+        f.command(&strict, &f.artifacts())
+            .args(["--cache-dir", "off", "--quiet", "--data-dir"])
+            .arg(f.data()),
+        120,
+    )
+    .error(&[&show(&sock), "a socket, not a regular file", "and 1 more"]);
+
+    let p = f.pipeline("p", &format!("{FOLDERS_FULL}on_bad = \"skip\"\n"));
+    outcome_within(
+        f.command(&p, &f.artifacts())
+            .args(["--cache-dir", "off", "--quiet", "--data-dir"])
+            .arg(f.data()),
+        120,
+    )
+    .ok();
+    let mut rejects = f.stage(&p).rejects();
+    rejects.sort();
+    let files: Vec<&str> = rejects.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(files, [show(&sock), show(&fifo)]);
+    assert!(rejects[0].1.contains("socket"), "{}", rejects[0].1);
+    assert!(rejects[1].1.contains("FIFO"), "{}", rejects[1].1);
+    let m = f.stage(&p).manifest();
+    assert_eq!(m.summary["rejected"], 2);
+    assert_eq!(f.stage(&p).images().records.len(), good);
+}
+
+/// A PNG cut short (even by its IEND chunk alone, which decoders do not miss) is a reject
+/// named like a truncated JPEG.
+#[test]
+fn truncated_png_is_rejected_like_a_truncated_jpeg() {
+    let f = Fixture::new();
+    let good = f.folders(POOL);
+    let no_end = f.image("train/happy/Training_noend.png", 48, 77);
+    let bytes = std::fs::read(&no_end).unwrap();
+    // The IEND chunk is the last 12 bytes: length (0), type, CRC.
+    assert_eq!(&bytes[bytes.len() - 8..bytes.len() - 4], b"IEND");
+    std::fs::write(&no_end, &bytes[..bytes.len() - 12]).unwrap();
+    let half = f.image("test/fear/PublicTest_half.png", 48, 78);
+    let bytes = std::fs::read(&half).unwrap();
+    std::fs::write(&half, &bytes[..bytes.len() / 2]).unwrap();
+    // Bytes after IEND (some writers leave them) are no truncation.
+    let tail = f.image("test/happy/PublicTest_tail.png", 48, 79);
+    let mut bytes = std::fs::read(&tail).unwrap();
+    bytes.extend_from_slice(&[0, 0, 0, 0]);
+    std::fs::write(&tail, &bytes).unwrap();
+
+    f.run(&f.pipeline("strict", FOLDERS_FULL))
+        .error(&[&show(&half), "truncated", "and 1 more"]);
+    let p = f.pipeline("p", &format!("{FOLDERS_FULL}on_bad = \"skip\"\n"));
+    f.run(&p).ok();
+    let mut rejects = f.stage(&p).rejects();
+    rejects.sort();
+    let files: Vec<&str> = rejects.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(files, [show(&half), show(&no_end)]);
+    for (file, reason) in &rejects {
+        assert!(
+            reason.contains("truncated or not a PNG"),
+            "{file}: {reason}"
+        );
+    }
+    let ds = f.stage(&p).images();
+    assert_eq!(ds.records.len(), good + 1);
+    assert!(ids(&ds).contains(&"happy/PublicTest_tail"));
+}
+
+/// A pipeline file named `...toml` (stem `..`) or `--pipeline ..` is refused, naming the file
+/// or the argument and the rule, and nothing outside the artifacts folder is touched.
+#[test]
+fn a_pipeline_named_dot_dot_is_refused() {
+    let f = Fixture::new();
+    f.folders(POOL);
+    // What `<artifacts>/../ingest/manifest.json` would be.
+    let outside = f.path("ingest/manifest.json");
+    std::fs::create_dir_all(outside.parent().unwrap()).unwrap();
+    std::fs::write(&outside, b"{}").unwrap();
+    let dots = f.pipeline("..", FOLDERS_FULL);
+    assert_eq!(dots.file_name().unwrap(), "...toml");
+    f.run(&dots)
+        .error(&[&show(&dots), "pipeline name `..`", "letters, digits"]);
+    let mut c = Command::new(BIN);
+    c.current_dir(f.tmp.path())
+        .env_remove("FER_ARTIFACTS")
+        .env_remove("FER_CACHE_DIR")
+        .args([
+            "--pipeline",
+            "..",
+            "--cache-dir",
+            "off",
+            "--quiet",
+            "--artifacts",
+        ])
+        .arg(f.artifacts())
+        .arg("--data-dir")
+        .arg(f.data());
+    Outcome::of(&mut c).error(&["--pipeline `..`", "letters, digits"]);
+    assert_eq!(std::fs::read(&outside).unwrap(), b"{}", "left alone");
+    assert!(!f.artifacts().join("ingest").exists());
 }
