@@ -246,9 +246,9 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Atomically replace `path` by what `fill` writes to the temporary path it is given (for
 /// writers that only take a path, such as burn's stores). The temporary file already exists
 /// when `fill` is called (created empty and exclusively, so that its name cannot be taken
-/// over by a symbolic link): `fill` must open it for writing and truncate it (`File::create`,
-/// or burn's `overwrite(true)`), not insist on creating it. The temporary file is removed
-/// when `fill` fails.
+/// over by a symbolic link): `fill` must overwrite it, truncating it (`File::create`) or
+/// replacing it (burn's `SafetensorsStore` with `overwrite(true)` renames its own scratch file
+/// over it), not insist on creating it. The temporary file is removed when `fill` fails.
 pub fn write_with<E: From<Error>>(
     path: &Path,
     fill: impl FnOnce(&Path) -> std::result::Result<(), E>,

@@ -18,11 +18,12 @@
 //! manifest whose output path is absolute, goes up (`..`) or resolves through a symbolic link
 //! to outside is not current (the stage recomputes, with a warning naming the file and the
 //! path), a run cache entry with one is quarantined, and an upstream stage with one is an
-//! error naming the stage to rerun. The run cache is kept
-//! honest and bounded ([`crate::cache`]): an entry that fails its check is quarantined (and
-//! the stage recomputed and stored afresh), a restore that fails to copy falls back to
-//! computing, and after each store the least recently used entries are pruned down to the
-//! size bound (`FER_CACHE_MAX`).
+//! error naming the stage to rerun.
+//!
+//! The run cache is kept honest and bounded ([`crate::cache`]): an entry that fails its check
+//! is quarantined (and the stage recomputed and stored afresh), a restore that fails to copy
+//! falls back to computing, and after each store the least recently used entries are pruned
+//! down to the size bound (`FER_CACHE_MAX`).
 //!
 //! An upstream stage's outputs are read through [`Input::current`], which also checks that
 //! they were made with the pipeline's current section and this build's code of that stage,
