@@ -43,6 +43,12 @@ pub struct DetectOptions {
     /// time in proportion to the larger area searched (with the equalization, 11 frames/s
     /// against the old default's 19 in the example's mix, measured in one run).
     pub pad: f32,
+    /// The detector searches a copy of the frame scaled down (area-averaged) so that its
+    /// longer side is at most this many pixels; boxes are mapped back, and faces are cropped
+    /// from the original. It bounds detection's time and memory whatever the photo's size (a
+    /// checkout frame needs no 40 MP search). 1280 by default: a face then needs to be about
+    /// 40/1280 of the frame's longer side to be found (60 pixels in a 1080p frame).
+    pub work_side: u32,
 }
 
 impl Default for DetectOptions {
@@ -55,6 +61,7 @@ impl Default for DetectOptions {
             margin: 0.0,
             dark_below: 60,
             pad: 0.25,
+            work_side: 1280,
         }
     }
 }
@@ -122,6 +129,12 @@ impl FaceDetector {
                 "detection threshold must be > 0 and the margin in -0.4..=2".into(),
             ));
         }
+        if options.work_side < 40 {
+            return Err(PredictError::Input(format!(
+                "--det-work-side {}: must be at least 40 (the detector's window)",
+                options.work_side
+            )));
+        }
         if !(0.0..=1.0).contains(&options.pad) {
             return Err(PredictError::Input(format!(
                 "--det-pad {}: must be in 0..=1 (a fraction of the frame's larger side)",
@@ -137,22 +150,65 @@ impl FaceDetector {
         })
     }
 
+    /// The size of the copy searched for an image of `w` x `h`: scaled down to
+    /// [`DetectOptions::work_side`] on its longer side, never up.
+    pub fn working_size(&self, w: u32, h: u32) -> (u32, u32) {
+        let side = self.options.work_side as u64;
+        let long = w.max(h) as u64;
+        if long <= side {
+            return (w, h);
+        }
+        let scale = |v: u32| ((v as u64 * side + long / 2) / long).max(1) as u32;
+        (scale(w), scale(h))
+    }
+
+    /// Bytes detection allocates at most for an image of `w` x `h` (the working copy, its
+    /// equalized and padded copies, and rustface's pyramid and feature maps: 16 bytes per
+    /// padded pixel, measured about 13).
+    pub fn working_bytes(&self, w: u32, h: u32) -> u64 {
+        let (ww, wh) = self.working_size(w, h);
+        let border = (self.options.pad.max(0.0) * ww.max(wh) as f32).round() as u64;
+        let padded = (ww as u64 + 2 * border) * (wh as u64 + 2 * border);
+        2 * ww as u64 * wh as u64 + 16 * padded
+    }
+
     /// Faces in a gray image, left to right (then top to bottom).
     pub fn detect(&self, gray: &GrayImage) -> Vec<FaceBox> {
         let (w, h) = gray.dimensions();
         if w < 20 || h < 20 {
             return vec![];
         }
-        let seen = for_detection(gray, &self.options);
+        let (ww, wh) = self.working_size(w, h);
+        let small;
+        let work = if (ww, wh) == (w, h) {
+            gray
+        } else {
+            small = image::imageops::thumbnail(gray, ww, wh);
+            &small
+        };
+        if ww < 20 || wh < 20 {
+            return vec![];
+        }
+        // Working-copy coordinates to the original's.
+        let (fx, fy) = (w as f32 / ww as f32, h as f32 / wh as f32);
+        let seen = for_detection(work, &self.options);
         let (ox, oy) = (
-            (seen.width() - w) as i32 / 2,
-            (seen.height() - h) as i32 / 2,
+            (seen.width() - ww) as i32 / 2,
+            (seen.height() - wh) as i32 / 2,
         );
-        let raw = self.raw(&seen);
+        let raw: Vec<(i32, i32, u32, u32, f64)> = self
+            .raw(&seen)
+            .into_iter()
+            .map(|b| {
+                let (x, y) = ((b.0 - ox) as f32 * fx, (b.1 - oy) as f32 * fy);
+                let (bw, bh) = (b.2 as f32 * fx, b.3 as f32 * fy);
+                (x.round() as i32, y.round() as i32, bw.round() as u32, bh.round() as u32, b.4)
+            })
+            .collect();
         let mut faces: Vec<FaceBox> = raw
             .iter()
             .filter_map(|b| {
-                let (bx, by) = (b.0 - ox, b.1 - oy);
+                let (bx, by) = (b.0, b.1);
                 let x0 = bx.clamp(0, w as i32) as u32;
                 let y0 = by.clamp(0, h as i32) as u32;
                 let x1 = (bx + b.2 as i32).clamp(0, w as i32) as u32;

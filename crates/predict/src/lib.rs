@@ -19,8 +19,12 @@
 //!   0.5, with a warning on stderr saying why (see [`threshold`]). `--threshold` overrides.
 //!
 //! Hostile inputs: an image's pixel count is read from its header and checked against
-//! `--max-pixels` (40 MP) before any pixel is decoded; a JPEG or PNG cut short is refused (the
-//! end-marker rule ingest uses); at most `--max-faces` (16, the most confident) are scored.
+//! `--max-pixels` (40 MP) before any pixel is decoded, and so is its aspect ratio when faces
+//! are searched (`--max-aspect`, 20); a JPEG or PNG cut short is refused (the end-marker rule
+//! ingest uses); a PNG's colour profile and other ancillary chunks are dropped unread; faces
+//! are searched on a copy scaled down to `--det-work-side` (1280) pixels and cropped from the
+//! original; at most `--max-faces` (16, the most confident) are scored. [`decode`] says what
+//! each image costs before it is decoded, which the service holds against its memory budget.
 //!
 //! Each face is found by rustface (SeetaFace's frontal cascade, model embedded at build time:
 //! nothing is downloaded), cropped square with a margin (`--margin`), turned to gray by
@@ -64,6 +68,7 @@
 //!
 //! The models it scores with are fer-models' (CNNs and SVMs); it depends on no stage crate.
 
+pub mod decode;
 pub mod detect;
 pub mod inputs;
 pub mod model;
@@ -73,11 +78,12 @@ pub mod scene;
 pub mod serve;
 pub mod threshold;
 
+pub use decode::{DEFAULT_MAX_ASPECT, Limits, Plan, decode_gray, gray, truncated};
 pub use detect::{DetectOptions, FaceBox, FaceDetector};
 pub use model::{ClassScore, Classes, ModelOptions, Scored, Scorer};
 
-use fer_core::transform::{ColorSpace, Transform, to_gray};
-use image::{DynamicImage, GrayImage, ImageDecoder};
+use fer_core::transform::Transform;
+use image::GrayImage;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -106,6 +112,21 @@ pub enum PredictError {
     /// large for the service).
     #[error("image of {width}x{height} pixels is over the limit of {limit} pixels (--max-pixels)")]
     TooManyPixels { width: u32, height: u32, limit: u64 },
+    /// Faces are searched and one side is too many times the other.
+    #[error(
+        "image of {width}x{height} pixels: one side is over {max} times the other (no face to find in a strip)"
+    )]
+    Aspect { width: u32, height: u32, max: f64 },
+    /// Decoding and detecting the image would take more memory than the budget allows.
+    #[error(
+        "image of {width}x{height} pixels needs about {need_mb} MB to decode and search, over the memory budget of {budget_mb} MB (--memory-budget)"
+    )]
+    OverBudget {
+        width: u32,
+        height: u32,
+        need_mb: u64,
+        budget_mb: u64,
+    },
     /// The request was abandoned (timed out) before its faces were scored.
     #[error("cancelled")]
     Cancelled,
@@ -190,85 +211,6 @@ pub const DEFAULT_MAX_PIXELS: u64 = 40_000_000;
 /// Default number of faces scored per image (the most confident ones).
 pub const DEFAULT_MAX_FACES: usize = 16;
 
-/// A JPEG or PNG cut short. The image crate pads a truncated JPEG with grey and may decode the
-/// first rows of a truncated PNG, so the end marker is checked first: the rule of ingest
-/// (`crates/ingest/src/source.rs`, `decode_gray`: after trailing zero bytes, a JPEG ends with
-/// EOI `FF D9`), and for a PNG its `IEND` chunk (type and CRC).
-pub fn truncated(bytes: &[u8], format: image::ImageFormat) -> Option<&'static str> {
-    match format {
-        image::ImageFormat::Jpeg => {
-            let end = bytes
-                .iter()
-                .rposition(|&b| b != 0)
-                .map(|i| i + 1)
-                .unwrap_or(0);
-            (end < 4 || bytes[..2] != [0xFF, 0xD8] || bytes[end - 2..end] != [0xFF, 0xD9])
-                .then_some("truncated JPEG (no end-of-image marker FF D9)")
-        }
-        image::ImageFormat::Png => {
-            const IEND: [u8; 8] = [b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
-            (!bytes.windows(8).rev().any(|w| w == IEND)).then_some("truncated PNG (no IEND chunk)")
-        }
-        _ => None,
-    }
-}
-
-/// Decode JPEG or PNG bytes, applying the EXIF orientation, after checking from the header
-/// that the image has at most `max_pixels` pixels and from its end that it is whole.
-pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage, PredictError> {
-    let bad = |e: image::ImageError| PredictError::Decode(e.to_string());
-    let reader = || {
-        image::ImageReader::new(std::io::Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| PredictError::Decode(e.to_string()))
-    };
-    let mut r = reader()?;
-    let format = match r.format() {
-        Some(f @ (image::ImageFormat::Jpeg | image::ImageFormat::Png)) => f,
-        Some(f) => return Err(PredictError::Decode(format!("{f:?} is not supported"))),
-        None => return Err(PredictError::Decode("unknown format".into())),
-    };
-    if let Some(why) = truncated(bytes, format) {
-        return Err(PredictError::Decode(why.into()));
-    }
-    // The header alone: no pixel is decoded yet.
-    let (width, height) = reader()?.into_dimensions().map_err(bad)?;
-    let pixels = width as u64 * height as u64;
-    if pixels > max_pixels {
-        return Err(PredictError::TooManyPixels {
-            width,
-            height,
-            limit: max_pixels,
-        });
-    }
-    let mut limits = image::Limits::default();
-    let side = max_pixels.min(u32::MAX as u64) as u32;
-    limits.max_image_width = Some(side);
-    limits.max_image_height = Some(side);
-    // 16-bit RGBA is 8 bytes a pixel; the decoder's working buffers come on top.
-    limits.max_alloc = Some(max_pixels.saturating_mul(8).max(64 << 20));
-    r.limits(limits);
-    let mut decoder = r.into_decoder().map_err(bad)?;
-    let orientation = decoder.orientation().map_err(bad)?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(bad)?;
-    img.apply_orientation(orientation);
-    Ok(img)
-}
-
-/// Gray as `preprocess` makes it: 8-bit gray kept, colour through
-/// [`fer_core::transform::to_gray`] (alpha ignored; 16-bit first reduced to 8 bits).
-pub fn gray(img: &DynamicImage) -> GrayImage {
-    let (w, h) = (img.width(), img.height());
-    let conv = |raw: &[u8], space| to_gray(raw, w, h, space).expect("buffer matches its size");
-    match img {
-        DynamicImage::ImageLuma8(g) => g.clone(),
-        DynamicImage::ImageRgb8(c) => conv(c.as_raw(), ColorSpace::Rgb),
-        DynamicImage::ImageRgba8(c) => conv(c.as_raw(), ColorSpace::Rgba),
-        DynamicImage::ImageLumaA8(_) | DynamicImage::ImageLuma16(_) => img.to_luma8(),
-        other => conv(other.to_rgb8().as_raw(), ColorSpace::Rgb),
-    }
-}
-
 /// The pipeline a model folder belongs to: the folder after `artifacts` in its path.
 pub fn pipeline_of(model: &Path, artifacts: &Path) -> Option<String> {
     let root = artifacts.file_name()?;
@@ -305,6 +247,8 @@ pub struct Predictor {
     pub description: String,
     /// Largest image accepted, in pixels (checked from the header before decoding).
     pub max_pixels: u64,
+    /// When detecting: the longer side over the shorter one, at most (checked likewise).
+    pub max_aspect: f64,
     /// Faces scored per image: the most confident ones when the detector finds more.
     pub max_faces: usize,
     /// Where the threshold came from (for logs and `/health`).
@@ -334,6 +278,7 @@ impl Predictor {
             detect,
             threshold,
             max_pixels: DEFAULT_MAX_PIXELS,
+            max_aspect: DEFAULT_MAX_ASPECT,
             max_faces: DEFAULT_MAX_FACES,
             threshold_source: "given".into(),
         })
@@ -382,9 +327,20 @@ impl Predictor {
         }
     }
 
+    /// Read and check an image's header ([`decode::plan`]): what decoding it and (`detect`)
+    /// searching it for faces will cost, before any pixel is decoded.
+    pub fn plan<'a>(&self, bytes: &'a [u8], detect: bool) -> Result<Plan<'a>, PredictError> {
+        let limits = Limits {
+            max_pixels: self.max_pixels,
+            max_aspect: self.max_aspect,
+        };
+        let work = |w, h| self.detector.working_bytes(w, h);
+        decode::plan(bytes, &limits, detect.then_some(&work as &dyn Fn(u32, u32) -> u64))
+    }
+
     /// Decode, find faces, prepare (no model yet).
     pub fn prepare(&self, bytes: &[u8], detect: bool) -> Result<Prepared, PredictError> {
-        Ok(self.prepare_gray(&gray(&decode(bytes, self.max_pixels)?), detect))
+        Ok(self.prepare_gray(&self.plan(bytes, detect)?.decode_gray()?, detect))
     }
 
     /// Score every face of `items` in batches through the model; one outcome per item.
@@ -499,7 +455,7 @@ impl Predictor {
         cancel: &AtomicBool,
     ) -> Result<Outcome, PredictError> {
         let run = || -> Result<Outcome, PredictError> {
-            let g = gray(&decode(bytes, self.max_pixels)?);
+            let g = self.plan(bytes, detect)?.decode_gray()?;
             if cancel.load(Ordering::Relaxed) {
                 return Err(PredictError::Cancelled);
             }
@@ -623,10 +579,10 @@ mod tests {
         assert_eq!(truncated(&padded, Jpeg), None);
         assert!(truncated(&jpeg[..jpeg.len() - 10], Jpeg).is_some());
         assert!(truncated(&png[..png.len() - 4], Png).is_some());
-        let e = decode(&jpeg[..jpeg.len() / 2], DEFAULT_MAX_PIXELS).unwrap_err();
+        let e = decode_gray(&jpeg[..jpeg.len() / 2], DEFAULT_MAX_PIXELS).unwrap_err();
         assert!(e.to_string().contains("truncated JPEG"), "{e}");
         // The pixel budget is checked from the header: 64x48 is over 3000 pixels.
-        let e = decode(&png, 3000).unwrap_err();
+        let e = decode_gray(&png, 3000).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -638,6 +594,6 @@ mod tests {
             ),
             "{e}"
         );
-        assert_eq!(decode(&png, 3072).unwrap().width(), 64);
+        assert_eq!(decode_gray(&png, 3072).unwrap().width(), 64);
     }
 }

@@ -10,8 +10,9 @@ use fer_predict::{DetectOptions, FaceDetector, ModelOptions, Predictor, Scorer};
 use std::io::Write;
 use std::path::PathBuf;
 
-// mimalloc keeps freed activation buffers for the next training step or batch; glibc's
-// malloc hands them back to the OS and faults them in again (about 12% of a CNN step).
+// mimalloc, as the other CNN binaries; unlike the training binaries, fer-predict does not
+// tell it to keep freed memory (fer_ops::alloc::keep_freed_memory): the service must give a
+// burst's memory back, and mimalloc's default returns freed pages after 10 ms.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -79,6 +80,40 @@ struct ServeArgs {
     /// it is closed.
     #[arg(long, default_value_t = 5.0)]
     header_timeout: f64,
+    /// Open connections from one client address; more are answered 503 and closed at once.
+    #[arg(long, default_value_t = ServeOptions::default().max_connections_per_client)]
+    max_connections_per_client: usize,
+    /// Places (in flight or queued) one client address may hold; more are shed with 503.
+    #[arg(long, default_value_t = ServeOptions::default().max_queued_per_client)]
+    max_queued_per_client: usize,
+    /// Request bodies being received at once; more are shed with 503.
+    #[arg(long, default_value_t = ServeOptions::default().max_bodies)]
+    max_bodies: usize,
+    /// Slowest accepted body, in bytes per second (after a grace of 2 s); slower gets 408.
+    #[arg(long, default_value_t = ServeOptions::default().min_body_rate)]
+    min_body_rate: u64,
+    /// Memory the predictions in flight may hold between them, in MiB (decoding and
+    /// detection, computed from each image's header; an image needing more gets 413).
+    #[arg(long, default_value_t = ServeOptions::default().memory_budget >> 20)]
+    memory_budget: u64,
+    /// Seconds the socket may refuse every byte of an answer (the client is not reading)
+    /// before the connection is closed.
+    #[arg(long, default_value_t = 5.0)]
+    write_timeout: f64,
+    /// Answers on one connection before it is closed.
+    #[arg(long, default_value_t = ServeOptions::default().max_requests_per_connection)]
+    max_requests_per_connection: usize,
+    /// On SIGTERM or SIGINT: seconds given to the requests in flight before exiting.
+    #[arg(long, default_value_t = 15.0)]
+    drain_timeout: f64,
+    /// A file holding the bearer token /predict and /metrics then need (the environment
+    /// variable FER_PREDICT_TOKEN is the other way; never a flag's value, which `ps` shows).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// An origin (e.g. https://kiosk.example) whose browser pages may POST /predict, besides
+    /// the service's own; repeatable.
+    #[arg(long)]
+    allow_origin: Vec<String>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -130,6 +165,14 @@ struct ModelArgs {
     /// larger one is refused: 413 in the service, an error row in a batch).
     #[arg(long, default_value_t = fer_predict::DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
+    /// When detecting: the longer side over the shorter one, at most (checked from the
+    /// header; a narrower image is refused).
+    #[arg(long, default_value_t = fer_predict::DEFAULT_MAX_ASPECT)]
+    max_aspect: f64,
+    /// The detector searches a copy scaled down to this many pixels on its longer side
+    /// (faces are cropped from the original).
+    #[arg(long, default_value_t = DetectOptions::default().work_side)]
+    det_work_side: u32,
     /// Faces scored per image: the most confident ones when more are found.
     #[arg(long, default_value_t = fer_predict::DEFAULT_MAX_FACES)]
     max_faces: usize,
@@ -191,16 +234,21 @@ impl ModelArgs {
         if self.max_pixels == 0 || self.max_faces == 0 {
             anyhow::bail!("--max-pixels and --max-faces must be positive");
         }
+        if !(self.max_aspect >= 1.0) {
+            anyhow::bail!("--max-aspect {}: must be at least 1", self.max_aspect);
+        }
         let detector = FaceDetector::embedded(DetectOptions {
             margin: self.margin,
             min_face: self.min_face,
             score_threshold: self.det_threshold,
             dark_below: self.det_dark_below,
             pad: self.det_pad,
+            work_side: self.det_work_side,
             ..DetectOptions::default()
         })?;
         let mut p = Predictor::new(scorer, detector, !self.no_detect, threshold)?;
         p.max_pixels = self.max_pixels;
+        p.max_aspect = self.max_aspect;
         p.max_faces = self.max_faces;
         p.threshold_source = source.clone();
         if !self.quiet {
@@ -264,6 +312,15 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
             a.header_timeout
         );
     }
+    for (v, name) in [
+        (a.write_timeout, "--write-timeout"),
+        (a.drain_timeout, "--drain-timeout"),
+    ] {
+        if !(v > 0.0 && v.is_finite()) {
+            anyhow::bail!("{name} {v}: must be a positive number of seconds");
+        }
+    }
+    let token = token(a)?;
     let p = a.model.predictor()?;
     let o = ServeOptions {
         addr: a.addr,
@@ -273,6 +330,16 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
         queue: a.queue,
         max_connections: a.max_connections,
         header_timeout: std::time::Duration::from_secs_f64(a.header_timeout),
+        max_connections_per_client: a.max_connections_per_client,
+        max_queued_per_client: a.max_queued_per_client,
+        max_bodies: a.max_bodies,
+        min_body_rate: a.min_body_rate,
+        memory_budget: a.memory_budget.saturating_mul(1 << 20),
+        write_timeout: std::time::Duration::from_secs_f64(a.write_timeout),
+        max_requests_per_connection: a.max_requests_per_connection,
+        drain_timeout: std::time::Duration::from_secs_f64(a.drain_timeout),
+        token,
+        allow_origins: a.allow_origin.clone(),
         drift: DriftOptions {
             window: a.drift_window,
             min_scores: a.drift_min_scores,
@@ -310,7 +377,7 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
         eprintln!(
             "serving on http://{} (POST /predict, GET /health, GET /metrics; body limit {} bytes, {} pixels, \
              {} faces; timeout {} s, header timeout {} s; {} in flight + {} queued; {} \
-             connections)",
+             connections, {} per client; memory budget {} MiB; {})",
             bound.addr,
             o.max_body,
             max_pixels,
@@ -319,15 +386,44 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
             a.header_timeout,
             o.max_inflight,
             o.queue,
-            o.max_connections
+            o.max_connections,
+            o.max_connections_per_client,
+            o.memory_budget >> 20,
+            if o.token.is_some() {
+                "token required"
+            } else {
+                "no token"
+            }
         );
     }
     bound.run()?;
+    if !a.model.quiet {
+        eprintln!("fer-predict serve: stopped");
+    }
     Ok(())
 }
 
+/// The bearer token: `--token-file`'s first line, else `FER_PREDICT_TOKEN`, else none.
+fn token(a: &ServeArgs) -> anyhow::Result<Option<String>> {
+    let t = match &a.token_file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the token file {}", f.display()))?;
+            let line = text.lines().next().unwrap_or("").trim().to_string();
+            if line.is_empty() {
+                anyhow::bail!("{}: the token file is empty", f.display());
+            }
+            Some(line)
+        }
+        None => std::env::var("FER_PREDICT_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()),
+    };
+    Ok(t)
+}
+
 fn main() -> std::process::ExitCode {
-    fer_ops::alloc::keep_freed_memory();
     let cli = Cli::parse();
     let r = match &cli.command {
         Some(Command::Serve(a)) => serve(a),

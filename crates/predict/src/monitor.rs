@@ -13,6 +13,9 @@
 //!   `/metrics`, `other`) and HTTP status;
 //! - `fer_request_duration_seconds{route}`: latency histogram;
 //! - `fer_faces_detected_total`, `fer_faces_scored_total`, `fer_images_without_face_total`;
+//! - `fer_refusals_total{reason}`: requests and connections refused, by reason (budget,
+//!   body, rate, token, origin, content_type, shed, timeout, connections, write: see
+//!   [`crate::serve::access::Refusal`]);
 //! - `fer_p_happy`: the distribution of the scores served (histogram, buckets of 0.1);
 //! - `fer_drift_ks_statistic`, `fer_drift_ks_critical`, `fer_drift_detected` (0 or 1),
 //!   `fer_drift_window_scores`: the drift check below.
@@ -156,6 +159,11 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
     route: String,
 }
@@ -165,6 +173,7 @@ pub struct Monitor {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabel, Histogram>,
+    refusals: Family<ReasonLabel, Counter>,
     faces_detected: Counter,
     faces_scored: Counter,
     no_face: Counter,
@@ -197,8 +206,9 @@ pub fn route_label(path: &str) -> &'static str {
 }
 
 impl Monitor {
-    /// A monitor with `reference` validation scores (any order; `None`: drift check off).
-    pub fn new(reference: Option<Vec<f64>>, options: DriftOptions) -> Monitor {
+    /// A monitor with `reference` validation scores (any order; `None`: drift check off) and
+    /// the `reasons` a request can be refused for (each series exists from the start, at 0).
+    pub fn new(reference: Option<Vec<f64>>, options: DriftOptions, reasons: &[&str]) -> Monitor {
         let mut registry = Registry::with_prefix("fer");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -217,6 +227,17 @@ impl Monitor {
             prometheus_client::registry::Unit::Seconds,
             latency.clone(),
         );
+        let refusals = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "refusals",
+            "Requests and connections refused, by reason",
+            refusals.clone(),
+        );
+        for r in reasons {
+            let _ = refusals.get_or_create(&ReasonLabel {
+                reason: r.to_string(),
+            });
+        }
         let faces_detected = Counter::default();
         registry.register(
             "faces_detected",
@@ -268,6 +289,7 @@ impl Monitor {
             registry,
             requests,
             latency,
+            refusals,
             faces_detected,
             faces_scored,
             no_face,
@@ -279,6 +301,16 @@ impl Monitor {
             reference,
             options,
             state: Mutex::new(DriftState::default()),
+        }
+    }
+
+    /// Count a refusal (a `reason` given to [`Monitor::new`]; others are not counted, so the
+    /// series never grow).
+    pub fn refusal(&self, reason: &str) {
+        if let Some(c) = self.refusals.get(&ReasonLabel {
+            reason: reason.to_string(),
+        }) {
+            c.inc();
         }
     }
 

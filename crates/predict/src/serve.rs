@@ -1,7 +1,8 @@
 //! `fer-predict serve`: the checkout kiosk's HTTP service (axum routes on hyper's HTTP/1
 //! server, tokio).
 //!
-//! - `POST /predict` with the image bytes (JPEG or PNG) as the body returns
+//! - `POST /predict` with the image bytes (JPEG or PNG) as the body and a `Content-Type` of
+//!   `image/jpeg`, `image/png` or `application/octet-stream` returns
 //!   `{"status": "ok" | "no_face", "width", "height", "threshold", "faces_detected",
 //!   "max_faces", "faces": [{"face", "box": {"x", "y", "width", "height", "score"}, "p_happy",
 //!   "label"}]}` (a seven-class model's faces also have `"emotions"` (a CNN's probabilities)
@@ -10,45 +11,69 @@
 //!   p_happy). At most `max_faces` faces are scored (the most confident);
 //!   `faces_detected` says how many were found. Query options: `detect=false` (the image is an
 //!   already-cropped face) and `threshold=<p>`.
-//! - `GET /health`: `{"status": "ok", "model", "threshold", "threshold_source", "detect",
-//!   "in_flight", "panics", "last_panic", "limits"}`; 503 with `"status": "broken"` and the
-//!   `reason` when the scorer fails a probe (one blank face) after a scoring panic. A broken
-//!   scorer is probed again on each `/health` and `/predict`, and reported ok once it works.
+//! - `GET /health`: `{"status": "ok", "threshold", "threshold_source", "detect", "in_flight",
+//!   "panics", "limits", ...}`; 503 with `"status": "broken"` when the scorer fails a probe
+//!   (one blank face) after a scoring panic. A broken scorer is probed again on each
+//!   `/health` and `/predict`, and reported ok once it works. The model's path, the failure's
+//!   reason and the last panic's text are shown only to a request with the token
+//!   ([`access`]).
+//! - `GET /metrics`: Prometheus text ([`crate::monitor`]), `fer_refusals_total{reason}`
+//!   among it.
 //!
-//! Errors are JSON `{"error": "..."}`: 400 empty body or bad query; 413 body over `--max-body`
-//! or image over `--max-pixels` (read from the image header, before decoding: a decompression
-//! bomb costs nothing); 415 a body that is not a whole JPEG or PNG image (a truncated file is
-//! refused, as ingest refuses it); 408 body not received within `--timeout`; 500 a panic while
-//! scoring (the service stays up); 503 with `Retry-After` when the service is busy (more than
-//! `--max-inflight` predictions running and `--queue` waiting), when a prediction does not
-//! finish within `--timeout`, or while the scorer is broken.
+//! Errors are JSON `{"error": "..."}`: 400 empty body or bad query; 401 missing or wrong
+//! token; 403 a cross-origin browser request; 408 a body that arrives too slowly or not within
+//! `--timeout`; 413 body over `--max-body`, or an image over `--max-pixels`, too narrow
+//! (`--max-aspect`) or costing more than the memory budget (all read from the image header,
+//! before decoding: a decompression bomb costs nothing); 415 a `Content-Type` that is not an
+//! image type, or a body that is not a whole JPEG or PNG image; 500 a panic while scoring (the
+//! service stays up); 503 with `Retry-After` when the service is busy, when a prediction does
+//! not finish within `--timeout`, or while the scorer is broken.
 //!
-//! Limits (flags of `fer-predict serve`):
-//! - `--max-inflight` (default: the number of cores) predictions decode and score at once;
-//!   `--queue` more (default 16) may wait (their bodies buffered, at most `--max-body` each);
-//!   beyond that a request is shed at once with 503 and `Retry-After: 1`.
-//! - `--timeout`: the whole request (body, queue, prediction). A request that times out is
-//!   answered 503 and its work stops at the next step (after decoding, after detection,
-//!   between groups of scoring batches); its slot is freed only when the work has stopped,
-//!   so abandoned work never piles up. The work is cancelled the same way whenever the
-//!   request's handler is dropped before its end (e.g. hyper dropping it for a closed
-//!   connection).
-//! - `--header-timeout` (default 5 s): a connection that has not sent a whole request head
-//!   within it (a new one, or an idle keep-alive one) is closed.
-//! - `--max-connections` (default 256): connections over it are answered a short 503 and
-//!   closed at once.
-//! - `--max-pixels` (default 40 MP) and `--max-faces` (default 16): see above.
+//! # Limits, in the order a request meets them
+//! 1. **Connections** ([`net`]): at most `--max-connections` (256) open, and
+//!    `--max-connections-per-client` (32) from one address; over either, a short 503 and the
+//!    connection is closed. A connection has `--header-timeout` (5 s) to send each request
+//!    head (new or idle keep-alive), and `--write-timeout` (5 s) for the socket to take any
+//!    byte of an answer (a client that does not read is dropped); after
+//!    `--max-requests-per-connection` (1000) answers it is closed.
+//! 2. **Access** ([`access`]): token, `Origin` and `Content-Type`.
+//! 3. **The body**, read before any scoring slot is taken: at most `--max-bodies` (32) are
+//!    being received at once (503 beyond), each at most `--max-body` bytes, arriving at
+//!    `--min-body-rate` bytes per second (4096) or better after a grace of 2 s (else 408).
+//! 4. **Admission**: at most `--max-inflight` (the number of cores) predictions decode and
+//!    score at once, and `--queue` (16) more may wait; one client address may hold at most
+//!    `--max-queued-per-client` (4) of these places; beyond, 503 with `Retry-After`.
+//! 5. **Memory** ([`crate::decode`]): the image's header says what decoding and searching it
+//!    will allocate; an image costing more than the whole `--memory-budget` (768 MiB) is
+//!    refused (413, with the figures), else its share of the budget is held while it is
+//!    decoded and scored (waiting, within the timeout, for others to give theirs back).
+//! 6. **Time**: `--timeout` (10 s) bounds the whole request (body, queue, prediction). A
+//!    request that times out is answered 503 and its work stops at the next step (after
+//!    decoding, after detection, between groups of scoring batches); its slot and memory
+//!    are freed only when the work has stopped, so abandoned work never piles up.
+//!
+//! SIGTERM or SIGINT ([`Bound::run`]): the service stops accepting, lets every request in
+//! flight finish and be answered (at most `--drain-timeout`, 15 s), and exits 0.
+//!
+//! Memory goes back to the system after a burst: the service does not keep freed memory (the
+//! training binaries do, for speed), and the detector searches a copy of bounded size, so its
+//! per-thread buffers stay small.
 //!
 //! Binds to 127.0.0.1 unless told otherwise.
 
+pub mod access;
+pub mod net;
+
 use crate::monitor::{DriftOptions, Monitor};
 use crate::{Outcome, PredictError, Predictor};
+use access::{Access, Refusal};
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{RawQuery, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use net::{Client, NetOptions, PerClient};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -70,12 +95,34 @@ pub struct ServeOptions {
     pub max_inflight: usize,
     /// Requests that may wait for a prediction slot; more are shed (503).
     pub queue: usize,
+    /// Places (in flight or waiting) one client address may hold.
+    pub max_queued_per_client: usize,
+    /// Bodies being received at once; more are shed (503).
+    pub max_bodies: usize,
+    /// Slowest accepted body, in bytes per second (after `body_grace`).
+    pub min_body_rate: u64,
+    /// Time a body may take before the rate rule applies.
+    pub body_grace: Duration,
+    /// Bytes of memory the predictions in flight may hold between them (decoding, detection).
+    pub memory_budget: u64,
     /// Open connections; more are answered 503 and closed.
     pub max_connections: usize,
+    /// Open connections from one client address; more are answered 503 and closed.
+    pub max_connections_per_client: usize,
     /// Time a connection has to send a whole request head.
     pub header_timeout: Duration,
+    /// Time the socket may refuse every byte of an answer before the connection is closed.
+    pub write_timeout: Duration,
+    /// Answers on one connection before it is closed.
+    pub max_requests_per_connection: usize,
+    /// On shutdown, time given to the requests in flight.
+    pub drain_timeout: Duration,
     /// `Retry-After` of a 503, in seconds.
     pub retry_after: u64,
+    /// The bearer token `/predict` and `/metrics` need (`None`: open).
+    pub token: Option<String>,
+    /// Origins allowed besides the service's own (`--allow-origin`).
+    pub allow_origins: Vec<String>,
     /// The drift check's settings ([`crate::monitor`]).
     pub drift: DriftOptions,
     /// The model's validation scores, the drift check's reference (`None`: check off).
@@ -89,6 +136,9 @@ pub fn cores() -> usize {
         .unwrap_or(1)
 }
 
+/// Default `--memory-budget`: 768 MiB.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 768 << 20;
+
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
@@ -98,9 +148,20 @@ impl Default for ServeOptions {
             threads: 2,
             max_inflight: cores(),
             queue: 16,
+            max_queued_per_client: 4,
+            max_bodies: 32,
+            min_body_rate: 4096,
+            body_grace: Duration::from_secs(2),
+            memory_budget: DEFAULT_MEMORY_BUDGET,
             max_connections: 256,
+            max_connections_per_client: 32,
             header_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            max_requests_per_connection: 1000,
+            drain_timeout: Duration::from_secs(15),
             retry_after: 1,
+            token: None,
+            allow_origins: Vec::new(),
             drift: DriftOptions::default(),
             reference: None,
         }
@@ -116,13 +177,23 @@ struct Health {
     broken: Option<String>,
 }
 
+/// The memory budget, in KiB permits.
+const KIB: u64 = 1024;
+
 struct AppState {
     predictor: Arc<Predictor>,
     o: ServeOptions,
+    access: Access,
+    /// `max_bodies` permits: held while a body is received.
+    bodies: Arc<Semaphore>,
     /// `max_inflight + queue` permits: held from admission to the end of the work.
     admit: Arc<Semaphore>,
+    /// Admission places held per client address.
+    admitted: Arc<PerClient>,
     /// `max_inflight` permits: held while decoding and scoring.
     compute: Arc<Semaphore>,
+    /// The memory budget in KiB: held while decoding and scoring.
+    memory: Arc<Semaphore>,
     health: Mutex<Health>,
     broken: AtomicBool,
     shed: AtomicU64,
@@ -140,6 +211,31 @@ impl AppState {
         h.broken = r.err();
         self.broken.store(h.broken.is_some(), Ordering::SeqCst);
     }
+
+    /// An error answer, counted under `why`.
+    fn refuse(&self, why: Refusal, code: StatusCode, msg: impl std::fmt::Display) -> Response {
+        self.monitor.refusal(why.label());
+        let mut r = error(code, msg);
+        if code == StatusCode::SERVICE_UNAVAILABLE {
+            self.shed.fetch_add(1, Ordering::Relaxed);
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(self.o.retry_after),
+            );
+        }
+        if code == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        r
+    }
+
+    /// 503 with `Retry-After`.
+    fn unavailable(&self, why: Refusal, msg: impl std::fmt::Display) -> Response {
+        self.refuse(why, StatusCode::SERVICE_UNAVAILABLE, msg)
+    }
 }
 
 fn reply(code: StatusCode, v: serde_json::Value) -> Response {
@@ -155,30 +251,39 @@ fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
     reply(code, json!({"error": msg.to_string()}))
 }
 
-/// 503 with `Retry-After`.
-fn unavailable(st: &AppState, msg: impl std::fmt::Display) -> Response {
-    st.shed.fetch_add(1, Ordering::Relaxed);
-    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, msg);
-    r.headers_mut().insert(
-        header::RETRY_AFTER,
-        header::HeaderValue::from(st.o.retry_after),
-    );
-    r
-}
-
 enum ReadError {
     TooLarge(usize),
+    /// Slower than the minimum rate (bytes received, seconds).
+    Slow(usize, f64),
+    /// Not all received within the request's timeout.
+    Late,
     Failed(String),
 }
 
-/// Read at most `max` bytes. A larger body is drained (up to a few times the limit, so the
-/// client gets the 413 rather than a reset connection) and refused.
-async fn read_limited(mut body: Body, max: usize) -> Result<Bytes, ReadError> {
+/// Read at most `max` bytes, each byte arriving in time: by `start + grace + received /
+/// min_rate` (the minimum rate) and by `deadline`. A larger body is drained (up to a few
+/// times the limit, so the client gets the 413 rather than a reset connection) and refused.
+async fn read_limited(
+    mut body: Body,
+    max: usize,
+    min_rate: u64,
+    grace: Duration,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, ReadError> {
+    let start = tokio::time::Instant::now();
     let drain_cap = max.saturating_mul(4).max(max.saturating_add(8 << 20));
     let mut buf: Vec<u8> = Vec::new();
     let mut total = 0usize;
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = frame.map_err(|e| ReadError::Failed(e.to_string()))?;
+    loop {
+        let rate_due = start + grace + Duration::from_secs_f64(total as f64 / min_rate.max(1) as f64);
+        let due = rate_due.min(deadline);
+        let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+        let frame = match tokio::time::timeout_at(due, next).await {
+            Err(_) if due == deadline => return Err(ReadError::Late),
+            Err(_) => return Err(ReadError::Slow(total, start.elapsed().as_secs_f64())),
+            Ok(None) => break,
+            Ok(Some(f)) => f.map_err(|e| ReadError::Failed(e.to_string()))?,
+        };
         if let Ok(data) = frame.into_data() {
             total += data.len();
             if total <= max {
@@ -239,29 +344,44 @@ async fn reprobe(st: &Arc<AppState>) {
     st.set_probe(r);
 }
 
+/// The refusal, status and message of an image refused from its header or while decoding.
+fn image_refusal(e: &PredictError) -> Option<(Refusal, StatusCode)> {
+    match e {
+        PredictError::TooManyPixels { .. }
+        | PredictError::Aspect { .. }
+        | PredictError::OverBudget { .. } => Some((Refusal::Budget, StatusCode::PAYLOAD_TOO_LARGE)),
+        PredictError::Decode(_) => None,
+        _ => None,
+    }
+}
+
 async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Request) -> Response {
-    let t0 = Instant::now();
+    let t0 = tokio::time::Instant::now();
+    let deadline = t0 + st.o.timeout;
+    let headers = req.headers();
+    let authorized = st.access.authorized(headers);
+    if let Err(why) = st.access.check_token(headers) {
+        return st.refuse(Refusal::Token, StatusCode::UNAUTHORIZED, why);
+    }
+    if let Err((why, msg)) = st.access.check_browser(headers) {
+        let code = match why {
+            Refusal::Origin => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        };
+        return st.refuse(why, code, msg);
+    }
     let (detect, threshold) = match options(q.as_deref(), &st) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let Ok(admitted) = st.admit.clone().try_acquire_owned() else {
-        return unavailable(
-            &st,
-            format!(
-                "busy: {} predictions running and {} waiting (--max-inflight, --queue); retry later",
-                st.o.max_inflight, st.o.queue
-            ),
-        );
-    };
-    if st.broken.load(Ordering::SeqCst) {
-        reprobe(&st).await;
-        if let Some(why) = st.health().broken.clone() {
-            return unavailable(&st, format!("the scorer is broken: {why}"));
-        }
-    }
+    let client = req
+        .extensions()
+        .get::<Client>()
+        .map(|c| c.0)
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let too_large = |n: usize| {
-        error(
+        st.refuse(
+            Refusal::Body,
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "body of {n}+ bytes is over the limit of {} bytes (--max-body)",
@@ -279,26 +399,51 @@ async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Re
     {
         return too_large(n);
     }
-    let bytes = match tokio::time::timeout(
-        st.o.timeout,
-        read_limited(req.into_body(), st.o.max_body),
+    // 1. The body, under its own cap, before any scoring place is taken.
+    let Ok(receiving) = st.bodies.clone().try_acquire_owned() else {
+        return st.unavailable(
+            Refusal::Shed,
+            format!(
+                "busy: {} bodies being received (--max-bodies); retry later",
+                st.o.max_bodies
+            ),
+        );
+    };
+    let read = read_limited(
+        req.into_body(),
+        st.o.max_body,
+        st.o.min_body_rate,
+        st.o.body_grace,
+        deadline,
     )
-    .await
-    {
-        Err(_) => {
-            return error(
+    .await;
+    drop(receiving);
+    let bytes = match read {
+        Err(ReadError::Late) => {
+            return st.refuse(
+                Refusal::Timeout,
                 StatusCode::REQUEST_TIMEOUT,
                 "request body not received within the timeout",
             );
         }
-        Ok(Err(ReadError::TooLarge(n))) => return too_large(n),
-        Ok(Err(ReadError::Failed(e))) => {
+        Err(ReadError::Slow(n, s)) => {
+            return st.refuse(
+                Refusal::Rate,
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body too slow: {n} bytes in {s:.1} s, under the minimum of {} bytes/s (--min-body-rate)",
+                    st.o.min_body_rate
+                ),
+            );
+        }
+        Err(ReadError::TooLarge(n)) => return too_large(n),
+        Err(ReadError::Failed(e)) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 format!("cannot read the body: {e}"),
             );
         }
-        Ok(Ok(b)) => b,
+        Ok(b) => b,
     };
     if bytes.is_empty() {
         return error(
@@ -306,12 +451,76 @@ async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Re
             "empty body: POST the JPEG or PNG bytes",
         );
     }
-    let left = || st.o.timeout.saturating_sub(t0.elapsed());
-    let computing = match tokio::time::timeout(left(), st.compute.clone().acquire_owned()).await {
+    // 2. A place in flight or in the queue, within the client's share.
+    let Some(mine) = st.admitted.take(client, st.o.max_queued_per_client) else {
+        return st.unavailable(
+            Refusal::Shed,
+            format!(
+                "busy: this address already has {} requests in flight or waiting (--max-queued-per-client); retry later",
+                st.o.max_queued_per_client
+            ),
+        );
+    };
+    let Ok(admitted) = st.admit.clone().try_acquire_owned() else {
+        return st.unavailable(
+            Refusal::Shed,
+            format!(
+                "busy: {} predictions running and {} waiting (--max-inflight, --queue); retry later",
+                st.o.max_inflight, st.o.queue
+            ),
+        );
+    };
+    if st.broken.load(Ordering::SeqCst) {
+        reprobe(&st).await;
+        if st.health().broken.is_some() {
+            return st.unavailable(
+                Refusal::Shed,
+                "the scorer is broken (see /health with the token); retry later",
+            );
+        }
+    }
+    // 3. What the image will cost, from its header; its share of the memory budget.
+    let need = match st.predictor.plan(&bytes, detect) {
+        Ok(plan) => plan.bytes,
+        Err(e) => return image_error(&st, e),
+    };
+    let budget_kib = st.o.memory_budget / KIB;
+    let need_kib = need.div_ceil(KIB).max(1);
+    if need_kib > budget_kib {
+        let (w, h) = match st.predictor.plan(&bytes, detect) {
+            Ok(p) => (p.width, p.height),
+            Err(_) => (0, 0),
+        };
+        return image_error(
+            &st,
+            PredictError::OverBudget {
+                width: w,
+                height: h,
+                need_mb: need >> 20,
+                budget_mb: st.o.memory_budget >> 20,
+            },
+        );
+    }
+    let memory = match tokio::time::timeout_at(
+        deadline,
+        st.memory.clone().acquire_many_owned(need_kib as u32),
+    )
+    .await
+    {
         Ok(Ok(p)) => p,
         _ => {
-            return unavailable(
-                &st,
+            return st.unavailable(
+                Refusal::Timeout,
+                "busy: the memory budget was not freed within the timeout; retry later",
+            );
+        }
+    };
+    // 4. A scoring slot.
+    let computing = match tokio::time::timeout_at(deadline, st.compute.clone().acquire_owned()).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            return st.unavailable(
+                Refusal::Timeout,
                 "busy: no prediction slot freed within the timeout; retry later",
             );
         }
@@ -320,16 +529,17 @@ async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Re
     let _guard = CancelOnDrop(cancel.clone());
     let p = st.predictor.clone();
     let job = tokio::task::spawn_blocking(move || {
-        // Both permits live as long as the work, not as long as the request.
-        let _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit) = (admitted, computing);
+        // The permits live as long as the work, not as long as the request.
+        let _permits: (_, OwnedSemaphorePermit, OwnedSemaphorePermit, OwnedSemaphorePermit) =
+            (mine, admitted, memory, computing);
         let r = p.predict_bytes_until(&bytes, detect, threshold, &cancel);
         let probe = matches!(r, Err(PredictError::Panicked(_))).then(|| p.probe());
         (r, probe)
     });
-    let (r, probe) = match tokio::time::timeout(left(), job).await {
+    let (r, probe) = match tokio::time::timeout_at(deadline, job).await {
         Err(_) => {
-            return unavailable(
-                &st,
+            return st.unavailable(
+                Refusal::Timeout,
                 format!(
                     "prediction did not finish within the timeout of {:.1} s (stopped); retry later",
                     st.o.timeout.as_secs_f64()
@@ -347,10 +557,19 @@ async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Re
         st.set_probe(probe.unwrap_or(Ok(())));
     }
     match r {
-        Err(e @ PredictError::Decode(_)) => error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e),
-        Err(e @ PredictError::TooManyPixels { .. }) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
-        Err(PredictError::Cancelled) => unavailable(&st, "prediction cancelled; retry later"),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(PredictError::Cancelled) => st.unavailable(Refusal::Timeout, "prediction cancelled; retry later"),
+        Err(e @ PredictError::Panicked(_)) => {
+            eprintln!("fer-predict serve: {e}");
+            if authorized {
+                error(StatusCode::INTERNAL_SERVER_ERROR, e)
+            } else {
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "scoring failed; the service stays up (the message is in its log, and in /health with the token)",
+                )
+            }
+        }
+        Err(e) => image_error(&st, e),
         Ok(Outcome::Error(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         Ok(Outcome::Faces {
             width,
@@ -389,8 +608,21 @@ async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Re
     }
 }
 
-/// `GET /metrics`: Prometheus's text format ([`crate::monitor`]).
-async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+/// The answer to an image refused or failed: 413 (budget), 415 (not a whole JPEG or PNG),
+/// else 500.
+fn image_error(st: &AppState, e: PredictError) -> Response {
+    match (&e, image_refusal(&e)) {
+        (_, Some((why, code))) => st.refuse(why, code, e),
+        (PredictError::Decode(_), None) => error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// `GET /metrics`: Prometheus's text format ([`crate::monitor`]); the token rule applies.
+async fn metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(why) = st.access.check_token(&headers) {
+        return st.refuse(Refusal::Token, StatusCode::UNAUTHORIZED, why);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -415,37 +647,52 @@ async fn track(
     res
 }
 
-async fn health(State(st): State<Arc<AppState>>) -> Response {
+async fn health(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if st.broken.load(Ordering::SeqCst) {
         reprobe(&st).await;
     }
+    let authorized = st.access.authorized(&headers);
     let h = st.health();
     let o = &st.o;
     let in_flight = o.max_inflight - st.compute.available_permits();
-    let body = json!({
+    let mut body = json!({
         "status": if h.broken.is_some() { "broken" } else { "ok" },
-        "reason": h.broken,
-        "model": st.predictor.description,
         "threshold": st.predictor.threshold,
         "threshold_source": st.predictor.threshold_source,
         "detect": st.predictor.detect,
         "in_flight": in_flight,
         "admitted": (o.max_inflight + o.queue) - st.admit.available_permits(),
+        "memory_held_mb": (budget_kib(o) - st.memory.available_permits() as u64) / 1024,
         "shed": st.shed.load(Ordering::Relaxed),
         "panics": h.panics,
-        "last_panic": h.last_panic,
         "drift": st.monitor.drift_json(),
         "limits": {
             "max_inflight": o.max_inflight,
             "queue": o.queue,
+            "max_queued_per_client": o.max_queued_per_client,
+            "max_bodies": o.max_bodies,
+            "min_body_rate": o.min_body_rate,
+            "memory_budget_mb": o.memory_budget >> 20,
             "max_connections": o.max_connections,
+            "max_connections_per_client": o.max_connections_per_client,
+            "max_requests_per_connection": o.max_requests_per_connection,
             "max_body": o.max_body,
             "max_pixels": st.predictor.max_pixels,
+            "max_aspect": st.predictor.max_aspect,
             "max_faces": st.predictor.max_faces,
             "timeout_s": o.timeout.as_secs_f64(),
             "header_timeout_s": o.header_timeout.as_secs_f64(),
+            "write_timeout_s": o.write_timeout.as_secs_f64(),
         },
+        "token": st.access.has_token(),
     });
+    if authorized {
+        body["model"] = json!(st.predictor.description);
+        body["reason"] = json!(h.broken);
+        body["last_panic"] = json!(h.last_panic);
+    } else if h.broken.is_some() {
+        body["reason"] = json!("the scorer failed its probe (details with the token)");
+    }
     let code = if h.broken.is_some() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -454,40 +701,74 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
     reply(code, body)
 }
 
+fn budget_kib(o: &ServeOptions) -> u64 {
+    (o.memory_budget / KIB).max(1)
+}
+
 /// The service's routes.
-fn router(predictor: Predictor, o: &ServeOptions) -> Router {
+fn router(predictor: Predictor, o: &ServeOptions, addr: SocketAddr) -> (Router, Arc<AppState>) {
     let st = Arc::new(AppState {
         predictor: Arc::new(predictor),
+        access: Access::new(o.token.as_deref(), addr, &o.allow_origins),
+        bodies: Arc::new(Semaphore::new(o.max_bodies)),
         admit: Arc::new(Semaphore::new(o.max_inflight + o.queue)),
+        admitted: Arc::new(PerClient::default()),
         compute: Arc::new(Semaphore::new(o.max_inflight)),
+        memory: Arc::new(Semaphore::new(budget_kib(o) as usize)),
         o: o.clone(),
         health: Mutex::new(Health::default()),
         broken: AtomicBool::new(false),
         shed: AtomicU64::new(0),
-        monitor: Monitor::new(o.reference.clone(), o.drift.clone()),
+        monitor: Monitor::new(
+            o.reference.clone(),
+            o.drift.clone(),
+            &Refusal::ALL.map(Refusal::label),
+        ),
     });
-    Router::new()
+    let app = Router::new()
         .route("/predict", post(predict))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(st.clone(), track))
-        .with_state(st)
+        .with_state(st.clone());
+    (app, st)
 }
 
-/// A bound service: its address, and `run` to serve until the process ends.
+/// A bound service: its address, and `run` to serve until a signal.
 pub struct Bound {
     pub addr: SocketAddr,
     listener: std::net::TcpListener,
     app: Router,
+    state: Arc<AppState>,
     o: ServeOptions,
 }
 
 /// Bind the address (port 0 picks a free one) without serving yet.
 pub fn bind(predictor: Predictor, o: &ServeOptions) -> Result<Bound, PredictError> {
-    if o.max_inflight == 0 || o.max_connections == 0 || o.header_timeout.is_zero() {
+    let positive = [
+        (o.max_inflight, "--max-inflight"),
+        (o.max_connections, "--max-connections"),
+        (o.max_connections_per_client, "--max-connections-per-client"),
+        (o.max_bodies, "--max-bodies"),
+        (o.max_queued_per_client, "--max-queued-per-client"),
+        (o.max_requests_per_connection, "--max-requests-per-connection"),
+    ];
+    if let Some((_, name)) = positive.iter().find(|(v, _)| *v == 0) {
+        return Err(PredictError::Input(format!("{name} must be positive")));
+    }
+    if o.header_timeout.is_zero() || o.write_timeout.is_zero() || o.min_body_rate == 0 {
         return Err(PredictError::Input(
-            "--max-inflight, --max-connections and --header-timeout must be positive".into(),
+            "--header-timeout, --write-timeout and --min-body-rate must be positive".into(),
         ));
+    }
+    if o.memory_budget < (16 << 20) || o.memory_budget / KIB > u32::MAX as u64 {
+        return Err(PredictError::Input(format!(
+            "--memory-budget {} MiB: must be between 16 MiB and 4 TiB",
+            o.memory_budget >> 20
+        )));
+    }
+    if o.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(PredictError::Input("the token is empty".into()));
     }
     let listener = std::net::TcpListener::bind(o.addr).map_err(|e| PredictError::Io {
         path: o.addr.to_string().into(),
@@ -499,86 +780,53 @@ pub fn bind(predictor: Predictor, o: &ServeOptions) -> Result<Bound, PredictErro
     listener
         .set_nonblocking(true)
         .map_err(|e| PredictError::Server(e.to_string()))?;
+    let (app, state) = router(predictor, o, addr);
     Ok(Bound {
         addr,
         listener,
-        app: router(predictor, o),
+        app,
+        state,
         o: o.clone(),
     })
 }
 
-/// What a connection over `--max-connections` gets before it is closed.
-const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
-Content-Type: application/json\r\nContent-Length: 65\r\nConnection: close\r\n\r\n\
-{\"error\":\"too many connections (--max-connections); retry later\"}";
-
-/// Answer a connection over the cap with [`OVER_CAPACITY`] and close it, draining what the
-/// client sends for at most 200 ms.
-async fn refuse(mut stream: tokio::net::TcpStream) {
-    let _ = stream.try_write(OVER_CAPACITY);
-    let _ =
-        std::future::poll_fn(|cx| tokio::io::AsyncWrite::poll_shutdown(Pin::new(&mut stream), cx))
-            .await;
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
-    while let Ok(Ok(())) = tokio::time::timeout_at(deadline, stream.readable()).await {
-        match stream.try_read(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => break,
+impl Bound {
+    fn net_options(&self) -> NetOptions {
+        let o = &self.o;
+        NetOptions {
+            max_connections: o.max_connections,
+            max_connections_per_client: o.max_connections_per_client,
+            header_timeout: o.header_timeout,
+            write_timeout: o.write_timeout,
+            max_requests_per_connection: o.max_requests_per_connection,
+            drain_timeout: o.drain_timeout,
         }
     }
-}
 
-/// Accept connections, at most `max_connections` open, each served by hyper's HTTP/1 server
-/// with a header-read timeout.
-async fn accept_loop(listener: tokio::net::TcpListener, app: Router, o: ServeOptions) {
-    let open = Arc::new(Semaphore::new(o.max_connections));
-    let closing = Arc::new(Semaphore::new(64));
-    loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                // Out of file descriptors and the like: wait for connections to close.
-                eprintln!("fer-predict serve: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = open.clone().try_acquire_owned() else {
-            // Over the cap: a short 503, then closed. Reading what the client sent for a
-            // moment first lets it see the answer (closing with unread data resets the
-            // connection, and the client may lose the 503); at most `closing` at a time.
-            match closing.clone().try_acquire_owned() {
-                Ok(p) => {
-                    tokio::spawn(async move {
-                        let _p = p;
-                        refuse(stream).await;
-                    });
-                }
-                Err(_) => drop(stream),
-            }
-            continue;
-        };
-        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
-        let header_timeout = o.header_timeout;
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _ = stream.set_nodelay(true);
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-            // A client that times out or hangs up ends its connection; nothing to report.
-            let _ = conn.await;
-        });
-    }
-}
-
-impl Bound {
-    /// Serve (blocks).
+    /// Serve until SIGTERM or SIGINT, then drain (see the module doc) and return.
     pub fn run(self) -> Result<(), PredictError> {
+        self.run_until(async {
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = term => eprintln!("fer-predict serve: SIGTERM: stopping"),
+                _ = tokio::signal::ctrl_c() => eprintln!("fer-predict serve: SIGINT: stopping"),
+            }
+        })
+    }
+
+    /// Serve until `shutdown` resolves, then stop accepting, finish the requests in flight
+    /// (at most `drain_timeout`) and return.
+    pub fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), PredictError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(self.o.threads.max(1))
             // Predictions are bounded by the permits; probes and stragglers need a few more.
@@ -587,22 +835,47 @@ impl Bound {
             .enable_time()
             .build()
             .map_err(|e| PredictError::Server(format!("tokio runtime: {e}")))?;
-        rt.block_on(async move {
+        let net = self.net_options();
+        let st = self.state.clone();
+        let drained = rt.block_on(async move {
             let l = tokio::net::TcpListener::from_std(self.listener)
                 .map_err(|e| PredictError::Server(e.to_string()))?;
-            accept_loop(l, self.app, self.o).await;
-            Ok(())
-        })
+            let on_refusal: net::OnRefusal = Arc::new(move |r: Refusal| st.monitor.refusal(r.label()));
+            Ok::<_, PredictError>(net::serve(l, self.app, net, on_refusal, shutdown).await)
+        })?;
+        if !drained {
+            eprintln!(
+                "fer-predict serve: some connections were still open after {:.0} s (--drain-timeout); closing them",
+                self.o.drain_timeout.as_secs_f64()
+            );
+        }
+        rt.shutdown_timeout(Duration::from_secs(1));
+        Ok(())
     }
 
-    /// Serve on a background thread; returns the address.
+    /// Serve on a background thread until the process ends; returns the address.
     pub fn spawn(self) -> SocketAddr {
         let addr = self.addr;
         std::thread::spawn(move || {
-            if let Err(e) = self.run() {
+            if let Err(e) = self.run_until(std::future::pending()) {
                 eprintln!("fer-predict serve: {e}");
             }
         });
         addr
+    }
+
+    /// Serve on a background thread until `stop` is sent (or dropped); the thread's handle
+    /// ends once the service has drained.
+    pub fn spawn_until(
+        self,
+        stop: tokio::sync::oneshot::Receiver<()>,
+    ) -> (SocketAddr, std::thread::JoinHandle<Result<(), PredictError>>) {
+        let addr = self.addr;
+        let h = std::thread::spawn(move || {
+            self.run_until(async {
+                let _ = stop.await;
+            })
+        });
+        (addr, h)
     }
 }

@@ -122,3 +122,120 @@ pub fn seed_model() -> Option<PathBuf> {
         });
     p.join("model.json").is_file().then_some(p)
 }
+
+/// CRC-32 (PNG's), bitwise.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 == 1 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// A PNG whose header declares `w` x `h` 8-bit gray pixels, with an empty image and IEND: a
+/// decompression bomb as far as the header goes.
+pub fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        c.extend_from_slice(&body);
+        c.extend_from_slice(&crc32(&body).to_be_bytes());
+        c
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    out.extend(chunk(b"IHDR", &ihdr));
+    out.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
+    out.extend(chunk(b"IEND", &[]));
+    out
+}
+
+
+/// A PNG chunk: length, type, data, CRC.
+pub fn png_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut c = (data.len() as u32).to_be_bytes().to_vec();
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    c.extend_from_slice(&body);
+    c.extend_from_slice(&crc32(&body).to_be_bytes());
+    c
+}
+
+/// A TCP connection to `to` from the loopback address `from` (e.g. 127.0.0.2), so that a
+/// service sees distinct clients.
+pub fn connect_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> std::net::TcpStream {
+    connect_from_with(from, to, None)
+}
+
+/// [`connect_from`] with a receive buffer of `recv_buffer` bytes (a client that reads little).
+pub fn connect_from_with(
+    from: std::net::IpAddr,
+    to: std::net::SocketAddr,
+    recv_buffer: Option<u32>,
+) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let s = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+        if let Some(n) = recv_buffer {
+            sock.set_recv_buffer_size(n).unwrap();
+        }
+        sock.connect(to).await.unwrap()
+    });
+    let s = s.into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s
+}
+
+/// One request on its own connection (`Connection: close`) from `from`, with extra header
+/// lines: (status, head, body).
+pub fn request_from(
+    from: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = connect_from(from, addr);
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (code, head.to_string(), body.to_string())
+}
