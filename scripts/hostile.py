@@ -75,6 +75,7 @@ POLLER_SRC = "127.0.0.4"
 MAX_RSS_MB = 1000.0
 MAX_SHED = 0.10
 IDLE_BACK_MB = 100.0
+REFUSALS = "fer_predict_refusals_total"  # the counter of refusals by reason, in /metrics
 # The service's default --timeout is 10 s: an attack's answer must come within this.
 ANSWER_S = 20.0
 # Files the Rust example writes.
@@ -851,13 +852,16 @@ def check_refusals(ctx, headers, reasons):
         ctx.fail(f"/metrics: {desc(r)}")
         return
     text = r.body.decode("utf-8", "replace")
-    lines = [ln for ln in text.splitlines() if ln.startswith("fer_predict_refusals_total")]
+    lines = [ln for ln in text.splitlines() if ln.startswith(REFUSALS + "{")]
     if not lines:
-        ctx.fail("/metrics has no fer_predict_refusals_total lines")
+        near = sorted({ln.split("{")[0] for ln in text.splitlines()
+                       if "refus" in ln and not ln.startswith("#")})
+        ctx.fail(f"/metrics has no {REFUSALS} lines"
+                 + (f" (it has {', '.join(near)})" if near else ""))
         return
     for why in reasons:
         if not any(f'reason="{why}"' in ln for ln in lines):
-            ctx.fail(f'/metrics has no fer_predict_refusals_total{{reason="{why}"}}')
+            ctx.fail(f'/metrics has no {REFUSALS}{{reason="{why}"}}')
 
 
 def expect(ctx, what, r, want):
@@ -922,7 +926,7 @@ def refusal_counts(port, token):
     if r.status != 200:
         return out
     for line in r.body.decode("utf-8", "replace").splitlines():
-        if line.startswith("fer_predict_refusals_total{"):
+        if line.startswith(REFUSALS + "{"):
             labels, _, value = line.rpartition(" ")
             why = labels.split('reason="', 1)[-1].split('"', 1)[0]
             try:
@@ -933,9 +937,18 @@ def refusal_counts(port, token):
 
 
 def run_case(name, fn, args, fx):
+    """A fresh service, the case against it, the verdict; the service is stopped whatever
+    happens (an interrupt included)."""
     t_start = time.monotonic()
     token = secrets.token_hex(16) if name == "token" else None
     svc = Service(args, name, {"FER_PREDICT_TOKEN": token} if token else None)
+    try:
+        return judge(svc, name, fn, args, fx, token, t_start)
+    finally:
+        svc.stop()
+
+
+def judge(svc, name, fn, args, fx, token, t_start):
     ctx = Ctx(svc, fx, args, token)
     background = name != "sigterm"
     res = {"case": name, "attack_codes": {}, "valid": None, "health_codes": None,
@@ -943,7 +956,6 @@ def run_case(name, fn, args, fx):
            "log": svc.log_path}
     why = svc.wait_ready()
     if why:
-        svc.stop()
         res.update(reasons=[why], survived="no start", seconds=time.monotonic() - t_start)
         return res
     valid = ValidClient(svc.port, fx, token) if background else None
@@ -994,7 +1006,8 @@ def run_case(name, fn, args, fx):
             r.append("no valid request served")
     res.update(
         attack_codes={str(k): v for k, v in ctx.hist.items()},
-        valid=counts, valid_failures=failures, health_codes={str(k): v for k, v in (hcodes or {}).items()},
+        valid=counts, valid_failures=failures,
+        health_codes={str(k): v for k, v in (hcodes or {}).items()},
         peak_rss_mb=round(peak, 1), idle_rss_mb=round(ctx.idle_rss_mb, 1), survived=survived,
         passed=not r, reasons=r, notes=ctx.notes, refusals=refusals,
         seconds=round(time.monotonic() - t_start, 1), **ctx.extra)
@@ -1021,7 +1034,7 @@ def table(results):
             f"{v.get('served', 0)}/{v.get('shed', 0)}/{v.get('failed', 0)}" if v else "-",
             f"{x['peak_rss_mb']:.0f}" if x["peak_rss_mb"] is not None else "-",
             hist(x["health_codes"]), x["survived"] or "-",
-            "PASS" if x["passed"] else "FAIL: " + x["reasons"][0][:70],
+            "PASS" if x["passed"] else "FAIL: " + x["reasons"][0][:90],
         ])
     w = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
 
@@ -1059,7 +1072,7 @@ def main():
             return 2
     if not os.path.isfile(args.bin) or not os.access(args.bin, os.X_OK):
         print(f"{args.bin}: no fer-predict binary; build it with `cargo build --release -p "
-              "fer-predict` (or pass --bin)", file=sys.stderr)
+              "fer-predict` (or pass --bin; CARGO_TARGET_DIR is followed)", file=sys.stderr)
         return 2
     if not os.path.isdir(args.model):
         print(f"{args.model}: no model folder; `make demo` writes artifacts/smoke/train_cnn/"
