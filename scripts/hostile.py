@@ -31,10 +31,10 @@ them shed; and the case's own check holds:
                   200 and the service exits 0 (no valid client or poller in this case)
   token           FER_PREDICT_TOKEN set: /predict without or with a wrong bearer token -> 401,
                   with it -> 200; /metrics without -> 401; /health 200 without the model path
-                  or panic text; /metrics (with the token) has fer_predict_refusals_total
+                  or panic text; /metrics (with the token) has fer_refusals_total
   origin          Origin: http://evil.example -> 403; Content-Type
                   application/x-www-form-urlencoded -> 415; the service's own Origin -> 200;
-                  /health shows no model path; /metrics has fer_predict_refusals_total lines
+                  /health shows no model path; /metrics has fer_refusals_total lines
 
 The JPEG fixtures (and the valid client's images) are written by
 `cargo run --release -p fer-predict --example hostile_fixtures -- <folder>`, run only when
@@ -75,7 +75,7 @@ POLLER_SRC = "127.0.0.4"
 MAX_RSS_MB = 1000.0
 MAX_SHED = 0.10
 IDLE_BACK_MB = 100.0
-REFUSALS = "fer_predict_refusals_total"  # the counter of refusals by reason, in /metrics
+REFUSALS = "fer_refusals_total"  # the counter of refusals by reason, in /metrics
 # The service's default --timeout is 10 s: an attack's answer must come within this.
 ANSWER_S = 20.0
 # Files the Rust example writes.

@@ -248,16 +248,28 @@ impl FaceDetector {
                 *slot = Some((self.id, d));
             }
             let d = &mut slot.as_mut().expect("set above").1;
-            d.detect(&ImageData::new(gray.as_raw(), w, h))
+            let found = d
+                .detect(&ImageData::new(gray.as_raw(), w, h))
                 .iter()
                 .map(|f| {
                     let b = f.bbox();
                     (b.x(), b.y(), b.width(), b.height(), f.score())
                 })
-                .collect()
+                .collect();
+            // rustface keeps buffers the size of the largest image it has searched: keep a
+            // detector only while they are small, so that a thread that once searched a large
+            // frame does not hold its memory (a new detector costs a copy of the model).
+            if w as u64 * h as u64 > KEEP_DETECTOR_PIXELS {
+                *slot = None;
+            }
+            found
         })
     }
 }
+
+/// Frames (as searched, padding included) up to this many pixels leave their thread's
+/// detector in place for the next; larger ones drop it after use (about 16 bytes a pixel).
+const KEEP_DETECTOR_PIXELS: u64 = 1 << 20;
 
 /// The image the detector searches: `gray` equalized when darker than `dark_below` on
 /// average, then padded by `pad` of its larger side on every side with its mean gray (the

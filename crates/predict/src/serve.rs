@@ -534,6 +534,10 @@ async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Re
             (mine, admitted, memory, computing);
         let r = p.predict_bytes_until(&bytes, detect, threshold, &cancel);
         let probe = matches!(r, Err(PredictError::Panicked(_))).then(|| p.probe());
+        drop(bytes);
+        // This thread's freed pages (the decoded image, its gray copies) back to the system
+        // now, not when mimalloc next runs here.
+        fer_ops::alloc::give_back_freed_memory();
         (r, probe)
     });
     let (r, probe) = match tokio::time::timeout_at(deadline, job).await {
