@@ -43,7 +43,7 @@ endef
 # A recipe that fails removes its target: a failed stage is never taken as finished.
 .DELETE_ON_ERROR:
 
-.PHONY: all demo test lint-workflows bench bench-compare help clean clean-cache report-diff status FORCE $(STAGES)
+.PHONY: all demo hostile test lint-workflows bench bench-compare help clean clean-cache report-diff status FORCE $(STAGES)
 FORCE:
 
 all: $(STAGES)
@@ -105,6 +105,15 @@ report-diff: ## metrics and params that differ between two runs (A=, B=)
 demo: ## the whole pipeline on synthetic faces (no download needed)
 	@$(MAKE) --no-print-directory all PIPELINE=smoke
 	@echo "demo outputs: artifacts/smoke/ (open artifacts/smoke/stats/samples_train.png)"
+
+# scripts/hostile.py: 14 attacks (odd and huge images, bursts, slow bodies, clients that never
+# read, half request heads, SIGTERM, token and Origin), each on a fresh `fer-predict serve` with
+# default flags; its JPEG fixtures come from the hostile_fixtures example (target/hostile-fixtures).
+HOSTILE_MODEL ?= artifacts/smoke/train_cnn/fer-small
+hostile: ## hostile clients against fer-predict serve (needs make demo; about 3 min)
+	$(BUILD)
+	@$(CARGO) build --release --quiet -p fer-predict --examples
+	python3 scripts/hostile.py --bin $(BIN)/fer-predict --model $(HOSTILE_MODEL)
 
 test: ## unit and integration tests (no download needed)
 	$(CARGO) test --release --workspace

@@ -11,6 +11,10 @@ runs --clients concurrent clients, each picking requests at random (seeded) from
 - slow:      half a request head, then silence                         -> expect the
              service to close the connection after its header timeout
 
+Each client connects from its own loopback address (127.0.0.10 + its number; the /health
+poller from 127.0.0.2), as the clients of a shop would be distinct: the service caps
+connections and queued requests per address.
+
 A valid request is "served" (200), "shed" (503 with a Retry-After header; the client then
 waits Retry-After seconds, as a polite client does) or an "other failure" (anything else,
 including a connection error): there must be none. /health is polled every 0.25 s throughout
@@ -78,9 +82,16 @@ def load_fixtures(folder):
     return crops, scenes
 
 
-def request(host, port, path, body, timeout):
+def source(i):
+    """The loopback address client `i` connects from (127.0.0.10 + i; the /health poller is
+    127.0.0.2), so the service sees distinct clients as a shop's would be, and its
+    per-address caps apply to each; against a service on another host, any address."""
+    return (f"127.0.0.{10 + i}", 0)
+
+
+def request(host, port, path, body, timeout, src=None):
     """POST; returns (status, retry_after header or None, body bytes)."""
-    c = http.client.HTTPConnection(host, port, timeout=timeout)
+    c = http.client.HTTPConnection(host, port, timeout=timeout, source_address=src)
     try:
         c.request(
             "POST",
@@ -94,9 +105,9 @@ def request(host, port, path, body, timeout):
         c.close()
 
 
-def slow_sender(host, port, limit):
+def slow_sender(host, port, limit, src=None):
     """Half a request head, then silence: seconds until the service closes the connection."""
-    s = socket.create_connection((host, port), timeout=limit)
+    s = socket.create_connection((host, port), timeout=limit, source_address=src)
     t0 = time.monotonic()
     try:
         s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Ty")
@@ -132,13 +143,14 @@ class Stats:
 
 def client(i, args, host, port, fixtures, stats, deadline):
     rng = random.Random(1000 + i)
+    src = source(i) if host.startswith("127.") else None
     crops, scenes, bomb, truncated = fixtures
     kinds = ["crop", "scene", "bomb", "truncated", "slow"]
     weights = [40, 30, 10, 12, 8]
     while time.monotonic() < deadline:
         kind = rng.choices(kinds, weights)[0]
         if kind == "slow":
-            took = slow_sender(host, port, args.header_timeout + 10)
+            took = slow_sender(host, port, args.header_timeout + 10, src)
             with stats.lock:
                 if took is None:
                     stats.slow_open += 1
@@ -155,7 +167,7 @@ def client(i, args, host, port, fixtures, stats, deadline):
             path, body = "/predict", rng.choice(truncated)
         t0 = time.monotonic()
         try:
-            status, retry_after, data = request(host, port, path, body, args.timeout + 20)
+            status, retry_after, data = request(host, port, path, body, args.timeout + 20, src)
         except OSError as e:
             stats.add(kind, "error", repr(e))
             continue
@@ -183,7 +195,8 @@ def client(i, args, host, port, fixtures, stats, deadline):
 def poll_health(host, port, stats, stop):
     while not stop.is_set():
         try:
-            c = http.client.HTTPConnection(host, port, timeout=5)
+            src = ("127.0.0.2", 0) if host.startswith("127.") else None
+            c = http.client.HTTPConnection(host, port, timeout=5, source_address=src)
             c.request("GET", "/health")
             r = c.getresponse()
             body = r.read()
