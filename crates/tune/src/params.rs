@@ -220,9 +220,22 @@ impl TuneParams {
     }
 
     /// The train-cnn settings of a trial: the base model's, with the trial's values. A trial
-    /// starts from random weights: the base's `init` file fits only the base's shape, and its
-    /// pretraining (`pretrain_epochs`) is train-cnn's, not the search's.
+    /// the search trains starts from random weights: the base's `init` file fits only the
+    /// base's shape, and its pretraining (`pretrain_epochs`) is train-cnn's, not the search's.
+    /// With `reuse_base`, trial 0 is train-cnn's run of the base itself, pretraining included,
+    /// so its settings are the base's own (with the search's epochs, which `parse` has checked
+    /// are the base's).
     pub fn settings(&self, id: usize, c: &TrialConfig) -> TrainSettings {
+        let reused = self.reuse_base && self.include_base && id == 0;
+        let (pretrain_epochs, pretrain_lr, init) = if reused {
+            (
+                self.base.pretrain_epochs,
+                self.base.pretrain_lr,
+                self.base.init.clone(),
+            )
+        } else {
+            (0, 0.0, String::new())
+        };
         TrainSettings {
             name: format!("trial-{id:03}"),
             arch: "fer-small".into(),
@@ -236,11 +249,17 @@ impl TuneParams {
             weight_decay: c.weight_decay,
             batch_size: c.batch_size,
             augment: c.aug_strength > 0.0,
-            pretrain_epochs: 0,
-            pretrain_lr: 0.0,
-            init: String::new(),
+            pretrain_epochs,
+            pretrain_lr,
+            init,
             ..self.base.clone()
         }
+    }
+
+    /// Whether trial `id` starts from pretrained or given weights (only a reused base can).
+    pub fn pretrained(&self, id: usize) -> bool {
+        let s = self.settings(id, &self.trial_config(id));
+        s.pretrain_epochs > 0 || !s.init.is_empty()
     }
 }
 

@@ -259,24 +259,26 @@ pub fn load_incumbent(p: &TuneParams, mdir: &Path) -> Result<Trial, TuneError> {
     Ok(incumbent_trial(p, &epochs, seconds, &from))
 }
 
-/// The keys two train-cnn settings differ in (for an error message).
-fn settings_diff(a: &TrainSettings, b: &TrainSettings) -> String {
+/// The keys two train-cnn settings differ in (for an error message): every key of either
+/// side (a field left out of one side's JSON, as zero pretraining is, counts as null there).
+pub fn settings_diff(a: &TrainSettings, b: &TrainSettings) -> String {
     let (a, b) = (json!(a), json!(b));
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
         return String::new();
     };
-    let keys: Vec<String> = a
-        .iter()
-        .filter(|(k, v)| b.get(*k) != Some(*v))
-        .map(|(k, v)| {
+    let null = json!(null);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
             format!(
                 "{k}: {} here, {} there",
-                v,
-                b.get(k).unwrap_or(&json!(null))
+                a.get(k).unwrap_or(&null),
+                b.get(k).unwrap_or(&null)
             )
         })
-        .collect();
-    keys.join("; ")
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `epochs.parquet` of a trained model (the schema in core).

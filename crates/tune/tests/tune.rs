@@ -687,6 +687,40 @@ fn reuse_base_needs_include_base_and_max_epochs_equal_to_the_base_epochs() {
 }
 
 #[test]
+fn a_reused_pretrained_base_is_trial_0_with_its_pretraining_and_the_others_train_from_scratch() {
+    // seed-transfer's case: the base fer-small is pretrained by train-cnn, and the search
+    // reuses that run as trial 0.
+    let text = smoke_with(&search_with("include_base = true\nreuse_base = true")).replace(
+        "arch = \"fer-small\"\n",
+        "arch = \"fer-small\"\npretrain_epochs = 3\npretrain_lr = 2e-3\n",
+    );
+    let p = TuneParams::parse(&PipelineFile::parse(Path::new("t.toml"), &text).unwrap()).unwrap();
+    assert_eq!(p.base.pretrain_epochs, 3, "the fixture pretrains its base");
+    let trial0 = p.settings(0, &p.base_config());
+    assert_eq!((trial0.pretrain_epochs, trial0.pretrain_lr), (3, 2e-3));
+    // train-cnn's record of its base is trial 0's settings but for the name: reusable.
+    let base = fer_core::schema::model::TrainSettings {
+        name: trial0.name.clone(),
+        ..p.base.clone()
+    };
+    assert_eq!(base, trial0, "{}", fer_tune::search::settings_diff(&trial0, &base));
+    assert!(p.pretrained(0));
+    for id in 1..4 {
+        let s = p.settings(id, &p.trial_config(id));
+        assert_eq!((s.pretrain_epochs, s.init.as_str()), (0, ""), "trial {id}");
+        assert!(!p.pretrained(id));
+    }
+    // Without reuse_base, the search trains trial 0 itself, from scratch.
+    let text = text.replace("reuse_base = true", "reuse_base = false");
+    let p = TuneParams::parse(&PipelineFile::parse(Path::new("t.toml"), &text).unwrap()).unwrap();
+    assert_eq!(p.settings(0, &p.base_config()).pretrain_epochs, 0);
+    // The diff names a field one side leaves out of its JSON (zero pretraining is omitted).
+    let scratch = p.settings(0, &p.base_config());
+    let d = fer_tune::search::settings_diff(&scratch, &base);
+    assert!(d.contains("pretrain_epochs") && d.contains("pretrain_lr"), "{d}");
+}
+
+#[test]
 fn with_a_reused_incumbent_the_best_challenger_is_trained_to_max_epochs() {
     // Trial 0 is the incumbent taken from train-cnn (every rung, finished); it leads, but it
     // needs no training: the best trial of the search itself (trial 2, at rung 2) is the one
