@@ -196,12 +196,19 @@ fn main() {
 
     // 7,300 x 5,470 colour with three large faces.
     let mut photo = background(7300, 5470, 41, 2);
-    let spots = [(500u32, 900u32, 1500u32), (2900, 2000, 1700), (5300, 600, 1400)];
+    let spots = [
+        (500u32, 900u32, 1500u32),
+        (2900, 2000, 1700),
+        (5300, 600, 1400),
+    ];
     for (k, &(x, y, side)) in spots.iter().enumerate() {
         paste(&mut photo, &faces[3 + k], x, y, side);
     }
     let found = found_downscaled(&det, &photo);
-    assert!(found >= 1, "photo-40mp.jpg: no face found after a downscale");
+    assert!(
+        found >= 1,
+        "photo-40mp.jpg: no face found after a downscale"
+    );
     let b = jpeg_rgb(&photo, 80);
     write(&dir, "photo-40mp.jpg", &b);
     note("photo-40mp.jpg", 7300, 5470, b.len(), spots.len(), found);

@@ -202,7 +202,13 @@ impl FaceDetector {
             .map(|b| {
                 let (x, y) = ((b.0 - ox) as f32 * fx, (b.1 - oy) as f32 * fy);
                 let (bw, bh) = (b.2 as f32 * fx, b.3 as f32 * fy);
-                (x.round() as i32, y.round() as i32, bw.round() as u32, bh.round() as u32, b.4)
+                (
+                    x.round() as i32,
+                    y.round() as i32,
+                    bw.round() as u32,
+                    bh.round() as u32,
+                    b.4,
+                )
             })
             .collect();
         let mut faces: Vec<FaceBox> = raw

@@ -335,7 +335,11 @@ impl Predictor {
             max_aspect: self.max_aspect,
         };
         let work = |w, h| self.detector.working_bytes(w, h);
-        decode::plan(bytes, &limits, detect.then_some(&work as &dyn Fn(u32, u32) -> u64))
+        decode::plan(
+            bytes,
+            &limits,
+            detect.then_some(&work as &dyn Fn(u32, u32) -> u64),
+        )
     }
 
     /// Decode, find faces, prepare (no model yet).

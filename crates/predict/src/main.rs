@@ -234,7 +234,8 @@ impl ModelArgs {
         if self.max_pixels == 0 || self.max_faces == 0 {
             anyhow::bail!("--max-pixels and --max-faces must be positive");
         }
-        if !(self.max_aspect >= 1.0) {
+        // NaN fails too.
+        if self.max_aspect.is_nan() || self.max_aspect < 1.0 {
             anyhow::bail!("--max-aspect {}: must be at least 1", self.max_aspect);
         }
         let detector = FaceDetector::embedded(DetectOptions {

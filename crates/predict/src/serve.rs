@@ -275,7 +275,8 @@ async fn read_limited(
     let mut buf: Vec<u8> = Vec::new();
     let mut total = 0usize;
     loop {
-        let rate_due = start + grace + Duration::from_secs_f64(total as f64 / min_rate.max(1) as f64);
+        let rate_due =
+            start + grace + Duration::from_secs_f64(total as f64 / min_rate.max(1) as f64);
         let due = rate_due.min(deadline);
         let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
         let frame = match tokio::time::timeout_at(due, next).await {
@@ -516,22 +517,27 @@ async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Re
         }
     };
     // 4. A scoring slot.
-    let computing = match tokio::time::timeout_at(deadline, st.compute.clone().acquire_owned()).await {
-        Ok(Ok(p)) => p,
-        _ => {
-            return st.unavailable(
-                Refusal::Timeout,
-                "busy: no prediction slot freed within the timeout; retry later",
-            );
-        }
-    };
+    let computing =
+        match tokio::time::timeout_at(deadline, st.compute.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                return st.unavailable(
+                    Refusal::Timeout,
+                    "busy: no prediction slot freed within the timeout; retry later",
+                );
+            }
+        };
     let cancel = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(cancel.clone());
     let p = st.predictor.clone();
     let job = tokio::task::spawn_blocking(move || {
         // The permits live as long as the work, not as long as the request.
-        let _permits: (_, OwnedSemaphorePermit, OwnedSemaphorePermit, OwnedSemaphorePermit) =
-            (mine, admitted, memory, computing);
+        let _permits: (
+            _,
+            OwnedSemaphorePermit,
+            OwnedSemaphorePermit,
+            OwnedSemaphorePermit,
+        ) = (mine, admitted, memory, computing);
         let r = p.predict_bytes_until(&bytes, detect, threshold, &cancel);
         let probe = matches!(r, Err(PredictError::Panicked(_))).then(|| p.probe());
         drop(bytes);
@@ -561,7 +567,9 @@ async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Re
         st.set_probe(probe.unwrap_or(Ok(())));
     }
     match r {
-        Err(PredictError::Cancelled) => st.unavailable(Refusal::Timeout, "prediction cancelled; retry later"),
+        Err(PredictError::Cancelled) => {
+            st.unavailable(Refusal::Timeout, "prediction cancelled; retry later")
+        }
         Err(e @ PredictError::Panicked(_)) => {
             eprintln!("fer-predict serve: {e}");
             if authorized {
@@ -755,7 +763,10 @@ pub fn bind(predictor: Predictor, o: &ServeOptions) -> Result<Bound, PredictErro
         (o.max_connections_per_client, "--max-connections-per-client"),
         (o.max_bodies, "--max-bodies"),
         (o.max_queued_per_client, "--max-queued-per-client"),
-        (o.max_requests_per_connection, "--max-requests-per-connection"),
+        (
+            o.max_requests_per_connection,
+            "--max-requests-per-connection",
+        ),
     ];
     if let Some((_, name)) = positive.iter().find(|(v, _)| *v == 0) {
         return Err(PredictError::Input(format!("{name} must be positive")));
@@ -844,7 +855,8 @@ impl Bound {
         let drained = rt.block_on(async move {
             let l = tokio::net::TcpListener::from_std(self.listener)
                 .map_err(|e| PredictError::Server(e.to_string()))?;
-            let on_refusal: net::OnRefusal = Arc::new(move |r: Refusal| st.monitor.refusal(r.label()));
+            let on_refusal: net::OnRefusal =
+                Arc::new(move |r: Refusal| st.monitor.refusal(r.label()));
             Ok::<_, PredictError>(net::serve(l, self.app, net, on_refusal, shutdown).await)
         })?;
         if !drained {
@@ -873,7 +885,10 @@ impl Bound {
     pub fn spawn_until(
         self,
         stop: tokio::sync::oneshot::Receiver<()>,
-    ) -> (SocketAddr, std::thread::JoinHandle<Result<(), PredictError>>) {
+    ) -> (
+        SocketAddr,
+        std::thread::JoinHandle<Result<(), PredictError>>,
+    ) {
         let addr = self.addr;
         let h = std::thread::spawn(move || {
             self.run_until(async {

@@ -166,7 +166,10 @@ fn clients_that_never_read_are_dropped_and_connections_end_after_their_requests(
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
-    assert!(out.to_ascii_lowercase().contains("connection: close"), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("connection: close"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -180,7 +183,13 @@ fn token_origin_and_content_type_rules_and_health_without_paths() {
     assert_eq!(post(A, addr, "/predict", &[PNG], &face).0, 200);
     // A page from another site (a simple cross-origin POST): 403; a form type (what curl's
     // --data-binary sends) or none: 415.
-    let (code, body) = post(A, addr, "/predict", &[PNG, "Origin: http://evil.example"], &face);
+    let (code, body) = post(
+        A,
+        addr,
+        "/predict",
+        &[PNG, "Origin: http://evil.example"],
+        &face,
+    );
     assert_eq!(code, 403, "{body}");
     let own = format!("Origin: http://{addr}");
     assert_eq!(post(A, addr, "/predict", &[PNG, &own], &face).0, 200);
@@ -189,7 +198,10 @@ fn token_origin_and_content_type_rules_and_health_without_paths() {
     assert_eq!(code, 415, "{body}");
     assert!(body.contains("image/jpeg"), "{body}");
     assert_eq!(post(A, addr, "/predict", &[], &face).0, 415);
-    assert_eq!((metric(addr, "origin"), metric(addr, "content_type")), (1, 2));
+    assert_eq!(
+        (metric(addr, "origin"), metric(addr, "content_type")),
+        (1, 2)
+    );
 
     // A token: 401 without it or with a wrong one, for /predict and /metrics; /health
     // answers, with the model only for the token.
@@ -202,7 +214,10 @@ fn token_origin_and_content_type_rules_and_health_without_paths() {
     assert_eq!(get(A, addr, "/metrics").0, 401);
     let (code, _, body) = request_from(ip(A), addr, "GET", "/metrics", &[right], b"");
     assert_eq!(code, 200);
-    assert!(body.contains("fer_refusals_total{reason=\"token\"} 3"), "{body}");
+    assert!(
+        body.contains("fer_refusals_total{reason=\"token\"} 3"),
+        "{body}"
+    );
     let h = health(A, addr);
     assert!(h.get("model").is_none() && h["token"] == true, "{h}");
     let (_, _, body) = request_from(ip(A), addr, "GET", "/health", &[right], b"");

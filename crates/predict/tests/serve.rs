@@ -172,7 +172,10 @@ fn a_scoring_panic_does_not_break_the_service_and_health_is_honest() {
         }),
         |o| o.token = Some("test-token".into()),
     );
-    let auth = ["Authorization: Bearer test-token", "Content-Type: image/png"];
+    let auth = [
+        "Authorization: Bearer test-token",
+        "Content-Type: image/png",
+    ];
     let local = "127.0.0.1".parse().unwrap();
     let http = |_: SocketAddr, method: &str, path: &str, body: &[u8]| {
         let (code, _, body) = request_from(local, addr, method, path, &auth, body);
@@ -199,12 +202,18 @@ fn a_scoring_panic_does_not_break_the_service_and_health_is_honest() {
     let h = json(&body);
     assert_eq!((code, h["status"].as_str()), (200, Some("ok")), "{body}");
     assert_eq!(h["panics"], 1, "{body}");
-    assert!(h["last_panic"].as_str().unwrap().contains("injected"), "{body}");
+    assert!(
+        h["last_panic"].as_str().unwrap().contains("injected"),
+        "{body}"
+    );
     // Without the token: no panic text, no model.
     let (code, _, body) = request_from(local, addr, "GET", "/health", &[], b"");
     let h = json(&body);
     assert_eq!(code, 200);
-    assert!(h.get("last_panic").is_none() && h.get("model").is_none(), "{body}");
+    assert!(
+        h.get("last_panic").is_none() && h.get("model").is_none(),
+        "{body}"
+    );
 
     // A scorer that keeps panicking: /health 503 with the reason, /predict 503 too.
     mode.store(2, Ordering::SeqCst);
@@ -338,7 +347,11 @@ fn stalled_headers_time_out_and_connections_are_capped() {
     // Closed (possibly after a 408), not timed out on our side.
     half.read_to_end(&mut buf).unwrap();
     silent.read_to_end(&mut buf).unwrap();
-    assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
 
     // The cap: a header timeout far longer than the test, so the three held connections
     // cannot time out in between; the service accepts in order, so the fourth is over the

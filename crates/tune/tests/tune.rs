@@ -703,7 +703,12 @@ fn a_reused_pretrained_base_is_trial_0_with_its_pretraining_and_the_others_train
         name: trial0.name.clone(),
         ..p.base.clone()
     };
-    assert_eq!(base, trial0, "{}", fer_tune::search::settings_diff(&trial0, &base));
+    assert_eq!(
+        base,
+        trial0,
+        "{}",
+        fer_tune::search::settings_diff(&trial0, &base)
+    );
     assert!(p.pretrained(0));
     for id in 1..4 {
         let s = p.settings(id, &p.trial_config(id));
@@ -717,7 +722,10 @@ fn a_reused_pretrained_base_is_trial_0_with_its_pretraining_and_the_others_train
     // The diff names a field one side leaves out of its JSON (zero pretraining is omitted).
     let scratch = p.settings(0, &p.base_config());
     let d = fer_tune::search::settings_diff(&scratch, &base);
-    assert!(d.contains("pretrain_epochs") && d.contains("pretrain_lr"), "{d}");
+    assert!(
+        d.contains("pretrain_epochs") && d.contains("pretrain_lr"),
+        "{d}"
+    );
 }
 
 #[test]

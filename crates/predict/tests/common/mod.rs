@@ -163,7 +163,6 @@ pub fn png_header_only(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
-
 /// A PNG chunk: length, type, data, CRC.
 pub fn png_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
     let mut c = (data.len() as u32).to_be_bytes().to_vec();
