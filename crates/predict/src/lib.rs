@@ -60,11 +60,12 @@
 //! A binary model's rows have none of these: the same columns and bytes as before.
 //!
 //! `fer-predict serve` runs the checkout kiosk's HTTP service (see [`serve`]): `POST /predict`
-//! with an image body returns its faces as JSON, `GET /health`; bound to 127.0.0.1:8080 by
-//! default, with a body size limit (`--max-body`), a request timeout (`--timeout`), a cap on
-//! predictions in flight and waiting (`--max-inflight`, `--queue`; 503 + `Retry-After`
-//! beyond), a header-read timeout (`--header-timeout`) and a connection cap
-//! (`--max-connections`). A panic while scoring fails only its request.
+//! with an image body returns its faces as JSON, `GET /health`, `GET /metrics`; bound to
+//! 127.0.0.1:8080 by default. Whatever a client sends, it stays up, within its memory budget,
+//! and fair to the other clients: connection, body, queue and memory limits per request and
+//! per client address, write and header timeouts, an optional token and browser-origin
+//! rules, and a drain on SIGTERM (the list, in order, is [`serve`]'s doc). A panic while
+//! scoring fails only its request.
 //!
 //! The models it scores with are fer-models' (CNNs and SVMs); it depends on no stage crate.
 
