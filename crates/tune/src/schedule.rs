@@ -89,7 +89,7 @@ pub struct Trial {
 /// base configuration (train-cnn's `epochs.parquet` rows): at each rung, the validation
 /// accuracy and loss of the best checkpoint so far (the lowest validation loss, the first
 /// one on a tie, as training keeps it). A run that stopped early (patience) ends at the rung
-/// it stopped in, as a trial does. `seconds` is the run's own training time; it is not
+/// it stopped in, as a trial does, and is ranked with its last rung ([`best_trial`]). `seconds` is the run's own training time; it is not
 /// counted against this search's clock.
 pub fn incumbent_trial(
     p: &TuneParams,
@@ -241,9 +241,11 @@ pub fn can_reach_first_rung(p: &TuneParams, st: &SearchState, spent: f64) -> boo
     spent + per_epoch * p.rungs()[0] as f64 <= p.time_limit_s
 }
 
-/// The winner: among trials that reached the highest rung any trial reached, the best
-/// validation score there ([`Rung::score`]: macro F1 with more than two classes, else
-/// accuracy; then the lower validation loss, then the lower id).
+/// The winner: among trials that reached the highest rung any trial reached, and trials whose
+/// training finished (stopped early by patience, as train-cnn's reused run of the base may
+/// have: its best checkpoint is final, and it would not have changed with more epochs), the
+/// best validation score at its last rung ([`Rung::score`]: macro F1 with more than two
+/// classes, else accuracy; then the lower validation loss, then the lower id).
 pub fn best_trial(st: &SearchState) -> Option<&Trial> {
     best_of(st.trials.iter())
 }
@@ -255,11 +257,14 @@ fn best_of<'a>(trials: impl Iterator<Item = &'a Trial> + Clone) -> Option<&'a Tr
     if top == 0 {
         return None;
     }
-    ok.filter(|t| t.rungs.len() == top).min_by(|a, b| {
-        let (ra, rb) = (&a.rungs[top - 1], &b.rungs[top - 1]);
-        rb.score()
-            .total_cmp(&ra.score())
-            .then(ra.val_loss.total_cmp(&rb.val_loss))
-            .then(a.id.cmp(&b.id))
-    })
+    let done = |t: &Trial| t.finished && t.status == Status::Completed && !t.rungs.is_empty();
+    ok.filter(|t| t.rungs.len() == top || done(t))
+        .min_by(|a, b| {
+            let last = |t: &'a Trial| t.rungs.last().expect("at least one rung");
+            let (ra, rb) = (last(a), last(b));
+            rb.score()
+                .total_cmp(&ra.score())
+                .then(ra.val_loss.total_cmp(&rb.val_loss))
+                .then(a.id.cmp(&b.id))
+        })
 }

@@ -439,6 +439,31 @@ fn pruned_trial(p: &TuneParams, id: usize, accs: &[f64]) -> fer_tune::Trial {
     }
 }
 
+/// seed-transfer's search: train-cnn's pretrained fer-small (trial 0, reused) stopped early by
+/// patience at 16 of 20 epochs with val 0.893; a challenger ran all three rungs to 0.858. The
+/// finished incumbent competes with its last rung and wins; an unfinished (pruned) trial
+/// with a higher score at a lower rung still does not.
+#[test]
+fn a_trial_that_stopped_early_competes_with_its_last_rung() {
+    let p = tune_params(&search_with("include_base = true\nreuse_base = true")).unwrap();
+    let mut early = pruned_trial(&p, 0, &[0.90, 0.893]);
+    (early.status, early.finished) = (Status::Completed, true);
+    early.reused_from = Some("train_cnn/fer-small".into());
+    let mut full = pruned_trial(&p, 1, &[0.80, 0.85, 0.858]);
+    (full.status, full.finished) = (Status::Completed, true);
+    let hopeful = pruned_trial(&p, 2, &[0.95]);
+    let st = SearchState {
+        trials: vec![early, full, hopeful],
+        ..SearchState::default()
+    };
+    assert_eq!(fer_tune::best_trial(&st).map(|t| t.id), Some(0));
+    // Had the incumbent scored below the challenger, the challenger would win.
+    let mut st = st;
+    st.trials[0].rungs[1].val_acc = 0.80;
+    st.trials[0].rungs[1].val_loss = 0.2;
+    assert_eq!(fer_tune::best_trial(&st).map(|t| t.id), Some(1));
+}
+
 /// Seven classes: trials are promoted and chosen by validation macro F1, not accuracy. Trial 0
 /// has the higher accuracy (it predicts the common classes), trial 1 the higher macro F1.
 #[test]
