@@ -11,9 +11,15 @@ CARGO       ?= cargo
 # DEVICE=wgpu trains on a GPU (builds train-cnn with --features wgpu).
 DEVICE      ?= cpu
 CARGO_FEATURES := $(if $(filter wgpu,$(DEVICE)),--features fer-train-cnn/wgpu,)
-export FER2013_DIR FERPLUS_DIR
+# MINI=1 runs PIPELINE in miniature (fer_core::mini: sizes, epochs, trials and time limits
+# capped, every code path kept) into artifacts/<pipeline>-mini/: what CI runs for every file.
+MINI        ?=
+IS_MINI     := $(filter 1 true yes,$(MINI))
+# The stage binaries read FER_MINI; it is always set here so the binaries and $(A) agree.
+FER_MINI    := $(if $(IS_MINI),1,0)
+export FER2013_DIR FERPLUS_DIR FER_MINI
 
-A      := artifacts/$(PIPELINE)
+A      := artifacts/$(PIPELINE)$(if $(IS_MINI),-mini,)
 PFILE  := pipelines/$(PIPELINE).toml
 # The pipeline file and the files it extends (`extends = "<name>"`, followed up to 8 levels;
 # a cycle is the stage binaries' error to report): editing a parent reruns its children.

@@ -58,6 +58,7 @@ fn common(artifacts: &Path, pipeline: &str) -> StageArgs {
     StageArgs {
         pipeline: pipeline.into(),
         artifacts: artifacts.to_path_buf(),
+        mini: false,
         cache_dir: Some("off".into()),
         cache_max: None,
         force: true,

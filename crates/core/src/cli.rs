@@ -151,6 +151,10 @@ pub struct StageArgs {
     /// Root of the artifacts folder; the stage writes `<artifacts>/<pipeline>/<stage>/`.
     #[arg(long, default_value = "artifacts", env = "FER_ARTIFACTS")]
     pub artifacts: PathBuf,
+    /// Run the pipeline in miniature (`make all MINI=1`): sizes, epochs, trials and time
+    /// limits capped, every code path kept, written to `<artifacts>/<pipeline>-mini/`.
+    #[arg(long, env = "FER_MINI", value_parser = clap::builder::BoolishValueParser::new())]
+    pub mini: bool,
     /// Run cache folder (`off` disables it). Default: the user's cache dir/fer-pipeline/runs.
     #[arg(long, env = "FER_CACHE_DIR")]
     pub cache_dir: Option<String>,
@@ -187,7 +191,8 @@ pub struct StageArgs {
 
 impl StageArgs {
     pub fn load_pipeline(&self) -> Result<PipelineFile> {
-        PipelineFile::load(&pipeline::resolve_checked(&self.pipeline)?)
+        let file = PipelineFile::load(&pipeline::resolve_checked(&self.pipeline)?)?;
+        Ok(if self.mini { file.miniature() } else { file })
     }
 
     /// Take `pipeline`'s lock for the binary `who` ([`crate::lock`]), waiting unless

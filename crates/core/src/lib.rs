@@ -38,6 +38,7 @@ pub mod label;
 pub mod lock;
 pub mod manifest;
 pub mod metrics;
+pub mod mini;
 pub mod parquet_io;
 pub mod pipeline;
 pub mod plot;

@@ -257,6 +257,16 @@ impl PipelineFile {
         })
     }
 
+    /// This pipeline in miniature ([`crate::mini`]): named `<name>-mini`, its sizes, epochs,
+    /// trials and time limits capped, its code paths kept.
+    pub fn miniature(self) -> PipelineFile {
+        PipelineFile {
+            name: format!("{}{}", self.name, crate::mini::SUFFIX),
+            table: crate::mini::shrink(self.table),
+            ..self
+        }
+    }
+
     pub fn has_section(&self, section: &str) -> bool {
         self.table.contains_key(section)
     }

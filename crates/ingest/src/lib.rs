@@ -24,7 +24,9 @@
 //! `train_per_emotion` and `test_per_emotion`, drawn per emotion; full: every image), `seed`, `val_fraction` (stratified, carved from train), `on_bad` (error|skip),
 //! `resize` and `resize_filter` (for images that are not 48x48), `[ingest.synthetic]`
 //! (`train_per_class`, `test_per_class`, `noise`; under `emotion7` that many faces of each of
-//! the seven emotions, each drawn with its own expression: [`synthetic::face7`]).
+//! the seven emotions, each drawn with its own expression: [`synthetic::face7`]),
+//! `max_train_images` (a cap on the drawn training images, test and pool shrunk alike: what
+//! miniature runs set).
 
 pub mod labels;
 pub mod params;
@@ -421,6 +423,9 @@ pub fn select(
             }
         }
     }
+    if let Some(cap) = p.max_train_images {
+        shrink(&mut chosen, &mut rest, cap, p);
+    }
     // Stratified validation split: per label, a shuffled val_fraction of train.
     let mut records: Vec<ImageRecord> = Vec::with_capacity(chosen.len());
     let mut val_rng = ChaCha8Rng::seed_from_u64(p.seed ^ 0x5641_4C5F_5350_4C54);
@@ -456,6 +461,43 @@ pub fn select(
         },
         rest,
     ))
+}
+
+/// `max_train_images`: when the drawn training images (train and val) are more than `cap`,
+/// keep the fraction `cap / drawn` of each group of `chosen` (per split, the groups the
+/// protocol draws by: FER2013's binary groups, or its seven emotions under `emotion7`;
+/// rounded, at least one of a group that has any) and of the pretraining pool `rest`, each a
+/// seeded shuffle's first rows, so the sample keeps its class balance and every class.
+fn shrink(chosen: &mut Vec<Raw>, rest: &mut Vec<Raw>, cap: usize, p: &IngestParams) {
+    let drawn = chosen.iter().filter(|r| r.split == Split::Train).count();
+    if drawn <= cap {
+        return;
+    }
+    let fraction = cap as f64 / drawn as f64;
+    let mut rng = ChaCha8Rng::seed_from_u64(p.seed ^ 0x4D49_4E49_5F43_4150);
+    let group_of = |r: &Raw| match p.label_mode {
+        LabelMode::Emotion7 => r.emotion as usize,
+        LabelMode::Binary => r.emotion.binary() as usize,
+    };
+    let mut keep = |mut group: Vec<Raw>, at_least: usize| -> Vec<Raw> {
+        group.sort_by(|a, b| a.id.cmp(&b.id));
+        group.shuffle(&mut rng);
+        let n = ((group.len() as f64 * fraction).round() as usize).max(at_least.min(group.len()));
+        group.truncate(n);
+        group
+    };
+    let all = std::mem::take(chosen);
+    for split in [Split::Train, Split::Test] {
+        for g in 0..Emotion::ALL.len() {
+            let group: Vec<Raw> = all
+                .iter()
+                .filter(|r| r.split == split && group_of(r) == g)
+                .cloned()
+                .collect();
+            chosen.extend(keep(group, 1));
+        }
+    }
+    *rest = keep(std::mem::take(rest), 0);
 }
 
 /// The seed protocol's draw from one group's `pool`: `want.0` images (the key `want.1` of

@@ -31,6 +31,11 @@ pub struct IngestSection {
     pub resize_filter: String,
     pub sizes: Option<SizesSection>,
     pub synthetic: SyntheticSection,
+    /// Keep at most this many training images (train and val) of what the protocol drew, and
+    /// the same fraction of each emotion in every split and of the pretraining pool (at least
+    /// one image of each emotion a split has), drawn with `seed`. Unset: everything drawn.
+    /// Miniature runs (`MINI=1`) set it; any pipeline may, for a quick look.
+    pub max_train_images: Option<usize>,
 }
 
 /// `[ingest.sizes]` as written: the four binary group sizes, or (seven emotions only)
@@ -109,6 +114,7 @@ impl Default for IngestSection {
             resize_filter: "triangle".into(),
             sizes: None,
             synthetic: SyntheticSection::default(),
+            max_train_images: None,
         }
     }
 }
@@ -155,6 +161,8 @@ pub struct IngestParams {
     pub filter: image::imageops::FilterType,
     pub resize_filter: String,
     pub synthetic: SyntheticSection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_train_images: Option<usize>,
 }
 
 impl IngestSection {
@@ -272,6 +280,9 @@ impl IngestSection {
                 format!("{} must be >= 0", syn.noise),
             ));
         }
+        if self.max_train_images == Some(0) {
+            return Err(err("max_train_images", "must be at least 1".into()));
+        }
         Ok(IngestParams {
             source,
             label_mode,
@@ -285,6 +296,7 @@ impl IngestSection {
             filter,
             resize_filter: self.resize_filter.clone(),
             synthetic: syn.clone(),
+            max_train_images: self.max_train_images,
         })
     }
 }

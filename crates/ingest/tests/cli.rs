@@ -1317,3 +1317,56 @@ fn a_pipeline_named_dot_dot_is_refused() {
     assert_eq!(std::fs::read(&outside).unwrap(), b"{}", "left alone");
     assert!(!f.artifacts().join("ingest").exists());
 }
+
+#[test]
+fn max_train_images_keeps_each_emotion_and_the_balance() {
+    let f = Fixture::new();
+    let p = f.pipeline(
+        "p",
+        "source = \"synthetic\"\nprotocol = \"full\"\nseed = 3\nval_fraction = 0.25\n\
+         max_train_images = 10\n\n[ingest.synthetic]\ntrain_per_class = 20\ntest_per_class = 8\n",
+    );
+    f.command(&p, &f.artifacts())
+        .args(["--cache-dir", "off", "--quiet"])
+        .status()
+        .unwrap();
+    let ds = f.stage(&p).images();
+    let (train, val, test) = (
+        counts(&ds, Split::Train),
+        counts(&ds, Split::Val),
+        counts(&ds, Split::Test),
+    );
+    // 40 drawn training images capped at 10: a quarter of each class, test likewise.
+    assert_eq!((train.0 + val.0, train.1 + val.1), (5, 5));
+    assert_eq!(test, (2, 2));
+    let e = f.pipeline("e", "source = \"synthetic\"\nmax_train_images = 0\n");
+    f.run(&e).error(&["max_train_images", "at least 1"]);
+}
+
+#[test]
+fn mini_writes_its_own_folder_with_capped_sizes() {
+    let f = Fixture::new();
+    let p = f.pipeline(
+        "p",
+        "source = \"synthetic\"\nprotocol = \"full\"\nseed = 3\nval_fraction = 0.25\n\n\
+         [ingest.synthetic]\ntrain_per_class = 300\ntest_per_class = 100\n",
+    );
+    Outcome::of(
+        f.command(&p, &f.artifacts())
+            .args(["--cache-dir", "off", "--quiet"])
+            .env("FER_MINI", "1"),
+    )
+    .ok();
+    assert!(
+        !f.artifacts().join("p").exists(),
+        "a miniature run never writes the real run's folder"
+    );
+    let stage = StageDir(f.artifacts().join("p-mini").join("ingest"));
+    let ds = stage.images();
+    let (train, val) = (counts(&ds, Split::Train), counts(&ds, Split::Val));
+    // 600 drawn training images capped at 400 (fer_core::mini::TRAIN_IMAGES): two thirds of
+    // each class, and of each class of test (100 -> 67).
+    assert_eq!(fer_core::mini::TRAIN_IMAGES, 400);
+    assert_eq!((train.0 + val.0, train.1 + val.1), (200, 200));
+    assert_eq!(counts(&ds, Split::Test), (67, 67));
+}
