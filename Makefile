@@ -163,7 +163,7 @@ clean-cache: ## empty the run cache (FER_CACHE_DIR)
 	@d="$$($(BIN)/fer-ingest --print-cache-dir)"; if [ -n "$$d" ]; then echo "rm -rf $$d"; rm -rf "$$d"; fi
 
 help: ## this list
-	@echo "make [target] [PIPELINE=seed|full|ci|smoke|full7|ci7|smoke7] [FER2013_DIR=data/fer2013] [FERPLUS_DIR=data/ferplus]"
+	@echo "make [target] [PIPELINE=<name>] [MINI=1] [FER2013_DIR=data/fer2013] [FERPLUS_DIR=data/ferplus]"
 	@echo "  all          every stage of PIPELINE ($(STAGES))"
 	@echo "  ingest       FER2013 -> $(A)/ingest/images.parquet"
 	@echo "  stats        counts, mean/std, histograms, samples, audit -> $(A)/stats/"
@@ -174,3 +174,5 @@ help: ## this list
 	@echo "  tune         hyperparameter search (ASHA or random) -> $(A)/tune/ (best/ = the winner)"
 	@echo "  report       SVM versus CNN: index.html, report.md, recommendation.json -> $(A)/report/"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
+	@echo "PIPELINE (pipelines/<name>.toml; MINI=1 runs one in miniature into artifacts/<name>-mini/):"
+	@scripts/pipelines.sh --help-lines

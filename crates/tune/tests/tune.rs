@@ -815,3 +815,28 @@ fn no_trial_starts_that_cannot_reach_its_first_rung_before_the_clock_ends() {
     reused.trials[0].seconds = 100.0;
     assert!(fer_tune::can_reach_first_rung(&p, &reused, 590.0));
 }
+
+/// Every pipeline file's search validates as written and in miniature: a base that names a
+/// trained fer-small model, and with `reuse_base` the search's `max_epochs` equal to the base
+/// model's epochs (miniature caps both alike), so no pipeline fails at tune after training.
+#[test]
+fn every_pipeline_file_searches_a_trained_base_as_written_and_in_miniature() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let pf = PipelineFile::load(&path).unwrap();
+        for pf in [pf.clone(), pf.miniature()] {
+            let p = TuneParams::parse(&pf)
+                .unwrap_or_else(|e| panic!("{} ({}): {e}", path.display(), pf.name));
+            if p.reuse_base {
+                assert_eq!(p.base.epochs, p.max_epochs, "{}", pf.name);
+            }
+        }
+        n += 1;
+    }
+    assert!(n >= 12, "{n} pipeline files");
+}
