@@ -33,7 +33,11 @@ fn script(arg: Option<&str>) -> std::process::Output {
 #[test]
 fn every_file_is_listed_with_the_description_the_loader_resolves() {
     let out = script(None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listed: Vec<(String, String)> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -48,7 +52,11 @@ fn every_file_is_listed_with_the_description_the_loader_resolves() {
         let pf = PipelineFile::load(file).unwrap();
         assert_eq!(&pf.name, name);
         let meta = pf.meta().unwrap();
-        assert!(!meta.description.is_empty(), "{}: no description", file.display());
+        assert!(
+            !meta.description.is_empty(),
+            "{}: no description",
+            file.display()
+        );
         assert_eq!(&meta.description, desc, "{}", file.display());
         let mini = pf.miniature();
         assert_eq!(mini.name, format!("{name}-mini"));

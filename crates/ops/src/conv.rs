@@ -13,7 +13,7 @@
 //!
 //! `P` is the output pixels of a *group* of images laid side by side, so that late layers
 //! (6x6 maps: 36 pixels an image) still give the GEMM a long enough inner dimension. The GEMM
-//! is the `gemm` crate burn-flex itself uses, which picks its SIMD kernels at run time.
+//! is the `gemm` crate burn-flex itself uses, on the instruction set [`crate::isa`] chooses.
 //!
 //! Groups run on rayon. The weight gradient sums one partial per rayon lane in lane order, so a
 //! run is deterministic for a given thread count (the data-parallel training workers use one
@@ -108,33 +108,35 @@ fn im2col(g: &Conv2dGeom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
     }
 }
 
-/// Add im2col columns `off..off + P` of `col` back into image `dx` (`[C, H, W]`): col2im.
-fn col2im_add(g: &Conv2dGeom, col: &[f32], ld: usize, off: usize, dx: &mut [f32]) {
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let ([sh, sw], [ph, pw]) = (g.stride, g.padding);
-    for c in 0..g.c_in {
-        let xc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for i in 0..g.kh {
-            for j in 0..g.kw {
-                let row = (c * g.kh + i) * g.kw + j;
-                let src = &col[row * ld + off..row * ld + off + oh * ow];
-                for (y, s) in src.chunks_exact(ow).enumerate() {
-                    let iy = (y * sh + i).wrapping_sub(ph);
-                    if iy >= g.h {
-                        continue;
-                    }
-                    let xr = &mut xc[iy * g.w..(iy + 1) * g.w];
-                    if sw == 1 {
-                        let lo = pw.saturating_sub(j).min(ow);
-                        let hi = (g.w + pw).saturating_sub(j).min(ow).max(lo);
-                        for (d, v) in xr[lo + j - pw..hi + j - pw].iter_mut().zip(&s[lo..hi]) {
-                            *d += v;
+crate::isa::multiversion! {
+    /// Add im2col columns `off..off + P` of `col` back into image `dx` (`[C, H, W]`): col2im.
+    fn col2im_add(g: &Conv2dGeom, col: &[f32], ld: usize, off: usize, dx: &mut [f32]) {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let ([sh, sw], [ph, pw]) = (g.stride, g.padding);
+        for c in 0..g.c_in {
+            let xc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    let row = (c * g.kh + i) * g.kw + j;
+                    let src = &col[row * ld + off..row * ld + off + oh * ow];
+                    for (y, s) in src.chunks_exact(ow).enumerate() {
+                        let iy = (y * sh + i).wrapping_sub(ph);
+                        if iy >= g.h {
+                            continue;
                         }
-                    } else {
-                        for (ox, v) in s.iter().enumerate() {
-                            let ix = (ox * sw + j).wrapping_sub(pw);
-                            if ix < g.w {
-                                xr[ix] += v;
+                        let xr = &mut xc[iy * g.w..(iy + 1) * g.w];
+                        if sw == 1 {
+                            let lo = pw.saturating_sub(j).min(ow);
+                            let hi = (g.w + pw).saturating_sub(j).min(ow).max(lo);
+                            for (d, v) in xr[lo + j - pw..hi + j - pw].iter_mut().zip(&s[lo..hi]) {
+                                *d += v;
+                            }
+                        } else {
+                            for (ox, v) in s.iter().enumerate() {
+                                let ix = (ox * sw + j).wrapping_sub(pw);
+                                if ix < g.w {
+                                    xr[ix] += v;
+                                }
                             }
                         }
                     }
@@ -177,7 +179,7 @@ fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Mat, rhs: Mat, acc
     // views from slices that hold every (r, c) they address (m x k and k x n), and `dst`
     // does not alias them (it is a distinct &mut).
     unsafe {
-        gemm::gemm(
+        crate::isa::gemm(
             m,
             n,
             k,
@@ -191,12 +193,6 @@ fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Mat, rhs: Mat, acc
             rhs.ptr,
             rhs.cs,
             rhs.rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
         );
     }
 }

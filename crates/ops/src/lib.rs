@@ -7,9 +7,9 @@
 //! autodiff) and `f32` tensors they run this crate's kernels ([`conv`], [`pool`], [`norm`]);
 //! anywhere else (wgpu, other dtypes, groups, dilation, asymmetric or `Same` padding, pooling
 //! with padding or ceil mode) they call the module's own `forward`, so every backend keeps
-//! working. The kernels are portable Rust plus the `gemm` crate, which picks its SIMD kernels
-//! at run time (FMA/AVX2 on x86-64; its AVX-512 ones only with gemm's `x86-v4` feature, which
-//! burn's own measurement found no faster here and is off): one binary runs on any x86-64.
+//! working. The kernels are Rust plus the `gemm` crate's microkernels, on the instruction set
+//! [`isa`] chooses at run time (AVX-512 where the CPU has it, else AVX2 + FMA, else portable;
+//! `FER_OPS_ISA` can ask for a lower one): one binary runs on any x86-64.
 //!
 //! Where the time went before (perf, fer-small training on 2 cores): the weight gradient as a
 //! convolution over batch/channel-swapped tensors 28%, the forward 21%, the input gradient as a
@@ -20,6 +20,7 @@
 pub mod alloc;
 pub mod conv;
 mod extension;
+pub mod isa;
 pub mod norm;
 pub mod pool;
 
