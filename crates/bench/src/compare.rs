@@ -47,7 +47,29 @@ const ARCHS: [(&str, &str, [usize; 4], f64); 3] = [
     ("fer-tiny", "fer-small", [8, 16, 32, 64], 0.1),
 ];
 
+/// Images per second of one training epoch, and the convolution GEMMs' GFLOP/s in it.
+pub fn train_rate_flops(
+    arch: &str,
+    widths: [usize; 4],
+    dropout: f64,
+) -> Result<(f64, f64), String> {
+    let before = fer_ops::gemm_flops();
+    let (images, seconds) = train_epoch(arch, widths, dropout)?;
+    let flops = (fer_ops::gemm_flops() - before) as f64;
+    Ok((images / seconds, flops / seconds / 1e9))
+}
+
 fn train_rate(arch: &str, widths: [usize; 4], dropout: f64) -> Result<f64, String> {
+    train_epoch(arch, widths, dropout).map(|(n, s)| n / s)
+}
+
+/// The architecture `arch` (fer-small, seed-base) of these widths by name.
+pub fn arch(name: &str) -> Option<(&'static str, [usize; 4], f64)> {
+    ARCHS.iter().find(|a| a.0 == name).map(|a| (a.1, a.2, a.3))
+}
+
+/// One epoch of training: (images, seconds).
+fn train_epoch(arch: &str, widths: [usize; 4], dropout: f64) -> Result<(f64, f64), String> {
     let s = TrainSettings {
         arch: arch.into(),
         name: arch.into(),
@@ -79,7 +101,7 @@ fn train_rate(arch: &str, widths: [usize; 4], dropout: f64) -> Result<f64, Strin
         &|_, _, _| {},
     )
     .map_err(|e| e.to_string())?;
-    Ok(train.n as f64 / t.state.epochs[0].seconds)
+    Ok((train.n as f64, t.state.epochs[0].seconds))
 }
 
 fn infer_rate(arch: &str, widths: [usize; 4], dropout: f64) -> f64 {

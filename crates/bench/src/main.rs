@@ -5,6 +5,7 @@
 //! skipped, with a note, when it is absent. Each timing is the best of `--repeat` runs.
 
 mod compare;
+mod peak;
 
 // The allocator the CNN binaries use (see fer-train-cnn's main.rs).
 #[global_allocator]
@@ -28,8 +29,9 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// Run only these groups (comma-separated): stages (ingest, stats, preprocess, SVMs),
-    /// augment, cnn, predict, compare (the rows `make bench-compare` sets beside PyTorch's;
-    /// only when named). Default: all but compare.
+    /// augment, cnn, predict, peak (the GEMM peak and a fer-small training step's GFLOP/s
+    /// against it), compare (the rows `make bench-compare` sets beside PyTorch's; only when
+    /// named). Default: all but compare.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Print the compare rows as JSON lines (name, impl, threads, per_second) instead of a
@@ -184,6 +186,35 @@ fn main() -> std::process::ExitCode {
     }
     if want("predict") {
         predict_rows(&mut rows, &mut notes, &cli.data_dir);
+    }
+    if want("peak") {
+        let threads = rayon::current_num_threads();
+        let isa = fer_ops::isa::selected();
+        let peak = peak::gemm_peak(cli.repeat);
+        rows.push(Row {
+            name: format!("GEMM peak, {0}x{0}x{0} ({isa}, {threads} thr)", 1024),
+            items: (peak * 1e3).round() / 1e3,
+            unit: "GFLOP",
+            seconds: 1.0,
+        });
+        let (a, widths, dropout) = compare::arch("fer-small").expect("fer-small is compared");
+        match compare::train_rate_flops(a, widths, dropout) {
+            Ok((images, gflops)) => {
+                rows.push(Row {
+                    name: format!("train fer-small conv GEMMs ({isa}, {threads} thr)"),
+                    items: (gflops * 1e3).round() / 1e3,
+                    unit: "GFLOP",
+                    seconds: 1.0,
+                });
+                notes.push(format!(
+                    "fer-small training ({images:.0} images/s): its convolution GEMMs ran at \
+                     {gflops:.1} GFLOP/s over the step, {:.0}% of the GEMM peak ({peak:.1} \
+                     GFLOP/s, {isa}, {threads} threads)",
+                    100.0 * gflops / peak
+                ));
+            }
+            Err(e) => notes.push(format!("train fer-small (peak) failed: {e}")),
+        }
     }
     if cli.only.iter().any(|o| o == "compare") {
         let threads = rayon::current_num_threads();

@@ -175,6 +175,7 @@ impl Mat {
 /// `dst` when `accumulate`. Single-threaded: parallelism is over groups of images.
 fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Mat, rhs: Mat, accumulate: bool) {
     assert!(dst.len() >= m * n, "matmul: destination too small");
+    crate::count_flops(m, n, k);
     // SAFETY: `dst` holds m*n elements (checked above); the callers build `lhs` and `rhs`
     // views from slices that hold every (r, c) they address (m x k and k x n), and `dst`
     // does not alias them (it is a distinct &mut).

@@ -35,6 +35,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 static CALLS: AtomicU64 = AtomicU64::new(0);
+static GEMM_FLOPS: AtomicU64 = AtomicU64::new(0);
+
+/// Floating-point operations the convolution GEMMs ran so far in this process (`2·m·n·k` per
+/// product: forward, weight and input gradients): `fer-bench` divides it by a training step's
+/// time for the achieved GFLOP/s.
+pub fn gemm_flops() -> u64 {
+    GEMM_FLOPS.load(Ordering::Relaxed)
+}
+
+pub(crate) fn count_flops(m: usize, n: usize, k: usize) {
+    GEMM_FLOPS.fetch_add((2 * m * n * k) as u64, Ordering::Relaxed);
+}
 
 thread_local! {
     static THREAD_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
