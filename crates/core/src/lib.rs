@@ -34,6 +34,7 @@ pub mod dataset;
 pub mod error;
 pub mod ferplus;
 pub mod hash;
+pub mod imagefile;
 pub mod label;
 pub mod lock;
 pub mod manifest;

@@ -75,35 +75,15 @@ impl Format {
     }
 }
 
-/// The PNG signature (the first 8 bytes of every PNG).
-const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
-
-/// The end of a PNG: the type of its last chunk, `IEND` (which has no data), and that
-/// chunk's CRC, always `AE 42 60 82`.
-const PNG_IEND: [u8; 8] = [b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
-
-/// Why `bytes` are a truncated file of `format` (`None`: whole). Decoders do not say: they pad
-/// a truncated JPEG with grey and may decode the first rows of a truncated PNG. After trailing
-/// zero bytes, a JPEG must start with SOI `FF D8` and end with EOI `FF D9`; a PNG must start
-/// with its signature and hold its `IEND` chunk (type and CRC; only bytes that are no part of
-/// the image may follow it).
+/// Why `bytes` are a truncated file of `format` (`None`: whole), by the rule fer-predict
+/// shares ([`fer_core::imagefile`]): decoders do not say, they pad a truncated JPEG with grey
+/// and may decode the first rows of a truncated PNG.
 pub fn truncated(bytes: &[u8], format: Format) -> Option<&'static str> {
     match format {
-        Format::Jpeg => {
-            let end = bytes
-                .iter()
-                .rposition(|&b| b != 0)
-                .map(|i| i + 1)
-                .unwrap_or(0);
-            (end < 4 || bytes[..2] != [0xFF, 0xD8] || bytes[end - 2..end] != [0xFF, 0xD9])
-                .then_some("truncated or not a JPEG (no start/end marker)")
-        }
-        Format::Png => (!bytes.starts_with(&PNG_SIGNATURE)
-            || !bytes[PNG_SIGNATURE.len()..]
-                .windows(PNG_IEND.len())
-                .rev()
-                .any(|w| w == PNG_IEND))
-        .then_some("truncated or not a PNG (no signature or no IEND end chunk)"),
+        Format::Jpeg => (!fer_core::imagefile::jpeg_is_whole(bytes))
+            .then_some("truncated or not a JPEG (no start/end marker)"),
+        Format::Png => (!fer_core::imagefile::png_is_whole(bytes))
+            .then_some("truncated or not a PNG (no signature or no IEND end chunk)"),
     }
 }
 

@@ -63,25 +63,15 @@ pub struct Plan<'a> {
     data: Cow<'a, [u8]>,
 }
 
-/// A JPEG or PNG cut short. The image crate pads a truncated JPEG with grey and may decode the
-/// first rows of a truncated PNG, so the end marker is checked first: the rule of ingest
-/// (`crates/ingest/src/source.rs`, `decode_gray`: after trailing zero bytes, a JPEG ends with
-/// EOI `FF D9`), and for a PNG its `IEND` chunk (type and CRC).
+/// A JPEG or PNG cut short, by ingest's rule ([`fer_core::imagefile`]): the image crate pads a
+/// truncated JPEG with grey and may decode the first rows of a truncated PNG, so the end
+/// marker is checked before decoding.
 pub fn truncated(bytes: &[u8], format: ImageFormat) -> Option<&'static str> {
     match format {
-        ImageFormat::Jpeg => {
-            let end = bytes
-                .iter()
-                .rposition(|&b| b != 0)
-                .map(|i| i + 1)
-                .unwrap_or(0);
-            (end < 4 || bytes[..2] != [0xFF, 0xD8] || bytes[end - 2..end] != [0xFF, 0xD9])
-                .then_some("truncated JPEG (no end-of-image marker FF D9)")
-        }
-        ImageFormat::Png => {
-            const IEND: [u8; 8] = [b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
-            (!bytes.windows(8).rev().any(|w| w == IEND)).then_some("truncated PNG (no IEND chunk)")
-        }
+        ImageFormat::Jpeg => (!fer_core::imagefile::jpeg_is_whole(bytes))
+            .then_some("truncated JPEG (no end-of-image marker FF D9)"),
+        ImageFormat::Png => (!fer_core::imagefile::png_is_whole(bytes))
+            .then_some("truncated PNG (no IEND chunk)"),
         _ => None,
     }
 }
