@@ -18,8 +18,8 @@
 
 pub mod ops;
 
-use arrow::array::{ArrayRef, FixedSizeListArray, StringArray, UInt8Array, UInt16Array};
-use arrow::datatypes::Float32Type;
+use arrow_array::types::Float32Type;
+use arrow_array::{ArrayRef, FixedSizeListArray, StringArray, UInt8Array, UInt16Array};
 use fer_core::cli::StageArgs;
 use fer_core::manifest::Manifest;
 use fer_core::pipeline::PipelineFile;

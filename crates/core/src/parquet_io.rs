@@ -2,8 +2,8 @@
 //! compression (zstd level 3), fixed `created_by`, no timestamps.
 
 use crate::error::{Error, IoContext, Result};
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
@@ -55,12 +55,12 @@ pub fn read_batches(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
 }
 
 /// Build a table from named columns (all the same length) and write it.
-pub fn write_columns(path: &Path, columns: Vec<(&str, arrow::array::ArrayRef)>) -> Result<usize> {
-    let fields: Vec<arrow::datatypes::Field> = columns
+pub fn write_columns(path: &Path, columns: Vec<(&str, arrow_array::ArrayRef)>) -> Result<usize> {
+    let fields: Vec<arrow_schema::Field> = columns
         .iter()
-        .map(|(n, a)| arrow::datatypes::Field::new(*n, a.data_type().clone(), a.null_count() > 0))
+        .map(|(n, a)| arrow_schema::Field::new(*n, a.data_type().clone(), a.null_count() > 0))
         .collect();
-    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(fields));
     let batch = RecordBatch::try_new(
         schema.clone(),
         columns.into_iter().map(|(_, a)| a).collect(),

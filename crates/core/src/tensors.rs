@@ -12,7 +12,7 @@
 
 use crate::error::{Error, IoContext, Result};
 use crate::split::Split;
-use arrow::array::{Array, StringArray, UInt32Array};
+use arrow_array::{Array, StringArray, UInt32Array};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::HashMap;
 use std::path::Path;

@@ -527,7 +527,7 @@ fn draw(
 }
 
 fn write_rejects(path: &std::path::Path, rejects: &[Reject]) -> fer_core::Result<usize> {
-    use arrow::array::{ArrayRef, StringArray};
+    use arrow_array::{ArrayRef, StringArray};
     fer_core::parquet_io::write_columns(
         path,
         vec![

@@ -3,7 +3,7 @@
 //! naming the file, exit code 2), `on_bad = "skip"`, the sampling protocol, determinism, and
 //! the skip / restore behaviour of the stage runner.
 
-use arrow::array::{Array, StringArray};
+use arrow_array::{Array, StringArray};
 use fer_core::dataset::ImageDataset;
 use fer_core::manifest::{Manifest, RunStatus};
 use fer_core::{Emotion, IMAGE_PIXELS, Split};

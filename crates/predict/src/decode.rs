@@ -70,8 +70,9 @@ pub fn truncated(bytes: &[u8], format: ImageFormat) -> Option<&'static str> {
     match format {
         ImageFormat::Jpeg => (!fer_core::imagefile::jpeg_is_whole(bytes))
             .then_some("truncated JPEG (no end-of-image marker FF D9)"),
-        ImageFormat::Png => (!fer_core::imagefile::png_is_whole(bytes))
-            .then_some("truncated PNG (no IEND chunk)"),
+        ImageFormat::Png => {
+            (!fer_core::imagefile::png_is_whole(bytes)).then_some("truncated PNG (no IEND chunk)")
+        }
         _ => None,
     }
 }

@@ -266,7 +266,7 @@ fn seed_test_predictions_are_reproduced_from_files() {
     .unwrap();
     let (_, batches) =
         fer_core::parquet_io::read_batches(&model.join("predictions.parquet")).unwrap();
-    use arrow::array::{Array, Float64Array, StringArray};
+    use arrow_array::{Array, Float64Array, StringArray};
     let mut want: Vec<(String, f64)> = Vec::new();
     for b in &batches {
         let col = |n: &str| b.column_by_name(n).unwrap().clone();

@@ -15,7 +15,7 @@
 //! (`none` | `gaussian` with `sigma` | `median` with `radius`), `equalize` (`none` | `global`).
 //! Colour images are turned to gray by `fer_core::transform::to_gray` everywhere.
 
-use arrow::array::{ArrayRef, StringArray, UInt8Array, UInt32Array};
+use arrow_array::{ArrayRef, StringArray, UInt8Array, UInt32Array};
 use fer_core::Split;
 use fer_core::cli::StageArgs;
 use fer_core::dataset::{ImageDataset, ImageRecord};

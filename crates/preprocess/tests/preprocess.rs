@@ -7,8 +7,8 @@
 //! manifest) is written with the stage runner, and `fer-preprocess` runs on it.
 
 use approx::assert_abs_diff_eq;
-use arrow::array::AsArray;
-use arrow::datatypes::{UInt8Type, UInt32Type};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt8Type, UInt32Type};
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::{Manifest, RunStatus};
 use fer_core::pipeline::PipelineFile;

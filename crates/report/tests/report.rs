@@ -18,7 +18,7 @@
 //! - `fer-report diff` lists the metric that differs between two pipelines;
 //! - invalid `[report]` params exit 2 naming the key.
 
-use arrow::array::{ArrayRef, Float64Array, StringArray, UInt32Array};
+use arrow_array::{ArrayRef, Float64Array, StringArray, UInt32Array};
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::Manifest;
 use fer_core::metrics::{Metrics, classification_metrics};

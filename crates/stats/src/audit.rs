@@ -3,7 +3,7 @@
 //! `duplicates.png`, `blank.parquet`, `blank.png` and returns the `audit` part of `stats.json`.
 
 use crate::{StatsError, StatsParams};
-use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array};
+use arrow_array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array};
 use fer_core::Split;
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::parquet_io::write_columns;

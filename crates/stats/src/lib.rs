@@ -22,7 +22,7 @@
 pub mod audit;
 pub mod noise;
 
-use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt64Array};
+use arrow_array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt64Array};
 use audit::audit_section;
 use fer_core::cli::StageArgs;
 use fer_core::dataset::ImageDataset;

@@ -12,7 +12,7 @@
 //! least the top emotion's), `unknown` (likewise), `tie` (two emotions share the top).
 
 use crate::StatsError;
-use arrow::array::{ArrayRef, StringArray, UInt64Array};
+use arrow_array::{ArrayRef, StringArray, UInt64Array};
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::ferplus::{self, Reject, Votes};
 use fer_core::parquet_io::write_columns;

@@ -8,8 +8,8 @@
 //! on it.
 
 use approx::assert_abs_diff_eq;
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{ArrowPrimitiveType, Float64Type, UInt8Type, UInt32Type, UInt64Type};
+use arrow_array::types::{ArrowPrimitiveType, Float64Type, UInt8Type, UInt32Type, UInt64Type};
+use arrow_array::{RecordBatch, cast::AsArray};
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::Manifest;
 use fer_core::stage::upstream_code_version;
@@ -222,7 +222,7 @@ impl Table {
         self.0.iter().map(|b| b.num_rows()).sum()
     }
 
-    fn column<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a arrow::array::ArrayRef> {
+    fn column<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a arrow_array::ArrayRef> {
         let name = name.to_string();
         self.0.iter().map(move |b| {
             b.column_by_name(&name)

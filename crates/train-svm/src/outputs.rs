@@ -12,7 +12,7 @@ use crate::data::FeatureSet;
 use crate::grid::GridPoint;
 use crate::select::{Chosen, best_model};
 use crate::{Data, SavedModel, SavedSvms, SvmError, SvmParams, log};
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt32Array};
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt32Array};
 use fer_core::Split;
 use fer_core::schema::metrics::{
     SvmBest, SvmCounts, SvmFeature, SvmMetrics, SvmModelMetrics, ValTest,

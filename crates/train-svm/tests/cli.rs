@@ -7,7 +7,7 @@
 
 mod common;
 
-use arrow::array::{Array, Float64Array, StringArray, UInt8Array, UInt32Array};
+use arrow_array::{Array, Float64Array, StringArray, UInt8Array, UInt32Array};
 use fer_core::stage::upstream_code_version;
 use fer_core::stage::{Outputs, StageRun};
 use fer_core::tensors::TensorSet;

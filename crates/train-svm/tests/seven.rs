@@ -6,7 +6,7 @@
 
 mod common;
 
-use arrow::array::{Array, BooleanArray, Float64Array, StringArray};
+use arrow_array::{Array, BooleanArray, Float64Array, StringArray};
 use fer_core::schema::predictions::{self, DECISION_PREFIX};
 use fer_core::stage::upstream_code_version;
 use fer_core::stage::{Outputs, StageRun};

@@ -211,7 +211,7 @@ pub fn compute(
 
 /// The trials table (one row per trial).
 pub fn write_trials(path: &Path, strategy: Strategy, trials: &[Trial]) -> fer_core::Result<usize> {
-    use arrow::array::{ArrayRef, Float64Array, StringArray, UInt32Array};
+    use arrow_array::{ArrayRef, Float64Array, StringArray, UInt32Array};
     let u32s = |f: fn(&Trial) -> u32| {
         Arc::new(UInt32Array::from_iter_values(trials.iter().map(f))) as ArrayRef
     };

@@ -1,7 +1,7 @@
 //! tune: interrupt-and-resume on the smoke pipeline, failed trials, successive halving's
 //! pruning, invalid search spaces.
 
-use arrow::array::{Array, Float64Array, StringArray, UInt32Array};
+use arrow_array::{Array, Float64Array, StringArray, UInt32Array};
 use clap::Parser;
 use fer_core::pipeline::PipelineFile;
 use fer_tune::{SearchState, Status, TuneParams};

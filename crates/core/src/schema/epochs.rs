@@ -8,7 +8,7 @@
 
 use super::column;
 use crate::error::{Error, Result};
-use arrow::array::{ArrayRef, Float64Array, UInt32Array};
+use arrow_array::{ArrayRef, Float64Array, UInt32Array};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;

@@ -45,9 +45,9 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 /// A column of a Parquet table as the array type `A`, or an error naming file and column.
-pub(crate) fn column<A: arrow::array::Array + Clone + 'static>(
+pub(crate) fn column<A: arrow_array::Array + Clone + 'static>(
     path: &Path,
-    b: &arrow::array::RecordBatch,
+    b: &arrow_array::RecordBatch,
     name: &str,
     what: &str,
 ) -> Result<A> {

@@ -17,7 +17,7 @@
 use super::column;
 use crate::Split;
 use crate::error::{Error, Result};
-use arrow::array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array};
+use arrow_array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array};
 use std::path::Path;
 use std::sync::Arc;
 

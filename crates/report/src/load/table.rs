@@ -3,7 +3,7 @@
 
 use super::bad_in;
 use crate::ReportError;
-use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
 use std::path::{Path, PathBuf};
 
 /// A Parquet file's batches, columns looked up by name with errors naming file and column.

@@ -1,6 +1,6 @@
 //! Fixture helpers shared by train-svm's integration tests.
 
-use arrow::array::{ArrayRef, StringArray, UInt8Array, UInt32Array};
+use arrow_array::{ArrayRef, StringArray, UInt8Array, UInt32Array};
 use std::path::Path;
 use std::sync::Arc;
 
