@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use fer_predict::monitor::DriftOptions;
 use fer_predict::output::{Format, RowWriter};
-use fer_predict::serve::ServeOptions;
+use fer_predict::serve::{NetOptions, ServeOptions};
 use fer_predict::{DetectOptions, FaceDetector, ModelOptions, Predictor, Scorer};
 use std::io::Write;
 use std::path::PathBuf;
@@ -74,14 +74,14 @@ struct ServeArgs {
     #[arg(long, default_value_t = ServeOptions::default().queue)]
     queue: usize,
     /// Open connections; more are answered 503 and closed at once.
-    #[arg(long, default_value_t = ServeOptions::default().max_connections)]
+    #[arg(long, default_value_t = NetOptions::default().max_connections)]
     max_connections: usize,
     /// Seconds a connection has to send a whole request head (new or idle keep-alive), else
     /// it is closed.
     #[arg(long, default_value_t = 5.0)]
     header_timeout: f64,
     /// Open connections from one client address; more are answered 503 and closed at once.
-    #[arg(long, default_value_t = ServeOptions::default().max_connections_per_client)]
+    #[arg(long, default_value_t = NetOptions::default().max_connections_per_client)]
     max_connections_per_client: usize,
     /// Places (in flight or queued) one client address may hold; more are shed with 503.
     #[arg(long, default_value_t = ServeOptions::default().max_queued_per_client)]
@@ -101,7 +101,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = 5.0)]
     write_timeout: f64,
     /// Answers on one connection before it is closed.
-    #[arg(long, default_value_t = ServeOptions::default().max_requests_per_connection)]
+    #[arg(long, default_value_t = NetOptions::default().max_requests_per_connection)]
     max_requests_per_connection: usize,
     /// On SIGTERM or SIGINT: seconds given to the requests in flight before exiting.
     #[arg(long, default_value_t = 15.0)]
@@ -329,16 +329,18 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
         timeout: std::time::Duration::from_secs_f64(a.timeout),
         max_inflight: a.max_inflight.unwrap_or_else(fer_predict::serve::cores),
         queue: a.queue,
-        max_connections: a.max_connections,
-        header_timeout: std::time::Duration::from_secs_f64(a.header_timeout),
-        max_connections_per_client: a.max_connections_per_client,
         max_queued_per_client: a.max_queued_per_client,
         max_bodies: a.max_bodies,
         min_body_rate: a.min_body_rate,
         memory_budget: a.memory_budget.saturating_mul(1 << 20),
-        write_timeout: std::time::Duration::from_secs_f64(a.write_timeout),
-        max_requests_per_connection: a.max_requests_per_connection,
-        drain_timeout: std::time::Duration::from_secs_f64(a.drain_timeout),
+        net: NetOptions {
+            max_connections: a.max_connections,
+            max_connections_per_client: a.max_connections_per_client,
+            header_timeout: std::time::Duration::from_secs_f64(a.header_timeout),
+            write_timeout: std::time::Duration::from_secs_f64(a.write_timeout),
+            max_requests_per_connection: a.max_requests_per_connection,
+            drain_timeout: std::time::Duration::from_secs_f64(a.drain_timeout),
+        },
         token,
         allow_origins: a.allow_origin.clone(),
         drift: DriftOptions {
@@ -387,8 +389,8 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
             a.header_timeout,
             o.max_inflight,
             o.queue,
-            o.max_connections,
-            o.max_connections_per_client,
+            o.net.max_connections,
+            o.net.max_connections_per_client,
             o.memory_budget >> 20,
             if o.token.is_some() {
                 "token required"

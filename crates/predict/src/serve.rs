@@ -73,7 +73,8 @@ use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use net::{Client, NetOptions, PerClient};
+pub use net::NetOptions;
+use net::{Client, PerClient};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -105,18 +106,9 @@ pub struct ServeOptions {
     pub body_grace: Duration,
     /// Bytes of memory the predictions in flight may hold between them (decoding, detection).
     pub memory_budget: u64,
-    /// Open connections; more are answered 503 and closed.
-    pub max_connections: usize,
-    /// Open connections from one client address; more are answered 503 and closed.
-    pub max_connections_per_client: usize,
-    /// Time a connection has to send a whole request head.
-    pub header_timeout: Duration,
-    /// Time the socket may refuse every byte of an answer before the connection is closed.
-    pub write_timeout: Duration,
-    /// Answers on one connection before it is closed.
-    pub max_requests_per_connection: usize,
-    /// On shutdown, time given to the requests in flight.
-    pub drain_timeout: Duration,
+    /// The connection layer's settings: connection caps, header and write timeouts, requests
+    /// per connection, the drain on shutdown.
+    pub net: NetOptions,
     /// `Retry-After` of a 503, in seconds.
     pub retry_after: u64,
     /// The bearer token `/predict` and `/metrics` need (`None`: open).
@@ -153,12 +145,7 @@ impl Default for ServeOptions {
             min_body_rate: 4096,
             body_grace: Duration::from_secs(2),
             memory_budget: DEFAULT_MEMORY_BUDGET,
-            max_connections: 256,
-            max_connections_per_client: 32,
-            header_timeout: Duration::from_secs(5),
-            write_timeout: Duration::from_secs(5),
-            max_requests_per_connection: 1000,
-            drain_timeout: Duration::from_secs(15),
+            net: NetOptions::default(),
             retry_after: 1,
             token: None,
             allow_origins: Vec::new(),
@@ -685,16 +672,16 @@ async fn health(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response
             "max_bodies": o.max_bodies,
             "min_body_rate": o.min_body_rate,
             "memory_budget_mb": o.memory_budget >> 20,
-            "max_connections": o.max_connections,
-            "max_connections_per_client": o.max_connections_per_client,
-            "max_requests_per_connection": o.max_requests_per_connection,
+            "max_connections": o.net.max_connections,
+            "max_connections_per_client": o.net.max_connections_per_client,
+            "max_requests_per_connection": o.net.max_requests_per_connection,
             "max_body": o.max_body,
             "max_pixels": st.predictor.max_pixels,
             "max_aspect": st.predictor.max_aspect,
             "max_faces": st.predictor.max_faces,
             "timeout_s": o.timeout.as_secs_f64(),
-            "header_timeout_s": o.header_timeout.as_secs_f64(),
-            "write_timeout_s": o.write_timeout.as_secs_f64(),
+            "header_timeout_s": o.net.header_timeout.as_secs_f64(),
+            "write_timeout_s": o.net.write_timeout.as_secs_f64(),
         },
         "token": st.access.has_token(),
     });
@@ -759,19 +746,22 @@ pub struct Bound {
 pub fn bind(predictor: Predictor, o: &ServeOptions) -> Result<Bound, PredictError> {
     let positive = [
         (o.max_inflight, "--max-inflight"),
-        (o.max_connections, "--max-connections"),
-        (o.max_connections_per_client, "--max-connections-per-client"),
+        (o.net.max_connections, "--max-connections"),
+        (
+            o.net.max_connections_per_client,
+            "--max-connections-per-client",
+        ),
         (o.max_bodies, "--max-bodies"),
         (o.max_queued_per_client, "--max-queued-per-client"),
         (
-            o.max_requests_per_connection,
+            o.net.max_requests_per_connection,
             "--max-requests-per-connection",
         ),
     ];
     if let Some((_, name)) = positive.iter().find(|(v, _)| *v == 0) {
         return Err(PredictError::Input(format!("{name} must be positive")));
     }
-    if o.header_timeout.is_zero() || o.write_timeout.is_zero() || o.min_body_rate == 0 {
+    if o.net.header_timeout.is_zero() || o.net.write_timeout.is_zero() || o.min_body_rate == 0 {
         return Err(PredictError::Input(
             "--header-timeout, --write-timeout and --min-body-rate must be positive".into(),
         ));
@@ -807,15 +797,7 @@ pub fn bind(predictor: Predictor, o: &ServeOptions) -> Result<Bound, PredictErro
 
 impl Bound {
     fn net_options(&self) -> NetOptions {
-        let o = &self.o;
-        NetOptions {
-            max_connections: o.max_connections,
-            max_connections_per_client: o.max_connections_per_client,
-            header_timeout: o.header_timeout,
-            write_timeout: o.write_timeout,
-            max_requests_per_connection: o.max_requests_per_connection,
-            drain_timeout: o.drain_timeout,
-        }
+        self.o.net.clone()
     }
 
     /// Serve until SIGTERM or SIGINT, then drain (see the module doc) and return.
@@ -862,7 +844,7 @@ impl Bound {
         if !drained {
             eprintln!(
                 "fer-predict serve: some connections were still open after {:.0} s (--drain-timeout); closing them",
-                self.o.drain_timeout.as_secs_f64()
+                self.o.net.drain_timeout.as_secs_f64()
             );
         }
         rt.shutdown_timeout(Duration::from_secs(1));

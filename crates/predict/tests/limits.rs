@@ -92,9 +92,9 @@ fn held(from: &str, addr: SocketAddr, text: &[u8]) -> std::net::TcpStream {
 #[test]
 fn one_client_cannot_take_every_connection() {
     let addr = service(|o| {
-        o.header_timeout = Duration::from_secs(600);
-        o.max_connections_per_client = 3;
-        o.max_connections = 10;
+        o.net.header_timeout = Duration::from_secs(600);
+        o.net.max_connections_per_client = 3;
+        o.net.max_connections = 10;
     });
     // Three half-sent heads from A: A's share is full; B is served.
     let _held: Vec<_> = (0..3).map(|_| held(A, addr, b"GET /hea")).collect();
@@ -142,8 +142,8 @@ fn slow_bodies_are_cut_and_never_hold_a_scoring_slot() {
 #[test]
 fn clients_that_never_read_are_dropped_and_connections_end_after_their_requests() {
     let addr = service(|o| {
-        o.write_timeout = Duration::from_millis(300);
-        o.max_requests_per_connection = usize::MAX;
+        o.net.write_timeout = Duration::from_millis(300);
+        o.net.max_requests_per_connection = usize::MAX;
     });
     // Pipelined requests, never read: the answers fill the socket buffers, and the write
     // timeout closes the connection.
@@ -158,7 +158,7 @@ fn clients_that_never_read_are_dropped_and_connections_end_after_their_requests(
     assert_eq!(get(B, addr, "/health").0, 200);
 
     // The request cap: the second answer says close, and the connection ends.
-    let addr = service(|o| o.max_requests_per_connection = 2);
+    let addr = service(|o| o.net.max_requests_per_connection = 2);
     let mut s = connect_from(ip(A), addr);
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     s.write_all(&b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3))

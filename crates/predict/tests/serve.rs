@@ -332,7 +332,7 @@ fn stalled_headers_time_out_and_connections_are_capped() {
     // The header timeout: half a header, then nothing, is closed by the service (however
     // long that takes on a loaded machine; the read below waits up to 60 s).
     let (addr, _) = fn_service(Box::new(|_, n| vec![0.5; n]), |o| {
-        o.header_timeout = Duration::from_millis(300);
+        o.net.header_timeout = Duration::from_millis(300);
     });
     let stalled = |addr: SocketAddr, text: &[u8]| {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -357,8 +357,8 @@ fn stalled_headers_time_out_and_connections_are_capped() {
     // cannot time out in between; the service accepts in order, so the fourth is over the
     // cap whatever the machine's load.
     let (addr, _) = fn_service(Box::new(|_, n| vec![0.5; n]), |o| {
-        o.header_timeout = Duration::from_secs(600);
-        o.max_connections = 3;
+        o.net.header_timeout = Duration::from_secs(600);
+        o.net.max_connections = 3;
     });
     let held: Vec<_> = (0..3).map(|_| stalled(addr, b"GET /hea")).collect();
     let (code, head, body) = http_full(addr, "GET", "/health", b"");

@@ -25,15 +25,34 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Semaphore, watch};
 
-/// Connection settings (from [`super::ServeOptions`]).
+/// Connection settings ([`super::ServeOptions::net`]).
 #[derive(Debug, Clone)]
 pub struct NetOptions {
+    /// Open connections; more are answered 503 and closed.
     pub max_connections: usize,
+    /// Open connections from one client address; more are answered 503 and closed.
     pub max_connections_per_client: usize,
+    /// Time a connection has to send a whole request head.
     pub header_timeout: Duration,
+    /// Time the socket may refuse every byte of an answer before the connection is closed.
     pub write_timeout: Duration,
+    /// Answers on one connection before it is closed.
     pub max_requests_per_connection: usize,
+    /// On shutdown, time given to the requests in flight.
     pub drain_timeout: Duration,
+}
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        NetOptions {
+            max_connections: 256,
+            max_connections_per_client: 32,
+            header_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            max_requests_per_connection: 1000,
+            drain_timeout: Duration::from_secs(15),
+        }
+    }
 }
 
 /// The client's address, put in each request's extensions.
