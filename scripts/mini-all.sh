@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every pipeline file in miniature (`make all MINI=1`, fer_core::mini): the same stages and code
+# Pipeline files in miniature (the files given, else every pipelines/*.toml) (`make all MINI=1`, fer_core::mini): the same stages and code
 # paths as the real run (pretraining, FERPlus labels, seven classes, tune with reuse_base, the
 # report), with sizes, epochs, trials and time limits capped, into artifacts/<name>-mini/.
 # The -gpu pipelines run here on the CPU device: same code paths, another device.
@@ -12,13 +12,17 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 skip_ferplus=false
-[ "${1:-}" = "--skip-without-ferplus" ] && skip_ferplus=true
+if [ "${1:-}" = "--skip-without-ferplus" ]; then skip_ferplus=true; shift; fi
+files=("$@")
+[ ${#files[@]} -gt 0 ] || files=(pipelines/*.toml)
 logs=artifacts/mini-logs
 mkdir -p "$logs"
 failed=()
 start=$(date +%s)
-for f in pipelines/*.toml; do
+for f in "${files[@]}"; do
     name=$(basename "$f" .toml)
+    [ "$f" -ef "pipelines/$name.toml" ] || {
+        echo "error: $f: not a pipeline file in pipelines/" >&2; failed+=("$f"); continue; }
     if $skip_ferplus && [ ! -f "${FERPLUS_DIR:-data/ferplus}/fer2013new.csv" ] \
         && grep -q '^labels *= *"ferplus"' "$f"; then
         echo "::notice::$name: skipped in miniature (labels = \"ferplus\" and no FERPlus data)"
@@ -33,7 +37,7 @@ for f in pipelines/*.toml; do
         failed+=("$name")
     fi
 done
-echo "every pipeline in miniature: $(( $(date +%s) - start )) s"
+echo "${#files[@]} pipeline files in miniature: $(( $(date +%s) - start )) s"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "error: these pipelines did not finish in miniature: ${failed[*]}" >&2
     exit 1

@@ -192,7 +192,7 @@ fn main() -> std::process::ExitCode {
         let isa = fer_ops::isa::selected();
         let peak = peak::gemm_peak(cli.repeat);
         rows.push(Row {
-            name: format!("GEMM peak, {0}x{0}x{0} ({isa}, {threads} thr)", 1024),
+            name: format!("GEMM peak, {0}x{0}x{0} ({isa}, {threads} thr)", peak::SIDE),
             items: (peak * 1e3).round() / 1e3,
             unit: "GFLOP",
             seconds: 1.0,

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use std::time::Instant;
 
 /// Side of the square product.
-const SIDE: usize = 1024;
+pub const SIDE: usize = 1024;
 
 /// The machine's GEMM GFLOP/s: one `SIDE`³ product per rayon thread at once, best of
 /// `repeat` rounds.

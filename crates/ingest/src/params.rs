@@ -32,8 +32,9 @@ pub struct IngestSection {
     pub sizes: Option<SizesSection>,
     pub synthetic: SyntheticSection,
     /// Keep at most this many training images (train and val) of what the protocol drew, and
-    /// the same fraction of each emotion in every split and of the pretraining pool (at least
-    /// one image of each emotion a split has), drawn with `seed`. Unset: everything drawn.
+    /// the same fraction of each group in every split (the binary groups, or the seven
+    /// emotions under `emotion7`; at least one image of each group a split has) and of the
+    /// pretraining pool, drawn with `seed`. Unset: everything drawn.
     /// Miniature runs (`MINI=1`) set it; any pipeline may, for a quick look.
     pub max_train_images: Option<usize>,
 }
