@@ -122,7 +122,7 @@ hostile: ## hostile clients against fer-predict serve (needs make demo; about 3 
 	python3 scripts/hostile.py --bin $(BIN)/fer-predict --model $(HOSTILE_MODEL)
 
 test: ## unit and integration tests (no download needed)
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace --tests
 
 lint-workflows: ## check .github/workflows with actionlint (self-test on a known-bad workflow first)
 	scripts/actionlint.sh --self-test

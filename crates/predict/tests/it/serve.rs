@@ -4,9 +4,7 @@
 //! stopped at the timeout; the header-read timeout and the connection cap; `/health` after a
 //! scoring panic.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fer_predict::serve::{ServeOptions, bind};
 use fer_predict::{DetectOptions, FaceDetector, ModelOptions, Predictor, Scorer, scene};
 use std::io::{Read, Write};

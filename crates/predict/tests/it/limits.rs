@@ -6,9 +6,7 @@
 //! `/health` without paths, the memory budget and the aspect rule, an iCCP bomb, and the
 //! drain on shutdown. The whole service against real attacks: `scripts/hostile.py`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fer_predict::serve::{ServeOptions, bind};
 use fer_predict::{DetectOptions, FaceDetector, Predictor, Scorer};
 use std::io::{Read, Write};

@@ -3,10 +3,8 @@
 //! predictions exactly with `--no-detect`; an SVM's per-class one-vs-rest decisions
 //! (`d_<class>`, `decisions`); the service's per-face JSON; and none of it for binary models.
 
-mod common;
-
 use burn::tensor::Device;
-use common::*;
+use crate::common::*;
 use fer_core::LabelMode;
 use fer_core::schema::calibration::ScoreKind;
 use fer_core::tensors::TensorSet;

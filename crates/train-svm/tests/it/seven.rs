@@ -4,8 +4,6 @@
 //! column per class, chooses by val macro F1, calibrates the happy decision against label 3,
 //! and saves models that reload (`SavedSvms::class_decisions`) to bit-identical decisions.
 
-mod common;
-
 use arrow_array::{Array, BooleanArray, Float64Array, StringArray};
 use fer_core::schema::predictions::{self, DECISION_PREFIX};
 use fer_core::stage::upstream_code_version;
@@ -106,7 +104,7 @@ fn preprocess(artifacts: &Path, pipeline: &str) {
         let mut out = Outputs::default();
         transform().save(&dir.join("transform.json"))?;
         out.file("transform.json");
-        let mut index: Vec<common::IndexRow> = Vec::new();
+        let mut index: Vec<crate::common::IndexRow> = Vec::new();
         for (name, n, seed) in [("train", 16, 1), ("val", 6, 2), ("test", 8, 3)] {
             let t = split(n, seed);
             t.write(
@@ -118,7 +116,7 @@ fn preprocess(artifacts: &Path, pipeline: &str) {
                 index.push((name.into(), i as u32, format!("{name}/img{i:04}"), y));
             }
         }
-        let n = common::write_index(dir, &index, |l| names()[l as usize])?;
+        let n = crate::common::write_index(dir, &index, |l| names()[l as usize])?;
         out.table("index.parquet", n);
         Ok(out)
     })

@@ -3,9 +3,7 @@
 //! retrained weights in the same folder, another model, an older report without the hash or
 //! another score get 0.5 with a warning that says why.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fer_predict::threshold::{self, DEFAULT};
 use fer_predict::{ModelOptions, Scorer};
 use std::path::Path;

@@ -3,9 +3,7 @@
 //! `uncalibrated` record warns with its reason, and the recommendation's threshold (on the
 //! raw score) is mapped through the same calibration.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fer_core::calibration::{apply_temperature, file};
 use fer_core::schema::calibration::{self as calfile, Method, ModelCalibration, ScoreKind};
 use fer_predict::{ModelOptions, Scorer};

@@ -5,8 +5,6 @@
 //! reload to bit-identical decision values, runs must be deterministic, and bad params must
 //! exit 2 with one `error: ` line naming the file, `[train_svm]` and the key.
 
-mod common;
-
 use arrow_array::{Array, Float64Array, StringArray, UInt8Array, UInt32Array};
 use fer_core::stage::upstream_code_version;
 use fer_core::stage::{Outputs, StageRun};
@@ -134,7 +132,7 @@ impl Fixture {
             let mut out = Outputs::default();
             transform().save(&dir.join("transform.json"))?;
             out.file("transform.json");
-            let mut index: Vec<common::IndexRow> = Vec::new();
+            let mut index: Vec<crate::common::IndexRow> = Vec::new();
             for (name, n, seed) in [("train", 60, 1), ("val", 20, 2), ("test", 25, 3)] {
                 let t = split(n, seed);
                 t.write(
@@ -146,7 +144,7 @@ impl Fixture {
                     index.push((name.into(), i as u32, format!("{name}/img{i:04}"), y));
                 }
             }
-            let n = common::write_index(dir, &index, |l| if l == 0 { "happy" } else { "sad" })?;
+            let n = crate::common::write_index(dir, &index, |l| if l == 0 { "happy" } else { "sad" })?;
             out.table("index.parquet", n);
             Ok(out)
         })

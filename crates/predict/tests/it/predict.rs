@@ -1,9 +1,7 @@
 //! fer-predict: exact reproduction with --no-detect, error rows, detection on pasted faces.
 
-mod common;
-
 use burn::tensor::Device;
-use common::*;
+use crate::common::*;
 use fer_core::tensors::TensorSet;
 use fer_predict::{DetectOptions, FaceDetector, ModelOptions, Outcome, Predictor, Scorer, scene};
 use std::path::Path;

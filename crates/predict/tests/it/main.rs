@@ -1,0 +1,10 @@
+//! predict's integration tests, one binary (one link instead of 6: a fresh build's
+//! time goes largely to linking each test binary against the whole dependency tree).
+
+mod common;
+mod calibration;
+mod classes;
+mod limits;
+mod predict;
+mod serve;
+mod threshold;

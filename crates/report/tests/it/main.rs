@@ -1,0 +1,5 @@
+//! report's integration tests, one binary (one link instead of 2: a fresh build's
+//! time goes largely to linking each test binary against the whole dependency tree).
+
+mod report;
+mod seven;
