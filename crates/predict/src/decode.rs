@@ -20,7 +20,7 @@
 //!    [`gray`] converts through), and the gray image;
 //! 4. a second gray image for an EXIF rotation (the rotation is applied to the gray image,
 //!    not to the decoded one: the same pixels, a quarter to an eighth of the bytes);
-//! 5. detection ([`crate::detect::working_bytes`]): the copy the detector searches is scaled
+//! 5. detection ([`fer_detect::FaceDetector::working_bytes`]): the copy the detector searches is scaled
 //!    down to at most [`crate::DetectOptions::work_side`] pixels a side and padded, so its
 //!    cost is bounded whatever the photo's size;
 //! 6. one face crop, at most the image's smaller side squared.

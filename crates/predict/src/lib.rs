@@ -70,7 +70,6 @@
 //! The models it scores with are fer-models' (CNNs and SVMs); it depends on no stage crate.
 
 pub mod decode;
-pub mod detect;
 pub mod inputs;
 pub mod model;
 pub mod monitor;
@@ -80,7 +79,10 @@ pub mod serve;
 pub mod threshold;
 
 pub use decode::{DEFAULT_MAX_ASPECT, Limits, Plan, decode_gray, gray, truncated};
-pub use detect::{DetectOptions, FaceBox, FaceDetector};
+pub use fer_detect::{
+    Cancelled, DetectError, DetectOptions, DetectorKind, FaceBox, FaceDetector, for_detection,
+    square_crop,
+};
 pub use model::{ClassScore, Classes, ModelOptions, Scored, Scorer};
 
 use fer_core::transform::Transform;
@@ -96,6 +98,8 @@ pub enum PredictError {
     Core(#[from] fer_core::Error),
     #[error(transparent)]
     Cnn(#[from] fer_models::ModelError),
+    #[error(transparent)]
+    Detect(#[from] fer_detect::DetectError),
     #[error("{path}: {message}")]
     Model { path: PathBuf, message: String },
     /// The bytes are not a JPEG or PNG image we can decode.
@@ -291,17 +295,32 @@ impl Predictor {
 
     /// Find the faces of a gray image and turn each into model input.
     pub fn prepare_gray(&self, g: &GrayImage, detect: bool) -> Prepared {
+        self.prepare_gray_until(g, detect, &AtomicBool::new(false))
+            .expect("never cancelled")
+    }
+
+    /// [`Self::prepare_gray`], giving up when `cancel` is set during detection (the service's
+    /// deadline).
+    pub fn prepare_gray_until(
+        &self,
+        g: &GrayImage,
+        detect: bool,
+        cancel: &AtomicBool,
+    ) -> Result<Prepared, PredictError> {
         let (w, h) = g.dimensions();
         if !detect {
-            return Prepared {
+            return Ok(Prepared {
                 width: w,
                 height: h,
                 faces: vec![FaceBox::whole(w, h)],
                 detected: 1,
                 x: self.transform.apply(g),
-            };
+            });
         }
-        let mut faces = self.detector.detect(g);
+        let mut faces = self
+            .detector
+            .detect_until(g, cancel)
+            .map_err(|Cancelled| PredictError::Cancelled)?;
         let detected = faces.len();
         if detected > self.max_faces {
             // Keep the most confident, still left to right.
@@ -319,13 +338,13 @@ impl Predictor {
             let crop = image::imageops::crop_imm(g, cx, cy, sx, sy).to_image();
             x.extend(self.transform.apply(&crop));
         }
-        Prepared {
+        Ok(Prepared {
             width: w,
             height: h,
             faces,
             detected,
             x,
-        }
+        })
     }
 
     /// Read and check an image's header ([`decode::plan`]): what decoding it and (`detect`)
@@ -464,7 +483,7 @@ impl Predictor {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PredictError::Cancelled);
             }
-            let p = self.prepare_gray(&g, detect);
+            let p = self.prepare_gray_until(&g, detect, cancel)?;
             Ok(self
                 .score_until(vec![Ok(p)], threshold, cancel)?
                 .pop()

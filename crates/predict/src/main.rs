@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use fer_predict::monitor::DriftOptions;
 use fer_predict::output::{Format, RowWriter};
 use fer_predict::serve::{NetOptions, ServeOptions};
-use fer_predict::{DetectOptions, FaceDetector, ModelOptions, Predictor, Scorer};
+use fer_predict::{DetectOptions, DetectorKind, FaceDetector, ModelOptions, Predictor, Scorer};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -145,22 +145,29 @@ struct ModelArgs {
     /// Each image is one already-cropped face (as FER2013 images are).
     #[arg(long)]
     no_detect: bool,
-    /// Margin around a detected face, per side, as a fraction of its side.
-    #[arg(long, default_value_t = DetectOptions::default().margin)]
-    margin: f32,
-    /// Smallest face side searched, in pixels (>= 20).
-    #[arg(long, default_value_t = DetectOptions::default().min_face)]
-    min_face: u32,
-    /// Face detection score threshold (higher: fewer false faces).
-    #[arg(long, default_value_t = DetectOptions::default().score_threshold)]
-    det_threshold: f64,
-    /// Frames darker than this mean gray level are equalized before detection (0: never).
-    #[arg(long, default_value_t = DetectOptions::default().dark_below)]
-    det_dark_below: u8,
+    /// Face detector: yunet (OpenCV Zoo's YuNet through tract-onnx; needs the `yunet` build
+    /// feature, which `make` turns on) or seeta (rustface's SeetaFace cascade). Default: yunet
+    /// where built, else seeta. The options below default to the chosen detector's values.
+    #[arg(long, value_parser = parse_detector)]
+    detector: Option<DetectorKind>,
+    /// Margin around a detected face, per side, as a fraction of its side (default 0).
+    #[arg(long)]
+    margin: Option<f32>,
+    /// Smallest face side kept, in pixels (seeta: >= 20, default 40; yunet: default 20).
+    #[arg(long)]
+    min_face: Option<u32>,
+    /// Face detection score threshold, higher: fewer false faces (yunet: in (0, 1), default
+    /// 0.6; seeta: > 0, default 1.0).
+    #[arg(long)]
+    det_threshold: Option<f64>,
+    /// Frames darker than this mean gray level are equalized before detection (0: never;
+    /// default 60).
+    #[arg(long)]
+    det_dark_below: Option<u8>,
     /// Border added around the frame before detection, as a fraction of its larger side, so a
-    /// face that fills the frame is found (0: none).
-    #[arg(long, default_value_t = DetectOptions::default().pad)]
-    det_pad: f32,
+    /// face that fills the frame is found (0: none; yunet 0.1, seeta 0.25).
+    #[arg(long)]
+    det_pad: Option<f32>,
     /// Largest image, in pixels (width x height, read from the header before decoding; a
     /// larger one is refused: 413 in the service, an error row in a batch).
     #[arg(long, default_value_t = fer_predict::DEFAULT_MAX_PIXELS)]
@@ -170,9 +177,9 @@ struct ModelArgs {
     #[arg(long, default_value_t = fer_predict::DEFAULT_MAX_ASPECT)]
     max_aspect: f64,
     /// The detector searches a copy scaled down to this many pixels on its longer side
-    /// (faces are cropped from the original).
-    #[arg(long, default_value_t = DetectOptions::default().work_side)]
-    det_work_side: u32,
+    /// (faces are cropped from the original; yunet 640, its input size, seeta 1280).
+    #[arg(long)]
+    det_work_side: Option<u32>,
     /// Faces scored per image: the most confident ones when more are found.
     #[arg(long, default_value_t = fer_predict::DEFAULT_MAX_FACES)]
     max_faces: usize,
@@ -238,14 +245,16 @@ impl ModelArgs {
         if self.max_aspect.is_nan() || self.max_aspect < 1.0 {
             anyhow::bail!("--max-aspect {}: must be at least 1", self.max_aspect);
         }
+        let kind = self.detector.unwrap_or(DetectorKind::default_kind());
+        let d = DetectOptions::for_detector(kind);
         let detector = FaceDetector::embedded(DetectOptions {
-            margin: self.margin,
-            min_face: self.min_face,
-            score_threshold: self.det_threshold,
-            dark_below: self.det_dark_below,
-            pad: self.det_pad,
-            work_side: self.det_work_side,
-            ..DetectOptions::default()
+            margin: self.margin.unwrap_or(d.margin),
+            min_face: self.min_face.unwrap_or(d.min_face),
+            score_threshold: self.det_threshold.unwrap_or(d.score_threshold),
+            dark_below: self.det_dark_below.unwrap_or(d.dark_below),
+            pad: self.det_pad.unwrap_or(d.pad),
+            work_side: self.det_work_side.unwrap_or(d.work_side),
+            ..d
         })?;
         let mut p = Predictor::new(scorer, detector, !self.no_detect, threshold)?;
         p.max_pixels = self.max_pixels;
@@ -257,9 +266,9 @@ impl ModelArgs {
                 "model: {}; threshold {threshold} ({source}); {}",
                 p.description,
                 if p.detect {
-                    "face detection on"
+                    format!("face detection: {kind}")
                 } else {
-                    "no detection: each image is a face"
+                    "no detection: each image is a face".into()
                 }
             );
         }
@@ -439,4 +448,18 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// `--detector`: a name of [`DetectorKind`], refused when this binary lacks it.
+fn parse_detector(s: &str) -> Result<DetectorKind, String> {
+    let kind = DetectorKind::parse(s).ok_or_else(|| {
+        format!(
+            "unknown detector {s:?}: one of {}",
+            DetectorKind::ALL.map(|k| k.name()).join(", ")
+        )
+    })?;
+    if !kind.available() {
+        return Err(fer_predict::DetectError::NotBuilt(kind.name()).to_string());
+    }
+    Ok(kind)
 }

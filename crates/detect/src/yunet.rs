@@ -1,0 +1,211 @@
+//! YuNet (OpenCV Zoo, `face_detection_yunet_2023mar.onnx`) through tract-onnx.
+//!
+//! The input is `1x3xHxW` BGR in 0..255 with no normalization (what OpenCV's
+//! `FaceDetectorYN` feeds it); a gray frame goes in as three equal channels. Three heads (strides
+//! 8, 16 and 32, one anchor per cell) give per cell a face probability, an objectness, a box
+//! (centre offset in cells, log of the size in strides) and five landmarks (offsets in
+//! strides). The score is `sqrt(face · objectness)`, as in OpenCV; boxes over the threshold go
+//! through greedy non-maximum suppression.
+
+use crate::{DetectError, DetectOptions, Raw};
+use image::GrayImage;
+use std::sync::{Arc, Mutex};
+use tract_onnx::prelude::*;
+
+/// The vendored model file (see `NOTICE`).
+pub const MODEL: &[u8] = include_bytes!("../models/face_detection_yunet_2023mar.onnx");
+
+/// Plans kept, one per input size (a camera's frames all have one size; photos of many sizes
+/// re-plan, about 50 ms each).
+pub const PLANS: usize = 8;
+
+/// Peak bytes per input pixel while YuNet runs (the f32 input tensor and tract's activation
+/// buffers), measured with `examples/yunet_memory.rs`; the budget check uses it.
+pub const BYTES_PER_INPUT_PIXEL: u64 = super::YUNET_BYTES_PER_INPUT_PIXEL;
+
+/// The heads' strides, coarsest last: inputs are padded to a multiple of the last.
+const STRIDES: [usize; 3] = [8, 16, 32];
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// The parsed model and the plans made from it.
+pub(crate) struct Yunet {
+    model: InferenceModel,
+    plans: Mutex<Vec<((usize, usize), Plan)>>,
+}
+
+fn model_error(e: impl std::fmt::Display) -> DetectError {
+    DetectError::Model {
+        detector: "YuNet",
+        message: e.to_string(),
+    }
+}
+
+impl Yunet {
+    /// Parse the embedded file (its recorded shapes are ignored: see the crate doc).
+    pub(crate) fn load() -> Result<Yunet, DetectError> {
+        let model = tract_onnx::onnx()
+            .with_ignore_output_shapes(true)
+            .with_ignore_value_info(true)
+            .model_for_read(&mut &MODEL[..])
+            .map_err(|e| model_error(format!("{e:#}")))?;
+        let y = Yunet {
+            model,
+            plans: Mutex::new(vec![]),
+        };
+        // Plan the default size now, so a broken model fails at start-up, not on a request.
+        y.plan(640, 480)?;
+        Ok(y)
+    }
+
+    /// The plan for a `w` x `h` input (multiples of 32).
+    fn plan(&self, w: usize, h: usize) -> Result<Plan, DetectError> {
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = plans.iter().find(|p| p.0 == (w, h)) {
+            return Ok(p.1.clone());
+        }
+        let mut m = self.model.clone();
+        m.set_input_fact(0, f32::fact([1, 3, h, w]).into())
+            .map_err(model_error)?;
+        let plan = m
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| model_error(format!("planning {w}x{h}: {e:#}")))?;
+        if plans.len() >= PLANS {
+            plans.remove(0);
+        }
+        plans.push(((w, h), plan.clone()));
+        Ok(plan)
+    }
+
+    /// Faces on `gray` as given (padded right and down to multiples of 32 with its mean gray).
+    pub(crate) fn raw(&self, gray: &GrayImage, o: &DetectOptions) -> Vec<Raw> {
+        // A failure here (an input tract cannot plan) is reported on stderr and finds no face;
+        // the default size is planned at load, and every input is a multiple of 32.
+        self.try_raw(gray, o).unwrap_or_else(|e| {
+            eprintln!("fer-detect: YuNet: {e}");
+            vec![]
+        })
+    }
+
+    fn try_raw(&self, gray: &GrayImage, o: &DetectOptions) -> Result<Vec<Raw>, DetectError> {
+        let (w, h) = (gray.width() as usize, gray.height() as usize);
+        let last = STRIDES[STRIDES.len() - 1];
+        let (pw, ph) = (w.div_ceil(last) * last, h.div_ceil(last) * last);
+        let n = (w * h).max(1) as u64;
+        let fill = (gray.as_raw().iter().map(|&v| v as u64).sum::<u64>() / n) as f32;
+        let mut x = vec![fill; 3 * pw * ph];
+        for (row, src) in gray.as_raw().chunks_exact(w).enumerate() {
+            for c in 0..3 {
+                let dst = &mut x[(c * ph + row) * pw..(c * ph + row) * pw + w];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = v as f32;
+                }
+            }
+        }
+        let input = Tensor::from_shape(&[1, 3, ph, pw], &x).map_err(model_error)?;
+        drop(x);
+        let out = self
+            .plan(pw, ph)?
+            .run(tvec!(input.into()))
+            .map_err(|e| model_error(format!("{e:#}")))?;
+        if out.len() != 12 {
+            return Err(model_error(format!("{} outputs, expected 12", out.len())));
+        }
+        let view = |i: usize| -> Result<&[f32], DetectError> {
+            out[i]
+                .as_slice::<f32>()
+                .map_err(|e| model_error(format!("output {i}: {e:#}")))
+        };
+        let thr = o.score_threshold as f32;
+        let mut found = vec![];
+        for (k, &s) in STRIDES.iter().enumerate() {
+            let (cols, rows) = (pw / s, ph / s);
+            let (cls, obj, bbox, kps) = (view(k)?, view(3 + k)?, view(6 + k)?, view(9 + k)?);
+            let cells = cols * rows;
+            if cls.len() != cells || obj.len() != cells || bbox.len() != 4 * cells
+                || kps.len() != 10 * cells
+            {
+                return Err(model_error(format!(
+                    "stride {s}: outputs of {}/{}/{}/{} values for {cells} cells",
+                    cls.len(),
+                    obj.len(),
+                    bbox.len(),
+                    kps.len()
+                )));
+            }
+            let s = s as f32;
+            for i in 0..cells {
+                let score = (cls[i].clamp(0.0, 1.0) * obj[i].clamp(0.0, 1.0)).sqrt();
+                if score.is_nan() || score < thr {
+                    continue;
+                }
+                let (c, r) = ((i % cols) as f32, (i / cols) as f32);
+                let b = &bbox[4 * i..4 * i + 4];
+                let (cx, cy) = ((c + b[0]) * s, (r + b[1]) * s);
+                // exp of a wild logit is clamped to the input's size.
+                let bw = (b[2].exp() * s).min(2.0 * pw as f32);
+                let bh = (b[3].exp() * s).min(2.0 * ph as f32);
+                let k = &kps[10 * i..10 * i + 10];
+                let landmarks =
+                    std::array::from_fn(|j| [(k[2 * j] + c) * s, (k[2 * j + 1] + r) * s]);
+                found.push(Raw {
+                    x: cx - bw / 2.0,
+                    y: cy - bh / 2.0,
+                    w: bw,
+                    h: bh,
+                    score: score as f64,
+                    landmarks: Some(landmarks),
+                });
+            }
+        }
+        Ok(nms(found, o.nms_iou))
+    }
+}
+
+/// Intersection over union of two boxes.
+fn iou(a: &Raw, b: &Raw) -> f32 {
+    let ix = ((a.x + a.w).min(b.x + b.w) - a.x.max(b.x)).max(0.0);
+    let iy = ((a.y + a.h).min(b.y + b.h) - a.y.max(b.y)).max(0.0);
+    let inter = ix * iy;
+    let union = a.w * a.h + b.w * b.h - inter;
+    if union <= 0.0 { 0.0 } else { inter / union }
+}
+
+/// Greedy non-maximum suppression: highest score first, dropping boxes that overlap a kept one
+/// by more than `max_iou` (ties in score keep the earlier cell, so the result is deterministic).
+fn nms(mut boxes: Vec<Raw>, max_iou: f32) -> Vec<Raw> {
+    boxes.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Raw> = vec![];
+    for b in boxes {
+        if kept.iter().all(|k| iou(k, &b) <= max_iou) {
+            kept.push(b);
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(x: f32, score: f64) -> Raw {
+        Raw {
+            x,
+            y: 0.0,
+            w: 10.0,
+            h: 10.0,
+            score,
+            landmarks: None,
+        }
+    }
+
+    #[test]
+    fn nms_keeps_the_best_of_overlapping_boxes_and_separate_ones() {
+        let kept = nms(vec![raw(0.0, 0.7), raw(1.0, 0.9), raw(50.0, 0.8)], 0.3);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].score, 0.9);
+        assert_eq!(kept[1].x, 50.0);
+        assert!((iou(&raw(0.0, 1.0), &raw(5.0, 1.0)) - 50.0 / 150.0).abs() < 1e-6);
+    }
+}
