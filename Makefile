@@ -10,7 +10,12 @@ FERPLUS_DIR ?= data/ferplus
 CARGO       ?= cargo
 # DEVICE=wgpu trains on a GPU (builds train-cnn with --features wgpu).
 DEVICE      ?= cpu
-CARGO_FEATURES := $(if $(filter wgpu,$(DEVICE)),--features fer-train-cnn/wgpu,)
+# fer-predict/yunet: YuNet, the default face detector (tract-onnx; a feature because tract would
+# put `make test`'s first build over its budget; scripts/feature-parity.sh keeps the builds with
+# and without it sharing every other compiled crate). YUNET=0 builds without it (SeetaFace only).
+YUNET ?= 1
+CARGO_FEATURES := $(if $(filter 1,$(YUNET)),--features fer-predict/yunet,) \
+                  $(if $(filter wgpu,$(DEVICE)),--features fer-train-cnn/wgpu,)
 # MINI=1 runs PIPELINE in miniature (fer_core::mini: sizes, epochs, trials and time limits
 # capped, every code path kept) into artifacts/<pipeline>-mini/: what CI runs for every file.
 MINI        ?=
@@ -118,7 +123,7 @@ demo: ## the whole pipeline on synthetic faces (no download needed)
 HOSTILE_MODEL ?= artifacts/smoke/train_cnn/fer-small
 hostile: ## hostile clients against fer-predict serve (needs make demo; about 3 min)
 	$(BUILD)
-	@$(CARGO) build --release --quiet -p fer-predict --examples
+	@$(CARGO) build --release --quiet -p fer-predict --examples $(CARGO_FEATURES)
 	python3 scripts/hostile.py --bin $(BIN)/fer-predict --model $(HOSTILE_MODEL)
 
 test: ## unit and integration tests (no download needed)

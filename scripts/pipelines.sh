@@ -8,7 +8,7 @@
 #   scripts/pipelines.sh --write-readme / --check-readme
 #                                      rewrite, or check, the README's block between the
 #                                      `pipelines:begin` and `pipelines:end` markers
-# crates/core/tests/pipeline_files.rs runs --check-readme, and checks that each description
+# crates/core/tests/it/pipeline_files.rs runs --check-readme, and checks that each description
 # read here is the one the pipeline loader resolves.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -100,6 +100,34 @@ impl std::fmt::Display for DetectorKind {
     }
 }
 
+/// Where the expression model's crop sits around a detector's box: FER2013's own framing, so a
+/// face from a camera is cropped the way the training faces were.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Framing {
+    /// The box's larger side over the crop's side.
+    pub box_over_crop: f32,
+    /// The box centre's offset from the crop centre, in crop sides (x right, y down).
+    pub dx: f32,
+    pub dy: f32,
+}
+
+impl Framing {
+    /// FER2013's framing as YuNet boxes it: the medians over 2,000 training images
+    /// (`examples/fer_framing.rs`; see the README's detection section).
+    pub const FER2013_YUNET: Framing = Framing {
+        box_over_crop: FER_BOX_OVER_CROP,
+        dx: FER_DX,
+        dy: FER_DY,
+    };
+
+    /// The square crop `(x, y, side_x, side_y)` for a box (centre `cx`, `cy`, larger side
+    /// `side`), `margin` added per side, in a `w` x `h` image.
+    pub fn crop(&self, cx: f32, cy: f32, side: f32, margin: f32, w: u32, h: u32) -> (u32, u32, u32, u32) {
+        let crop = side / self.box_over_crop * (1.0 + 2.0 * margin);
+        square_crop(cx - self.dx * crop, cy - self.dy * crop, crop, w, h)
+    }
+}
+
 /// Detector settings. [`DetectOptions::for_detector`] gives each detector's defaults (the
 /// score scales differ: YuNet's is 0..1, SeetaFace's is unbounded).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,7 +137,9 @@ pub struct DetectOptions {
     /// Smallest face side kept, in pixels of the frame (rustface's minimum is 20).
     pub min_face: u32,
     /// Detection score threshold. YuNet: the square root of its face and objectness
-    /// probabilities, 0..1 (0.6 by default). rustface: 0.95 permissive, 2.0 usual, 4.5 strict;
+    /// probabilities, 0..1; 0.3 by default (on `examples/scene_bench.rs`'s scenes, against
+    /// 0.45: plain faces found 95% against 93%, tilted 77% against 69%, no false face in empty
+    /// frames at either). rustface: 0.95 permissive, 2.0 usual, 4.5 strict;
     /// 1.0 by default: on the scenes of `examples/detect_scenes.rs` it finds 5 points more
     /// faces than 2.0 in plain frames and 6 more turned ones, for under one false face per 100
     /// frames (0.5 finds more still but gives 5.6).
@@ -124,15 +154,16 @@ pub struct DetectOptions {
     /// and -0.05, 83% at 0.2 (`examples/detection_rate.rs`).
     pub margin: f32,
     /// Frames darker than this mean gray level (0..255) have their histogram equalized before
-    /// detection (the crops the model sees stay as they were); 0 turns it off. 60 by default:
-    /// with rustface, dim frames (a fifth of the light) went from 54% to 66% of faces found at
-    /// score 1.0 (`examples/detect_scenes.rs`, the README's detection table).
+    /// detection (the crops the model sees stay as they were); 0 turns it off. rustface: 60
+    /// (dim frames, a fifth of the light, went from 54% to 66% of faces found at score 1.0;
+    /// `examples/detect_scenes.rs`). YuNet: 0, off (dark faces found: 89% without, 82% with).
     pub dark_below: u8,
     /// A border of this fraction of the frame's larger side, filled with the frame's mean gray,
     /// is added around the frame before detection, so a face that fills the frame still sits
     /// inside the detector's windows; boxes are mapped back and clipped. 0 turns it off.
     /// rustface: 0.25 by default (frames that are all face went from 83% to 88% found at
-    /// score 1.0). YuNet: 0.1.
+    /// score 1.0). YuNet: 0 (a border shrinks the frame inside its 640 pixels; plain faces
+    /// found 95% without, 96% with, dark 82% against 79%).
     pub pad: f32,
     /// The detector searches a copy of the frame scaled down (area-averaged) so that its
     /// longer side is at most this many pixels; boxes are mapped back, and faces are cropped
@@ -142,6 +173,15 @@ pub struct DetectOptions {
     pub work_side: u32,
     /// YuNet: overlapping boxes (IoU above this) keep only the highest-scoring one.
     pub nms_iou: f32,
+    /// Where the model's crop sits around the box (`None`: the box's own square, rustface's
+    /// crop). YuNet: [`Framing::FER2013_YUNET`].
+    pub framing: Option<Framing>,
+    /// YuNet: turn each crop so the eyes are level (from its landmarks) before the model sees
+    /// it (FER2013's faces are nearly level: median eye line -0.7 degrees). Done by the caller
+    /// (`fer-predict`), which crops; see [`FaceBox::eye_angle`]. On by default: faces tilted 30
+    /// degrees went from 62% to 68% balanced accuracy, frame to answer, other cases within a
+    /// point (the README's detection section).
+    pub align: bool,
 }
 
 impl DetectOptions {
@@ -159,18 +199,22 @@ impl DetectOptions {
                 pad: 0.25,
                 work_side: 1280,
                 nms_iou: 0.3,
+                framing: None,
+                align: false,
             },
             DetectorKind::Yunet => DetectOptions {
                 detector: kind,
                 min_face: 20,
-                score_threshold: 0.6,
+                score_threshold: 0.3,
                 pyramid_scale: 0.8,
                 step: 4,
                 margin: 0.0,
-                dark_below: 60,
-                pad: 0.1,
+                dark_below: 0,
+                pad: 0.0,
                 work_side: 640,
                 nms_iou: 0.3,
+                framing: Some(Framing::FER2013_YUNET),
+                align: YUNET_ALIGN,
             },
         }
     }
@@ -261,6 +305,13 @@ pub struct FaceBox {
 }
 
 impl FaceBox {
+    /// The eye line's angle in radians (positive: the eye on the image's right is lower), from
+    /// the landmarks; `None` without them.
+    pub fn eye_angle(&self) -> Option<f32> {
+        self.landmarks
+            .map(|l| (l[1][1] - l[0][1]).atan2(l[1][0] - l[0][0]))
+    }
+
     /// The whole image as one face (`--no-detect`).
     pub fn whole(w: u32, h: u32) -> FaceBox {
         FaceBox {
@@ -433,6 +484,10 @@ impl FaceDetector {
                 }
                 let (cx, cy) = (bx + bw / 2.0, by + bh / 2.0);
                 let side = bw.max(bh) * (1.0 + 2.0 * o.margin);
+                let crop = match o.framing {
+                    Some(f) => f.crop(cx, cy, bw.max(bh), o.margin, w, h),
+                    None => square_crop(cx, cy, side, w, h),
+                };
                 let landmarks = b
                     .landmarks
                     .map(|l| l.map(|[x, y]| [(x - ox) * fx, (y - oy) * fy]));
@@ -443,7 +498,7 @@ impl FaceDetector {
                     height: y1 - y0,
                     score: Some(b.score),
                     landmarks,
-                    crop: square_crop(cx, cy, side, w, h),
+                    crop,
                 })
             })
             .collect();
@@ -452,10 +507,17 @@ impl FaceDetector {
     }
 }
 
-/// YuNet's bytes per input pixel (input tensor and the plan's activations), measured: see
-/// [`yunet::BYTES_PER_INPUT_PIXEL`]. Known without the feature, so the budget is the same
-/// code either way.
-const YUNET_BYTES_PER_INPUT_PIXEL: u64 = 160;
+/// FER2013's framing as YuNet sees it (`examples/fer_framing.rs`, 2,000 training images).
+const FER_BOX_OVER_CROP: f32 = 1.021;
+const FER_DX: f32 = 0.0;
+const FER_DY: f32 = 0.010;
+/// Whether YuNet's crops are levelled by default (measured on the scene benchmark).
+const YUNET_ALIGN: bool = true;
+
+/// YuNet's bytes per input pixel (the input tensor, the plan's activations, and planning a new
+/// size): measured 50 at 640x640 (peak RSS growth, `examples/yunet_memory.rs`), budgeted 64.
+/// Known without the feature, so the budget is the same code either way.
+const YUNET_BYTES_PER_INPUT_PIXEL: u64 = 64;
 
 /// The image the detector searches: `gray` equalized when darker than `dark_below` on
 /// average, then padded by `pad` of its larger side on every side with its mean gray (the

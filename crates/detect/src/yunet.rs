@@ -112,10 +112,18 @@ impl Yunet {
         if out.len() != 12 {
             return Err(model_error(format!("{} outputs, expected 12", out.len())));
         }
+        let views = out
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.to_plain_array_view::<f32>()
+                    .map_err(|e| model_error(format!("output {i}: {e:#}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let view = |i: usize| -> Result<&[f32], DetectError> {
-            out[i]
-                .as_slice::<f32>()
-                .map_err(|e| model_error(format!("output {i}: {e:#}")))
+            views[i]
+                .as_slice()
+                .ok_or_else(|| model_error(format!("output {i} is not contiguous")))
         };
         let thr = o.score_threshold as f32;
         let mut found = vec![];

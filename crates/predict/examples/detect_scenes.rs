@@ -1,5 +1,5 @@
-//! Face-detection recall and false faces on harder scenes made from real faces, per detector
-//! setting: the table the defaults of `DetectOptions` were chosen from.
+//! Face-detection recall and false faces on harder scenes made from real faces, per rustface
+//! setting: the table the SeetaFace defaults of `DetectOptions` were chosen from.
 //!
 //! `cargo run --release -p fer-predict --example detect_scenes -- <faces folder> [n]` takes `n`
 //! (default 120) images of the folder (e.g. FER2013's `test/`, spread over its classes) and
@@ -17,7 +17,7 @@
 //! `fill`, the whole frame is the square). Printed per setting: recall per kind, and false
 //! faces per 100 frames over all kinds. Detection only: no model is needed.
 
-use fer_predict::{DetectOptions, FaceDetector, scene};
+use fer_predict::{DetectOptions, DetectorKind, FaceDetector, scene};
 use image::{GrayImage, Luma};
 use imageproc::geometric_transformations::{Border, Interpolation, rotate_about_center};
 use std::path::PathBuf;
@@ -83,12 +83,13 @@ fn main() {
         .map(|p| image::open(&p).expect("image").to_luma8())
         .collect();
     let all: Vec<_> = (0..faces.len()).flat_map(|i| frames(&faces, i)).collect();
-    // The settings compared start from the old default (score 2.0, nothing else).
+    // The settings compared start from rustface's old default (score 2.0, nothing else);
+    // YuNet's figures are `examples/scene_bench.rs`'s.
     let base = DetectOptions {
         score_threshold: 2.0,
         dark_below: 0,
         pad: 0.0,
-        ..DetectOptions::default()
+        ..DetectOptions::for_detector(DetectorKind::Seeta)
     };
     let settings: Vec<(String, DetectOptions)> = vec![
         ("score 2.0 (old default)".into(), base),

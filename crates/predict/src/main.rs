@@ -157,15 +157,15 @@ struct ModelArgs {
     #[arg(long)]
     min_face: Option<u32>,
     /// Face detection score threshold, higher: fewer false faces (yunet: in (0, 1), default
-    /// 0.6; seeta: > 0, default 1.0).
+    /// 0.3; seeta: > 0, default 1.0).
     #[arg(long)]
     det_threshold: Option<f64>,
     /// Frames darker than this mean gray level are equalized before detection (0: never;
-    /// default 60).
+    /// yunet 0, seeta 60).
     #[arg(long)]
     det_dark_below: Option<u8>,
     /// Border added around the frame before detection, as a fraction of its larger side, so a
-    /// face that fills the frame is found (0: none; yunet 0.1, seeta 0.25).
+    /// face that fills the frame is found (0: none; yunet 0, seeta 0.25).
     #[arg(long)]
     det_pad: Option<f32>,
     /// Largest image, in pixels (width x height, read from the header before decoding; a

@@ -1,0 +1,112 @@
+//! YuNet through tract (feature `yunet`; without it, one test says it was skipped): it loads,
+//! finds the face of a real photo with landmarks where a face has them, finds none in a blank
+//! frame, stops at a set deadline, and keeps its working size and memory bounded for a huge
+//! photo. The photo is predict's load-test scene (a FER2013 face pasted into a 320x240 frame).
+
+#[cfg(not(feature = "yunet"))]
+#[test]
+fn yunet_tests_need_the_feature() {
+    eprintln!(
+        "skipped: fer-detect was built without the `yunet` feature \
+         (cargo test -p fer-detect --features yunet runs these tests)"
+    );
+    assert!(!fer_detect::DetectorKind::Yunet.available());
+    assert!(matches!(
+        fer_detect::FaceDetector::embedded(fer_detect::DetectOptions::for_detector(
+            fer_detect::DetectorKind::Yunet
+        )),
+        Err(fer_detect::DetectError::NotBuilt("yunet"))
+    ));
+}
+
+#[cfg(feature = "yunet")]
+mod with_yunet {
+    use fer_detect::{Cancelled, DetectOptions, DetectorKind, FaceDetector};
+    use image::GrayImage;
+    use std::path::Path;
+    use std::sync::atomic::AtomicBool;
+
+    fn yunet() -> FaceDetector {
+        FaceDetector::embedded(DetectOptions::for_detector(DetectorKind::Yunet)).unwrap()
+    }
+
+    fn photo() -> GrayImage {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../predict/tests/fixtures/load/scene-0.jpg");
+        image::open(&p).unwrap().to_luma8()
+    }
+
+    #[test]
+    fn yunet_is_the_default_and_finds_the_face_with_landmarks() {
+        assert_eq!(DetectorKind::default_kind(), DetectorKind::Yunet);
+        let g = photo();
+        let faces = yunet().detect(&g);
+        assert_eq!(faces.len(), 1, "{faces:?}");
+        let f = faces[0];
+        assert!(f.score.unwrap() >= 0.5, "{f:?}");
+        let l = f.landmarks.expect("YuNet gives landmarks");
+        let inside = |p: [f32; 2]| {
+            p[0] >= f.x as f32 - 2.0
+                && p[0] <= (f.x + f.width) as f32 + 2.0
+                && p[1] >= f.y as f32 - 2.0
+                && p[1] <= (f.y + f.height) as f32 + 2.0
+        };
+        assert!(l.iter().all(|p| inside(*p)), "{l:?} outside {f:?}");
+        // Eyes above the nose, the nose above the mouth corners; the first eye on the left.
+        assert!(l[0][1] < l[2][1] && l[1][1] < l[2][1], "{l:?}");
+        assert!(l[2][1] < l[3][1] && l[2][1] < l[4][1], "{l:?}");
+        assert!(l[0][0] < l[1][0] && l[3][0] < l[4][0], "{l:?}");
+        // The crop is a square inside the image.
+        let (cx, cy, sx, sy) = f.crop;
+        assert_eq!(sx, sy);
+        assert!(cx + sx <= g.width() && cy + sy <= g.height());
+    }
+
+    #[test]
+    fn blank_and_tiny_frames_have_no_face() {
+        let d = yunet();
+        assert!(d.detect(&GrayImage::new(640, 480)).is_empty());
+        assert!(d.detect(&GrayImage::from_pixel(333, 201, image::Luma([200]))).is_empty());
+        assert!(d.detect(&GrayImage::new(10, 10)).is_empty());
+    }
+
+    #[test]
+    fn a_set_deadline_stops_detection() {
+        let d = yunet();
+        assert_eq!(
+            d.detect_until(&photo(), &AtomicBool::new(true)),
+            Err(Cancelled)
+        );
+    }
+
+    #[test]
+    fn working_size_and_memory_stay_bounded_for_a_huge_photo() {
+        let d = yunet();
+        let (w, h) = d.working_size(8000, 6000);
+        let o = d.options;
+        // The frame plus its border fits the inference side.
+        let long = w.max(h) as f32 * (1.0 + 2.0 * o.pad);
+        assert!(long <= o.work_side as f32 + 1.0, "{w}x{h}");
+        assert_eq!(d.working_bytes(8000, 6000), d.working_bytes(16000, 12000));
+        assert!(d.working_bytes(8000, 6000) < 200_000_000);
+        // A scaled-down search still finds the face, and boxes come back in the original's
+        // pixels.
+        let g = photo();
+        let big = image::imageops::resize(&g, 1920, 1440, image::imageops::FilterType::Triangle);
+        let small = d.detect(&g);
+        let large = d.detect(&big);
+        assert_eq!(large.len(), 1);
+        let ratio = large[0].width as f32 / small[0].width as f32;
+        assert!((ratio - 6.0).abs() < 0.6, "box scales with the photo: {ratio}");
+    }
+
+    #[test]
+    fn options_out_of_range_are_errors_naming_the_flag() {
+        let bad = DetectOptions {
+            score_threshold: 1.5,
+            ..DetectOptions::for_detector(DetectorKind::Yunet)
+        };
+        let e = FaceDetector::embedded(bad).err().unwrap().to_string();
+        assert!(e.contains("--det-threshold"), "{e}");
+    }
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Check that every build of the workspace compiles the crates they share with the same features:
+# `make all` (binaries, with the `yunet` feature: tract-onnx), `make test` (tests, with the
+# dev-dependencies, without yunet), and the other two mixes. Where features differ, cargo
+# compiles a crate and everything above it twice (burn-core, for one, when insta's dev
+# dependency turned on regex's `std`). The pins are in crates/detect/Cargo.toml.
+# Exit 1 naming the crates whose features differ; 0 when builds only add crates.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tree() { cargo tree --offline --workspace --prefix none -f '{p} {f}' "$@" | sed 's/ (\*)$//' | sort -u; }
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+tree -e normal,build >"$dir/bins"
+tree -e normal,build,dev >"$dir/tests"
+tree -e normal,build --features fer-predict/yunet >"$dir/bins-yunet"
+tree -e normal,build,dev --features fer-predict/yunet >"$dir/tests-yunet"
+python3 - "$dir" <<'PY'
+import sys
+def load(p):
+    d = {}
+    for line in open(p):
+        parts = line.split()
+        if len(parts) >= 2:
+            d.setdefault(" ".join(parts[:2]), set()).add(line.strip())
+    return d
+dir = sys.argv[1]
+builds = {n: load(f"{dir}/{n}") for n in ["bins", "tests", "bins-yunet", "tests-yunet"]}
+bad = []
+names = list(builds)
+for i, x in enumerate(names):
+    for y in names[i + 1:]:
+        a, b = builds[x], builds[y]
+        for k in sorted(set(a) & set(b)):
+            # The two crates the feature is about differ by it, on purpose.
+            if k.startswith(("fer-detect ", "fer-predict ")):
+                continue
+            # A build may add variants of a crate (another build script's), never change one.
+            small, large = (a[k], b[k]) if len(a[k]) <= len(b[k]) else (b[k], a[k])
+            if not small <= large:
+                bad.append(f"{k} ({x} vs {y}): {sorted(a[k])} vs {sorted(b[k])}")
+if bad:
+    print("feature-parity: these crates compile with other features in another build "
+          "(pin them in crates/detect/Cargo.toml):", *bad, sep="\n  ")
+    sys.exit(1)
+print(f"feature-parity: ok ({len(builds['bins'])} crates keep their features across make all, "
+      f"make test and both with and without yunet; yunet adds {len(set(builds['bins-yunet']) - set(builds['bins']))})")
+PY
