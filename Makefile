@@ -54,7 +54,7 @@ endef
 # A recipe that fails removes its target: a failed stage is never taken as finished.
 .DELETE_ON_ERROR:
 
-.PHONY: all demo hostile test lint-workflows bench bench-compare help clean clean-cache report-diff status FORCE $(STAGES)
+.PHONY: all demo hostile test lint-workflows bench bench-compare scenes help clean clean-cache report-diff status FORCE $(STAGES)
 FORCE:
 
 all: $(STAGES)
@@ -97,7 +97,7 @@ $(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.j
 	$(BIN)/fer-tune --pipeline $(PIPELINE) --device $(DEVICE)
 
 # The report reads every upstream stage (tune's best model is one more CNN).
-$(A)/report/manifest.json: $(A)/stats/manifest.json $(A)/augment/manifest.json $(A)/train_svm/manifest.json $(A)/train_cnn/manifest.json $(A)/tune/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,report)
+$(A)/report/manifest.json: $(A)/stats/manifest.json $(A)/augment/manifest.json $(A)/train_svm/manifest.json $(A)/train_cnn/manifest.json $(A)/tune/manifest.json $(wildcard $(A)/scenes/scene_bench.json) $(or $(PFILES),$(PFILE)) $(CORE) $(call src,report)
 	$(call stage,report)
 
 # make status: for each stage, up to date or why it would run (the section's keys, code or
@@ -139,6 +139,16 @@ bench: ## timings on the real data (FER2013_DIR), printed as a table
 # PyTorch (TORCH_PYTHON, default python3; a benchmark reference only, never a pipeline
 # dependency) beside fer-train-cnn on the same CNNs, batch and thread count, in alternating
 # rounds (ROUNDS=2). Without torch its column says n/a.
+# The end-to-end scene benchmark of MODEL (below; default this pipeline's fer-small): FER2013
+# test faces composed into 640x480 frames (plain, dark, backlit, tilted, covered, blurred, low
+# resolution, JPEG, three faces, empty), per detector; writes $(A)/scenes/scene_bench.json, which
+# the report's model card quotes when MODEL has the recommended model's weights.
+SCENE_FACES ?= 100
+scenes: ## scene benchmark of MODEL: faces found, frame-to-answer accuracy per case and detector (about 2 min)
+	$(BUILD)
+	@$(CARGO) build --release --quiet -p fer-predict --examples $(CARGO_FEATURES)
+	$(BIN)/examples/scene_bench $(FER2013_DIR)/test $(MODEL) $(SCENE_FACES) --out $(A)/scenes/scene_bench.json
+
 bench-compare: ## CNN training/inference images/s: fer-ops vs burn's ops vs PyTorch, one table
 	$(BUILD)
 	BIN=$(BIN) scripts/bench-compare.sh

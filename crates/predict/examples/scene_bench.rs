@@ -34,12 +34,15 @@
 //!
 //! A face is found when a detection's box overlaps its pasted square with IoU >= 0.3 (each
 //! detection matches one face). The label is p(happy) >= the threshold (0.5, or `--threshold`).
-//! `--out` writes the table as JSON with the model's weights hash (blake3 of
-//! `model.safetensors`) and the date, for the model card.
+//! `--out` writes the table as JSON (`fer_core::schema::scenes::SceneBench`) with the model's
+//! weights hash (blake3 of `model.safetensors`) and the date: `make scenes` writes
+//! `artifacts/<pipeline>/scenes/scene_bench.json`, which the report's model card quotes when
+//! the weights are the recommended model's.
 
 use fer_predict::{
     DetectOptions, DetectorKind, FaceDetector, ModelOptions, Outcome, Predictor, Scorer, scene,
 };
+use fer_core::schema::scenes::{SceneBench, SceneFps, SceneRow};
 use image::{GrayImage, Luma};
 use imageproc::geometric_transformations::{Border, Interpolation, rotate_about_center};
 use rayon::prelude::*;
@@ -289,7 +292,7 @@ fn main() {
     println!();
     println!("| detector | case | faces found | balanced accuracy, frame to answer | false faces /100 frames |");
     println!("|---|---|---|---|---|");
-    let mut json_rows = vec![];
+    let mut json_rows: Vec<SceneRow> = vec![];
     let mut fps_rows = vec![];
     let only = flag("--only");
     for kind in DetectorKind::ALL
@@ -342,13 +345,14 @@ fn main() {
                     100.0 * balanced(tl.happy, tl.not),
                 );
             }
-            json_rows.push(format!(
-                r#"{{"detector":"{kind}","case":"{case}","faces":{},"found":{},"balanced_accuracy":{:.4},"false_faces_per_100_frames":{:.2}}}"#,
-                tl.pasted,
-                tl.found,
-                balanced(tl.happy, tl.not),
-                false_per_100
-            ));
+            json_rows.push(SceneRow {
+                detector: kind.name().into(),
+                case: case.to_string(),
+                faces: tl.pasted,
+                found: tl.found,
+                balanced_accuracy: balanced(tl.happy, tl.not),
+                false_faces_per_100_frames: false_per_100,
+            });
         }
         // Frames per second on the plain frames: detection + the model, all cores (frames in
         // parallel), without and with flip averaging.
@@ -386,19 +390,28 @@ fn main() {
             .ok()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default();
-        let fps: Vec<String> = fps_rows
-            .iter()
-            .map(|(k, t, f)| format!(r#"{{"detector":"{k}","flip":{t},"frames_per_second":{f:.2}}}"#))
-            .collect();
-        let json = format!(
-            "{{\"date\":\"{date}\",\"model\":{:?},\"model_weights_blake3\":\"{weights}\",\"threshold\":{threshold},\"faces\":{},\"no_detect_balanced_accuracy\":{no_detect:.4},\"threads\":{},\"rows\":[{}],\"fps\":[{}]}}\n",
-            model,
-            faces.len(),
-            rayon::current_num_threads(),
-            json_rows.join(","),
-            fps.join(",")
-        );
-        std::fs::write(&out, json).unwrap_or_else(|e| panic!("{out}: {e}"));
+        let bench = SceneBench {
+            date,
+            model: model.clone(),
+            model_weights_blake3: weights.clone(),
+            threshold,
+            faces: faces.len(),
+            no_detect_balanced_accuracy: no_detect,
+            threads: rayon::current_num_threads(),
+            rows: json_rows,
+            fps: fps_rows
+                .iter()
+                .map(|(k, t, f)| SceneFps {
+                    detector: k.name().into(),
+                    flip: *t,
+                    frames_per_second: *f,
+                })
+                .collect(),
+        };
+        if let Some(parent) = Path::new(&out).parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
+        }
+        fer_core::schema::write_json(Path::new(&out), &bench).unwrap_or_else(|e| panic!("{e}"));
         eprintln!("wrote {out}");
     }
 }

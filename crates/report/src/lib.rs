@@ -280,6 +280,16 @@ fn inputs(artifacts: &Path, pf: &PipelineFile) -> Result<Vec<Input>, ReportError
             .map_err(|e| ReportError::Missing(e.to_string()))?;
         out.push(input);
     }
+    // The scene benchmark (`make scenes`, not a stage): the model card quotes it, so its
+    // content is an input of the report's signature.
+    let scenes = artifacts.join(pipeline).join(fer_core::schema::scenes::SCENES_FILE);
+    if scenes.exists() {
+        out.push(Input {
+            name: "scenes".into(),
+            hash: fer_core::hash::hash_file(&scenes)?,
+            path: scenes,
+        });
+    }
     let has_model = out
         .iter()
         .any(|i| matches!(i.name.as_str(), "train_svm" | "train_cnn" | "tune"));

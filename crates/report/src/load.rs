@@ -1,8 +1,8 @@
 //! Reading the upstream artifacts of one pipeline into one in-memory [`Study`].
 //!
 //! Every number the report shows comes from here: manifests, `metrics.json` files,
-//! `predictions.parquet`, `epochs.parquet`, `trials.parquet`, `stats.json`, and file sizes on
-//! disk. A stage that has not run is `None` (its section is marked "not run"); a file that is
+//! `predictions.parquet`, `epochs.parquet`, `trials.parquet`, `stats.json`, the scene
+//! benchmark's `scenes/scene_bench.json` when it was run, and file sizes on disk. A stage that has not run is `None` (its section is marked "not run"); a file that is
 //! there but unreadable is an error naming the file and the stage to run again.
 //!
 //! This file holds the in-memory types, the shared helpers and [`load()`] itself; the Parquet
@@ -19,6 +19,7 @@ use fer_core::Split;
 use fer_core::manifest::{MANIFEST_FILE, Manifest};
 use fer_core::metrics::Metrics;
 use fer_core::schema::metrics::SvmMetrics;
+use fer_core::schema::scenes::{SCENES_FILE, SceneBench};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -196,6 +197,8 @@ pub struct Study {
     pub class_names: Vec<String>,
     /// `Some` in a seven-class pipeline.
     pub seven: Option<Seven>,
+    /// `scenes/scene_bench.json` (`make scenes`), when it was run.
+    pub scenes: Option<SceneBench>,
 }
 
 impl Study {
@@ -393,7 +396,18 @@ pub fn load(root: &Path, pipeline: &str) -> Result<Study, ReportError> {
         tune: tune_out,
         class_names,
         seven,
+        scenes: scenes(root)?,
     })
+}
+
+/// `scenes/scene_bench.json`, when `make scenes` wrote it (an unreadable one is an error naming
+/// it).
+fn scenes(root: &Path) -> Result<Option<SceneBench>, ReportError> {
+    let p = root.join(SCENES_FILE);
+    if !p.exists() {
+        return Ok(None);
+    }
+    Ok(Some(fer_core::schema::read_json(&p)?))
 }
 
 /// The names of the happy-vs-rest reading's classes (label 0 and 1).

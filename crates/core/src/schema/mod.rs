@@ -8,7 +8,8 @@
 //! - [`metrics`]: train_cnn's and train_svm's `metrics.json`;
 //! - [`model`]: a CNN model folder's `model.json` (with [`model::TrainSettings`]);
 //! - [`recommendation`]: the report's `recommendation.json`;
-//! - [`calibration`]: a model folder's `calibration.json` (train-cnn, tune, train-svm).
+//! - [`calibration`]: a model folder's `calibration.json` (train-cnn, tune, train-svm);
+//! - [`scenes`]: `scenes/scene_bench.json`, the scene benchmark of a model (`make scenes`).
 
 pub mod calibration;
 pub mod epochs;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod predictions;
 pub mod recommendation;
+pub mod scenes;
 
 use crate::error::{Error, IoContext, Result};
 use std::path::Path;

@@ -1064,3 +1064,75 @@ fn calibration_json(dir: &Path, o: &mut Outputs, prefix: &str, models: Vec<(&str
     calfile::write(&dir.join(calfile::FILE), &file(kind, records)).unwrap();
     o.file(&format!("{prefix}{}", calfile::FILE));
 }
+
+/// A scene benchmark file for the fixture (`make scenes` writes the real one), for the model
+/// whose weights hash is `weights`.
+fn scene_bench(weights: &str) -> fer_core::schema::scenes::SceneBench {
+    use fer_core::schema::scenes::{SceneBench, SceneFps, SceneRow};
+    let row = |detector: &str, case: &str, found: usize, acc: f64| SceneRow {
+        detector: detector.into(),
+        case: case.into(),
+        faces: 200,
+        found,
+        balanced_accuracy: acc,
+        false_faces_per_100_frames: 0.5,
+    };
+    SceneBench {
+        date: "2026-12-06".into(),
+        model: "artifacts/smoke/train_cnn/fer-small".into(),
+        model_weights_blake3: weights.into(),
+        threshold: 0.5,
+        faces: 200,
+        no_detect_balanced_accuracy: 0.925,
+        threads: 2,
+        rows: vec![
+            row("yunet", "plain", 194, 0.9),
+            row("yunet", "dark", 183, 0.695),
+            row("yunet", "tilted", 159, 0.715),
+            row("seeta", "plain", 180, 0.825),
+        ],
+        fps: vec![SceneFps {
+            detector: "yunet".into(),
+            flip: false,
+            frames_per_second: 69.4,
+        }],
+    }
+}
+
+#[test]
+fn the_model_card_quotes_the_scene_benchmark_only_for_the_recommended_weights() {
+    let f = Fixture::new();
+    let md = f.report_ok();
+    assert!(
+        md.contains("The scene benchmark (`make scenes`") && md.contains("has not been run"),
+        "no benchmark: the card says so"
+    );
+    let rec: Value = serde_json::from_str(
+        &std::fs::read_to_string(f.root().join("report/recommendation.json")).unwrap(),
+    )
+    .unwrap();
+    let weights = rec["model_weights_blake3"].as_str().expect("weights hash").to_string();
+    let path = f.root().join(fer_core::schema::scenes::SCENES_FILE);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // Another model's benchmark is named as such, its figures not quoted.
+    fer_core::schema::write_json(&path, &scene_bench("0123456789abcdef")).unwrap();
+    let md = f.report_ok();
+    assert!(md.contains("measured another model"), "other weights");
+    assert!(md.contains("`0123456789ab`"), "names the other weights");
+    assert!(!md.contains("97.0%"), "quotes no figure of another model");
+    // The recommended model's benchmark is quoted, with its date; the file is an input, so
+    // changing it reran the report.
+    fer_core::schema::write_json(&path, &scene_bench(&weights)).unwrap();
+    let md = f.report_ok();
+    assert!(md.contains("scene benchmark of 2026-12-06"), "{md}");
+    assert!(md.contains("with the yunet detector"), "the default detector's row");
+    assert!(md.contains("in plain frames 97.0% of faces found, 90.0% balanced accuracy"));
+    assert!(md.contains("(the same faces as crops: 92.5% balanced accuracy)"));
+    assert!(md.contains("tilted 30°: 79.5% of faces found, 71.5% balanced accuracy"));
+    assert!(md.contains("backlit: not measured"), "a case the file lacks");
+    // An unreadable file is an error naming it.
+    std::fs::write(&path, "{ not json").unwrap();
+    let (code, err) = f.report();
+    assert_ne!(code, 0);
+    assert!(err.contains("scene_bench.json"), "{err}");
+}

@@ -5,7 +5,8 @@
 //! small-cases errors: images too small for an architecture, and an empty validation split.
 //!
 //! The training comparisons live in one test: the backend's seeded RNG (used to initialize
-//! the networks) is one per process, and tests of one file run in parallel threads.
+//! the networks) is one per process, and tests of one file run in parallel threads; so this
+//! file is its own test binary (not merged with `train_cnn.rs`, whose tests draw from it too).
 
 use fer_core::pipeline::PipelineFile;
 use fer_core::tensors::TensorSet;
