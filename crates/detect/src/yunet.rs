@@ -171,6 +171,60 @@ impl Yunet {
     }
 }
 
+/// YuNet's faces on a copy of `seen` at half its size turned by `degrees` about its centre
+/// (clockwise for positive), mapped back into `seen`'s pixels: each box keeps its size around
+/// its centre turned back, and the landmarks are turned back.
+pub(crate) fn turned(y: &Yunet, seen: &GrayImage, o: &DetectOptions, degrees: f32) -> Vec<Raw> {
+    use imageproc::geometric_transformations::{Border, Interpolation, rotate_about_center};
+    let (w, h) = (seen.width() / 2, seen.height() / 2);
+    if w < 32 || h < 32 {
+        return vec![];
+    }
+    let half = image::imageops::thumbnail(seen, w, h);
+    let n = (w as u64 * h as u64).max(1);
+    let mean = (half.as_raw().iter().map(|&v| v as u64).sum::<u64>() / n) as u8;
+    let theta = degrees.to_radians();
+    let turned = rotate_about_center(&half, theta, Interpolation::Bilinear, Border::Constant(image::Luma([mean])));
+    // rotate_about_center maps p to R(theta) (p - c) + c; back is R(-theta).
+    let (c, s) = (theta.cos(), theta.sin());
+    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    let back = |x: f32, y: f32| -> [f32; 2] {
+        let (dx, dy) = (x - cx, y - cy);
+        [2.0 * (c * dx + s * dy + cx), 2.0 * (-s * dx + c * dy + cy)]
+    };
+    y.raw(&turned, o)
+        .into_iter()
+        .map(|b| {
+            let [mx, my] = back(b.x + b.w / 2.0, b.y + b.h / 2.0);
+            let (bw, bh) = (2.0 * b.w, 2.0 * b.h);
+            Raw {
+                x: mx - bw / 2.0,
+                y: my - bh / 2.0,
+                w: bw,
+                h: bh,
+                score: b.score,
+                landmarks: b.landmarks.map(|l| l.map(|[x, y]| back(x, y))),
+            }
+        })
+        .collect()
+}
+
+/// [`nms`] across the upright and turned passes: a box is also dropped when its centre lies
+/// inside a kept box (the same face seen by two passes, boxed differently enough that their IoU
+/// is low).
+pub(crate) fn merge_passes(mut boxes: Vec<Raw>, max_iou: f32) -> Vec<Raw> {
+    boxes.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Raw> = vec![];
+    for b in boxes {
+        let (cx, cy) = (b.x + b.w / 2.0, b.y + b.h / 2.0);
+        let inside = |k: &Raw| cx >= k.x && cx <= k.x + k.w && cy >= k.y && cy <= k.y + k.h;
+        if kept.iter().all(|k| iou(k, &b) <= max_iou && !inside(k)) {
+            kept.push(b);
+        }
+    }
+    kept
+}
+
 /// Intersection over union of two boxes.
 fn iou(a: &Raw, b: &Raw) -> f32 {
     let ix = ((a.x + a.w).min(b.x + b.w) - a.x.max(b.x)).max(0.0);
@@ -182,7 +236,7 @@ fn iou(a: &Raw, b: &Raw) -> f32 {
 
 /// Greedy non-maximum suppression: highest score first, dropping boxes that overlap a kept one
 /// by more than `max_iou` (ties in score keep the earlier cell, so the result is deterministic).
-fn nms(mut boxes: Vec<Raw>, max_iou: f32) -> Vec<Raw> {
+pub(crate) fn nms(mut boxes: Vec<Raw>, max_iou: f32) -> Vec<Raw> {
     boxes.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept: Vec<Raw> = vec![];
     for b in boxes {

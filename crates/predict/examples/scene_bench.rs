@@ -7,7 +7,8 @@
 //! ```text
 //! cargo run --release -p fer-predict --features yunet --example scene_bench -- \
 //!     <FER2013 test folder> <model folder> [faces per class, default 100] [--out file.json]
-//!     [--threshold p] [--only yunet|seeta] [--yunet-score s --yunet-pad f --yunet-dark v --yunet-align bool]
+//!     [--threshold p] [--only yunet|seeta] [--yunet-score s --yunet-pad f --yunet-dark v --yunet-align bool
+//!     --yunet-tilt degrees]
 //! ```
 //!
 //! The `--yunet-*` flags compare settings; the defaults of `DetectOptions` were chosen with them
@@ -255,6 +256,9 @@ fn main() {
             }
             if let Some(v) = flag("--yunet-dark").and_then(|s| s.parse().ok()) {
                 o.dark_below = v;
+            }
+            if let Some(v) = flag("--yunet-tilt").and_then(|s| s.parse().ok()) {
+                o.tilt_degrees = v;
             }
             if let Some(v) = flag("--yunet-align").and_then(|s| s.parse().ok()) {
                 o.align = v;
