@@ -69,8 +69,9 @@ pub(super) fn model_card(cx: &mut Ctx, rec: Option<&Rec>) {
 
     cx.doc.h3("Limits");
     let weights = rec.and_then(|r| fer_core::hash::hash_file(&r.model.dir.join("model.safetensors")).ok());
+    let dir = rec.map(|r| r.model.dir.display().to_string());
     cx.doc.list(vec![
-        camera_limit(cx.study.scenes.as_ref(), weights.as_deref()),
+        camera_limit(cx.study.scenes.as_ref(), weights.as_deref(), dir.as_deref()),
         "**Demographics unknown.** FER2013 records no age, sex or skin tone, so how well the model reads different groups of people has not been measured; it may be worse for some.".into(),
         "**Label noise.** One annotator per FER2013 image: some labels are wrong, which caps and blurs every figure in this report.".into(),
         "**The mix and the threshold.** The alert threshold holds for the stated share of unhappy customers; if the shop's mix differs, the precision and the number of alerts move (see \"Operating point\").".into(),
@@ -84,18 +85,22 @@ pub(super) fn model_card(cx: &mut Ctx, rec: Option<&Rec>) {
 
 /// The limit bullet on camera frames: the scene benchmark's figures when it ran on the
 /// recommended model's weights, else what is missing.
-fn camera_limit(scenes: Option<&SceneBench>, weights: Option<&str>) -> String {
+fn camera_limit(scenes: Option<&SceneBench>, weights: Option<&str>, dir: Option<&str>) -> String {
+    let again = match dir {
+        Some(d) => format!("`make scenes MODEL={d}`"),
+        None => "`make scenes`".into(),
+    };
     let head = "**Posed and web faces, not a checkout camera.** The model learned from cropped, \
                 centred web faces; a camera frame goes through face detection and cropping first.";
     let tail = "Measure at the shop's own camera before acting on alerts.";
     let Some(b) = scenes else {
         return format!(
-            "{head} The scene benchmark (`make scenes`: FER2013 test faces composed into camera-like frames, read frame to answer) has not been run for this pipeline. {tail}"
+            "{head} The scene benchmark ({again}: FER2013 test faces composed into camera-like frames, read frame to answer) has not been run for this pipeline. {tail}"
         );
     };
     if weights != Some(b.model_weights_blake3.as_str()) {
         return format!(
-            "{head} The scene benchmark of {} (`scenes/scene_bench.json`) measured another model ({}, weights `{}`), not this one: run `make scenes` again. {tail}",
+            "{head} The scene benchmark of {} (`scenes/scene_bench.json`) measured another model ({}, weights `{}`), not this one: run {again}. {tail}",
             b.date,
             b.model,
             b.model_weights_blake3.get(..12).unwrap_or("?")

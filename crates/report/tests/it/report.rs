@@ -1104,7 +1104,7 @@ fn the_model_card_quotes_the_scene_benchmark_only_for_the_recommended_weights() 
     let f = Fixture::new();
     let md = f.report_ok();
     assert!(
-        md.contains("The scene benchmark (`make scenes`") && md.contains("has not been run"),
+        md.contains("The scene benchmark (`make scenes MODEL=") && md.contains("has not been run"),
         "no benchmark: the card says so"
     );
     let rec: Value = serde_json::from_str(
