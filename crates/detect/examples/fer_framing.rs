@@ -14,7 +14,11 @@ use std::path::PathBuf;
 
 fn median(mut v: Vec<f32>) -> f32 {
     v.sort_by(f32::total_cmp);
-    if v.is_empty() { f32::NAN } else { v[v.len() / 2] }
+    if v.is_empty() {
+        f32::NAN
+    } else {
+        v[v.len() / 2]
+    }
 }
 
 fn main() {
@@ -41,14 +45,18 @@ fn main() {
         let face = image::open(p).expect("image").to_luma8();
         let side = face.width() * scale;
         let big = image::imageops::resize(&face, side, side, image::imageops::FilterType::Triangle);
-        let mean = face.as_raw().iter().map(|&v| v as u32).sum::<u32>() / (face.as_raw().len() as u32).max(1);
+        let mean = face.as_raw().iter().map(|&v| v as u32).sum::<u32>()
+            / (face.as_raw().len() as u32).max(1);
         let mut frame = GrayImage::from_pixel(canvas, canvas, Luma([mean as u8]));
         let off = (canvas - side) / 2;
         image::imageops::replace(&mut frame, &big, off as i64, off as i64);
         let c = canvas as f32 / 2.0;
         let best = d.detect(&frame).into_iter().min_by(|a, b| {
             let dist = |f: &fer_detect::FaceBox| {
-                let (x, y) = (f.x as f32 + f.width as f32 / 2.0, f.y as f32 + f.height as f32 / 2.0);
+                let (x, y) = (
+                    f.x as f32 + f.width as f32 / 2.0,
+                    f.y as f32 + f.height as f32 / 2.0,
+                );
                 (x - c).powi(2) + (y - c).powi(2)
             };
             dist(a).total_cmp(&dist(b))
@@ -79,7 +87,10 @@ fn main() {
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = vec![];
-    for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten() {
+    for e in std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+    {
         let p = e.path();
         if p.is_dir() {
             out.extend(walk(&p));

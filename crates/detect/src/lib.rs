@@ -122,7 +122,15 @@ impl Framing {
 
     /// The square crop `(x, y, side_x, side_y)` for a box (centre `cx`, `cy`, larger side
     /// `side`), `margin` added per side, in a `w` x `h` image.
-    pub fn crop(&self, cx: f32, cy: f32, side: f32, margin: f32, w: u32, h: u32) -> (u32, u32, u32, u32) {
+    pub fn crop(
+        &self,
+        cx: f32,
+        cy: f32,
+        side: f32,
+        margin: f32,
+        w: u32,
+        h: u32,
+    ) -> (u32, u32, u32, u32) {
         let crop = side / self.box_over_crop * (1.0 + 2.0 * margin);
         square_crop(cx - self.dx * crop, cy - self.dy * crop, crop, w, h)
     }
@@ -483,7 +491,12 @@ impl FaceDetector {
                 if self.options.tilt_degrees > 0.0 {
                     for sign in [-1.0f32, 1.0] {
                         check()?;
-                        raw.extend(yunet::turned(y, &seen, &self.options, sign * self.options.tilt_degrees));
+                        raw.extend(yunet::turned(
+                            y,
+                            &seen,
+                            &self.options,
+                            sign * self.options.tilt_degrees,
+                        ));
                     }
                     raw = yunet::merge_passes(raw, self.options.nms_iou);
                 }
@@ -605,6 +618,9 @@ mod tests {
         }
         assert_eq!(DetectorKind::parse("opencv"), None);
         assert!(DetectorKind::default_kind().available());
-        assert_eq!(DetectOptions::default().detector, DetectorKind::default_kind());
+        assert_eq!(
+            DetectOptions::default().detector,
+            DetectorKind::default_kind()
+        );
     }
 }

@@ -131,7 +131,9 @@ impl Yunet {
             let (cols, rows) = (pw / s, ph / s);
             let (cls, obj, bbox, kps) = (view(k)?, view(3 + k)?, view(6 + k)?, view(9 + k)?);
             let cells = cols * rows;
-            if cls.len() != cells || obj.len() != cells || bbox.len() != 4 * cells
+            if cls.len() != cells
+                || obj.len() != cells
+                || bbox.len() != 4 * cells
                 || kps.len() != 10 * cells
             {
                 return Err(model_error(format!(
@@ -184,7 +186,12 @@ pub(crate) fn turned(y: &Yunet, seen: &GrayImage, o: &DetectOptions, degrees: f3
     let n = (w as u64 * h as u64).max(1);
     let mean = (half.as_raw().iter().map(|&v| v as u64).sum::<u64>() / n) as u8;
     let theta = degrees.to_radians();
-    let turned = rotate_about_center(&half, theta, Interpolation::Bilinear, Border::Constant(image::Luma([mean])));
+    let turned = rotate_about_center(
+        &half,
+        theta,
+        Interpolation::Bilinear,
+        Border::Constant(image::Luma([mean])),
+    );
     // rotate_about_center maps p to R(theta) (p - c) + c; back is R(-theta).
     let (c, s) = (theta.cos(), theta.sin());
     let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);

@@ -66,7 +66,10 @@ mod with_yunet {
     fn blank_and_tiny_frames_have_no_face() {
         let d = yunet();
         assert!(d.detect(&GrayImage::new(640, 480)).is_empty());
-        assert!(d.detect(&GrayImage::from_pixel(333, 201, image::Luma([200]))).is_empty());
+        assert!(
+            d.detect(&GrayImage::from_pixel(333, 201, image::Luma([200])))
+                .is_empty()
+        );
         assert!(d.detect(&GrayImage::new(10, 10)).is_empty());
     }
 
@@ -97,7 +100,10 @@ mod with_yunet {
         let large = d.detect(&big);
         assert_eq!(large.len(), 1);
         let ratio = large[0].width as f32 / small[0].width as f32;
-        assert!((ratio - 6.0).abs() < 0.6, "box scales with the photo: {ratio}");
+        assert!(
+            (ratio - 6.0).abs() < 0.6,
+            "box scales with the photo: {ratio}"
+        );
     }
 
     #[test]
@@ -123,10 +129,13 @@ mod turned_passes {
             .join("../predict/tests/fixtures/load/scene-0.jpg");
         let g = image::open(&p).unwrap().to_luma8();
         let g = image::imageops::resize(&g, 640, 480, image::imageops::FilterType::Triangle);
-        let upright = FaceDetector::embedded(DetectOptions::for_detector(DetectorKind::Yunet))
-            .unwrap();
+        let upright =
+            FaceDetector::embedded(DetectOptions::for_detector(DetectorKind::Yunet)).unwrap();
         let f = upright.detect(&g)[0];
-        let (fx, fy) = (f.x as f32 + f.width as f32 / 2.0, f.y as f32 + f.height as f32 / 2.0);
+        let (fx, fy) = (
+            f.x as f32 + f.width as f32 / 2.0,
+            f.y as f32 + f.height as f32 / 2.0,
+        );
         // Turn the frame 40 degrees about the face's centre: the face stays where it was.
         let turned = rotate(
             &g,
@@ -138,7 +147,10 @@ mod turned_passes {
         let found = upright.detect(&turned);
         assert_eq!(found.len(), 1, "{found:?}");
         let b = found[0];
-        let (bx, by) = (b.x as f32 + b.width as f32 / 2.0, b.y as f32 + b.height as f32 / 2.0);
+        let (bx, by) = (
+            b.x as f32 + b.width as f32 / 2.0,
+            b.y as f32 + b.height as f32 / 2.0,
+        );
         assert!(
             (bx - fx).hypot(by - fy) < 0.25 * f.width as f32,
             "box centre ({bx}, {by}) against the face's ({fx}, {fy})"

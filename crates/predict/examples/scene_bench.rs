@@ -40,10 +40,10 @@
 //! `artifacts/<pipeline>/scenes/scene_bench.json`, which the report's model card quotes when
 //! the weights are the recommended model's.
 
+use fer_core::schema::scenes::{SceneBench, SceneFps, SceneRow};
 use fer_predict::{
     DetectOptions, DetectorKind, FaceDetector, ModelOptions, Outcome, Predictor, Scorer, scene,
 };
-use fer_core::schema::scenes::{SceneBench, SceneFps, SceneRow};
 use image::{GrayImage, Luma};
 use imageproc::geometric_transformations::{Border, Interpolation, rotate_about_center};
 use rayon::prelude::*;
@@ -120,7 +120,12 @@ fn frames(faces: &[Face], i: usize) -> Vec<Frame> {
         };
         Luma([out.clamp(0.0, 255.0) as u8])
     });
-    let angle = if i % 2 == 0 { TILT_DEGREES } else { -TILT_DEGREES }.to_radians();
+    let angle = if i % 2 == 0 {
+        TILT_DEGREES
+    } else {
+        -TILT_DEGREES
+    }
+    .to_radians();
     let turned = rotate_about_center(&f.img, angle, Interpolation::Bilinear, Border::Replicate);
     let (tilted, tp) = scene::scene(&[turned], w, h, SIDES, seed + 1);
     let mut covered = plain.clone();
@@ -134,7 +139,10 @@ fn frames(faces: &[Face], i: usize) -> Vec<Frame> {
         }
     }
     let blur = GrayImage::from_fn(w, h, |x, y| {
-        let (lo, hi) = (x.saturating_sub(BLUR_LEN / 2), (x + BLUR_LEN / 2).min(w - 1));
+        let (lo, hi) = (
+            x.saturating_sub(BLUR_LEN / 2),
+            (x + BLUR_LEN / 2).min(w - 1),
+        );
         let sum: u32 = (lo..=hi).map(|xx| plain.get_pixel(xx, y)[0] as u32).sum();
         Luma([(sum / (hi - lo + 1)) as u8])
     });
@@ -164,16 +172,56 @@ fn frames(faces: &[Face], i: usize) -> Vec<Frame> {
     let (empty, _) = scene::scene(&[], w, h, SIDES, seed + 3);
     let at = |c: &str| CASES.iter().position(|x| *x == c).expect("case");
     vec![
-        Frame { case: at("plain"), faces: one(&sq), img: plain },
-        Frame { case: at("dark"), faces: one(&sq), img: dark },
-        Frame { case: at("backlit"), faces: one(&sq), img: backlit },
-        Frame { case: at("tilted"), faces: one(&squares(&tp)), img: gray(&tilted) },
-        Frame { case: at("covered"), faces: one(&sq), img: covered },
-        Frame { case: at("blur"), faces: one(&sq), img: blur },
-        Frame { case: at("lowres"), faces: one(&sq), img: lowres },
-        Frame { case: at("jpeg30"), faces: one(&sq), img: jpeg30 },
-        Frame { case: at("three"), faces: three_faces, img: gray(&three_rgb) },
-        Frame { case: at("empty"), faces: vec![], img: gray(&empty) },
+        Frame {
+            case: at("plain"),
+            faces: one(&sq),
+            img: plain,
+        },
+        Frame {
+            case: at("dark"),
+            faces: one(&sq),
+            img: dark,
+        },
+        Frame {
+            case: at("backlit"),
+            faces: one(&sq),
+            img: backlit,
+        },
+        Frame {
+            case: at("tilted"),
+            faces: one(&squares(&tp)),
+            img: gray(&tilted),
+        },
+        Frame {
+            case: at("covered"),
+            faces: one(&sq),
+            img: covered,
+        },
+        Frame {
+            case: at("blur"),
+            faces: one(&sq),
+            img: blur,
+        },
+        Frame {
+            case: at("lowres"),
+            faces: one(&sq),
+            img: lowres,
+        },
+        Frame {
+            case: at("jpeg30"),
+            faces: one(&sq),
+            img: jpeg30,
+        },
+        Frame {
+            case: at("three"),
+            faces: three_faces,
+            img: gray(&three_rgb),
+        },
+        Frame {
+            case: at("empty"),
+            faces: vec![],
+            img: gray(&empty),
+        },
     ]
 }
 
@@ -205,11 +253,18 @@ fn load_faces(folder: &Path, per_class: usize) -> Vec<Face> {
         v.sort();
         v
     };
-    let open = |p: &Path| image::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).to_luma8();
+    let open = |p: &Path| {
+        image::open(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .to_luma8()
+    };
     let mut faces: Vec<Face> = list("happy")
         .iter()
         .take(per_class)
-        .map(|p| Face { img: open(p), happy: true })
+        .map(|p| Face {
+            img: open(p),
+            happy: true,
+        })
         .collect();
     let lists: Vec<Vec<PathBuf>> = others.iter().map(|e| list(e)).collect();
     let mut taken = 0;
@@ -217,7 +272,10 @@ fn load_faces(folder: &Path, per_class: usize) -> Vec<Face> {
     while taken < per_class {
         let l = &lists[taken % others.len()];
         if let Some(p) = l.get(k) {
-            faces.push(Face { img: open(p), happy: false });
+            faces.push(Face {
+                img: open(p),
+                happy: false,
+            });
         }
         taken += 1;
         if taken % others.len() == 0 {
@@ -232,14 +290,26 @@ fn load_faces(folder: &Path, per_class: usize) -> Vec<Face> {
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let (Some(folder), Some(model)) = (a.get(1), a.get(2)) else {
-        eprintln!("usage: scene_bench <FER2013 test folder> <model folder> [faces per class] [--out file.json] [--threshold t]");
+        eprintln!(
+            "usage: scene_bench <FER2013 test folder> <model folder> [faces per class] [--out file.json] [--threshold t]"
+        );
         std::process::exit(2);
     };
-    let flag = |name: &str| a.iter().position(|x| x == name).and_then(|i| a.get(i + 1)).cloned();
+    let flag = |name: &str| {
+        a.iter()
+            .position(|x| x == name)
+            .and_then(|i| a.get(i + 1))
+            .cloned()
+    };
     let per_class: usize = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(100);
-    let threshold: f64 = flag("--threshold").and_then(|s| s.parse().ok()).unwrap_or(0.5);
+    let threshold: f64 = flag("--threshold")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.5);
     let faces = load_faces(Path::new(folder), per_class);
-    let frames: Vec<Frame> = (0..faces.len()).into_par_iter().flat_map(|i| frames(&faces, i)).collect();
+    let frames: Vec<Frame> = (0..faces.len())
+        .into_par_iter()
+        .flat_map(|i| frames(&faces, i))
+        .collect();
     let predictor = |kind: DetectorKind, tta: Option<bool>| -> Predictor {
         let mut scorer = Scorer::load(Path::new(model), &ModelOptions::default()).expect("model");
         if let Some(t) = tta {
@@ -274,12 +344,16 @@ fn main() {
         .unwrap_or_default();
     // --no-detect on the same faces: each 48x48 face is the whole image.
     let base = predictor(DetectorKind::Seeta, None);
-    let items: Vec<Result<fer_predict::Prepared, String>> =
-        faces.iter().map(|f| Ok(base.prepare_gray(&f.img, false))).collect();
+    let items: Vec<Result<fer_predict::Prepared, String>> = faces
+        .iter()
+        .map(|f| Ok(base.prepare_gray(&f.img, false)))
+        .collect();
     let outs = base.score(items, threshold).expect("score");
     let (mut h, mut n) = ((0, 0), (0, 0));
     for (f, o) in faces.iter().zip(&outs) {
-        let Outcome::Faces { faces: fs, .. } = o else { panic!("scored") };
+        let Outcome::Faces { faces: fs, .. } = o else {
+            panic!("scored")
+        };
         let said_happy = fs[0].p_happy >= threshold;
         let c = if f.happy { &mut h } else { &mut n };
         c.1 += 1;
@@ -292,9 +366,14 @@ fn main() {
         per_class,
         &weights.get(..16).unwrap_or("?")
     );
-    println!("--no-detect balanced accuracy on the same faces: {:.1}%", 100.0 * no_detect);
+    println!(
+        "--no-detect balanced accuracy on the same faces: {:.1}%",
+        100.0 * no_detect
+    );
     println!();
-    println!("| detector | case | faces found | balanced accuracy, frame to answer | false faces /100 frames |");
+    println!(
+        "| detector | case | faces found | balanced accuracy, frame to answer | false faces /100 frames |"
+    );
     println!("|---|---|---|---|---|");
     let mut json_rows: Vec<SceneRow> = vec![];
     let mut fps_rows = vec![];
@@ -360,7 +439,11 @@ fn main() {
         }
         // Frames per second on the plain frames: detection + the model, all cores (frames in
         // parallel), without and with flip averaging.
-        let plain: Vec<&GrayImage> = frames.iter().filter(|f| f.case == 0).map(|f| &f.img).collect();
+        let plain: Vec<&GrayImage> = frames
+            .iter()
+            .filter(|f| f.case == 0)
+            .map(|f| &f.img)
+            .collect();
         for tta in [false, true] {
             let p = predictor(kind, Some(tta));
             let run = || {
@@ -384,7 +467,11 @@ fn main() {
     for (kind, tta, fps) in &fps_rows {
         println!(
             "- {kind}: {fps:.1} frames/s {}",
-            if *tta { "with flip averaging" } else { "without flip averaging" }
+            if *tta {
+                "with flip averaging"
+            } else {
+                "without flip averaging"
+            }
         );
     }
     if let Some(out) = flag("--out") {

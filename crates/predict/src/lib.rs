@@ -161,7 +161,13 @@ fn levelled_crop(g: &GrayImage, crop: (u32, u32, u32, u32), angle: f32) -> GrayI
         * Projection::rotate(-angle)
         * Projection::translate(-cx, -cy);
     let mut out = GrayImage::new(sx, sy);
-    warp_into(g, p, Interpolation::Bilinear, Border::Constant(image::Luma([mean])), &mut out);
+    warp_into(
+        g,
+        p,
+        Interpolation::Bilinear,
+        Border::Constant(image::Luma([mean])),
+        &mut out,
+    );
     out
 }
 
@@ -662,7 +668,11 @@ mod levelled_crop_tests {
             let (x, y) = (100.0 + s * 30.0 * a.cos(), 100.0 + s * 30.0 * a.sin());
             for dy in -2i32..=2 {
                 for dx in -2i32..=2 {
-                    g.put_pixel((x as i32 + dx) as u32, (y as i32 + dy) as u32, image::Luma([250]));
+                    g.put_pixel(
+                        (x as i32 + dx) as u32,
+                        (y as i32 + dy) as u32,
+                        image::Luma([250]),
+                    );
                 }
             }
         }
@@ -694,7 +704,10 @@ mod levelled_crop_tests {
             let (l, r) = eye_rows(&out);
             assert!((l - r).abs() <= 1.5, "{deg} deg: rows {l} and {r}");
             let (bl, br) = eye_rows(&image::imageops::crop_imm(&g, 40, 40, 120, 120).to_image());
-            assert!((bl - br).abs() > 10.0, "the plain crop is tilted: {bl} {br}");
+            assert!(
+                (bl - br).abs() > 10.0,
+                "the plain crop is tilted: {bl} {br}"
+            );
         }
         let g = eyes(0.0);
         let plain = image::imageops::crop_imm(&g, 40, 40, 120, 120).to_image();

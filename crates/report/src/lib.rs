@@ -282,7 +282,9 @@ fn inputs(artifacts: &Path, pf: &PipelineFile) -> Result<Vec<Input>, ReportError
     }
     // The scene benchmark (`make scenes`, not a stage): the model card quotes it, so its
     // content is an input of the report's signature.
-    let scenes = artifacts.join(pipeline).join(fer_core::schema::scenes::SCENES_FILE);
+    let scenes = artifacts
+        .join(pipeline)
+        .join(fer_core::schema::scenes::SCENES_FILE);
     if scenes.exists() {
         out.push(Input {
             name: "scenes".into(),

@@ -3,8 +3,8 @@
 //! predictions exactly with `--no-detect`; an SVM's per-class one-vs-rest decisions
 //! (`d_<class>`, `decisions`); the service's per-face JSON; and none of it for binary models.
 
-use burn::tensor::Device;
 use crate::common::*;
+use burn::tensor::Device;
 use fer_core::LabelMode;
 use fer_core::schema::calibration::ScoreKind;
 use fer_core::tensors::TensorSet;

@@ -1,9 +1,9 @@
 //! predict's integration tests, one binary (one link instead of 6: a fresh build's
 //! time goes largely to linking each test binary against the whole dependency tree).
 
-mod common;
 mod calibration;
 mod classes;
+mod common;
 mod limits;
 mod predict;
 mod serve;

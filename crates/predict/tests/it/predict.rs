@@ -1,7 +1,7 @@
 //! fer-predict: exact reproduction with --no-detect, error rows, detection on pasted faces.
 
-use burn::tensor::Device;
 use crate::common::*;
+use burn::tensor::Device;
 use fer_core::tensors::TensorSet;
 use fer_predict::{DetectOptions, FaceDetector, ModelOptions, Outcome, Predictor, Scorer, scene};
 use std::path::Path;

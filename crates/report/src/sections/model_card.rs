@@ -68,7 +68,8 @@ pub(super) fn model_card(cx: &mut Ctx, rec: Option<&Rec>) {
     cx.doc.p(data);
 
     cx.doc.h3("Limits");
-    let weights = rec.and_then(|r| fer_core::hash::hash_file(&r.model.dir.join("model.safetensors")).ok());
+    let weights =
+        rec.and_then(|r| fer_core::hash::hash_file(&r.model.dir.join("model.safetensors")).ok());
     let dir = rec.map(|r| r.model.dir.display().to_string());
     cx.doc.list(vec![
         camera_limit(cx.study.scenes.as_ref(), weights.as_deref(), dir.as_deref()),

@@ -1111,7 +1111,10 @@ fn the_model_card_quotes_the_scene_benchmark_only_for_the_recommended_weights() 
         &std::fs::read_to_string(f.root().join("report/recommendation.json")).unwrap(),
     )
     .unwrap();
-    let weights = rec["model_weights_blake3"].as_str().expect("weights hash").to_string();
+    let weights = rec["model_weights_blake3"]
+        .as_str()
+        .expect("weights hash")
+        .to_string();
     let path = f.root().join(fer_core::schema::scenes::SCENES_FILE);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     // Another model's benchmark is named as such, its figures not quoted.
@@ -1125,11 +1128,17 @@ fn the_model_card_quotes_the_scene_benchmark_only_for_the_recommended_weights() 
     fer_core::schema::write_json(&path, &scene_bench(&weights)).unwrap();
     let md = f.report_ok();
     assert!(md.contains("scene benchmark of 2026-12-06"), "{md}");
-    assert!(md.contains("with the yunet detector"), "the default detector's row");
+    assert!(
+        md.contains("with the yunet detector"),
+        "the default detector's row"
+    );
     assert!(md.contains("in plain frames 97.0% of faces found, 90.0% balanced accuracy"));
     assert!(md.contains("(the same faces as crops: 92.5% balanced accuracy)"));
     assert!(md.contains("tilted 30°: 79.5% of faces found, 71.5% balanced accuracy"));
-    assert!(md.contains("backlit: not measured"), "a case the file lacks");
+    assert!(
+        md.contains("backlit: not measured"),
+        "a case the file lacks"
+    );
     // An unreadable file is an error naming it.
     std::fs::write(&path, "{ not json").unwrap();
     let (code, err) = f.report();

@@ -144,7 +144,8 @@ impl Fixture {
                     index.push((name.into(), i as u32, format!("{name}/img{i:04}"), y));
                 }
             }
-            let n = crate::common::write_index(dir, &index, |l| if l == 0 { "happy" } else { "sad" })?;
+            let n =
+                crate::common::write_index(dir, &index, |l| if l == 0 { "happy" } else { "sad" })?;
             out.table("index.parquet", n);
             Ok(out)
         })
