@@ -22,12 +22,14 @@
 //! `--max-pixels` (40 MP) before any pixel is decoded, and so is its aspect ratio when faces
 //! are searched (`--max-aspect`, 20); a JPEG or PNG cut short is refused (the end-marker rule
 //! ingest uses); a PNG's colour profile and other ancillary chunks are dropped unread; faces
-//! are searched on a copy scaled down to `--det-work-side` (1280) pixels and cropped from the
-//! original; at most `--max-faces` (16, the most confident) are scored. [`decode`] says what
+//! are searched on a copy scaled down to `--det-work-side` pixels (YuNet 640, SeetaFace 1280)
+//! and cropped from the original; at most `--max-faces` (16, the most confident) are scored. [`decode`] says what
 //! each image costs before it is decoded, which the service holds against its memory budget.
 //!
-//! Each face is found by rustface (SeetaFace's frontal cascade, model embedded at build time:
-//! nothing is downloaded), cropped square with a margin (`--margin`), turned to gray by
+//! Each face is found by `fer_detect` (YuNet through tract-onnx with the `yunet` feature, the
+//! default where built; else, or with `--detector seeta`, rustface's SeetaFace cascade; both
+//! models are in the binary: nothing is downloaded), cropped square with a margin (`--margin`;
+//! YuNet's crop follows FER2013's framing and is turned so the eyes are level), turned to gray by
 //! `fer_core::transform::to_gray` (as `preprocess` does), resized and normalized by the
 //! model's fitted `Transform`, and scored in batches (averaged with its mirror image when the
 //! CNN was trained with `tta_flip`). `--no-detect` takes each image as an already-cropped face
