@@ -45,9 +45,8 @@ fn main() {
         let face = image::open(p).expect("image").to_luma8();
         let side = face.width() * scale;
         let big = image::imageops::resize(&face, side, side, image::imageops::FilterType::Triangle);
-        let mean = face.as_raw().iter().map(|&v| v as u32).sum::<u32>()
-            / (face.as_raw().len() as u32).max(1);
-        let mut frame = GrayImage::from_pixel(canvas, canvas, Luma([mean as u8]));
+        let mean = fer_detect::mean_gray(&face);
+        let mut frame = GrayImage::from_pixel(canvas, canvas, Luma([mean]));
         let off = (canvas - side) / 2;
         image::imageops::replace(&mut frame, &big, off as i64, off as i64);
         let c = canvas as f32 / 2.0;

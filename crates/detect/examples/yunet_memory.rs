@@ -1,5 +1,5 @@
 //! Peak memory of one YuNet detection, per input pixel: the figure behind
-//! `fer_detect::yunet::BYTES_PER_INPUT_PIXEL` (the service's memory budget check).
+//! `fer_detect::YUNET_BYTES_PER_INPUT_PIXEL` (the service's memory budget check).
 //!
 //! `cargo run --release -p fer-detect --features yunet --example yunet_memory` loads the
 //! detector, then for each working size runs one detection in a fresh process state and prints
@@ -37,6 +37,6 @@ fn main() {
         grown as f64 / 1e6,
         faces.len(),
         grown as f64 / pixels as f64,
-        fer_detect::yunet::BYTES_PER_INPUT_PIXEL
+        fer_detect::YUNET_BYTES_PER_INPUT_PIXEL
     );
 }

@@ -28,6 +28,7 @@ mod seeta;
 pub mod yunet;
 
 use image::GrayImage;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What can go wrong setting a detector up.
@@ -112,6 +113,13 @@ pub struct Framing {
 }
 
 impl Framing {
+    /// The box's own square (rustface's crop).
+    pub const BOX: Framing = Framing {
+        box_over_crop: 1.0,
+        dx: 0.0,
+        dy: 0.0,
+    };
+
     /// FER2013's framing as YuNet boxes it: the medians over 2,000 training images
     /// (`examples/fer_framing.rs`; see the README's detection section).
     pub const FER2013_YUNET: Framing = Framing {
@@ -181,9 +189,9 @@ pub struct DetectOptions {
     pub work_side: u32,
     /// YuNet: overlapping boxes (IoU above this) keep only the highest-scoring one.
     pub nms_iou: f32,
-    /// Where the model's crop sits around the box (`None`: the box's own square, rustface's
-    /// crop). YuNet: [`Framing::FER2013_YUNET`].
-    pub framing: Option<Framing>,
+    /// Where the model's crop sits around the box. rustface: [`Framing::BOX`], the box's own
+    /// square. YuNet: [`Framing::FER2013_YUNET`].
+    pub framing: Framing,
     /// YuNet: besides the upright search, search copies of the frame at half its size turned
     /// by plus and minus this many degrees (0: off), for heads tilted past what YuNet finds
     /// upright; their boxes are turned back and merged with the upright ones (non-maximum
@@ -195,8 +203,8 @@ pub struct DetectOptions {
     /// (the README's figures).
     pub tilt_degrees: f32,
     /// YuNet: turn each crop so the eyes are level (from its landmarks) before the model sees
-    /// it (FER2013's faces are nearly level: median eye line -0.7 degrees). Done by the caller
-    /// (`fer-predict`), which crops; see [`FaceBox::eye_angle`]. On by default: faces tilted 30
+    /// it (FER2013's faces are nearly level: median eye line -0.7 degrees), in
+    /// [`FaceDetector::crop`]; see [`FaceBox::eye_angle`]. On by default: faces tilted 30
     /// degrees went from 62% to 68% balanced accuracy, frame to answer, other cases within a
     /// point (the README's detection section).
     pub align: bool,
@@ -217,7 +225,7 @@ impl DetectOptions {
                 pad: 0.25,
                 work_side: 1280,
                 nms_iou: 0.3,
-                framing: None,
+                framing: Framing::BOX,
                 align: false,
                 tilt_degrees: 0.0,
             },
@@ -232,7 +240,7 @@ impl DetectOptions {
                 pad: 0.0,
                 work_side: 640,
                 nms_iou: 0.3,
-                framing: Some(Framing::FER2013_YUNET),
+                framing: Framing::FER2013_YUNET,
                 align: YUNET_ALIGN,
                 tilt_degrees: YUNET_TILT_DEGREES,
             },
@@ -422,21 +430,31 @@ impl FaceDetector {
     /// Bytes detection allocates at most for an image of `w` x `h`: the working copy and its
     /// equalized and padded copies, plus the detector's own buffers (rustface's pyramid and
     /// feature maps: 16 bytes per padded pixel, measured about 13; YuNet's input tensor and
-    /// activations: [`yunet::BYTES_PER_INPUT_PIXEL`] per input pixel).
+    /// activations: [`YUNET_BYTES_PER_INPUT_PIXEL`] per input pixel).
     pub fn working_bytes(&self, w: u32, h: u32) -> u64 {
         let (ww, wh) = self.working_size(w, h);
         let border = (self.options.pad.max(0.0) * ww.max(wh) as f32).round() as u64;
         let (pw, ph) = (ww as u64 + 2 * border, wh as u64 + 2 * border);
-        let per_pixel = match self.options.detector {
-            DetectorKind::Seeta => 16,
-            // Rounded up to the strides' multiple of 32 on each side.
-            DetectorKind::Yunet => YUNET_BYTES_PER_INPUT_PIXEL,
+        let searched = match self.options.detector {
+            DetectorKind::Seeta => 16 * pw * ph,
+            // YuNet's input is rounded up to the strides' multiple of 32 on each side.
+            DetectorKind::Yunet => {
+                YUNET_BYTES_PER_INPUT_PIXEL * pw.div_ceil(32) * 32 * (ph.div_ceil(32) * 32)
+            }
         };
-        let (pw, ph) = match self.options.detector {
-            DetectorKind::Yunet => (pw.div_ceil(32) * 32, ph.div_ceil(32) * 32),
-            DetectorKind::Seeta => (pw, ph),
-        };
-        2 * ww as u64 * wh as u64 + per_pixel * pw * ph
+        2 * ww as u64 * wh as u64 + searched
+    }
+
+    /// The face image the expression model sees: `f`'s crop of `g`, turned so its eyes are
+    /// level when [`DetectOptions::align`] is on and `f` has landmarks.
+    pub fn crop(&self, g: &GrayImage, f: &FaceBox) -> GrayImage {
+        match f.eye_angle().filter(|_| self.options.align) {
+            Some(angle) => levelled_crop(g, f.crop, angle),
+            None => {
+                let (cx, cy, sx, sy) = f.crop;
+                image::imageops::crop_imm(g, cx, cy, sx, sy).to_image()
+            }
+        }
     }
 
     /// Faces in a gray image, left to right (then top to bottom).
@@ -524,11 +542,7 @@ impl FaceDetector {
                     return None;
                 }
                 let (cx, cy) = (bx + bw / 2.0, by + bh / 2.0);
-                let side = bw.max(bh) * (1.0 + 2.0 * o.margin);
-                let crop = match o.framing {
-                    Some(f) => f.crop(cx, cy, bw.max(bh), o.margin, w, h),
-                    None => square_crop(cx, cy, side, w, h),
-                };
+                let crop = o.framing.crop(cx, cy, bw.max(bh), o.margin, w, h);
                 let landmarks = b
                     .landmarks
                     .map(|l| l.map(|[x, y]| [(x - ox) * fx, (y - oy) * fy]));
@@ -560,30 +574,67 @@ const YUNET_TILT_DEGREES: f32 = 25.0;
 /// YuNet's bytes per input pixel (the input tensor, the plan's activations, and planning a new
 /// size): measured 50 at 640x640 (peak RSS growth, `examples/yunet_memory.rs`), budgeted 64.
 /// Known without the feature, so the budget is the same code either way.
-const YUNET_BYTES_PER_INPUT_PIXEL: u64 = 64;
+pub const YUNET_BYTES_PER_INPUT_PIXEL: u64 = 64;
+
+/// The mean gray level of `g` (0 for an empty image).
+pub fn mean_gray(g: &GrayImage) -> u8 {
+    let n = (g.width() as u64 * g.height() as u64).max(1);
+    (g.as_raw().iter().map(|&v| v as u64).sum::<u64>() / n) as u8
+}
 
 /// The image the detector searches: `gray` equalized when darker than `dark_below` on
 /// average, then padded by `pad` of its larger side on every side with its mean gray (the
-/// offset of the original is half the added width and height).
-pub fn for_detection(gray: &GrayImage, o: &DetectOptions) -> GrayImage {
-    let n = (gray.width() as u64 * gray.height() as u64).max(1);
-    let mean = gray.as_raw().iter().map(|&v| v as u64).sum::<u64>() / n;
-    let img = if o.dark_below > 0 && mean < o.dark_below as u64 {
-        imageproc::contrast::equalize_histogram(gray)
+/// offset of the original is half the added width and height); `gray` itself, not a copy,
+/// when neither applies.
+pub fn for_detection<'a>(gray: &'a GrayImage, o: &DetectOptions) -> Cow<'a, GrayImage> {
+    let mean = mean_gray(gray);
+    let img = if o.dark_below > 0 && mean < o.dark_below {
+        Cow::Owned(imageproc::contrast::equalize_histogram(gray))
     } else {
-        gray.clone()
+        Cow::Borrowed(gray)
     };
     if o.pad <= 0.0 {
         return img;
     }
     let border = (o.pad * gray.width().max(gray.height()) as f32).round() as u32;
-    let fill = img.as_raw().iter().map(|&v| v as u64).sum::<u64>() / n;
+    let fill = match &img {
+        Cow::Owned(equalized) => mean_gray(equalized),
+        Cow::Borrowed(_) => mean,
+    };
     let mut out = GrayImage::from_pixel(
         img.width() + 2 * border,
         img.height() + 2 * border,
-        image::Luma([fill as u8]),
+        image::Luma([fill]),
     );
-    image::imageops::replace(&mut out, &img, border as i64, border as i64);
+    image::imageops::replace(&mut out, &*img, border as i64, border as i64);
+    Cow::Owned(out)
+}
+
+/// The crop `(x, y, side, side)` of `g` turned by `-angle` about its centre, so that an eye
+/// line at `angle` comes out level (bilinear; what falls outside the image is the crop's mean
+/// gray). An angle under a degree leaves the plain crop.
+fn levelled_crop(g: &GrayImage, crop: (u32, u32, u32, u32), angle: f32) -> GrayImage {
+    use imageproc::geometric_transformations::{Border, Interpolation, Projection, warp_into};
+    let (x, y, sx, sy) = crop;
+    let plain = image::imageops::crop_imm(g, x, y, sx, sy).to_image();
+    if angle.abs() < 1f32.to_radians() || sx == 0 || sy == 0 {
+        return plain;
+    }
+    let mean = mean_gray(&plain);
+    let (cx, cy) = (x as f32 + sx as f32 / 2.0, y as f32 + sy as f32 / 2.0);
+    // Output pixel -> frame: translate the crop centre to the origin, turn by -angle, move to
+    // the output's centre (warp_into maps input to output with the projection).
+    let p = Projection::translate(sx as f32 / 2.0, sy as f32 / 2.0)
+        * Projection::rotate(-angle)
+        * Projection::translate(-cx, -cy);
+    let mut out = GrayImage::new(sx, sy);
+    warp_into(
+        g,
+        p,
+        Interpolation::Bilinear,
+        Border::Constant(image::Luma([mean])),
+        &mut out,
+    );
     out
 }
 
@@ -622,5 +673,64 @@ mod tests {
             DetectOptions::default().detector,
             DetectorKind::default_kind()
         );
+    }
+}
+
+#[cfg(test)]
+mod levelled_crop_tests {
+    use super::*;
+
+    /// Two bright dots (eyes) on a line at `deg` degrees through the crop's centre.
+    fn eyes(deg: f32) -> GrayImage {
+        let mut g = GrayImage::from_pixel(200, 200, image::Luma([20]));
+        let a = deg.to_radians();
+        for s in [-1.0f32, 1.0] {
+            let (x, y) = (100.0 + s * 30.0 * a.cos(), 100.0 + s * 30.0 * a.sin());
+            for dy in -2i32..=2 {
+                for dx in -2i32..=2 {
+                    g.put_pixel(
+                        (x as i32 + dx) as u32,
+                        (y as i32 + dy) as u32,
+                        image::Luma([250]),
+                    );
+                }
+            }
+        }
+        g
+    }
+
+    /// Rows of the two brightest blobs' centres (left half, right half).
+    fn eye_rows(g: &GrayImage) -> (f32, f32) {
+        let row = |x0: u32, x1: u32| {
+            let (mut sum, mut n) = (0.0, 0.0);
+            for y in 0..g.height() {
+                for x in x0..x1 {
+                    if g.get_pixel(x, y)[0] > 150 {
+                        sum += y as f32;
+                        n += 1.0;
+                    }
+                }
+            }
+            sum / n
+        };
+        (row(0, g.width() / 2), row(g.width() / 2, g.width()))
+    }
+
+    #[test]
+    fn a_tilted_eye_line_comes_out_level_and_a_level_one_unchanged() {
+        for deg in [-30.0f32, -12.0, 20.0] {
+            let g = eyes(deg);
+            let out = levelled_crop(&g, (40, 40, 120, 120), deg.to_radians());
+            let (l, r) = eye_rows(&out);
+            assert!((l - r).abs() <= 1.5, "{deg} deg: rows {l} and {r}");
+            let (bl, br) = eye_rows(&image::imageops::crop_imm(&g, 40, 40, 120, 120).to_image());
+            assert!(
+                (bl - br).abs() > 10.0,
+                "the plain crop is tilted: {bl} {br}"
+            );
+        }
+        let g = eyes(0.0);
+        let plain = image::imageops::crop_imm(&g, 40, 40, 120, 120).to_image();
+        assert_eq!(levelled_crop(&g, (40, 40, 120, 120), 0.005), plain);
     }
 }

@@ -7,7 +7,7 @@
 //! strides). The score is `sqrt(face · objectness)`, as in OpenCV; boxes over the threshold go
 //! through greedy non-maximum suppression.
 
-use crate::{DetectError, DetectOptions, Raw};
+use crate::{DetectError, DetectOptions, Raw, mean_gray};
 use image::GrayImage;
 use std::sync::{Arc, Mutex};
 use tract_onnx::prelude::*;
@@ -18,10 +18,6 @@ pub const MODEL: &[u8] = include_bytes!("../models/face_detection_yunet_2023mar.
 /// Plans kept, one per input size (a camera's frames all have one size; photos of many sizes
 /// re-plan, about 50 ms each).
 pub const PLANS: usize = 8;
-
-/// Peak bytes per input pixel while YuNet runs (the f32 input tensor and tract's activation
-/// buffers), measured with `examples/yunet_memory.rs`; the budget check uses it.
-pub const BYTES_PER_INPUT_PIXEL: u64 = super::YUNET_BYTES_PER_INPUT_PIXEL;
 
 /// The heads' strides, coarsest last: inputs are padded to a multiple of the last.
 const STRIDES: [usize; 3] = [8, 16, 32];
@@ -92,8 +88,7 @@ impl Yunet {
         let (w, h) = (gray.width() as usize, gray.height() as usize);
         let last = STRIDES[STRIDES.len() - 1];
         let (pw, ph) = (w.div_ceil(last) * last, h.div_ceil(last) * last);
-        let n = (w * h).max(1) as u64;
-        let fill = (gray.as_raw().iter().map(|&v| v as u64).sum::<u64>() / n) as f32;
+        let fill = mean_gray(gray) as f32;
         let mut x = vec![fill; 3 * pw * ph];
         for (row, src) in gray.as_raw().chunks_exact(w).enumerate() {
             for c in 0..3 {
@@ -183,8 +178,7 @@ pub(crate) fn turned(y: &Yunet, seen: &GrayImage, o: &DetectOptions, degrees: f3
         return vec![];
     }
     let half = image::imageops::thumbnail(seen, w, h);
-    let n = (w as u64 * h as u64).max(1);
-    let mean = (half.as_raw().iter().map(|&v| v as u64).sum::<u64>() / n) as u8;
+    let mean = mean_gray(&half);
     let theta = degrees.to_radians();
     let turned = rotate_about_center(
         &half,

@@ -81,10 +81,7 @@ pub mod serve;
 pub mod threshold;
 
 pub use decode::{DEFAULT_MAX_ASPECT, Limits, Plan, decode_gray, gray, truncated};
-pub use fer_detect::{
-    Cancelled, DetectError, DetectOptions, DetectorKind, FaceBox, FaceDetector, for_detection,
-    square_crop,
-};
+pub use fer_detect::{Cancelled, DetectError, DetectOptions, DetectorKind, FaceBox, FaceDetector};
 pub use model::{ClassScore, Classes, ModelOptions, Scored, Scorer};
 
 use fer_core::transform::Transform;
@@ -142,35 +139,6 @@ pub enum PredictError {
     Panicked(String),
     #[error("server: {0}")]
     Server(String),
-}
-
-/// The crop `(x, y, side, side)` of `g` turned by `-angle` about its centre, so that an eye
-/// line at `angle` comes out level (bilinear; what falls outside the image is the crop's mean
-/// gray). An angle under a degree leaves the plain crop.
-fn levelled_crop(g: &GrayImage, crop: (u32, u32, u32, u32), angle: f32) -> GrayImage {
-    use imageproc::geometric_transformations::{Border, Interpolation, Projection, warp_into};
-    let (x, y, sx, sy) = crop;
-    let plain = image::imageops::crop_imm(g, x, y, sx, sy).to_image();
-    if angle.abs() < 1f32.to_radians() || sx == 0 || sy == 0 {
-        return plain;
-    }
-    let n = (sx as u64 * sy as u64).max(1);
-    let mean = (plain.as_raw().iter().map(|&v| v as u64).sum::<u64>() / n) as u8;
-    let (cx, cy) = (x as f32 + sx as f32 / 2.0, y as f32 + sy as f32 / 2.0);
-    // Output pixel -> frame: translate the crop centre to the origin, turn by -angle, move to
-    // the output's centre (warp_into maps input to output with the projection).
-    let p = Projection::translate(sx as f32 / 2.0, sy as f32 / 2.0)
-        * Projection::rotate(-angle)
-        * Projection::translate(-cx, -cy);
-    let mut out = GrayImage::new(sx, sy);
-    warp_into(
-        g,
-        p,
-        Interpolation::Bilinear,
-        Border::Constant(image::Luma([mean])),
-        &mut out,
-    );
-    out
 }
 
 /// Label names at a threshold on p(happy).
@@ -365,14 +333,7 @@ impl Predictor {
         }
         let mut x = Vec::with_capacity(faces.len() * (self.transform.size as usize).pow(2));
         for f in &faces {
-            let crop = match f.eye_angle().filter(|_| self.detector.options.align) {
-                Some(angle) => levelled_crop(g, f.crop, angle),
-                None => {
-                    let (cx, cy, sx, sy) = f.crop;
-                    image::imageops::crop_imm(g, cx, cy, sx, sy).to_image()
-                }
-            };
-            x.extend(self.transform.apply(&crop));
+            x.extend(self.transform.apply(&self.detector.crop(g, f)));
         }
         Ok(Prepared {
             width: w,
@@ -655,64 +616,5 @@ mod tests {
             "{e}"
         );
         assert_eq!(decode_gray(&png, 3072).unwrap().width(), 64);
-    }
-}
-
-#[cfg(test)]
-mod levelled_crop_tests {
-    use super::*;
-
-    /// Two bright dots (eyes) on a line at `deg` degrees through the crop's centre.
-    fn eyes(deg: f32) -> GrayImage {
-        let mut g = GrayImage::from_pixel(200, 200, image::Luma([20]));
-        let a = deg.to_radians();
-        for s in [-1.0f32, 1.0] {
-            let (x, y) = (100.0 + s * 30.0 * a.cos(), 100.0 + s * 30.0 * a.sin());
-            for dy in -2i32..=2 {
-                for dx in -2i32..=2 {
-                    g.put_pixel(
-                        (x as i32 + dx) as u32,
-                        (y as i32 + dy) as u32,
-                        image::Luma([250]),
-                    );
-                }
-            }
-        }
-        g
-    }
-
-    /// Rows of the two brightest blobs' centres (left half, right half).
-    fn eye_rows(g: &GrayImage) -> (f32, f32) {
-        let row = |x0: u32, x1: u32| {
-            let (mut sum, mut n) = (0.0, 0.0);
-            for y in 0..g.height() {
-                for x in x0..x1 {
-                    if g.get_pixel(x, y)[0] > 150 {
-                        sum += y as f32;
-                        n += 1.0;
-                    }
-                }
-            }
-            sum / n
-        };
-        (row(0, g.width() / 2), row(g.width() / 2, g.width()))
-    }
-
-    #[test]
-    fn a_tilted_eye_line_comes_out_level_and_a_level_one_unchanged() {
-        for deg in [-30.0f32, -12.0, 20.0] {
-            let g = eyes(deg);
-            let out = levelled_crop(&g, (40, 40, 120, 120), deg.to_radians());
-            let (l, r) = eye_rows(&out);
-            assert!((l - r).abs() <= 1.5, "{deg} deg: rows {l} and {r}");
-            let (bl, br) = eye_rows(&image::imageops::crop_imm(&g, 40, 40, 120, 120).to_image());
-            assert!(
-                (bl - br).abs() > 10.0,
-                "the plain crop is tilted: {bl} {br}"
-            );
-        }
-        let g = eyes(0.0);
-        let plain = image::imageops::crop_imm(&g, 40, 40, 120, 120).to_image();
-        assert_eq!(levelled_crop(&g, (40, 40, 120, 120), 0.005), plain);
     }
 }

@@ -84,6 +84,9 @@ pub(crate) struct Rec<'a> {
     /// The same goal at the reference mixes ([`REFERENCE_MIXES`]) and at the validation
     /// split's own mix, for the table of how the threshold moves.
     pub(crate) mixes: Vec<(String, OperatingPoint)>,
+    /// blake3 of the model's `model.safetensors` (`recommendation.json` records it; the model
+    /// card matches the scene benchmark against it).
+    pub(crate) weights_blake3: Option<String>,
 }
 
 /// The threshold for one goal at one base rate, with its validation and test figures at that
@@ -189,6 +192,7 @@ pub(crate) fn recommend<'a>(
         recall_ci: cis[1],
         op,
         mixes,
+        weights_blake3: fer_core::hash::hash_file(&model.dir.join("model.safetensors")).ok(),
     })
 }
 
@@ -319,7 +323,6 @@ pub(crate) fn recommendation_json(
     artifacts: &Path,
     sev: Option<&crate::seven::SevenFigures>,
 ) -> RecommendationFile {
-    let weights = r.model.dir.join("model.safetensors");
     let op = &r.op;
     let seven_classes = sev.and_then(|f| {
         let b = &f.models[f.best?];
@@ -345,7 +348,7 @@ pub(crate) fn recommendation_json(
     }
     RecommendationFile {
         rec,
-        model_weights_blake3: fer_core::hash::hash_file(&weights).ok(),
+        model_weights_blake3: r.weights_blake3.clone(),
         base_rate: op.base_rate,
         base_rate_source: base_rate_source(opp).into(),
         goal: GoalJson {

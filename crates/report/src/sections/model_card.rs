@@ -68,11 +68,10 @@ pub(super) fn model_card(cx: &mut Ctx, rec: Option<&Rec>) {
     cx.doc.p(data);
 
     cx.doc.h3("Limits");
-    let weights =
-        rec.and_then(|r| fer_core::hash::hash_file(&r.model.dir.join("model.safetensors")).ok());
+    let weights = rec.and_then(|r| r.weights_blake3.as_deref());
     let dir = rec.map(|r| r.model.dir.display().to_string());
     cx.doc.list(vec![
-        camera_limit(cx.study.scenes.as_ref(), weights.as_deref(), dir.as_deref()),
+        camera_limit(cx.study.scenes.as_ref(), weights, dir.as_deref()),
         "**Demographics unknown.** FER2013 records no age, sex or skin tone, so how well the model reads different groups of people has not been measured; it may be worse for some.".into(),
         "**Label noise.** One annotator per FER2013 image: some labels are wrong, which caps and blurs every figure in this report.".into(),
         "**The mix and the threshold.** The alert threshold holds for the stated share of unhappy customers; if the shop's mix differs, the precision and the number of alerts move (see \"Operating point\").".into(),
