@@ -15,6 +15,12 @@
 //! (`min`, `max`); `translate` (`max_fraction`); `brightness` (`max_delta`, a fraction of the
 //! value range); `contrast` (`min`, `max`); `blur` (`sigma_min`, `sigma_max`); `noise` (`std`,
 //! a fraction of the value range); `erase` (`min_area`, `max_area`, fractions of the image).
+//! What a camera does to a face (issue 29): `lowres` (`min`, `max`: the fraction of the side
+//! it is scaled down to and back), `jpeg` (`min`, `max`: quality 1-100), `motion_blur`
+//! (`min`, `max`: streak length, a fraction of the side), `dim` (`min`, `max`: brightness
+//! factor, rounded to 8-bit levels), `shade` (`max`: a light ramp from `1 - g` to `1 + g`)
+//! and `cover` (`min`, `max`: the row, a fraction of the side, from which the lower face is
+//! covered with the image's mean).
 
 pub mod ops;
 
@@ -139,7 +145,10 @@ pub fn validate_ops(
         let allowed: &[&str] = match o.kind.as_str() {
             "hflip" => &[],
             "rotate" => &["degrees"],
-            "scale" | "contrast" => &["min", "max"],
+            "scale" | "contrast" | "lowres" | "jpeg" | "motion_blur" | "dim" | "cover" => {
+                &["min", "max"]
+            }
+            "shade" => &["max"],
             "translate" => &["max_fraction"],
             "brightness" => &["max_delta"],
             "blur" => &["sigma_min", "sigma_max"],
@@ -149,7 +158,7 @@ pub fn validate_ops(
                 return Err(err(
                     "kind",
                     format!(
-                        "unknown op `{k}` (expected hflip, rotate, scale, translate, brightness, contrast, blur, noise or erase)"
+                        "unknown op `{k}` (expected hflip, rotate, scale, translate, brightness, contrast, blur, noise, erase, lowres, jpeg, motion_blur, dim, shade or cover)"
                     ),
                 ));
             }
@@ -256,6 +265,33 @@ pub fn validate_ops(
                     return Err(err("std", format!("{s} is not in [0, 1]")));
                 }
                 Op::Noise { std: s }
+            }
+            "lowres" => {
+                let (min, max) = range("min", o.min, "max", o.max, 0.05, 1.0)?;
+                Op::Lowres { min, max }
+            }
+            "jpeg" => {
+                let (min, max) = range("min", o.min, "max", o.max, 1.0, 100.0)?;
+                Op::Jpeg { min, max }
+            }
+            "motion_blur" => {
+                let (min, max) = range("min", o.min, "max", o.max, 0.0, 1.0)?;
+                Op::MotionBlur { min, max }
+            }
+            "dim" => {
+                let (min, max) = range("min", o.min, "max", o.max, 0.01, 1.0)?;
+                Op::Dim { min, max }
+            }
+            "shade" => {
+                let g = need("max", o.max)?;
+                if !(0.0..=1.0).contains(&g) {
+                    return Err(err("max", format!("{g} is not in [0, 1]")));
+                }
+                Op::Shade { max: g }
+            }
+            "cover" => {
+                let (min, max) = range("min", o.min, "max", o.max, 0.0, 1.0)?;
+                Op::Cover { min, max }
             }
             _ => {
                 let (min_area, max_area) =
@@ -464,4 +500,111 @@ pub fn compute(
     }
     out.summary = serde_json::json!({"steps": p.steps.len(), "offline_rows": train.n * p.offline_copies, "range": aug.range});
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ops(text: &str) -> fer_core::Result<Vec<Step>> {
+        let pf = PipelineFile::parse(Path::new("pipelines/t.toml"), text).unwrap();
+        let section: AugmentSection = pf.section(STAGE).unwrap();
+        validate_ops(&section.ops, &pf, STAGE)
+    }
+
+    #[test]
+    fn camera_ops_parse_with_their_keys() {
+        let steps = ops(r#"
+[[augment.ops]]
+kind = "lowres"
+p = 0.2
+min = 0.3
+max = 0.8
+[[augment.ops]]
+kind = "jpeg"
+min = 25.0
+max = 85.0
+[[augment.ops]]
+kind = "motion_blur"
+min = 0.0
+max = 0.2
+[[augment.ops]]
+kind = "dim"
+min = 0.15
+max = 0.6
+[[augment.ops]]
+kind = "shade"
+max = 0.4
+[[augment.ops]]
+kind = "cover"
+p = 0.15
+min = 0.55
+max = 0.75
+"#)
+        .unwrap();
+        assert_eq!(
+            steps.iter().map(|s| s.op).collect::<Vec<_>>(),
+            vec![
+                Op::Lowres { min: 0.3, max: 0.8 },
+                Op::Jpeg {
+                    min: 25.0,
+                    max: 85.0
+                },
+                Op::MotionBlur { min: 0.0, max: 0.2 },
+                Op::Dim {
+                    min: 0.15,
+                    max: 0.6
+                },
+                Op::Shade { max: 0.4 },
+                Op::Cover {
+                    min: 0.55,
+                    max: 0.75
+                },
+            ]
+        );
+        assert_eq!(steps[0].p, 0.2);
+    }
+
+    #[test]
+    fn camera_ops_out_of_range_or_with_a_foreign_key_name_the_key() {
+        for (body, key, says) in [
+            (
+                "kind = \"jpeg\"\nmin = 0.0\nmax = 50.0",
+                "ops[0].min",
+                "not in [1, 100]",
+            ),
+            (
+                "kind = \"lowres\"\nmin = 0.5\nmax = 1.5",
+                "ops[0].max",
+                "not in",
+            ),
+            (
+                "kind = \"dim\"\nmin = 0.0\nmax = 0.5",
+                "ops[0].min",
+                "not in",
+            ),
+            ("kind = \"shade\"\nmax = 2.0", "ops[0].max", "not in [0, 1]"),
+            (
+                "kind = \"shade\"\nmin = 0.1\nmax = 0.2",
+                "ops[0].min",
+                "not a key of `shade`",
+            ),
+            (
+                "kind = \"motion_blur\"\nmin = 0.1",
+                "ops[0].max",
+                "needs `max`",
+            ),
+            (
+                "kind = \"vignette\"",
+                "ops[0].kind",
+                "unknown op `vignette`",
+            ),
+        ] {
+            let e = ops(&format!("[[augment.ops]]\n{body}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && e.contains(says), "{body}: {e}");
+            assert!(e.contains("pipelines/t.toml"), "{e}");
+        }
+    }
 }

@@ -114,6 +114,28 @@ pub enum Op {
     /// Random erasing: a rectangle of `min_area`..`max_area` of the image (aspect 0.3..3.3)
     /// filled with uniform noise over the value range.
     Erase { min_area: f32, max_area: f32 },
+    /// A camera's low resolution: scale down to a uniform fraction in [`min`, `max`] of the
+    /// side (area filter) and back up (bilinear), as a small face in a frame is upscaled to
+    /// the model's input.
+    Lowres { min: f32, max: f32 },
+    /// JPEG compression at a uniform quality in [`min`, `max`] (1-100): the pixels go to 8
+    /// bits, through the image crate's encoder and decoder, and back.
+    Jpeg { min: f32, max: f32 },
+    /// Motion blur: the mean along a line of uniform length in [`min`, `max`] (fractions of
+    /// the side) at a uniform angle.
+    MotionBlur { min: f32, max: f32 },
+    /// Low light: the pixel values (0-255) times a uniform factor in [`min`, `max`], rounded
+    /// to whole levels as a camera's 8 bits store them: a dark frame keeps fewer grey levels.
+    Dim { min: f32, max: f32 },
+    /// Uneven light: the pixel values times a ramp from `1 - g` to `1 + g` across the image
+    /// in a uniform direction, `g` uniform in [0, `max`].
+    Shade { max: f32 },
+    /// The lower face covered (a mask, a scarf, a hand): rows from a uniform fraction in
+    /// [`min`, `max`] of the side down to the bottom, columns 10%..90%, filled with the
+    /// image's mean. The label stays, so the model has to read the expression from the rest
+    /// of the face too (issue 29: with the mouth covered, fer-small called 9.7% of FER2013's
+    /// happy test faces happy).
+    Cover { min: f32, max: f32 },
 }
 
 impl Op {
@@ -133,8 +155,10 @@ pub struct Step {
 }
 
 /// The same chain with every magnitude multiplied by `k` (tune's "augmentation strength"):
-/// angles, shifts, zoom and contrast ranges around 1, brightness, blur, noise and the
-/// probability of erasing. `k = 1` is the chain itself, `k = 0` leaves only flips.
+/// angles, shifts, zoom and contrast ranges around 1, brightness, blur, noise, the
+/// probability of erasing, and the camera ops (low resolution and dimming around 1, JPEG
+/// quality around 100, motion blur and shading around 0; covering, like erasing, by its
+/// probability). `k = 1` is the chain itself, `k = 0` leaves only flips.
 pub fn scale_steps(steps: &[Step], k: f32) -> Vec<Step> {
     let around_one = |v: f32| 1.0 + (v - 1.0) * k;
     steps
@@ -186,6 +210,44 @@ pub fn scale_steps(steps: &[Step], k: f32) -> Vec<Step> {
                 ),
                 Op::Noise { std } => (Op::Noise { std: std * k }, st.p),
                 Op::Erase { .. } => (st.op, (st.p * k).clamp(0.0, 1.0)),
+                Op::Lowres { min, max } => (
+                    Op::Lowres {
+                        min: around_one(min).clamp(0.05, 1.0),
+                        max: around_one(max).clamp(0.05, 1.0),
+                    },
+                    st.p,
+                ),
+                Op::Jpeg { min, max } => {
+                    let q = |v: f32| (100.0 - (100.0 - v) * k).clamp(1.0, 100.0);
+                    (
+                        Op::Jpeg {
+                            min: q(min),
+                            max: q(max),
+                        },
+                        st.p,
+                    )
+                }
+                Op::MotionBlur { min, max } => (
+                    Op::MotionBlur {
+                        min: min * k,
+                        max: max * k,
+                    },
+                    st.p,
+                ),
+                Op::Dim { min, max } => (
+                    Op::Dim {
+                        min: around_one(min).clamp(0.01, 1.0),
+                        max: around_one(max).clamp(0.01, 1.0),
+                    },
+                    st.p,
+                ),
+                Op::Shade { max } => (
+                    Op::Shade {
+                        max: (max * k).min(1.0),
+                    },
+                    st.p,
+                ),
+                Op::Cover { .. } => (st.op, (st.p * k).clamp(0.0, 1.0)),
             };
             Step { op, p }
         })
@@ -335,6 +397,130 @@ impl Augmenter {
                         }
                     }
                 }
+                Op::Lowres { min, max } => {
+                    let f = uniform(rng, min, max);
+                    let small = ((self.side as f32 * f).round() as u32).max(2);
+                    if (small as usize) < self.side {
+                        use image::imageops::{FilterType, resize};
+                        // The image crate's f32 pixels live in 0..=1: resample there.
+                        let n = self.side as u32;
+                        for (d, v) in scratch.src.iter_mut().zip(img.iter()) {
+                            *d = (*v - lo) / span;
+                        }
+                        let down = resize(&scratch.src, small, small, FilterType::Triangle);
+                        let up = resize(&down, n, n, FilterType::Triangle);
+                        for (v, u) in img.iter_mut().zip(up.as_raw()) {
+                            *v = (lo + u * span).clamp(lo, hi);
+                        }
+                    }
+                }
+                Op::Jpeg { min, max } => {
+                    let q = uniform(rng, min, max).round().clamp(1.0, 100.0) as u8;
+                    self.jpeg(img, q);
+                }
+                Op::MotionBlur { min, max } => {
+                    let len = uniform(rng, min, max) * self.side as f32;
+                    let angle = uniform(rng, 0.0, std::f32::consts::PI);
+                    if len >= 1.0 {
+                        self.motion_blur(img, len, angle, scratch);
+                    }
+                }
+                Op::Dim { min, max } => {
+                    let k = uniform(rng, min, max);
+                    if k != 1.0 {
+                        let to_px = 255.0 / span;
+                        img.iter_mut().for_each(|v| {
+                            let px = ((*v - lo) * to_px * k).round();
+                            *v = (lo + px / to_px).clamp(lo, hi);
+                        });
+                    }
+                }
+                Op::Shade { max } => {
+                    let g = uniform(rng, 0.0, max);
+                    let angle = uniform(rng, 0.0, std::f32::consts::TAU);
+                    if g > 0.0 {
+                        let (s, co) = angle.sin_cos();
+                        let n = self.side;
+                        for (i, v) in img.iter_mut().enumerate() {
+                            let (x, y) = ((i % n) as f32 - c, (i / n) as f32 - c);
+                            let t = (x * co + y * s) / c.max(1.0);
+                            let factor = (1.0 + g * t).max(0.0);
+                            *v = (lo + (*v - lo) * factor).clamp(lo, hi);
+                        }
+                    }
+                }
+                Op::Cover { min, max } => {
+                    let n = self.side;
+                    let y0 = ((uniform(rng, min, max) * n as f32) as usize).min(n);
+                    let (x0, x1) = (n / 10, n - n / 10);
+                    let mean = img.iter().sum::<f32>() / img.len() as f32;
+                    for y in y0..n {
+                        img[y * n + x0..y * n + x1].fill(mean);
+                    }
+                }
+            }
+        }
+    }
+
+    /// JPEG round trip of `img` at quality `q`: to 8-bit gray over the value range, the image
+    /// crate's encoder and decoder, back to the range. An encoder error (none is expected for
+    /// an in-memory gray image) leaves the image as it was.
+    fn jpeg(&self, img: &mut [f32], q: u8) {
+        let (lo, hi) = self.range;
+        let span = hi - lo;
+        let n = self.side as u32;
+        let px: Vec<u8> = img
+            .iter()
+            .map(|v| ((*v - lo) / span * 255.0).round().clamp(0.0, 255.0) as u8)
+            .collect();
+        let mut bytes = Vec::new();
+        let encoded = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, q).encode(
+            &px,
+            n,
+            n,
+            image::ExtendedColorType::L8,
+        );
+        if encoded.is_err() {
+            return;
+        }
+        let Ok(decoded) = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
+        else {
+            return;
+        };
+        let gray = decoded.to_luma8();
+        if gray.len() == img.len() {
+            for (v, p) in img.iter_mut().zip(gray.as_raw()) {
+                *v = lo + *p as f32 / 255.0 * span;
+            }
+        }
+    }
+
+    /// The mean of `len` + 1 bilinear samples along a line of length `len` pixels at `angle`
+    /// through each pixel (edges replicated).
+    fn motion_blur(&self, img: &mut [f32], len: f32, angle: f32, scratch: &mut Scratch) {
+        let n = self.side;
+        let src: &mut [f32] = &mut scratch.src;
+        src.copy_from_slice(img);
+        let max = (n - 1) as f32;
+        let taps = len.ceil() as usize + 1;
+        let (s, c) = angle.sin_cos();
+        let sample = |x: f32, y: f32| {
+            let (cx, cy) = (x.clamp(0.0, max), y.clamp(0.0, max));
+            let (x0, y0) = (cx as usize, cy as usize);
+            let (x1, y1) = ((x0 + 1).min(n - 1), (y0 + 1).min(n - 1));
+            let (fx, fy) = (cx - x0 as f32, cy - y0 as f32);
+            let top = src[y0 * n + x0] + fx * (src[y0 * n + x1] - src[y0 * n + x0]);
+            let bot = src[y1 * n + x0] + fx * (src[y1 * n + x1] - src[y1 * n + x0]);
+            top + fy * (bot - top)
+        };
+        for y in 0..n {
+            for x in 0..n {
+                let mut sum = 0.0;
+                for k in 0..taps {
+                    let t = len * (k as f32 / (taps - 1) as f32 - 0.5);
+                    sum += sample(x as f32 + t * c, y as f32 + t * s);
+                }
+                img[y * n + x] = sum / taps as f32;
             }
         }
     }
@@ -506,6 +692,10 @@ mod tests {
                 sigma_min: 0.0,
                 sigma_max: 0.0,
             },
+            Op::Lowres { min: 1.0, max: 1.0 },
+            Op::MotionBlur { min: 0.0, max: 0.0 },
+            Op::Dim { min: 1.0, max: 1.0 },
+            Op::Shade { max: 0.0 },
         ] {
             assert_eq!(run(&aug(vec![always(op)]), &x, 3), x, "{op:?}");
         }
@@ -546,13 +736,24 @@ mod tests {
                     min_area: 0.02,
                     max_area: 0.2,
                 }),
+                always(Op::Dim { min: 0.1, max: 0.5 }),
+                always(Op::Shade { max: 0.8 }),
+                always(Op::MotionBlur { min: 0.1, max: 0.3 }),
+                always(Op::Lowres {
+                    min: 0.25,
+                    max: 0.5,
+                }),
+                always(Op::Jpeg {
+                    min: 10.0,
+                    max: 50.0,
+                }),
             ],
             side: 48,
             range: (-1.0, 2.0),
         };
         let y1 = run(&a, &x, 5);
-        assert_eq!(y1, run(&a, &x, 5));
-        assert_ne!(y1, run(&a, &x, 6));
+        assert!(y1 == run(&a, &x, 5), "the same seed gives the same image");
+        assert!(y1 != run(&a, &x, 6), "another seed gives another image");
         assert!(y1.iter().all(|v| (-1.0..=2.0).contains(v)));
     }
 
@@ -598,5 +799,129 @@ mod tests {
         for (a, b) in y.iter().zip(&rev) {
             assert!((a - b).abs() < 1e-3, "{a} vs {b}");
         }
+    }
+
+    fn variance(v: &[f32]) -> f32 {
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32
+    }
+
+    /// A checkerboard of 1-pixel squares: all of its detail is at the finest scale.
+    fn checkerboard() -> Vec<f32> {
+        (0..48 * 48)
+            .map(|i| ((i % 48 + i / 48) % 2) as f32)
+            .collect()
+    }
+
+    #[test]
+    fn lowres_removes_fine_detail_and_keeps_a_flat_image_flat() {
+        let a = aug(vec![always(Op::Lowres {
+            min: 0.25,
+            max: 0.25,
+        })]);
+        let y = run(&a, &checkerboard(), 1);
+        assert!(
+            variance(&y) < 0.05 * variance(&checkerboard()),
+            "{}",
+            variance(&y)
+        );
+        let flat = vec![0.4f32; 48 * 48];
+        assert!(run(&a, &flat, 1).iter().all(|v| (v - 0.4).abs() < 1e-5));
+    }
+
+    #[test]
+    fn jpeg_keeps_the_image_close_and_is_seeded() {
+        let x = img();
+        let a = aug(vec![always(Op::Jpeg {
+            min: 90.0,
+            max: 90.0,
+        })]);
+        let y = run(&a, &x, 2);
+        assert_ne!(y, x);
+        let smooth: Vec<f32> = (0..48 * 48)
+            .map(|i| ((i % 48) as f32 / 47.0 + (i / 48) as f32 / 47.0) / 2.0)
+            .collect();
+        let ys = run(&a, &smooth, 2);
+        let err = ys
+            .iter()
+            .zip(&smooth)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f32>()
+            / 2304.0;
+        assert!(
+            err < 0.01,
+            "mean error {err} on a smooth ramp at quality 90"
+        );
+        // Quality 5 loses much more of the same image than quality 90.
+        let low = run(&aug(vec![always(Op::Jpeg { min: 5.0, max: 5.0 })]), &x, 2);
+        let dist = |a: &[f32]| a.iter().zip(&x).map(|(a, b)| (a - b).abs()).sum::<f32>();
+        assert!(dist(&low) > dist(&y));
+    }
+
+    #[test]
+    fn motion_blur_smears_along_its_line_only() {
+        let a = aug(vec![]);
+        // Columns alternate (detail along x); rows alternate (detail along y).
+        let cols: Vec<f32> = (0..48 * 48).map(|i| (i % 48 % 2) as f32).collect();
+        let rows: Vec<f32> = (0..48 * 48).map(|i| (i / 48 % 2) as f32).collect();
+        let mut s = Scratch::new(48);
+        let (mut c, mut r) = (cols.clone(), rows.clone());
+        a.motion_blur(&mut c, 6.0, 0.0, &mut s);
+        a.motion_blur(&mut r, 6.0, 0.0, &mut s);
+        assert!(variance(&c) < 0.05 * variance(&cols), "{}", variance(&c));
+        for (a, b) in r.iter().zip(&rows) {
+            assert!((a - b).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn dim_keeps_fewer_grey_levels() {
+        let a = Augmenter {
+            steps: vec![always(Op::Dim { min: 0.2, max: 0.2 })],
+            side: 48,
+            range: (0.0, 1.0),
+        };
+        let ramp: Vec<f32> = (0..48 * 48).map(|i| (i % 256) as f32 / 255.0).collect();
+        let y = run(&a, &ramp, 1);
+        let mut levels: Vec<u32> = y.iter().map(|v| (v * 255.0).round() as u32).collect();
+        levels.sort_unstable();
+        levels.dedup();
+        // 256 levels times 0.2, rounded: 0..=51.
+        assert_eq!(levels.len(), 52);
+        assert_eq!(*levels.last().unwrap(), 51);
+    }
+
+    #[test]
+    fn cover_fills_the_lower_face_with_the_mean_and_leaves_the_rest() {
+        let x = img();
+        let mean = x.iter().sum::<f32>() / x.len() as f32;
+        let y = run(&aug(vec![always(Op::Cover { min: 0.6, max: 0.6 })]), &x, 1);
+        // Row 28 (60% of 48 = 28.8, so from row 28) down, columns 4..44.
+        for r in 0..48 {
+            for c in 0..48 {
+                let i = r * 48 + c;
+                if r >= 28 && (4..44).contains(&c) {
+                    assert!((y[i] - mean).abs() < 1e-6);
+                } else {
+                    assert_eq!(y[i], x[i]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shade_ramps_a_flat_image_from_dark_to_bright() {
+        let a = aug(vec![always(Op::Shade { max: 0.5 })]);
+        let flat = vec![0.5f32; 48 * 48];
+        let y = run(&a, &flat, 4);
+        let (lo, hi) = y
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+        assert!(lo < 0.5 && hi > 0.5, "{lo} {hi}");
+        let mean = y.iter().sum::<f32>() / y.len() as f32;
+        assert!(
+            (mean - 0.5).abs() < 0.02,
+            "the ramp is centred: mean {mean}"
+        );
     }
 }

@@ -202,6 +202,8 @@ pub struct DetectOptions {
     /// frames kept no false face; detection + fer-small ran at 44 frames per second with them
     /// (the README's figures).
     pub tilt_degrees: f32,
+    /// YuNet: the turned copies' size as a fraction of the searched frame (0.5: half).
+    pub tilt_scale: f32,
     /// YuNet: turn each crop so the eyes are level (from its landmarks) before the model sees
     /// it (FER2013's faces are nearly level: median eye line -0.7 degrees), in
     /// [`FaceDetector::crop`]; see [`FaceBox::eye_angle`]. On by default: faces tilted 30
@@ -228,6 +230,7 @@ impl DetectOptions {
                 framing: Framing::BOX,
                 align: false,
                 tilt_degrees: 0.0,
+                tilt_scale: YUNET_TILT_SCALE,
             },
             DetectorKind::Yunet => DetectOptions {
                 detector: kind,
@@ -243,6 +246,7 @@ impl DetectOptions {
                 framing: Framing::FER2013_YUNET,
                 align: YUNET_ALIGN,
                 tilt_degrees: YUNET_TILT_DEGREES,
+                tilt_scale: YUNET_TILT_SCALE,
             },
         }
     }
@@ -279,6 +283,12 @@ impl DetectOptions {
                     return bad(format!(
                         "tilt passes of {} degrees: must be in 0..=60",
                         self.tilt_degrees
+                    ));
+                }
+                if !(0.25..=1.0).contains(&self.tilt_scale) {
+                    return bad(format!(
+                        "--det-tilt-scale {}: the turned copies' size must be in 0.25..=1 of the frame",
+                        self.tilt_scale
                     ));
                 }
                 if !(self.nms_iou > 0.0 && self.nms_iou < 1.0) {
@@ -570,6 +580,8 @@ const FER_DY: f32 = 0.010;
 const YUNET_ALIGN: bool = true;
 /// YuNet's turned passes by default (degrees; see [`DetectOptions::tilt_degrees`]).
 const YUNET_TILT_DEGREES: f32 = 25.0;
+/// The turned copies' size by default (see [`DetectOptions::tilt_scale`]).
+const YUNET_TILT_SCALE: f32 = 0.5;
 
 /// YuNet's bytes per input pixel (the input tensor, the plan's activations, and planning a new
 /// size): measured 50 at 640x640 (peak RSS growth, `examples/yunet_memory.rs`), budgeted 64.

@@ -168,36 +168,50 @@ impl Yunet {
     }
 }
 
-/// YuNet's faces on a copy of `seen` at half its size turned by `degrees` about its centre
-/// (clockwise for positive), mapped back into `seen`'s pixels: each box keeps its size around
-/// its centre turned back, and the landmarks are turned back.
+/// YuNet's faces on a copy of `seen` at `o.tilt_scale` of its size turned by `degrees` about
+/// its centre (clockwise for positive), mapped back into `seen`'s pixels: each box keeps its
+/// size around its centre turned back, and the landmarks are turned back.
 pub(crate) fn turned(y: &Yunet, seen: &GrayImage, o: &DetectOptions, degrees: f32) -> Vec<Raw> {
     use imageproc::geometric_transformations::{Border, Interpolation, rotate_about_center};
-    let (w, h) = (seen.width() / 2, seen.height() / 2);
+    let k = o.tilt_scale;
+    let (w, h) = (
+        (seen.width() as f32 * k).round() as u32,
+        (seen.height() as f32 * k).round() as u32,
+    );
     if w < 32 || h < 32 {
         return vec![];
     }
-    let half = image::imageops::thumbnail(seen, w, h);
-    let mean = mean_gray(&half);
+    let scaled;
+    let copy = if (w, h) == seen.dimensions() {
+        seen
+    } else {
+        scaled = image::imageops::thumbnail(seen, w, h);
+        &scaled
+    };
+    let mean = mean_gray(copy);
     let theta = degrees.to_radians();
     let turned = rotate_about_center(
-        &half,
+        copy,
         theta,
         Interpolation::Bilinear,
         Border::Constant(image::Luma([mean])),
     );
-    // rotate_about_center maps p to R(theta) (p - c) + c; back is R(-theta).
+    // rotate_about_center maps p to R(theta) (p - c) + c; back is R(-theta), then / k.
     let (c, s) = (theta.cos(), theta.sin());
     let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    let (kx, ky) = (
+        seen.width() as f32 / w as f32,
+        seen.height() as f32 / h as f32,
+    );
     let back = |x: f32, y: f32| -> [f32; 2] {
         let (dx, dy) = (x - cx, y - cy);
-        [2.0 * (c * dx + s * dy + cx), 2.0 * (-s * dx + c * dy + cy)]
+        [kx * (c * dx + s * dy + cx), ky * (-s * dx + c * dy + cy)]
     };
     y.raw(&turned, o)
         .into_iter()
         .map(|b| {
             let [mx, my] = back(b.x + b.w / 2.0, b.y + b.h / 2.0);
-            let (bw, bh) = (2.0 * b.w, 2.0 * b.h);
+            let (bw, bh) = (kx * b.w, ky * b.h);
             Raw {
                 x: mx - bw / 2.0,
                 y: my - bh / 2.0,

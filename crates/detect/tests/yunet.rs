@@ -114,6 +114,14 @@ mod with_yunet {
         };
         let e = FaceDetector::embedded(bad).err().unwrap().to_string();
         assert!(e.contains("--det-threshold"), "{e}");
+        for k in [0.1, 1.5, f32::NAN] {
+            let bad = DetectOptions {
+                tilt_scale: k,
+                ..DetectOptions::for_detector(DetectorKind::Yunet)
+            };
+            let e = FaceDetector::embedded(bad).err().unwrap().to_string();
+            assert!(e.contains("--det-tilt-scale") && e.contains("0.25..=1"), "{e}");
+        }
     }
 }
 
@@ -144,21 +152,32 @@ mod turned_passes {
             Interpolation::Bilinear,
             Border::Constant(image::Luma([128])),
         );
-        let found = upright.detect(&turned);
-        assert_eq!(found.len(), 1, "{found:?}");
-        let b = found[0];
-        let (bx, by) = (
-            b.x as f32 + b.width as f32 / 2.0,
-            b.y as f32 + b.height as f32 / 2.0,
-        );
-        assert!(
-            (bx - fx).hypot(by - fy) < 0.25 * f.width as f32,
-            "box centre ({bx}, {by}) against the face's ({fx}, {fy})"
-        );
-        // The best box came from the pass turned -25 degrees, its landmarks turned back: the eye
-        // line is at least that pass's 25 degrees (YuNet's landmarks read less roll than a face
-        // has: 5 degrees for this face upright, against 40), not the upright pass's 5.
-        let angle = b.eye_angle().unwrap().to_degrees();
-        assert!((20.0..50.0).contains(&angle), "eye line at {angle} degrees");
+        // At the default size of the turned copies and at full size (the mapping back scales).
+        for k in [0.5, 1.0] {
+            let upright = FaceDetector::embedded(DetectOptions {
+                tilt_scale: k,
+                ..DetectOptions::for_detector(DetectorKind::Yunet)
+            })
+            .unwrap();
+            let found = upright.detect(&turned);
+            assert_eq!(found.len(), 1, "{found:?}");
+            let b = found[0];
+            let (bx, by) = (
+                b.x as f32 + b.width as f32 / 2.0,
+                b.y as f32 + b.height as f32 / 2.0,
+            );
+            assert!(
+                (bx - fx).hypot(by - fy) < 0.25 * f.width as f32,
+                "box centre ({bx}, {by}) against the face's ({fx}, {fy})"
+            );
+            // The best box came from the pass turned -25 degrees, its landmarks turned back: the eye
+            // line is at least that pass's 25 degrees (YuNet's landmarks read less roll than a face
+            // has: 5 degrees for this face upright, against 40), not the upright pass's 5.
+            let angle = b.eye_angle().unwrap().to_degrees();
+            assert!(
+                (20.0..50.0).contains(&angle),
+                "turned copies at {k}: eye line at {angle} degrees"
+            );
+        }
     }
 }

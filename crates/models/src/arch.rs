@@ -44,6 +44,12 @@ pub struct ModelConfig {
     /// Conv-BN-ReLU layers per block (ours only; 2 = VGG-style blocks).
     #[config(default = 1)]
     pub convs: usize,
+    /// Ours only: `Some(true)` standardizes each input image inside the network
+    /// (`TrainSettings::per_image_norm`). An `Option` because burn's `Config` takes no serde
+    /// default: `model.json` files written before it (and models without it) read as `None`,
+    /// which is off.
+    #[config(default = "None")]
+    pub per_image_norm: Option<bool>,
 }
 
 /// The study's base CNN: Conv 3x3 1->32, MaxPool 2, Conv 3x3 32->64, MaxPool 2, Conv 3x3
@@ -109,6 +115,8 @@ pub struct FerSmall {
     blocks: Vec<ConvBn>,
     /// Conv layers per block (a pool follows every `convs` layers but the last).
     convs: usize,
+    /// Standardize each input image first ([`standardize_images`]).
+    per_image_norm: bool,
     pool: MaxPool2d,
     gap: AdaptiveAvgPool2d,
     dropout: Dropout,
@@ -140,7 +148,8 @@ impl ModelConfig {
             .with_widths(s.widths.clone())
             .with_kernels(s.kernels.clone())
             .with_dense(s.dense)
-            .with_convs(s.convs);
+            .with_convs(s.convs)
+            .with_per_image_norm(s.per_image_norm.then_some(true));
         cfg.side = side;
         cfg.num_classes = num_classes;
         cfg
@@ -204,6 +213,7 @@ impl ModelConfig {
                 FerSmall {
                     blocks,
                     convs: self.convs.max(1),
+                    per_image_norm: self.per_image_norm == Some(true),
                     pool: MaxPool2dConfig::new([2, 2]).init(),
                     gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
                     dropout: DropoutConfig::new(self.dropout).init(),
@@ -282,6 +292,24 @@ fn seeded_dropout(x: Tensor<2>, prob: f64, seed: u64) -> Tensor<2> {
     x * mask
 }
 
+/// The smallest standard deviation [`standardize_images`] divides by, in the transform's
+/// units (standardized pixels, where the training images' std is 1): a flat image stays flat
+/// instead of turning its last bits of noise into full-range texture.
+pub const MIN_IMAGE_STD: f32 = 1e-2;
+
+/// Each image of `[N, C, H, W]` minus its own mean, divided by its own standard deviation
+/// (at least [`MIN_IMAGE_STD`]): burn's tensor ops, so it runs and differentiates on any
+/// backend.
+pub fn standardize_images(x: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let flat: Tensor<2> = x.reshape([n, c * h * w]);
+    let mean = flat.clone().mean_dim(1);
+    let centred = flat - mean;
+    let var = centred.clone().square().mean_dim(1);
+    let std = var.sqrt().clamp_min(MIN_IMAGE_STD);
+    (centred / std).reshape([n, c, h, w])
+}
+
 impl Net {
     /// Logits `[N, classes]` for images `[N, 1, H, W]` (burn's dropout when training).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
@@ -316,7 +344,11 @@ impl Net {
                 m.out.forward(x)
             }
             Net::FerSmall(m) => {
-                let mut x = x;
+                let mut x = if m.per_image_norm {
+                    standardize_images(x)
+                } else {
+                    x
+                };
                 // `convs` layers per block; pool after every block but the last.
                 let per = m.convs.max(1);
                 let last = m.blocks.len().saturating_sub(1);
@@ -380,5 +412,76 @@ impl Net {
                 total + cin * cfg.num_classes as u64
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    fn images(device: &Device, scale: f32, shift: f32) -> Tensor<4> {
+        let v: Vec<f32> = (0..2 * 48 * 48)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .map(|v| v * scale + shift)
+            .collect();
+        Tensor::from_data(TensorData::new(v, [2, 1, 48, 48]), device)
+    }
+
+    fn logits(net: &Net, x: Tensor<4>) -> Vec<f32> {
+        net.forward(x).into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn per_image_norm_makes_the_logits_blind_to_brightness_and_contrast() {
+        let device = Device::flex();
+        let cfg = ModelConfig::new("fer-small".into())
+            .with_widths(vec![4, 8])
+            .with_per_image_norm(Some(true));
+        let net = cfg.init(&device);
+        let base = logits(&net, images(&device, 1.0, 0.0));
+        // A dark, low-contrast copy (a fifth of the contrast, shifted down) scores the same.
+        let dark = logits(&net, images(&device, 0.2, -1.5));
+        for (a, b) in base.iter().zip(&dark) {
+            assert!((a - b).abs() < 1e-3, "{base:?} vs {dark:?}");
+        }
+        // Without it the same network sees the difference.
+        let plain = ModelConfig::new("fer-small".into()).with_widths(vec![4, 8]);
+        let net = plain.init(&device);
+        let (a, b) = (
+            logits(&net, images(&device, 1.0, 0.0)),
+            logits(&net, images(&device, 0.2, -1.5)),
+        );
+        assert!(a.iter().zip(&b).any(|(a, b)| (a - b).abs() > 1e-3));
+    }
+
+    #[test]
+    fn standardized_images_have_mean_zero_and_unit_std_and_flat_ones_stay_flat() {
+        let device = Device::flex();
+        let v: Vec<f32> = images(&device, 0.3, 2.0).into_data().try_to_vec().unwrap();
+        let mut all = v.clone();
+        all.extend(std::iter::repeat_n(0.7f32, 48 * 48));
+        let x = Tensor::<4>::from_data(TensorData::new(all, [3, 1, 48, 48]), &device);
+        let y: Vec<f32> = standardize_images(x).into_data().try_to_vec().unwrap();
+        for img in y.chunks(48 * 48).take(2) {
+            let mean = img.iter().sum::<f32>() / img.len() as f32;
+            let var = img.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / img.len() as f32;
+            assert!(
+                mean.abs() < 1e-4 && (var.sqrt() - 1.0).abs() < 1e-3,
+                "{mean} {var}"
+            );
+        }
+        let flat = y[2 * 48 * 48..].iter().fold(0f32, |m, v| m.max(v.abs()));
+        // f32 rounding of the mean (about 1e-5 here) divided by the floor: far under the unit
+        // std of a real face.
+        assert!(flat < 1e-2, "a flat image comes out at most {flat} from 0");
+    }
+
+    #[test]
+    fn a_model_json_written_before_per_image_norm_reads_as_without_it() {
+        let json = r#"{"arch":"fer-small","side":48,"num_classes":2,"dropout":0.3,
+            "widths":[32,64,128,192],"kernels":[],"dense":0,"convs":1}"#;
+        let cfg: ModelConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(cfg.per_image_norm, None);
     }
 }

@@ -8,7 +8,7 @@
 //! cargo run --release -p fer-predict --features yunet --example scene_bench -- \
 //!     <FER2013 test folder> <model folder> [faces per class, default 100] [--out file.json]
 //!     [--threshold p] [--only yunet|seeta] [--yunet-score s --yunet-pad f --yunet-dark v --yunet-align bool
-//!     --yunet-tilt degrees]
+//!     --yunet-tilt degrees --yunet-tilt-scale fraction]
 //! ```
 //!
 //! The `--yunet-*` flags compare settings; the defaults of `DetectOptions` were chosen with them
@@ -240,7 +240,13 @@ struct Tally {
     /// (correct, total) for happy and not-happy faces, frame to answer.
     happy: (usize, usize),
     not: (usize, usize),
+    /// (found, pasted) by the face's side: [`SIDE_BINS`].
+    by_side: [(usize, usize); 3],
 }
+
+/// Face sides (pixels) below which a face falls in the first and second bins of the
+/// faces-found-by-size line.
+const SIDE_BINS: [u32; 2] = [80, 150];
 
 fn load_faces(folder: &Path, per_class: usize) -> Vec<Face> {
     let others = ["angry", "disgust", "fear", "neutral", "sad", "surprise"];
@@ -330,6 +336,9 @@ fn main() {
             if let Some(v) = flag("--yunet-tilt").and_then(|s| s.parse().ok()) {
                 o.tilt_degrees = v;
             }
+            if let Some(v) = flag("--yunet-tilt-scale").and_then(|s| s.parse().ok()) {
+                o.tilt_scale = v;
+            }
             if let Some(v) = flag("--yunet-align").and_then(|s| s.parse().ok()) {
                 o.align = v;
             }
@@ -401,6 +410,8 @@ fn main() {
             let mut used = vec![false; got.len()];
             for (sq, happy) in &fr.faces {
                 tl.pasted += 1;
+                let bin = SIDE_BINS.iter().filter(|b| sq.2 >= **b).count();
+                tl.by_side[bin].1 += 1;
                 let hit = got.iter().enumerate().find(|(gi, g)| {
                     !used[*gi]
                         && scene::iou((g.bbox.x, g.bbox.y, g.bbox.width, g.bbox.height), *sq)
@@ -411,6 +422,7 @@ fn main() {
                 if let Some((gi, g)) = hit {
                     used[gi] = true;
                     tl.found += 1;
+                    tl.by_side[bin].0 += 1;
                     c.0 += ((g.p_happy >= threshold) == *happy) as usize;
                 }
             }
@@ -437,6 +449,27 @@ fn main() {
                 false_faces_per_100_frames: false_per_100,
             });
         }
+        println!();
+        println!(
+            "{kind}: faces found by side, {}-{} / {}-{} / {}-{} px:",
+            SIDES.0,
+            SIDE_BINS[0] - 1,
+            SIDE_BINS[0],
+            SIDE_BINS[1] - 1,
+            SIDE_BINS[1],
+            SIDES.1
+        );
+        for (ci, case) in CASES.iter().enumerate().filter(|(_, c)| **c != "empty") {
+            let b = t[ci].by_side;
+            println!(
+                "- {case}: {}",
+                b.iter()
+                    .map(|(f, n)| format!("{f}/{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        println!();
         // Frames per second on the plain frames: detection + the model, all cores (frames in
         // parallel), without and with flip averaging.
         let plain: Vec<&GrayImage> = frames

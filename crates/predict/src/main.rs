@@ -180,6 +180,11 @@ struct ModelArgs {
     /// (faces are cropped from the original; yunet 640, its input size, seeta 1280).
     #[arg(long)]
     det_work_side: Option<u32>,
+    /// yunet: the size of the turned copies searched for tilted heads, as a fraction of the
+    /// searched frame (default 0.5). 1 finds small tilted faces (40-80 px) far more often and
+    /// halves the frame rate (the README's camera-frames section has both measured).
+    #[arg(long)]
+    det_tilt_scale: Option<f32>,
     /// Faces scored per image: the most confident ones when more are found.
     #[arg(long, default_value_t = fer_predict::DEFAULT_MAX_FACES)]
     max_faces: usize,
@@ -254,6 +259,7 @@ impl ModelArgs {
             dark_below: self.det_dark_below.unwrap_or(d.dark_below),
             pad: self.det_pad.unwrap_or(d.pad),
             work_side: self.det_work_side.unwrap_or(d.work_side),
+            tilt_scale: self.det_tilt_scale.unwrap_or(d.tilt_scale),
             ..d
         })?;
         let mut p = Predictor::new(scorer, detector, !self.no_detect, threshold)?;

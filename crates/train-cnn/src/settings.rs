@@ -288,5 +288,14 @@ fn validate(
     if s.dense > 4096 {
         return Err(err("dense", format!("{} must be at most 4096", s.dense)));
     }
+    if s.per_image_norm && s.arch != "fer-small" {
+        return Err(err(
+            "per_image_norm",
+            format!(
+                "is for fer-small only (`{}` is the study's network, kept as it was)",
+                s.arch
+            ),
+        ));
+    }
     Ok(s)
 }

@@ -149,6 +149,31 @@ fn training_sizes_the_network_from_the_data() {
     approx::assert_relative_eq!(probs[0].iter().sum::<f64>(), 1.0, epsilon = 1e-5);
 }
 
+/// `per_image_norm`: the trained network scores a face the same at any exposure (its pixels
+/// times a gain plus an offset), on what `predict` gives for the validation faces.
+#[test]
+fn a_network_trained_with_per_image_norm_ignores_exposure() {
+    let (tr, va) = (faces(96, 48, 11), faces(32, 48, 12));
+    let s = TrainSettings {
+        epochs: 1,
+        max_train_batches: 2,
+        per_image_norm: true,
+        ..tiny_settings()
+    };
+    let ckpt = tempfile::tempdir().unwrap();
+    let d = Device::flex();
+    let t = train::train(&s, &tr, &va, &no_aug(), &d, ckpt.path(), &|_, _, _| {}).unwrap();
+    let mut dark = va.clone();
+    dark.x.iter_mut().for_each(|v| *v = 0.2 * *v - 1.5);
+    let (a, b) = (
+        train::predict(&t.model, &va, 16, false, &d),
+        train::predict(&t.model, &dark, 16, false, &d),
+    );
+    for (pa, pb) in a.iter().zip(&b) {
+        assert!((pa[0] - pb[0]).abs() < 1e-3, "{pa:?} vs {pb:?}");
+    }
+}
+
 #[test]
 fn train_until_pauses_and_continues_the_same_run() {
     let (tr, va) = (faces(128, 24, 1), faces(64, 24, 2));
@@ -427,6 +452,10 @@ fn bad_params_name_the_key() {
         (
             "[train_cnn]\n[[train_cnn.ops]]\nkind = \"hflip\"\np = 2.0\n",
             "ops[0].p",
+        ),
+        (
+            "[train_cnn]\narch = \"seed-base\"\nper_image_norm = true\n",
+            "per_image_norm",
         ),
     ] {
         let e = parse(text).unwrap_err();

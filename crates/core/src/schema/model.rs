@@ -108,6 +108,13 @@ pub struct TrainSettings {
     /// random initialization.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub init: String,
+    /// Ours only: the network standardizes each input image itself (subtracts the image's
+    /// mean and divides by its standard deviation) before the first conv, so a face's overall
+    /// brightness and contrast, which a camera's exposure sets (a dark shop, a backlit
+    /// doorway), never reach the model. It runs in training, after the augmentation chain,
+    /// and wherever the model is used; it has no weights.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub per_image_norm: bool,
 }
 
 fn is_zero(v: &usize) -> bool {
@@ -150,6 +157,7 @@ impl Default for TrainSettings {
             pretrain_epochs: 0,
             pretrain_lr: 0.0,
             init: String::new(),
+            per_image_norm: false,
         }
     }
 }

@@ -175,6 +175,35 @@ fn bad_files_become_rows_and_the_batch_goes_on() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
 
+/// YuNet's size of the turned copies is checked when the detector is built: a bad
+/// `--det-tilt-scale` is exit code 2 naming the flag; a good one scores.
+#[cfg(feature = "yunet")]
+#[test]
+fn det_tilt_scale_is_checked_and_used() {
+    let d = tempfile::tempdir().unwrap();
+    let mdir = d.path().join("model");
+    tiny_model(&mdir, true, 16);
+    let img = d.path().join("frame.png");
+    image::GrayImage::from_pixel(64, 48, image::Luma([128]))
+        .save(&img)
+        .unwrap();
+    let run = |scale: &str| {
+        bin()
+            .args(["--quiet", "--detector", "yunet", "--det-tilt-scale", scale])
+            .arg("--model")
+            .arg(&mdir)
+            .arg(&img)
+            .output()
+            .unwrap()
+    };
+    let out = run("3");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--det-tilt-scale 3"), "{err}");
+    let out = run("1");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// Real FER2013 test faces pasted, scaled up, into 640x480 colour photos: the detector finds
 /// most, and the predictions agree with --no-detect on most of those (skipped without data).
 #[test]
