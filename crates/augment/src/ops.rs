@@ -275,6 +275,19 @@ impl Scratch {
     }
 }
 
+/// The bilinear sample of the `n` x `n` image `src` at `(x, y)`, edges replicated.
+#[inline]
+fn bilinear(src: &[f32], n: usize, x: f32, y: f32) -> f32 {
+    let max = (n - 1) as f32;
+    let (cx, cy) = (x.clamp(0.0, max), y.clamp(0.0, max));
+    let (x0, y0) = (cx as usize, cy as usize);
+    let (x1, y1) = ((x0 + 1).min(n - 1), (y0 + 1).min(n - 1));
+    let (fx, fy) = (cx - x0 as f32, cy - y0 as f32);
+    let top = src[y0 * n + x0] + fx * (src[y0 * n + x1] - src[y0 * n + x0]);
+    let bot = src[y1 * n + x0] + fx * (src[y1 * n + x1] - src[y1 * n + x0]);
+    top + fy * (bot - top)
+}
+
 /// The RNG of image `index` in `stream` (e.g. epoch * 1e6 + batch) under `seed`.
 pub fn image_rng(seed: u64, stream: u64, index: u64) -> ChaCha8Rng {
     let mut s = seed ^ 0x243F_6A88_85A3_08D3;
@@ -501,24 +514,14 @@ impl Augmenter {
         let n = self.side;
         let src: &mut [f32] = &mut scratch.src;
         src.copy_from_slice(img);
-        let max = (n - 1) as f32;
         let taps = len.ceil() as usize + 1;
         let (s, c) = angle.sin_cos();
-        let sample = |x: f32, y: f32| {
-            let (cx, cy) = (x.clamp(0.0, max), y.clamp(0.0, max));
-            let (x0, y0) = (cx as usize, cy as usize);
-            let (x1, y1) = ((x0 + 1).min(n - 1), (y0 + 1).min(n - 1));
-            let (fx, fy) = (cx - x0 as f32, cy - y0 as f32);
-            let top = src[y0 * n + x0] + fx * (src[y0 * n + x1] - src[y0 * n + x0]);
-            let bot = src[y1 * n + x0] + fx * (src[y1 * n + x1] - src[y1 * n + x0]);
-            top + fy * (bot - top)
-        };
         for y in 0..n {
             for x in 0..n {
                 let mut sum = 0.0;
                 for k in 0..taps {
                     let t = len * (k as f32 / (taps - 1) as f32 - 0.5);
-                    sum += sample(x as f32 + t * c, y as f32 + t * s);
+                    sum += bilinear(src, n, x as f32 + t * c, y as f32 + t * s);
                 }
                 img[y * n + x] = sum / taps as f32;
             }
@@ -531,19 +534,12 @@ impl Augmenter {
         let n = self.side;
         let src: &mut [f32] = &mut scratch.src;
         src.copy_from_slice(img);
-        let max = (n - 1) as f32;
         for y in 0..n {
             // Source position of (0, y), then step by (inv.a, inv.d) per output pixel.
             let mut sx = inv.b * y as f32 + inv.c;
             let mut sy = inv.e * y as f32 + inv.f;
             for out in &mut img[y * n..(y + 1) * n] {
-                let (cx, cy) = (sx.clamp(0.0, max), sy.clamp(0.0, max));
-                let (x0, y0) = (cx as usize, cy as usize);
-                let (x1, y1) = ((x0 + 1).min(n - 1), (y0 + 1).min(n - 1));
-                let (fx, fy) = (cx - x0 as f32, cy - y0 as f32);
-                let top = src[y0 * n + x0] + fx * (src[y0 * n + x1] - src[y0 * n + x0]);
-                let bot = src[y1 * n + x0] + fx * (src[y1 * n + x1] - src[y1 * n + x0]);
-                *out = top + fy * (bot - top);
+                *out = bilinear(src, n, sx, sy);
                 sx += inv.a;
                 sy += inv.d;
             }
