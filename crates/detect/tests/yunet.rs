@@ -120,7 +120,10 @@ mod with_yunet {
                 ..DetectOptions::for_detector(DetectorKind::Yunet)
             };
             let e = FaceDetector::embedded(bad).err().unwrap().to_string();
-            assert!(e.contains("--det-tilt-scale") && e.contains("0.25..=1"), "{e}");
+            assert!(
+                e.contains("--det-tilt-scale") && e.contains("0.25..=1"),
+                "{e}"
+            );
         }
     }
 }

@@ -201,7 +201,11 @@ fn det_tilt_scale_is_checked_and_used() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--det-tilt-scale 3"), "{err}");
     let out = run("1");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Real FER2013 test faces pasted, scaled up, into 640x480 colour photos: the detector finds
