@@ -192,8 +192,8 @@ pub struct DetectOptions {
     /// Where the model's crop sits around the box. rustface: [`Framing::BOX`], the box's own
     /// square. YuNet: [`Framing::FER2013_YUNET`].
     pub framing: Framing,
-    /// YuNet: besides the upright search, search copies of the frame at half its size turned
-    /// by plus and minus this many degrees (0: off), for heads tilted past what YuNet finds
+    /// YuNet: besides the upright search, search copies of the frame at [`Self::tilt_scale`]
+    /// of its size turned by plus and minus this many degrees (0: off), for heads tilted past what YuNet finds
     /// upright; their boxes are turned back and merged with the upright ones (non-maximum
     /// suppression, and a box whose centre lies in a kept one is dropped). 25 by default, so
     /// the three passes together cover heads tilted up to about 45 degrees either way: on

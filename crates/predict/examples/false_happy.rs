@@ -27,7 +27,7 @@ const MOUTH: Band = ((0.60, 0.95), (0.20, 0.80));
 const EYES: Band = ((0.20, 0.50), (0.10, 0.90));
 
 fn cover(g: &GrayImage, band: Band) -> GrayImage {
-    let mean = (g.pixels().map(|p| p[0] as u64).sum::<u64>() / g.len().max(1) as u64) as u8;
+    let mean = fer_detect::mean_gray(g);
     let mut out = g.clone();
     let (w, h) = (g.width() as f32, g.height() as f32);
     let ((r0, r1), (c0, c1)) = band;

@@ -171,47 +171,25 @@ fn frames(faces: &[Face], i: usize) -> Vec<Frame> {
         .collect();
     let (empty, _) = scene::scene(&[], w, h, SIDES, seed + 3);
     let at = |c: &str| CASES.iter().position(|x| *x == c).expect("case");
+    // Most cases are the plain frame's face, changed in place.
+    let same = |case: &str, img: GrayImage| Frame {
+        case: at(case),
+        faces: one(&sq),
+        img,
+    };
     vec![
-        Frame {
-            case: at("plain"),
-            faces: one(&sq),
-            img: plain,
-        },
-        Frame {
-            case: at("dark"),
-            faces: one(&sq),
-            img: dark,
-        },
-        Frame {
-            case: at("backlit"),
-            faces: one(&sq),
-            img: backlit,
-        },
+        same("plain", plain),
+        same("dark", dark),
+        same("backlit", backlit),
         Frame {
             case: at("tilted"),
             faces: one(&squares(&tp)),
             img: gray(&tilted),
         },
-        Frame {
-            case: at("covered"),
-            faces: one(&sq),
-            img: covered,
-        },
-        Frame {
-            case: at("blur"),
-            faces: one(&sq),
-            img: blur,
-        },
-        Frame {
-            case: at("lowres"),
-            faces: one(&sq),
-            img: lowres,
-        },
-        Frame {
-            case: at("jpeg30"),
-            faces: one(&sq),
-            img: jpeg30,
-        },
+        same("covered", covered),
+        same("blur", blur),
+        same("lowres", lowres),
+        same("jpeg30", jpeg30),
         Frame {
             case: at("three"),
             faces: three_faces,
