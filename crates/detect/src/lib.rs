@@ -24,6 +24,7 @@
 //! deadline flag is set.
 
 mod seeta;
+mod warp;
 #[cfg(feature = "yunet")]
 pub mod yunet;
 
@@ -626,7 +627,7 @@ pub fn for_detection<'a>(gray: &'a GrayImage, o: &DetectOptions) -> Cow<'a, Gray
 /// line at `angle` comes out level (bilinear; what falls outside the image is the crop's mean
 /// gray). An angle under a degree leaves the plain crop.
 fn levelled_crop(g: &GrayImage, crop: (u32, u32, u32, u32), angle: f32) -> GrayImage {
-    use imageproc::geometric_transformations::{Border, Interpolation, Projection, warp_into};
+    use warp::Affine;
     let (x, y, sx, sy) = crop;
     let plain = image::imageops::crop_imm(g, x, y, sx, sy).to_image();
     if angle.abs() < 1f32.to_radians() || sx == 0 || sy == 0 {
@@ -635,18 +636,12 @@ fn levelled_crop(g: &GrayImage, crop: (u32, u32, u32, u32), angle: f32) -> GrayI
     let mean = mean_gray(&plain);
     let (cx, cy) = (x as f32 + sx as f32 / 2.0, y as f32 + sy as f32 / 2.0);
     // Output pixel -> frame: translate the crop centre to the origin, turn by -angle, move to
-    // the output's centre (warp_into maps input to output with the projection).
-    let p = Projection::translate(sx as f32 / 2.0, sy as f32 / 2.0)
-        * Projection::rotate(-angle)
-        * Projection::translate(-cx, -cy);
+    // the output's centre (the warp maps input to output with the projection).
+    let p = Affine::translate(sx as f32 / 2.0, sy as f32 / 2.0)
+        * Affine::rotate(-angle)
+        * Affine::translate(-cx, -cy);
     let mut out = GrayImage::new(sx, sy);
-    warp_into(
-        g,
-        p,
-        Interpolation::Bilinear,
-        Border::Constant(image::Luma([mean])),
-        &mut out,
-    );
+    warp::warp_into(g, p, mean, &mut out);
     out
 }
 

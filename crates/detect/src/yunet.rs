@@ -172,7 +172,6 @@ impl Yunet {
 /// its centre (clockwise for positive), mapped back into `seen`'s pixels: each box keeps its
 /// size around its centre turned back, and the landmarks are turned back.
 pub(crate) fn turned(y: &Yunet, seen: &GrayImage, o: &DetectOptions, degrees: f32) -> Vec<Raw> {
-    use imageproc::geometric_transformations::{Border, Interpolation, rotate_about_center};
     let k = o.tilt_scale;
     let (w, h) = (
         (seen.width() as f32 * k).round() as u32,
@@ -190,12 +189,7 @@ pub(crate) fn turned(y: &Yunet, seen: &GrayImage, o: &DetectOptions, degrees: f3
     };
     let mean = mean_gray(copy);
     let theta = degrees.to_radians();
-    let turned = rotate_about_center(
-        copy,
-        theta,
-        Interpolation::Bilinear,
-        Border::Constant(image::Luma([mean])),
-    );
+    let turned = crate::warp::rotate_about_center(copy, theta, mean);
     // rotate_about_center maps p to R(theta) (p - c) + c; back is R(-theta), then / k.
     let (c, s) = (theta.cos(), theta.sin());
     let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
