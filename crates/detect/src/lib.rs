@@ -203,8 +203,20 @@ pub struct DetectOptions {
     /// frames kept no false face; detection + fer-small ran at 44 frames per second with them
     /// (the README's figures).
     pub tilt_degrees: f32,
-    /// YuNet: the turned copies' size as a fraction of the searched frame (0.5: half).
+    /// YuNet: the turned copies' size as a fraction of the searched frame (0.5: half); 0 turns
+    /// the turned copies off (the second looks still turn their windows).
     pub tilt_scale: f32,
+    /// YuNet: boxes of the upright search scoring at least this, but under
+    /// [`Self::score_threshold`], are candidates for a second look (0: off): a window around
+    /// each, [`yunet::WINDOW_OVER_BOX`] times its side, is searched again at
+    /// [`yunet::WINDOW_SIDE`] pixels, upright and turned by plus and minus
+    /// [`Self::tilt_degrees`], and what scores [`Self::score_threshold`] there is a face. A small
+    /// tilted, blurred or dim face that YuNet barely sees in the whole frame is seen at a size
+    /// and angle it knows, for a few milliseconds instead of a whole turned frame.
+    pub second_look: f64,
+    /// YuNet: at most this many candidates get a second look per frame (the highest scoring),
+    /// so a cluttered frame's time stays bounded.
+    pub second_looks: u32,
     /// YuNet: turn each crop so the eyes are level (from its landmarks) before the model sees
     /// it (FER2013's faces are nearly level: median eye line -0.7 degrees), in
     /// [`FaceDetector::crop`]; see [`FaceBox::eye_angle`]. On by default: faces tilted 30
@@ -232,6 +244,8 @@ impl DetectOptions {
                 align: false,
                 tilt_degrees: 0.0,
                 tilt_scale: YUNET_TILT_SCALE,
+                second_look: 0.0,
+                second_looks: 0,
             },
             DetectorKind::Yunet => DetectOptions {
                 detector: kind,
@@ -248,6 +262,8 @@ impl DetectOptions {
                 align: YUNET_ALIGN,
                 tilt_degrees: YUNET_TILT_DEGREES,
                 tilt_scale: YUNET_TILT_SCALE,
+                second_look: YUNET_SECOND_LOOK,
+                second_looks: YUNET_SECOND_LOOKS,
             },
         }
     }
@@ -286,9 +302,21 @@ impl DetectOptions {
                         self.tilt_degrees
                     ));
                 }
-                if !(0.25..=1.0).contains(&self.tilt_scale) {
+                if !(0.0..=1.0).contains(&self.second_look) {
                     return bad(format!(
-                        "--det-tilt-scale {}: the turned copies' size must be in 0.25..=1 of the frame",
+                        "--det-second-look {}: must be in 0..=1 (0 turns second looks off)",
+                        self.second_look
+                    ));
+                }
+                if self.second_looks > 64 {
+                    return bad(format!(
+                        "--det-second-looks {}: at most 64 (each costs three small searches)",
+                        self.second_looks
+                    ));
+                }
+                if self.tilt_scale != 0.0 && !(0.25..=1.0).contains(&self.tilt_scale) {
+                    return bad(format!(
+                        "--det-tilt-scale {}: the turned copies' size must be 0 (off) or in 0.25..=1 of the frame",
                         self.tilt_scale
                     ));
                 }
@@ -516,18 +544,45 @@ impl FaceDetector {
             Engine::Seeta(s) => s.raw(&seen),
             #[cfg(feature = "yunet")]
             Engine::Yunet(y) => {
-                let mut raw = y.raw(&seen, &self.options);
-                if self.options.tilt_degrees > 0.0 {
+                let o = &self.options;
+                let looks = o.second_look > 0.0 && o.second_looks > 0;
+                let low = if looks {
+                    o.second_look.min(o.score_threshold)
+                } else {
+                    o.score_threshold
+                };
+                let (mut raw, candidates): (Vec<_>, Vec<_>) = y
+                    .raw(&seen, o, low)
+                    .into_iter()
+                    .partition(|b| b.score >= o.score_threshold);
+                let several = o.tilt_degrees > 0.0 || looks;
+                if o.tilt_degrees > 0.0 && o.tilt_scale > 0.0 {
                     for sign in [-1.0f32, 1.0] {
                         check()?;
-                        raw.extend(yunet::turned(
-                            y,
-                            &seen,
-                            &self.options,
-                            sign * self.options.tilt_degrees,
-                        ));
+                        raw.extend(yunet::turned(y, &seen, o, sign * o.tilt_degrees));
                     }
-                    raw = yunet::merge_passes(raw, self.options.nms_iou);
+                }
+                if looks {
+                    // The highest-scoring candidates that no face found so far contains.
+                    let mut kept = 0;
+                    for c in candidates {
+                        if kept == o.second_looks {
+                            break;
+                        }
+                        let (cx, cy) = (c.x + c.w / 2.0, c.y + c.h / 2.0);
+                        if raw
+                            .iter()
+                            .any(|k| cx >= k.x && cx <= k.x + k.w && cy >= k.y && cy <= k.y + k.h)
+                        {
+                            continue;
+                        }
+                        check()?;
+                        kept += 1;
+                        raw.extend(yunet::second_look(y, &seen, o, &c));
+                    }
+                }
+                if several {
+                    raw = yunet::merge_passes(raw, o.nms_iou);
                 }
                 raw
             }
@@ -583,6 +638,9 @@ const YUNET_ALIGN: bool = true;
 const YUNET_TILT_DEGREES: f32 = 25.0;
 /// The turned copies' size by default (see [`DetectOptions::tilt_scale`]).
 const YUNET_TILT_SCALE: f32 = 0.5;
+/// Second looks by default (see [`DetectOptions::second_look`]).
+const YUNET_SECOND_LOOK: f64 = 0.02;
+const YUNET_SECOND_LOOKS: u32 = 8;
 
 /// YuNet's bytes per input pixel (the input tensor, the plan's activations, and planning a new
 /// size): measured 50 at 640x640 (peak RSS growth, `examples/yunet_memory.rs`), budgeted 64.

@@ -37,6 +37,21 @@ impl Affine {
         }
     }
 
+    /// A scaling by `k` about the origin.
+    #[cfg_attr(not(feature = "yunet"), allow(dead_code))]
+    pub fn scale(k: f32) -> Affine {
+        Affine {
+            inverse: [1.0 / k, 0.0, 0.0, 0.0, 1.0 / k, 0.0, 0.0, 0.0, 1.0],
+        }
+    }
+
+    /// The point that the map takes to (`x`, `y`).
+    #[cfg_attr(not(feature = "yunet"), allow(dead_code))]
+    pub fn back_point(&self, x: f32, y: f32) -> [f32; 2] {
+        let (a, b) = self.back(x, y);
+        [a, b]
+    }
+
     /// The inverse map applied to (`x`, `y`).
     #[inline(always)]
     fn back(&self, x: f32, y: f32) -> (f32, f32) {
@@ -180,22 +195,5 @@ mod tests {
             &mut theirs,
         );
         assert_eq!(ours, theirs);
-    }
-}
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn time_it() {
-        let img = GrayImage::from_fn(640, 480, |x, y| {
-            image::Luma([((x * 7 + y * 13) % 251) as u8])
-        });
-        let t = std::time::Instant::now();
-        for _ in 0..20 {
-            std::hint::black_box(rotate_about_center(&img, 0.4, 3));
-        }
-        eprintln!("ours {:.2} ms", t.elapsed().as_secs_f64() * 1e3 / 20.0);
     }
 }

@@ -49,8 +49,10 @@ impl Yunet {
             model,
             plans: Mutex::new(vec![]),
         };
-        // Plan the default size now, so a broken model fails at start-up, not on a request.
+        // Plan the default size and the second looks' window now, so a broken model fails at
+        // start-up, not on a request, and the first frame does not pay for planning.
         y.plan(640, 480)?;
+        y.plan(WINDOW_SIDE as usize, WINDOW_SIDE as usize)?;
         Ok(y)
     }
 
@@ -74,17 +76,23 @@ impl Yunet {
         Ok(plan)
     }
 
-    /// Faces on `gray` as given (padded right and down to multiples of 32 with its mean gray).
-    pub(crate) fn raw(&self, gray: &GrayImage, o: &DetectOptions) -> Vec<Raw> {
+    /// Faces scoring at least `threshold` on `gray` as given (padded right and down to
+    /// multiples of 32 with its mean gray).
+    pub(crate) fn raw(&self, gray: &GrayImage, o: &DetectOptions, threshold: f64) -> Vec<Raw> {
         // A failure here (an input tract cannot plan) is reported on stderr and finds no face;
         // the default size is planned at load, and every input is a multiple of 32.
-        self.try_raw(gray, o).unwrap_or_else(|e| {
+        self.try_raw(gray, o, threshold).unwrap_or_else(|e| {
             eprintln!("fer-detect: YuNet: {e}");
             vec![]
         })
     }
 
-    fn try_raw(&self, gray: &GrayImage, o: &DetectOptions) -> Result<Vec<Raw>, DetectError> {
+    fn try_raw(
+        &self,
+        gray: &GrayImage,
+        o: &DetectOptions,
+        threshold: f64,
+    ) -> Result<Vec<Raw>, DetectError> {
         let (w, h) = (gray.width() as usize, gray.height() as usize);
         let last = STRIDES[STRIDES.len() - 1];
         let (pw, ph) = (w.div_ceil(last) * last, h.div_ceil(last) * last);
@@ -120,7 +128,7 @@ impl Yunet {
                 .as_slice()
                 .ok_or_else(|| model_error(format!("output {i} is not contiguous")))
         };
-        let thr = o.score_threshold as f32;
+        let thr = threshold as f32;
         let mut found = vec![];
         for (k, &s) in STRIDES.iter().enumerate() {
             let (cols, rows) = (pw / s, ph / s);
@@ -201,7 +209,7 @@ pub(crate) fn turned(y: &Yunet, seen: &GrayImage, o: &DetectOptions, degrees: f3
         let (dx, dy) = (x - cx, y - cy);
         [kx * (c * dx + s * dy + cx), ky * (-s * dx + c * dy + cy)]
     };
-    y.raw(&turned, o)
+    y.raw(&turned, o, o.score_threshold)
         .into_iter()
         .map(|b| {
             let [mx, my] = back(b.x + b.w / 2.0, b.y + b.h / 2.0);
@@ -216,6 +224,75 @@ pub(crate) fn turned(y: &Yunet, seen: &GrayImage, o: &DetectOptions, degrees: f3
             }
         })
         .collect()
+}
+
+/// The side of a second look's window, in YuNet's input pixels (a multiple of 32).
+pub const WINDOW_SIDE: u32 = 128;
+/// A second look's window, as a multiple of the candidate box's side: the face is then about
+/// half the window whatever its size in the frame.
+pub const WINDOW_OVER_BOX: f32 = 2.0;
+
+/// YuNet's faces in a window around `candidate` (a box of the upright search on `seen`): the
+/// square of [`WINDOW_OVER_BOX`] times its side about its centre, sampled (bilinear; outside
+/// `seen` is its mean gray) into [`WINDOW_SIDE`] pixels, searched upright and turned by plus
+/// and minus `o.tilt_degrees`; boxes scoring `o.score_threshold` there are mapped back into
+/// `seen`'s pixels when their centre lies in the candidate's box and their side is within half
+/// to twice its side.
+pub(crate) fn second_look(
+    y: &Yunet,
+    seen: &GrayImage,
+    o: &DetectOptions,
+    candidate: &Raw,
+) -> Vec<Raw> {
+    use crate::warp::{Affine, warp_into};
+    let side = candidate.w.max(candidate.h) * WINDOW_OVER_BOX;
+    if !(side.is_finite() && side >= 1.0) {
+        return vec![];
+    }
+    let (cx, cy) = (
+        candidate.x + candidate.w / 2.0,
+        candidate.y + candidate.h / 2.0,
+    );
+    let n = WINDOW_SIDE as f32;
+    let k = n / side;
+    let fill = mean_gray(seen);
+    let mut angles = vec![0.0f32];
+    if o.tilt_degrees > 0.0 {
+        angles.extend([-o.tilt_degrees, o.tilt_degrees]);
+    }
+    let mut found = vec![];
+    let mut window = GrayImage::new(WINDOW_SIDE, WINDOW_SIDE);
+    for degrees in angles {
+        // Frame to window: centre the candidate, turn, scale, move to the window's centre.
+        let map = Affine::translate(n / 2.0, n / 2.0)
+            * Affine::rotate(degrees.to_radians())
+            * Affine::scale(k)
+            * Affine::translate(-cx, -cy);
+        warp_into(seen, map, fill, &mut window);
+        for b in y.raw(&window, o, o.score_threshold) {
+            let [mx, my] = map.back_point(b.x + b.w / 2.0, b.y + b.h / 2.0);
+            let (bw, bh) = (b.w / k, b.h / k);
+            // The look confirms the candidate, it does not search the window: a face whose
+            // centre is off the candidate's box, or of another size, is something else (a
+            // neighbour already found, or clutter seen up close).
+            let ratio = bw.max(bh) / (candidate.w.max(candidate.h));
+            if (mx - cx).abs() > candidate.w / 2.0
+                || (my - cy).abs() > candidate.h / 2.0
+                || !(0.5..=2.0).contains(&ratio)
+            {
+                continue;
+            }
+            found.push(Raw {
+                x: mx - bw / 2.0,
+                y: my - bh / 2.0,
+                w: bw,
+                h: bh,
+                score: b.score,
+                landmarks: b.landmarks.map(|l| l.map(|[x, y]| map.back_point(x, y))),
+            });
+        }
+    }
+    found
 }
 
 /// [`nms`] across the upright and turned passes: a box is also dropped when its centre lies

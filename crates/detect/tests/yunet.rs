@@ -125,6 +125,19 @@ mod with_yunet {
                 "{e}"
             );
         }
+        for (look, looks, flag) in [
+            (-0.1, 8, "--det-second-look "),
+            (f64::NAN, 8, "--det-second-look "),
+            (0.02, 65, "--det-second-looks "),
+        ] {
+            let bad = DetectOptions {
+                second_look: look,
+                second_looks: looks,
+                ..DetectOptions::for_detector(DetectorKind::Yunet)
+            };
+            let e = FaceDetector::embedded(bad).err().unwrap().to_string();
+            assert!(e.contains(flag), "{e}");
+        }
     }
 }
 
@@ -182,5 +195,72 @@ mod turned_passes {
                 "turned copies at {k}: eye line at {angle} degrees"
             );
         }
+    }
+}
+
+#[cfg(feature = "yunet")]
+mod second_looks {
+    use fer_detect::{DetectOptions, DetectorKind, FaceDetector};
+    use image::GrayImage;
+    use imageproc::geometric_transformations::{Border, Interpolation, rotate_about_center};
+    use std::path::Path;
+
+    /// The load-test photo's face (its box, half again as large), scaled to `side`, turned
+    /// `degrees`, pasted at (`x`, `y`) into a 640x480 frame of flat gray.
+    fn small_turned_face(side: u32, degrees: f32, x: i64, y: i64) -> GrayImage {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../predict/tests/fixtures/load/scene-0.jpg");
+        let g = image::open(&p).unwrap().to_luma8();
+        let d = FaceDetector::embedded(DetectOptions::for_detector(DetectorKind::Yunet)).unwrap();
+        let f = d.detect(&g)[0];
+        let s = (f.width.max(f.height) as f32 * 1.5) as u32;
+        let cx = (f.x + f.width / 2).saturating_sub(s / 2);
+        let cy = (f.y + f.height / 2).saturating_sub(s / 2);
+        let face = image::imageops::crop_imm(&g, cx, cy, s, s).to_image();
+        let face =
+            image::imageops::resize(&face, side, side, image::imageops::FilterType::Triangle);
+        let face = rotate_about_center(
+            &face,
+            degrees.to_radians(),
+            Interpolation::Bilinear,
+            Border::Constant(image::Luma([128])),
+        );
+        let mut frame = GrayImage::from_pixel(640, 480, image::Luma([128]));
+        image::imageops::replace(&mut frame, &face, x, y);
+        frame
+    }
+
+    #[test]
+    fn a_small_tilted_face_the_whole_frame_passes_miss_is_found_by_a_second_look() {
+        // The face is about 53 px, turned 30 degrees: the upright search scores it under the
+        // threshold and the half-size turned copies make it 27 px.
+        let frame = small_turned_face(80, 30.0, 300, 200);
+        let without = FaceDetector::embedded(DetectOptions {
+            second_look: 0.0,
+            ..DetectOptions::for_detector(DetectorKind::Yunet)
+        })
+        .unwrap();
+        assert!(without.detect(&frame).is_empty());
+        let with =
+            FaceDetector::embedded(DetectOptions::for_detector(DetectorKind::Yunet)).unwrap();
+        let found = with.detect(&frame);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let b = found[0];
+        let (bx, by) = (
+            b.x as f32 + b.width as f32 / 2.0,
+            b.y as f32 + b.height as f32 / 2.0,
+        );
+        assert!(
+            (bx - 340.0).hypot(by - 240.0) < 12.0 && (35..75).contains(&b.width),
+            "{b:?}"
+        );
+        assert!(b.score.unwrap() >= with.options.score_threshold);
+        // No candidate gets a look when none may.
+        let capped = FaceDetector::embedded(DetectOptions {
+            second_looks: 0,
+            ..DetectOptions::for_detector(DetectorKind::Yunet)
+        })
+        .unwrap();
+        assert!(capped.detect(&frame).is_empty());
     }
 }

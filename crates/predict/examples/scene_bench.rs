@@ -8,7 +8,8 @@
 //! cargo run --release -p fer-predict --features yunet --example scene_bench -- \
 //!     <FER2013 test folder> <model folder> [faces per class, default 100] [--out file.json]
 //!     [--threshold p] [--only yunet|seeta] [--yunet-score s --yunet-pad f --yunet-dark v --yunet-align bool
-//!     --yunet-tilt degrees --yunet-tilt-scale fraction]
+//!     --yunet-tilt degrees --yunet-tilt-scale fraction --yunet-second-look score
+//!     --yunet-second-looks n]
 //! ```
 //!
 //! The `--yunet-*` flags compare settings; the defaults of `DetectOptions` were chosen with them
@@ -316,6 +317,12 @@ fn main() {
             }
             if let Some(v) = flag("--yunet-tilt-scale").and_then(|s| s.parse().ok()) {
                 o.tilt_scale = v;
+            }
+            if let Some(v) = flag("--yunet-second-look").and_then(|s| s.parse().ok()) {
+                o.second_look = v;
+            }
+            if let Some(v) = flag("--yunet-second-looks").and_then(|s| s.parse().ok()) {
+                o.second_looks = v;
             }
             if let Some(v) = flag("--yunet-align").and_then(|s| s.parse().ok()) {
                 o.align = v;

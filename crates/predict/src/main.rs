@@ -181,10 +181,19 @@ struct ModelArgs {
     #[arg(long)]
     det_work_side: Option<u32>,
     /// yunet: the size of the turned copies searched for tilted heads, as a fraction of the
-    /// searched frame (default 0.5). 1 finds small tilted faces (40-80 px) far more often and
-    /// halves the frame rate (the README's camera-frames section has both measured).
+    /// searched frame (default 0.5; 0 turns them off, and second looks still turn). 1 finds
+    /// small tilted faces a little more often and halves the frame rate (the README's
+    /// camera-frames section has them measured).
     #[arg(long)]
     det_tilt_scale: Option<f32>,
+    /// yunet: boxes scoring at least this (under --det-threshold) get a second look, a search
+    /// of a window around each at a size and angles YuNet knows (default 0.02; 0 turns it off).
+    #[arg(long)]
+    det_second_look: Option<f64>,
+    /// yunet: at most this many second looks per image (default 8), so a cluttered frame's
+    /// time stays bounded.
+    #[arg(long)]
+    det_second_looks: Option<u32>,
     /// Faces scored per image: the most confident ones when more are found.
     #[arg(long, default_value_t = fer_predict::DEFAULT_MAX_FACES)]
     max_faces: usize,
@@ -260,6 +269,8 @@ impl ModelArgs {
             pad: self.det_pad.unwrap_or(d.pad),
             work_side: self.det_work_side.unwrap_or(d.work_side),
             tilt_scale: self.det_tilt_scale.unwrap_or(d.tilt_scale),
+            second_look: self.det_second_look.unwrap_or(d.second_look),
+            second_looks: self.det_second_looks.unwrap_or(d.second_looks),
             ..d
         })?;
         let mut p = Predictor::new(scorer, detector, !self.no_detect, threshold)?;
