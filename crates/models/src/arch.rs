@@ -50,6 +50,10 @@ pub struct ModelConfig {
     /// which is off.
     #[config(default = "None")]
     pub per_image_norm: Option<bool>,
+    /// Ours only: `Some(true)` takes [`standardize_images_centre`] for the standardization
+    /// (`TrainSettings::per_image_norm_centre`); `None` (older files) is off.
+    #[config(default = "None")]
+    pub per_image_norm_centre: Option<bool>,
 }
 
 /// The study's base CNN: Conv 3x3 1->32, MaxPool 2, Conv 3x3 32->64, MaxPool 2, Conv 3x3
@@ -117,6 +121,8 @@ pub struct FerSmall {
     convs: usize,
     /// Standardize each input image first ([`standardize_images`]).
     per_image_norm: bool,
+    /// ... by its centre's statistics, clamped ([`standardize_images_centre`]).
+    per_image_norm_centre: bool,
     pool: MaxPool2d,
     gap: AdaptiveAvgPool2d,
     dropout: Dropout,
@@ -149,7 +155,8 @@ impl ModelConfig {
             .with_kernels(s.kernels.clone())
             .with_dense(s.dense)
             .with_convs(s.convs)
-            .with_per_image_norm(s.per_image_norm.then_some(true));
+            .with_per_image_norm(s.per_image_norm.then_some(true))
+            .with_per_image_norm_centre(s.per_image_norm_centre.then_some(true));
         cfg.side = side;
         cfg.num_classes = num_classes;
         cfg
@@ -214,6 +221,7 @@ impl ModelConfig {
                     blocks,
                     convs: self.convs.max(1),
                     per_image_norm: self.per_image_norm == Some(true),
+                    per_image_norm_centre: self.per_image_norm_centre == Some(true),
                     pool: MaxPool2dConfig::new([2, 2]).init(),
                     gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
                     dropout: DropoutConfig::new(self.dropout).init(),
@@ -310,6 +318,34 @@ pub fn standardize_images(x: Tensor<4>) -> Tensor<4> {
     (centred / std).reshape([n, c, h, w])
 }
 
+/// The clamp of [`standardize_images_centre`], in standard deviations.
+pub const CENTRE_NORM_CLAMP: f32 = 3.0;
+
+/// Each image of `[N, C, H, W]` minus the mean of its central square (half its side, rows
+/// and columns `H/4..H-H/4`, `W/4..W-W/4`), divided by that square's standard deviation (at
+/// least [`MIN_IMAGE_STD`]), clamped to plus and minus [`CENTRE_NORM_CLAMP`]: the face sets
+/// the scale, and what is far brighter or darker at the edges is cut off rather than
+/// averaged in. burn's tensor ops, as [`standardize_images`].
+pub fn standardize_images_centre(x: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let (h0, w0) = (h / 4, w / 4);
+    let (h1, w1) = ((h - h0).max(h0 + 1), (w - w0).max(w0 + 1));
+    let centre: Tensor<2> = x
+        .clone()
+        .slice([0..n, 0..c, h0..h1, w0..w1])
+        .reshape([n, c * (h1 - h0) * (w1 - w0)]);
+    let mean = centre.clone().mean_dim(1);
+    let std = (centre - mean.clone())
+        .square()
+        .mean_dim(1)
+        .sqrt()
+        .clamp_min(MIN_IMAGE_STD);
+    let flat: Tensor<2> = x.reshape([n, c * h * w]);
+    ((flat - mean) / std)
+        .clamp(-CENTRE_NORM_CLAMP, CENTRE_NORM_CLAMP)
+        .reshape([n, c, h, w])
+}
+
 impl Net {
     /// Logits `[N, classes]` for images `[N, 1, H, W]` (burn's dropout when training).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
@@ -344,10 +380,10 @@ impl Net {
                 m.out.forward(x)
             }
             Net::FerSmall(m) => {
-                let mut x = if m.per_image_norm {
-                    standardize_images(x)
-                } else {
-                    x
+                let mut x = match (m.per_image_norm, m.per_image_norm_centre) {
+                    (true, true) => standardize_images_centre(x),
+                    (true, false) => standardize_images(x),
+                    (false, _) => x,
                 };
                 // `convs` layers per block; pool after every block but the last.
                 let per = m.convs.max(1);
@@ -478,10 +514,63 @@ mod tests {
     }
 
     #[test]
+    fn the_centre_sets_the_scale_and_a_bright_edge_is_clamped_not_averaged_in() {
+        let device = Device::flex();
+        let v: Vec<f32> = images(&device, 0.3, 2.0).into_data().try_to_vec().unwrap();
+        let face = &v[..48 * 48];
+        // The same face with a bright band over its last 8 columns (a window behind it).
+        let lit: Vec<f32> = face
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| if i % 48 >= 40 { p + 50.0 } else { p })
+            .collect();
+        let both: Vec<f32> = face.iter().chain(&lit).copied().collect();
+        let x = Tensor::<4>::from_data(TensorData::new(both, [2, 1, 48, 48]), &device);
+        let y: Vec<f32> = standardize_images_centre(x)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let (a, b) = y.split_at(48 * 48);
+        let centre = |img: &[f32]| -> Vec<f32> {
+            (12..36)
+                .flat_map(|r| (12..36).map(move |c| r * 48 + c))
+                .map(|i| img[i])
+                .collect()
+        };
+        let (ca, cb) = (centre(a), centre(b));
+        let mean = ca.iter().sum::<f32>() / ca.len() as f32;
+        let std = (ca.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / ca.len() as f32).sqrt();
+        assert!(
+            mean.abs() < 1e-4 && (std - 1.0).abs() < 1e-3,
+            "{mean} {std}"
+        );
+        // The band moves no pixel of the face: the centre sets the scale either way.
+        for (i, (p, q)) in a.iter().zip(b).enumerate() {
+            if i % 48 < 40 {
+                assert!((p - q).abs() < 1e-5, "pixel {i}: {p} vs {q}");
+            } else {
+                assert_eq!(*q, CENTRE_NORM_CLAMP, "pixel {i} of the band");
+            }
+        }
+        assert!(a.iter().chain(b).all(|v| v.abs() <= CENTRE_NORM_CLAMP));
+        // Whole-image statistics, for contrast, squeeze the face under the band's weight.
+        let x = Tensor::<4>::from_data(TensorData::new(lit, [1, 1, 48, 48]), &device);
+        let whole: Vec<f32> = standardize_images(x).into_data().try_to_vec().unwrap();
+        let cw = centre(&whole);
+        let mw = cw.iter().sum::<f32>() / cw.len() as f32;
+        let sw = (cw.iter().map(|v| (v - mw).powi(2)).sum::<f32>() / cw.len() as f32).sqrt();
+        assert!(
+            sw < 0.2,
+            "the face's std under whole-image statistics: {sw}"
+        );
+    }
+
+    #[test]
     fn a_model_json_written_before_per_image_norm_reads_as_without_it() {
         let json = r#"{"arch":"fer-small","side":48,"num_classes":2,"dropout":0.3,
             "widths":[32,64,128,192],"kernels":[],"dense":0,"convs":1}"#;
         let cfg: ModelConfig = serde_json::from_str(json).unwrap();
         assert_eq!(cfg.per_image_norm, None);
+        assert_eq!(cfg.per_image_norm_centre, None);
     }
 }

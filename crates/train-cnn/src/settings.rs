@@ -288,6 +288,12 @@ fn validate(
     if s.dense > 4096 {
         return Err(err("dense", format!("{} must be at most 4096", s.dense)));
     }
+    if s.per_image_norm_centre && !s.per_image_norm {
+        return Err(err(
+            "per_image_norm_centre",
+            "needs per_image_norm = true (it says where the standardization's statistics come from)".to_string(),
+        ));
+    }
     if s.per_image_norm && s.arch != "fer-small" {
         return Err(err(
             "per_image_norm",

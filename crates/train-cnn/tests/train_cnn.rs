@@ -457,6 +457,10 @@ fn bad_params_name_the_key() {
             "[train_cnn]\narch = \"seed-base\"\nper_image_norm = true\n",
             "per_image_norm",
         ),
+        (
+            "[train_cnn]\nper_image_norm_centre = true\n",
+            "per_image_norm_centre",
+        ),
     ] {
         let e = parse(text).unwrap_err();
         assert!(

@@ -115,6 +115,13 @@ pub struct TrainSettings {
     /// and wherever the model is used; it has no weights.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub per_image_norm: bool,
+    /// With `per_image_norm`: the mean and standard deviation come from the image's central
+    /// square of half its side (where the face is), and the standardized pixels are clamped to
+    /// plus and minus 3. A bright window or lamp at the crop's edge then cannot set the
+    /// face's contrast (it is clamped, not averaged in); a face framed as FER2013's is scaled
+    /// by its own skin, eyes and mouth.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub per_image_norm_centre: bool,
 }
 
 fn is_zero(v: &usize) -> bool {
@@ -158,6 +165,7 @@ impl Default for TrainSettings {
             pretrain_lr: 0.0,
             init: String::new(),
             per_image_norm: false,
+            per_image_norm_centre: false,
         }
     }
 }
