@@ -141,6 +141,15 @@ mod with_yunet {
     }
 }
 
+/// The centre of a detection's box.
+#[cfg(feature = "yunet")]
+fn centre(b: &fer_detect::FaceBox) -> (f32, f32) {
+    (
+        b.x as f32 + b.width as f32 / 2.0,
+        b.y as f32 + b.height as f32 / 2.0,
+    )
+}
+
 #[cfg(feature = "yunet")]
 mod turned_passes {
     use fer_detect::{DetectOptions, DetectorKind, FaceDetector};
@@ -178,10 +187,7 @@ mod turned_passes {
             let found = upright.detect(&turned);
             assert_eq!(found.len(), 1, "{found:?}");
             let b = found[0];
-            let (bx, by) = (
-                b.x as f32 + b.width as f32 / 2.0,
-                b.y as f32 + b.height as f32 / 2.0,
-            );
+            let (bx, by) = super::centre(&b);
             assert!(
                 (bx - fx).hypot(by - fy) < 0.25 * f.width as f32,
                 "box centre ({bx}, {by}) against the face's ({fx}, {fy})"
@@ -246,10 +252,7 @@ mod second_looks {
         let found = with.detect(&frame);
         assert_eq!(found.len(), 1, "{found:?}");
         let b = found[0];
-        let (bx, by) = (
-            b.x as f32 + b.width as f32 / 2.0,
-            b.y as f32 + b.height as f32 / 2.0,
-        );
+        let (bx, by) = super::centre(&b);
         assert!(
             (bx - 340.0).hypot(by - 240.0) < 12.0 && (35..75).contains(&b.width),
             "{b:?}"
