@@ -207,7 +207,8 @@ pub struct DetectOptions {
     /// the turned copies off (the second looks still turn their windows).
     pub tilt_scale: f32,
     /// YuNet: boxes of the upright search scoring at least this, but under
-    /// [`Self::score_threshold`], are candidates for a second look (0: off): a window around
+    /// [`Self::score_threshold`], no larger than [`yunet::LOOK_MAX_SIDE`] and touching no face
+    /// found so far, are candidates for a second look (0: off): a window around
     /// each, [`yunet::WINDOW_OVER_BOX`] times its side, is searched again at
     /// [`yunet::WINDOW_SIDE`] pixels, upright and turned by plus and minus
     /// [`Self::tilt_degrees`], and what scores [`Self::score_threshold`] there is a face. A small
@@ -563,16 +564,23 @@ impl FaceDetector {
                     }
                 }
                 if looks {
-                    // The highest-scoring candidates that no face found so far contains.
+                    // The highest-scoring small candidates apart from the faces found so far.
                     let mut kept = 0;
                     for c in candidates {
                         if kept == o.second_looks {
                             break;
                         }
-                        let (cx, cy) = (c.x + c.w / 2.0, c.y + c.h / 2.0);
-                        if raw
-                            .iter()
-                            .any(|k| cx >= k.x && cx <= k.x + k.w && cy >= k.y && cy <= k.y + k.h)
+                        // A look is for a face YuNet sees small: a larger candidate is seen at
+                        // a size it knows already, and its window, sampled down, can turn a
+                        // whole region into a "face". A candidate touching a face found so far
+                        // is a part of it (an eye, an ear) or that face again.
+                        if c.w.max(c.h) > yunet::LOOK_MAX_SIDE
+                            || raw.iter().any(|k| {
+                                c.x < k.x + k.w
+                                    && k.x < c.x + c.w
+                                    && c.y < k.y + k.h
+                                    && k.y < c.y + c.h
+                            })
                         {
                             continue;
                         }
