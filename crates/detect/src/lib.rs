@@ -575,12 +575,7 @@ impl FaceDetector {
                         // whole region into a "face". A candidate touching a face found so far
                         // is a part of it (an eye, an ear) or that face again.
                         if c.w.max(c.h) > yunet::LOOK_MAX_SIDE
-                            || raw.iter().any(|k| {
-                                c.x < k.x + k.w
-                                    && k.x < c.x + c.w
-                                    && c.y < k.y + k.h
-                                    && k.y < c.y + c.h
-                            })
+                            || raw.iter().any(|k| yunet::iou(k, &c) > 0.0)
                         {
                             continue;
                         }

@@ -45,18 +45,11 @@ impl Affine {
         }
     }
 
-    /// The point that the map takes to (`x`, `y`).
-    #[cfg_attr(not(feature = "yunet"), allow(dead_code))]
-    pub fn back_point(&self, x: f32, y: f32) -> [f32; 2] {
-        let (a, b) = self.back(x, y);
-        [a, b]
-    }
-
-    /// The inverse map applied to (`x`, `y`).
+    /// The point that the map takes to (`x`, `y`): the inverse map applied to it.
     #[inline(always)]
-    fn back(&self, x: f32, y: f32) -> (f32, f32) {
+    pub fn back_point(&self, x: f32, y: f32) -> [f32; 2] {
         let t = &self.inverse;
-        ((t[0] * x + t[1] * y + t[2]), (t[3] * x + t[4] * y + t[5]))
+        [(t[0] * x + t[1] * y + t[2]), (t[3] * x + t[4] * y + t[5])]
     }
 }
 
@@ -111,7 +104,7 @@ pub fn warp_into(image: &GrayImage, map: Affine, fill: u8, out: &mut GrayImage) 
     let (xmax, ymax) = ((w - 1) as f32, (h - 1) as f32);
     for (y, row) in out.as_mut().chunks_mut(width).enumerate() {
         for (x, px) in row.iter_mut().enumerate() {
-            let (fx, fy) = map.back(x as f32, y as f32);
+            let [fx, fy] = map.back_point(x as f32, y as f32);
             // Inside, floor is truncation and all four neighbours are in the buffer.
             let inside = fx >= 0.0 && fy >= 0.0 && fx < xmax && fy < ymax;
             let (left, top) = if inside {

@@ -317,7 +317,7 @@ pub(crate) fn merge_passes(mut boxes: Vec<Raw>, max_iou: f32) -> Vec<Raw> {
 }
 
 /// Intersection over union of two boxes.
-fn iou(a: &Raw, b: &Raw) -> f32 {
+pub(crate) fn iou(a: &Raw, b: &Raw) -> f32 {
     let ix = ((a.x + a.w).min(b.x + b.w) - a.x.max(b.x)).max(0.0);
     let iy = ((a.y + a.h).min(b.y + b.h) - a.y.max(b.y)).max(0.0);
     let inter = ix * iy;
