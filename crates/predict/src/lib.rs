@@ -73,12 +73,14 @@
 
 pub mod decode;
 pub mod inputs;
+pub mod live;
 pub mod model;
 pub mod monitor;
 pub mod output;
 pub mod scene;
 pub mod serve;
 pub mod threshold;
+pub mod video;
 
 pub use decode::{DEFAULT_MAX_ASPECT, Limits, Plan, decode_gray, gray, truncated};
 pub use fer_detect::{Cancelled, DetectError, DetectOptions, DetectorKind, FaceBox, FaceDetector};

@@ -4,8 +4,9 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use fer_predict::monitor::DriftOptions;
-use fer_predict::output::{Format, RowWriter};
+use fer_predict::output::{Format, RowWriter, SecondWriter};
 use fer_predict::serve::{NetOptions, ServeOptions};
+use fer_predict::video::{Event, PerSecond, Source, VideoOptions};
 use fer_predict::{DetectOptions, DetectorKind, FaceDetector, ModelOptions, Predictor, Scorer};
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,8 +43,55 @@ struct BatchArgs {
     inputs: Vec<String>,
     #[arg(long, value_enum, default_value = "csv")]
     format: Format,
+    /// Score a video instead of images: a file, a capture device (/dev/videoN) or a stream URL
+    /// (rtsp://, http://, tcp://, udp://, ...), read through ffmpeg; writes one row per second
+    /// of the source (frames, faces, happy, alerts, share happy, mean p_happy), never an image.
+    #[arg(long, conflicts_with = "inputs")]
+    video: Option<String>,
+    #[command(flatten)]
+    vid: VideoArgs,
     #[command(flatten)]
     model: ModelArgs,
+}
+
+#[derive(Args)]
+struct VideoArgs {
+    /// --video: frames per second of the source's time that are scored (at most 30).
+    #[arg(long, default_value_t = 5.0)]
+    fps: f64,
+    /// --video: every frame is scaled to fit inside WIDTHxHEIGHT and padded to it (at most
+    /// 1920x1080 pixels in all).
+    #[arg(long, default_value = "640x480", value_parser = parse_size)]
+    video_size: (u32, u32),
+    /// --video: seconds without a frame before the source counts as stalled.
+    #[arg(long, default_value_t = 10.0)]
+    video_stall: f64,
+    /// --video: a live source (a device or a URL) that fails is opened again up to this many
+    /// times in a row, after 1 s, 2 s, 4 s, ... (at most 30 s) (default 5; serve: without end).
+    #[arg(long)]
+    video_retries: Option<u32>,
+}
+
+impl VideoArgs {
+    fn options(&self, default_retries: u32, realtime: bool) -> anyhow::Result<VideoOptions> {
+        if !(self.video_stall > 0.0 && self.video_stall.is_finite()) {
+            anyhow::bail!(
+                "--video-stall {}: must be a positive number of seconds",
+                self.video_stall
+            );
+        }
+        let o = VideoOptions {
+            fps: self.fps,
+            width: self.video_size.0,
+            height: self.video_size.1,
+            stall: std::time::Duration::from_secs_f64(self.video_stall),
+            retries: self.video_retries.unwrap_or(default_retries),
+            realtime,
+            ..VideoOptions::default()
+        };
+        o.check().map_err(anyhow::Error::msg)?;
+        Ok(o)
+    }
 }
 
 #[derive(Args)]
@@ -114,6 +162,16 @@ struct ServeArgs {
     /// the service's own; repeatable.
     #[arg(long)]
     allow_origin: Vec<String>,
+    /// A video source the service reads and scores itself (a file, /dev/videoN or a stream
+    /// URL, through ffmpeg); the live page (GET /) shows its aggregates. A file plays at its
+    /// own pace unless --video-fast.
+    #[arg(long)]
+    video: Option<String>,
+    /// --video: read a file as fast as its frames are scored, not at its own pace.
+    #[arg(long)]
+    video_fast: bool,
+    #[command(flatten)]
+    vid: VideoArgs,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -294,6 +352,9 @@ impl ModelArgs {
 }
 
 fn batch(a: &BatchArgs) -> anyhow::Result<()> {
+    if let Some(spec) = &a.video {
+        return video(a, spec);
+    }
     if a.inputs.is_empty() {
         anyhow::bail!("no inputs: give image files, folders or `-` (see --help)");
     }
@@ -326,6 +387,80 @@ fn batch(a: &BatchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--video`: one row per second of the source on stdout.
+fn video(a: &BatchArgs, spec: &str) -> anyhow::Result<()> {
+    let source = Source::parse(spec)?;
+    let vo = a.vid.options(5, false)?;
+    let p = a.model.predictor()?;
+    let quiet = a.model.quiet;
+    let pb = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {pos} frames ({per_sec})")
+                .expect("valid template"),
+        );
+        pb.set_message(format!("video {spec}:"));
+        pb
+    };
+    let mut w = SecondWriter::new(a.format, std::io::BufWriter::new(std::io::stdout().lock()));
+    let mut per = PerSecond::new(vo.fps, p.threshold);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let group = 2 * rayon::current_num_threads().max(1);
+    let r = fer_predict::video::run(
+        &p,
+        &source,
+        &vo,
+        group,
+        &stop,
+        &mut |k, o| {
+            pb.inc(1);
+            match per.push(k, o) {
+                Some(s) => w.write(&s),
+                None => Ok(()),
+            }
+        },
+        &mut |ev| match ev {
+            Event::Opened if !quiet => pb.println(format!(
+                "reading {spec} through ffmpeg: {} frames/s at {}x{}",
+                vo.fps, vo.width, vo.height
+            )),
+            // Warnings show even with --quiet.
+            Event::Failed(e, Some(wait)) => {
+                let msg = format!(
+                    "warning: {e}; opening it again in {:.0} s",
+                    wait.as_secs_f64()
+                );
+                if pb.is_hidden() {
+                    eprintln!("{msg}");
+                } else {
+                    pb.println(msg);
+                }
+            }
+            _ => {}
+        },
+    );
+    pb.finish_and_clear();
+    // The last second is written whatever stopped the source: no scored frame is lost.
+    if let Some(s) = per.finish() {
+        w.write(&s)?;
+    }
+    let sum = r?;
+    if !quiet {
+        eprintln!(
+            "{} frames ({:.1} s of video), {} faces, reopened {} times, {:.1} s ({:.1} frames/s)",
+            sum.frames,
+            sum.frames as f64 / vo.fps,
+            sum.faces,
+            sum.reopened,
+            sum.wall_seconds,
+            sum.frames as f64 / sum.wall_seconds.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
 fn serve(a: &ServeArgs) -> anyhow::Result<()> {
     if !(a.timeout > 0.0 && a.timeout.is_finite()) {
         anyhow::bail!(
@@ -348,6 +483,13 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
         }
     }
     let token = token(a)?;
+    let video = match &a.video {
+        Some(spec) => Some((
+            Source::parse(spec)?,
+            a.vid.options(u32::MAX, !a.video_fast)?,
+        )),
+        None => None,
+    };
     let p = a.model.predictor()?;
     let o = ServeOptions {
         addr: a.addr,
@@ -377,6 +519,7 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
         // Validation's raw scores, on the served (calibrated) scale.
         reference: fer_predict::monitor::reference_scores(&a.model.dir(), p.svm_name().as_deref())
             .map(|v| v.into_iter().map(|x| p.served_p(x)).collect()),
+        video,
         ..ServeOptions::default()
     };
     if !(a.drift_alpha > 0.0 && a.drift_alpha < 1.0) || a.drift_window == 0 {
@@ -404,7 +547,7 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
     let bound = fer_predict::serve::bind(p, &o).context("cannot start the service")?;
     if !a.model.quiet {
         eprintln!(
-            "serving on http://{} (POST /predict, GET /health, GET /metrics; body limit {} bytes, {} pixels, \
+            "serving on http://{} (GET / the live page, POST /predict, POST /frames, GET /live.json, GET /health, GET /metrics; body limit {} bytes, {} pixels, \
              {} faces; timeout {} s, header timeout {} s; {} in flight + {} queued; {} \
              connections, {} per client; memory budget {} MiB; {})",
             bound.addr,
@@ -465,6 +608,16 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// `--video-size`: `WIDTHxHEIGHT`.
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?}: expected WIDTHxHEIGHT, e.g. 640x480");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    Ok((
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    ))
 }
 
 /// `--detector`: a name of [`DetectorKind`], refused when this binary lacks it.

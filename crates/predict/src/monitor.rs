@@ -201,6 +201,9 @@ pub fn route_label(path: &str) -> &'static str {
         "/predict" => "/predict",
         "/health" => "/health",
         "/metrics" => "/metrics",
+        "/frames" => "/frames",
+        "/live.json" => "/live.json",
+        "/" => "/",
         _ => "other",
     }
 }

@@ -183,3 +183,119 @@ impl<W: Write> RowWriter<W> {
         }
     }
 }
+
+/// CSV columns of `--video`'s per-second rows ([`crate::video::Second`]).
+pub const SECOND_HEADER: [&str; 8] = [
+    "second",
+    "frames",
+    "frames_with_face",
+    "faces",
+    "happy",
+    "alerts",
+    "share_happy",
+    "mean_p_happy",
+];
+
+/// `--video`'s rows: one per second of the source, CSV (a value the privacy rule withholds is
+/// empty) or JSON lines (`null`), flushed row by row so a live source's seconds show at once.
+pub struct SecondWriter<W: Write> {
+    format: Format,
+    out: W,
+    header: bool,
+}
+
+impl<W: Write> SecondWriter<W> {
+    pub fn new(format: Format, out: W) -> SecondWriter<W> {
+        SecondWriter {
+            format,
+            out,
+            header: false,
+        }
+    }
+
+    pub fn write(&mut self, s: &crate::video::Second) -> Result<(), PredictError> {
+        let io = |e: std::io::Error| PredictError::Io {
+            path: "stdout".into(),
+            source: e,
+        };
+        match self.format {
+            Format::Jsonl => {
+                serde_json::to_writer(&mut self.out, s)
+                    .map_err(|e| PredictError::Input(e.to_string()))?;
+                writeln!(self.out).map_err(io)?;
+            }
+            Format::Csv => {
+                if !self.header {
+                    writeln!(self.out, "{}", SECOND_HEADER.join(",")).map_err(io)?;
+                    self.header = true;
+                }
+                let opt = |v: Option<String>| v.unwrap_or_default();
+                writeln!(
+                    self.out,
+                    "{},{},{},{},{},{},{},{}",
+                    s.second,
+                    s.frames,
+                    s.frames_with_face,
+                    s.faces,
+                    opt(s.happy.map(|v| v.to_string())),
+                    opt(s.alerts.map(|v| v.to_string())),
+                    opt(s.share_happy.map(|v| format!("{v:.4}"))),
+                    opt(s.mean_p_happy.map(|v| format!("{v:.4}"))),
+                )
+                .map_err(io)?;
+            }
+        }
+        self.out.flush().map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::video::Second;
+
+    #[test]
+    fn per_second_rows_leave_withheld_values_empty() {
+        let rows = [
+            Second {
+                second: 0,
+                frames: 5,
+                frames_with_face: 5,
+                faces: 5,
+                happy: Some(4),
+                alerts: Some(1),
+                share_happy: Some(0.8),
+                mean_p_happy: Some(0.71234),
+            },
+            Second {
+                second: 1,
+                frames: 5,
+                frames_with_face: 2,
+                faces: 2,
+                happy: None,
+                alerts: None,
+                share_happy: None,
+                mean_p_happy: None,
+            },
+        ];
+        let mut csv = SecondWriter::new(Format::Csv, Vec::new());
+        let mut jl = SecondWriter::new(Format::Jsonl, Vec::new());
+        for r in &rows {
+            csv.write(r).unwrap();
+            jl.write(r).unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(csv.out).unwrap(),
+            "second,frames,frames_with_face,faces,happy,alerts,share_happy,mean_p_happy\n\
+             0,5,5,5,4,1,0.8000,0.7123\n1,5,2,2,,,,\n"
+        );
+        let lines: Vec<serde_json::Value> = String::from_utf8(jl.out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["happy"], 4);
+        assert!(lines[1]["share_happy"].is_null() && lines[1]["alerts"].is_null());
+        assert_eq!(lines[1]["faces"], 2);
+    }
+}

@@ -64,7 +64,9 @@
 pub mod access;
 pub mod net;
 
+use crate::live::{Live, unix_now};
 use crate::monitor::{DriftOptions, Monitor};
+use crate::video::{self, Source, Tally, VideoOptions};
 use crate::{Outcome, PredictError, Predictor};
 use access::{Access, Refusal};
 use axum::Router;
@@ -119,6 +121,8 @@ pub struct ServeOptions {
     pub drift: DriftOptions,
     /// The model's validation scores, the drift check's reference (`None`: check off).
     pub reference: Option<Vec<f64>>,
+    /// A video source the service reads and scores itself, for the live page (`--video`).
+    pub video: Option<(Source, VideoOptions)>,
 }
 
 /// The number of cores (1 when unknown): the default `--max-inflight`.
@@ -151,6 +155,7 @@ impl Default for ServeOptions {
             allow_origins: Vec::new(),
             drift: DriftOptions::default(),
             reference: None,
+            video: None,
         }
     }
 }
@@ -185,6 +190,8 @@ struct AppState {
     broken: AtomicBool,
     shed: AtomicU64,
     monitor: Monitor,
+    /// The live page's aggregates (the video source and `POST /frames`).
+    live: Live,
 }
 
 impl AppState {
@@ -343,7 +350,32 @@ fn image_refusal(e: &PredictError) -> Option<(Refusal, StatusCode)> {
     }
 }
 
-async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Request) -> Response {
+/// What a scored image's answer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// `POST /predict`: every face, its box and score.
+    Faces,
+    /// `POST /frames`: the frame joins the live aggregates; the answer is its face count.
+    Aggregate,
+}
+
+async fn predict(st: State<Arc<AppState>>, q: RawQuery, req: Request) -> Response {
+    score_image(st, q, req, Answer::Faces).await
+}
+
+/// `POST /frames`: a camera frame (JPEG or PNG), under the same limits as `/predict`, scored
+/// at the service's threshold and added to the live aggregates. The answer is
+/// `{"status": "ok", "faces": n}`: no box or score, so a client sees no more than the page.
+async fn frames(st: State<Arc<AppState>>, q: RawQuery, req: Request) -> Response {
+    score_image(st, q, req, Answer::Aggregate).await
+}
+
+async fn score_image(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+    req: Request,
+    answer: Answer,
+) -> Response {
     let t0 = tokio::time::Instant::now();
     let deadline = t0 + st.o.timeout;
     let headers = req.headers();
@@ -358,9 +390,11 @@ async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Re
         };
         return st.refuse(why, code, msg);
     }
-    let (detect, threshold) = match options(q.as_deref(), &st) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    let (detect, threshold) = match (answer, options(q.as_deref(), &st)) {
+        (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+        (Answer::Faces, Ok(v)) => v,
+        // The live aggregates are all at the service's own settings.
+        (Answer::Aggregate, Ok(_)) => (st.predictor.detect, st.predictor.threshold),
     };
     let client = req
         .extensions()
@@ -577,18 +611,14 @@ async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Re
             detected,
         }) => {
             let scores: Vec<f64> = faces.iter().map(|f| f.p_happy).collect();
-            if let Some(d) = st.monitor.image(detected, &scores) {
-                eprintln!(
-                    "drift: {} (Kolmogorov-Smirnov D {:.3}, critical {:.3}, last {} scores against {} validation scores)",
-                    if d.drifted {
-                        "the recent scores have parted from validation"
-                    } else {
-                        "the recent scores agree with validation again"
-                    },
-                    d.ks,
-                    d.critical,
-                    d.recent,
-                    d.reference
+            observe(&st.monitor, detected, &scores);
+            if answer == Answer::Aggregate {
+                let mut t = Tally::default();
+                t.add_faces(&faces, threshold);
+                st.live.add(unix_now(), &t);
+                return reply(
+                    StatusCode::OK,
+                    json!({"status": "ok", "faces": faces.len()}),
                 );
             }
             reply(
@@ -604,6 +634,120 @@ async fn predict(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, req: Re
                 }),
             )
         }
+    }
+}
+
+/// Record one image's faces with the monitor, logging a change of the drift check's state.
+fn observe(monitor: &Monitor, detected: usize, scores: &[f64]) {
+    if let Some(d) = monitor.image(detected, scores) {
+        eprintln!(
+            "drift: {} (Kolmogorov-Smirnov D {:.3}, critical {:.3}, last {} scores against {} validation scores)",
+            if d.drifted {
+                "the recent scores have parted from validation"
+            } else {
+                "the recent scores agree with validation again"
+            },
+            d.ks,
+            d.critical,
+            d.recent,
+            d.reference
+        );
+    }
+}
+
+/// `GET /`: the live page, one self-contained HTML file (no external asset) that polls
+/// `live.json`. Open like `/health`: it shows aggregates only.
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
+/// The live page.
+pub const PAGE: &str = include_str!("serve/page.html");
+
+/// `GET /live.json`: the live aggregates ([`crate::live::Live::snapshot`]) and the drift
+/// check's state.
+async fn live_json(State(st): State<Arc<AppState>>) -> Response {
+    let mut r = reply(
+        StatusCode::OK,
+        st.live.snapshot(unix_now(), st.monitor.drift_json()),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+/// Read the service's video source until `stop`: frames scored in groups, each group's
+/// tallies added to the live aggregates at the second it was scored, its scores to the drift
+/// check; failures shown on the page and retried.
+fn read_video(st: Arc<AppState>, source: Source, vo: VideoOptions, stop: Arc<AtomicBool>) {
+    let spec = source.spec.clone();
+    let p = st.predictor.clone();
+    let group = rayon::current_num_threads().max(1);
+    st.live.source(&spec, "reading", None, 0);
+    let mut pending = 0u64;
+    let r = video::run(
+        &p,
+        &source,
+        &vo,
+        group,
+        &stop,
+        &mut |_, o| {
+            let mut t = Tally::default();
+            t.add(o, p.threshold);
+            if let Outcome::Faces {
+                faces, detected, ..
+            } = o
+            {
+                let scores: Vec<f64> = faces.iter().map(|f| f.p_happy).collect();
+                observe(&st.monitor, *detected, &scores);
+            }
+            st.live.add(unix_now(), &t);
+            pending += 1;
+            if pending >= 25 {
+                st.live.source(&spec, "reading", None, pending);
+                pending = 0;
+            }
+            Ok(())
+        },
+        &mut |ev| match ev {
+            video::Event::Opened => st.live.source(&spec, "reading", None, 0),
+            video::Event::Failed(e, wait) => {
+                eprintln!(
+                    "fer-predict serve: {e}{}",
+                    match wait {
+                        Some(w) => format!("; opening it again in {:.0} s", w.as_secs_f64()),
+                        None => "; giving up".into(),
+                    }
+                );
+                let state = if wait.is_some() { "retrying" } else { "failed" };
+                st.live.source(&spec, state, Some(e.to_string()), 0);
+            }
+        },
+    );
+    match r {
+        Ok(sum) => {
+            st.live.source(&spec, "ended", None, pending);
+            eprintln!(
+                "fer-predict serve: video {spec} ended: {} frames, {} faces",
+                sum.frames, sum.faces
+            );
+        }
+        Err(e) => st
+            .live
+            .source(&spec, "failed", Some(e.to_string()), pending),
     }
 }
 
@@ -706,6 +850,7 @@ fn budget_kib(o: &ServeOptions) -> u64 {
 
 /// The service's routes.
 fn router(predictor: Predictor, o: &ServeOptions, addr: SocketAddr) -> (Router, Arc<AppState>) {
+    let predictor_threshold = predictor.threshold;
     let st = Arc::new(AppState {
         predictor: Arc::new(predictor),
         access: Access::new(o.token.as_deref(), addr, &o.allow_origins),
@@ -723,8 +868,12 @@ fn router(predictor: Predictor, o: &ServeOptions, addr: SocketAddr) -> (Router, 
             o.drift.clone(),
             &Refusal::ALL.map(Refusal::label),
         ),
+        live: Live::new(predictor_threshold),
     });
     let app = Router::new()
+        .route("/", get(page))
+        .route("/live.json", get(live_json))
+        .route("/frames", post(frames))
         .route("/predict", post(predict))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -833,6 +982,11 @@ impl Bound {
             .build()
             .map_err(|e| PredictError::Server(format!("tokio runtime: {e}")))?;
         let net = self.net_options();
+        let stop_video = Arc::new(AtomicBool::new(false));
+        let video = self.o.video.clone().map(|(source, vo)| {
+            let (st, stop) = (self.state.clone(), stop_video.clone());
+            std::thread::spawn(move || read_video(st, source, vo, stop))
+        });
         let st = self.state.clone();
         let drained = rt.block_on(async move {
             let l = tokio::net::TcpListener::from_std(self.listener)
@@ -848,6 +1002,10 @@ impl Bound {
             );
         }
         rt.shutdown_timeout(Duration::from_secs(1));
+        stop_video.store(true, Ordering::SeqCst);
+        if let Some(h) = video {
+            let _ = h.join();
+        }
         Ok(())
     }
 
