@@ -61,9 +61,17 @@
 //!
 //! A binary model's rows have none of these: the same columns and bytes as before.
 //!
+//! `fer-predict --video <file | /dev/videoN | rtsp://...>` scores a video instead (see
+//! [`video`]): ffmpeg, a child process, pipes gray frames at `--fps` (5) scaled into
+//! `--video-size` (640x480); each frame's faces are found and scored as an image's; one row per
+//! second of the source goes to stdout (frames, frames with a face, faces, happy, alerts at the
+//! threshold, share happy, mean p_happy; a second with fewer than 5 faces shows its counts
+//! only), never an image. A live source that fails or ends is opened again (`--video-retries`).
+//!
 //! `fer-predict serve` runs the checkout kiosk's HTTP service (see [`serve`]): `POST /predict`
-//! with an image body returns its faces as JSON, `GET /health`, `GET /metrics`; bound to
-//! 127.0.0.1:8080 by default. Whatever a client sends, it stays up, within its memory budget,
+//! with an image body returns its faces as JSON, `GET /health`, `GET /metrics`, and the
+//! manager's live page at `GET /` (aggregates of `POST /frames` and of `--video`, polled from
+//! `GET /live.json`); bound to 127.0.0.1:8080 by default. Whatever a client sends, it stays up, within its memory budget,
 //! and fair to the other clients: connection, body, queue and memory limits per request and
 //! per client address, write and header timeouts, an optional token and browser-origin
 //! rules, and a drain on SIGTERM (the list, in order, is [`serve`]'s doc). A panic while

@@ -9,8 +9,8 @@
 //!
 //! `GET /metrics` answers in Prometheus's text format (rendered by the `prometheus-client`
 //! crate, the Prometheus project's own Rust client):
-//! - `fer_requests_total{route, code}`: requests per route (`/predict`, `/health`,
-//!   `/metrics`, `other`) and HTTP status;
+//! - `fer_requests_total{route, code}`: requests per route (`/predict`, `/frames`, `/`,
+//!   `/live.json`, `/health`, `/metrics`, `other`) and HTTP status;
 //! - `fer_request_duration_seconds{route}`: latency histogram;
 //! - `fer_faces_detected_total`, `fer_faces_scored_total`, `fer_images_without_face_total`;
 //! - `fer_refusals_total{reason}`: requests and connections refused, by reason (budget,

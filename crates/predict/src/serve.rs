@@ -19,6 +19,18 @@
 //!   ([`access`]).
 //! - `GET /metrics`: Prometheus text ([`crate::monitor`]), `fer_refusals_total{reason}`
 //!   among it.
+//! - `GET /`: the shop manager's live page, one self-contained HTML file (no external asset;
+//!   a content security policy allows nothing else) that polls `GET /live.json`: the share of
+//!   happy faces and the alerts over the last 5 minutes, faces seen per minute, a chart and
+//!   table per minute over the last 15, the drift check's state and the video source's
+//!   ([`crate::live`]). Aggregates only, under the privacy rule of [`crate::video`]; open like
+//!   `/health`.
+//! - `POST /frames`: a camera frame (JPEG or PNG) under every limit of `/predict`, scored at
+//!   the service's threshold and added to the live aggregates; the answer is its face count
+//!   only. With `--video <source>` the service reads a file, device or stream through ffmpeg
+//!   itself ([`crate::video`]; a file at its own pace), on a thread of its own beside the
+//!   requests: at most a few frames in memory, failures shown on the page and retried
+//!   without end (1 s, 2 s, ... at most 30 s apart).
 //!
 //! Errors are JSON `{"error": "..."}`: 400 empty body or bad query; 401 missing or wrong
 //! token; 403 a cross-origin browser request; 408 a body that arrives too slowly or not within
@@ -1002,9 +1014,17 @@ impl Bound {
             );
         }
         rt.shutdown_timeout(Duration::from_secs(1));
+        // The video thread stops at its next frame or retry pause; a source stalled inside
+        // ffmpeg is not waited for past 2 s (its ffmpeg exits when the pipe closes).
         stop_video.store(true, Ordering::SeqCst);
         if let Some(h) = video {
-            let _ = h.join();
+            let until = Instant::now() + Duration::from_secs(2);
+            while !h.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
         }
         Ok(())
     }

@@ -8,3 +8,4 @@ mod limits;
 mod predict;
 mod serve;
 mod threshold;
+mod video;

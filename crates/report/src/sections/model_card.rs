@@ -81,6 +81,9 @@ pub(super) fn model_card(cx: &mut Ctx, rec: Option<&Rec>) {
     cx.doc.p(
         "`fer-predict` stores no image: it decodes each photo or request body in memory, finds and scores the faces, and drops the pixels. In batch mode it prints one row per face to standard output (file name, face box, detection score, `p_happy`, the label at the threshold) and a summary line with counts and timing to standard error; the service answers each request with the same figures and logs only its start-up line, connection errors and changes of its drift check, with no request log; its `/metrics` hold counts and histograms only, and the drift check keeps the last scores (numbers, no faces) in memory. Whatever the deployer keeps of that output (file names, face boxes, times) is personal data to protect; customers should be told that the camera reads expressions.",
     );
+    cx.doc.p(
+        "**Video and the live page.** `fer-predict --video` and the service's video source (`--video`, `POST /frames`) keep no frame, crop or per-face score: frames are scored in memory and only sums leave (per second on standard output; per second and per minute over the last 15 minutes in the service's memory, which the manager's page at `GET /` polls from `/live.json`). A window holding fewer than 5 faces shows its frame and face counts only, never its happy count, alerts, share or mean score, so one customer's answer cannot be read off it; the rule is built in, not an option. A face counts once in every frame it is seen in, so the counts are of sightings, not of people.",
+    );
 }
 
 /// The limit bullet on camera frames: the scene benchmark's figures when it ran on the
