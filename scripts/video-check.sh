@@ -84,14 +84,15 @@ for t in truth:
         agree += (int(r["happy"]) * 2 >= int(r["faces"])) == (t["label"] == "happy")
 print(f"model test accuracy {acc:.3f}; seconds whose majority answer is the script's: {agree}/{n} = {agree / max(n, 1):.3f}")
 fail = 0
+checked = acc >= 0.75
 for k, g in segs.items():
     m = g["happy"] / max(g["faces"], 1)
     tol = (1 - acc) + 2 * math.sqrt(acc * (1 - acc) / g["seconds"])
     ok = abs(m - g["share"]) <= tol
     fail += not ok
     print(f"segment {k}: script share happy {g['share']:.2f}, measured {m:.3f} over {g['faces']} faces "
-          f"(|diff| {abs(m - g['share']):.3f}, tolerance {tol:.3f}) {'ok' if ok else 'FAIL'}")
-if acc < 0.75:
+          f"(|diff| {abs(m - g['share']):.3f}, tolerance {tol:.3f}) {('ok' if ok else 'FAIL') if checked else ''}")
+if not checked:
     # CI's `ci` model (300/300 training faces, 3 epochs) is near chance: its answers follow no
     # script, so only the paths are checked with it; README has the figures of a real model.
     print(f"share against the script: not checked, the model's test accuracy {acc:.3f} is under 0.75")
