@@ -78,21 +78,21 @@ $(A)/stats/manifest.json: $(A)/ingest/manifest.json $(or $(PFILES),$(PFILE)) $(C
 $(A)/preprocess/manifest.json: $(A)/ingest/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,preprocess)
 	$(call stage,preprocess)
 
-$(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,augment)
+$(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,augment) $(call src,train)
 	$(call stage,augment)
 
 $(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-svm) $(call src,models)
 	$(call stage,train-svm)
 
 # train_cnn is built from the augment library, fer-models and fer-ops, so their sources are prerequisites too.
-$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-cnn) $(call src,models) $(call src,augment) $(call src,ops)
+$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-cnn) $(call src,train) $(call src,models) $(call src,ops)
 	$(BUILD)
 	$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE)
 
 # tune trains our architecture with the [train_cnn] settings and ops: train-cnn's and augment's
 # sources are prerequisites too. It runs after train-cnn (make is serial here) so the two
 # never share the 2 cores.
-$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,tune) $(call src,train-cnn) $(call src,models) $(call src,augment) $(call src,ops)
+$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,tune) $(call src,train) $(call src,models) $(call src,ops)
 	$(BUILD)
 	$(BIN)/fer-tune --pipeline $(PIPELINE) --device $(DEVICE)
 

@@ -183,19 +183,57 @@ mod tests {
         for c in [
             "crates/tune",
             "crates/core",
-            "crates/train-cnn",
+            "crates/train",
             "crates/models",
             "crates/ops",
-            "crates/augment",
         ] {
             assert!(g.contains(&c.to_string()), "{c} missing from {g:?}");
         }
-        // tune's tests use ingest and preprocess; its code does not.
-        assert!(!g.contains(&"crates/ingest".to_string()), "{g:?}");
+        // tune's tests use ingest, preprocess and train-cnn; its code does not.
+        for c in ["crates/ingest", "crates/train-cnn", "crates/augment"] {
+            assert!(!g.contains(&c.to_string()), "{c} in {g:?}");
+        }
         assert_eq!(
             crate_graph(&ws, "crates/stats"),
             ["crates/core", "crates/stats"]
         );
         assert_eq!(normalize("crates/a/../b/./c"), "crates/b/c");
+    }
+
+    /// A stage crate is one with a code version (`fer-codeversion` among its build
+    /// dependencies). None may be built from another, even through a library: an edit to one
+    /// stage would rerun the other, and following a stage's params would cross crates.
+    #[test]
+    fn no_stage_crate_depends_on_another_stage_crate() {
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut dirs: Vec<String> = std::fs::read_dir(ws.join("crates"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().join("Cargo.toml").is_file())
+            .map(|e| format!("crates/{}", e.file_name().to_string_lossy()))
+            .collect();
+        dirs.sort();
+        let stages: Vec<&String> = dirs
+            .iter()
+            .filter(|d| {
+                read_toml(&ws.join(d).join("Cargo.toml"))
+                    .get("build-dependencies")
+                    .and_then(|b| b.get("fer-codeversion"))
+                    .is_some()
+            })
+            .collect();
+        assert!(stages.len() >= 8, "{stages:?}");
+        let mut bad = Vec::new();
+        for s in &stages {
+            for d in crate_graph(&ws, s) {
+                if &d != *s && stages.contains(&&d) {
+                    bad.push(format!("{s} is built from {d}"));
+                }
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "stage crates built from stage crates: {bad:?}"
+        );
     }
 }

@@ -30,57 +30,35 @@
 //! Device: `--device cpu` (burn's `flex` backend, the default) or `--device wgpu` (needs the
 //! `wgpu` cargo feature).
 //!
-//! The crate holds the stage (params, the training loop in [`train`], the export of a model
-//! folder) and nothing the other crates score with: the architectures, `TrainSettings`,
-//! checkpoints, batch scoring and device choice are fer-models' (re-exported here as
-//! [`model`], [`ModelArtifact`], [`device`]); the files it writes follow core's schemas
-//! (`fer_core::schema`).
+//! The crate is the stage alone (params, the run, pretraining on the pool, the per-model loop
+//! and the top-level metrics): the training loop, settings, checkpoints, losses and the export
+//! of a model folder are fer-train's, which tune shares ([`train`], [`settings`],
+//! [`checkpoint`], [`export_model`], re-exported here); the architectures, batch scoring and
+//! device choice are fer-models' ([`model`], [`ModelArtifact`], [`device`]); the files it
+//! writes follow core's schemas (`fer_core::schema`).
 
-pub mod checkpoint;
-pub mod loss;
-pub mod settings;
-pub mod train;
-
-// The models themselves live in fer-models; these paths keep train-cnn's API for its users.
+// The training itself is fer-train's (which tune shares), the models fer-models'; these paths
+// keep train-cnn's API for its users.
 pub use fer_models::arch as model;
-pub use fer_models::{Device, ModelArtifact, ModelError, device};
+pub use fer_train::{
+    Device, ModelArtifact, ModelError, Prepared, TrainCnnError, TrainError, checkpoint, device,
+    export_model, loss, remove_resume, settings, train,
+};
 
-use burn::module::Module;
-use fer_core::Split;
 use fer_core::cli::StageArgs;
 use fer_core::manifest::Manifest;
-use fer_core::metrics::classification_metrics;
 use fer_core::pipeline::PipelineFile;
-use fer_core::schema::metrics::{CnnMetrics, CnnMetricsByModel, SplitMetrics};
-use fer_core::schema::predictions::{self, CnnPrediction};
-use fer_core::schema::{epochs, write_json, write_json_sorted};
+use fer_core::schema::metrics::CnnMetricsByModel;
+use fer_core::schema::{epochs, write_json_sorted};
 use fer_core::stage::{Input, Outputs};
-use fer_core::tensors::TensorSet;
-use fer_core::transform::Transform;
-use model::{ModelConfig, Net};
 use serde_json::json;
 use settings::{TrainCnnParams, TrainSettings};
 use std::path::{Path, PathBuf};
-
-use std::time::Instant;
-pub use train::TrainError;
 
 pub const STAGE: &str = settings::SECTION;
 pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
 /// The code versions of the upstream stages this build reads (checked by `Input::current`).
 pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainCnnError {
-    #[error(transparent)]
-    Core(#[from] fer_core::Error),
-    #[error(transparent)]
-    Train(#[from] TrainError),
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error("{0}")]
-    Data(String),
-}
 
 /// The stage's own options, beside the shared `StageArgs`.
 #[derive(Debug, Clone, clap::Args)]
@@ -158,14 +136,6 @@ pub fn run(p: &Params) -> Result<Manifest, TrainCnnError> {
     Ok(m)
 }
 
-/// Remove a resume folder (missing: nothing to do).
-pub fn remove_resume(dir: &Path) -> Result<(), fer_core::Error> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fer_core::Error::io(dir, e)),
-        _ => Ok(()),
-    }
-}
-
 /// Train and evaluate every model, writing the outputs into `dir`.
 pub fn compute(
     dir_in: &Path,
@@ -191,7 +161,7 @@ pub fn compute(
         transform,
         ..
     } = &data;
-    let aug = fer_augment::augmenter(&tp.steps, transform);
+    let aug = fer_train::chain::augmenter(&tp.steps, transform);
     let mut out = Outputs::default();
     let mut summary = CnnMetricsByModel::new();
     for s in &tp.models {
@@ -284,7 +254,7 @@ pub fn compute(
 pub fn pretrain(
     s: &TrainSettings,
     data: &Prepared,
-    aug: &fer_augment::Augmenter,
+    aug: &fer_train::ops::Augmenter,
     device: &Device,
     resume: &Path,
     report: &dyn Fn(&str, u64, u64),
@@ -322,212 +292,4 @@ pub fn pretrain(
     let file = resume.join(&name).join("pretrained.safetensors");
     fer_models::checkpoint::save_pytorch(&pre.model, &file)?;
     Ok((file, pre.state.epochs))
-}
-
-/// What `preprocess` wrote, loaded once: the three splits, their ids, the fitted transform
-/// and the class names (from the label mode); the pretraining pool, if there is one, is read
-/// on first use ([`Prepared::pretrain`]: only models with `pretrain_epochs` need it).
-pub struct Prepared {
-    pub train: TensorSet,
-    pub val: TensorSet,
-    pub test: TensorSet,
-    /// `pretrain.safetensors` when preprocess wrote one, and its tensors once read.
-    pool: Option<(PathBuf, std::sync::OnceLock<TensorSet>)>,
-    pub ids: [Vec<String>; 3],
-    pub transform: Transform,
-    pub class_names: Vec<String>,
-}
-
-impl Prepared {
-    /// The network config of `s` for this data (its side and class count). Errors when the
-    /// training labels don't span the label mode's classes, since the network is sized from
-    /// them.
-    pub fn model_config(&self, s: &TrainSettings) -> Result<ModelConfig, TrainCnnError> {
-        let k = train::num_classes(&self.train);
-        if k != self.class_names.len() {
-            return Err(TrainCnnError::Data(format!(
-                "the training split has labels 0..{} but the label mode has {} classes ({}): every class needs training images",
-                k - 1,
-                self.class_names.len(),
-                self.class_names.join(", ")
-            )));
-        }
-        let cfg = ModelConfig::for_settings(s, self.train.height, k);
-        fer_models::arch::check_side(&cfg.arch, cfg.widths.len(), self.train.height)
-            .map_err(|m| TrainCnnError::Data(format!("{}: {m} ([preprocess] size)", s.name)))?;
-        Ok(cfg)
-    }
-
-    /// The pretraining pool (`None`: preprocess wrote none), read on the first call.
-    pub fn pretrain(&self) -> fer_core::Result<Option<&TensorSet>> {
-        let Some((path, set)) = &self.pool else {
-            return Ok(None);
-        };
-        if let Some(t) = set.get() {
-            return Ok(Some(t));
-        }
-        let t = TensorSet::read(path)?.0;
-        Ok(Some(set.get_or_init(|| t)))
-    }
-
-    /// Read `artifacts/<pipeline>/preprocess/` (`dir_in`).
-    pub fn load(dir_in: &Path) -> fer_core::Result<Prepared> {
-        let transform = Transform::load(&dir_in.join("transform.json"))?;
-        let (train, meta) = TensorSet::read(&dir_in.join("train.safetensors"))?;
-        let (val, _) = TensorSet::read(&dir_in.join("val.safetensors"))?;
-        let (test, _) = TensorSet::read(&dir_in.join("test.safetensors"))?;
-        let ids = fer_core::tensors::read_ids(&dir_in.join("index.parquet"))?;
-        let pool = dir_in.join("pretrain.safetensors");
-        let pool = pool.is_file().then(|| (pool, std::sync::OnceLock::new()));
-        let mode = meta["label_mode"]
-            .as_str()
-            .and_then(fer_core::LabelMode::parse)
-            .unwrap_or_default();
-        let class_names = mode.class_names().iter().map(|s| s.to_string()).collect();
-        Ok(Prepared {
-            train,
-            val,
-            test,
-            pool,
-            ids,
-            transform,
-            class_names,
-        })
-    }
-}
-
-/// Write one trained model's folder (`model.safetensors`, `model.json`, `epochs.parquet`,
-/// `predictions.parquet`, `metrics.json`) into `mdir` and return its metrics. Val is
-/// scored and test is scored once; neither is used to choose anything here.
-pub fn export_model(
-    trained: &train::Trained,
-    s: &TrainSettings,
-    cfg: &ModelConfig,
-    d: &Prepared,
-    device: &Device,
-    mdir: &Path,
-) -> Result<CnnMetrics, TrainCnnError> {
-    std::fs::create_dir_all(mdir).map_err(|e| fer_core::Error::io(mdir, e))?;
-    let (train, val, test) = (&d.train, &d.val, &d.test);
-    let (class_names, transform) = (&d.class_names, &d.transform);
-    let model = &trained.model;
-    let params = model.num_params();
-    let macs = Net::macs(cfg);
-    fer_models::checkpoint::save_weights(model, &mdir.join("model.safetensors"))?;
-    let art = ModelArtifact {
-        model: cfg.clone(),
-        settings: s.clone(),
-        transform: transform.clone(),
-        class_names: class_names.to_vec(),
-        tta_flip: s.tta_flip,
-        params,
-        macs,
-    };
-    write_json(&mdir.join("model.json"), &art)?;
-    epochs::write(&mdir.join("epochs.parquet"), &trained.state.epochs)?;
-    // Evaluate: val and test (test only scored, never used to choose).
-    let names: Vec<&str> = class_names.iter().map(String::as_str).collect();
-    // p_happy is the `happy` class's probability (class 0 in binary, 3 of seven); more than two
-    // classes also get a `prob_<class>` column each.
-    let happy = names.iter().position(|&c| c == "happy").unwrap_or(0);
-    let per_class = names.len() > 2;
-    let t0 = Instant::now();
-    let _ = fer_models::score::predict(model, test, s.eval_batch_size, false, device);
-    let infer_ips = test.n as f64 / t0.elapsed().as_secs_f64();
-    let mut metrics = Vec::new();
-    let mut test_by_truth = None;
-    let mut pred_rows: Vec<CnnPrediction> = Vec::new();
-    let mut val_probs = Vec::new();
-    for (split, data) in [(Split::Val, val), (Split::Test, test)] {
-        let probs = fer_models::score::predict(model, data, s.eval_batch_size, s.tta_flip, device);
-        let pred: Vec<u8> = probs
-            .iter()
-            .map(|p| fer_models::score::argmax(p) as u8)
-            .collect();
-        metrics.push(classification_metrics(&data.y, &pred, &names, Some(&probs)));
-        if split == Split::Val {
-            val_probs = probs.clone();
-        }
-        if let (Split::Test, Some(t)) = (split, &data.truths) {
-            test_by_truth = Some(t.score(&pred, &names, Some(&probs)));
-        }
-        for (i, p) in probs.iter().enumerate() {
-            pred_rows.push(CnnPrediction {
-                split,
-                row: i as u32,
-                id: d.ids[split as usize].get(i).cloned().unwrap_or_default(),
-                label: data.y[i],
-                p_happy: p[happy],
-                pred: pred[i],
-                probs: if per_class { p.clone() } else { Vec::new() },
-            });
-        }
-    }
-    let last = trained.state.epochs.last();
-    let test_metrics = metrics.pop().expect("test scored");
-    let val_metrics = metrics.pop().expect("val scored");
-    let info = CnnMetrics {
-        name: s.name.clone(),
-        arch: s.arch.clone(),
-        params,
-        macs,
-        epochs_run: trained.state.epochs.len(),
-        best_epoch: trained.state.best_epoch,
-        train_seconds: trained.state.train_seconds,
-        train_images_per_second: trained.state.epochs.len() as f64
-            * (train.n / s.batch_size.max(1) * s.batch_size) as f64
-            / trained.state.train_seconds.max(1e-9),
-        inference_images_per_second: infer_ips,
-        final_train_acc: last.map(|e| e.train_acc),
-        final_val_acc: last.map(|e| e.val_acc),
-        tta_flip: s.tta_flip,
-        metrics: SplitMetrics {
-            val: val_metrics,
-            test: test_metrics,
-        },
-        test_by_truth,
-        tune: None,
-    };
-    write_json_sorted(&mdir.join("metrics.json"), &info)?;
-    let prob_cols: &[&str] = if per_class { &names } else { &[] };
-    predictions::write_classes(&mdir.join("predictions.parquet"), &pred_rows, prob_cols)?;
-    write_calibration(mdir, &s.name, class_names, &val_probs, &val.y)?;
-    Ok(info)
-}
-
-/// `calibration.json` of a model folder: temperature scaling of p(happy) (the `happy` class's
-/// softmax output, one against the rest) fitted on **val** only; an `uncalibrated` record with
-/// the reason when it cannot be fitted (one class in val, separated scores, no `happy` class).
-/// `predictions.parquet` keeps the uncalibrated p(happy).
-fn write_calibration(
-    mdir: &Path,
-    name: &str,
-    class_names: &[String],
-    probs: &[Vec<f64>],
-    y: &[u8],
-) -> Result<(), TrainCnnError> {
-    use fer_core::calibration as cal;
-    use fer_core::schema::calibration::{self as cf, Method, ModelCalibration, ScoreKind};
-    let record = match class_names.iter().position(|c| c == "happy") {
-        Some(h) => {
-            let p: Vec<f64> = probs.iter().map(|r| r[h]).collect();
-            let happy: Vec<bool> = y.iter().map(|&y| y as usize == h).collect();
-            cal::cnn_record(name, &p, &happy)
-        }
-        None => ModelCalibration {
-            model: name.to_string(),
-            method: Method::Uncalibrated {
-                reason: format!("the classes {class_names:?} have no `happy`"),
-            },
-            n: y.len() as u64,
-            n_happy: 0,
-            before: None,
-            after: None,
-        },
-    };
-    cf::write(
-        &mdir.join(cf::FILE),
-        &cal::file(ScoreKind::PHappy, vec![record]),
-    )?;
-    Ok(())
 }

@@ -60,8 +60,8 @@ fn tiny() -> TrainSettings {
     }
 }
 
-fn no_aug() -> fer_augment::Augmenter {
-    fer_augment::Augmenter {
+fn no_aug() -> fer_train::ops::Augmenter {
+    fer_train::ops::Augmenter {
         steps: vec![],
         side: 16,
         range: (-1.0, 2.0),

@@ -213,8 +213,8 @@ fn tiny_settings() -> TrainSettings {
     }
 }
 
-fn no_aug() -> fer_augment::Augmenter {
-    fer_augment::Augmenter {
+fn no_aug() -> fer_train::ops::Augmenter {
+    fer_train::ops::Augmenter {
         steps: vec![],
         side: 24,
         range: (-1.0, 2.0),

@@ -44,7 +44,7 @@
 //!
 //! Resuming: the search state (`state.json`) and every trial's checkpoints live in
 //! `artifacts/<pipeline>/.tune.resume/<signature>/` and are saved after every epoch, atomically
-//! (the trials' as train-cnn's, [`fer_train_cnn::checkpoint`]; the state after them). Killing
+//! (the trials' as train-cnn's, [`fer_train::checkpoint`]; the state after them). Killing
 //! the process (even with `kill -9`) and running it again continues the trial that was running
 //! from its last complete epoch and re-runs no finished rung; with a trial budget (a
 //! `time_limit` the search does not reach) it ends with the same winner and predictions as an
@@ -75,7 +75,7 @@ pub use search::{SearchData, load_incumbent, read_epochs, search};
 
 use fer_core::manifest::Manifest;
 use fer_core::stage::Input;
-use fer_train_cnn::{TrainCnnError, train};
+use fer_train::{TrainCnnError, train};
 use std::path::PathBuf;
 
 pub const STAGE: &str = "tune";
@@ -139,9 +139,9 @@ pub fn run(p: &Params) -> Result<Manifest, TuneError> {
         .join(&run.signature()[..16]);
     if p.common.force {
         // --force searches from scratch: no earlier search or trial checkpoint is resumed.
-        fer_train_cnn::remove_resume(work.parent().unwrap_or(&work))?;
+        fer_train::remove_resume(work.parent().unwrap_or(&work))?;
     }
-    let dev = fer_train_cnn::device(&p.device)?;
+    let dev = fer_train::device(&p.device)?;
     let m = run.execute(|dir| {
         compute(
             &dir_in,

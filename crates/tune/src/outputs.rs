@@ -9,8 +9,8 @@ use fer_core::schema::metrics::{CnnMetrics, TunedFrom};
 use fer_core::schema::write_json_sorted;
 use fer_core::schema::{read_json, write_json};
 use fer_core::stage::Outputs;
-use fer_train_cnn::settings::TrainSettings;
-use fer_train_cnn::{Prepared, train};
+use fer_train::settings::TrainSettings;
+use fer_train::{Prepared, train};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ pub fn compute(
     dir_in: &Path,
     incumbent: Option<&Path>,
     p: &TuneParams,
-    device: &fer_train_cnn::Device,
+    device: &fer_train::Device,
     work: &Path,
     dir: &Path,
     quiet: bool,
@@ -97,8 +97,8 @@ pub fn compute(
             (info, best.epochs_run)
         }
         _ => {
-            let steps = fer_augment::scale_steps(&p.steps, best.config.aug_strength as f32);
-            let aug = fer_augment::augmenter(&steps, transform);
+            let steps = fer_train::ops::scale_steps(&p.steps, best.config.aug_strength as f32);
+            let aug = fer_train::chain::augmenter(&steps, transform);
             let trained = train::train_until(
                 &s,
                 train_set,
@@ -110,7 +110,7 @@ pub fn compute(
                 &|_, _, _| {},
             )?;
             let cfg = prepared.model_config(&s)?;
-            let info = fer_train_cnn::export_model(&trained, &s, &cfg, &prepared, device, &bdir)?;
+            let info = fer_train::export_model(&trained, &s, &cfg, &prepared, device, &bdir)?;
             (info, trained.state.epochs.len())
         }
     };

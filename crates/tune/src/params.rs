@@ -4,10 +4,10 @@
 
 use crate::space::{self, Space, TrialConfig};
 use crate::{STAGE, TuneError};
-use fer_augment::Step;
 use fer_core::cli::StageArgs;
 use fer_core::pipeline::PipelineFile;
-use fer_train_cnn::settings::TrainSettings;
+use fer_train::ops::Step;
+use fer_train::settings::TrainSettings;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -144,7 +144,7 @@ impl TuneParams {
             return Err(err("time_limit", "must be more than 0".into()));
         }
         let space = Space::parse(&t.space).map_err(|e| err(&e.key, e.message))?;
-        let cnn = fer_train_cnn::settings::parse(pf)?;
+        let cnn = fer_train::settings::parse(pf)?;
         let Some(base) = cnn.models.iter().find(|m| m.name == t.base) else {
             let names: Vec<&str> = cnn.models.iter().map(|m| m.name.as_str()).collect();
             return Err(err(
@@ -273,7 +273,7 @@ pub struct Params {
 
 impl Params {
     pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, TuneError> {
-        fer_train_cnn::device(&cli.args.device)?;
+        fer_train::device(&cli.args.device)?;
         Ok(Params {
             pipeline: pipeline.clone(),
             tune: TuneParams::parse(pipeline)?,

@@ -5,7 +5,7 @@
 
 use crate::params::{Strategy, TuneParams};
 use crate::space::TrialConfig;
-use fer_train_cnn::train;
+use fer_train::train;
 use serde::{Deserialize, Serialize};
 
 impl TuneParams {

@@ -10,8 +10,8 @@ use crate::schedule::{
 };
 use fer_core::tensors::TensorSet;
 use fer_core::transform::Transform;
-use fer_train_cnn::settings::TrainSettings;
-use fer_train_cnn::train;
+use fer_train::settings::TrainSettings;
+use fer_train::train;
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
@@ -30,7 +30,7 @@ pub struct SearchData<'a> {
 pub fn search(
     p: &TuneParams,
     data: &SearchData,
-    device: &fer_train_cnn::Device,
+    device: &fer_train::Device,
     work: &Path,
     progress: &dyn Fn(&str, u64, u64),
 ) -> Result<SearchState, TuneError> {
@@ -118,8 +118,8 @@ pub fn search(
         st.trials[id].status = Status::Running;
         save(&st)?;
         let s = p.settings(id, &st.trials[id].config);
-        let steps = fer_augment::scale_steps(&p.steps, st.trials[id].config.aug_strength as f32);
-        let aug = fer_augment::augmenter(&steps, data.transform);
+        let steps = fer_train::ops::scale_steps(&p.steps, st.trials[id].config.aug_strength as f32);
+        let aug = fer_train::chain::augmenter(&steps, data.transform);
         let ckpt = work.join(&s.name);
         let target = rungs[k];
         while st.trials[id].epochs_run < target {
@@ -227,7 +227,7 @@ fn load_state(path: &Path) -> Result<SearchState, String> {
 /// Trial 0 from train-cnn's model folder `mdir` (`reuse_base`), after checking that it was
 /// trained with exactly trial 0's settings.
 pub fn load_incumbent(p: &TuneParams, mdir: &Path) -> Result<Trial, TuneError> {
-    let art = fer_train_cnn::ModelArtifact::load(mdir)?;
+    let art = fer_train::ModelArtifact::load(mdir)?;
     let want = p.settings(0, &p.base_config());
     let have = TrainSettings {
         name: want.name.clone(),

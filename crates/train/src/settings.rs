@@ -2,7 +2,8 @@
 //! `[[train_cnn.models]]` table per model (its keys override the defaults), and
 //! `[[train_cnn.ops]]`, the online augmentation chain (the augment library's op list).
 
-use fer_augment::{OpSection, Step};
+use crate::chain::OpSection;
+use crate::ops::Step;
 use fer_core::pipeline::PipelineFile;
 use fer_models::arch::ARCHS;
 pub use fer_models::settings::{MIN_PART, TrainSettings, auto_workers};
@@ -44,12 +45,12 @@ pub fn parse(pf: &PipelineFile) -> fer_core::Result<TrainCnnParams> {
         }
     };
     let ops: Vec<OpSection> = match table.remove("ops") {
-        None => fer_augment::default_ops(),
+        None => crate::chain::default_ops(),
         Some(v) => v.try_into().map_err(|e: toml::de::Error| {
             pf.param_error(SECTION, "ops", e.message().to_string())
         })?,
     };
-    let steps = fer_augment::validate_ops(&ops, pf, SECTION)?;
+    let steps = crate::chain::validate_ops(&ops, pf, SECTION)?;
     if models.is_empty() {
         return Err(pf.param_error(SECTION, "models", "is empty: list at least one model"));
     }

@@ -4,6 +4,7 @@
 //! ([`crate::loss`]); a start from given weights (`init`, PyTorch layout).
 
 use crate::loss::Loss;
+use crate::ops::Augmenter;
 use crate::settings::TrainSettings;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -11,7 +12,6 @@ use burn::optim::{
     AdamConfig, AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer,
 };
 use burn::tensor::{Device, Tensor, TensorData};
-use fer_augment::Augmenter;
 use fer_core::tensors::TensorSet;
 use fer_models::arch::Net;
 pub use fer_models::checkpoint::{load_weights, save_weights};

@@ -1,0 +1,41 @@
+//! The CNN training library that the stages `train_cnn`, `tune` and `augment` share (a library,
+//! not a stage: it reads and writes nothing by itself, and no stage crate depends on another).
+//!
+//! - [`ops`]: the seeded augmentation ops; [`chain`]: the op list as a pipeline file writes it,
+//!   checked into steps;
+//! - [`settings`]: `[train_cnn]` as written and checked ([`settings::TrainCnnParams`]);
+//! - [`Prepared`]: what `preprocess` wrote, loaded once for training;
+//! - [`train`]: the training loop; [`loss`]: the losses; [`checkpoint`]: resumable
+//!   checkpoints;
+//! - [`export_model`]: a trained model's folder (`model.safetensors`, `model.json`,
+//!   `epochs.parquet`, `predictions.parquet`, `metrics.json`, `calibration.json`).
+//!
+//! The architectures, `TrainSettings`, batch scoring and device choice are fer-models'.
+
+pub mod chain;
+pub mod checkpoint;
+mod export;
+pub mod loss;
+pub mod ops;
+mod prepared;
+pub mod settings;
+pub mod train;
+
+pub use checkpoint::remove_resume;
+pub use export::export_model;
+pub use fer_models::{Device, ModelArtifact, ModelError, device};
+pub use prepared::Prepared;
+pub use train::TrainError;
+
+/// What training a model can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainCnnError {
+    #[error(transparent)]
+    Core(#[from] fer_core::Error),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Data(String),
+}
