@@ -7,11 +7,9 @@ use fer_predict::serve::{ServeOptions, bind};
 use fer_predict::video::{self, Event, PerSecond, Source, VideoError, VideoOptions};
 use fer_predict::{DetectOptions, FaceDetector, Outcome, Predictor, Scorer};
 use image::GrayImage;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 /// A scorer that calls a face happy (0.9) when it is brighter than mid-gray, else 0.1
 /// (`transform()` maps mid-gray to 0); each image is one face (no detection).
@@ -224,22 +222,17 @@ fn a_broken_source_is_reported_by_name_and_a_file_is_not_retried() {
     assert_eq!(failures[0].1, None, "a file is not opened again");
 }
 
-/// One HTTP/1.1 request on its own connection: (status, head, body).
+/// One HTTP/1.1 request from the loopback address: (status, head, body).
 fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let text = String::from_utf8_lossy(&out).to_string();
-    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (code, head.to_string(), body.to_string())
+    let local = "127.0.0.1".parse().unwrap();
+    request_from(
+        local,
+        addr,
+        method,
+        path,
+        &["Content-Type: image/png"],
+        body,
+    )
 }
 
 #[test]
