@@ -78,10 +78,10 @@ $(A)/stats/manifest.json: $(A)/ingest/manifest.json $(or $(PFILES),$(PFILE)) $(C
 $(A)/preprocess/manifest.json: $(A)/ingest/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,preprocess)
 	$(call stage,preprocess)
 
-$(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,augment) $(call src,train)
+$(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,augment) $(call src,train) $(call src,models) $(call src,ops)
 	$(call stage,augment)
 
-$(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-svm) $(call src,models)
+$(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-svm) $(call src,models) $(call src,ops)
 	$(call stage,train-svm)
 
 # train_cnn is built from the augment library, fer-models and fer-ops, so their sources are prerequisites too.

@@ -175,6 +175,7 @@ pub fn emit_with_upstream(stages: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn the_graph_follows_dependencies_not_dev_dependencies() {
@@ -235,5 +236,101 @@ mod tests {
             bad.is_empty(),
             "stage crates built from stage crates: {bad:?}"
         );
+    }
+
+    /// The upstream stages a stage crate's build script declares
+    /// (`emit_with_upstream(&["a", ...])`; none for `emit()`).
+    fn declared_upstream(ws: &Path, stage: &str) -> Vec<String> {
+        let dir = ws.join("crates").join(stage.replace('_', "-"));
+        let text = std::fs::read_to_string(dir.join("build.rs")).unwrap();
+        match text.split_once("emit_with_upstream(") {
+            None => Vec::new(),
+            Some((_, rest)) => {
+                let list = &rest[..rest.find(')').unwrap()];
+                list.split('"')
+                    .skip(1)
+                    .step_by(2)
+                    .map(String::from)
+                    .collect()
+            }
+        }
+    }
+
+    /// Every stage reachable from `s` in `graph`.
+    fn closure(graph: &BTreeMap<String, Vec<String>>, s: &str) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        let mut todo: Vec<String> = graph.get(s).cloned().unwrap_or_default();
+        while let Some(u) = todo.pop() {
+            if !seen.contains(&u) {
+                todo.extend(graph.get(&u).cloned().unwrap_or_default());
+                seen.push(u);
+            }
+        }
+        seen.sort();
+        seen
+    }
+
+    /// The Makefile's stage rules are kept by hand; they must agree with what the crates
+    /// declare: a stage's upstream manifests reach the same stages as its build script's
+    /// `emit_with_upstream` list, and its source prerequisites (`$(call src,X)` and `$(CORE)`)
+    /// are the crates it is built from ([`crate_graph`]), no more, no fewer.
+    #[test]
+    fn the_makefile_agrees_with_the_declared_stage_graph() {
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let make = std::fs::read_to_string(ws.join("Makefile")).unwrap();
+        let mut make_up: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut make_src: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in make.lines() {
+            let Some(rest) = line.strip_prefix("$(A)/") else {
+                continue;
+            };
+            let Some((stage, prereqs)) = rest.split_once("/manifest.json:") else {
+                continue;
+            };
+            let mut up = Vec::new();
+            let mut src = Vec::new();
+            for p in prereqs.split_whitespace() {
+                if let Some(u) = p.strip_prefix("$(A)/") {
+                    if let Some(u) = u.strip_suffix("/manifest.json") {
+                        up.push(u.to_string());
+                    }
+                } else if let Some(c) = p.strip_prefix("src,") {
+                    // `$(call src,X)`, split at its space.
+                    src.push(format!("crates/{}", c.trim_end_matches(')')));
+                } else if p == "$(CORE)" {
+                    src.push("crates/core".into());
+                }
+            }
+            // A FORCE rule (ingest) is asked every time and checks its own code version.
+            if prereqs.trim() == "FORCE" {
+                src = crate_graph(&ws, &format!("crates/{stage}"));
+            }
+            src.sort();
+            make_up.insert(stage.to_string(), up);
+            make_src.insert(stage.to_string(), src);
+        }
+        let stages: Vec<String> = make_up.keys().cloned().collect();
+        assert!(stages.len() >= 8, "stage rules found: {stages:?}");
+        let declared: BTreeMap<String, Vec<String>> = stages
+            .iter()
+            .map(|s| (s.clone(), declared_upstream(&ws, s)))
+            .collect();
+        let mut bad = Vec::new();
+        for s in &stages {
+            let (m, d) = (closure(&make_up, s), closure(&declared, s));
+            if m != d {
+                bad.push(format!(
+                    "{s}: the Makefile's upstream stages reach {m:?}, its build script's {d:?}"
+                ));
+            }
+            let graph = crate_graph(&ws, &format!("crates/{}", s.replace('_', "-")));
+            if make_src[s] != graph {
+                bad.push(format!(
+                    "{s}: the Makefile's source prerequisites are {:?}, the crates it is built from {graph:?}",
+                    make_src[s]
+                ));
+            }
+        }
+        assert!(bad.is_empty(), "Makefile out of step:\n{}", bad.join("\n"));
     }
 }
