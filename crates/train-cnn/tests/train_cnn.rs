@@ -425,6 +425,29 @@ fn parse(text: &str) -> Result<settings::TrainCnnParams, String> {
     settings::parse(&pf).map_err(|e| e.to_string())
 }
 
+/// Rules across sections fail when the pipeline file is validated (parsing reads no data),
+/// naming both keys.
+#[test]
+fn cross_section_rules_fail_at_validation() {
+    let pre = "[train_cnn]\npretrain_epochs = 2\n";
+    let e = parse(pre).unwrap_err();
+    assert!(
+        e.contains("[train_cnn] pretrain_epochs") && e.contains("[ingest] pretrain_pool = true"),
+        "{e}"
+    );
+    assert!(parse(&format!("[ingest]\npretrain_pool = true\n{pre}")).is_ok());
+    let listed = "[ingest]\npretrain_pool = false\n[train_cnn]\n[[train_cnn.models]]\narch = \"fer-small\"\n[[train_cnn.models]]\narch = \"seed-base\"\npretrain_epochs = 1\n";
+    let e = parse(listed).unwrap_err();
+    assert!(e.contains("[train_cnn] models[1].pretrain_epochs"), "{e}");
+    let soft = "[train_cnn]\nsoft_targets = true\n";
+    assert!(parse(soft).is_ok(), "binary is the default label mode");
+    let e = parse(&format!("[ingest]\nlabel_mode = \"emotion7\"\n{soft}")).unwrap_err();
+    assert!(
+        e.contains("[train_cnn] soft_targets") && e.contains("[ingest] label_mode = \"binary\""),
+        "{e}"
+    );
+}
+
 #[test]
 fn bad_params_name_the_key() {
     let ok = parse("[train_cnn]\nepochs = 2\n[[train_cnn.models]]\narch = \"seed-base\"\n[[train_cnn.models]]\narch = \"fer-small\"\nlr = 0.01\n").unwrap();

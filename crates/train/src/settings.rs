@@ -78,6 +78,7 @@ pub fn parse(pf: &PipelineFile) -> fer_core::Result<TrainCnnParams> {
         out.push(validate(s, pf, &prefix)?);
     }
     check_input_side(pf, &out, listed)?;
+    check_ingest_rules(pf, &out, listed)?;
     let mut names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
     names.sort();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
@@ -124,6 +125,59 @@ fn check_input_side(
                 "preprocess",
                 "size",
                 format!("{m}; raise it or change the arch of {model}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The rules between `[train_cnn]` and `[ingest]`, checked from the pipeline file before any
+/// data is read (train-cnn and tune both parse `[train_cnn]` here):
+/// - `pretrain_epochs > 0` needs `[ingest] pretrain_pool = true`, the pool it pretrains on;
+/// - `soft_targets = true` needs `[ingest] label_mode = "binary"`: its target is happy's share
+///   of FERPlus's votes. (That the votes are there is known only once ingest has read the data:
+///   train-cnn says so then.)
+fn check_ingest_rules(
+    pf: &PipelineFile,
+    models: &[TrainSettings],
+    listed: bool,
+) -> fer_core::Result<()> {
+    let ingest: toml::Table = pf.section("ingest")?;
+    let pool = ingest
+        .get("pretrain_pool")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let mode = ingest
+        .get("label_mode")
+        .and_then(|v| v.as_str())
+        .unwrap_or("binary");
+    for (i, s) in models.iter().enumerate() {
+        let key = |k: &str| {
+            if listed {
+                format!("models[{i}].{k}")
+            } else {
+                k.to_string()
+            }
+        };
+        if s.pretrain_epochs > 0 && !pool {
+            return Err(pf.param_error(
+                SECTION,
+                &key("pretrain_epochs"),
+                format!(
+                    "{} needs [ingest] pretrain_pool = true (the images it pretrains on); set \
+                     it, or pretrain_epochs = 0",
+                    s.pretrain_epochs
+                ),
+            ));
+        }
+        if s.soft_targets && mode != "binary" {
+            return Err(pf.param_error(
+                SECTION,
+                &key("soft_targets"),
+                format!(
+                    "true needs [ingest] label_mode = \"binary\" (the target is happy's share \
+                     of FERPlus's votes), and it is {mode:?}"
+                ),
             ));
         }
     }
