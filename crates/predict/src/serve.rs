@@ -74,11 +74,12 @@
 //! Binds to 127.0.0.1 unless told otherwise.
 
 pub mod access;
+mod live;
 pub mod net;
 
 use crate::live::{Live, unix_now};
 use crate::monitor::{DriftOptions, Monitor};
-use crate::video::{self, Source, Tally, VideoOptions};
+use crate::video::{Source, Tally, VideoOptions};
 use crate::{Outcome, PredictError, Predictor};
 use access::{Access, Refusal};
 use axum::Router;
@@ -667,102 +668,6 @@ fn observe(monitor: &Monitor, detected: usize, scores: &[f64]) {
     }
 }
 
-/// `GET /`: the live page, one self-contained HTML file (no external asset) that polls
-/// `live.json`. Open like `/health`: it shows aggregates only.
-async fn page() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
-            ),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        PAGE,
-    )
-        .into_response()
-}
-
-/// The live page.
-pub const PAGE: &str = include_str!("serve/page.html");
-
-/// `GET /live.json`: the live aggregates ([`crate::live::Live::snapshot`]) and the drift
-/// check's state.
-async fn live_json(State(st): State<Arc<AppState>>) -> Response {
-    let mut r = reply(
-        StatusCode::OK,
-        st.live.snapshot(unix_now(), st.monitor.drift_json()),
-    );
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    r
-}
-
-/// Read the service's video source until `stop`: frames scored in groups, each group's
-/// tallies added to the live aggregates at the second it was scored, its scores to the drift
-/// check; failures shown on the page and retried.
-fn read_video(st: Arc<AppState>, source: Source, vo: VideoOptions, stop: Arc<AtomicBool>) {
-    let spec = source.spec.clone();
-    let p = st.predictor.clone();
-    let group = rayon::current_num_threads().max(1);
-    st.live.source(&spec, "reading", None, 0);
-    let mut pending = 0u64;
-    let r = video::run(
-        &p,
-        &source,
-        &vo,
-        group,
-        &stop,
-        &mut |_, o| {
-            let mut t = Tally::default();
-            t.add(o, p.threshold);
-            if let Outcome::Faces {
-                faces, detected, ..
-            } = o
-            {
-                let scores: Vec<f64> = faces.iter().map(|f| f.p_happy).collect();
-                observe(&st.monitor, *detected, &scores);
-            }
-            st.live.add(unix_now(), &t);
-            pending += 1;
-            if pending >= 25 {
-                st.live.source(&spec, "reading", None, pending);
-                pending = 0;
-            }
-            Ok(())
-        },
-        &mut |ev| match ev {
-            video::Event::Opened => st.live.source(&spec, "reading", None, 0),
-            video::Event::Failed(e, wait) => {
-                eprintln!(
-                    "fer-predict serve: {e}{}",
-                    match wait {
-                        Some(w) => format!("; opening it again in {:.0} s", w.as_secs_f64()),
-                        None => "; giving up".into(),
-                    }
-                );
-                let state = if wait.is_some() { "retrying" } else { "failed" };
-                st.live.source(&spec, state, Some(e.to_string()), 0);
-            }
-        },
-    );
-    match r {
-        Ok(sum) => {
-            st.live.source(&spec, "ended", None, pending);
-            eprintln!(
-                "fer-predict serve: video {spec} ended: {} frames, {} faces",
-                sum.frames, sum.faces
-            );
-        }
-        Err(e) => st
-            .live
-            .source(&spec, "failed", Some(e.to_string()), pending),
-    }
-}
-
 /// The answer to an image refused or failed: 413 (budget), 415 (not a whole JPEG or PNG),
 /// else 500.
 fn image_error(st: &AppState, e: PredictError) -> Response {
@@ -883,8 +788,8 @@ fn router(predictor: Predictor, o: &ServeOptions, addr: SocketAddr) -> (Router, 
         live: Live::new(predictor_threshold),
     });
     let app = Router::new()
-        .route("/", get(page))
-        .route("/live.json", get(live_json))
+        .route("/", get(live::page))
+        .route("/live.json", get(live::live_json))
         .route("/frames", post(frames))
         .route("/predict", post(predict))
         .route("/health", get(health))
@@ -997,7 +902,7 @@ impl Bound {
         let stop_video = Arc::new(AtomicBool::new(false));
         let video = self.o.video.clone().map(|(source, vo)| {
             let (st, stop) = (self.state.clone(), stop_video.clone());
-            std::thread::spawn(move || read_video(st, source, vo, stop))
+            std::thread::spawn(move || live::read_video(st, source, vo, stop))
         });
         let st = self.state.clone();
         let drained = rt.block_on(async move {
