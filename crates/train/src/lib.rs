@@ -5,7 +5,8 @@
 //!   checked into steps;
 //! - [`settings`]: `[train_cnn]` as written and checked ([`settings::TrainCnnParams`]);
 //! - [`Prepared`]: what `preprocess` wrote, loaded once for training;
-//! - [`train`]: the training loop; [`loss`]: the losses; [`checkpoint`]: resumable
+//! - [`train`]: training one model ([`train::train`], [`train::train_until`]), run by a
+//!   [`trainer::Trainer`] in small steps; [`loss`]: the losses; [`checkpoint`]: resumable
 //!   checkpoints;
 //! - [`export_model`]: a trained model's folder (`model.safetensors`, `model.json`,
 //!   `epochs.parquet`, `predictions.parquet`, `metrics.json`, `calibration.json`).
@@ -20,6 +21,7 @@ pub mod ops;
 mod prepared;
 pub mod settings;
 pub mod train;
+pub mod trainer;
 
 pub use checkpoint::remove_resume;
 pub use export::export_model;

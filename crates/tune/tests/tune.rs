@@ -715,10 +715,13 @@ fn reuse_base_needs_include_base_and_max_epochs_equal_to_the_base_epochs() {
 fn a_reused_pretrained_base_is_trial_0_with_its_pretraining_and_the_others_train_from_scratch() {
     // seed-transfer's case: the base fer-small is pretrained by train-cnn, and the search
     // reuses that run as trial 0.
-    let text = smoke_with(&search_with("include_base = true\nreuse_base = true")).replace(
-        "arch = \"fer-small\"\n",
-        "arch = \"fer-small\"\npretrain_epochs = 3\npretrain_lr = 2e-3\n",
-    );
+    // (Pretraining needs the pool, [ingest] pretrain_pool, checked with the pipeline file.)
+    let text = smoke_with(&search_with("include_base = true\nreuse_base = true"))
+        .replace(
+            "arch = \"fer-small\"\n",
+            "arch = \"fer-small\"\npretrain_epochs = 3\npretrain_lr = 2e-3\n",
+        )
+        .replacen("[ingest]\n", "[ingest]\npretrain_pool = true\n", 1);
     let p = TuneParams::parse(&PipelineFile::parse(Path::new("t.toml"), &text).unwrap()).unwrap();
     assert_eq!(p.base.pretrain_epochs, 3, "the fixture pretrains its base");
     let trial0 = p.settings(0, &p.base_config());
