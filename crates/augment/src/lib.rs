@@ -28,7 +28,7 @@ use arrow_array::{ArrayRef, FixedSizeListArray, StringArray, UInt8Array, UInt16A
 use fer_core::cli::StageArgs;
 use fer_core::manifest::Manifest;
 use fer_core::pipeline::PipelineFile;
-use fer_core::stage::{Input, Outputs};
+use fer_core::stage::Outputs;
 use fer_core::tensors::TensorSet;
 use fer_core::transform::Transform;
 // The op library and the chain's checks live in fer-train, which train-cnn and tune share;
@@ -148,17 +148,16 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, AugmentError> {
 }
 
 pub fn run(p: &Params) -> Result<Manifest, AugmentError> {
-    let (input, _) = Input::current(
-        &p.common.artifacts,
+    let (run, up) = p.common.run_after(
         &p.pipeline,
-        "preprocess",
+        STAGE,
+        CODE_VERSION,
+        &["preprocess"],
         UPSTREAM_CODE_VERSIONS,
+        signature_params(p)?,
+        Vec::new(),
     )?;
-    let dir_in = input.path.clone();
-    let params = signature_params(p)?;
-    let run = p
-        .common
-        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
+    let dir_in = &up[0].0;
     run.execute(|dir| {
         let transform = Transform::load(&dir_in.join("transform.json"))?;
         let (train, _) = TensorSet::read(&dir_in.join("train.safetensors"))?;

@@ -206,6 +206,34 @@ impl StageArgs {
         PipelineLock::acquire(&self.artifacts, pipeline, who, contention)
     }
 
+    /// The preamble every stage after others shares: each of `upstream`'s outputs checked
+    /// current ([`Input::current`]: there, complete, and made by the code this build expects,
+    /// per `upstream_code_versions`), then the [`StageRun`] over `params` and those inputs, in
+    /// `upstream`'s order, followed by `extra` (files the stage also reads, e.g. weights).
+    /// Returns the run and each upstream stage's folder and manifest.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_after(
+        &self,
+        pipeline: &PipelineFile,
+        stage: &str,
+        code_version: &str,
+        upstream: &[&str],
+        upstream_code_versions: &str,
+        params: serde_json::Value,
+        extra: Vec<Input>,
+    ) -> Result<(StageRun, Vec<(PathBuf, Manifest)>)> {
+        let mut inputs = Vec::new();
+        let mut ups = Vec::new();
+        for u in upstream {
+            let (input, m) = Input::current(&self.artifacts, pipeline, u, upstream_code_versions)?;
+            ups.push((input.path.clone(), m));
+            inputs.push(input);
+        }
+        inputs.extend(extra);
+        let run = self.stage_run(pipeline, stage, code_version, params, inputs);
+        Ok((run, ups))
+    }
+
     /// A [`StageRun`] for `stage` with these args; params and inputs are the stage's.
     pub fn stage_run(
         &self,

@@ -282,6 +282,40 @@ fn outputs_intact(dir: &Path, m: &Manifest) -> bool {
 }
 
 impl StageRun {
+    /// `<artifacts>/<pipeline>/.<stage>.resume/<signature prefix>`: where a long stage keeps
+    /// what lets a killed run continue (train_cnn's checkpoints, tune's search state).
+    pub fn resume_dir(&self) -> PathBuf {
+        self.artifacts
+            .join(&self.pipeline)
+            .join(format!(".{}.resume", self.stage))
+            .join(&self.signature()[..16])
+    }
+
+    /// [`StageRun::execute`] for a stage that can resume: `compute` also gets
+    /// [`StageRun::resume_dir`]. `--force` clears every resume folder of the stage first (a
+    /// forced run starts from scratch), and a finished run removes them.
+    pub fn execute_resumable<E>(
+        &self,
+        compute: impl FnOnce(&Path, &Path) -> std::result::Result<Outputs, E>,
+    ) -> std::result::Result<Manifest, E>
+    where
+        E: From<Error>,
+    {
+        let resume = self.resume_dir();
+        let all = resume.parent().unwrap_or(&resume).to_path_buf();
+        if self.force {
+            match std::fs::remove_dir_all(&all) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(&all, e).into());
+                }
+                _ => {}
+            }
+        }
+        let m = self.execute(|dir| compute(dir, &resume))?;
+        let _ = std::fs::remove_dir_all(&all);
+        Ok(m)
+    }
+
     pub fn stage_dir(&self) -> PathBuf {
         self.artifacts.join(&self.pipeline).join(&self.stage)
     }

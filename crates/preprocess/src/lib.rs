@@ -21,7 +21,7 @@ use fer_core::cli::StageArgs;
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::Manifest;
 use fer_core::pipeline::PipelineFile;
-use fer_core::stage::{Input, Outputs};
+use fer_core::stage::Outputs;
 use fer_core::tensors::{NO_LABEL, NO_SHARE, TensorSet, Truths};
 use fer_core::transform::{Denoise, Equalize, Normalization, Transform, filter_by_name};
 use image::GrayImage;
@@ -275,18 +275,17 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, PreprocessError
 }
 
 pub fn run(p: &Params) -> Result<Manifest, PreprocessError> {
-    let (input, _) = Input::current(
-        &p.common.artifacts,
+    let (run, up) = p.common.run_after(
         &p.pipeline,
-        "ingest",
+        STAGE,
+        CODE_VERSION,
+        &["ingest"],
         UPSTREAM_CODE_VERSIONS,
+        signature_params(p)?,
+        Vec::new(),
     )?;
-    let images = input.path.join("images.parquet");
-    let pool = input.path.join("pretrain.parquet");
-    let params = signature_params(p)?;
-    let run = p
-        .common
-        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
+    let images = up[0].0.join("images.parquet");
+    let pool = up[0].0.join("pretrain.parquet");
     run.execute(|dir| {
         let ds = ImageDataset::read_parquet(&images)?;
         let pre = match pool.is_file() {

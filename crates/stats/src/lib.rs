@@ -29,7 +29,7 @@ use fer_core::dataset::ImageDataset;
 use fer_core::manifest::Manifest;
 use fer_core::parquet_io::write_columns;
 use fer_core::pipeline::PipelineFile;
-use fer_core::stage::{Input, Outputs};
+use fer_core::stage::Outputs;
 use fer_core::{Emotion, Split};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -221,18 +221,17 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, StatsError> {
 }
 
 pub fn run(p: &Params) -> Result<Manifest, StatsError> {
-    let (input, upstream) = Input::current(
-        &p.common.artifacts,
+    let (run, up) = p.common.run_after(
         &p.pipeline,
-        "ingest",
+        STAGE,
+        CODE_VERSION,
+        &["ingest"],
         UPSTREAM_CODE_VERSIONS,
+        signature_params(p)?,
+        Vec::new(),
     )?;
-    let images_path: PathBuf = input.path.join("images.parquet");
-    debug_assert!(upstream.output("images.parquet").is_some());
-    let params = signature_params(p)?;
-    let run = p
-        .common
-        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
+    let images_path: PathBuf = up[0].0.join("images.parquet");
+    debug_assert!(up[0].1.output("images.parquet").is_some());
     run.execute(|dir| {
         let ds = ImageDataset::read_parquet(&images_path)?;
         compute(&ds, &p.stats, dir, p.common.quiet)

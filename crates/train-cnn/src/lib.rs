@@ -100,39 +100,31 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, TrainCnnError> 
 }
 
 pub fn run(p: &Params) -> Result<Manifest, TrainCnnError> {
-    let (input, _) = Input::current(
-        &p.common.artifacts,
-        &p.pipeline,
-        "preprocess",
-        UPSTREAM_CODE_VERSIONS,
-    )?;
-    let dir_in = input.path.clone();
     let params = signature_params(p)?;
-    let mut inputs = vec![input];
+    // The weights files models start from (`init`) are inputs too.
+    let mut inits = Vec::new();
     for s in p.train.models.iter().filter(|s| !s.init.is_empty()) {
         let path = PathBuf::from(&s.init);
-        inputs.push(Input {
+        inits.push(Input {
             name: format!("init:{}", s.name),
             hash: fer_core::hash::hash_file(&path)?,
             path,
         });
     }
-    let run = p
-        .common
-        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, inputs);
-    let resume: PathBuf = p
-        .common
-        .artifacts
-        .join(&p.pipeline.name)
-        .join(format!(".{STAGE}.resume"))
-        .join(&run.signature()[..16]);
-    if p.common.force {
-        // --force recomputes from scratch: no checkpoint of an earlier run is resumed.
-        remove_resume(resume.parent().unwrap_or(&resume))?;
-    }
+    let (run, up) = p.common.run_after(
+        &p.pipeline,
+        STAGE,
+        CODE_VERSION,
+        &["preprocess"],
+        UPSTREAM_CODE_VERSIONS,
+        params,
+        inits,
+    )?;
     let dev = device(&p.device)?;
-    let m = run.execute(|dir| compute(&dir_in, &p.train, &dev, &resume, dir, p.common.quiet))?;
-    let _ = std::fs::remove_dir_all(resume.parent().unwrap_or(&resume));
+    // Checkpoints live in the run's resume folder: --force starts from scratch.
+    let m = run.execute_resumable(|dir, resume| {
+        compute(&up[0].0, &p.train, &dev, resume, dir, p.common.quiet)
+    })?;
     Ok(m)
 }
 

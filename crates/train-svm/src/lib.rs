@@ -107,7 +107,7 @@ pub use select::{CLASSES, metrics_of, predict};
 
 use fer_core::manifest::Manifest;
 use fer_core::pipeline::PipelineFile;
-use fer_core::stage::{Input, Outputs};
+use fer_core::stage::Outputs;
 use std::path::Path;
 
 pub const STAGE: &str = "train_svm";
@@ -134,17 +134,16 @@ fer_core::impl_stage! { Params: STAGE, "fer-train-svm", SvmError, fer_core::cli:
 "Stage train_svm: SVMs on raw pixels and HOG, grid chosen on val" }
 
 pub fn run(p: &Params) -> Result<Manifest, SvmError> {
-    let (input, _) = Input::current(
-        &p.common.artifacts,
+    let (run, up) = p.common.run_after(
         &p.pipeline,
-        "preprocess",
+        STAGE,
+        CODE_VERSION,
+        &["preprocess"],
         UPSTREAM_CODE_VERSIONS,
+        signature_params(p)?,
+        Vec::new(),
     )?;
-    let dir_in = input.path.clone();
-    let params = signature_params(p)?;
-    let run = p
-        .common
-        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, vec![input]);
+    let dir_in = &up[0].0;
     run.execute(|dir| {
         let data = Data::read(&dir_in)?;
         compute(&data, &p.svm, dir, p.common.quiet, &p.pipeline)

@@ -74,9 +74,7 @@ pub use schedule::{
 pub use search::{SearchData, load_incumbent, read_epochs, search};
 
 use fer_core::manifest::Manifest;
-use fer_core::stage::Input;
 use fer_train::{TrainCnnError, train};
-use std::path::PathBuf;
 
 pub const STAGE: &str = "tune";
 pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
@@ -105,54 +103,35 @@ fer_core::impl_stage! { Params: STAGE, "fer-tune", TuneError, params::TuneArgs,
 "Stage tune: random search or successive halving over our CNN's hyperparameters" }
 
 pub fn run(p: &Params) -> Result<Manifest, TuneError> {
-    let (input, _) = Input::current(
-        &p.common.artifacts,
-        &p.pipeline,
-        "preprocess",
-        UPSTREAM_CODE_VERSIONS,
-    )?;
-    let dir_in = input.path.clone();
-    let mut inputs = vec![input];
     // reuse_base: train-cnn's run of the base model is trial 0, so its outputs are an input.
-    let incumbent = if p.tune.reuse_base {
-        let (cnn, _) = Input::current(
-            &p.common.artifacts,
-            &p.pipeline,
-            "train_cnn",
-            UPSTREAM_CODE_VERSIONS,
-        )?;
-        let dir = cnn.path.join(&p.tune.base.name);
-        inputs.push(cnn);
-        Some(dir)
+    let upstream: &[&str] = if p.tune.reuse_base {
+        &["preprocess", "train_cnn"]
     } else {
-        None
+        &["preprocess"]
     };
-    let params = signature_params(p)?;
-    let run = p
-        .common
-        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, inputs);
-    let work: PathBuf = p
-        .common
-        .artifacts
-        .join(&p.pipeline.name)
-        .join(format!(".{STAGE}.resume"))
-        .join(&run.signature()[..16]);
-    if p.common.force {
-        // --force searches from scratch: no earlier search or trial checkpoint is resumed.
-        fer_train::remove_resume(work.parent().unwrap_or(&work))?;
-    }
+    let (run, up) = p.common.run_after(
+        &p.pipeline,
+        STAGE,
+        CODE_VERSION,
+        upstream,
+        UPSTREAM_CODE_VERSIONS,
+        signature_params(p)?,
+        Vec::new(),
+    )?;
+    let incumbent = up.get(1).map(|(dir, _)| dir.join(&p.tune.base.name));
     let dev = fer_train::device(&p.device)?;
-    let m = run.execute(|dir| {
+    // The search's state and trial checkpoints live in the run's resume folder: --force
+    // searches from scratch.
+    let m = run.execute_resumable(|dir, work| {
         compute(
-            &dir_in,
+            &up[0].0,
             incumbent.as_deref(),
             &p.tune,
             &dev,
-            &work,
+            work,
             dir,
             p.common.quiet,
         )
     })?;
-    let _ = std::fs::remove_dir_all(work.parent().unwrap_or(&work));
     Ok(m)
 }
