@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn the_snapshot_sums_seconds_into_the_window_and_minutes() {
         let live = Live::new(0.5);
-        let t0 = 1_800_000_000 - 1_800_000_000 % 60; // on a minute
+        let t0: u64 = 1_800_000_000; // on a minute (a multiple of 60)
         // Minute 0: 4 faces, 3 happy; minute 1: 6 faces, 2 happy.
         live.add(t0, &tally(2, 2));
         live.add(t0 + 30, &tally(2, 1));

@@ -1,7 +1,8 @@
 //! The shop manager's live page: `GET /` (one self-contained HTML file), `GET /live.json` (what
 //! it polls) and the service's own video source (`--video`), whose frames feed both.
 
-use super::{AppState, observe, reply};
+use super::score::observe;
+use super::{AppState, reply};
 use crate::Outcome;
 use crate::live::unix_now;
 use crate::video::{self, Source, Tally, VideoOptions};
