@@ -390,6 +390,7 @@ fn batch(a: &BatchArgs) -> anyhow::Result<()> {
 /// `--video`: one row per second of the source on stdout.
 fn video(a: &BatchArgs, spec: &str) -> anyhow::Result<()> {
     let source = Source::parse(spec)?;
+    let spec = source.shown.as_str();
     let vo = a.vid.options(5, false)?;
     let p = a.model.predictor()?;
     let quiet = a.model.quiet;

@@ -32,7 +32,9 @@
 pub mod source;
 pub mod tally;
 
-pub use source::{Frames, SCHEMES, Source, SourceKind, VideoError, VideoOptions, ffmpeg_args};
+pub use source::{
+    Frames, SCHEMES, Source, SourceKind, VideoError, VideoOptions, ffmpeg_args, redact,
+};
 pub use tally::{PerSecond, Second, Tally};
 
 use crate::{Outcome, PredictError, Predictor, Prepared};
@@ -176,7 +178,7 @@ pub fn run(
                 if batch.len() < group.max(1) {
                     if source.live() {
                         return Err(VideoError::Ended {
-                            source_spec: source.spec.clone(),
+                            source_spec: source.shown.clone(),
                             frames: frames.read,
                         });
                     }

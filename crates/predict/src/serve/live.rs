@@ -55,7 +55,7 @@ pub(super) fn read_video(
     vo: VideoOptions,
     stop: Arc<AtomicBool>,
 ) {
-    let spec = source.spec.clone();
+    let spec = source.shown.clone();
     let p = st.predictor.clone();
     let group = rayon::current_num_threads().max(1);
     st.live.source(&spec, "reading", None, 0);

@@ -89,9 +89,33 @@ pub enum SourceKind {
 /// A video source, checked by [`Source::parse`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
-    /// As given (a path or a URL).
+    /// As given (a path or a URL): what ffmpeg opens.
     pub spec: String,
+    /// As shown in messages, logs and the live page: a URL's user and password and its query
+    /// (where cameras take tokens) replaced by `***` ([`redact`]).
+    pub shown: String,
     pub kind: SourceKind,
+}
+
+/// A URL with its credentials hidden: `rtsp://user:pass@host/p?token=t` ->
+/// `rtsp://***@host/p?***`. A path is returned as it is.
+pub fn redact(spec: &str) -> String {
+    let Some((scheme, rest)) = spec.split_once("://") else {
+        return spec.to_string();
+    };
+    let (authority, tail) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, _)) => format!("{path}?***"),
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// URL schemes handed to ffmpeg.
@@ -103,8 +127,13 @@ impl Source {
     /// A file (which must exist), `/dev/video*` or a URL of one of [`SCHEMES`].
     pub fn parse(spec: &str) -> Result<Source, VideoError> {
         let bad = |message: String| VideoError::Source {
-            source_spec: spec.to_string(),
+            source_spec: redact(spec),
             message,
+        };
+        let source = |kind| Source {
+            spec: spec.to_string(),
+            shown: redact(spec),
+            kind,
         };
         if spec.is_empty() {
             return Err(bad("empty source".into()));
@@ -120,26 +149,17 @@ impl Source {
             if rest.is_empty() {
                 return Err(bad("the URL has no address".into()));
             }
-            return Ok(Source {
-                spec: spec.to_string(),
-                kind: SourceKind::Stream,
-            });
+            return Ok(source(SourceKind::Stream));
         }
         let path = Path::new(spec);
         if spec.starts_with("/dev/video") {
             if !path.exists() {
                 return Err(bad("no such capture device".into()));
             }
-            return Ok(Source {
-                spec: spec.to_string(),
-                kind: SourceKind::Device,
-            });
+            return Ok(source(SourceKind::Device));
         }
         match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => Ok(Source {
-                spec: spec.to_string(),
-                kind: SourceKind::File,
-            }),
+            Ok(m) if m.is_file() => Ok(source(SourceKind::File)),
             Ok(_) => Err(bad("not a file".into())),
             Err(e) => Err(bad(format!("cannot read it: {e}"))),
         }
@@ -275,7 +295,7 @@ impl Frames {
     /// Start ffmpeg on `source`.
     pub fn open(source: &Source, o: &VideoOptions) -> Result<Frames, VideoError> {
         o.check().map_err(|message| VideoError::Source {
-            source_spec: source.spec.clone(),
+            source_spec: source.shown.clone(),
             message,
         })?;
         let mut child = Command::new(&o.ffmpeg)
@@ -286,7 +306,7 @@ impl Frames {
             .spawn()
             .map_err(|e| VideoError::NoFfmpeg {
                 ffmpeg: o.ffmpeg.display().to_string(),
-                source_spec: source.spec.clone(),
+                source_spec: source.shown.clone(),
                 source: e,
             })?;
         let stdout = child.stdout.take().expect("piped stdout");
@@ -325,20 +345,20 @@ impl Frames {
             Ok(Piece::Cut(got)) => {
                 self.finish()?;
                 Err(VideoError::Truncated {
-                    source_spec: self.source.spec.clone(),
+                    source_spec: self.source.shown.clone(),
                     got,
                     want: self.o.frame_bytes(),
                 })
             }
             Err(RecvTimeoutError::Timeout) => Err(VideoError::Stalled {
-                source_spec: self.source.spec.clone(),
+                source_spec: self.source.shown.clone(),
                 seconds: wait.as_secs_f64(),
             }),
             Err(RecvTimeoutError::Disconnected) => {
                 self.finish()?;
                 if self.read == 0 {
                     return Err(VideoError::Ffmpeg {
-                        source_spec: self.source.spec.clone(),
+                        source_spec: self.source.shown.clone(),
                         status: "exit status 0".into(),
                         stderr: self.stderr_tail_or("no video frame in the source"),
                     });
@@ -367,7 +387,7 @@ impl Frames {
                 // Let the stderr thread take the last lines.
                 std::thread::sleep(Duration::from_millis(50));
                 Err(VideoError::Ffmpeg {
-                    source_spec: self.source.spec.clone(),
+                    source_spec: self.source.shown.clone(),
                     status: other.map_or("did not exit".into(), |s| s.to_string()),
                     stderr: self.stderr_tail_or("(no message)"),
                 })
@@ -377,7 +397,8 @@ impl Frames {
 
     fn stderr_tail_or(&self, none: &str) -> String {
         let s = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
-        let t = s.trim();
+        // ffmpeg's messages quote the URL: the shown form replaces it.
+        let t = s.trim().replace(&self.source.spec, &self.source.shown);
         if t.is_empty() {
             none.to_string()
         } else {
@@ -460,6 +481,18 @@ mod tests {
                 .to_string()
                 .contains("not a file")
         );
+        // Credentials never reach a message or the page.
+        let cam = "rtsp://admin:s3cret@10.0.0.7:554/live?token=abc";
+        let s = Source::parse(cam).unwrap();
+        assert_eq!(s.shown, "rtsp://***@10.0.0.7:554/live?***");
+        assert_eq!(s.spec, cam, "ffmpeg gets the URL as given");
+        let e = Source::parse("ftp://u:s3cret@h/x?token=abc")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret") && !e.contains("abc"), "{e}");
+        assert_eq!(redact("/tmp/clip.mp4"), "/tmp/clip.mp4");
+        assert_eq!(redact("tcp://127.0.0.1:9000"), "tcp://127.0.0.1:9000");
+        assert_eq!(redact("http://u@h#frag"), "http://***@h#frag");
         let s = Source::parse("RTSP://127.0.0.1:8554/cam").unwrap();
         assert_eq!(s.kind, SourceKind::Stream);
         assert!(s.live());
