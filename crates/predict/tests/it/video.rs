@@ -299,3 +299,54 @@ fn the_live_page_and_frames_show_aggregates_only() {
         "{metrics}"
     );
 }
+
+/// `fer-predict --video`'s refusals: before any model is loaded, exit code 2, one line naming
+/// the problem (and never a credential).
+#[test]
+fn the_command_line_refuses_bad_video_arguments_clearly() {
+    let d = tempfile::tempdir().unwrap();
+    let clip = d.path().join("clip.mp4");
+    std::fs::write(&clip, b"not a video").unwrap();
+    let clip = clip.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fer-predict"))
+            .args(args)
+            .arg("--model")
+            .arg(d.path().join("no-model"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for (args, says) in [
+        (vec!["--video", "/no/such/clip.mp4"], "cannot read it"),
+        (
+            vec!["--video", "ftp://u:s3cret@cam/x"],
+            "unknown URL scheme",
+        ),
+        (vec!["--video", clip, "--fps", "0"], "--fps 0"),
+        (vec!["--video", clip, "--fps", "31"], "--fps 31"),
+        (
+            vec!["--video", clip, "--video-size", "4000x3000"],
+            "--video-size",
+        ),
+        (vec!["--video", clip, "--video-stall", "0"], "--video-stall"),
+    ] {
+        let (code, err) = run(&args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(
+            !err.contains("s3cret") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+    // Clap refuses a malformed size and images given with a video.
+    let (code, err) = run(&["--video", clip, "--video-size", "big"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("WIDTHxHEIGHT"), "{err}");
+    let (code, err) = run(&["--video", clip, "photo.jpg"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("cannot be used with"), "{err}");
+}
