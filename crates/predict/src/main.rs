@@ -417,6 +417,20 @@ fn video(a: &BatchArgs, spec: &str) -> anyhow::Result<()> {
         &stop,
         &mut |k, o| {
             pb.inc(1);
+            // A log line every minute of video where stderr is not a terminal (the bar's
+            // stand-in in a log file).
+            let every = (60.0 * vo.fps).round().max(1.0) as u64;
+            if (k + 1) % every == 0 {
+                fer_core::cli::log_line(
+                    "video",
+                    quiet,
+                    &format!(
+                        "{spec}: {} frames, {:.0} s of video",
+                        k + 1,
+                        (k + 1) as f64 / vo.fps
+                    ),
+                );
+            }
             match per.push(k, o) {
                 Some(s) => w.write(&s),
                 None => Ok(()),
