@@ -73,8 +73,7 @@ pub(super) fn read_video(
                 faces, detected, ..
             } = o
             {
-                let scores: Vec<f64> = faces.iter().map(|f| f.p_happy).collect();
-                observe(&st.monitor, *detected, &scores);
+                observe(&st.monitor, *detected, faces);
             }
             st.live.add(unix_now(), &t);
             pending += 1;

@@ -8,7 +8,7 @@ use super::{AppState, KIB, error, reply};
 use crate::live::unix_now;
 use crate::monitor::Monitor;
 use crate::video::Tally;
-use crate::{Outcome, PredictError};
+use crate::{Face, Outcome, PredictError};
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{RawQuery, Request, State};
 use axum::http::{StatusCode, header};
@@ -385,8 +385,7 @@ async fn score_image(
             faces,
             detected,
         }) => {
-            let scores: Vec<f64> = faces.iter().map(|f| f.p_happy).collect();
-            observe(&st.monitor, detected, &scores);
+            observe(&st.monitor, detected, &faces);
             if answer == Answer::Aggregate {
                 let mut t = Tally::default();
                 t.add_faces(&faces, threshold);
@@ -413,8 +412,9 @@ async fn score_image(
 }
 
 /// Record one image's faces with the monitor, logging a change of the drift check's state.
-pub(super) fn observe(monitor: &Monitor, detected: usize, scores: &[f64]) {
-    if let Some(d) = monitor.image(detected, scores) {
+pub(super) fn observe(monitor: &Monitor, detected: usize, faces: &[Face]) {
+    let scores: Vec<f64> = faces.iter().map(|f| f.p_happy).collect();
+    if let Some(d) = monitor.image(detected, &scores) {
         eprintln!(
             "drift: {} (Kolmogorov-Smirnov D {:.3}, critical {:.3}, last {} scores against {} validation scores)",
             if d.drifted {
