@@ -409,6 +409,9 @@ fn video(a: &BatchArgs, spec: &str) -> anyhow::Result<()> {
     let mut per = PerSecond::new(vo.fps, p.threshold);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let group = 2 * rayon::current_num_threads().max(1);
+    // A log line every minute of video where stderr is not a terminal (the bar's stand-in in
+    // a log file).
+    let log_every = (60.0 * vo.fps).round().max(1.0) as u64;
     let r = fer_predict::video::run(
         &p,
         &source,
@@ -417,10 +420,7 @@ fn video(a: &BatchArgs, spec: &str) -> anyhow::Result<()> {
         &stop,
         &mut |k, o| {
             pb.inc(1);
-            // A log line every minute of video where stderr is not a terminal (the bar's
-            // stand-in in a log file).
-            let every = (60.0 * vo.fps).round().max(1.0) as u64;
-            if (k + 1) % every == 0 {
+            if (k + 1) % log_every == 0 {
                 fer_core::cli::log_line(
                     "video",
                     quiet,
