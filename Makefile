@@ -32,11 +32,9 @@ PFILES := $(shell f=$(PFILE); n=0; while [ -f "$$f" ] && [ $$n -lt 8 ]; do echo 
             p=$$(sed -n -E 's/^extends *= *"([A-Za-z0-9_-]+)".*/\1/p' "$$f"); [ -n "$$p" ] || break; \
             f=pipelines/$$p.toml; n=$$((n+1)); done)
 BIN    := $(or $(CARGO_TARGET_DIR),target)/release
-STAGES := ingest stats preprocess augment train-svm train-cnn tune report
 
-# Sources a stage's binary is built from: its crate, the core crate, the lock file.
+# Sources a crate is built from (the generated stage rules list them per stage).
 src   = $(shell find crates/$(1)/src crates/$(1)/Cargo.toml crates/$(1)/build.rs -type f 2>/dev/null)
-CORE := $(call src,core) $(call src,codeversion) Cargo.toml Cargo.lock
 # The data is not tracked by mtimes (an image replaced in place, or FER2013_DIR pointed at another
 # copy, keeps them): make asks ingest every time (FORCE), and ingest hashes the files' contents
 # (about 0.3 s for FER2013's 35,887 images once they are in the page cache) and skips when they
@@ -46,59 +44,28 @@ CORE := $(call src,core) $(call src,codeversion) Cargo.toml Cargo.lock
 # Build every binary at once (one feature resolution for the whole workspace, the same one
 # `make test` uses, so burn is compiled once), then run one stage on the pipeline.
 BUILD = @$(CARGO) build --release --quiet --workspace --bins $(CARGO_FEATURES)
-define stage
-	$(BUILD)
-	$(BIN)/fer-$(1) --pipeline $(PIPELINE)
-endef
+
+# The stage rules (STAGES, a target per stage, each manifest's prerequisites and recipe) are
+# generated from the one declaration of the stage graph (crates/graph) and the crates'
+# manifests: `make stages-mk` rewrites mk/stages.mk, and a test fails when it is stale.
+include mk/stages.mk
+# `make` alone lists the targets (the included rules would otherwise make `ingest` the default).
+.DEFAULT_GOAL := help
 
 # A recipe that fails removes its target: a failed stage is never taken as finished.
 .DELETE_ON_ERROR:
 
-.PHONY: all demo hostile test lint-workflows bench bench-compare scenes help clean clean-cache report-diff status FORCE $(STAGES)
+.PHONY: all demo stages-mk hostile test lint-workflows bench bench-compare scenes help clean clean-cache report-diff status FORCE $(STAGES)
 FORCE:
 
 all: $(STAGES)
 
-ingest: $(A)/ingest/manifest.json
-stats: $(A)/stats/manifest.json
-preprocess: $(A)/preprocess/manifest.json
-augment: $(A)/augment/manifest.json
-train-svm: $(A)/train_svm/manifest.json
-train-cnn: $(A)/train_cnn/manifest.json
-tune: $(A)/tune/manifest.json
-report: $(A)/report/manifest.json
 
-$(A)/ingest/manifest.json: FORCE
-	$(BUILD)
-	$(BIN)/fer-ingest --pipeline $(PIPELINE) --keep-mtime
+# The scene benchmark (`make scenes`, not a stage) is one more input of the report.
+$(A)/report/manifest.json: $(wildcard $(A)/scenes/scene_bench.json)
 
-$(A)/stats/manifest.json: $(A)/ingest/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,stats)
-	$(call stage,stats)
-
-$(A)/preprocess/manifest.json: $(A)/ingest/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,preprocess)
-	$(call stage,preprocess)
-
-$(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,augment) $(call src,train) $(call src,models) $(call src,ops)
-	$(call stage,augment)
-
-$(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-svm) $(call src,models) $(call src,ops)
-	$(call stage,train-svm)
-
-# train_cnn is built from the augment library, fer-models and fer-ops, so their sources are prerequisites too.
-$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,train-cnn) $(call src,train) $(call src,models) $(call src,ops)
-	$(BUILD)
-	$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE)
-
-# tune trains our architecture with the [train_cnn] settings and ops: train-cnn's and augment's
-# sources are prerequisites too. It runs after train-cnn (make is serial here) so the two
-# never share the 2 cores.
-$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(or $(PFILES),$(PFILE)) $(CORE) $(call src,tune) $(call src,train) $(call src,models) $(call src,ops)
-	$(BUILD)
-	$(BIN)/fer-tune --pipeline $(PIPELINE) --device $(DEVICE)
-
-# The report reads every upstream stage (tune's best model is one more CNN).
-$(A)/report/manifest.json: $(A)/stats/manifest.json $(A)/augment/manifest.json $(A)/train_svm/manifest.json $(A)/train_cnn/manifest.json $(A)/tune/manifest.json $(wildcard $(A)/scenes/scene_bench.json) $(or $(PFILES),$(PFILE)) $(CORE) $(call src,report)
-	$(call stage,report)
+stages-mk: ## rewrite mk/stages.mk from the stage graph (crates/graph)
+	FER_BLESS=1 $(CARGO) test --release --quiet -p fer-codeversion --lib the_makefile_stage_rules
 
 # make status: for each stage, up to date or why it would run (the section's keys, code or
 # inputs that changed), by the same signature comparison the stages make; computes nothing.

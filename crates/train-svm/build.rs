@@ -1,3 +1,3 @@
 fn main() {
-    fer_codeversion::emit_with_upstream(&["preprocess"]);
+    fer_codeversion::emit();
 }

@@ -1,3 +1,3 @@
 fn main() {
-    fer_codeversion::emit_with_upstream(&["preprocess", "train_cnn"]);
+    fer_codeversion::emit();
 }

@@ -26,6 +26,7 @@
 use arrow_array::types::Float32Type;
 use arrow_array::{ArrayRef, FixedSizeListArray, StringArray, UInt8Array, UInt16Array};
 use fer_core::cli::StageArgs;
+use fer_core::cli::{Preamble, Stage as _};
 use fer_core::manifest::Manifest;
 use fer_core::pipeline::PipelineFile;
 use fer_core::stage::Outputs;
@@ -44,9 +45,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub const STAGE: &str = "augment";
-pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+pub const CODE_VERSION: &str = <Params as fer_core::cli::Stage>::CODE_VERSION;
 /// The code versions of the upstream stages this build reads (checked by `Input::current`).
-pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
+pub const UPSTREAM_CODE_VERSIONS: &str = <Params as fer_core::cli::Stage>::UPSTREAM_CODE_VERSIONS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AugmentError {
@@ -148,15 +149,7 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, AugmentError> {
 }
 
 pub fn run(p: &Params) -> Result<Manifest, AugmentError> {
-    let (run, up) = p.common.run_after(
-        &p.pipeline,
-        STAGE,
-        CODE_VERSION,
-        &["preprocess"],
-        UPSTREAM_CODE_VERSIONS,
-        signature_params(p)?,
-        Vec::new(),
-    )?;
+    let Preamble { run, upstream: up } = p.prepare(Vec::new())?;
     let dir_in = &up[0].0;
     run.execute(|dir| {
         let transform = Transform::load(&dir_in.join("transform.json"))?;

@@ -133,11 +133,19 @@ fn build_dirs() -> (PathBuf, String) {
     (workspace, own)
 }
 
-/// Call from a stage crate's `build.rs`: emits `FER_CODE_VERSION`, the hash of the `src/` and
-/// `Cargo.toml` of every crate in [`crate_graph`] (the crate itself, core, and whatever else it
-/// is built from) and of `Cargo.lock`.
+/// Call from a stage crate's `build.rs` (`fn main() { fer_codeversion::emit() }`). The stage is
+/// the one [`fer_graph::STAGES`] declares in this crate's folder. Emits `FER_CODE_VERSION`, the
+/// hash of the `src/` and `Cargo.toml` of every crate in [`crate_graph`] (the crate itself, core,
+/// and whatever else it is built from) and of `Cargo.lock`; and `FER_UPSTREAM_CODE_VERSIONS`,
+/// the code version of each upstream stage the graph says it reads (`stage=version` pairs
+/// joined by `;`, empty for a stage that reads none), so the stage can tell that an upstream
+/// output was made by other code (`fer_core::stage::Input::current`).
 pub fn emit() {
     let (workspace, own) = build_dirs();
+    let stage = fer_graph::STAGES
+        .iter()
+        .find(|s| s.crate_dir() == own)
+        .unwrap_or_else(|| panic!("{own}: no stage in fer_graph::STAGES is built from this crate"));
     // The workspace manifest names the dependencies' paths: a change there can change the graph.
     println!(
         "cargo:rerun-if-changed={}",
@@ -148,23 +156,14 @@ pub fn emit() {
         println!("cargo:rerun-if-changed={}", workspace.join(r).display());
     }
     println!("cargo:rustc-env=FER_CODE_VERSION={v}");
-}
-
-/// [`emit`], and `FER_UPSTREAM_CODE_VERSIONS`: the code version of each upstream stage the
-/// crate reads (`stage=version` pairs joined by `;`; stage `train_cnn` is the crate in
-/// `crates/train-cnn`), so the stage can tell that an upstream output was made by other code
-/// (`fer_core::stage::Input::current`).
-pub fn emit_with_upstream(stages: &[&str]) {
-    emit();
-    let (workspace, _) = build_dirs();
     let mut pairs = Vec::new();
-    for stage in stages {
-        let dir = format!("crates/{}", stage.replace('_', "-"));
+    for up in stage.upstream {
+        let dir = fer_graph::stage(up).expect("declared").crate_dir();
         let (v, roots) = code_version_of(&workspace, &dir);
         for r in &roots {
             println!("cargo:rerun-if-changed={}", workspace.join(r).display());
         }
-        pairs.push(format!("{stage}={v}"));
+        pairs.push(format!("{up}={v}"));
     }
     println!(
         "cargo:rustc-env=FER_UPSTREAM_CODE_VERSIONS={}",
@@ -172,10 +171,61 @@ pub fn emit_with_upstream(stages: &[&str]) {
     );
 }
 
+/// The generated Makefile part (`mk/stages.mk`): the `STAGES` list, a phony target per stage,
+/// and each stage's rule. A rule's prerequisites are its upstream stages' manifests (from
+/// [`fer_graph::STAGES`]), the pipeline files, and the sources of every crate it is built from
+/// ([`crate_graph`]) with the build helper, the workspace manifest and the lock file. A stage
+/// that reads no stage (ingest) reads the data, which mtimes don't track: make asks it every
+/// time (`FORCE`) and it skips itself, leaving its manifest's mtime alone (`--keep-mtime`).
+pub fn make_rules(workspace: &Path) -> String {
+    let mut out = String::from(
+        "# Generated from fer_graph::STAGES (crates/graph) and the crates' manifests by\n\
+         # fer_codeversion::make_rules: do not edit. `make stages-mk` rewrites it; a test\n\
+         # (the_makefile_stage_rules_are_generated_from_the_graph) fails when it is stale.\n\n",
+    );
+    let targets: Vec<String> = fer_graph::STAGES.iter().map(|s| s.target()).collect();
+    out.push_str(&format!("STAGES := {}\n\n", targets.join(" ")));
+    for s in fer_graph::STAGES {
+        out.push_str(&format!("{}: $(A)/{}/manifest.json\n", s.target(), s.name));
+    }
+    for s in fer_graph::STAGES {
+        out.push('\n');
+        let mut pre: Vec<String> = Vec::new();
+        if s.upstream.is_empty() {
+            pre.push("FORCE".into());
+        } else {
+            pre.extend(s.upstream.iter().map(|u| format!("$(A)/{u}/manifest.json")));
+            pre.push("$(or $(PFILES),$(PFILE))".into());
+            for dir in crate_graph(workspace, &s.crate_dir()) {
+                pre.push(format!("$(call src,{})", dir.trim_start_matches("crates/")));
+            }
+            pre.push("$(call src,codeversion) Cargo.toml Cargo.lock".into());
+        }
+        out.push_str(&format!(
+            "$(A)/{}/manifest.json: {}\n",
+            s.name,
+            pre.join(" ")
+        ));
+        out.push_str("\t$(BUILD)\n");
+        let mut cmd = format!("\t$(BIN)/{} --pipeline $(PIPELINE)", s.bin());
+        if s.device {
+            cmd.push_str(" --device $(DEVICE)");
+        }
+        if s.upstream.is_empty() {
+            cmd.push_str(" --keep-mtime");
+        }
+        out.push_str(&cmd);
+        out.push('\n');
+    }
+    out
+}
+
+/// The generated file's path, relative to the workspace root.
+pub const MAKE_RULES_FILE: &str = "mk/stages.mk";
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     #[test]
     fn the_graph_follows_dependencies_not_dev_dependencies() {
@@ -196,7 +246,7 @@ mod tests {
         }
         assert_eq!(
             crate_graph(&ws, "crates/stats"),
-            ["crates/core", "crates/stats"]
+            ["crates/core", "crates/graph", "crates/stats"]
         );
         assert_eq!(normalize("crates/a/../b/./c"), "crates/b/c");
     }
@@ -238,99 +288,68 @@ mod tests {
         );
     }
 
-    /// The upstream stages a stage crate's build script declares
-    /// (`emit_with_upstream(&["a", ...])`; none for `emit()`).
-    fn declared_upstream(ws: &Path, stage: &str) -> Vec<String> {
-        let dir = ws.join("crates").join(stage.replace('_', "-"));
-        let text = std::fs::read_to_string(dir.join("build.rs")).unwrap();
-        match text.split_once("emit_with_upstream(") {
-            None => Vec::new(),
-            Some((_, rest)) => {
-                let list = &rest[..rest.find(')').unwrap()];
-                list.split('"')
-                    .skip(1)
-                    .step_by(2)
-                    .map(String::from)
-                    .collect()
-            }
-        }
-    }
-
-    /// Every stage reachable from `s` in `graph`.
-    fn closure(graph: &BTreeMap<String, Vec<String>>, s: &str) -> Vec<String> {
-        let mut seen: Vec<String> = Vec::new();
-        let mut todo: Vec<String> = graph.get(s).cloned().unwrap_or_default();
-        while let Some(u) = todo.pop() {
-            if !seen.contains(&u) {
-                todo.extend(graph.get(&u).cloned().unwrap_or_default());
-                seen.push(u);
-            }
-        }
-        seen.sort();
-        seen
-    }
-
-    /// The Makefile's stage rules are kept by hand; they must agree with what the crates
-    /// declare: a stage's upstream manifests reach the same stages as its build script's
-    /// `emit_with_upstream` list, and its source prerequisites (`$(call src,X)` and `$(CORE)`)
-    /// are the crates it is built from ([`crate_graph`]), no more, no fewer.
+    /// The Makefile's stage rules are generated from the one declaration of the graph
+    /// ([`fer_graph::STAGES`]) and the crate graph: the committed `mk/stages.mk` must be what
+    /// [`make_rules`] writes now (`make stages-mk` rewrites it; `FER_BLESS=1` here does too),
+    /// and the Makefile must include it and hold no stage rule of its own.
     #[test]
-    fn the_makefile_agrees_with_the_declared_stage_graph() {
+    fn the_makefile_stage_rules_are_generated_from_the_graph() {
         let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let want = make_rules(&ws);
+        let path = ws.join(MAKE_RULES_FILE);
+        if std::env::var_os("FER_BLESS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "{} is stale: run `make stages-mk` (it is generated from crates/graph and the manifests)",
+            path.display()
+        );
         let make = std::fs::read_to_string(ws.join("Makefile")).unwrap();
-        let mut make_up: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut make_src: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for line in make.lines() {
-            let Some(rest) = line.strip_prefix("$(A)/") else {
-                continue;
-            };
-            let Some((stage, prereqs)) = rest.split_once("/manifest.json:") else {
-                continue;
-            };
-            let mut up = Vec::new();
-            let mut src = Vec::new();
-            for p in prereqs.split_whitespace() {
-                if let Some(u) = p.strip_prefix("$(A)/") {
-                    if let Some(u) = u.strip_suffix("/manifest.json") {
-                        up.push(u.to_string());
-                    }
-                } else if let Some(c) = p.strip_prefix("src,") {
-                    // `$(call src,X)`, split at its space.
-                    src.push(format!("crates/{}", c.trim_end_matches(')')));
-                } else if p == "$(CORE)" {
-                    src.push("crates/core".into());
-                }
-            }
-            // A FORCE rule (ingest) is asked every time and checks its own code version.
-            if prereqs.trim() == "FORCE" {
-                src = crate_graph(&ws, &format!("crates/{stage}"));
-            }
-            src.sort();
-            make_up.insert(stage.to_string(), up);
-            make_src.insert(stage.to_string(), src);
-        }
-        let stages: Vec<String> = make_up.keys().cloned().collect();
-        assert!(stages.len() >= 8, "stage rules found: {stages:?}");
-        let declared: BTreeMap<String, Vec<String>> = stages
-            .iter()
-            .map(|s| (s.clone(), declared_upstream(&ws, s)))
+        assert!(
+            make.lines()
+                .any(|l| l == format!("include {MAKE_RULES_FILE}")),
+            "the Makefile does not include {MAKE_RULES_FILE}"
+        );
+        let own: Vec<&str> = make
+            .lines()
+            .filter(|l| l.starts_with("$(A)/") && l.contains("/manifest.json:"))
+            .filter(|l| !l.contains("$(wildcard"))
             .collect();
-        let mut bad = Vec::new();
-        for s in &stages {
-            let (m, d) = (closure(&make_up, s), closure(&declared, s));
-            if m != d {
-                bad.push(format!(
-                    "{s}: the Makefile's upstream stages reach {m:?}, its build script's {d:?}"
-                ));
-            }
-            let graph = crate_graph(&ws, &format!("crates/{}", s.replace('_', "-")));
-            if make_src[s] != graph {
-                bad.push(format!(
-                    "{s}: the Makefile's source prerequisites are {:?}, the crates it is built from {graph:?}",
-                    make_src[s]
-                ));
-            }
+        assert!(
+            own.is_empty(),
+            "stage rules kept by hand in the Makefile: {own:?}"
+        );
+    }
+
+    /// Each stage's rule reads what the stage reads and is rebuilt from what it is built from.
+    #[test]
+    fn a_stage_rule_lists_its_upstream_and_its_crates() {
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let rules = make_rules(&ws);
+        let tune = rules
+            .lines()
+            .find(|l| l.starts_with("$(A)/tune/manifest.json:"))
+            .unwrap();
+        for want in [
+            "$(A)/preprocess/manifest.json",
+            "$(A)/train_cnn/manifest.json",
+            "$(call src,tune)",
+            "$(call src,train)",
+            "$(call src,core)",
+            "$(call src,graph)",
+        ] {
+            assert!(tune.contains(want), "{want} missing from {tune}");
         }
-        assert!(bad.is_empty(), "Makefile out of step:\n{}", bad.join("\n"));
+        assert!(
+            !tune.contains("src,train-cnn") && !tune.contains("src,augment"),
+            "{tune}"
+        );
+        assert!(
+            rules.contains("$(A)/ingest/manifest.json: FORCE\n"),
+            "{rules}"
+        );
+        assert!(rules.contains("fer-tune --pipeline $(PIPELINE) --device $(DEVICE)\n"));
     }
 }

@@ -13,13 +13,19 @@ use crate::stage::{self, Input, StageRun};
 use clap::{CommandFactory, FromArgMatches};
 use std::path::PathBuf;
 
-/// A pipeline stage, implemented on its validated params.
+/// A pipeline stage, implemented on its validated params (by [`impl_stage!`]).
 pub trait Stage: Sized {
-    /// The section, the artifacts folder and the manifest's `stage` (`train_cnn`).
+    /// The section, the artifacts folder and the manifest's `stage` (`train_cnn`): a stage of
+    /// [`fer_graph::STAGES`], which declares the stages it reads.
     const NAME: &'static str;
     /// The binary's name and one line about it (its `--help`).
     const BIN: &'static str;
     const ABOUT: &'static str;
+    /// The code this build is (`FER_CODE_VERSION`, from the stage crate's build script,
+    /// `fer_codeversion::emit`), and the code versions it expects of its upstream stages'
+    /// outputs (`FER_UPSTREAM_CODE_VERSIONS`).
+    const CODE_VERSION: &'static str;
+    const UPSTREAM_CODE_VERSIONS: &'static str;
     /// The stage's own command-line options beside [`StageArgs`] ([`NoArgs`] if none).
     type Args: clap::Args + Clone + std::fmt::Debug;
     type Error: std::error::Error + From<crate::Error>;
@@ -28,15 +34,63 @@ pub trait Stage: Sized {
         pipeline: &PipelineFile,
         cli: &StageCli<Self::Args>,
     ) -> Result<Self, Self::Error>;
+    /// The validated pipeline file and the shared command line.
+    fn pipeline(&self) -> &PipelineFile;
+    fn args(&self) -> &StageArgs;
     /// The params the stage's signature hashes (`--print-params` prints them).
     fn signature_params(&self) -> Result<serde_json::Value, Self::Error>;
-    /// Skip when up to date, restore from the run cache, or compute ([`StageRun::execute`]).
+    /// The upstream stages this run reads: those the graph declares for [`Self::NAME`], or
+    /// fewer (tune reads train_cnn only with `reuse_base`).
+    fn reads(&self) -> Vec<&'static str> {
+        fer_graph::upstream(Self::NAME).to_vec()
+    }
+    /// Skip when up to date, restore from the run cache, or compute ([`StageRun::execute`]),
+    /// after [`Self::prepare`].
     fn run(&self) -> Result<Manifest, Self::Error>;
+
+    /// The preamble every stage shares: each stage [`Self::reads`] (which must be declared
+    /// upstream of it) checked current ([`Input::current`]: there, complete, and made by the
+    /// code this build expects), then the [`StageRun`] over [`Self::signature_params`] and
+    /// those inputs, in that order, followed by `extra` (files the stage also reads: the data,
+    /// weights). Returns the run and each upstream stage's folder and manifest.
+    fn prepare(&self, extra: Vec<Input>) -> Result<Preamble, Self::Error> {
+        let declared = fer_graph::upstream(Self::NAME);
+        let (pipeline, args) = (self.pipeline(), self.args());
+        let mut inputs = Vec::new();
+        let mut upstream = Vec::new();
+        for u in self.reads() {
+            if !declared.contains(&u) {
+                return Err(crate::Error::Other(format!(
+                    "stage {} reads `{u}`, which crates/graph does not declare upstream of it ({declared:?})",
+                    Self::NAME
+                ))
+                .into());
+            }
+            let (input, m) =
+                Input::current(&args.artifacts, pipeline, u, Self::UPSTREAM_CODE_VERSIONS)?;
+            upstream.push((input.path.clone(), m));
+            inputs.push(input);
+        }
+        inputs.extend(extra);
+        let params = self.signature_params()?;
+        let run = args.stage_run(pipeline, Self::NAME, Self::CODE_VERSION, params, inputs);
+        Ok(Preamble { run, upstream })
+    }
 }
 
-/// Implement [`Stage`] for a stage crate's `Params` from its inherent
-/// `Params::from_pipeline(&PipelineFile, &Cli)` and its free `signature_params(&Params)` and
-/// `run(&Params)` (all resolved where the macro is called):
+/// What [`Stage::prepare`] gives a stage.
+#[derive(Debug)]
+pub struct Preamble {
+    pub run: StageRun,
+    /// Each stage read: its folder and manifest, in [`Stage::reads`] order.
+    pub upstream: Vec<(PathBuf, Manifest)>,
+}
+
+/// Implement [`Stage`] for a stage crate's `Params` (with fields `pipeline: PipelineFile` and
+/// `common: StageArgs`) from its inherent `Params::from_pipeline(&PipelineFile, &Cli)` and its
+/// free `signature_params(&Params)` and `run(&Params)` (all resolved where the macro is
+/// called); the code versions come from the calling crate's build script. `reads = f` names a
+/// free `f(&Params) -> Vec<&'static str>` for a stage that reads fewer than it declares:
 ///
 /// ```ignore
 /// fer_core::impl_stage! { Params: STAGE, "fer-stats", StatsError, NoArgs,
@@ -45,10 +99,16 @@ pub trait Stage: Sized {
 #[macro_export]
 macro_rules! impl_stage {
     ($params:ty : $name:expr, $bin:literal, $err:ty, $args:ty, $about:literal) => {
+        $crate::impl_stage! { $params : $name, $bin, $err, $args, $about;
+        reads = |_p: &$params| $crate::cli::declared_upstream($name) }
+    };
+    ($params:ty : $name:expr, $bin:literal, $err:ty, $args:ty, $about:literal; reads = $reads:expr) => {
         impl $crate::cli::Stage for $params {
             const NAME: &'static str = $name;
             const BIN: &'static str = $bin;
             const ABOUT: &'static str = $about;
+            const CODE_VERSION: &'static str = env!("FER_CODE_VERSION");
+            const UPSTREAM_CODE_VERSIONS: &'static str = env!("FER_UPSTREAM_CODE_VERSIONS");
             type Args = $args;
             type Error = $err;
             fn from_pipeline(
@@ -57,14 +117,29 @@ macro_rules! impl_stage {
             ) -> ::std::result::Result<Self, $err> {
                 <$params>::from_pipeline(pipeline, cli)
             }
+            fn pipeline(&self) -> &$crate::pipeline::PipelineFile {
+                &self.pipeline
+            }
+            fn args(&self) -> &$crate::cli::StageArgs {
+                &self.common
+            }
             fn signature_params(&self) -> ::std::result::Result<::serde_json::Value, $err> {
                 signature_params(self)
+            }
+            fn reads(&self) -> ::std::vec::Vec<&'static str> {
+                let f: fn(&$params) -> ::std::vec::Vec<&'static str> = $reads;
+                f(self)
             }
             fn run(&self) -> ::std::result::Result<$crate::manifest::Manifest, $err> {
                 run(self)
             }
         }
     };
+}
+
+/// The stages `stage` reads by the graph's declaration ([`fer_graph::upstream`]).
+pub fn declared_upstream(stage: &str) -> Vec<&'static str> {
+    fer_graph::upstream(stage).to_vec()
 }
 
 /// A stage binary's command line: the shared [`StageArgs`] and the stage's own `X`.
@@ -204,34 +279,6 @@ impl StageArgs {
             Contention::Wait
         };
         PipelineLock::acquire(&self.artifacts, pipeline, who, contention)
-    }
-
-    /// The preamble every stage after others shares: each of `upstream`'s outputs checked
-    /// current ([`Input::current`]: there, complete, and made by the code this build expects,
-    /// per `upstream_code_versions`), then the [`StageRun`] over `params` and those inputs, in
-    /// `upstream`'s order, followed by `extra` (files the stage also reads, e.g. weights).
-    /// Returns the run and each upstream stage's folder and manifest.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run_after(
-        &self,
-        pipeline: &PipelineFile,
-        stage: &str,
-        code_version: &str,
-        upstream: &[&str],
-        upstream_code_versions: &str,
-        params: serde_json::Value,
-        extra: Vec<Input>,
-    ) -> Result<(StageRun, Vec<(PathBuf, Manifest)>)> {
-        let mut inputs = Vec::new();
-        let mut ups = Vec::new();
-        for u in upstream {
-            let (input, m) = Input::current(&self.artifacts, pipeline, u, upstream_code_versions)?;
-            ups.push((input.path.clone(), m));
-            inputs.push(input);
-        }
-        inputs.extend(extra);
-        let run = self.stage_run(pipeline, stage, code_version, params, inputs);
-        Ok((run, ups))
     }
 
     /// A [`StageRun`] for `stage` with these args; params and inputs are the stage's.

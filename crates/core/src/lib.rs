@@ -50,6 +50,8 @@ pub mod tensors;
 pub mod transform;
 
 pub use error::{Error, Result};
+/// The stage graph, declared once (crates/graph).
+pub use fer_graph as graph;
 pub use label::{BinaryLabel, Emotion, LabelMode, LabelSource};
 pub use manifest::Manifest;
 pub use split::Split;

@@ -31,19 +31,14 @@ use crate::error::{Error, IoContext, Result};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
-/// Sections a pipeline file may have: `[pipeline]` (name, description) and one per stage.
-pub const KNOWN_SECTIONS: &[&str] = &[
-    "pipeline",
-    "ingest",
-    "stats",
-    "preprocess",
-    "augment",
-    "train_svm",
-    "train_cnn",
-    "tune",
-    "report",
-    "predict",
-];
+/// Sections a pipeline file may have: `[pipeline]` (name, description), one per stage of the
+/// declared graph ([`fer_graph::STAGES`]), and `[predict]` (the serving tool's defaults).
+pub fn known_sections() -> Vec<&'static str> {
+    let mut v = vec!["pipeline"];
+    v.extend(fer_graph::STAGES.iter().map(|s| s.name));
+    v.push("predict");
+    v
+}
 
 #[derive(Debug, Clone)]
 pub struct PipelineFile {
@@ -198,11 +193,12 @@ impl PipelineFile {
                 )));
             }
         };
+        let known = known_sections();
         for (k, v) in &table {
-            if !KNOWN_SECTIONS.contains(&k.as_str()) {
+            if !known.contains(&k.as_str()) {
                 return Err(perr(format!(
                     "unknown section [{k}] (expected one of: {})",
-                    KNOWN_SECTIONS.join(", ")
+                    known.join(", ")
                 )));
             }
             if !v.is_table() {
@@ -273,7 +269,7 @@ impl PipelineFile {
 
     /// Deserialize one section (an absent section gives the type's defaults).
     pub fn section<T: DeserializeOwned>(&self, section: &str) -> Result<T> {
-        debug_assert!(KNOWN_SECTIONS.contains(&section));
+        debug_assert!(known_sections().contains(&section));
         let value = self
             .table
             .get(section)

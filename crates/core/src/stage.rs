@@ -188,10 +188,7 @@ pub fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<Str
     out
 }
 
-/// The make target of a stage (`train_svm` -> `train-svm`).
-pub fn make_target(stage: &str) -> String {
-    stage.replace('_', "-")
-}
+pub use fer_graph::make_target;
 
 /// What a stage's computation produced, in its output folder.
 #[derive(Debug, Clone, Default)]

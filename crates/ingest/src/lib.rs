@@ -33,6 +33,7 @@ pub mod params;
 pub mod source;
 pub mod synthetic;
 
+use fer_core::cli::Stage as _;
 use fer_core::cli::StageArgs;
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::Manifest;
@@ -48,7 +49,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub const STAGE: &str = "ingest";
-pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+pub const CODE_VERSION: &str = <Params as fer_core::cli::Stage>::CODE_VERSION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -204,10 +205,7 @@ pub fn run(p: &Params) -> Result<Manifest, IngestError> {
             hash: fer_core::hash::hash_tree(&p.ferplus_dir, &f.paths())?,
         });
     }
-    let params = signature_params_for(p, source);
-    let run = p
-        .common
-        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, inputs);
+    let run = p.prepare(inputs)?.run;
     let quiet = p.common.quiet;
     run.execute(|dir| {
         let total = if files.is_empty() { 0 } else { files.len() as u64 };

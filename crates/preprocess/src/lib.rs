@@ -18,6 +18,7 @@
 use arrow_array::{ArrayRef, StringArray, UInt8Array, UInt32Array};
 use fer_core::Split;
 use fer_core::cli::StageArgs;
+use fer_core::cli::{Preamble, Stage as _};
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::Manifest;
 use fer_core::pipeline::PipelineFile;
@@ -31,9 +32,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub const STAGE: &str = "preprocess";
-pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+pub const CODE_VERSION: &str = <Params as fer_core::cli::Stage>::CODE_VERSION;
 /// The code versions of the upstream stages this build reads (checked by `Input::current`).
-pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
+pub const UPSTREAM_CODE_VERSIONS: &str = <Params as fer_core::cli::Stage>::UPSTREAM_CODE_VERSIONS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
@@ -275,15 +276,7 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, PreprocessError
 }
 
 pub fn run(p: &Params) -> Result<Manifest, PreprocessError> {
-    let (run, up) = p.common.run_after(
-        &p.pipeline,
-        STAGE,
-        CODE_VERSION,
-        &["ingest"],
-        UPSTREAM_CODE_VERSIONS,
-        signature_params(p)?,
-        Vec::new(),
-    )?;
+    let Preamble { run, upstream: up } = p.prepare(Vec::new())?;
     let images = up[0].0.join("images.parquet");
     let pool = up[0].0.join("pretrain.parquet");
     run.execute(|dir| {

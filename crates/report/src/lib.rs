@@ -80,6 +80,7 @@ pub mod seven;
 pub mod stats;
 
 use fer_core::cli::StageArgs;
+use fer_core::cli::{Preamble, Stage as _};
 use fer_core::manifest::{MANIFEST_FILE, Manifest};
 use fer_core::pipeline::PipelineFile;
 use fer_core::stage::{Input, Outputs};
@@ -87,9 +88,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const STAGE: &str = "report";
-pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+pub const CODE_VERSION: &str = <Params as fer_core::cli::Stage>::CODE_VERSION;
 /// The code versions of the upstream stages this build reads (checked by `Input::current`).
-pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
+pub const UPSTREAM_CODE_VERSIONS: &str = <Params as fer_core::cli::Stage>::UPSTREAM_CODE_VERSIONS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -267,45 +268,33 @@ impl Params {
     }
 }
 
-/// The upstream stages that exist for `pipeline`, checked against their manifests.
-fn inputs(artifacts: &Path, pf: &PipelineFile) -> Result<Vec<Input>, ReportError> {
-    let pipeline = pf.name.as_str();
-    let mut out = Vec::new();
-    for stage in load::UPSTREAM {
-        let dir = artifacts.join(pipeline).join(stage);
-        if !dir.join(MANIFEST_FILE).exists() {
-            continue;
-        }
-        let (input, _) = Input::current(artifacts, pf, stage, UPSTREAM_CODE_VERSIONS)
-            .map_err(|e| ReportError::Missing(e.to_string()))?;
-        out.push(input);
-    }
-    // The scene benchmark (`make scenes`, not a stage): the model card quotes it, so its
-    // content is an input of the report's signature.
-    let scenes = artifacts
-        .join(pipeline)
-        .join(fer_core::schema::scenes::SCENES_FILE);
-    if scenes.exists() {
-        out.push(Input {
-            name: "scenes".into(),
-            hash: fer_core::hash::hash_file(&scenes)?,
-            path: scenes,
-        });
-    }
-    let has_model = out
+/// The upstream stages that ran for `pipeline` (their manifests exist), of those the graph
+/// declares: [`run`] checks each current.
+fn reads(p: &Params) -> Vec<&'static str> {
+    let root = p.common.artifacts.join(&p.pipeline.name);
+    load::upstream()
         .iter()
-        .any(|i| matches!(i.name.as_str(), "train_svm" | "train_cnn" | "tune"));
-    if !has_model {
-        return Err(ReportError::Missing(format!(
-            "{}: no trained model: the report needs stage `train_svm`, `train_cnn` or `tune` (run `make train-svm PIPELINE={pipeline}` and `make train-cnn PIPELINE={pipeline}`)",
-            artifacts.join(pipeline).display()
-        )));
+        .copied()
+        .filter(|s| root.join(s).join(MANIFEST_FILE).exists())
+        .collect()
+}
+
+/// The scene benchmark (`make scenes`, not a stage): the model card quotes it, so its content
+/// is an input of the report's signature.
+fn scenes_input(root: &Path) -> Result<Vec<Input>, ReportError> {
+    let scenes = root.join(fer_core::schema::scenes::SCENES_FILE);
+    if !scenes.exists() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    Ok(vec![Input {
+        name: "scenes".into(),
+        hash: fer_core::hash::hash_file(&scenes)?,
+        path: scenes,
+    }])
 }
 
 fer_core::impl_stage! { Params: STAGE, "fer-report", ReportError, ReportArgs,
-"Stage report: SVM versus CNN as one self-contained HTML page and Markdown" }
+"Stage report: SVM versus CNN as one self-contained HTML page and Markdown"; reads = reads }
 
 /// The params the stage's signature hashes (printed by `--print-params`).
 pub fn signature_params(p: &Params) -> Result<serde_json::Value, ReportError> {
@@ -314,12 +303,18 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, ReportError> {
 
 pub fn run(p: &Params) -> Result<Manifest, ReportError> {
     let name = p.pipeline.name.clone();
-    let inputs = inputs(&p.common.artifacts, &p.pipeline)?;
-    let params = signature_params(p)?;
-    let run = p
-        .common
-        .stage_run(&p.pipeline, STAGE, CODE_VERSION, params, inputs);
     let root = p.common.artifacts.join(&name);
+    let Preamble { run, upstream } = p.prepare(scenes_input(&root)?)?;
+    let has_model = upstream.iter().any(|(dir, _)| {
+        dir.file_name()
+            .is_some_and(|s| matches!(s.to_str(), Some("train_svm" | "train_cnn" | "tune")))
+    });
+    if !has_model {
+        return Err(ReportError::Missing(format!(
+            "{}: no trained model: the report needs stage `train_svm`, `train_cnn` or `tune` (run `make train-svm PIPELINE={name}` and `make train-cnn PIPELINE={name}`)",
+            root.display()
+        )));
+    }
     let artifacts = p.common.artifacts.clone();
     run.execute(|dir| compute(&artifacts, &root, &name, &p.report, dir))
 }

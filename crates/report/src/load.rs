@@ -29,17 +29,11 @@ use tune::tune;
 pub use cnn::role_of;
 pub use svm::safetensors_tensors;
 
-/// The upstream stages the report reads (the `make` target of each is core's
-/// [`make_target`]: `train_svm` -> `train-svm`).
-pub const UPSTREAM: &[&str] = &[
-    "ingest",
-    "stats",
-    "preprocess",
-    "augment",
-    "train_svm",
-    "train_cnn",
-    "tune",
-];
+/// The upstream stages the report reads: those the stage graph declares (crates/graph); the make
+/// target of each is core's [`make_target`] (`train_svm` -> `train-svm`).
+pub fn upstream() -> &'static [&'static str] {
+    fer_core::graph::upstream(crate::STAGE)
+}
 
 pub use fer_core::stage::make_target;
 
@@ -296,7 +290,7 @@ fn split_preds(rows: impl IntoIterator<Item = (Split, Pred)>) -> (Vec<Pred>, Vec
 
 /// Read the manifests of every upstream stage under `root` (`artifacts/<pipeline>`).
 pub fn stages(root: &Path) -> Result<Vec<Stage>, ReportError> {
-    UPSTREAM
+    upstream()
         .iter()
         .map(|name| {
             let dir = root.join(name);

@@ -25,6 +25,7 @@ pub mod noise;
 use arrow_array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt64Array};
 use audit::audit_section;
 use fer_core::cli::StageArgs;
+use fer_core::cli::{Preamble, Stage as _};
 use fer_core::dataset::ImageDataset;
 use fer_core::manifest::Manifest;
 use fer_core::parquet_io::write_columns;
@@ -41,9 +42,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const STAGE: &str = "stats";
-pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+pub const CODE_VERSION: &str = <Params as fer_core::cli::Stage>::CODE_VERSION;
 /// The code versions of the upstream stages this build reads (checked by `Input::current`).
-pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
+pub const UPSTREAM_CODE_VERSIONS: &str = <Params as fer_core::cli::Stage>::UPSTREAM_CODE_VERSIONS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
@@ -221,15 +222,7 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, StatsError> {
 }
 
 pub fn run(p: &Params) -> Result<Manifest, StatsError> {
-    let (run, up) = p.common.run_after(
-        &p.pipeline,
-        STAGE,
-        CODE_VERSION,
-        &["ingest"],
-        UPSTREAM_CODE_VERSIONS,
-        signature_params(p)?,
-        Vec::new(),
-    )?;
+    let Preamble { run, upstream: up } = p.prepare(Vec::new())?;
     let images_path: PathBuf = up[0].0.join("images.parquet");
     debug_assert!(up[0].1.output("images.parquet").is_some());
     run.execute(|dir| {

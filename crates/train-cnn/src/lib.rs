@@ -46,6 +46,7 @@ pub use fer_train::{
 };
 
 use fer_core::cli::StageArgs;
+use fer_core::cli::{Preamble, Stage as _};
 use fer_core::manifest::Manifest;
 use fer_core::pipeline::PipelineFile;
 use fer_core::schema::metrics::CnnMetricsByModel;
@@ -56,9 +57,9 @@ use settings::{TrainCnnParams, TrainSettings};
 use std::path::{Path, PathBuf};
 
 pub const STAGE: &str = settings::SECTION;
-pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+pub const CODE_VERSION: &str = <Params as fer_core::cli::Stage>::CODE_VERSION;
 /// The code versions of the upstream stages this build reads (checked by `Input::current`).
-pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
+pub const UPSTREAM_CODE_VERSIONS: &str = <Params as fer_core::cli::Stage>::UPSTREAM_CODE_VERSIONS;
 
 /// The stage's own options, beside the shared `StageArgs`.
 #[derive(Debug, Clone, clap::Args)]
@@ -100,7 +101,6 @@ pub fn signature_params(p: &Params) -> Result<serde_json::Value, TrainCnnError> 
 }
 
 pub fn run(p: &Params) -> Result<Manifest, TrainCnnError> {
-    let params = signature_params(p)?;
     // The weights files models start from (`init`) are inputs too.
     let mut inits = Vec::new();
     for s in p.train.models.iter().filter(|s| !s.init.is_empty()) {
@@ -111,15 +111,7 @@ pub fn run(p: &Params) -> Result<Manifest, TrainCnnError> {
             path,
         });
     }
-    let (run, up) = p.common.run_after(
-        &p.pipeline,
-        STAGE,
-        CODE_VERSION,
-        &["preprocess"],
-        UPSTREAM_CODE_VERSIONS,
-        params,
-        inits,
-    )?;
+    let Preamble { run, upstream: up } = p.prepare(inits)?;
     let dev = device(&p.device)?;
     // Checkpoints live in the run's resume folder: --force starts from scratch.
     let m = run.execute_resumable(|dir, resume| {

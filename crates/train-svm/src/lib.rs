@@ -105,15 +105,16 @@ pub use params::{
 };
 pub use select::{CLASSES, metrics_of, predict};
 
+use fer_core::cli::{Preamble, Stage as _};
 use fer_core::manifest::Manifest;
 use fer_core::pipeline::PipelineFile;
 use fer_core::stage::Outputs;
 use std::path::Path;
 
 pub const STAGE: &str = "train_svm";
-pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+pub const CODE_VERSION: &str = <Params as fer_core::cli::Stage>::CODE_VERSION;
 /// The code versions of the upstream stages this build reads (checked by `Input::current`).
-pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
+pub const UPSTREAM_CODE_VERSIONS: &str = <Params as fer_core::cli::Stage>::UPSTREAM_CODE_VERSIONS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SvmError {
@@ -134,15 +135,7 @@ fer_core::impl_stage! { Params: STAGE, "fer-train-svm", SvmError, fer_core::cli:
 "Stage train_svm: SVMs on raw pixels and HOG, grid chosen on val" }
 
 pub fn run(p: &Params) -> Result<Manifest, SvmError> {
-    let (run, up) = p.common.run_after(
-        &p.pipeline,
-        STAGE,
-        CODE_VERSION,
-        &["preprocess"],
-        UPSTREAM_CODE_VERSIONS,
-        signature_params(p)?,
-        Vec::new(),
-    )?;
+    let Preamble { run, upstream: up } = p.prepare(Vec::new())?;
     let dir_in = &up[0].0;
     run.execute(|dir| {
         let data = Data::read(&dir_in)?;

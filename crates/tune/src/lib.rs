@@ -73,13 +73,14 @@ pub use schedule::{
 };
 pub use search::{SearchData, load_incumbent, read_epochs, search};
 
+use fer_core::cli::{Preamble, Stage as _};
 use fer_core::manifest::Manifest;
 use fer_train::{TrainCnnError, train};
 
 pub const STAGE: &str = "tune";
-pub const CODE_VERSION: &str = env!("FER_CODE_VERSION");
+pub const CODE_VERSION: &str = <Params as fer_core::cli::Stage>::CODE_VERSION;
 /// The code versions of the upstream stages this build reads (checked by `Input::current`).
-pub const UPSTREAM_CODE_VERSIONS: &str = env!("FER_UPSTREAM_CODE_VERSIONS");
+pub const UPSTREAM_CODE_VERSIONS: &str = <Params as fer_core::cli::Stage>::UPSTREAM_CODE_VERSIONS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TuneError {
@@ -100,24 +101,21 @@ pub enum TuneError {
 }
 
 fer_core::impl_stage! { Params: STAGE, "fer-tune", TuneError, params::TuneArgs,
-"Stage tune: random search or successive halving over our CNN's hyperparameters" }
+"Stage tune: random search or successive halving over our CNN's hyperparameters";
+reads = reads }
+
+/// What tune reads: preprocess, and with `reuse_base` train-cnn's run of the base model, which is
+/// trial 0, so its outputs are an input.
+fn reads(p: &Params) -> Vec<&'static str> {
+    if p.tune.reuse_base {
+        vec!["preprocess", "train_cnn"]
+    } else {
+        vec!["preprocess"]
+    }
+}
 
 pub fn run(p: &Params) -> Result<Manifest, TuneError> {
-    // reuse_base: train-cnn's run of the base model is trial 0, so its outputs are an input.
-    let upstream: &[&str] = if p.tune.reuse_base {
-        &["preprocess", "train_cnn"]
-    } else {
-        &["preprocess"]
-    };
-    let (run, up) = p.common.run_after(
-        &p.pipeline,
-        STAGE,
-        CODE_VERSION,
-        upstream,
-        UPSTREAM_CODE_VERSIONS,
-        signature_params(p)?,
-        Vec::new(),
-    )?;
+    let Preamble { run, upstream: up } = p.prepare(Vec::new())?;
     let incumbent = up.get(1).map(|(dir, _)| dir.join(&p.tune.base.name));
     let dev = fer_train::device(&p.device)?;
     // The search's state and trial checkpoints live in the run's resume folder: --force

@@ -1,0 +1,46 @@
+# Generated from fer_graph::STAGES (crates/graph) and the crates' manifests by
+# fer_codeversion::make_rules: do not edit. `make stages-mk` rewrites it; a test
+# (the_makefile_stage_rules_are_generated_from_the_graph) fails when it is stale.
+
+STAGES := ingest stats preprocess augment train-svm train-cnn tune report
+
+ingest: $(A)/ingest/manifest.json
+stats: $(A)/stats/manifest.json
+preprocess: $(A)/preprocess/manifest.json
+augment: $(A)/augment/manifest.json
+train-svm: $(A)/train_svm/manifest.json
+train-cnn: $(A)/train_cnn/manifest.json
+tune: $(A)/tune/manifest.json
+report: $(A)/report/manifest.json
+
+$(A)/ingest/manifest.json: FORCE
+	$(BUILD)
+	$(BIN)/fer-ingest --pipeline $(PIPELINE) --keep-mtime
+
+$(A)/stats/manifest.json: $(A)/ingest/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,graph) $(call src,stats) $(call src,codeversion) Cargo.toml Cargo.lock
+	$(BUILD)
+	$(BIN)/fer-stats --pipeline $(PIPELINE)
+
+$(A)/preprocess/manifest.json: $(A)/ingest/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,graph) $(call src,preprocess) $(call src,codeversion) Cargo.toml Cargo.lock
+	$(BUILD)
+	$(BIN)/fer-preprocess --pipeline $(PIPELINE)
+
+$(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(call src,augment) $(call src,core) $(call src,graph) $(call src,models) $(call src,ops) $(call src,train) $(call src,codeversion) Cargo.toml Cargo.lock
+	$(BUILD)
+	$(BIN)/fer-augment --pipeline $(PIPELINE)
+
+$(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,graph) $(call src,models) $(call src,ops) $(call src,train-svm) $(call src,codeversion) Cargo.toml Cargo.lock
+	$(BUILD)
+	$(BIN)/fer-train-svm --pipeline $(PIPELINE)
+
+$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,graph) $(call src,models) $(call src,ops) $(call src,train) $(call src,train-cnn) $(call src,codeversion) Cargo.toml Cargo.lock
+	$(BUILD)
+	$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE)
+
+$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,graph) $(call src,models) $(call src,ops) $(call src,train) $(call src,tune) $(call src,codeversion) Cargo.toml Cargo.lock
+	$(BUILD)
+	$(BIN)/fer-tune --pipeline $(PIPELINE) --device $(DEVICE)
+
+$(A)/report/manifest.json: $(A)/ingest/manifest.json $(A)/stats/manifest.json $(A)/preprocess/manifest.json $(A)/augment/manifest.json $(A)/train_svm/manifest.json $(A)/train_cnn/manifest.json $(A)/tune/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,graph) $(call src,report) $(call src,codeversion) Cargo.toml Cargo.lock
+	$(BUILD)
+	$(BIN)/fer-report --pipeline $(PIPELINE)
