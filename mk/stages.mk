@@ -25,22 +25,22 @@ $(A)/preprocess/manifest.json: $(A)/ingest/manifest.json $(or $(PFILES),$(PFILE)
 	$(BUILD)
 	$(BIN)/fer-preprocess --pipeline $(PIPELINE)
 
-$(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(call src,augment) $(call src,core) $(call src,graph) $(call src,models) $(call src,ops) $(call src,train) $(call src,codeversion) Cargo.toml Cargo.lock
+$(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(call src,augment) $(call src,core) $(call src,eval) $(call src,graph) $(call src,models) $(call src,ops) crates/schema/Cargo.toml crates/schema/src/calibration.rs crates/schema/src/epochs.rs crates/schema/src/lib.rs crates/schema/src/metrics.rs crates/schema/src/model.rs crates/schema/src/predictions.rs $(call src,train) $(call src,codeversion) Cargo.toml Cargo.lock
 	$(BUILD)
 	$(BIN)/fer-augment --pipeline $(PIPELINE)
 
-$(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,graph) $(call src,models) $(call src,ops) $(call src,train-svm) $(call src,codeversion) Cargo.toml Cargo.lock
+$(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,eval) $(call src,graph) $(call src,models) $(call src,ops) crates/schema/Cargo.toml crates/schema/src/calibration.rs crates/schema/src/lib.rs crates/schema/src/metrics.rs crates/schema/src/model.rs crates/schema/src/predictions.rs $(call src,train-svm) $(call src,codeversion) Cargo.toml Cargo.lock
 	$(BUILD)
 	$(BIN)/fer-train-svm --pipeline $(PIPELINE)
 
-$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,graph) $(call src,models) $(call src,ops) $(call src,train) $(call src,train-cnn) $(call src,codeversion) Cargo.toml Cargo.lock
+$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,eval) $(call src,graph) $(call src,models) $(call src,ops) crates/schema/Cargo.toml crates/schema/src/calibration.rs crates/schema/src/epochs.rs crates/schema/src/lib.rs crates/schema/src/metrics.rs crates/schema/src/model.rs crates/schema/src/predictions.rs $(call src,train) $(call src,train-cnn) $(call src,codeversion) Cargo.toml Cargo.lock
 	$(BUILD)
 	$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE)
 
-$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,graph) $(call src,models) $(call src,ops) $(call src,train) $(call src,tune) $(call src,codeversion) Cargo.toml Cargo.lock
+$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,eval) $(call src,graph) $(call src,models) $(call src,ops) crates/schema/Cargo.toml crates/schema/src/calibration.rs crates/schema/src/epochs.rs crates/schema/src/lib.rs crates/schema/src/metrics.rs crates/schema/src/model.rs crates/schema/src/predictions.rs $(call src,train) $(call src,tune) $(call src,codeversion) Cargo.toml Cargo.lock
 	$(BUILD)
 	$(BIN)/fer-tune --pipeline $(PIPELINE) --device $(DEVICE)
 
-$(A)/report/manifest.json: $(A)/ingest/manifest.json $(A)/stats/manifest.json $(A)/preprocess/manifest.json $(A)/augment/manifest.json $(A)/train_svm/manifest.json $(A)/train_cnn/manifest.json $(A)/tune/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,graph) $(call src,report) $(call src,codeversion) Cargo.toml Cargo.lock
+$(A)/report/manifest.json: $(A)/ingest/manifest.json $(A)/stats/manifest.json $(A)/preprocess/manifest.json $(A)/augment/manifest.json $(A)/train_svm/manifest.json $(A)/train_cnn/manifest.json $(A)/tune/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,eval) $(call src,graph) $(call src,report) crates/schema/Cargo.toml crates/schema/src/calibration.rs crates/schema/src/epochs.rs crates/schema/src/lib.rs crates/schema/src/metrics.rs crates/schema/src/model.rs crates/schema/src/predictions.rs crates/schema/src/recommendation.rs crates/schema/src/scenes.rs $(call src,codeversion) Cargo.toml Cargo.lock
 	$(BUILD)
 	$(BIN)/fer-report --pipeline $(PIPELINE)

@@ -7,6 +7,11 @@
 //! Takes no params. The hash is of file contents and relative paths only, so two clones
 //! of the same commit get the same code version (which is what lets the run cache hit).
 
+mod graph;
+mod make;
+
+pub use graph::{CrateSources, crate_graph, sources};
+pub use make::{MAKE_RULES_FILE, make_rules};
 use std::path::{Path, PathBuf};
 
 /// Hash every file under `roots` (relative path + contents, sorted), returning a hex digest.
@@ -41,80 +46,15 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The workspace crates a crate is built from: itself and, recursively, every `fer-*` crate in
-/// its `[dependencies]` (not dev- or build-dependencies), as folders relative to the workspace
-/// root, sorted. A dependency is found through `[workspace.dependencies]` (`path = ...`) or its
-/// own `path`. This is the crate graph from the manifests, so a new dependency is covered by
-/// the code version without a hand-kept list.
-pub fn crate_graph(workspace: &Path, own: &str) -> Vec<String> {
-    let ws: toml::Table = read_toml(&workspace.join("Cargo.toml"));
-    let ws_deps = ws
-        .get("workspace")
-        .and_then(|w| w.get("dependencies"))
-        .and_then(|d| d.as_table())
-        .cloned()
-        .unwrap_or_default();
-    let mut seen: Vec<String> = Vec::new();
-    let mut todo = vec![own.to_string()];
-    while let Some(dir) = todo.pop() {
-        if seen.contains(&dir) {
-            continue;
-        }
-        let manifest: toml::Table = read_toml(&workspace.join(&dir).join("Cargo.toml"));
-        if let Some(deps) = manifest.get("dependencies").and_then(|d| d.as_table()) {
-            for (name, spec) in deps.iter().filter(|(n, _)| n.starts_with("fer-")) {
-                let path = spec
-                    .get("path")
-                    .and_then(|p| p.as_str())
-                    .map(|p| normalize(&format!("{dir}/{p}")))
-                    .or_else(|| {
-                        ws_deps
-                            .get(name)
-                            .and_then(|d| d.get("path"))
-                            .and_then(|p| p.as_str())
-                            .map(normalize)
-                    });
-                if let Some(p) = path {
-                    todo.push(p);
-                }
-            }
-        }
-        seen.push(dir);
-    }
-    seen.sort();
-    seen
-}
-
-fn read_toml(path: &Path) -> toml::Table {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.parse()
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// `crates/train-cnn/../models` -> `crates/models`.
-fn normalize(p: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            x => out.push(x),
-        }
-    }
-    out.join("/")
-}
-
 /// The code version of the workspace crate in folder `own` (relative to `workspace`): the hash
-/// of the `src/` and `Cargo.toml` of every crate in its [`crate_graph`] and of `Cargo.lock`.
-/// Returns the version and the paths it hashed (for `rerun-if-changed`).
+/// of its [`sources`] (the `src/` and `Cargo.toml` of every crate in its [`crate_graph`], only
+/// the enabled schemas of a per-feature crate) and of `Cargo.lock`. Returns the version and the
+/// paths it hashed (for `rerun-if-changed`).
 pub fn code_version_of(workspace: &Path, own: &str) -> (String, Vec<String>) {
-    let mut roots: Vec<String> = Vec::new();
-    for dir in crate_graph(workspace, own) {
-        roots.push(format!("{dir}/src"));
-        roots.push(format!("{dir}/Cargo.toml"));
-    }
+    let mut roots: Vec<String> = sources(workspace, own)
+        .into_iter()
+        .flat_map(|c| c.paths())
+        .collect();
     roots.push("Cargo.lock".into());
     let refs: Vec<&str> = roots.iter().map(String::as_str).collect();
     (hash_paths(workspace, &refs), roots)
@@ -171,61 +111,10 @@ pub fn emit() {
     );
 }
 
-/// The generated Makefile part (`mk/stages.mk`): the `STAGES` list, a phony target per stage,
-/// and each stage's rule. A rule's prerequisites are its upstream stages' manifests (from
-/// [`fer_graph::STAGES`]), the pipeline files, and the sources of every crate it is built from
-/// ([`crate_graph`]) with the build helper, the workspace manifest and the lock file. A stage
-/// that reads no stage (ingest) reads the data, which mtimes don't track: make asks it every
-/// time (`FORCE`) and it skips itself, leaving its manifest's mtime alone (`--keep-mtime`).
-pub fn make_rules(workspace: &Path) -> String {
-    let mut out = String::from(
-        "# Generated from fer_graph::STAGES (crates/graph) and the crates' manifests by\n\
-         # fer_codeversion::make_rules: do not edit. `make stages-mk` rewrites it; a test\n\
-         # (the_makefile_stage_rules_are_generated_from_the_graph) fails when it is stale.\n\n",
-    );
-    let targets: Vec<String> = fer_graph::STAGES.iter().map(|s| s.target()).collect();
-    out.push_str(&format!("STAGES := {}\n\n", targets.join(" ")));
-    for s in fer_graph::STAGES {
-        out.push_str(&format!("{}: $(A)/{}/manifest.json\n", s.target(), s.name));
-    }
-    for s in fer_graph::STAGES {
-        out.push('\n');
-        let mut pre: Vec<String> = Vec::new();
-        if s.upstream.is_empty() {
-            pre.push("FORCE".into());
-        } else {
-            pre.extend(s.upstream.iter().map(|u| format!("$(A)/{u}/manifest.json")));
-            pre.push("$(or $(PFILES),$(PFILE))".into());
-            for dir in crate_graph(workspace, &s.crate_dir()) {
-                pre.push(format!("$(call src,{})", dir.trim_start_matches("crates/")));
-            }
-            pre.push("$(call src,codeversion) Cargo.toml Cargo.lock".into());
-        }
-        out.push_str(&format!(
-            "$(A)/{}/manifest.json: {}\n",
-            s.name,
-            pre.join(" ")
-        ));
-        out.push_str("\t$(BUILD)\n");
-        let mut cmd = format!("\t$(BIN)/{} --pipeline $(PIPELINE)", s.bin());
-        if s.device {
-            cmd.push_str(" --device $(DEVICE)");
-        }
-        if s.upstream.is_empty() {
-            cmd.push_str(" --keep-mtime");
-        }
-        out.push_str(&cmd);
-        out.push('\n');
-    }
-    out
-}
-
-/// The generated file's path, relative to the workspace root.
-pub const MAKE_RULES_FILE: &str = "mk/stages.mk";
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::{normalize, read_toml};
 
     #[test]
     fn the_graph_follows_dependencies_not_dev_dependencies() {
@@ -351,5 +240,129 @@ mod tests {
             "{rules}"
         );
         assert!(rules.contains("fer-tune --pipeline $(PIPELINE) --device $(DEVICE)\n"));
+    }
+
+    /// Every `fer_schema::<module>` path a crate names (`fer_schema::{a, b::X}` included),
+    /// but the shared helpers.
+    fn schema_modules(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, _) in text.match_indices("fer_schema::") {
+            let rest = &text[i + "fer_schema::".len()..];
+            let names: Vec<&str> = if let Some(group) = rest.strip_prefix('{') {
+                group[..group.find('}').unwrap_or(0)]
+                    .split(',')
+                    .map(|p| {
+                        p.split("::")
+                            .next()
+                            .unwrap_or("")
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or("")
+                    })
+                    .collect()
+            } else {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                vec![&rest[..end]]
+            };
+            for n in names {
+                let shared = ["", "self", "read_json", "write_json", "write_json_sorted"];
+                if !shared.contains(&n) && !out.iter().any(|o| o == n) {
+                    out.push(n.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut all = Vec::new();
+        collect(dir, &mut all);
+        out.extend(
+            all.into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "rs")),
+        );
+    }
+
+    /// A crate that names a schema module enables that schema's feature (itself or through a
+    /// crate it is built from): a stage's code version then covers every schema it uses.
+    #[test]
+    fn every_schema_a_crate_uses_is_a_feature_it_enables() {
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut bad = Vec::new();
+        for e in std::fs::read_dir(ws.join("crates")).unwrap().flatten() {
+            let dir = format!("crates/{}", e.file_name().to_string_lossy());
+            // codeversion: these tests hold example paths.
+            if dir == "crates/schema"
+                || dir == "crates/codeversion"
+                || !ws.join(&dir).join("Cargo.toml").is_file()
+            {
+                continue;
+            }
+            let mut files = Vec::new();
+            for sub in ["src", "examples"] {
+                rust_files(&ws.join(&dir).join(sub), &mut files);
+            }
+            let used: Vec<String> = files
+                .iter()
+                .flat_map(|f| schema_modules(&std::fs::read_to_string(f).unwrap()))
+                .collect();
+            if used.is_empty() {
+                continue;
+            }
+            let enabled: Vec<String> = sources(&ws, &dir)
+                .iter()
+                .flat_map(|c| c.paths())
+                .filter_map(|p| {
+                    p.strip_prefix("crates/schema/src/")
+                        .and_then(|f| f.strip_suffix(".rs"))
+                        .map(String::from)
+                })
+                .collect();
+            for u in used {
+                if !enabled.contains(&u) {
+                    bad.push(format!("{dir} uses fer_schema::{u} without its feature"));
+                }
+            }
+        }
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(
+            schema_modules(
+                "use fer_schema::{self as s, epochs::X, write_json}; fer_schema::model::M"
+            ),
+            ["epochs", "model"]
+        );
+    }
+
+    /// Editing the report's recommendation schema changes the report's code version and no
+    /// other stage's; editing the model schema changes every stage that trains or reads models.
+    #[test]
+    fn a_schema_is_in_the_code_version_only_of_the_stages_that_use_it() {
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let with = |file: &str| -> Vec<&str> {
+            fer_graph::STAGES
+                .iter()
+                .filter(|s| {
+                    sources(&ws, &s.crate_dir())
+                        .iter()
+                        .flat_map(|c| c.paths())
+                        .any(|p| p == file)
+                })
+                .map(|s| s.name)
+                .collect()
+        };
+        assert_eq!(with("crates/schema/src/recommendation.rs"), ["report"]);
+        assert_eq!(with("crates/schema/src/scenes.rs"), ["report"]);
+        let model = with("crates/schema/src/model.rs");
+        for s in ["augment", "train_svm", "train_cnn", "tune", "report"] {
+            assert!(
+                model.contains(&s),
+                "{s} not built from the model schema: {model:?}"
+            );
+        }
+        for s in ["ingest", "stats", "preprocess"] {
+            assert!(!with("crates/schema/src/lib.rs").contains(&s), "{s}");
+        }
     }
 }

@@ -28,7 +28,6 @@
 
 pub mod atomic;
 pub mod cache;
-pub mod calibration;
 pub mod cli;
 pub mod dataset;
 pub mod error;
@@ -38,12 +37,10 @@ pub mod imagefile;
 pub mod label;
 pub mod lock;
 pub mod manifest;
-pub mod metrics;
 pub mod mini;
 pub mod parquet_io;
 pub mod pipeline;
 pub mod plot;
-pub mod schema;
 pub mod split;
 pub mod stage;
 pub mod tensors;

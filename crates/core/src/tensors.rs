@@ -159,25 +159,6 @@ impl TensorSet {
     }
 }
 
-impl Truths {
-    /// [`crate::metrics::by_truth`] of predictions of this split.
-    pub fn score(
-        &self,
-        pred: &[u8],
-        class_names: &[&str],
-        scores: Option<&[Vec<f64>]>,
-    ) -> crate::metrics::ByTruth {
-        crate::metrics::by_truth(
-            &self.fer2013,
-            &self.ferplus,
-            NO_LABEL,
-            pred,
-            class_names,
-            scores,
-        )
-    }
-}
-
 /// The ids of each split (indexed by `Split as usize`), in tensor row order, from an
 /// `index.parquet` written beside the tensors (columns `split`, `row`, `id`).
 pub fn read_ids(index: &Path) -> Result<[Vec<String>; 3]> {

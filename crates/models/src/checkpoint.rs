@@ -6,7 +6,7 @@ use crate::ModelError;
 use crate::arch::{ModelConfig, Net};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
-use fer_core::schema::model::ModelJson;
+use fer_schema::model::ModelJson;
 use std::path::Path;
 
 /// Everything a consumer needs to rebuild and use a trained model (`model.json`; the schema

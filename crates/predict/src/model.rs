@@ -8,12 +8,12 @@
 
 use crate::PredictError;
 use burn::tensor::Device;
-use fer_core::schema::calibration::{self as calfile, Method, ScoreKind};
 use fer_core::tensors::TensorSet;
 use fer_core::transform::Transform;
 use fer_models::arch::Net;
 use fer_models::svm::SavedSvms;
 use fer_models::{LoadModel, ModelArtifact};
+use fer_schema::calibration::{self as calfile, Method, ScoreKind};
 use std::path::{Path, PathBuf};
 
 /// How to load a model folder.
@@ -200,7 +200,7 @@ impl Calibration {
 
     /// p(happy) of a raw score.
     pub fn apply(&self, x: f64) -> f64 {
-        fer_core::calibration::apply(&self.method, self.kind, x)
+        fer_eval::calibration::apply(&self.method, self.kind, x)
     }
 
     /// In words, for the model's description.
@@ -496,15 +496,15 @@ fn weights_hash(dir: &Path) -> Result<(PathBuf, String), PredictError> {
 
 /// The best SVM by val accuracy, from `metrics.json` (`best.name`).
 fn best_svm(dir: &Path) -> Option<String> {
-    let m: fer_core::schema::metrics::SvmMetrics =
-        fer_core::schema::read_json(&dir.join("metrics.json")).ok()?;
+    let m: fer_schema::metrics::SvmMetrics =
+        fer_schema::read_json(&dir.join("metrics.json")).ok()?;
     Some(m.best.name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fer_core::calibration::{apply_temperature, platt_p};
+    use fer_eval::calibration::{apply_temperature, platt_p};
 
     fn svm_scorer(platt: (f64, f64)) -> Scorer {
         Scorer {

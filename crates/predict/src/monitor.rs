@@ -135,13 +135,13 @@ pub fn check_drift(reference: &[f64], recent: &[f64], o: &DriftOptions) -> Optio
 pub fn reference_scores(dir: &Path, svm: Option<&str>) -> Option<Vec<f64>> {
     let path = dir.join("predictions.parquet");
     let v: Vec<f64> = match svm {
-        None => fer_core::schema::predictions::read(&path)
+        None => fer_schema::predictions::read(&path)
             .ok()?
             .into_iter()
             .filter(|r| r.split == fer_core::Split::Val)
             .map(|r| r.p_happy)
             .collect(),
-        Some(name) => fer_core::schema::predictions::read_svm(&path)
+        Some(name) => fer_schema::predictions::read_svm(&path)
             .ok()?
             .into_iter()
             .filter(|r| r.split == fer_core::Split::Val && r.model == name)
@@ -413,7 +413,7 @@ mod tests {
 
     #[test]
     fn an_svm_folder_gives_its_own_models_validation_decisions() {
-        use fer_core::schema::predictions::{SvmPrediction, write_svm};
+        use fer_schema::predictions::{SvmPrediction, write_svm};
         let d = tempfile::tempdir().unwrap();
         let row = |model: &str, split, decision| SvmPrediction {
             model: model.into(),

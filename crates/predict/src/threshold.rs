@@ -64,7 +64,7 @@ pub fn for_model(recommendation: &Path, scorer: &Scorer) -> Choice {
         return default(None);
     }
     let rec = recommendation.display();
-    let b: Binding = match fer_core::schema::read_json(recommendation) {
+    let b: Binding = match fer_schema::read_json(recommendation) {
         Ok(b) => b,
         Err(e) => return default(Some(format!("{e}: its threshold is not used"))),
     };

@@ -282,7 +282,7 @@ fn reads(p: &Params) -> Vec<&'static str> {
 /// The scene benchmark (`make scenes`, not a stage): the model card quotes it, so its content
 /// is an input of the report's signature.
 fn scenes_input(root: &Path) -> Result<Vec<Input>, ReportError> {
-    let scenes = root.join(fer_core::schema::scenes::SCENES_FILE);
+    let scenes = root.join(fer_schema::scenes::SCENES_FILE);
     if !scenes.exists() {
         return Ok(Vec::new());
     }
@@ -346,7 +346,7 @@ pub fn compute(
     out.file("index.html");
     let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).expect("json") + "\n";
     if let Some(r) = &built.recommendation {
-        fer_core::schema::write_json_sorted(&dir.join("recommendation.json"), r)?;
+        fer_schema::write_json_sorted(&dir.join("recommendation.json"), r)?;
         out.file("recommendation.json");
     }
     write("metrics.json", json(&built.metrics))?;

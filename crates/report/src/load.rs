@@ -17,9 +17,9 @@ use crate::ReportError;
 use cnn::cnn_model;
 use fer_core::Split;
 use fer_core::manifest::{MANIFEST_FILE, Manifest};
-use fer_core::metrics::Metrics;
-use fer_core::schema::metrics::SvmMetrics;
-use fer_core::schema::scenes::{SCENES_FILE, SceneBench};
+use fer_eval::metrics::Metrics;
+use fer_schema::metrics::SvmMetrics;
+use fer_schema::scenes::{SCENES_FILE, SceneBench};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ pub struct ModelRun {
     pub val: Metrics,
     pub test: Metrics,
     /// Test against FER2013's and FERPlus's labels (`None`: no FERPlus votes in the data).
-    pub test_by_truth: Option<fer_core::metrics::ByTruth>,
+    pub test_by_truth: Option<fer_eval::metrics::ByTruth>,
     /// Learned numbers: CNN weights, or SVM numbers stored (support vectors, weights, feature
     /// pipeline).
     pub params: Option<u64>,
@@ -262,10 +262,10 @@ fn artifact_error(stage: &str, path: &Path, e: &fer_core::Error) -> ReportError 
     bad_in(stage, path, m)
 }
 
-/// A JSON artifact read into its schema type (`fer_core::schema`); any error names the file
+/// A JSON artifact read into its schema type (`fer_schema`); any error names the file
 /// and the make target that writes it.
 fn read_typed<T: serde::de::DeserializeOwned>(stage: &str, path: &Path) -> Result<T, ReportError> {
-    fer_core::schema::read_json(path).map_err(|e| artifact_error(stage, path, &e))
+    fer_schema::read_json(path).map_err(|e| artifact_error(stage, path, &e))
 }
 
 fn file_size(p: &Path) -> Option<u64> {
@@ -401,7 +401,7 @@ fn scenes(root: &Path) -> Result<Option<SceneBench>, ReportError> {
     if !p.exists() {
         return Ok(None);
     }
-    Ok(Some(fer_core::schema::read_json(&p)?))
+    Ok(Some(fer_schema::read_json(&p)?))
 }
 
 /// The names of the happy-vs-rest reading's classes (label 0 and 1).
@@ -525,7 +525,7 @@ pub fn happy_vs_rest(m: &mut ModelRun, happy: usize) {
                 }
             })
             .collect();
-        fer_core::metrics::classification_metrics(&y, &pred, &HAPPY_VS_REST, Some(&scores))
+        fer_eval::metrics::classification_metrics(&y, &pred, &HAPPY_VS_REST, Some(&scores))
     };
     m.seven = Some(SevenRun {
         val: m.val.clone(),

@@ -10,7 +10,7 @@ use crate::ReportParams;
 use crate::load::{Family, ModelRun, Pred, Study};
 use crate::operating::{self, Choice, Goal, OperatingParams, Point, REFERENCE_MIXES};
 use crate::stats::{self, AlertStats, Ci, ThresholdRule};
-use fer_core::schema::recommendation::Recommendation;
+use fer_schema::recommendation::Recommendation;
 use std::collections::BTreeMap;
 use std::path::Path;
 

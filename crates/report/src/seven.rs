@@ -11,7 +11,7 @@
 use crate::ReportParams;
 use crate::load::{ModelRun, Pred7, Seven, Study};
 use crate::stats::{self, Ci};
-use fer_core::metrics::{Metrics, classification_metrics};
+use fer_eval::metrics::{Metrics, classification_metrics};
 use serde_json::{Value, json};
 
 /// The `Usage` of FER2013's final test images, the split papers report.
@@ -92,7 +92,7 @@ pub struct SevenFigures<'a> {
 }
 
 /// Accuracy and macro F1 (the mean of the per-class F1 over all `k` classes, as
-/// `fer_core::metrics::classification_metrics` gives it) of the predictions at `idx`.
+/// `fer_eval::metrics::classification_metrics` gives it) of the predictions at `idx`.
 pub fn acc_macro_f1(preds: &[&Pred7], idx: &[usize], k: usize) -> (f64, f64) {
     let mut cm = vec![vec![0u64; k]; k];
     for &i in idx {

@@ -114,7 +114,7 @@ pub fn mcnemar(a_right: &[bool], b_right: &[bool]) -> McNemar {
 }
 
 // The alert figures and the threshold rule are part of `recommendation.json`'s schema.
-pub use fer_core::schema::recommendation::{AlertStats, ThresholdRule};
+pub use fer_schema::recommendation::{AlertStats, ThresholdRule};
 
 /// Label of "not happy" in the binary labels.
 pub const NOT_HAPPY: u8 = 1;

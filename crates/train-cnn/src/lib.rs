@@ -11,10 +11,10 @@
 //! train/val loss and accuracy, learning rate, seconds; with more than two classes also the
 //! validation macro F1), `predictions.parquet` (split, row, id, label, p_happy, pred for val and
 //! test; p_happy is the `happy` class's probability; with more than two classes, e.g.
-//! `label_mode = "emotion7"`, also a `prob_<class>` column per class) and `metrics.json` (`fer_core::metrics` for val and
+//! `label_mode = "emotion7"`, also a `prob_<class>` column per class) and `metrics.json` (`fer_eval::metrics` for val and
 //! test, parameter count, MACs, training time, inference images/second), `calibration.json`
 //! (temperature scaling of p(happy) fitted on val only, with NLL / ECE / Brier before and after
-//! on val: `fer_core::schema::calibration`; `predictions.parquet` stays uncalibrated); and a top-level
+//! on val: `fer_schema::calibration`; `predictions.parquet` stays uncalibrated); and a top-level
 //! `metrics.json` over all models; with `pretrain_epochs`, also `<model>/pretrain_epochs.parquet`
 //! (the epochs on the pretraining pool). With FERPlus votes, every model's test figures are
 //! also given against both truths (`test_by_truth`). While training, checkpoints live in
@@ -35,7 +35,7 @@
 //! of a model folder are fer-train's, which tune shares ([`train`], [`settings`],
 //! [`checkpoint`], [`export_model`], re-exported here); the architectures, batch scoring and
 //! device choice are fer-models' ([`model`], [`ModelArtifact`], [`device`]); the files it
-//! writes follow core's schemas (`fer_core::schema`).
+//! writes follow core's schemas (`fer_schema`).
 
 // The training itself is fer-train's (which tune shares), the models fer-models'; these paths
 // keep train-cnn's API for its users.
@@ -49,9 +49,9 @@ use fer_core::cli::StageArgs;
 use fer_core::cli::{Preamble, Stage as _};
 use fer_core::manifest::Manifest;
 use fer_core::pipeline::PipelineFile;
-use fer_core::schema::metrics::CnnMetricsByModel;
-use fer_core::schema::{epochs, write_json_sorted};
 use fer_core::stage::{Input, Outputs};
+use fer_schema::metrics::CnnMetricsByModel;
+use fer_schema::{epochs, write_json_sorted};
 use serde_json::json;
 use settings::{TrainCnnParams, TrainSettings};
 use std::path::{Path, PathBuf};

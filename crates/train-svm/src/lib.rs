@@ -51,13 +51,13 @@
 //! - `calibration.json`: per chosen model, Platt scaling `p = 1 / (1 + exp(a d + b))` of its
 //!   (happy) decisions against label == happy, fitted on val only (or `uncalibrated` with the
 //!   reason: one class in val, a reversed slope), with NLL / ECE / Brier on val before and after
-//!   (`fer_core::schema::calibration`; read by predict and the report);
+//!   (`fer_schema::calibration`; read by predict and the report);
 //! - `grid.parquet`: every grid point (feature, kernel, c, gamma, gamma_spec, n_train,
 //!   fit_seconds, val_accuracy, val_balanced_accuracy, n_support, solver, chosen); seven
 //!   classes add `val_macro_f1` after `val_balanced_accuracy`, and fit_seconds, n_support and
 //!   solver sum or list (`<class>: ...; ...`) the seven fits';
 //! - `metrics.json`: per model the chosen c/gamma, train and grid time, inference images per
-//!   second (features + decision on test), val and test metrics from `fer_core::metrics` (ROC
+//!   second (features + decision on test), val and test metrics from `fer_eval::metrics` (ROC
 //!   AUC scores class 0 = happy by the decision value; seven classes: per class, confusion 7 x
 //!   7, and ROC AUC is the **macro one-vs-rest AUC of the seven decisions**, what
 //!   `Metrics::roc_auc` means for k classes and what the CNNs report; `positive_class` says

@@ -14,12 +14,10 @@ use crate::select::{Chosen, best_model};
 use crate::{Data, SavedModel, SavedSvms, SvmError, SvmParams, log};
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt32Array};
 use fer_core::Split;
-use fer_core::schema::metrics::{
-    SvmBest, SvmCounts, SvmFeature, SvmMetrics, SvmModelMetrics, ValTest,
-};
-use fer_core::schema::predictions::{self, SvmPrediction};
-use fer_core::schema::write_json_sorted;
 use fer_core::stage::Outputs;
+use fer_schema::metrics::{SvmBest, SvmCounts, SvmFeature, SvmMetrics, SvmModelMetrics, ValTest};
+use fer_schema::predictions::{self, SvmPrediction};
+use fer_schema::write_json_sorted;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -45,12 +43,12 @@ pub(crate) fn write(
 
     let cal = calibration(data, chosen);
     for m in &cal.models {
-        if let fer_core::schema::calibration::Method::Uncalibrated { reason } = &m.method {
+        if let fer_schema::calibration::Method::Uncalibrated { reason } = &m.method {
             log(quiet, format!("{}: not calibrated: {reason}", m.model));
         }
     }
-    let cpath = dir.join(fer_core::schema::calibration::FILE);
-    fer_core::schema::calibration::write(&cpath, &cal)?;
+    let cpath = dir.join(fer_schema::calibration::FILE);
+    fer_schema::calibration::write(&cpath, &cal)?;
     out.file("calibration.json");
 
     let n = write_grid(&dir.join("grid.parquet"), grid, chosen, data.one_vs_rest())?;
@@ -140,14 +138,14 @@ fn pred_rows(data: &Data, sets: &[FeatureSet], chosen: &[Chosen]) -> Vec<SvmPred
 /// `calibration.json`: Platt scaling of every chosen model's **val** happy decisions against
 /// (label == the class named `happy`: 0 in binary, 3 of seven), or an `uncalibrated` record
 /// with the reason (never a silent default).
-fn calibration(data: &Data, chosen: &[Chosen]) -> fer_core::schema::calibration::CalibrationFile {
+fn calibration(data: &Data, chosen: &[Chosen]) -> fer_schema::calibration::CalibrationFile {
     let h = data.happy() as u8;
     let happy: Vec<bool> = data.val.y.iter().map(|&y| y == h).collect();
-    fer_core::calibration::file(
-        fer_core::schema::calibration::ScoreKind::SvmDecision,
+    fer_eval::calibration::file(
+        fer_schema::calibration::ScoreKind::SvmDecision,
         chosen
             .iter()
-            .map(|ch| fer_core::calibration::svm_record(&ch.name, &ch.val_d.to_vec(), &happy))
+            .map(|ch| fer_eval::calibration::svm_record(&ch.name, &ch.val_d.to_vec(), &happy))
             .collect(),
     )
 }
@@ -298,7 +296,8 @@ fn models_json(
                 test: ch.mt.clone(),
                 test_by_truth: data.test.truths.as_ref().map(|t| {
                     let scores = crate::select::task_scores(&ch.test_v);
-                    t.score(
+                    fer_eval::metrics::score_truths(
+                        t,
                         &crate::select::predict_tasks(&ch.test_v),
                         &data.names(),
                         Some(&scores),

@@ -6,16 +6,16 @@
 //!
 //! Seven classes ([`metrics_of_tasks`]): the predicted class is the argmax of the seven
 //! one-vs-rest decisions (the first class on a tie), ROC AUC is the macro one-vs-rest AUC of
-//! the seven decisions (what `fer_core::metrics::Metrics` says of k classes, as the CNNs'), and
+//! the seven decisions (what `fer_eval::metrics::Metrics` says of k classes, as the CNNs'), and
 //! both choices (per (feature, kernel), and the best model) go by val **macro F1** instead of
 //! accuracy (ties as above).
 
 use crate::data::FeatureSet;
 use crate::grid::GridPoint;
 use crate::{Data, KernelKind, SvmError};
-use fer_core::metrics::{Metrics, classification_metrics};
-use fer_core::schema::metrics::SvmModelMetrics;
+use fer_eval::metrics::{Metrics, classification_metrics};
 use fer_models::svm::{Decision, argmax_rows, decision_columns};
+use fer_schema::metrics::SvmModelMetrics;
 use ndarray::{Array1, Array2};
 use std::time::Instant;
 

@@ -4,11 +4,11 @@ use crate::settings::TrainSettings;
 use crate::{Device, ModelArtifact, Prepared, TrainCnnError, train};
 use burn::module::Module;
 use fer_core::Split;
-use fer_core::metrics::classification_metrics;
-use fer_core::schema::metrics::{CnnMetrics, SplitMetrics};
-use fer_core::schema::predictions::{self, CnnPrediction};
-use fer_core::schema::{epochs, write_json, write_json_sorted};
+use fer_eval::metrics::classification_metrics;
 use fer_models::arch::{ModelConfig, Net};
+use fer_schema::metrics::{CnnMetrics, SplitMetrics};
+use fer_schema::predictions::{self, CnnPrediction};
+use fer_schema::{epochs, write_json, write_json_sorted};
 
 use std::path::Path;
 use std::time::Instant;
@@ -66,7 +66,12 @@ pub fn export_model(
             val_probs = probs.clone();
         }
         if let (Split::Test, Some(t)) = (split, &data.truths) {
-            test_by_truth = Some(t.score(&pred, &names, Some(&probs)));
+            test_by_truth = Some(fer_eval::metrics::score_truths(
+                t,
+                &pred,
+                &names,
+                Some(&probs),
+            ));
         }
         for (i, p) in probs.iter().enumerate() {
             pred_rows.push(CnnPrediction {
@@ -123,8 +128,8 @@ fn write_calibration(
     probs: &[Vec<f64>],
     y: &[u8],
 ) -> Result<(), TrainCnnError> {
-    use fer_core::calibration as cal;
-    use fer_core::schema::calibration::{self as cf, Method, ModelCalibration, ScoreKind};
+    use fer_eval::calibration as cal;
+    use fer_schema::calibration::{self as cf, Method, ModelCalibration, ScoreKind};
     let record = match class_names.iter().position(|c| c == "happy") {
         Some(h) => {
             let p: Vec<f64> = probs.iter().map(|r| r[h]).collect();

@@ -32,7 +32,7 @@ pub enum TrainError {
 }
 
 /// One row of the per-epoch table (`epochs.parquet`, the schema in core).
-pub use fer_core::schema::epochs::EpochRow;
+pub use fer_schema::epochs::EpochRow;
 
 /// Resume state, written after every epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -108,7 +108,7 @@ pub fn macro_f1(probs: &[Vec<f64>], y: &[u8], k: usize) -> f64 {
     let pred: Vec<u8> = probs.iter().map(|p| argmax(p) as u8).collect();
     let names: Vec<String> = (0..k).map(|c| c.to_string()).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    fer_core::metrics::classification_metrics(y, &pred, &names, None)
+    fer_eval::metrics::classification_metrics(y, &pred, &names, None)
         .macro_avg
         .f1
 }

@@ -282,4 +282,4 @@ pub fn settings_diff(a: &TrainSettings, b: &TrainSettings) -> String {
 }
 
 /// `epochs.parquet` of a trained model (the schema in core).
-pub use fer_core::schema::epochs::read as read_epochs;
+pub use fer_schema::epochs::read as read_epochs;

@@ -192,8 +192,8 @@ fn killed_search_resumes_without_rerunning_finished_trials() {
         .unwrap();
     assert!(dir.join("best/predictions.parquet").exists());
     // Its calibration, fitted on val (the val rows of its predictions), listed as an output.
-    let cal = fer_core::schema::calibration::read(&dir.join("best/calibration.json")).unwrap();
-    let val_rows = fer_core::schema::predictions::read(&dir.join("best/predictions.parquet"))
+    let cal = fer_schema::calibration::read(&dir.join("best/calibration.json")).unwrap();
+    let val_rows = fer_schema::predictions::read(&dir.join("best/predictions.parquet"))
         .unwrap()
         .iter()
         .filter(|r| r.split == fer_core::Split::Val)
@@ -727,7 +727,7 @@ fn a_reused_pretrained_base_is_trial_0_with_its_pretraining_and_the_others_train
     let trial0 = p.settings(0, &p.base_config());
     assert_eq!((trial0.pretrain_epochs, trial0.pretrain_lr), (3, 2e-3));
     // train-cnn's record of its base is trial 0's settings but for the name: reusable.
-    let base = fer_core::schema::model::TrainSettings {
+    let base = fer_schema::model::TrainSettings {
         name: trial0.name.clone(),
         ..p.base.clone()
     };

@@ -4,9 +4,9 @@
 //! raw score) is mapped through the same calibration.
 
 use crate::common::*;
-use fer_core::calibration::{apply_temperature, file};
-use fer_core::schema::calibration::{self as calfile, Method, ModelCalibration, ScoreKind};
+use fer_eval::calibration::{apply_temperature, file};
 use fer_predict::{ModelOptions, Scorer};
+use fer_schema::calibration::{self as calfile, Method, ModelCalibration, ScoreKind};
 use std::path::Path;
 use std::process::Command;
 

@@ -6,13 +6,13 @@
 use crate::common::*;
 use burn::tensor::Device;
 use fer_core::LabelMode;
-use fer_core::schema::calibration::ScoreKind;
 use fer_core::tensors::TensorSet;
 use fer_models::features::{FeatureKind, FeaturePipeline, HogParams};
 use fer_models::svm::{Decision, KernelKind, SavedModel, SavedSvms};
 use fer_predict::model::Calibration;
 use fer_predict::serve::{ServeOptions, bind};
 use fer_predict::{DetectOptions, FaceDetector, ModelOptions, Predictor, Scorer};
+use fer_schema::calibration::ScoreKind;
 use rand::{RngExt, SeedableRng};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -112,20 +112,20 @@ fn seven_class_cnn_gives_per_emotion_probabilities_matching_train_cnn() {
     // A temperature map of p(happy), as train_cnn fits one: p_happy is calibrated, the
     // per-emotion probabilities (prob_happy too) are the softmax output.
     let t = 2.0;
-    let rec = fer_core::schema::calibration::ModelCalibration {
+    let rec = fer_schema::calibration::ModelCalibration {
         model: "tiny".into(),
-        method: fer_core::schema::calibration::Method::Temperature { temperature: t },
+        method: fer_schema::calibration::Method::Temperature { temperature: t },
         n: 0,
         n_happy: 0,
         before: None,
         after: None,
     };
-    fer_core::schema::calibration::write(
-        &mdir.join(fer_core::schema::calibration::FILE),
-        &fer_core::calibration::file(ScoreKind::PHappy, vec![rec]),
+    fer_schema::calibration::write(
+        &mdir.join(fer_schema::calibration::FILE),
+        &fer_eval::calibration::file(ScoreKind::PHappy, vec![rec]),
     )
     .unwrap();
-    let cal = |p: f64| fer_core::calibration::apply_temperature(p, t);
+    let cal = |p: f64| fer_eval::calibration::apply_temperature(p, t);
     let imgs = d.path().join("faces");
     let n = 20;
     let set = faces(&imgs, n);

@@ -3,9 +3,9 @@
 
 use super::{Epoch, Family, ModelRun, Pred, artifact_error, file_size, read_typed, split_preds};
 use crate::ReportError;
-use fer_core::schema::metrics::CnnMetrics;
-use fer_core::schema::model::ModelJson;
-use fer_core::schema::predictions;
+use fer_schema::metrics::CnnMetrics;
+use fer_schema::model::ModelJson;
+use fer_schema::predictions;
 use serde_json::Value;
 use std::path::Path;
 
@@ -28,7 +28,7 @@ fn epochs(stage: &str, path: &Path) -> Result<Vec<Epoch>, ReportError> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let rows = fer_core::schema::epochs::read(path).map_err(|e| artifact_error(stage, path, &e))?;
+    let rows = fer_schema::epochs::read(path).map_err(|e| artifact_error(stage, path, &e))?;
     Ok(rows
         .iter()
         .map(|r| Epoch {

@@ -3,8 +3,8 @@
 
 use super::{Family, ModelRun, Pred, artifact_error, read_typed, split_preds};
 use crate::ReportError;
-use fer_core::schema::metrics::SvmMetrics;
-use fer_core::schema::predictions;
+use fer_schema::metrics::SvmMetrics;
+use fer_schema::predictions;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,11 +1,11 @@
 //! The "Calibration" section: does p(happy) = 0.8 mean that 8 faces in 10 are happy?
 //!
-//! Reads each model folder's `calibration.json` (`fer_core::schema::calibration`: the map
+//! Reads each model folder's `calibration.json` (`fer_schema::calibration`: the map
 //! fitted on **val** by the stage that trained the model; train_svm's holds one record per
 //! SVM) and the model's **test** predictions (already loaded: `predictions.parquet`, whose
 //! p(happy) is uncalibrated). Writes `img/calibration_<model>.png` per model: a reliability
 //! diagram on test before and after the map (15 equal-width bins of p(happy),
-//! `fer_core::calibration::reliability`), and a table of ECE, Brier and NLL on test before and
+//! `fer_eval::calibration::reliability`), and a table of ECE, Brier and NLL on test before and
 //! after. A model folder without `calibration.json` (trained before it existed) is listed as
 //! not calibrated with the make target that writes it; an SVM's "before" is the unfitted
 //! `1 / (1 + exp(-decision))`.
@@ -14,8 +14,8 @@ use super::{Ctx, thousands};
 use crate::ReportError;
 use crate::doc::{Tone, slug};
 use crate::load::{Family, ModelRun, make_target};
-use fer_core::calibration::{self as cal, Bin, ECE_BINS};
-use fer_core::schema::calibration::{self as calfile, Method, ScoreKind, Scores};
+use fer_eval::calibration::{self as cal, Bin, ECE_BINS};
+use fer_schema::calibration::{self as calfile, Method, ScoreKind, Scores};
 use plotters::prelude::*;
 use std::path::Path;
 

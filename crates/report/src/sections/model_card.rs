@@ -9,7 +9,7 @@
 use super::recommendation::f1;
 use super::{Ctx, pct, thousands};
 use crate::recommend::Rec;
-use fer_core::schema::scenes::SceneBench;
+use fer_schema::scenes::SceneBench;
 
 pub(super) fn model_card(cx: &mut Ctx, rec: Option<&Rec>) {
     cx.doc.h2("Model card");

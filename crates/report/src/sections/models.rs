@@ -212,7 +212,7 @@ pub(super) fn models(
             .map(|m| {
                 let pos: Vec<bool> = m.test_preds.iter().map(|p| p.label == 0).collect();
                 let sc: Vec<f64> = m.test_preds.iter().map(|p| p.score).collect();
-                let pts = fer_core::metrics::roc_curve(&pos, &sc)
+                let pts = fer_eval::metrics::roc_curve(&pos, &sc)
                     .into_iter()
                     .map(|(f, t, _)| (f, t))
                     .collect();

@@ -6,7 +6,7 @@
 //! and preview, train_svm's `metrics.json` / `predictions.parquet` / `model.safetensors`,
 //! train_cnn's per-model folders, and optionally tune's outputs), each with its manifest
 //! written by the stage runner. Metrics are computed from the fixture's predictions with
-//! `fer_core::metrics`, as the training stages do.
+//! `fer_eval::metrics`, as the training stages do.
 //!
 //! - `report.md` is snapshot-tested (insta) with timings redacted;
 //! - changing one metrics file (and its manifest hash, as a rerun would) changes the report
@@ -21,16 +21,16 @@
 use arrow_array::{ArrayRef, Float64Array, StringArray, UInt32Array};
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::manifest::Manifest;
-use fer_core::metrics::{Metrics, classification_metrics};
 use fer_core::parquet_io::write_columns;
-use fer_core::schema::metrics::{
-    CnnMetrics, SplitMetrics, SvmBest, SvmCounts, SvmMetrics, SvmModelMetrics, ValTest,
-};
-use fer_core::schema::model::{ModelJson, TrainSettings};
-use fer_core::schema::predictions::{self, CnnPrediction, SvmPrediction};
 use fer_core::stage::upstream_code_version;
 use fer_core::stage::{Outputs, StageRun};
 use fer_core::{Emotion, IMAGE_PIXELS, IMAGE_SIDE, LabelMode, Split};
+use fer_eval::metrics::{Metrics, classification_metrics};
+use fer_schema::metrics::{
+    CnnMetrics, SplitMetrics, SvmBest, SvmCounts, SvmMetrics, SvmModelMetrics, ValTest,
+};
+use fer_schema::model::{ModelJson, TrainSettings};
+use fer_schema::predictions::{self, CnnPrediction, SvmPrediction};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -1042,8 +1042,8 @@ fn f_metrics(f: &Fixture, stage: &str, rel: &str) -> Value {
 /// folder, Platt scaling of the SVMs' decisions), as train-cnn, tune and train-svm write it;
 /// `seed-base` has none (a model folder from before calibration).
 fn calibration_json(dir: &Path, o: &mut Outputs, prefix: &str, models: Vec<(&str, &Scored)>) {
-    use fer_core::calibration::{cnn_record, file, svm_record};
-    use fer_core::schema::calibration::{self as calfile, ScoreKind};
+    use fer_eval::calibration::{cnn_record, file, svm_record};
+    use fer_schema::calibration::{self as calfile, ScoreKind};
     let happy: Vec<bool> = split_labels().iter().map(|&l| l == 0).collect();
     let svm = prefix.is_empty();
     let records = models
@@ -1067,8 +1067,8 @@ fn calibration_json(dir: &Path, o: &mut Outputs, prefix: &str, models: Vec<(&str
 
 /// A scene benchmark file for the fixture (`make scenes` writes the real one), for the model
 /// whose weights hash is `weights`.
-fn scene_bench(weights: &str) -> fer_core::schema::scenes::SceneBench {
-    use fer_core::schema::scenes::{SceneBench, SceneFps, SceneRow};
+fn scene_bench(weights: &str) -> fer_schema::scenes::SceneBench {
+    use fer_schema::scenes::{SceneBench, SceneFps, SceneRow};
     let row = |detector: &str, case: &str, found: usize, acc: f64| SceneRow {
         detector: detector.into(),
         case: case.into(),
@@ -1115,17 +1115,17 @@ fn the_model_card_quotes_the_scene_benchmark_only_for_the_recommended_weights() 
         .as_str()
         .expect("weights hash")
         .to_string();
-    let path = f.root().join(fer_core::schema::scenes::SCENES_FILE);
+    let path = f.root().join(fer_schema::scenes::SCENES_FILE);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     // Another model's benchmark is named as such, its figures not quoted.
-    fer_core::schema::write_json(&path, &scene_bench("0123456789abcdef")).unwrap();
+    fer_schema::write_json(&path, &scene_bench("0123456789abcdef")).unwrap();
     let md = f.report_ok();
     assert!(md.contains("measured another model"), "other weights");
     assert!(md.contains("`0123456789ab`"), "names the other weights");
     assert!(!md.contains("97.0%"), "quotes no figure of another model");
     // The recommended model's benchmark is quoted, with its date; the file is an input, so
     // changing it reran the report.
-    fer_core::schema::write_json(&path, &scene_bench(&weights)).unwrap();
+    fer_schema::write_json(&path, &scene_bench(&weights)).unwrap();
     let md = f.report_ok();
     assert!(md.contains("scene benchmark of 2026-12-06"), "{md}");
     assert!(

@@ -19,13 +19,13 @@
 //! `seed-base` says neutral for every face (validation and test): the worse macro F1.
 
 use fer_core::dataset::{ImageDataset, ImageRecord};
-use fer_core::metrics::{Metrics, classification_metrics};
-use fer_core::schema::metrics::{
-    CnnMetrics, SplitMetrics, SvmBest, SvmCounts, SvmMetrics, SvmModelMetrics, ValTest,
-};
-use fer_core::schema::predictions::{self, CnnPrediction, SvmPrediction};
 use fer_core::stage::{Outputs, StageRun, upstream_code_version};
 use fer_core::{Emotion, IMAGE_PIXELS, IMAGE_SIDE, LabelMode, Split};
+use fer_eval::metrics::{Metrics, classification_metrics};
+use fer_schema::metrics::{
+    CnnMetrics, SplitMetrics, SvmBest, SvmCounts, SvmMetrics, SvmModelMetrics, ValTest,
+};
+use fer_schema::predictions::{self, CnnPrediction, SvmPrediction};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -297,7 +297,7 @@ fn every_model_beats_chance_and_reloads_to_identical_decisions() {
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
     // Every model that beats chance gets a Platt map fitted on val (a < 0: higher decisions
     // mean happier) that lowers the val NLL of the unfitted 1 / (1 + exp(-d)).
-    let cal = fer_core::schema::calibration::read(&dir.join("calibration.json")).unwrap();
+    let cal = fer_schema::calibration::read(&dir.join("calibration.json")).unwrap();
     assert_eq!(cal.fitted_on, "val");
     assert_eq!(
         cal.models
@@ -307,7 +307,7 @@ fn every_model_beats_chance_and_reloads_to_identical_decisions() {
         names
     );
     for c in &cal.models {
-        let fer_core::schema::calibration::Method::Platt { a, .. } = c.method else {
+        let fer_schema::calibration::Method::Platt { a, .. } = c.method else {
             panic!("{}: {:?}", c.model, c.method)
         };
         assert!(a < 0.0, "{}: a = {a}", c.model);

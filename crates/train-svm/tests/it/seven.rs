@@ -5,12 +5,12 @@
 //! and saves models that reload (`SavedSvms::class_decisions`) to bit-identical decisions.
 
 use arrow_array::{Array, BooleanArray, Float64Array, StringArray};
-use fer_core::schema::predictions::{self, DECISION_PREFIX};
 use fer_core::stage::upstream_code_version;
 use fer_core::stage::{Outputs, StageRun};
 use fer_core::tensors::TensorSet;
 use fer_core::transform::{Denoise, Equalize, Normalization, Transform};
 use fer_core::{LabelMode, Split};
+use fer_schema::predictions::{self, DECISION_PREFIX};
 use fer_test_support::Outcome;
 use fer_train_svm::SavedSvms;
 use rand::{RngExt, SeedableRng};
@@ -286,9 +286,9 @@ fn seven_classes_train_one_vs_rest_and_reload_to_identical_decisions() {
     }
 
     // calibration.json: Platt scaling of the happy decision against label 3 (happy).
-    let cal = fer_core::schema::calibration::read(&dir.join("calibration.json")).unwrap();
+    let cal = fer_schema::calibration::read(&dir.join("calibration.json")).unwrap();
     for c in &cal.models {
-        let fer_core::schema::calibration::Method::Platt { a, .. } = c.method else {
+        let fer_schema::calibration::Method::Platt { a, .. } = c.method else {
             panic!("{}: {:?}", c.model, c.method)
         };
         assert!(a < 0.0, "{}: a = {a}", c.model);

@@ -15,9 +15,9 @@
 //!   binary table has none of them, so its bytes are what they were before seven classes.
 
 use super::column;
-use crate::Split;
-use crate::error::{Error, Result};
 use arrow_array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt32Array};
+use fer_core::Split;
+use fer_core::error::{Error, Result};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -87,7 +87,7 @@ fn class_columns<R>(
 /// The class names of a table's `<prefix><class>` columns, in column order (none for a binary
 /// table).
 pub fn classes_of(path: &Path, prefix: &str) -> Result<Vec<String>> {
-    let (schema, _) = crate::parquet_io::read_batches(path)?;
+    let (schema, _) = fer_core::parquet_io::read_batches(path)?;
     Ok(schema
         .fields()
         .iter()
@@ -136,7 +136,7 @@ fn write_table<R>(
         ),
     ]);
     cols.extend(extra.iter().map(|(n, a)| (n.as_str(), a.clone())));
-    crate::parquet_io::write_columns(path, cols)
+    fer_core::parquet_io::write_columns(path, cols)
 }
 
 /// Read a predictions table: `make` gets a row's `lead` strings (in that order) and its shared
@@ -148,7 +148,7 @@ fn read_table<R>(
     prefix: &str,
     make: impl Fn(Vec<String>, Shared<String>, Vec<f64>) -> R,
 ) -> Result<Vec<R>> {
-    let (schema, batches) = crate::parquet_io::read_batches(path)?;
+    let (schema, batches) = fer_core::parquet_io::read_batches(path)?;
     let class_cols: Vec<String> = schema
         .fields()
         .iter()

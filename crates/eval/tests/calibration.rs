@@ -3,11 +3,11 @@
 //! known parameters; a set with one class only gives an explicit error and an `uncalibrated`
 //! record with the reason; `calibration.json` round-trips.
 
-use fer_core::calibration::{
+use fer_eval::calibration::{
     CalibrationError, apply_temperature, cnn_record, ece, fit_platt, fit_temperature, logit, nll,
     platt_p, sigmoid, svm_record,
 };
-use fer_core::schema::calibration::{self as calfile, Method, ScoreKind};
+use fer_schema::calibration::{self as calfile, Method, ScoreKind};
 
 /// A deterministic uniform in [0, 1) (splitmix64).
 struct Rng(u64);
@@ -118,7 +118,7 @@ fn calibration_json_round_trips() {
     let path = dir.path().join(calfile::FILE);
     let (p, happy) = overconfident(500, 3);
     let f =
-        fer_core::calibration::file(ScoreKind::PHappy, vec![cnn_record("fer-small", &p, &happy)]);
+        fer_eval::calibration::file(ScoreKind::PHappy, vec![cnn_record("fer-small", &p, &happy)]);
     calfile::write(&path, &f).unwrap();
     let back = calfile::read(&path).unwrap();
     assert_eq!(back, f);

@@ -20,7 +20,7 @@
 //! `before` are the figures of that unmapped probability (p(happy), or `1 / (1 + exp(-d))` for
 //! an SVM); `after` of the calibrated one (absent when uncalibrated).
 
-use crate::error::Result;
+use fer_core::error::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -108,7 +108,48 @@ impl CalibrationFile {
     /// Calibrated p(happy) of a raw score `x` by `c`'s map (see the module doc for an
     /// uncalibrated record).
     pub fn apply(&self, c: &ModelCalibration, x: f64) -> f64 {
-        crate::calibration::apply(&c.method, self.score, x)
+        apply(&c.method, self.score, x)
+    }
+}
+
+/// Probabilities are kept in `[P_CLAMP, 1 - P_CLAMP]` before `ln` or `logit`.
+pub const P_CLAMP: f64 = 1e-7;
+
+/// `1 / (1 + exp(-z))`, without overflow.
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// `ln(p / (1 - p))` of p clamped to `[P_CLAMP, 1 - P_CLAMP]`.
+pub fn logit(p: f64) -> f64 {
+    let p = p.clamp(P_CLAMP, 1.0 - P_CLAMP);
+    (p / (1.0 - p)).ln()
+}
+
+/// Temperature scaling: `sigmoid(logit(p) / t)`. For a two-class softmax this is dividing the
+/// two logits' difference by `t` (`logit(p_happy)` is that difference).
+pub fn apply_temperature(p: f64, t: f64) -> f64 {
+    sigmoid(logit(p) / t)
+}
+
+/// Platt scaling: `1 / (1 + exp(a d + b))`.
+pub fn platt_p(a: f64, b: f64, d: f64) -> f64 {
+    sigmoid(-(a * d + b))
+}
+
+/// Calibrated p(happy) of a raw score `x` of kind `kind` by `method`. Uncalibrated: p(happy)
+/// itself, or for an SVM decision the unfitted `1 / (1 + exp(-d))`.
+pub fn apply(method: &Method, kind: ScoreKind, x: f64) -> f64 {
+    match (method, kind) {
+        (Method::Temperature { temperature }, _) => apply_temperature(x, *temperature),
+        (Method::Platt { a, b }, _) => platt_p(*a, *b, x),
+        (Method::Uncalibrated { .. }, ScoreKind::PHappy) => x,
+        (Method::Uncalibrated { .. }, ScoreKind::SvmDecision) => sigmoid(x),
     }
 }
 

@@ -6,11 +6,94 @@
 //! - [`SvmMetrics`]: train_svm's `metrics.json`, written by train-svm and read by the report
 //!   and predict (which SVM is best).
 
-use crate::metrics::{ByTruth, Metrics};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Classification metrics on val and on test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassReport {
+    pub name: String,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Average {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub n: u64,
+    pub accuracy: f64,
+    pub balanced_accuracy: f64,
+    pub classes: Vec<ClassReport>,
+    pub macro_avg: Average,
+    pub weighted_avg: Average,
+    /// `confusion[true][pred]`.
+    pub confusion: Vec<Vec<u64>>,
+    /// Binary: AUC of the score of class 0 (happy). Multi-class: macro one-vs-rest AUC.
+    pub roc_auc: Option<f64>,
+}
+
+/// Test metrics against both truths, when the data carries FERPlus votes: FER2013's labels
+/// (one annotator; the study's figures) and FERPlus's (the plurality of 10), side by side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ByTruth {
+    pub fer2013: Metrics,
+    /// On the images FERPlus gives a label.
+    pub ferplus: Metrics,
+    /// Images left out of `ferplus` (FERPlus gives them no label: tie, unknown, not a face...).
+    pub ferplus_excluded: u64,
+    /// How often the two truths disagree on the images both label (the label noise).
+    pub disagreement: f64,
+    /// Balanced accuracy of FERPlus's labels read as predictions of FER2013's: what a model
+    /// that matched FERPlus exactly would score against FER2013 (the label-noise ceiling).
+    pub ferplus_ceiling_balanced_accuracy: f64,
+}
+
+impl Metrics {
+    /// The layout of scikit-learn's `classification_report` (the study's table).
+    pub fn report_text(&self) -> String {
+        let width = self
+            .classes
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(12);
+        let mut s = format!(
+            "{:>width$} {:>9} {:>9} {:>9} {:>9}\n\n",
+            "", "precision", "recall", "f1-score", "support"
+        );
+        for c in &self.classes {
+            s += &format!(
+                "{:>width$} {:>9.2} {:>9.2} {:>9.2} {:>9}\n",
+                c.name, c.precision, c.recall, c.f1, c.support
+            );
+        }
+        s += &format!(
+            "\n{:>width$} {:>9} {:>9} {:>9.2} {:>9}\n",
+            "accuracy", "", "", self.accuracy, self.n
+        );
+        for (name, a) in [
+            ("macro avg", &self.macro_avg),
+            ("weighted avg", &self.weighted_avg),
+        ] {
+            s += &format!(
+                "{:>width$} {:>9.2} {:>9.2} {:>9.2} {:>9}\n",
+                name, a.precision, a.recall, a.f1, a.support
+            );
+        }
+        s
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitMetrics {
     pub val: Metrics,

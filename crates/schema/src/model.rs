@@ -4,8 +4,8 @@
 //! (`fer_models::ModelArtifact = ModelJson<ModelConfig>`), the report with the config left as
 //! JSON (`ModelJson<serde_json::Value>`): one type, no burn here.
 
-use crate::error::Result;
-use crate::transform::Transform;
+use fer_core::error::Result;
+use fer_core::transform::Transform;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

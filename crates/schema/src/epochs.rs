@@ -7,8 +7,8 @@
 //! `val_macro_f1` column, so its bytes are what they were before seven classes.
 
 use super::column;
-use crate::error::{Error, Result};
 use arrow_array::{ArrayRef, Float64Array, UInt32Array};
+use fer_core::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -50,12 +50,12 @@ pub fn write(path: &Path, rows: &[EpochRow]) -> Result<usize> {
     if rows.iter().any(|r| r.val_macro_f1.is_some()) {
         cols.push(("val_macro_f1", f(|r| r.val_macro_f1.unwrap_or(f64::NAN))));
     }
-    crate::parquet_io::write_columns(path, cols)
+    fer_core::parquet_io::write_columns(path, cols)
 }
 
 /// Read the rows; a missing column or epochs out of order name the file.
 pub fn read(path: &Path) -> Result<Vec<EpochRow>> {
-    let (_, batches) = crate::parquet_io::read_batches(path)?;
+    let (_, batches) = fer_core::parquet_io::read_batches(path)?;
     let mut rows = Vec::new();
     for b in &batches {
         let f64s = |n: &str| column::<Float64Array>(path, b, n, "float");

@@ -16,12 +16,11 @@
 //!   ECE of the happy probability (for two classes, the usual top-label ECE bins `max(p, 1-p)`
 //!   instead; both are 0 for a calibrated model).
 
-use crate::schema::calibration::{CalibrationFile, Method, ModelCalibration, ScoreKind, Scores};
+use fer_schema::calibration::{CalibrationFile, Method, ModelCalibration, ScoreKind, Scores};
+pub use fer_schema::calibration::{P_CLAMP, apply, apply_temperature, logit, platt_p, sigmoid};
 
 /// Equal-width bins of the ECE and of the report's reliability diagrams.
 pub const ECE_BINS: usize = 15;
-/// Probabilities are kept in `[P_CLAMP, 1 - P_CLAMP]` before `ln` or `logit`.
-pub const P_CLAMP: f64 = 1e-7;
 /// The temperatures searched: `[T_MIN, T_MAX]` (a fit at either end is refused).
 pub const T_MIN: f64 = 0.01;
 pub const T_MAX: f64 = 100.0;
@@ -53,47 +52,9 @@ pub enum CalibrationError {
     PlattNotFinite { a: f64, b: f64 },
 }
 
-/// `1 / (1 + exp(-z))`, without overflow.
-pub fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
-
-/// `ln(p / (1 - p))` of p clamped to `[P_CLAMP, 1 - P_CLAMP]`.
-pub fn logit(p: f64) -> f64 {
-    let p = p.clamp(P_CLAMP, 1.0 - P_CLAMP);
-    (p / (1.0 - p)).ln()
-}
-
 /// `ln(1 + exp(x))`, without overflow.
 fn softplus(x: f64) -> f64 {
     x.max(0.0) + (-x.abs()).exp().ln_1p()
-}
-
-/// Temperature scaling: `sigmoid(logit(p) / t)`. For a two-class softmax this is dividing the
-/// two logits' difference by `t` (`logit(p_happy)` is that difference).
-pub fn apply_temperature(p: f64, t: f64) -> f64 {
-    sigmoid(logit(p) / t)
-}
-
-/// Platt scaling: `1 / (1 + exp(a d + b))`.
-pub fn platt_p(a: f64, b: f64, d: f64) -> f64 {
-    sigmoid(-(a * d + b))
-}
-
-/// Calibrated p(happy) of a raw score `x` of kind `kind` by `method`. Uncalibrated: p(happy)
-/// itself, or for an SVM decision the unfitted `1 / (1 + exp(-d))`.
-pub fn apply(method: &Method, kind: ScoreKind, x: f64) -> f64 {
-    match (method, kind) {
-        (Method::Temperature { temperature }, _) => apply_temperature(x, *temperature),
-        (Method::Platt { a, b }, _) => platt_p(*a, *b, x),
-        (Method::Uncalibrated { .. }, ScoreKind::PHappy) => x,
-        (Method::Uncalibrated { .. }, ScoreKind::SvmDecision) => sigmoid(x),
-    }
 }
 
 /// Mean negative log-likelihood of p(happy) (`happy[i]`: row i is happy).

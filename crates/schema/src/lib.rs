@@ -1,6 +1,12 @@
 //! Typed artifact schemas: the files one stage writes and others read, each with one type
 //! that its writer and every reader share (no burn here, so the report stays light).
 //!
+//! Reads and writes the files below for its callers; takes no params. Each schema is a module
+//! behind a feature of its own name, and a crate enables the schemas it reads or writes
+//! (`fer-schema = { workspace = true, features = ["model"] }`). A stage's code version
+//! (fer-codeversion) hashes this crate's shared files and only the enabled schemas' files, so
+//! editing one schema reruns only the stages that use it.
+//!
 //! - [`write_json`] / [`write_json_sorted`] / [`read_json`]: the stages' JSON files (pretty,
 //!   one trailing newline), read into their type with the file named in any error;
 //! - [`epochs`]: `epochs.parquet` (train_cnn's model folders, tune's `best/`);
@@ -11,15 +17,22 @@
 //! - [`calibration`]: a model folder's `calibration.json` (train-cnn, tune, train-svm);
 //! - [`scenes`]: `scenes/scene_bench.json`, the scene benchmark of a model (`make scenes`).
 
+#[cfg(feature = "calibration")]
 pub mod calibration;
+#[cfg(feature = "epochs")]
 pub mod epochs;
+#[cfg(feature = "metrics")]
 pub mod metrics;
+#[cfg(feature = "model")]
 pub mod model;
+#[cfg(feature = "predictions")]
 pub mod predictions;
+#[cfg(feature = "recommendation")]
 pub mod recommendation;
+#[cfg(feature = "scenes")]
 pub mod scenes;
 
-use crate::error::{Error, IoContext, Result};
+use fer_core::error::{Error, IoContext, Result};
 use std::path::Path;
 
 /// Write `v` as pretty JSON, keys in the type's own order, and a trailing newline.
@@ -47,6 +60,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 /// A column of a Parquet table as the array type `A`, or an error naming file and column.
+#[allow(dead_code)] // used by the `epochs` and `predictions` schemas
 pub(crate) fn column<A: arrow_array::Array + Clone + 'static>(
     path: &Path,
     b: &arrow_array::RecordBatch,

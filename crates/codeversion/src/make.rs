@@ -1,0 +1,56 @@
+//! The Makefile's stage rules, generated from the stage graph and the crates' sources.
+
+use crate::sources;
+use std::path::Path;
+
+/// The generated Makefile part (`mk/stages.mk`): the `STAGES` list, a phony target per stage,
+/// and each stage's rule. A rule's prerequisites are its upstream stages' manifests (from
+/// [`fer_graph::STAGES`]), the pipeline files, and the sources of every crate it is built from
+/// ([`crate_graph`]) with the build helper, the workspace manifest and the lock file. A stage
+/// that reads no stage (ingest) reads the data, which mtimes don't track: make asks it every
+/// time (`FORCE`) and it skips itself, leaving its manifest's mtime alone (`--keep-mtime`).
+pub fn make_rules(workspace: &Path) -> String {
+    let mut out = String::from(
+        "# Generated from fer_graph::STAGES (crates/graph) and the crates' manifests by\n\
+         # fer_codeversion::make_rules: do not edit. `make stages-mk` rewrites it; a test\n\
+         # (the_makefile_stage_rules_are_generated_from_the_graph) fails when it is stale.\n\n",
+    );
+    let targets: Vec<String> = fer_graph::STAGES.iter().map(|s| s.target()).collect();
+    out.push_str(&format!("STAGES := {}\n\n", targets.join(" ")));
+    for s in fer_graph::STAGES {
+        out.push_str(&format!("{}: $(A)/{}/manifest.json\n", s.target(), s.name));
+    }
+    for s in fer_graph::STAGES {
+        out.push('\n');
+        let mut pre: Vec<String> = Vec::new();
+        if s.upstream.is_empty() {
+            pre.push("FORCE".into());
+        } else {
+            pre.extend(s.upstream.iter().map(|u| format!("$(A)/{u}/manifest.json")));
+            pre.push("$(or $(PFILES),$(PFILE))".into());
+            for c in sources(workspace, &s.crate_dir()) {
+                pre.extend(c.make_prerequisites());
+            }
+            pre.push("$(call src,codeversion) Cargo.toml Cargo.lock".into());
+        }
+        out.push_str(&format!(
+            "$(A)/{}/manifest.json: {}\n",
+            s.name,
+            pre.join(" ")
+        ));
+        out.push_str("\t$(BUILD)\n");
+        let mut cmd = format!("\t$(BIN)/{} --pipeline $(PIPELINE)", s.bin());
+        if s.device {
+            cmd.push_str(" --device $(DEVICE)");
+        }
+        if s.upstream.is_empty() {
+            cmd.push_str(" --keep-mtime");
+        }
+        out.push_str(&cmd);
+        out.push('\n');
+    }
+    out
+}
+
+/// The generated file's path, relative to the workspace root.
+pub const MAKE_RULES_FILE: &str = "mk/stages.mk";
