@@ -35,7 +35,7 @@ pub(crate) fn predict_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, data_di
                     std: 0.25,
                 },
             },
-            class_names: vec!["happy".into(), "not_happy".into()],
+            class_names: fer_core::Classes::binary(),
             tta_flip: tta,
             settings,
             params: 0,

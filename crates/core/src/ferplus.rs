@@ -55,6 +55,12 @@ const EMOTIONS: [Option<Emotion>; 8] = [
 const HAPPINESS: usize = 1;
 const CONTEMPT: usize = 7;
 
+/// The 8 emotion vote columns' classes, in file order, named as the project names classes
+/// (FERPlus's `happiness` is `happy`; contempt has no FER2013 class).
+pub const VOTE_CLASSES: [&str; 8] = [
+    "neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt",
+];
+
 /// One image's votes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Votes {

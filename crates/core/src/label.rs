@@ -15,7 +15,7 @@ pub enum BinaryLabel {
 
 impl BinaryLabel {
     pub const ALL: [BinaryLabel; 2] = [BinaryLabel::Happy, BinaryLabel::NotHappy];
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             BinaryLabel::Happy => "happy",
             BinaryLabel::NotHappy => "not_happy",
@@ -61,7 +61,7 @@ impl Emotion {
         Emotion::Neutral,
     ];
     /// The Kaggle folder name.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Emotion::Angry => "angry",
             Emotion::Disgust => "disgust",

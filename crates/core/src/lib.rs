@@ -3,6 +3,8 @@
 //! Reads and writes nothing by itself; it gives the stages:
 //! - [`label`]: the binary label (`Happy = 0`, `NotHappy = 1`, the study's encoding), the 7
 //!   FER2013 emotions and the label mode;
+//! - [`classes`]: the class vocabulary ([`Classes`]: a model's class names, and which is
+//!   happy);
 //! - [`split`]: train / val / test;
 //! - [`ferplus`]: FERPlus votes, the join to the Kaggle folders and the vote-to-label rules;
 //! - [`dataset`]: the Arrow schema of an image dataset and its Parquet read/write;
@@ -28,6 +30,7 @@
 
 pub mod atomic;
 pub mod cache;
+pub mod classes;
 pub mod cli;
 pub mod dataset;
 pub mod error;
@@ -46,6 +49,7 @@ pub mod stage;
 pub mod tensors;
 pub mod transform;
 
+pub use classes::Classes;
 pub use error::{Error, Result};
 /// The stage graph, declared once (crates/graph).
 pub use fer_graph as graph;

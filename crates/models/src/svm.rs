@@ -15,6 +15,7 @@
 //! once as `<model>.rff_omega`, `<model>.rff_offset`).
 
 use crate::features::{FeatureKind, FeaturePipeline, HogParams, Projection, Rff, Scaler};
+use fer_core::Classes;
 use fer_core::tensors::TensorSet;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
@@ -154,7 +155,7 @@ pub struct SavedSvms {
     pub models: Vec<SavedModel>,
     /// The classes of one-vs-rest models (`LabelMode::class_names`, e.g. angry..neutral), saved
     /// in the header. Empty for binary models (happy vs not happy, one decision each).
-    pub class_names: Vec<String>,
+    pub class_names: Classes,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -186,8 +187,8 @@ struct Meta {
     features: Vec<FeatureMeta>,
     models: Vec<ModelMeta>,
     /// One-vs-rest models: their classes (absent from binary headers).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    class_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Classes::is_empty")]
+    class_names: Classes,
 }
 
 /// The format of binary models' files.
@@ -242,7 +243,7 @@ impl SavedSvms {
             format: FORMAT.into(),
             features: vec![],
             models: vec![],
-            class_names: vec![],
+            class_names: Classes::default(),
         };
         for f in &self.features {
             let k = f.kind.as_str();
@@ -331,11 +332,7 @@ impl SavedSvms {
                 }
                 put_rff(&mut put, n, rff);
             }
-            let happy = self
-                .class_names
-                .iter()
-                .position(|c| c == "happy")
-                .unwrap_or(0);
+            let happy = self.class_names.happy().map_err(|e| wrong(e.to_string()))?;
             meta.models.push(ModelMeta {
                 name: m.name.clone(),
                 feature: m.feature,
@@ -385,14 +382,12 @@ impl SavedSvms {
                 meta.format
             )));
         }
-        if classes
-            && (meta.class_names.is_empty() || !meta.class_names.iter().any(|c| c == "happy"))
-        {
-            return Err(bad(format!(
-                "format `{FORMAT_CLASSES}` with classes {:?} (no `happy`)",
-                meta.class_names
-            )));
-        }
+        let happy = if classes {
+            let h = meta.class_names.happy();
+            Some(h.map_err(|e| bad(format!("format `{FORMAT_CLASSES}`: {e}")))?)
+        } else {
+            None
+        };
         let get = |name: &str| -> fer_core::Result<(Vec<usize>, Vec<f64>)> {
             let t = st
                 .tensor(name)
@@ -469,7 +464,7 @@ impl SavedSvms {
                     },
                 })
             };
-            let (decision, per_class) = if classes {
+            let (decision, per_class) = if let Some(happy) = happy {
                 if m.offsets.len() != meta.class_names.len() {
                     return Err(bad(format!(
                         "model {n}: {} offsets for {} classes",
@@ -483,11 +478,6 @@ impl SavedSvms {
                     .zip(&m.offsets)
                     .map(|(c, &o)| decision(&format!("{n}.{c}"), o))
                     .collect::<fer_core::Result<Vec<_>>>()?;
-                let happy = meta
-                    .class_names
-                    .iter()
-                    .position(|c| c == "happy")
-                    .expect("checked above");
                 (per_class[happy].clone(), per_class)
             } else {
                 (decision(n, m.offset)?, Vec::new())
@@ -508,7 +498,7 @@ impl SavedSvms {
             class_names: if classes {
                 meta.class_names
             } else {
-                Vec::new()
+                Classes::default()
             },
         })
     }
@@ -626,7 +616,7 @@ mod tests {
         let bin = SavedSvms {
             features: vec![],
             models: vec![model(linear(&[1.0, -2.0], 0.5), vec![])],
-            class_names: vec![],
+            class_names: Classes::default(),
         };
         bin.save(&p).unwrap();
         let h = header(&p);
@@ -644,7 +634,7 @@ mod tests {
         let seven = SavedSvms {
             features: vec![],
             models: vec![model(classes[1].clone(), classes.clone())],
-            class_names: names.clone(),
+            class_names: Classes::new(names.clone()),
         };
         seven.save(&p).unwrap();
         let h = header(&p);

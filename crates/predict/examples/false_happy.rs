@@ -18,9 +18,6 @@ use fer_predict::{ModelOptions, Scorer};
 use image::{GrayImage, Luma};
 use std::path::{Path, PathBuf};
 
-const EMOTIONS: [&str; 7] = [
-    "angry", "disgust", "fear", "happy", "neutral", "sad", "surprise",
-];
 /// (rows, columns) of a band, as fractions of the side.
 type Band = ((f32, f32), (f32, f32));
 const MOUTH: Band = ((0.60, 0.95), (0.20, 0.80));
@@ -67,9 +64,13 @@ fn main() {
         std::process::exit(2);
     }
     let folder = Path::new(&a[1]);
+    // The Kaggle folders, in name order.
+    let mut names = fer_core::Classes::emotions().to_vec();
+    names.sort();
+    let emotions = fer_core::Classes::new(names);
     // (emotion, image) for every file, in name order per emotion.
     let mut faces: Vec<(usize, GrayImage)> = Vec::new();
-    for (e, name) in EMOTIONS.iter().enumerate() {
+    for (e, name) in emotions.iter().enumerate() {
         let dir = folder.join(name);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
@@ -84,7 +85,7 @@ fn main() {
             faces.push((e, g));
         }
     }
-    let happy = EMOTIONS.iter().position(|e| *e == "happy").expect("happy");
+    let happy = emotions.happy().expect("the seven emotions have happy");
     for model in &a[2..] {
         let scorer = Scorer::load(Path::new(model), &ModelOptions::default())
             .unwrap_or_else(|e| panic!("{model}: {e}"));
@@ -111,7 +112,7 @@ fn main() {
         println!();
         println!("| emotion | faces | called happy | mouth covered | eyes covered |");
         println!("|---|---|---|---|---|");
-        for (e, name) in EMOTIONS.iter().enumerate() {
+        for (e, name) in emotions.iter().enumerate() {
             let idx: Vec<usize> = (0..faces.len()).filter(|&i| faces[i].0 == e).collect();
             let count = |v: &[bool]| idx.iter().filter(|&&i| v[i]).count();
             println!(

@@ -151,9 +151,8 @@ pub enum PredictError {
     Server(String),
 }
 
-/// Label names at a threshold on p(happy).
-pub const HAPPY: &str = "happy";
-pub const NOT_HAPPY: &str = "not_happy";
+/// Label names at a threshold on p(happy): the study's binary labels.
+pub use fer_core::classes::{HAPPY, NOT_HAPPY};
 
 /// One scored face. A binary model's has no per-class fields (and serializes as it always
 /// did); a seven-class model's has the score of each class, in class order, and the argmax.

@@ -82,7 +82,7 @@ impl ClassScore {
 /// class names), in class order, and what their scores are.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Classes {
-    pub names: Vec<String>,
+    pub names: fer_core::Classes,
     pub score: ClassScore,
 }
 
@@ -291,7 +291,7 @@ impl Scorer {
         };
         let transform = Transform::load(&tpath)?;
         let calibration = Calibration::load(dir, ScoreKind::SvmDecision, Some(&name))?;
-        let classes = (svms.class_names.len() > 2).then(|| Classes {
+        let classes = svms.class_names.is_multiclass().then(|| Classes {
             names: svms.class_names.clone(),
             score: ClassScore::Decision,
         });
@@ -312,14 +312,8 @@ impl Scorer {
     pub fn from_cnn(net: Net, art: &ModelArtifact, device: Device) -> Result<Scorer, PredictError> {
         let happy = art
             .class_names
-            .iter()
-            .position(|c| c == "happy")
-            .ok_or_else(|| {
-                PredictError::Input(format!(
-                    "the model's classes {:?} have no `happy`",
-                    art.class_names
-                ))
-            })?;
+            .happy()
+            .map_err(|e| PredictError::Input(format!("the model: {e}")))?;
         // On the CPU, batches of 32 run in parallel (one per core) and stay in cache: faster
         // than the training's eval batch (fer-small: 446 -> 604 faces/s on 2 cores).
         let batch = if device == Device::flex() {
@@ -327,7 +321,7 @@ impl Scorer {
         } else {
             art.settings.eval_batch_size.max(1)
         };
-        let classes = (art.class_names.len() > 2).then(|| Classes {
+        let classes = art.class_names.is_multiclass().then(|| Classes {
             names: art.class_names.clone(),
             score: ClassScore::Probability,
         });
@@ -448,11 +442,8 @@ impl Scorer {
                     .map_err(PredictError::Input)?;
                 let h = svms
                     .class_names
-                    .iter()
-                    .position(|c| c == "happy")
-                    .ok_or_else(|| {
-                        PredictError::Input("the SVMs' classes have no `happy`".into())
-                    })?;
+                    .happy()
+                    .map_err(|e| PredictError::Input(format!("the SVMs: {e}")))?;
                 Ok(Scored {
                     p_happy: v
                         .column(h)
@@ -512,7 +503,7 @@ mod tests {
                 svms: SavedSvms {
                     features: vec![],
                     models: vec![],
-                    class_names: vec![],
+                    class_names: fer_core::Classes::default(),
                 },
                 name: "hog/linear".into(),
             },

@@ -15,8 +15,8 @@ mod tune;
 
 use crate::ReportError;
 use cnn::cnn_model;
-use fer_core::Split;
 use fer_core::manifest::{MANIFEST_FILE, Manifest};
+use fer_core::{Classes, Split};
 use fer_eval::metrics::Metrics;
 use fer_schema::metrics::SvmMetrics;
 use fer_schema::scenes::{SCENES_FILE, SceneBench};
@@ -377,7 +377,7 @@ pub fn load(root: &Path, pipeline: &str) -> Result<Study, ReportError> {
     let class_names = models
         .first()
         .map(|m| m.test.classes.iter().map(|c| c.name.clone()).collect())
-        .unwrap_or_else(|| vec!["happy".into(), "not_happy".into()]);
+        .unwrap_or_else(|| Classes::binary().to_vec());
     Ok(Study {
         pipeline: pipeline.to_string(),
         root: root.to_path_buf(),
@@ -403,9 +403,6 @@ fn scenes(root: &Path) -> Result<Option<SceneBench>, ReportError> {
     }
     Ok(Some(fer_schema::read_json(&p)?))
 }
-
-/// The names of the happy-vs-rest reading's classes (label 0 and 1).
-pub const HAPPY_VS_REST: [&str; 2] = ["happy", "not_happy"];
 
 /// Whether a model's figures are over more than two classes.
 fn is_multiclass(m: &ModelRun) -> bool {
@@ -449,23 +446,14 @@ fn seven(
     if !mode_seven {
         return Ok(None);
     }
-    let classes: Vec<String> = models
+    let classes = models
         .iter()
         .find(|m| is_multiclass(m))
-        .map(|m| m.test.classes.iter().map(|c| c.name.clone()).collect())
-        .unwrap_or_else(|| {
-            fer_core::LabelMode::Emotion7
-                .class_names()
-                .iter()
-                .map(|c| c.to_string())
-                .collect()
-        });
-    let happy = classes.iter().position(|c| c == "happy").ok_or_else(|| {
-        bad(
-            root,
-            format!("the seven classes {classes:?} have no `happy`"),
-        )
-    })?;
+        .map(|m| Classes::new(m.test.classes.iter().map(|c| c.name.clone())))
+        .unwrap_or_else(Classes::emotions);
+    let happy = classes
+        .happy()
+        .map_err(|e| bad(root, format!("seven classes: {e}")))?;
     for m in models.iter_mut().filter(|m| is_multiclass(m)) {
         let names: Vec<&str> = m.test.classes.iter().map(|c| c.name.as_str()).collect();
         if names != classes.iter().map(String::as_str).collect::<Vec<_>>() {
@@ -480,7 +468,7 @@ fn seven(
         happy_vs_rest(m, happy);
     }
     Ok(Some(Seven {
-        classes,
+        classes: classes.to_vec(),
         happy,
         usage,
     }))
@@ -525,7 +513,12 @@ pub fn happy_vs_rest(m: &mut ModelRun, happy: usize) {
                 }
             })
             .collect();
-        fer_eval::metrics::classification_metrics(&y, &pred, &HAPPY_VS_REST, Some(&scores))
+        fer_eval::metrics::classification_metrics(
+            &y,
+            &pred,
+            &Classes::binary().strs(),
+            Some(&scores),
+        )
     };
     m.seven = Some(SevenRun {
         val: m.val.clone(),

@@ -15,7 +15,7 @@ pub struct ModelJson<M> {
     pub model: M,
     pub settings: TrainSettings,
     pub transform: Transform,
-    pub class_names: Vec<String>,
+    pub class_names: fer_core::Classes,
     pub tta_flip: bool,
     pub params: usize,
     pub macs: u64,

@@ -20,10 +20,13 @@
 //! `blank_std` (2.0), `examples` (ids listed per finding in stats.json, 10).
 
 pub mod audit;
+mod chart;
+mod moments;
 pub mod noise;
 
 use arrow_array::{ArrayRef, Float64Array, StringArray, UInt8Array, UInt64Array};
 use audit::audit_section;
+use chart::histogram_chart;
 use fer_core::cli::StageArgs;
 use fer_core::cli::{Preamble, Stage as _};
 use fer_core::dataset::ImageDataset;
@@ -32,14 +35,16 @@ use fer_core::parquet_io::write_columns;
 use fer_core::pipeline::PipelineFile;
 use fer_core::stage::Outputs;
 use fer_core::{Emotion, Split};
+use moments::GROUPS;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+pub use moments::{Moments, class_moments, emotion_moments};
 
 pub const STAGE: &str = "stats";
 pub const CODE_VERSION: &str = <Params as fer_core::cli::Stage>::CODE_VERSION;
@@ -127,92 +132,6 @@ impl Params {
         })
     }
 }
-
-/// Pixel moments of a group of images.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Moments {
-    pub images: u64,
-    pub sum: f64,
-    pub sum_sq: f64,
-    pub hist: [u64; 256],
-}
-
-impl Default for Moments {
-    fn default() -> Self {
-        Moments {
-            images: 0,
-            sum: 0.0,
-            sum_sq: 0.0,
-            hist: [0; 256],
-        }
-    }
-}
-
-impl Moments {
-    pub fn add(&mut self, pixels: &[u8]) {
-        self.images += 1;
-        let (mut s, mut q) = (0u64, 0u64);
-        for &v in pixels {
-            s += v as u64;
-            q += (v as u64) * (v as u64);
-            self.hist[v as usize] += 1;
-        }
-        self.sum += s as f64;
-        self.sum_sq += q as f64;
-    }
-    pub fn pixels(&self) -> u64 {
-        self.hist.iter().sum()
-    }
-    pub fn mean(&self) -> f64 {
-        self.sum / self.pixels().max(1) as f64
-    }
-    /// Population standard deviation over all pixels pooled (numpy's `std`).
-    pub fn std(&self) -> f64 {
-        let n = self.pixels().max(1) as f64;
-        (self.sum_sq / n - self.mean().powi(2)).max(0.0).sqrt()
-    }
-}
-
-/// Group names: the splits plus `train+val` (FER2013's own train folder).
-const GROUPS: [&str; 4] = ["train", "val", "test", "train+val"];
-
-fn groups_of(split: Split) -> &'static [&'static str] {
-    match split {
-        Split::Train => &["train", "train+val"],
-        Split::Val => &["val", "train+val"],
-        Split::Test => &["test"],
-    }
-}
-
-/// Moments per (group, class name), where classes are the label classes and `all`.
-pub fn class_moments(ds: &ImageDataset) -> BTreeMap<(String, String), Moments> {
-    let names = ds.label_mode.class_names();
-    let mut m: BTreeMap<(String, String), Moments> = BTreeMap::new();
-    for r in &ds.records {
-        for g in groups_of(r.split) {
-            for c in [names[r.label as usize], "all"] {
-                m.entry((g.to_string(), c.to_string()))
-                    .or_default()
-                    .add(&r.pixels);
-            }
-        }
-    }
-    m
-}
-
-/// Moments per (group, emotion).
-pub fn emotion_moments(ds: &ImageDataset) -> BTreeMap<(String, Emotion), Moments> {
-    let mut m: BTreeMap<(String, Emotion), Moments> = BTreeMap::new();
-    for r in &ds.records {
-        for g in groups_of(r.split) {
-            m.entry((g.to_string(), r.emotion))
-                .or_default()
-                .add(&r.pixels);
-        }
-    }
-    m
-}
-
 fer_core::impl_stage! { Params: STAGE, "fer-stats", StatsError, fer_core::cli::NoArgs,
 "Stage stats: counts, mean/std, histograms, samples and a data audit" }
 
@@ -439,71 +358,4 @@ fn mean_std_text(rows: &[(String, String, &Moments)]) -> String {
         );
     }
     s
-}
-
-/// Normalized pixel histograms, one line per (split, class), drawn with plotters.
-fn histogram_chart(path: &Path, rows: &[(&str, &str, &Moments)]) -> Result<(), StatsError> {
-    use plotters::prelude::*;
-    fer_core::plot::register_font();
-    let (w, h) = (900u32, 500u32);
-    let mut buf = vec![255u8; (w * h * 3) as usize];
-    let ce = |e: &dyn std::fmt::Display| StatsError::Chart(format!("{}: {e}", path.display()));
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| ce(&e))?;
-        let series: Vec<(String, Vec<(f64, f64)>)> = rows
-            .iter()
-            .map(|(g, c, m)| {
-                let total = m.pixels().max(1) as f64;
-                (
-                    format!("{g} {c}"),
-                    m.hist
-                        .iter()
-                        .enumerate()
-                        .map(|(b, &n)| (b as f64, 100.0 * n as f64 / total))
-                        .collect(),
-                )
-            })
-            .collect();
-        let ymax = series
-            .iter()
-            .flat_map(|s| s.1.iter().map(|p| p.1))
-            .fold(0.0f64, f64::max)
-            .max(0.1)
-            * 1.1;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Pixel intensity histograms", ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..255f64, 0f64..ymax)
-            .map_err(|e| ce(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("pixel value")
-            .y_desc("% of pixels")
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(|e| ce(&e))?;
-        for (i, (name, pts)) in series.into_iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            chart
-                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-                .map_err(|e| ce(&e))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(|e| ce(&e))?;
-        root.present().map_err(|e| ce(&e))?;
-    }
-    fer_core::plot::save_rgb_png(path, w, h, buf)?;
-    Ok(())
 }

@@ -24,9 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// FERPlus's emotion columns, in file order.
-pub const FERPLUS_EMOTIONS: [&str; 8] = [
-    "neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt",
-];
+pub use ferplus::VOTE_CLASSES as FERPLUS_EMOTIONS;
 
 /// The FERPlus outcome of one image's votes (see the module doc): `fer_core::ferplus`'s
 /// plurality of the 8 columns, or its reason for none.

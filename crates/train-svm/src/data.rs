@@ -26,7 +26,8 @@ pub struct Data {
     pub test_ids: Vec<String>,
     /// The label mode's class names (`fer_core::LabelMode::class_names`, from the train
     /// tensors' `label_mode`; binary when absent): `happy`, `not_happy` or the seven emotions.
-    pub class_names: Vec<String>,
+    pub class_names: fer_core::Classes,
+    happy: usize,
 }
 
 impl Data {
@@ -35,17 +36,15 @@ impl Data {
         self.class_names.len() > 2
     }
 
-    /// The index of the class named `happy` (0 in binary, 3 of seven).
+    /// The index of the happy class (0 in binary, 3 of seven), found by the class vocabulary
+    /// when the data was read.
     pub fn happy(&self) -> usize {
-        self.class_names
-            .iter()
-            .position(|c| c == "happy")
-            .unwrap_or(0)
+        self.happy
     }
 
     /// The class names as `&str`.
     pub fn names(&self) -> Vec<&str> {
-        self.class_names.iter().map(String::as_str).collect()
+        self.class_names.strs()
     }
 
     /// The positive label of each SVM task: binary, the one task happy (label 0) vs not;
@@ -68,7 +67,10 @@ impl Data {
             .as_str()
             .and_then(fer_core::LabelMode::parse)
             .unwrap_or_default();
-        let class_names = mode.class_names().iter().map(|c| c.to_string()).collect();
+        let class_names = fer_core::Classes::of_mode(mode);
+        let happy = class_names
+            .happy()
+            .map_err(|e| SvmError::Data(format!("{}: {e}", dir.display())))?;
         let ids = fer_core::tensors::read_ids(&dir.join("index.parquet"))?;
         let take = |s: &str, n: usize| -> Result<Vec<String>, SvmError> {
             let v = fer_core::Split::parse(s)
@@ -92,6 +94,7 @@ impl Data {
             val_ids,
             test_ids,
             class_names,
+            happy,
         })
     }
 }

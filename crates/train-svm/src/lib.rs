@@ -103,7 +103,7 @@ pub use params::{
     ClassWeight, Cli, Gamma, GammaEntry, LinearSolver, Params, SvmParams, SvmSection,
     signature_params,
 };
-pub use select::{CLASSES, metrics_of, predict};
+pub use select::{metrics_of, predict};
 
 use fer_core::cli::{Preamble, Stage as _};
 use fer_core::manifest::Manifest;

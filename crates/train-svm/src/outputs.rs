@@ -77,7 +77,7 @@ fn saved(data: &Data, sets: &[FeatureSet], grid: &[GridPoint], chosen: &[Chosen]
         class_names: if ovr {
             data.class_names.clone()
         } else {
-            Vec::new()
+            fer_core::Classes::default()
         },
         features: sets.iter().map(|s| s.pipeline.clone()).collect(),
         models: chosen

@@ -19,9 +19,6 @@ use fer_schema::metrics::SvmModelMetrics;
 use ndarray::{Array1, Array2};
 use std::time::Instant;
 
-/// Class names of the binary labels (0 = happy).
-pub const CLASSES: [&str; 2] = ["happy", "not_happy"];
-
 /// Predicted labels: 0 (happy) when the decision is >= 0.
 pub fn predict(decision: &Array1<f64>) -> Vec<u8> {
     decision.iter().map(|&d| u8::from(d < 0.0)).collect()
@@ -30,7 +27,8 @@ pub fn predict(decision: &Array1<f64>) -> Vec<u8> {
 /// Metrics of decision values against labels; ROC AUC scores class 0 (happy) by the decision.
 pub fn metrics_of(y: &[u8], decision: &Array1<f64>) -> Metrics {
     let scores: Vec<Vec<f64>> = decision.iter().map(|&d| vec![d, -d]).collect();
-    classification_metrics(y, &predict(decision), &CLASSES, Some(&scores))
+    let binary = fer_core::Classes::binary();
+    classification_metrics(y, &predict(decision), &binary.strs(), Some(&scores))
 }
 
 /// Decision values of a grid point's decisions (one per task) on features `x`: rows x tasks.

@@ -3,6 +3,7 @@
 use crate::settings::TrainSettings;
 use crate::{Device, ModelArtifact, Prepared, TrainCnnError, train};
 use burn::module::Module;
+use fer_core::Classes;
 use fer_core::Split;
 use fer_eval::metrics::classification_metrics;
 use fer_models::arch::{ModelConfig, Net};
@@ -35,7 +36,7 @@ pub fn export_model(
         model: cfg.clone(),
         settings: s.clone(),
         transform: transform.clone(),
-        class_names: class_names.to_vec(),
+        class_names: class_names.clone(),
         tta_flip: s.tta_flip,
         params,
         macs,
@@ -43,11 +44,13 @@ pub fn export_model(
     write_json(&mdir.join("model.json"), &art)?;
     epochs::write(&mdir.join("epochs.parquet"), &trained.state.epochs)?;
     // Evaluate: val and test (test only scored, never used to choose).
-    let names: Vec<&str> = class_names.iter().map(String::as_str).collect();
+    let names = class_names.strs();
     // p_happy is the `happy` class's probability (class 0 in binary, 3 of seven); more than two
     // classes also get a `prob_<class>` column each.
-    let happy = names.iter().position(|&c| c == "happy").unwrap_or(0);
-    let per_class = names.len() > 2;
+    let happy = class_names
+        .happy()
+        .map_err(|e| fer_core::Error::Other(format!("{}: {e}", mdir.display())))?;
+    let per_class = class_names.is_multiclass();
     let t0 = Instant::now();
     let _ = fer_models::score::predict(model, test, s.eval_batch_size, false, device);
     let infer_ips = test.n as f64 / t0.elapsed().as_secs_f64();
@@ -124,22 +127,22 @@ pub fn export_model(
 fn write_calibration(
     mdir: &Path,
     name: &str,
-    class_names: &[String],
+    class_names: &Classes,
     probs: &[Vec<f64>],
     y: &[u8],
 ) -> Result<(), TrainCnnError> {
     use fer_eval::calibration as cal;
     use fer_schema::calibration::{self as cf, Method, ModelCalibration, ScoreKind};
-    let record = match class_names.iter().position(|c| c == "happy") {
-        Some(h) => {
+    let record = match class_names.happy() {
+        Ok(h) => {
             let p: Vec<f64> = probs.iter().map(|r| r[h]).collect();
             let happy: Vec<bool> = y.iter().map(|&y| y as usize == h).collect();
             cal::cnn_record(name, &p, &happy)
         }
-        None => ModelCalibration {
+        Err(no_happy) => ModelCalibration {
             model: name.to_string(),
             method: Method::Uncalibrated {
-                reason: format!("the classes {class_names:?} have no `happy`"),
+                reason: no_happy.to_string(),
             },
             n: y.len() as u64,
             n_happy: 0,

@@ -18,7 +18,7 @@ pub struct Prepared {
     pool: Option<(PathBuf, std::sync::OnceLock<TensorSet>)>,
     pub ids: [Vec<String>; 3],
     pub transform: Transform,
-    pub class_names: Vec<String>,
+    pub class_names: fer_core::Classes,
 }
 
 impl Prepared {
@@ -66,7 +66,7 @@ impl Prepared {
             .as_str()
             .and_then(fer_core::LabelMode::parse)
             .unwrap_or_default();
-        let class_names = mode.class_names().iter().map(|s| s.to_string()).collect();
+        let class_names = fer_core::Classes::of_mode(mode);
         Ok(Prepared {
             train,
             val,

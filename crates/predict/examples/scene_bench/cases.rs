@@ -145,7 +145,7 @@ pub(crate) fn load_faces(folder: &Path, per_class: usize) -> Vec<Face> {
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
             .to_luma8()
     };
-    let mut faces: Vec<Face> = list("happy")
+    let mut faces: Vec<Face> = list(fer_core::classes::HAPPY)
         .iter()
         .take(per_class)
         .map(|p| Face {

@@ -149,7 +149,7 @@ fn seven_class_cnn_gives_per_emotion_probabilities_matching_train_cnn() {
         assert_eq!(r["emotion"], names()[top], "row {i}");
         assert!(r.get("decisions").is_none());
     }
-    assert_eq!(art.class_names, names());
+    assert_eq!(art.class_names.strs(), names());
 
     let (header, csv) = csv_rows(&run(&[], &mdir, &imgs));
     assert_eq!(header, headers("prob_").1);

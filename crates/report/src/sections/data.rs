@@ -3,6 +3,7 @@
 
 use super::{Ctx, class_words, count, f2, pct, thousands};
 use crate::ReportError;
+use fer_core::classes::{HAPPY, NOT_HAPPY};
 use serde_json::Value;
 
 pub(super) fn data(cx: &mut Ctx) -> Result<(), ReportError> {
@@ -69,8 +70,8 @@ pub(super) fn data(cx: &mut Ctx) -> Result<(), ReportError> {
         }
         let split = r["split"].as_str().unwrap_or("");
         let study = match (split, class) {
-            ("train+val", "happy") => format!("{} / {}", f2(st.mean_happy), f2(st.std_happy)),
-            ("train+val", "not_happy") => {
+            ("train+val", HAPPY) => format!("{} / {}", f2(st.mean_happy), f2(st.std_happy)),
+            ("train+val", NOT_HAPPY) => {
                 format!("{} / {}", f2(st.mean_not_happy), f2(st.std_not_happy))
             }
             _ => String::new(),

@@ -6,6 +6,7 @@ use crate::doc::Tone;
 use crate::load::{Family, ModelRun};
 use crate::recommend::Rec;
 use crate::stats::Ci;
+use fer_core::classes::{HAPPY, NOT_HAPPY, is_happy};
 use std::collections::BTreeMap;
 
 pub(super) fn against_study(
@@ -37,10 +38,10 @@ pub(super) fn against_study(
         let counts = counts.as_ref()?;
         match seven {
             // Seven classes: not happy is the six other emotions together.
-            Some(sv) if class == "not_happy" => sv
+            Some(sv) if class == NOT_HAPPY => sv
                 .classes
                 .iter()
-                .filter(|n| *n != "happy")
+                .filter(|n| !is_happy(n))
                 .map(|n| counts[split][n].as_u64())
                 .sum(),
             _ => counts[split][class].as_u64(),
@@ -56,18 +57,18 @@ pub(super) fn against_study(
             "Training images, happy / not happy".into(),
             pair(Some(st.train_happy), Some(st.train_not_happy)),
             pair(
-                add(c("train", "happy"), c("val", "happy")),
-                add(c("train", "not_happy"), c("val", "not_happy")),
+                add(c("train", HAPPY), c("val", HAPPY)),
+                add(c("train", NOT_HAPPY), c("val", NOT_HAPPY)),
             ),
         ],
         vec![
             "Test images, happy / not happy".into(),
             pair(Some(st.test_happy), Some(st.test_not_happy)),
-            pair(c("test", "happy"), c("test", "not_happy")),
+            pair(c("test", HAPPY), c("test", NOT_HAPPY)),
         ],
     ];
     let ms = |class: &str| -> String {
-        if let (Some(sv), "not_happy") = (seven, class) {
+        if let (Some(sv), NOT_HAPPY) = (seven, class) {
             return pooled_not_happy(s.stats.as_ref(), &sv.classes).unwrap_or_else(|| "–".into());
         }
         s.stats
@@ -89,12 +90,12 @@ pub(super) fn against_study(
     rows.push(vec![
         "Pixel mean ± std, happy (training images)".into(),
         format!("{} ± {}", f2(st.mean_happy), f2(st.std_happy)),
-        ms("happy"),
+        ms(HAPPY),
     ]);
     rows.push(vec![
         "Pixel mean ± std, not happy (training images)".into(),
         format!("{} ± {}", f2(st.mean_not_happy), f2(st.std_not_happy)),
-        ms("not_happy"),
+        ms(NOT_HAPPY),
     ]);
     let by_arch = |arch: &str| {
         s.models
@@ -194,7 +195,7 @@ pub(super) fn against_study(
 fn pooled_not_happy(stats: Option<&serde_json::Value>, classes: &[String]) -> Option<String> {
     let rows = stats?["mean_std"].as_array()?;
     let (mut n, mut sum, mut sq) = (0.0, 0.0, 0.0);
-    for class in classes.iter().filter(|c| *c != "happy") {
+    for class in classes.iter().filter(|c| !is_happy(c)) {
         let r = rows
             .iter()
             .find(|r| r["split"] == "train+val" && r["class"] == class.as_str())?;

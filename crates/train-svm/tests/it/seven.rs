@@ -194,7 +194,7 @@ fn seven_classes_train_one_vs_rest_and_reload_to_identical_decisions() {
     // The saved models reload to the same seven decisions, bit for bit; `decisions` is the
     // happy one-vs-rest.
     let saved = SavedSvms::load(&dir.join("model.safetensors")).unwrap();
-    assert_eq!(saved.class_names, names());
+    assert_eq!(saved.class_names.strs(), names());
     assert_eq!(saved.models.len(), 6);
     let mut checked = 0;
     for m in &saved.models {
