@@ -308,6 +308,22 @@ impl PipelineFile {
     }
 }
 
+/// The side preprocess gives the images (`[preprocess] size`, [`crate::IMAGE_SIDE`] when
+/// absent): what train_cnn's networks and train_svm's HOG layout must fit, checked when their
+/// sections are validated. A size that is not a positive integer is an error naming the key.
+pub fn image_side(pf: &PipelineFile) -> Result<usize> {
+    let pre: toml::Table = pf.section("preprocess")?;
+    match pre.get("size") {
+        None => Ok(crate::IMAGE_SIDE),
+        Some(toml::Value::Integer(n)) if *n > 0 => Ok(*n as usize),
+        Some(v) => Err(pf.param_error(
+            "preprocess",
+            "size",
+            format!("{v} is not a positive number of pixels"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

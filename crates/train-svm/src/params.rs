@@ -282,8 +282,15 @@ impl SvmSection {
             }
         }
         if features.contains(&FeatureKind::Hog) {
-            h.length(side)
-                .map_err(|m| err("hog", format!("does not fit a {side}x{side} image: {m}")))?;
+            h.length(side).map_err(|m| {
+                err(
+                    "hog",
+                    format!(
+                        "does not fit the {side}x{side} images of [preprocess] size = {side}: \
+                             {m}; raise the size or lower hog.cell"
+                    ),
+                )
+            })?;
         }
         Ok(SvmParams {
             seed: self.seed,
@@ -310,20 +317,12 @@ pub struct Params {
     pub common: StageArgs,
 }
 
-/// The image side `[preprocess] size` gives (48 when absent).
-fn preprocess_side(pf: &PipelineFile) -> usize {
-    pf.section::<serde_json::Value>("preprocess")
-        .ok()
-        .and_then(|v| v.get("size").and_then(|s| s.as_u64()))
-        .unwrap_or(48) as usize
-}
-
 impl Params {
     pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, SvmError> {
         let s: SvmSection = pipeline.section(STAGE)?;
         Ok(Params {
             pipeline: pipeline.clone(),
-            svm: s.validate(pipeline, preprocess_side(pipeline))?,
+            svm: s.validate(pipeline, fer_core::pipeline::image_side(pipeline)?)?,
             common: cli.common.clone(),
         })
     }
@@ -357,5 +356,32 @@ mod tests {
         assert_eq!(ClassWeight::None.c(2.0, &happy), (2.0, 2.0));
         let (h, n) = ClassWeight::Balanced.c(2.0, &happy);
         assert!((h - 4.0).abs() < 1e-12 && (n - 4.0 / 3.0).abs() < 1e-12);
+    }
+
+    fn svm_params(text: &str) -> Result<SvmParams, String> {
+        let pf = PipelineFile::parse(std::path::Path::new("pipelines/t.toml"), text)
+            .map_err(|e| e.to_string())?;
+        let s: SvmSection = pf.section(STAGE).map_err(|e| e.to_string())?;
+        let side = fer_core::pipeline::image_side(&pf).map_err(|e| e.to_string())?;
+        s.validate(&pf, side).map_err(|e| e.to_string())
+    }
+
+    /// The rule between `[train_svm]` and `[preprocess]` fails when the file is validated,
+    /// before any data is read, naming both keys; a size that is not a size is an error too.
+    #[test]
+    fn the_hog_layout_must_fit_the_preprocessed_side_at_validation() {
+        let hog =
+            "[train_svm]\nfeatures = [\"hog\"]\n[train_svm.hog]\ncell = 8\nblock = 2\nstride = 1\n";
+        assert!(
+            svm_params(hog).is_ok(),
+            "48x48 (the default) fits 8-pixel cells"
+        );
+        let e = svm_params(&format!("[preprocess]\nsize = 12\n{hog}")).unwrap_err();
+        assert!(
+            e.contains("[train_svm] hog") && e.contains("[preprocess] size = 12"),
+            "{e}"
+        );
+        let e = svm_params(&format!("[preprocess]\nsize = \"big\"\n{hog}")).unwrap_err();
+        assert!(e.contains("[preprocess] size"), "{e}");
     }
 }

@@ -91,19 +91,7 @@ pub fn parse(pf: &PipelineFile) -> fer_core::Result<TrainCnnParams> {
     Ok(TrainCnnParams { models: out, steps })
 }
 
-/// The side preprocess gives the images (`[preprocess] size`, 48 when absent).
-pub fn input_side(pf: &PipelineFile) -> fer_core::Result<usize> {
-    let pre: toml::Table = pf.section("preprocess")?;
-    match pre.get("size") {
-        None => Ok(fer_core::IMAGE_SIDE),
-        Some(toml::Value::Integer(n)) if *n > 0 => Ok(*n as usize),
-        Some(v) => Err(pf.param_error(
-            "preprocess",
-            "size",
-            format!("{v} is not a positive number of pixels"),
-        )),
-    }
-}
+pub use fer_core::pipeline::image_side as input_side;
 
 /// Every model must fit the images preprocess makes: a network whose spatial size would reach
 /// zero (`seed-base` below 18 pixels, ...) is an error naming `[preprocess] size` and the
