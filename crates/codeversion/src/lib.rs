@@ -365,4 +365,31 @@ mod tests {
             assert!(!with("crates/schema/src/lib.rs").contains(&s), "{s}");
         }
     }
+
+    /// Files of one concern: no source file (libraries, binaries, examples; tests aside) is
+    /// over 500 lines.
+    #[test]
+    fn no_source_file_is_over_500_lines() {
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(ws.join("crates")).unwrap().flatten() {
+            for sub in ["src", "examples", "benches"] {
+                rust_files(&e.path().join(sub), &mut files);
+            }
+        }
+        assert!(files.len() > 100, "{} files", files.len());
+        let long: Vec<String> = files
+            .iter()
+            .filter(|f| f.file_name().is_some_and(|n| n != "tests.rs"))
+            .filter_map(|f| {
+                let n = std::fs::read_to_string(f).unwrap().lines().count();
+                (n > 500)
+                    .then(|| format!("{} ({n} lines)", f.strip_prefix(&ws).unwrap_or(f).display()))
+            })
+            .collect();
+        assert!(
+            long.is_empty(),
+            "split these into files of one concern: {long:?}"
+        );
+    }
 }
