@@ -205,6 +205,46 @@ pub fn run_cli<S: Stage>(cli: &StageCli<S::Args>) -> std::process::ExitCode {
             if cli.common.status {
                 // Read-only: no lock, and a stage that would run is an answer, not a failure.
                 let name = format!("{}/{}", pipeline.name, S::NAME);
+                // An upstream stage that must run first decides: this one reruns only if that
+                // one's outputs change (a comment edit in its code changes none).
+                let waits: Vec<&str> = p
+                    .reads()
+                    .into_iter()
+                    .filter(|u| {
+                        Input::current(
+                            &cli.common.artifacts,
+                            &pipeline,
+                            u,
+                            S::UPSTREAM_CODE_VERSIONS,
+                        )
+                        .is_err()
+                    })
+                    .collect();
+                if !waits.is_empty() {
+                    let own = cli
+                        .common
+                        .artifacts
+                        .join(&pipeline.name)
+                        .join(S::NAME)
+                        .join(crate::manifest::MANIFEST_FILE);
+                    let then = match Manifest::read(&own) {
+                        Err(_) => "then runs: it has not run".to_string(),
+                        Ok(m) if m.code_version != S::CODE_VERSION => format!(
+                            "then reruns: its code changed (code version {} -> {})",
+                            m.code_version,
+                            S::CODE_VERSION
+                        ),
+                        Ok(m)
+                            if m.section_hash.as_deref()
+                                != Some(pipeline.section_hash(S::NAME).as_str()) =>
+                        {
+                            format!("then reruns: [{}] changed", S::NAME)
+                        }
+                        Ok(_) => "then reruns only if their outputs change".to_string(),
+                    };
+                    println!("{name}: waits for {}; {then}", waits.join(", "));
+                    return Ok(());
+                }
                 match p.run() {
                     Ok(_) => println!("{name}: up to date"),
                     Err(e) => println!("{name}: would run: {}", error_chain(&e)),

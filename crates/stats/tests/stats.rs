@@ -312,13 +312,17 @@ impl Fixture {
     /// What `fer-ingest` would leave: `<artifacts>/<name>/ingest/` with images.parquet and a
     /// manifest recording its hash.
     fn ingest(&self, name: &str, ds: &ImageDataset) {
+        let v = upstream_code_version(fer_stats::UPSTREAM_CODE_VERSIONS, "ingest");
+        self.ingest_built_by(name, ds, v.expect("stats reads ingest"));
+    }
+
+    /// [`Self::ingest`] as if made by ingest's code of version `code_version`.
+    fn ingest_built_by(&self, name: &str, ds: &ImageDataset, code_version: &str) {
         StageRun {
             pipeline: name.into(),
             stage: "ingest".into(),
             artifacts: self.artifacts(),
-            code_version: upstream_code_version(fer_stats::UPSTREAM_CODE_VERSIONS, "ingest")
-                .expect("stats reads ingest")
-                .into(),
+            code_version: code_version.into(),
             params: serde_json::json!({}),
             inputs: vec![],
             cache: None,
@@ -354,6 +358,22 @@ impl Fixture {
 
     fn stage(&self, name: &str) -> StageDir {
         StageDir(self.artifacts().join(name).join("stats"))
+    }
+
+    /// `fer-stats --status`: its one line.
+    fn status(&self, pipeline: &Path) -> String {
+        let out = Outcome::of(
+            Command::new(BIN)
+                .current_dir(self.tmp.path())
+                .env_remove("FER_ARTIFACTS")
+                .arg("--pipeline")
+                .arg(pipeline)
+                .arg("--artifacts")
+                .arg(self.artifacts())
+                .args(["--cache-dir", "off", "--status"]),
+        )
+        .ok();
+        out.stdout.trim().to_string()
     }
 
     /// Ingest `ds` as pipeline `name`, write the pipeline file, run the stage: it must succeed.
@@ -758,4 +778,28 @@ fn invalid_params_are_named_and_leave_no_manifest() {
         "make ingest PIPELINE=no_ingest",
     ]);
     assert!(!f.stage("no_ingest").0.exists());
+}
+
+/// `make status`'s answer for a stage after an upstream one that must run first: it waits, and
+/// then reruns only if that one's outputs change, unless its own section or code changed.
+#[test]
+fn status_says_a_stage_waits_for_an_out_of_date_upstream_stage() {
+    let f = Fixture::new();
+    let ds = small_dataset();
+    f.stats("s", "", &ds);
+    let p = f.pipeline("s", "");
+    assert_eq!(f.status(&p), "s/stats: up to date");
+    f.ingest_built_by("s", &ds, "0000000000000000");
+    assert_eq!(
+        f.status(&p),
+        "s/stats: waits for ingest; then reruns only if their outputs change"
+    );
+    let p = f.pipeline("s", "seed = 7\n");
+    assert_eq!(
+        f.status(&p),
+        "s/stats: waits for ingest; then reruns: [stats] changed"
+    );
+    f.ingest("s", &ds);
+    let s = f.status(&p);
+    assert!(s.starts_with("s/stats: would run: "), "{s}");
 }
