@@ -1,6 +1,7 @@
 //! The SVM rows of `fer-bench`'s stages group: features, training and inference.
 
 use crate::{Row, best};
+use fer_core::classes::HAPPY_LABEL;
 use std::path::Path;
 
 /// SVM training and inference on a preprocess output folder: HOG + PCA 150 fitted on train,
@@ -45,7 +46,7 @@ pub(crate) fn svm_rows(
         unit: "images",
         seconds: s,
     });
-    let happy: Vec<bool> = data.train.y.iter().map(|&v| v == 0).collect();
+    let happy: Vec<bool> = data.train.y.iter().map(|&v| v == HAPPY_LABEL).collect();
     let sub = fer_train_svm::stratified_subsample(&data.train.y, 2000, 42);
     let xs = x.select(Axis(0), &sub);
     let hs: Vec<bool> = sub.iter().map(|&i| happy[i]).collect();

@@ -17,6 +17,11 @@ pub const HAPPY: &str = BinaryLabel::Happy.as_str();
 /// The binary rest class's name (the six other emotions together).
 pub const NOT_HAPPY: &str = BinaryLabel::NotHappy.as_str();
 
+/// The binary labels' values (`label` and `pred` of a binary table, and every table read as
+/// happy vs the rest): happy is 0, the study's encoding ([`BinaryLabel`]).
+pub const HAPPY_LABEL: u8 = BinaryLabel::Happy as u8;
+pub const NOT_HAPPY_LABEL: u8 = BinaryLabel::NotHappy as u8;
+
 /// A model's class names, in output (label) order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(transparent)]

@@ -240,6 +240,9 @@ pub fn run_cli<S: Stage>(cli: &StageCli<S::Args>) -> std::process::ExitCode {
                         {
                             format!("then reruns: [{}] changed", S::NAME)
                         }
+                        Ok(_) if waits.len() == 1 => {
+                            "then reruns only if its outputs change".to_string()
+                        }
                         Ok(_) => "then reruns only if their outputs change".to_string(),
                     };
                     println!("{name}: waits for {}; {then}", waits.join(", "));

@@ -16,6 +16,7 @@ mod tune;
 
 use crate::ReportError;
 use cnn::cnn_model;
+use fer_core::classes::HAPPY_LABEL;
 use fer_core::manifest::{MANIFEST_FILE, Manifest};
 use fer_core::{Classes, Split};
 use fer_eval::metrics::Metrics;
@@ -210,7 +211,7 @@ impl Study {
                 .iter()
                 .find(|m| !m.test_preds.is_empty())?
                 .test_preds;
-            let happy = preds.iter().filter(|p| p.label == 0).count();
+            let happy = preds.iter().filter(|p| p.label == HAPPY_LABEL).count();
             let n = preds.len();
             return Some(happy.max(n - happy) as f64 / n as f64);
         }

@@ -117,7 +117,7 @@ pub fn mcnemar(a_right: &[bool], b_right: &[bool]) -> McNemar {
 pub use fer_schema::recommendation::{AlertStats, ThresholdRule};
 
 /// Label of "not happy" in the binary labels.
-pub const NOT_HAPPY: u8 = 1;
+pub const NOT_HAPPY: u8 = fer_core::classes::NOT_HAPPY_LABEL;
 
 pub fn alert_stats(preds: &[Pred], idx: Option<&[usize]>, threshold: f64) -> AlertStats {
     let (mut tp, mut fp, mut fneg, mut tn) = (0u64, 0u64, 0u64, 0u64);

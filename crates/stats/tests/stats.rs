@@ -792,7 +792,7 @@ fn status_says_a_stage_waits_for_an_out_of_date_upstream_stage() {
     f.ingest_built_by("s", &ds, "0000000000000000");
     assert_eq!(
         f.status(&p),
-        "s/stats: waits for ingest; then reruns only if their outputs change"
+        "s/stats: waits for ingest; then reruns only if its outputs change"
     );
     let p = f.pipeline("s", "seed = 7\n");
     assert_eq!(

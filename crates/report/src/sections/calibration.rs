@@ -14,6 +14,7 @@ use super::{Ctx, thousands};
 use crate::ReportError;
 use crate::doc::{Tone, slug};
 use crate::load::{Family, ModelRun, make_target};
+use fer_core::classes::HAPPY_LABEL;
 use fer_eval::calibration::{self as cal, Bin, ECE_BINS};
 use fer_schema::calibration::{self as calfile, Method, ScoreKind, Scores};
 use plotters::prelude::*;
@@ -106,7 +107,11 @@ pub(super) fn calibration(cx: &mut Ctx) -> Result<(), ReportError> {
     let mut missing = Vec::new();
     let mut images = Vec::new();
     for (i, m) in models.iter().enumerate() {
-        let happy: Vec<bool> = m.test_preds.iter().map(|p| p.label == 0).collect();
+        let happy: Vec<bool> = m
+            .test_preds
+            .iter()
+            .map(|p| p.label == HAPPY_LABEL)
+            .collect();
         let kind = match m.family {
             Family::Svm => ScoreKind::SvmDecision,
             Family::Cnn => ScoreKind::PHappy,
