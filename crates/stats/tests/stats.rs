@@ -342,7 +342,8 @@ impl Fixture {
         .expect("ingest fixture is written");
     }
 
-    fn run(&self, pipeline: &Path) -> Outcome {
+    /// `fer-stats` on `pipeline` with the fixture's artifacts, no run cache, and `flag`.
+    fn run_with(&self, pipeline: &Path, flag: &str) -> Outcome {
         Outcome::of(
             Command::new(BIN)
                 .current_dir(self.tmp.path())
@@ -352,8 +353,12 @@ impl Fixture {
                 .arg(pipeline)
                 .arg("--artifacts")
                 .arg(self.artifacts())
-                .args(["--cache-dir", "off", "--quiet"]),
+                .args(["--cache-dir", "off", flag]),
         )
+    }
+
+    fn run(&self, pipeline: &Path) -> Outcome {
+        self.run_with(pipeline, "--quiet")
     }
 
     fn stage(&self, name: &str) -> StageDir {
@@ -362,17 +367,7 @@ impl Fixture {
 
     /// `fer-stats --status`: its one line.
     fn status(&self, pipeline: &Path) -> String {
-        let out = Outcome::of(
-            Command::new(BIN)
-                .current_dir(self.tmp.path())
-                .env_remove("FER_ARTIFACTS")
-                .arg("--pipeline")
-                .arg(pipeline)
-                .arg("--artifacts")
-                .arg(self.artifacts())
-                .args(["--cache-dir", "off", "--status"]),
-        )
-        .ok();
+        let out = self.run_with(pipeline, "--status").ok();
         out.stdout.trim().to_string()
     }
 
