@@ -64,7 +64,8 @@ impl Input {
     /// the pipeline's section as it is now ([`PipelineFile::section_hash`]) and the code
     /// version this build expects of it. `code_versions` is the
     /// `FER_UPSTREAM_CODE_VERSIONS` a stage crate's build script emits
-    /// (`fer_codeversion::emit_with_upstream`): `stage=version` pairs separated by `;`.
+    /// (`fer_codeversion::emit`, from the stages `crates/graph` declares it reads):
+    /// `stage=version` pairs separated by `;`.
     /// Otherwise the error names the stage to rerun and why.
     pub fn current(
         artifacts: &Path,
@@ -99,7 +100,7 @@ impl Input {
             ))),
             Some(_) => Ok((input, m)),
             None => Err(Error::Other(format!(
-                "this build has no code version for stage `{stage}` (its build script must list it in emit_with_upstream)"
+                "this build has no code version for stage `{stage}` (crates/graph must declare it upstream of the stage that reads it)"
             ))),
         }
     }
