@@ -55,7 +55,7 @@ include mk/stages.mk
 # A recipe that fails removes its target: a failed stage is never taken as finished.
 .DELETE_ON_ERROR:
 
-.PHONY: all demo stages-mk hostile test lint-workflows bench bench-compare scenes help clean clean-cache report-diff status FORCE $(STAGES)
+.PHONY: all demo stages-mk print-stages hostile test lint-workflows bench bench-compare scenes help clean clean-cache report-diff status FORCE $(STAGES)
 FORCE:
 
 all: $(STAGES)
@@ -63,6 +63,10 @@ all: $(STAGES)
 
 # The scene benchmark (`make scenes`, not a stage) is one more input of the report.
 $(A)/report/manifest.json: $(wildcard $(A)/scenes/scene_bench.json)
+
+# The stages' make targets (binaries fer-<target>), in run order, for scripts.
+print-stages:
+	@echo $(STAGES)
 
 stages-mk: ## rewrite mk/stages.mk from the stage graph (crates/graph)
 	FER_BLESS=1 $(CARGO) test --release --quiet -p fer-codeversion --lib the_makefile_stage_rules

@@ -70,7 +70,8 @@ if [ $rc -eq 0 ] && ! grep -q "computing\|restored" "$WORK/c.log"; then
 else
     fail "a third make all (exit $rc) recomputed: $(cat "$WORK/c.log")"
 fi
-for s in ingest stats preprocess augment train_svm train_cnn tune report; do
+for t in $(make -s --no-print-directory print-stages); do
+    s=${t//-/_}
     [ -f "artifacts/rel-smoke/$s/manifest.json" ] || fail "artifacts/rel-smoke/$s/manifest.json missing"
 done
 if ls -a artifacts/rel-smoke | grep -q '\.tmp'; then
