@@ -83,6 +83,7 @@ impl Default for AugmentSection {
 
 /// Validated `[augment]` params.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct AugmentParams {
     pub seed: u64,
     pub preview_images: usize,

@@ -147,6 +147,7 @@ pub enum OnBad {
 
 /// Validated `[ingest]` params.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct IngestParams {
     pub source: Source,
     pub label_mode: LabelMode,

@@ -85,6 +85,7 @@ pub enum NormKind {
 
 /// Validated params: the transform before fitting, and what to fit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct PreprocessParams {
     pub unfitted: Transform,
     pub normalization: NormKind,

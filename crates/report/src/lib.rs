@@ -177,24 +177,31 @@ impl Default for StudyFigures {
     }
 }
 
-/// `[report]` as written and, after `validate`, as used.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[report]` as written (every key optional, unknown keys refused);
+/// [`ReportSection::validate`] checks it into [`ReportParams`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ReportParams {
+pub struct ReportSection {
+    /// The bootstrap's seed.
     pub seed: u64,
+    /// Bootstrap resamples of the confidence intervals: 100..=100000.
     pub bootstrap: usize,
+    /// The intervals' confidence: between 0.5 and 1 (exclusive).
     pub confidence: f64,
+    /// Faces in each gallery: at most 60.
     pub gallery: usize,
     /// The operating point's goal and mix (checked by [`operating::OperatingParams::check`]).
     pub alert_precision: Option<f64>,
     pub alert_budget: Option<f64>,
     pub base_rate: Option<f64>,
+    /// The study's own figures: accuracies fractions in [0, 1], pixel means and standard
+    /// deviations in [0, 255].
     pub study: StudyFigures,
 }
 
-impl Default for ReportParams {
+impl Default for ReportSection {
     fn default() -> Self {
-        ReportParams {
+        ReportSection {
             seed: 42,
             bootstrap: 2000,
             confidence: 0.95,
@@ -207,25 +214,53 @@ impl Default for ReportParams {
     }
 }
 
-impl ReportParams {
+/// `[report]` checked: only [`ReportSection::validate`] builds one (outside this crate), so a
+/// value is always valid. Its fields are what the stage's signature hashes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ReportParams {
+    pub seed: u64,
+    pub bootstrap: usize,
+    pub confidence: f64,
+    pub gallery: usize,
+    pub alert_precision: Option<f64>,
+    pub alert_budget: Option<f64>,
+    pub base_rate: Option<f64>,
+    pub study: StudyFigures,
+}
+
+impl Default for ReportParams {
+    /// The defaults, checked.
+    fn default() -> Self {
+        ReportSection::default()
+            .checked()
+            .expect("the default [report] passes its check")
+    }
+}
+
+impl ReportSection {
+    /// The check, each key's rule beside its doc above; `pf` names the file in an error.
     pub fn validate(self, pf: &PipelineFile) -> fer_core::Result<ReportParams> {
-        let err = |k: &str, m: String| pf.param_error(STAGE, k, m);
+        self.checked().map_err(|(k, m)| pf.param_error(STAGE, k, m))
+    }
+
+    fn checked(self) -> Result<ReportParams, (&'static str, String)> {
         if !(100..=100_000).contains(&self.bootstrap) {
-            return Err(err(
+            return Err((
                 "bootstrap",
                 format!("{} is not in 100..=100000", self.bootstrap),
             ));
         }
         if !(self.confidence > 0.5 && self.confidence < 1.0) {
-            return Err(err(
+            return Err((
                 "confidence",
                 format!("{} is not between 0.5 and 1 (exclusive)", self.confidence),
             ));
         }
         if self.gallery > 60 {
-            return Err(err("gallery", format!("{} is above 60", self.gallery)));
+            return Err(("gallery", format!("{} is above 60", self.gallery)));
         }
-        self.operating().map_err(|(k, m)| err(k, m))?;
+        operating::OperatingParams::check(self.base_rate, self.alert_precision, self.alert_budget)?;
         let s = &self.study;
         for (k, v) in [
             ("study.base_train_acc", s.base_train_acc),
@@ -233,7 +268,7 @@ impl ReportParams {
             ("study.tuned_test_acc", s.tuned_test_acc),
         ] {
             if !(0.0..=1.0).contains(&v) {
-                return Err(err(k, format!("{v} is not a fraction in [0, 1]")));
+                return Err((k, format!("{v} is not a fraction in [0, 1]")));
             }
         }
         for (k, v) in [
@@ -243,10 +278,29 @@ impl ReportParams {
             ("study.std_not_happy", s.std_not_happy),
         ] {
             if !(0.0..=255.0).contains(&v) {
-                return Err(err(k, format!("{v} is not a pixel value in [0, 255]")));
+                return Err((k, format!("{v} is not a pixel value in [0, 255]")));
             }
         }
-        Ok(self)
+        let ReportSection {
+            seed,
+            bootstrap,
+            confidence,
+            gallery,
+            alert_precision,
+            alert_budget,
+            base_rate,
+            study,
+        } = self;
+        Ok(ReportParams {
+            seed,
+            bootstrap,
+            confidence,
+            gallery,
+            alert_precision,
+            alert_budget,
+            base_rate,
+            study,
+        })
     }
 }
 
@@ -259,7 +313,7 @@ pub struct Params {
 
 impl Params {
     pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, ReportError> {
-        let report: ReportParams = pipeline.section(STAGE)?;
+        let report: ReportSection = pipeline.section(STAGE)?;
         Ok(Params {
             pipeline: pipeline.clone(),
             report: report.validate(pipeline)?,

@@ -62,21 +62,28 @@ pub enum StatsError {
 /// `fer-stats`'s command line.
 pub type Cli = fer_core::cli::StageCli<fer_core::cli::NoArgs>;
 
-/// `[stats]` as written and, after `validate`, as used.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[stats]` as written (every key optional, unknown keys refused); [`StatsSection::validate`]
+/// checks it into [`StatsParams`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct StatsParams {
+pub struct StatsSection {
+    /// The seed of the sample grids' choice.
     pub seed: u64,
+    /// Images per class in each sample grid: 1..=100.
     pub samples_per_class: usize,
+    /// Near-duplicates: perceptual hashes at most this many bits apart (of 64): 0..=32.
     pub near_dup_hamming: u32,
+    /// ... confirmed by a pixel RMS difference at most this: >= 0.
     pub near_dup_rms: f64,
+    /// Blank images: pixel standard deviation below this: >= 0.
     pub blank_std: f64,
+    /// Ids listed per audit finding in stats.json.
     pub examples: usize,
 }
 
-impl Default for StatsParams {
+impl Default for StatsSection {
     fn default() -> Self {
-        StatsParams {
+        StatsSection {
             seed: 42,
             samples_per_class: 10,
             near_dup_hamming: 8,
@@ -87,31 +94,72 @@ impl Default for StatsParams {
     }
 }
 
-impl StatsParams {
+/// `[stats]` checked: only [`StatsSection::validate`] builds one (outside this crate), so a
+/// value is always valid. Its fields are what the stage's signature hashes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct StatsParams {
+    pub seed: u64,
+    pub samples_per_class: usize,
+    pub near_dup_hamming: u32,
+    pub near_dup_rms: f64,
+    pub blank_std: f64,
+    pub examples: usize,
+}
+
+impl Default for StatsParams {
+    /// The defaults, checked.
+    fn default() -> Self {
+        StatsSection::default()
+            .checked()
+            .expect("the default [stats] passes its check")
+    }
+}
+
+impl StatsSection {
+    /// The check, each key's rule beside its doc above; `pf` names the file in an error.
     pub fn validate(self, pf: &PipelineFile) -> fer_core::Result<StatsParams> {
-        let err = |k: &str, m: String| pf.param_error(STAGE, k, m);
+        self.checked().map_err(|(k, m)| pf.param_error(STAGE, k, m))
+    }
+
+    fn checked(self) -> Result<StatsParams, (&'static str, String)> {
         if self.samples_per_class == 0 || self.samples_per_class > 100 {
-            return Err(err(
+            return Err((
                 "samples_per_class",
                 format!("{} is not in 1..=100", self.samples_per_class),
             ));
         }
         if self.near_dup_hamming > 32 {
-            return Err(err(
+            return Err((
                 "near_dup_hamming",
                 format!("{} is above 32 (of 64 bits)", self.near_dup_hamming),
             ));
         }
         if !(self.near_dup_rms >= 0.0 && self.near_dup_rms.is_finite()) {
-            return Err(err(
+            return Err((
                 "near_dup_rms",
                 format!("{} must be >= 0", self.near_dup_rms),
             ));
         }
         if !(self.blank_std >= 0.0 && self.blank_std.is_finite()) {
-            return Err(err("blank_std", format!("{} must be >= 0", self.blank_std)));
+            return Err(("blank_std", format!("{} must be >= 0", self.blank_std)));
         }
-        Ok(self)
+        let StatsSection {
+            seed,
+            samples_per_class,
+            near_dup_hamming,
+            near_dup_rms,
+            blank_std,
+            examples,
+        } = self;
+        Ok(StatsParams {
+            seed,
+            samples_per_class,
+            near_dup_hamming,
+            near_dup_rms,
+            blank_std,
+            examples,
+        })
     }
 }
 
@@ -124,7 +172,7 @@ pub struct Params {
 
 impl Params {
     pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, StatsError> {
-        let stats: StatsParams = pipeline.section(STAGE)?;
+        let stats: StatsSection = pipeline.section(STAGE)?;
         Ok(Params {
             pipeline: pipeline.clone(),
             stats: stats.validate(pipeline)?,

@@ -87,6 +87,7 @@ impl Default for SvmSection {
 
 /// Validated `[train_svm]` params.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct SvmParams {
     pub seed: u64,
     pub features: Vec<FeatureKind>,

@@ -13,6 +13,7 @@ pub const SECTION: &str = "train_cnn";
 
 /// Validated `[train_cnn]`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct TrainCnnParams {
     pub models: Vec<TrainSettings>,
     pub steps: Vec<Step>,

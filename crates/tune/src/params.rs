@@ -81,6 +81,7 @@ impl Strategy {
 
 /// Validated search settings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct TuneParams {
     pub strategy: Strategy,
     pub seed: u64,
