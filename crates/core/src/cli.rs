@@ -99,10 +99,17 @@ pub struct Preamble {
 #[macro_export]
 macro_rules! impl_stage {
     ($params:ty : $name:expr, $bin:literal, $err:ty, $args:ty, $about:literal) => {
-        $crate::impl_stage! { $params : $name, $bin, $err, $args, $about;
-        reads = |_p: &$params| $crate::cli::declared_upstream($name) }
+        $crate::impl_stage! { @impl $params : $name, $bin, $err, $args, $about; }
     };
     ($params:ty : $name:expr, $bin:literal, $err:ty, $args:ty, $about:literal; reads = $reads:expr) => {
+        $crate::impl_stage! { @impl $params : $name, $bin, $err, $args, $about;
+            fn reads(&self) -> ::std::vec::Vec<&'static str> {
+                let f: fn(&$params) -> ::std::vec::Vec<&'static str> = $reads;
+                f(self)
+            }
+        }
+    };
+    (@impl $params:ty : $name:expr, $bin:literal, $err:ty, $args:ty, $about:literal; $($reads:tt)*) => {
         impl $crate::cli::Stage for $params {
             const NAME: &'static str = $name;
             const BIN: &'static str = $bin;
@@ -126,20 +133,12 @@ macro_rules! impl_stage {
             fn signature_params(&self) -> ::std::result::Result<::serde_json::Value, $err> {
                 signature_params(self)
             }
-            fn reads(&self) -> ::std::vec::Vec<&'static str> {
-                let f: fn(&$params) -> ::std::vec::Vec<&'static str> = $reads;
-                f(self)
-            }
+            $($reads)*
             fn run(&self) -> ::std::result::Result<$crate::manifest::Manifest, $err> {
                 run(self)
             }
         }
     };
-}
-
-/// The stages `stage` reads by the graph's declaration ([`fer_graph::upstream`]).
-pub fn declared_upstream(stage: &str) -> Vec<&'static str> {
-    fer_graph::upstream(stage).to_vec()
 }
 
 /// A stage binary's command line: the shared [`StageArgs`] and the stage's own `X`.
@@ -205,52 +204,12 @@ pub fn run_cli<S: Stage>(cli: &StageCli<S::Args>) -> std::process::ExitCode {
             if cli.common.status {
                 // Read-only: no lock, and a stage that would run is an answer, not a failure.
                 let name = format!("{}/{}", pipeline.name, S::NAME);
-                // An upstream stage that must run first decides: this one reruns only if that
-                // one's outputs change (a comment edit in its code changes none).
-                let waits: Vec<&str> = p
-                    .reads()
-                    .into_iter()
-                    .filter(|u| {
-                        Input::current(
-                            &cli.common.artifacts,
-                            &pipeline,
-                            u,
-                            S::UPSTREAM_CODE_VERSIONS,
-                        )
-                        .is_err()
-                    })
-                    .collect();
-                if !waits.is_empty() {
-                    let own = cli
-                        .common
-                        .artifacts
-                        .join(&pipeline.name)
-                        .join(S::NAME)
-                        .join(crate::manifest::MANIFEST_FILE);
-                    let then = match Manifest::read(&own) {
-                        Err(_) => "then runs: it has not run".to_string(),
-                        Ok(m) if m.code_version != S::CODE_VERSION => format!(
-                            "then reruns: its code changed (code version {} -> {})",
-                            m.code_version,
-                            S::CODE_VERSION
-                        ),
-                        Ok(m)
-                            if m.section_hash.as_deref()
-                                != Some(pipeline.section_hash(S::NAME).as_str()) =>
-                        {
-                            format!("then reruns: [{}] changed", S::NAME)
-                        }
-                        Ok(_) if waits.len() == 1 => {
-                            "then reruns only if its outputs change".to_string()
-                        }
-                        Ok(_) => "then reruns only if their outputs change".to_string(),
-                    };
-                    println!("{name}: waits for {}; {then}", waits.join(", "));
-                    return Ok(());
-                }
                 match p.run() {
                     Ok(_) => println!("{name}: up to date"),
-                    Err(e) => println!("{name}: would run: {}", error_chain(&e)),
+                    Err(e) => match waits_line::<S>(&p, cli, &pipeline) {
+                        Some(line) => println!("{name}: {line}"),
+                        None => println!("{name}: would run: {}", error_chain(&e)),
+                    },
                 }
                 return Ok(());
             }
@@ -259,6 +218,43 @@ pub fn run_cli<S: Stage>(cli: &StageCli<S::Args>) -> std::process::ExitCode {
             p.run().map(|_| ())
         });
     finish(&cli.common, S::NAME, result)
+}
+
+/// `make status`'s line for a stage behind an upstream stage that must run first (`None`
+/// when every stage it reads is current): it waits, then reruns only if that stage's outputs
+/// change (a comment edit in its code changes none), unless its own code or section changed.
+fn waits_line<S: Stage>(p: &S, cli: &StageCli<S::Args>, pipeline: &PipelineFile) -> Option<String> {
+    let artifacts = &cli.common.artifacts;
+    let waits: Vec<&str> = p
+        .reads()
+        .into_iter()
+        .filter(|u| Input::current(artifacts, pipeline, u, S::UPSTREAM_CODE_VERSIONS).is_err())
+        .collect();
+    if waits.is_empty() {
+        return None;
+    }
+    let own = artifacts
+        .join(&pipeline.name)
+        .join(S::NAME)
+        .join(crate::manifest::MANIFEST_FILE);
+    let then = match Manifest::read(&own) {
+        Err(_) => "then runs: it has not run".to_string(),
+        Ok(m) if m.code_version != S::CODE_VERSION => format!(
+            "then reruns: its code changed (code version {} -> {})",
+            m.code_version,
+            S::CODE_VERSION
+        ),
+        Ok(m)
+            if m.section_hash
+                .as_ref()
+                .is_some_and(|h| *h != pipeline.section_hash(S::NAME)) =>
+        {
+            format!("then reruns: [{}] changed", S::NAME)
+        }
+        Ok(_) if waits.len() == 1 => "then reruns only if its outputs change".to_string(),
+        Ok(_) => "then reruns only if their outputs change".to_string(),
+    };
+    Some(format!("waits for {}; {then}", waits.join(", ")))
 }
 
 #[derive(Debug, Clone, clap::Args)]
