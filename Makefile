@@ -16,6 +16,15 @@ DEVICE      ?= cpu
 YUNET ?= 1
 CARGO_FEATURES := $(if $(filter 1,$(YUNET)),--features fer-predict/yunet,) \
                   $(if $(filter wgpu,$(DEVICE)),--features fer-train-cnn/wgpu,)
+# WORKERS=N runs tune's search over N local workers sharing a study (fer_tune::workers): SQLite in
+# the run's resume folder, or the database FER_TUNE_STUDY names (postgres://...). Either builds
+# fer-tune with its `study` feature (sqlx; kept out of make test's build).
+WORKERS     ?=
+STUDY_BUILD := $(if $(or $(filter-out 1,$(WORKERS)),$(FER_TUNE_STUDY)),1,)
+CARGO_FEATURES += $(if $(STUDY_BUILD),--features fer-tune/study,)
+ifneq ($(WORKERS),)
+export FER_TUNE_WORKERS := $(WORKERS)
+endif
 # MINI=1 runs PIPELINE in miniature (fer_core::mini: sizes, epochs, trials and time limits
 # capped, every code path kept) into artifacts/<pipeline>-mini/: what CI runs for every file.
 MINI        ?=
@@ -157,7 +166,7 @@ help: ## this list
 	@echo "  augment      augmentation preview (+ offline set) -> $(A)/augment/"
 	@echo "  train-svm    the study's SVM (raw pixels and HOG; RBF, linear) -> $(A)/train_svm/"
 	@echo "  train-cnn    the study's CNNs and ours (DEVICE=cpu|wgpu) -> $(A)/train_cnn/"
-	@echo "  tune         hyperparameter search (ASHA or random) -> $(A)/tune/ (best/ = the winner)"
+	@echo "  tune         hyperparameter search (ASHA or random; WORKERS=N: N local workers) -> $(A)/tune/"
 	@echo "  report       SVM versus CNN: index.html, report.md, recommendation.json -> $(A)/report/"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
 	@echo "PIPELINE (pipelines/<name>.toml; MINI=1 runs one in miniature into artifacts/<name>-mini/):"

@@ -9,6 +9,8 @@ mod cnn;
 mod compare;
 mod peak;
 mod predict;
+#[cfg(feature = "study")]
+mod study;
 mod svm;
 
 // The allocator the CNN binaries use (see fer-train-cnn's main.rs).
@@ -39,7 +41,8 @@ struct Cli {
     /// Run only these groups (comma-separated): stages (ingest, stats, preprocess, SVMs),
     /// augment, cnn, predict, peak (the GEMM peak and a fer-small training step's GFLOP/s
     /// against it), compare (the rows `make bench-compare` sets beside PyTorch's; only when
-    /// named). Default: all but compare.
+    /// named), study (claims against a study database; only when named). Default: all but
+    /// compare and study.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Print the compare rows as JSON lines (name, impl, threads, per_second) instead of a
@@ -55,6 +58,15 @@ struct Cli {
     /// Compare rows: train only, infer only, or both (default).
     #[arg(long, value_parser = ["train", "infer", "both"], default_value = "both")]
     kind: String,
+    /// `--only study`: the study database (`postgres://...`; needs the `study` feature).
+    #[arg(long, env = "FER_BENCH_STUDY", hide_env_values = true)]
+    study: Option<String>,
+    /// `--only study`: workers, each with its own connections.
+    #[arg(long, default_value_t = 64)]
+    study_workers: usize,
+    /// `--only study`: trials in the search (rungs of 1, 3, 9, 27 epochs, reduction 3).
+    #[arg(long, default_value_t = 2000)]
+    study_trials: usize,
 }
 
 struct Row {
@@ -224,6 +236,9 @@ fn main() -> std::process::ExitCode {
             Err(e) => notes.push(format!("train fer-small (peak) failed: {e}")),
         }
     }
+    if cli.only.iter().any(|o| o == "study") {
+        study_rows(&cli, &mut rows, &mut notes);
+    }
     if cli.only.iter().any(|o| o == "compare") {
         let threads = rayon::current_num_threads();
         for r in compare::rates(&cli.archs, &cli.variants, &cli.kind, &mut notes) {
@@ -289,4 +304,47 @@ fn print_table(rows: &[Row]) {
             r.items / r.seconds
         );
     }
+}
+
+/// `--only study` (only when named): claims against a study database.
+#[cfg(feature = "study")]
+fn study_rows(cli: &Cli, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
+    let Some(url) = &cli.study else {
+        notes.push("study: skipped (no --study URL or FER_BENCH_STUDY)".into());
+        return;
+    };
+    match study::run(url, cli.study_workers, cli.study_trials) {
+        Ok(b) => {
+            rows.push(Row {
+                name: format!(
+                    "study claims ({} workers, zero-cost trials)",
+                    cli.study_workers
+                ),
+                items: b.claims as f64,
+                unit: "claims",
+                seconds: b.seconds,
+            });
+            notes.push(format!(
+                "study: {} claims in {:.2} s ({:.0}/s) by {} workers; claim latency p50 {:.2} ms, \
+                 p99 {:.2} ms; double claims: {}",
+                b.claims,
+                b.seconds,
+                b.claims as f64 / b.seconds,
+                cli.study_workers,
+                b.p50_ms,
+                b.p99_ms,
+                b.double_claims
+            ));
+        }
+        Err(e) => notes.push(format!("study: failed: {e}")),
+    }
+}
+
+#[cfg(not(feature = "study"))]
+fn study_rows(_: &Cli, _: &mut Vec<Row>, notes: &mut Vec<String>) {
+    notes.push(
+        "study: skipped (fer-bench was built without its `study` feature: \
+         cargo build --release -p fer-bench --features study)"
+            .into(),
+    );
 }

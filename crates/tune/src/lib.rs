@@ -51,27 +51,30 @@
 //! uninterrupted search. The wall clock already spent counts against the limit. `--force`
 //! clears the resume folder.
 //!
-//! Spreading trials over machines: a trial is a pure function of (seed, trial id) for its
-//! configuration and of its checkpoint folder for its progress, and ASHA decides what to run
-//! next only when a worker asks (promote the best un-promoted trial of the highest rung that
-//! has one, else start a new trial). So a coordinator holding `state.json` can hand jobs
-//! "(trial, target rung)" to workers that share the checkpoint folders (a network file system
-//! or object store) and report back (epochs, val_acc, val_loss); no worker waits for another,
-//! which is why the asynchronous variant of successive halving was chosen.
+//! Spreading trials over machines ([`workers`], [`study`]): a trial is a pure function of
+//! (seed, trial id) for its configuration and of its checkpoint folder for its progress, and
+//! ASHA decides what to run next only when a worker asks ([`decide`]). With the `study` feature
+//! the search lives in a database (SQLite beside the resume state, or PostgreSQL) that any
+//! number of `fer-tune --worker` processes share: each claim applies the rule under the study's
+//! lock, heartbeats hand a stopped worker's trial to the next claim, and the stage run (or
+//! `--finish`) writes the outputs once. No worker waits for another, which is why the
+//! asynchronous variant of successive halving was chosen.
 
 pub mod outputs;
 pub mod params;
 pub mod schedule;
 pub mod search;
 pub mod space;
+pub mod study;
+pub mod workers;
 
 pub use outputs::{compute, write_trials};
 pub use params::{Cli, Params, Strategy, TuneArgs, TuneParams, TuneSection, signature_params};
 pub use schedule::{
-    Rung, SearchState, Status, Trial, best_trial, can_reach_first_rung, finish_leader,
-    incumbent_trial, next_job,
+    Decision, Rung, SearchState, Status, Trial, best_trial, can_reach_first_rung, decide,
+    finish_leader, incumbent_trial, next_job,
 };
-pub use search::{SearchData, load_incumbent, read_epochs, search};
+pub use search::{SearchData, load_incumbent, read_epochs, run_worker, search};
 
 use fer_core::cli::{Preamble, Stage as _};
 use fer_core::manifest::Manifest;
@@ -118,6 +121,7 @@ pub fn run(p: &Params) -> Result<Manifest, TuneError> {
     let Preamble { run, upstream: up } = p.prepare(Vec::new())?;
     let incumbent = up.get(1).map(|(dir, _)| dir.join(&p.tune.base.name));
     let dev = fer_train::device(&p.device)?;
+    let plan = workers::Plan::new(p, &run)?;
     // The search's state and trial checkpoints live in the run's resume folder: --force
     // searches from scratch.
     let m = run.execute_resumable(|dir, work| {
@@ -125,6 +129,7 @@ pub fn run(p: &Params) -> Result<Manifest, TuneError> {
             &up[0].0,
             incumbent.as_deref(),
             &p.tune,
+            &plan,
             &dev,
             work,
             dir,

@@ -7,5 +7,10 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     fer_ops::alloc::keep_freed_memory();
-    fer_core::cli::main::<fer_tune::Params>()
+    let cli = fer_tune::Cli::parse_for::<fer_tune::Params>();
+    if cli.args.worker {
+        // A worker of a shared study: no lock, no outputs (fer_tune::workers).
+        return fer_tune::workers::worker_main(&cli);
+    }
+    fer_core::cli::run_cli::<fer_tune::Params>(&cli)
 }

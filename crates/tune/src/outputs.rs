@@ -4,7 +4,7 @@
 use crate::TuneError;
 use crate::params::{Strategy, TuneParams};
 use crate::schedule::{Status, Trial, best_trial};
-use crate::search::{SearchData, load_incumbent, search};
+use crate::search::{SearchData, load_incumbent};
 use fer_core::stage::Outputs;
 use fer_schema::metrics::{CnnMetrics, TunedFrom};
 use fer_schema::write_json_sorted;
@@ -21,6 +21,7 @@ pub fn compute(
     dir_in: &Path,
     incumbent: Option<&Path>,
     p: &TuneParams,
+    plan: &crate::workers::Plan,
     device: &fer_train::Device,
     work: &Path,
     dir: &Path,
@@ -53,7 +54,7 @@ pub fn compute(
         transform,
         incumbent: incumbent.map(|d| load_incumbent(p, d)).transpose()?,
     };
-    let st = search(p, &data, device, work, &report)?;
+    let st = crate::workers::run_search(plan, p, &data, device, work, &report)?;
     pb.finish_and_clear();
 
     let failed: Vec<&Trial> = st

@@ -17,6 +17,22 @@ pub struct TuneArgs {
     /// `cpu` (burn flex) or `wgpu` (GPU; needs train-cnn's `wgpu` cargo feature).
     #[arg(long, default_value = "cpu", env = "FER_DEVICE")]
     pub device: String,
+    /// Local workers (`make tune WORKERS=N`): this run and N-1 `fer-tune --worker` children
+    /// share the study. Above 1 needs the `study` feature.
+    #[arg(long, default_value_t = 1, env = "FER_TUNE_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: u16,
+    /// Work as one of the study's workers: claim jobs until the search has none left, then
+    /// exit 0. Takes no lock and writes no outputs (the stage run, or `--finish`, writes them).
+    #[arg(long)]
+    pub worker: bool,
+    /// Write the stage's outputs from a study that workers finished, training nothing; fails,
+    /// naming what is left, when it is not finished.
+    #[arg(long)]
+    pub finish: bool,
+    /// The study's database: `postgres://user@host/db` or `sqlite://path` (default: `[tune]
+    /// study`, else SQLite in the run's resume folder). Never printed with its password.
+    #[arg(long, env = "FER_TUNE_STUDY", hide_env_values = true)]
+    pub study: Option<String>,
 }
 
 /// `fer-tune`'s command line.
@@ -43,6 +59,9 @@ pub struct TuneSection {
     /// run's epochs table, so the whole budget goes to new configurations.
     pub reuse_base: bool,
     pub space: toml::Table,
+    /// Where the study lives (a `postgres://` or `sqlite://` URL; `--study` and
+    /// `FER_TUNE_STUDY` come first). Not a param of the search: the signature leaves it out.
+    pub study: String,
 }
 
 impl Default for TuneSection {
@@ -59,6 +78,7 @@ impl Default for TuneSection {
             include_base: false,
             reuse_base: false,
             space: toml::Table::new(),
+            study: String::new(),
         }
     }
 }
@@ -270,16 +290,31 @@ pub struct Params {
     pub tune: TuneParams,
     pub common: StageArgs,
     pub device: String,
+    /// The study's URL (`None`: SQLite beside the resume state, or `state.json` without the
+    /// `study` feature), local workers, and `--finish` ([`crate::workers`]).
+    pub study: Option<String>,
+    pub workers: usize,
+    pub finish: bool,
 }
 
 impl Params {
     pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, TuneError> {
         fer_train::device(&cli.args.device)?;
+        let section: TuneSection = pipeline.section(STAGE)?;
+        let study = cli
+            .args
+            .study
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or((!section.study.is_empty()).then_some(section.study));
         Ok(Params {
             pipeline: pipeline.clone(),
             tune: TuneParams::parse(pipeline)?,
             common: cli.common.clone(),
             device: cli.args.device.clone(),
+            study,
+            workers: usize::from(cli.args.workers),
+            finish: cli.args.finish,
         })
     }
 }

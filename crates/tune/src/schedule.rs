@@ -7,6 +7,7 @@ use crate::params::{Strategy, TuneParams};
 use crate::space::TrialConfig;
 use fer_train::train;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 impl TuneParams {
     /// Epochs at the end of each rung: `min_epochs * reduction^k`, the last one `max_epochs`
@@ -37,6 +38,19 @@ pub enum Status {
 }
 
 impl Status {
+    /// [`Status::as_str`]'s inverse.
+    pub fn parse(s: &str) -> Option<Status> {
+        [
+            Status::Running,
+            Status::Completed,
+            Status::Pruned,
+            Status::Failed,
+            Status::Stopped,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
@@ -83,6 +97,23 @@ pub struct Trial {
     /// folder it came from, relative to the pipeline's artifacts (`train_cnn/fer-small`).
     #[serde(default)]
     pub reused_from: Option<String>,
+}
+
+impl Trial {
+    /// Trial `id` as a worker starts it: its configuration, running, nothing trained yet.
+    pub fn new(p: &TuneParams, id: usize) -> Trial {
+        Trial {
+            id,
+            config: p.trial_config(id),
+            status: Status::Running,
+            rungs: vec![],
+            epochs_run: 0,
+            seconds: 0.0,
+            error: None,
+            finished: false,
+            reused_from: None,
+        }
+    }
 }
 
 /// Trial 0 as the search would have recorded it, built from a finished training run of the
@@ -140,14 +171,60 @@ pub struct SearchState {
     pub trials: Vec<Trial>,
     /// Wall-clock seconds spent by earlier (interrupted) runs of this search.
     pub elapsed: f64,
+    /// Trials another live worker is training right now (a study shared by workers, see
+    /// [`crate::study`]; always empty for one process). No rule hands them out, and a
+    /// running trial that is not busy is one whose worker stopped: it is handed out again.
+    #[serde(skip)]
+    pub busy: BTreeSet<usize>,
+}
+
+/// What a worker does next ([`decide`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Train trial `id` to the end of rung `rung`; `last`: the leader's run to `max_epochs`
+    /// ([`finish_leader`]), sized to fit, which may end past the time limit.
+    Run { id: usize, rung: usize, last: bool },
+    /// Nothing to start now, but trials other workers are training may yet earn a promotion.
+    Wait,
+    /// Nothing left for this worker: every job is done, or the clock has run out (with why,
+    /// when there is something to say).
+    Done(Option<String>),
+}
+
+/// The search's rule, applied whenever a worker asks (one process asks after each job):
+/// [`finish_leader`] first, else [`next_job`]; no new job once `spent` reaches the time
+/// limit, and no new trial that could not reach its first rung ([`can_reach_first_rung`]).
+pub fn decide(p: &TuneParams, st: &SearchState, spent: f64) -> Decision {
+    let next = next_job(p, st);
+    let (id, rung, last) = match (finish_leader(p, st, spent, next), next) {
+        (Some((id, k)), _) => (id, k, true),
+        (None, Some((id, k))) => (id, k, false),
+        (None, None) if st.busy.is_empty() || spent >= p.time_limit_s => {
+            return Decision::Done(None);
+        }
+        (None, None) => return Decision::Wait,
+    };
+    if !last && spent >= p.time_limit_s {
+        return Decision::Done(None);
+    }
+    if !last && id == st.trials.len() && !can_reach_first_rung(p, st, spent) {
+        return Decision::Done(Some(format!(
+            "not starting trial-{id:03}: its first rung would end past the time limit"
+        )));
+    }
+    Decision::Run { id, rung, last }
 }
 
 /// What to run next: ASHA's rule. Promote the best not-yet-promoted trial of the highest
 /// rung that has one among its top 1/`reduction`; else start a new trial while `max_trials`
 /// allows; else nothing. Random search never promotes (it has one rung).
 pub fn next_job(p: &TuneParams, st: &SearchState) -> Option<(usize, usize)> {
-    if let Some(t) = st.trials.iter().find(|t| t.status == Status::Running) {
-        // An interrupted job: finish its rung first.
+    if let Some(t) = st
+        .trials
+        .iter()
+        .find(|t| t.status == Status::Running && !st.busy.contains(&t.id))
+    {
+        // An interrupted job (or one whose worker stopped): finish its rung first.
         return Some((t.id, t.rungs.len()));
     }
     let rungs = p.rungs();
@@ -165,10 +242,12 @@ pub fn next_job(p: &TuneParams, st: &SearchState) -> Option<(usize, usize)> {
                 .then(a.id.cmp(&b.id))
         });
         let top = at.len() / p.reduction;
-        if let Some(t) = at[..top]
-            .iter()
-            .find(|t| t.rungs.len() == k + 1 && !t.finished && t.status != Status::Stopped)
-        {
+        if let Some(t) = at[..top].iter().find(|t| {
+            t.rungs.len() == k + 1
+                && !t.finished
+                && t.status != Status::Stopped
+                && !st.busy.contains(&t.id)
+        }) {
             return Some((t.id, k + 1));
         }
     }
@@ -195,7 +274,11 @@ pub fn finish_leader(
     }
     let rungs = p.rungs();
     let leader = best_of(st.trials.iter().filter(|t| t.reused_from.is_none()))?;
-    if leader.finished || leader.epochs_run == 0 || leader.epochs_run >= p.max_epochs {
+    if leader.finished
+        || leader.epochs_run == 0
+        || leader.epochs_run >= p.max_epochs
+        || st.busy.contains(&leader.id)
+    {
         return None;
     }
     let per_epoch = |t: &Trial| t.seconds / t.epochs_run.max(1) as f64;

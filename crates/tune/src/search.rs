@@ -1,20 +1,18 @@
-//! The search loop: trains trials rung by rung in the order [`next_job`] and
-//! [`finish_leader`] decide, saving the state (`state.json`) and checkpoints in the resume
-//! folder after every epoch; and trial 0 taken from train-cnn's run (`reuse_base`).
+//! The search loop: a worker claims jobs from its [`Study`] in the order ASHA decides
+//! ([`decide`]), trains each trial rung by rung, saving the trial and its checkpoints after
+//! every epoch; and trial 0 taken from train-cnn's run (`reuse_base`).
 
 use crate::TuneError;
 use crate::params::TuneParams;
-use crate::schedule::{
-    Rung, SearchState, Status, Trial, best_trial, can_reach_first_rung, finish_leader,
-    incumbent_trial, next_job,
-};
+use crate::schedule::{Decision, Rung, SearchState, Status, Trial, best_trial, incumbent_trial};
+use crate::study::{FileStudy, Study};
 use fer_core::tensors::TensorSet;
 use fer_core::transform::Transform;
 use fer_train::settings::TrainSettings;
 use fer_train::train;
 use serde_json::json;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The data a search trains and validates on.
 pub struct SearchData<'a> {
@@ -25,8 +23,9 @@ pub struct SearchData<'a> {
     pub incumbent: Option<Trial>,
 }
 
-/// Run (or continue) the search whose state lives in `work`. `progress(message, started,
-/// max_trials)` is called as it goes. Returns the final state.
+/// Run (or continue) the search whose state and checkpoints live in `work`, in this one
+/// process ([`FileStudy`]). `progress(message, started, max_trials)` is called as it goes.
+/// Returns the final state.
 pub fn search(
     p: &TuneParams,
     data: &SearchData,
@@ -34,102 +33,83 @@ pub fn search(
     work: &Path,
     progress: &dyn Fn(&str, u64, u64),
 ) -> Result<SearchState, TuneError> {
-    std::fs::create_dir_all(work).map_err(|e| fer_core::Error::io(work, e))?;
-    fer_core::atomic::remove_temps(work)?;
-    let state_path = work.join("state.json");
-    let mut st = match load_state(&state_path) {
-        Ok(st) => st,
-        Err(why) => {
-            // Written atomically, so this is damage from outside, not a kill: the trials'
-            // checkpoints cannot be matched to a search any more, so the search starts over
-            // (never wedged, never resumed from a guess).
-            eprintln!(
-                "warning: {}: {why}: the search starts over",
-                state_path.display()
-            );
-            std::fs::remove_dir_all(work).map_err(|e| fer_core::Error::io(work, e))?;
-            std::fs::create_dir_all(work).map_err(|e| fer_core::Error::io(work, e))?;
-            SearchState::default()
-        }
-    };
-    if st.trials.is_empty()
-        && let Some(t) = &data.incumbent
-    {
-        st.trials.push(t.clone());
-    }
-    // Atomic (temporary file, fsync, rename): a kill leaves the previous state or this one.
-    // It is written after the trial's checkpoint, which may thus be one epoch ahead of it;
-    // `train_until` then returns that epoch without training it again.
-    let save = |st: &SearchState| -> Result<(), TuneError> {
-        let text = serde_json::to_string_pretty(st).expect("state serializes");
-        fer_core::atomic::write(&state_path, text.as_bytes())?;
-        Ok(())
-    };
-    let started = Instant::now();
-    let elapsed0 = st.elapsed;
-    let spent = |started: &Instant| elapsed0 + started.elapsed().as_secs_f64();
-    let rungs = p.rungs();
-    let best_so_far = |st: &SearchState| {
-        best_trial(st)
-            .map(|t| {
-                format!(
-                    "best trial-{:03} val {:.4}",
-                    t.id,
-                    t.rungs.last().map_or(0.0, |r| r.score())
-                )
-            })
-            .unwrap_or_default()
-    };
+    let mut study = FileStudy::open(work, data.incumbent.as_ref())?;
+    run_worker(p, data, device, work, &mut study, progress)?;
+    let st = study.state()?;
+    progress(
+        &best_so_far(&st),
+        st.trials.len() as u64,
+        p.max_trials as u64,
+    );
+    Ok(st)
+}
 
-    'search: loop {
-        let next = next_job(p, &st);
-        // `last`: the leader's run to max_epochs, sized to fit; it may end past the limit.
-        let (id, k, last) = match (finish_leader(p, &st, spent(&started), next), next) {
-            (Some((id, k)), _) => (id, k, true),
-            (None, Some((id, k))) => (id, k, false),
-            (None, None) => break,
+/// "best trial-003 val 0.8123" (empty before any rung).
+pub fn best_so_far(st: &SearchState) -> String {
+    best_trial(st)
+        .map(|t| {
+            format!(
+                "best trial-{:03} val {:.4}",
+                t.id,
+                t.rungs.last().map_or(0.0, |r| r.score())
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// One worker's loop: claim a job, train it (checkpoints in `work/<trial>/`, which every
+/// worker of the study must be able to read), save after every epoch; until the study has
+/// nothing left for it ([`Decision::Done`]), the clock stops it, or it ran the leader's last
+/// job. While other workers' trials may still earn a promotion, it waits ([`Decision::Wait`]).
+pub fn run_worker(
+    p: &TuneParams,
+    data: &SearchData,
+    device: &fer_train::Device,
+    work: &Path,
+    study: &mut dyn Study,
+    progress: &dyn Fn(&str, u64, u64),
+) -> Result<(), TuneError> {
+    let rungs = p.rungs();
+    let mut waits = 0u32;
+    loop {
+        let (decision, st) = study.claim(p)?;
+        let (id, k, last) = match decision {
+            Decision::Run { id, rung, last } => (id, rung, last),
+            Decision::Done(why) => {
+                if let Some(why) = why {
+                    progress(&why, st.trials.len() as u64, p.max_trials as u64);
+                }
+                return Ok(());
+            }
+            Decision::Wait => {
+                // Backs off to 2 s: a promotion waits for a rung, which takes an epoch or more.
+                progress(
+                    &format!(
+                        "waiting: {} trial(s) training elsewhere may earn a promotion",
+                        st.busy.len()
+                    ),
+                    st.trials.len() as u64,
+                    p.max_trials as u64,
+                );
+                waits = (waits + 1).min(20);
+                std::thread::sleep(Duration::from_millis(100 * u64::from(waits)));
+                continue;
+            }
         };
-        if !last && spent(&started) >= p.time_limit_s {
-            break;
-        }
-        if !last && id == st.trials.len() && !can_reach_first_rung(p, &st, spent(&started)) {
-            progress(
-                &format!(
-                    "not starting trial-{id:03}: its first rung would end past the time limit"
-                ),
-                st.trials.len() as u64,
-                p.max_trials as u64,
-            );
-            break;
-        }
-        if id == st.trials.len() {
-            st.trials.push(Trial {
-                id,
-                config: p.trial_config(id),
-                status: Status::Running,
-                rungs: vec![],
-                epochs_run: 0,
-                seconds: 0.0,
-                error: None,
-                finished: false,
-                reused_from: None,
-            });
-        }
-        st.trials[id].status = Status::Running;
-        save(&st)?;
-        let s = p.settings(id, &st.trials[id].config);
-        let steps = fer_train::ops::scale_steps(&p.steps, st.trials[id].config.aug_strength as f32);
+        waits = 0;
+        let mut trial = st.trials[id].clone();
+        let s = p.settings(id, &trial.config);
+        let steps = fer_train::ops::scale_steps(&p.steps, trial.config.aug_strength as f32);
         let aug = fer_train::chain::augmenter(&steps, data.transform);
         let ckpt = work.join(&s.name);
         let target = rungs[k];
-        while st.trials[id].epochs_run < target {
-            if !last && spent(&started) >= p.time_limit_s {
-                st.trials[id].status = Status::Stopped;
-                st.elapsed = spent(&started);
-                save(&st)?;
-                break 'search;
+        while trial.epochs_run < target {
+            if !last && study.spent() >= p.time_limit_s {
+                trial.status = Status::Stopped;
+                study.save(&trial)?;
+                return Ok(());
             }
-            let epoch = st.trials[id].epochs_run + 1;
+            let epoch = trial.epochs_run + 1;
             let msg = format!(
                 "trial-{id:03} rung {}/{} epoch {epoch}/{target} {}",
                 k + 1,
@@ -150,7 +130,6 @@ pub fn search(
                     &|_, _, _| {},
                 )
             }));
-            let trial = &mut st.trials[id];
             trial.seconds += t0.elapsed().as_secs_f64();
             let outcome = match run {
                 Ok(Ok(t)) => Ok(t),
@@ -161,6 +140,7 @@ pub fn search(
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "the trial panicked".into())),
             };
+            let ended;
             match outcome {
                 Ok(t) => {
                     trial.epochs_run = t.state.epochs.len();
@@ -184,43 +164,31 @@ pub fn search(
                             Status::Pruned
                         };
                     }
-                    if t.state.done {
-                        break;
-                    }
+                    ended = t.state.done;
                 }
                 Err(message) => {
                     trial.status = Status::Failed;
                     trial.error = Some(message);
                     trial.finished = true;
                     let _ = std::fs::remove_dir_all(&ckpt);
-                    break;
+                    ended = true;
                 }
             }
-            st.elapsed = spent(&started);
-            save(&st)?;
+            if !study.save(&trial)? {
+                progress(
+                    &format!("trial-{id:03}: another worker took it over; dropping it"),
+                    st.trials.len() as u64,
+                    p.max_trials as u64,
+                );
+                break;
+            }
+            if ended {
+                break;
+            }
         }
-        st.elapsed = spent(&started);
-        save(&st)?;
         if last {
-            break;
+            return Ok(());
         }
-    }
-    progress(
-        &best_so_far(&st),
-        st.trials.len() as u64,
-        p.max_trials as u64,
-    );
-    st.elapsed = spent(&started);
-    save(&st)?;
-    Ok(st)
-}
-
-/// The saved search state (none yet: a new search); `Err` says why it cannot be read.
-fn load_state(path: &Path) -> Result<SearchState, String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| format!("unreadable state ({e})")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SearchState::default()),
-        Err(e) => Err(e.to_string()),
     }
 }
 

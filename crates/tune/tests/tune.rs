@@ -478,7 +478,7 @@ fn seven_class_trials_are_ranked_by_macro_f1() {
     };
     let mut st = SearchState {
         trials: vec![seven(0, &[0.62], &[0.41]), seven(1, &[0.58], &[0.52])],
-        elapsed: 0.0,
+        ..SearchState::default()
     };
     assert_eq!(
         fer_tune::next_job(&p, &st),
@@ -502,7 +502,7 @@ fn asha_promotes_the_top_fraction_of_each_rung() {
     // One trial at rung 0: 1/2 of 1 is none, so start a new trial.
     let mut st = SearchState {
         trials: vec![trial(0, &[0.6])],
-        elapsed: 0.0,
+        ..SearchState::default()
     };
     assert_eq!(fer_tune::next_job(&p, &st), Some((1, 0)));
     // Two: the better one (trial 1) goes to rung 1.
@@ -532,7 +532,7 @@ fn the_leader_trains_to_max_epochs_before_the_clock_runs_out() {
     let trial = |id: usize, accs: &[f64]| pruned_trial(&p, id, accs);
     let st = SearchState {
         trials: vec![trial(0, &[0.6]), trial(1, &[0.7, 0.72]), trial(2, &[0.65])],
-        elapsed: 0.0,
+        ..SearchState::default()
     };
     let next = fer_tune::next_job(&p, &st);
     assert_eq!(next, Some((3, 0)));
@@ -550,6 +550,53 @@ fn the_leader_trains_to_max_epochs_before_the_clock_runs_out() {
     done.trials[1] = trial(1, &[0.7, 0.72, 0.8]);
     done.trials[1].finished = true;
     assert_eq!(fer_tune::finish_leader(&p, &done, 570.0, next), None);
+}
+
+#[test]
+fn a_trial_another_worker_trains_is_never_handed_out_and_one_whose_worker_stopped_is() {
+    use fer_tune::{Decision, decide};
+    // Rungs 1, 2, 4 epochs; reduction 2; 8 trials at most; 600 s.
+    let p = tune_params(SEARCH).unwrap();
+    let trial = |id: usize, accs: &[f64]| pruned_trial(&p, id, accs);
+    let run = |id, rung| Decision::Run {
+        id,
+        rung,
+        last: false,
+    };
+    let mut st = SearchState {
+        trials: vec![trial(0, &[0.6]), trial(1, &[0.7])],
+        ..SearchState::default()
+    };
+    // One process: trial 1, the top half of rung 1, is promoted.
+    assert_eq!(decide(&p, &st, 0.0), run(1, 1));
+    // Another worker claimed that promotion and trains it: the next job is a new trial.
+    st.trials[1].status = Status::Running;
+    st.busy.insert(1);
+    assert_eq!(decide(&p, &st, 0.0), run(2, 0));
+    // That worker stopped beating (the trial is no longer busy): it is handed out again first,
+    // to finish the rung it was on.
+    st.busy.clear();
+    assert_eq!(decide(&p, &st, 0.0), run(1, 1));
+
+    // Eight trials (the budget) at the first rung; the top four are training elsewhere.
+    let mut full = SearchState {
+        trials: (0..8).map(|i| trial(i, &[0.5 + 0.01 * i as f64])).collect(),
+        ..SearchState::default()
+    };
+    for id in 4..8 {
+        full.trials[id].status = Status::Running;
+        full.busy.insert(id);
+    }
+    // Nothing to start, but their rungs may earn promotions: wait, until the clock runs out.
+    assert_eq!(decide(&p, &full, 0.0), Decision::Wait);
+    assert_eq!(decide(&p, &full, 600.0), Decision::Done(None));
+    // Every trial finished and none training: done.
+    for t in &mut full.trials {
+        t.status = Status::Completed;
+        t.finished = true;
+    }
+    full.busy.clear();
+    assert_eq!(decide(&p, &full, 0.0), Decision::Done(None));
 }
 
 #[test]
@@ -786,7 +833,7 @@ fn with_a_reused_incumbent_the_best_challenger_is_trained_to_max_epochs() {
             pruned_trial(&p, 2, &[0.7, 0.72]),
             pruned_trial(&p, 3, &[0.65]),
         ],
-        elapsed: 0.0,
+        ..SearchState::default()
     };
     assert_eq!(fer_tune::best_trial(&st).map(|t| t.id), Some(0));
     assert_eq!(fer_tune::finish_leader(&p, &st, 100.0, None), Some((2, 2)));
@@ -803,7 +850,7 @@ fn no_trial_starts_that_cannot_reach_its_first_rung_before_the_clock_ends() {
     let trial = |id: usize, accs: &[f64]| pruned_trial(&p, id, accs);
     let st = SearchState {
         trials: vec![trial(0, &[0.6]), trial(1, &[0.7, 0.72]), trial(2, &[0.65])],
-        elapsed: 0.0,
+        ..SearchState::default()
     };
     // A first rung is 1 epoch, 10 s: it fits up to 590 s spent, not after.
     assert!(fer_tune::can_reach_first_rung(&p, &st, 590.0));

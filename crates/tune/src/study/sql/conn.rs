@@ -1,0 +1,142 @@
+//! Connecting: the backend a URL names and its SQL dialect's few differences (the clock, the
+//! write transaction), the heartbeat's period, the embedded migrations, and [`redact`].
+
+use crate::TuneError;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// How often a worker beats; a trial whose worker missed six beats is handed out again.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    pub every: Duration,
+}
+
+impl Heartbeat {
+    /// `FER_TUNE_HEARTBEAT` (a duration like `5s`; default 5 s).
+    pub fn from_env() -> Result<Heartbeat, TuneError> {
+        let every = match std::env::var("FER_TUNE_HEARTBEAT") {
+            Ok(s) => humantime::parse_duration(&s)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    other(format!(
+                        "FER_TUNE_HEARTBEAT=`{s}` is not a duration like \"5s\""
+                    ))
+                })?,
+            Err(_) => Duration::from_secs(5),
+        };
+        Ok(Heartbeat { every })
+    }
+
+    pub(super) fn stale_ms(self) -> i64 {
+        6 * self.every.as_millis() as i64
+    }
+}
+
+pub(super) fn other(m: String) -> TuneError {
+    fer_core::Error::Other(m).into()
+}
+
+/// `url` with any password replaced by `***`: what may be printed.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub(super) fn of(url: &str) -> Result<Backend, TuneError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(other(format!(
+                "study `{}`: expected a sqlite: or postgres:// URL",
+                redact(url)
+            )))
+        }
+    }
+
+    /// The database's clock, in milliseconds since 1970.
+    pub(super) fn now(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS BIGINT)",
+            Backend::Postgres => {
+                "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+            }
+        }
+    }
+
+    pub(super) fn beat(self) -> &'static str {
+        match self {
+            Backend::Sqlite => {
+                "UPDATE fer_worker SET heartbeat_ms = CAST((julianday('now') - 2440587.5) * 86400000.0 AS BIGINT) \
+                 WHERE study = $1 AND id = $2"
+            }
+            Backend::Postgres => {
+                "UPDATE fer_worker SET heartbeat_ms = CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
+                 WHERE study = $1 AND id = $2"
+            }
+        }
+    }
+
+    /// A write transaction: SQLite takes its write lock at once (a deferred transaction that
+    /// reads first could not wait for it), PostgreSQL locks rows as it goes.
+    pub(super) fn begin(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+}
+
+/// The embedded migrations (`migrations/NNNN_name.sql`).
+#[derive(Debug)]
+pub(super) struct Embedded;
+
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "study", include_str!("../migrations/0001_study.sql"))];
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<
+        Box<
+            dyn Future<Output = Result<Vec<Migration>, Box<dyn std::error::Error + Send + Sync>>>
+                + Send
+                + 's,
+        >,
+    > {
+        Box::pin(async {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|(v, name, sql)| {
+                    Migration::new(
+                        *v,
+                        (*name).into(),
+                        MigrationType::Simple,
+                        sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,223 @@
+//! The study store with zero-cost trials (`--features study`; `.ci/run` runs these): SQLite in
+//! a temporary folder always; PostgreSQL when `FER_TEST_POSTGRES_URL` names a database the
+//! tests may create tables in (otherwise those tests print why they skipped).
+#![cfg(feature = "study")]
+
+use fer_core::pipeline::PipelineFile;
+use fer_tune::study::sql::{Heartbeat, SqlStudy, sqlite_url};
+use fer_tune::study::{Study, zero_cost_worker};
+use fer_tune::{Decision, Status, TuneParams};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// The smoke pipeline with a 40-trial search over rungs of 1, 2, 4 and 8 epochs.
+fn params() -> TuneParams {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/smoke.toml"),
+    )
+    .unwrap();
+    let cut = text.find("\n[tune]").unwrap();
+    let text = format!(
+        "{}\n[tune]\nstrategy = \"asha\"\nseed = 3\nbase = \"fer-small\"\nmax_trials = 40\n\
+         max_epochs = 8\nmin_epochs = 1\nreduction = 2\ntime_limit = \"1h\"\n\
+         [tune.space]\nlr = {{ low = 1e-3, high = 1e-2, log = true }}\n",
+        &text[..cut]
+    );
+    TuneParams::parse(&PipelineFile::parse(Path::new("t.toml"), &text).unwrap()).unwrap()
+}
+
+/// A trial's validation accuracy and loss at a rung: a fixed pseudo-random quality per trial,
+/// a little better at each rung.
+fn score(trial: usize, rung: usize) -> (f64, f64) {
+    let q = ((trial * 7919 + 13) % 101) as f64 / 1000.0;
+    let acc = 0.6 + q + 0.01 * rung as f64;
+    (acc, 1.0 - acc)
+}
+
+fn open(url: &str, id: &str, hb: Duration) -> SqlStudy {
+    SqlStudy::open(
+        url,
+        id,
+        "t",
+        &serde_json::json!({"test": id}),
+        None,
+        Heartbeat { every: hb },
+    )
+    .unwrap()
+}
+
+/// `n` workers (threads, each its own connection and worker id) on study `id` at `url`, to
+/// the end; then what every claim became, and the final state.
+fn run_workers(
+    url: &str,
+    id: &str,
+    n: usize,
+) -> (
+    Vec<(usize, usize, String, Option<String>)>,
+    fer_tune::SearchState,
+) {
+    let p = params();
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (p, url, id) = (p.clone(), url.to_string(), id.to_string());
+            std::thread::spawn(move || {
+                let mut s = open(&url, &id, Duration::from_secs(5));
+                zero_cost_worker(&p, &mut s, &score, &mut |_| {}).unwrap()
+            })
+        })
+        .collect();
+    let jobs: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let mut s = open(url, id, Duration::from_secs(5));
+    let all = s.jobs().unwrap();
+    assert_eq!(all.len(), jobs, "every claim is a job some worker ran");
+    (all, s.state().unwrap())
+}
+
+/// Every (trial, rung) was claimed once and recorded once; nothing is left running; each
+/// rung's result is the trial's own; the winner is the best trial at the top rung.
+fn check(jobs: &[(usize, usize, String, Option<String>)], st: &fer_tune::SearchState) {
+    let p = params();
+    let mut seen = BTreeMap::new();
+    for (trial, rung, _, outcome) in jobs {
+        assert_eq!(
+            outcome.as_deref(),
+            Some("rung"),
+            "trial {trial} rung {rung}"
+        );
+        *seen.entry((*trial, *rung)).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "claimed twice: {twice:?}");
+    assert_eq!(st.trials.len(), p.max_trials);
+    for t in &st.trials {
+        assert_ne!(t.status, Status::Running, "trial {}", t.id);
+        for (k, r) in t.rungs.iter().enumerate() {
+            assert_eq!((r.val_acc, r.val_loss), score(t.id, k));
+        }
+    }
+    let top = st.trials.iter().map(|t| t.rungs.len()).max().unwrap();
+    assert_eq!(top, p.rungs().len(), "some trial reached max_epochs");
+    let best = fer_tune::best_trial(st).unwrap();
+    let best_at_top = st
+        .trials
+        .iter()
+        .filter(|t| t.rungs.len() == top)
+        .max_by(|a, b| score(a.id, 0).0.total_cmp(&score(b.id, 0).0))
+        .unwrap();
+    assert_eq!(best.id, best_at_top.id);
+}
+
+#[test]
+fn sqlite_workers_share_a_study_and_no_job_is_claimed_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir.path().join("study.sqlite"));
+    let (one, st1) = run_workers(&url, "one", 1);
+    check(&one, &st1);
+    let (four, st4) = run_workers(&url, "four", 4);
+    check(&four, &st4);
+}
+
+#[test]
+fn a_worker_that_stops_beating_loses_its_trial_to_the_next_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir.path().join("study.sqlite"));
+    let p = params();
+    let beat = Duration::from_millis(50);
+    let mut a = open(&url, "s", beat);
+    let (d, _) = a.claim(&p).unwrap();
+    assert_eq!(
+        d,
+        Decision::Run {
+            id: 0,
+            rung: 0,
+            last: false
+        }
+    );
+    // `a` stops beating (as a process killed with -9 does) while its trial is running.
+    a.stop_beating();
+    let mut b = open(&url, "s", beat);
+    let (d, st) = b.claim(&p).unwrap();
+    assert_eq!(
+        d,
+        Decision::Run {
+            id: 1,
+            rung: 0,
+            last: false
+        },
+        "trial 0 is busy"
+    );
+    assert_eq!(st.busy.iter().copied().collect::<Vec<_>>(), vec![0]);
+    std::thread::sleep(beat * 8);
+    // Six missed beats later trial 0 is b's (b's own trial 1 is not busy to b either: its
+    // interrupted job comes first, so b is given the lower id, trial 0).
+    let (d, _) = b.claim(&p).unwrap();
+    assert_eq!(
+        d,
+        Decision::Run {
+            id: 0,
+            rung: 0,
+            last: false
+        }
+    );
+    // a wakes up: its save finds the trial taken over, and a drops it.
+    let mut t = b.state().unwrap().trials[0].clone();
+    t.epochs_run = 1;
+    assert!(!a.save(&t).unwrap());
+    assert!(b.save(&t).unwrap());
+    let outcomes: Vec<Option<String>> = b.jobs().unwrap().into_iter().map(|j| j.3).collect();
+    assert_eq!(
+        outcomes,
+        [Some("requeued".to_string()), None, None],
+        "a's job on trial 0 was requeued; b holds trials 1 and 0"
+    );
+}
+
+#[test]
+fn a_study_is_joined_only_with_its_own_params() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir.path().join("study.sqlite"));
+    let _a = open(&url, "s", Duration::from_secs(5));
+    let err = SqlStudy::open(
+        &url,
+        "s",
+        "t",
+        &serde_json::json!({"other": 1}),
+        None,
+        Heartbeat {
+            every: Duration::from_secs(5),
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string().contains("was started with other params"),
+        "{err}"
+    );
+}
+
+#[test]
+fn postgres_workers_share_a_study_and_no_job_is_claimed_twice() {
+    let Ok(url) = std::env::var("FER_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "skipped: no PostgreSQL server (set FER_TEST_POSTGRES_URL=postgres://user@host/db; \
+             .ci/run starts one)"
+        );
+        return;
+    };
+    let id = format!("pg-{}", std::process::id());
+    let (jobs, st) = run_workers(&url, &id, 16);
+    check(&jobs, &st);
+}
+
+#[test]
+fn a_password_is_never_shown() {
+    assert_eq!(
+        fer_tune::study::sql::redact("postgres://fer:s3cret@db:5432/study"),
+        "postgres://fer:***@db:5432/study"
+    );
+    assert_eq!(
+        fer_tune::study::sql::redact("postgres://fer@db/study"),
+        "postgres://fer@db/study"
+    );
+}
