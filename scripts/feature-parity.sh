@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Check that every build of the workspace compiles the crates they share with the same features:
 # `make all` (binaries, with the `yunet` feature: tract-onnx), `make test` (tests, with the
-# dev-dependencies, without yunet), and the other two mixes. Where features differ, cargo
+# dev-dependencies, without yunet), the other two mixes, and .ci/run's builds with tune's
+# `study` feature (sqlx). Where features differ, cargo
 # compiles a crate and everything above it twice (burn-core, for one, when insta's dev
 # dependency turned on regex's `std`). The pins are in crates/detect/Cargo.toml.
 # Exit 1 naming the crates whose features differ; 0 when builds only add crates.
@@ -14,6 +15,9 @@ tree -e normal,build >"$dir/bins"
 tree -e normal,build,dev >"$dir/tests"
 tree -e normal,build --features fer-predict/yunet >"$dir/bins-yunet"
 tree -e normal,build,dev --features fer-predict/yunet >"$dir/tests-yunet"
+# tune's study store (sqlx), as .ci/run builds it: pinned in crates/tune/Cargo.toml.
+tree -e normal,build --features fer-predict/yunet,fer-tune/study,fer-bench/study >"$dir/bins-study"
+tree -e normal,build,dev --features fer-tune/study >"$dir/tests-study"
 python3 - "$dir" <<'PY'
 import sys
 def load(p):
@@ -24,7 +28,8 @@ def load(p):
             d.setdefault(" ".join(parts[:2]), set()).add(line.strip())
     return d
 dir = sys.argv[1]
-builds = {n: load(f"{dir}/{n}") for n in ["bins", "tests", "bins-yunet", "tests-yunet"]}
+builds = {n: load(f"{dir}/{n}") for n in ["bins", "tests", "bins-yunet", "tests-yunet",
+                                          "bins-study", "tests-study"]}
 bad = []
 names = list(builds)
 for i, x in enumerate(names):
@@ -32,7 +37,7 @@ for i, x in enumerate(names):
         a, b = builds[x], builds[y]
         for k in sorted(set(a) & set(b)):
             # The two crates the feature is about differ by it, on purpose.
-            if k.startswith(("fer-detect ", "fer-predict ")):
+            if k.startswith(("fer-detect ", "fer-predict ", "fer-tune ", "fer-bench ")):
                 continue
             # A build may add variants of a crate (another build script's), never change one.
             small, large = (a[k], b[k]) if len(a[k]) <= len(b[k]) else (b[k], a[k])
@@ -40,8 +45,10 @@ for i, x in enumerate(names):
                 bad.append(f"{k} ({x} vs {y}): {sorted(a[k])} vs {sorted(b[k])}")
 if bad:
     print("feature-parity: these crates compile with other features in another build "
-          "(pin them in crates/detect/Cargo.toml):", *bad, sep="\n  ")
+          "(pin them in crates/detect/Cargo.toml, or crates/tune/Cargo.toml for the study's):", *bad, sep="\n  ")
     sys.exit(1)
 print(f"feature-parity: ok ({len(builds['bins'])} crates keep their features across make all, "
-      f"make test and both with and without yunet; yunet adds {len(set(builds['bins-yunet']) - set(builds['bins']))})")
+      f"make test and both with and without yunet and tune's study; yunet adds "
+      f"{len(set(builds['bins-yunet']) - set(builds['bins']))}, the study "
+      f"{len(set(builds['bins-study']) - set(builds['bins-yunet']))})")
 PY

@@ -111,8 +111,14 @@ impl Backend {
 #[derive(Debug)]
 pub(super) struct Embedded;
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "study", include_str!("../migrations/0001_study.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "study", include_str!("../migrations/0001_study.sql")),
+    (
+        2,
+        "changed since",
+        include_str!("../migrations/0002_changed_since.sql"),
+    ),
+];
 
 impl<'s> MigrationSource<'s> for Embedded {
     fn resolve(

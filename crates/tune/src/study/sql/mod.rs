@@ -32,7 +32,7 @@ use crate::params::TuneParams;
 use crate::schedule::{Decision, SearchState, Status, Trial, decide};
 use conn::{Backend, Embedded, other};
 pub use conn::{Heartbeat, redact};
-use rows::{insert_rung, insert_trial, load, lock, view};
+use rows::{Cache, insert_rung, insert_trial, lock, view};
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
@@ -49,6 +49,8 @@ pub struct SqlStudy {
     stale_ms: i64,
     /// The search's clock at the last transaction, and when that was here.
     synced: (f64, Instant),
+    /// This worker's copy of the study (brought up to date by each claim).
+    cache: Cache,
     beat: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -153,9 +155,10 @@ impl SqlStudy {
                 if n == 0
                     && let Some(t) = incumbent
                 {
-                    insert_trial(&mut tx, study, t, None).await?;
+                    let (seq, _, _) = lock(&mut tx, backend, study, now).await?;
+                    insert_trial(&mut tx, study, t, None, seq).await?;
                     for (k, r) in t.rungs.iter().enumerate() {
-                        insert_rung(&mut tx, study, t.id, k, r, "incumbent", now).await?;
+                        insert_rung(&mut tx, study, t.id, k, r, "incumbent", now, seq).await?;
                     }
                 }
                 sqlx::query(
@@ -194,8 +197,41 @@ impl SqlStudy {
             started_ms,
             stale_ms: hb.stale_ms(),
             synced: (0.0, Instant::now()),
+            cache: Cache::default(),
             beat: Some(beat),
         })
+    }
+
+    /// What a transaction needs: (backend, study, this worker, its start, the stale age).
+    fn who(&self) -> (Backend, String, String, i64, i64) {
+        (
+            self.backend,
+            self.study.clone(),
+            self.me.clone(),
+            self.started_ms,
+            self.stale_ms,
+        )
+    }
+
+    /// Keep the copy a transaction brought up to date (or, when it failed, start the next one
+    /// from an empty copy) and the search's clock; the result and the state.
+    fn settle<T>(
+        &mut self,
+        cache: Cache,
+        r: Result<T, sqlx::Error>,
+        what: &str,
+    ) -> Result<(T, SearchState), TuneError> {
+        match r {
+            Ok(x) => {
+                self.synced = (cache.st.elapsed, Instant::now());
+                self.cache = cache;
+                Ok((x, self.cache.st.clone()))
+            }
+            Err(e) => {
+                self.cache = Cache::default();
+                Err(self.err(what, e))
+            }
+        }
     }
 
     /// This worker's id in the study (`<host>-<pid>-<nonce>`).
@@ -266,108 +302,93 @@ impl Drop for SqlStudy {
 
 impl Study for SqlStudy {
     fn claim(&mut self, p: &TuneParams) -> Result<(Decision, SearchState), TuneError> {
-        let (backend, study, me, started, stale) = (
-            self.backend,
-            self.study.clone(),
-            self.me.clone(),
-            self.started_ms,
-            self.stale_ms,
-        );
+        let (backend, study, me, started, stale) = self.who();
         let pool = self.pool.clone();
-        let (d, st) = self
-            .rt
-            .block_on(async move {
-                let mut tx = pool.begin_with(backend.begin()).await?;
-                let (mut st, seq, now) =
-                    view(&mut tx, backend, &study, &me, started, stale).await?;
-                let d = decide(p, &st, st.elapsed);
-                if let Decision::Run { id, rung, last } = d {
-                    if id == st.trials.len() {
-                        st.trials.push(Trial::new(p, id));
-                        insert_trial(&mut tx, &study, &st.trials[id], Some(&me)).await?;
-                    } else {
-                        // A trial another worker held (stopped beating): its open job ends.
-                        sqlx::query(
-                            "UPDATE fer_job SET outcome = 'requeued', ended_ms = $3 \
-                             WHERE study = $1 AND trial = $2 AND outcome IS NULL",
-                        )
-                        .bind(&study)
-                        .bind(id as i64)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                        st.trials[id].status = Status::Running;
-                        sqlx::query(
-                            "UPDATE fer_trial SET status = 'running', worker = $3 \
-                             WHERE study = $1 AND id = $2",
-                        )
-                        .bind(&study)
-                        .bind(id as i64)
-                        .bind(&me)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+        let mut cache = std::mem::take(&mut self.cache);
+        let r = self.rt.block_on(async {
+            let mut tx = pool.begin_with(backend.begin()).await?;
+            let (seq, now) =
+                view(&mut tx, backend, &study, &me, started, stale, &mut cache).await?;
+            let st = &mut cache.st;
+            let d = decide(p, st, st.elapsed);
+            if let Decision::Run { id, rung, last } = d {
+                if id == st.trials.len() {
+                    st.trials.push(Trial::new(p, id));
+                    cache.holders.push(Some(me.clone()));
+                    insert_trial(&mut tx, &study, &st.trials[id], Some(&me), seq).await?;
+                } else {
+                    // A trial another worker held (stopped beating): its open job ends.
                     sqlx::query(
-                        "INSERT INTO fer_job (study, seq, trial, rung, last, worker, claimed_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        "UPDATE fer_job SET outcome = 'requeued', ended_ms = $3 \
+                         WHERE study = $1 AND trial = $2 AND outcome IS NULL",
                     )
                     .bind(&study)
-                    .bind(seq)
                     .bind(id as i64)
-                    .bind(rung as i64)
-                    .bind(i64::from(last))
-                    .bind(&me)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                    st.trials[id].status = Status::Running;
+                    cache.holders[id] = Some(me.clone());
+                    sqlx::query(
+                        "UPDATE fer_trial SET status = 'running', worker = $3, updated_seq = $4 \
+                         WHERE study = $1 AND id = $2",
+                    )
+                    .bind(&study)
+                    .bind(id as i64)
+                    .bind(&me)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
                 }
-                tx.commit().await?;
-                Ok::<_, sqlx::Error>((d, st))
-            })
-            .map_err(|e| self.err("claiming a job", e))?;
-        self.synced = (st.elapsed, Instant::now());
-        Ok((d, st))
+                sqlx::query(
+                    "INSERT INTO fer_job (study, seq, trial, rung, last, worker, claimed_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&study)
+                .bind(seq)
+                .bind(id as i64)
+                .bind(rung as i64)
+                .bind(i64::from(last))
+                .bind(&me)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            cache.seen = seq;
+            Ok::<_, sqlx::Error>(d)
+        });
+        self.settle(cache, r, "claiming a job")
     }
 
     fn peek(&mut self, p: &TuneParams) -> Result<(Decision, SearchState), TuneError> {
-        let (backend, study, me, started, stale) = (
-            self.backend,
-            self.study.clone(),
-            self.me.clone(),
-            self.started_ms,
-            self.stale_ms,
-        );
+        let (backend, study, me, started, stale) = self.who();
         let pool = self.pool.clone();
-        let st = self
-            .rt
-            .block_on(async move {
-                let mut tx = pool.begin_with(backend.begin()).await?;
-                let (st, _, _) = view(&mut tx, backend, &study, &me, started, stale).await?;
-                tx.commit().await?;
-                Ok::<_, sqlx::Error>(st)
-            })
-            .map_err(|e| self.err("reading the study", e))?;
-        self.synced = (st.elapsed, Instant::now());
-        Ok((decide(p, &st, st.elapsed), st))
+        let mut cache = std::mem::take(&mut self.cache);
+        let r = self.rt.block_on(async {
+            let mut tx = pool.begin_with(backend.begin()).await?;
+            let (seq, _) = view(&mut tx, backend, &study, &me, started, stale, &mut cache).await?;
+            tx.commit().await?;
+            cache.seen = seq;
+            Ok::<_, sqlx::Error>(decide(p, &cache.st, cache.st.elapsed))
+        });
+        self.settle(cache, r, "reading the study")
     }
 
     fn save(&mut self, t: &Trial) -> Result<bool, TuneError> {
-        let (backend, study, me, started) = (
-            self.backend,
-            self.study.clone(),
-            self.me.clone(),
-            self.started_ms,
-        );
+        // The rows written here reach this worker's copy at its next claim, as any other
+        // worker's do.
+        let (backend, study, me, started, _) = self.who();
         let pool = self.pool.clone();
         let t = t.clone();
         let (held, elapsed) = self
             .rt
             .block_on(async move {
                 let mut tx = pool.begin_with(backend.begin()).await?;
-                let (_, elapsed, now) = lock(&mut tx, backend, &study, started).await?;
+                let (seq, elapsed, now) = lock(&mut tx, backend, &study, started).await?;
                 let n = sqlx::query(
                     "UPDATE fer_trial SET status = $4, epochs_run = $5, seconds = $6, error = $7, \
-                     finished = $8 WHERE study = $1 AND id = $2 AND worker = $3",
+                     finished = $8, updated_seq = $9 WHERE study = $1 AND id = $2 AND worker = $3",
                 )
                 .bind(&study)
                 .bind(t.id as i64)
@@ -377,6 +398,7 @@ impl Study for SqlStudy {
                 .bind(t.seconds)
                 .bind(t.error.clone())
                 .bind(i64::from(t.finished))
+                .bind(seq)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -403,7 +425,7 @@ impl Study for SqlStudy {
                 .fetch_one(&mut *tx)
                 .await?;
                 for (k, r) in t.rungs.iter().enumerate().skip(have as usize) {
-                    insert_rung(&mut tx, &study, t.id, k, r, &me, now).await?;
+                    insert_rung(&mut tx, &study, t.id, k, r, &me, now, seq).await?;
                 }
                 if t.status != Status::Running {
                     let outcome = match t.status {
@@ -436,19 +458,16 @@ impl Study for SqlStudy {
     }
 
     fn state(&mut self) -> Result<SearchState, TuneError> {
-        let (backend, study, started) = (self.backend, self.study.clone(), self.started_ms);
+        let (backend, study, me, started, stale) = self.who();
         let pool = self.pool.clone();
-        let st = self
-            .rt
-            .block_on(async move {
-                let mut tx = pool.begin_with(backend.begin()).await?;
-                let (_, elapsed, _) = lock(&mut tx, backend, &study, started).await?;
-                let (mut st, _) = load(&mut tx, &study).await?;
-                st.elapsed = elapsed;
-                tx.commit().await?;
-                Ok::<_, sqlx::Error>(st)
-            })
-            .map_err(|e| self.err("reading the state", e))?;
-        Ok(st)
+        let mut cache = std::mem::take(&mut self.cache);
+        let r = self.rt.block_on(async {
+            let mut tx = pool.begin_with(backend.begin()).await?;
+            let (seq, _) = view(&mut tx, backend, &study, &me, started, stale, &mut cache).await?;
+            tx.commit().await?;
+            cache.seen = seq;
+            Ok::<_, sqlx::Error>(())
+        });
+        self.settle(cache, r, "reading the state").map(|(_, st)| st)
     }
 }

@@ -40,10 +40,11 @@ pub(super) async fn insert_trial(
     study: &str,
     t: &Trial,
     worker: Option<&str>,
+    seq: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO fer_trial (study, id, config, status, epochs_run, seconds, error, finished, reused_from, worker) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO fer_trial (study, id, config, status, epochs_run, seconds, error, finished, reused_from, worker, updated_seq) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(study)
     .bind(t.id as i64)
@@ -55,6 +56,7 @@ pub(super) async fn insert_trial(
     .bind(i64::from(t.finished))
     .bind(t.reused_from.clone())
     .bind(worker.map(str::to_string))
+    .bind(seq)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -68,10 +70,11 @@ pub(super) async fn insert_rung(
     r: &Rung,
     worker: &str,
     now: i64,
+    seq: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO fer_rung (study, trial, k, epochs, val_acc, val_loss, val_macro_f1, worker, recorded_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO fer_rung (study, trial, k, epochs, val_acc, val_loss, val_macro_f1, worker, recorded_ms, recorded_seq) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(study)
     .bind(trial as i64)
@@ -82,54 +85,102 @@ pub(super) async fn insert_rung(
     .bind(r.val_macro_f1)
     .bind(worker)
     .bind(now)
+    .bind(seq)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// The study's trials (with their holders) and rungs.
-pub(super) async fn load(
+/// A worker's copy of the study: its trials (with the worker holding each) as of the study's
+/// `seq` `seen`. Claims bring it up to date from the rows written since ([`refresh`]), so a
+/// claim reads what changed, not the whole study.
+#[derive(Debug, Clone)]
+pub(super) struct Cache {
+    pub st: SearchState,
+    pub holders: Vec<Option<String>>,
+    pub seen: i64,
+}
+
+impl Default for Cache {
+    /// Nothing seen: the next [`refresh`] reads every row.
+    fn default() -> Cache {
+        Cache {
+            st: SearchState::default(),
+            holders: Vec::new(),
+            seen: -1,
+        }
+    }
+}
+
+/// Apply the trial and rung rows written after `cache.seen` (each row carries the `seq` of
+/// the transaction that last wrote it; under the study's lock every earlier transaction has
+/// committed). A row that does not fit the copy (a trial id past the end, a rung without the
+/// ones before) is an error; the caller then starts from an empty copy.
+pub(super) async fn refresh(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     study: &str,
-) -> Result<(SearchState, Vec<Option<String>>), sqlx::Error> {
+    cache: &mut Cache,
+) -> Result<(), sqlx::Error> {
     let bad = |m: String| sqlx::Error::Decode(m.into());
     let rows: Vec<AnyRow> = sqlx::query(
         "SELECT id, config, status, epochs_run, seconds, error, finished, reused_from, worker \
-         FROM fer_trial WHERE study = $1 ORDER BY id",
+         FROM fer_trial WHERE study = $1 AND updated_seq > $2 ORDER BY id",
     )
     .bind(study)
+    .bind(cache.seen)
     .fetch_all(&mut **tx)
     .await?;
-    let mut st = SearchState::default();
-    let mut holders = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
+    for r in &rows {
         let id = r.try_get::<i64, _>(0)? as usize;
-        if id != i {
-            return Err(bad(format!("trial ids are not 0..n (found {id} at {i})")));
-        }
-        let config = serde_json::from_str(&r.try_get::<String, _>(1)?)
-            .map_err(|e| bad(format!("trial {id}: config: {e}")))?;
         let status_s: String = r.try_get(2)?;
         let status = Status::parse(&status_s)
             .ok_or_else(|| bad(format!("trial {id}: status {status_s}")))?;
-        st.trials.push(Trial {
-            id,
-            config,
-            status,
-            rungs: vec![],
-            epochs_run: r.try_get::<i64, _>(3)? as usize,
-            seconds: r.try_get(4)?,
-            error: r.try_get(5)?,
-            finished: r.try_get::<i64, _>(6)? != 0,
-            reused_from: r.try_get(7)?,
-        });
-        holders.push(r.try_get::<Option<String>, _>(8)?);
+        let (epochs_run, seconds, error, finished, reused_from) = (
+            r.try_get::<i64, _>(3)? as usize,
+            r.try_get(4)?,
+            r.try_get(5)?,
+            r.try_get::<i64, _>(6)? != 0,
+            r.try_get(7)?,
+        );
+        let holder = r.try_get::<Option<String>, _>(8)?;
+        if let Some(t) = cache.st.trials.get_mut(id) {
+            (
+                t.status,
+                t.epochs_run,
+                t.seconds,
+                t.error,
+                t.finished,
+                t.reused_from,
+            ) = (status, epochs_run, seconds, error, finished, reused_from);
+            cache.holders[id] = holder;
+        } else if id == cache.st.trials.len() {
+            let config = serde_json::from_str(&r.try_get::<String, _>(1)?)
+                .map_err(|e| bad(format!("trial {id}: config: {e}")))?;
+            cache.st.trials.push(Trial {
+                id,
+                config,
+                status,
+                rungs: vec![],
+                epochs_run,
+                seconds,
+                error,
+                finished,
+                reused_from,
+            });
+            cache.holders.push(holder);
+        } else {
+            return Err(bad(format!(
+                "trial {id} after {} trials",
+                cache.st.trials.len()
+            )));
+        }
     }
     let rungs: Vec<AnyRow> = sqlx::query(
         "SELECT trial, k, epochs, val_acc, val_loss, val_macro_f1 FROM fer_rung \
-         WHERE study = $1 ORDER BY trial, k",
+         WHERE study = $1 AND recorded_seq > $2 ORDER BY trial, k",
     )
     .bind(study)
+    .bind(cache.seen)
     .fetch_all(&mut **tx)
     .await?;
     for r in &rungs {
@@ -137,7 +188,8 @@ pub(super) async fn load(
             r.try_get::<i64, _>(0)? as usize,
             r.try_get::<i64, _>(1)? as usize,
         );
-        let t = st
+        let t = cache
+            .st
             .trials
             .get_mut(trial)
             .ok_or_else(|| bad(format!("a rung of trial {trial}, which is not there")))?;
@@ -153,11 +205,12 @@ pub(super) async fn load(
             val_macro_f1: r.try_get(5)?,
         });
     }
-    Ok((st, holders))
+    Ok(())
 }
 
-/// What a claim sees, under the study's lock: the state with the trials other live workers
-/// hold (`busy`), the lock's `seq` and the database's clock.
+/// What a claim sees, under the study's lock: the copy brought up to date, with the trials
+/// other live workers hold (`busy`) and the search's clock; returns the lock's `seq` and the
+/// database's clock. The caller sets `cache.seen = seq` once its own writes are in the copy.
 pub(super) async fn view(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
@@ -165,10 +218,11 @@ pub(super) async fn view(
     me: &str,
     started: i64,
     stale: i64,
-) -> Result<(SearchState, i64, i64), sqlx::Error> {
+    cache: &mut Cache,
+) -> Result<(i64, i64), sqlx::Error> {
     let (seq, elapsed, now) = lock(tx, backend, study, started).await?;
-    let (mut st, holders) = load(tx, study).await?;
-    st.elapsed = elapsed;
+    refresh(tx, study, cache).await?;
+    cache.st.elapsed = elapsed;
     let live: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM fer_worker WHERE study = $1 AND state = 'working' AND heartbeat_ms >= $2",
     )
@@ -176,10 +230,11 @@ pub(super) async fn view(
     .bind(now - stale)
     .fetch_all(&mut **tx)
     .await?;
-    st.busy = st
+    cache.st.busy = cache
+        .st
         .trials
         .iter()
-        .zip(&holders)
+        .zip(&cache.holders)
         .filter(|(t, h)| {
             t.status == Status::Running
                 && h.as_deref()
@@ -187,5 +242,5 @@ pub(super) async fn view(
         })
         .map(|(t, _)| t.id)
         .collect();
-    Ok((st, seq, now))
+    Ok((seq, now))
 }
