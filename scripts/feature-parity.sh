@@ -18,6 +18,9 @@ tree -e normal,build,dev --features fer-predict/yunet >"$dir/tests-yunet"
 # tune's study store (sqlx), as .ci/run builds it: pinned in crates/tune/Cargo.toml.
 tree -e normal,build --features fer-predict/yunet,fer-tune/study,fer-bench/study >"$dir/bins-study"
 tree -e normal,build,dev --features fer-tune/study >"$dir/tests-study"
+# .ci/run's YuNet tests select two packages, and cargo resolves features for those alone.
+cargo tree --offline -p fer-detect -p fer-predict --prefix none -f '{p} {f}' -e normal,build,dev \
+  --features fer-predict/yunet | sed 's/ (\*)$//' | sort -u >"$dir/yunet-tests"
 python3 - "$dir" <<'PY'
 import sys
 def load(p):
@@ -29,7 +32,7 @@ def load(p):
     return d
 dir = sys.argv[1]
 builds = {n: load(f"{dir}/{n}") for n in ["bins", "tests", "bins-yunet", "tests-yunet",
-                                          "bins-study", "tests-study"]}
+                                          "bins-study", "tests-study", "yunet-tests"]}
 bad = []
 names = list(builds)
 for i, x in enumerate(names):

@@ -97,6 +97,30 @@ impl Backend {
         }
     }
 
+    /// The study's lock ([`super::rows::lock`]): bump `seq`, add the time since
+    /// max(`updated_ms`, $2) to `elapsed`, set `updated_ms` to now; returns (seq, elapsed, now).
+    pub(super) fn lock(self) -> &'static str {
+        match self {
+            // julianday('now') is the same throughout one statement.
+            Backend::Sqlite => {
+                "UPDATE fer_study SET seq = seq + 1, \
+                 elapsed = elapsed + MAX(0, CAST((julianday('now') - 2440587.5) * 86400000.0 AS BIGINT) \
+                     - MAX(updated_ms, $2)) / 1000.0, \
+                 updated_ms = CAST((julianday('now') - 2440587.5) * 86400000.0 AS BIGINT) \
+                 WHERE id = $1 RETURNING seq, elapsed, updated_ms"
+            }
+            // clock_timestamp(), not now() (the transaction's start, which may be long
+            // before a contended lock is granted); its two readings are microseconds apart.
+            Backend::Postgres => {
+                "UPDATE fer_study SET seq = seq + 1, \
+                 elapsed = elapsed + GREATEST(0, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
+                     - GREATEST(updated_ms, $2)) / 1000.0, \
+                 updated_ms = CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
+                 WHERE id = $1 RETURNING seq, elapsed, updated_ms"
+            }
+        }
+    }
+
     /// A write transaction: SQLite takes its write lock at once (a deferred transaction that
     /// reads first could not wait for it), PostgreSQL locks rows as it goes.
     pub(super) fn begin(self) -> &'static str {

@@ -6,33 +6,21 @@ use crate::schedule::{Rung, SearchState, Status, Trial};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-/// Lock the study (bump its `seq`) and add the time since its last update to its clock.
-/// Returns (seq, elapsed, now).
+/// Lock the study (bump its `seq`) and add the time since its last update, or since this
+/// worker started if that is later, to its clock; one statement (the database's clock read
+/// once). Returns (seq, elapsed, now).
 pub(super) async fn lock(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
     study: &str,
     started_ms: i64,
 ) -> Result<(i64, f64, i64), sqlx::Error> {
-    let row = sqlx::query(
-        "UPDATE fer_study SET seq = seq + 1 WHERE id = $1 RETURNING seq, elapsed, updated_ms",
-    )
-    .bind(study)
-    .fetch_one(&mut **tx)
-    .await?;
-    let (seq, elapsed, updated): (i64, f64, i64) =
-        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-    let now: i64 = sqlx::query_scalar(backend.now())
+    let row = sqlx::query(backend.lock())
+        .bind(study)
+        .bind(started_ms)
         .fetch_one(&mut **tx)
         .await?;
-    let elapsed = elapsed + (now - updated.max(started_ms)).max(0) as f64 / 1000.0;
-    sqlx::query("UPDATE fer_study SET elapsed = $2, updated_ms = $3 WHERE id = $1")
-        .bind(study)
-        .bind(elapsed)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok((seq, elapsed, now))
+    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
 }
 
 pub(super) async fn insert_trial(
