@@ -27,7 +27,9 @@
 //! `reuse_base` (with `include_base`: trial 0 is train-cnn's finished run of the base model,
 //! read from `artifacts/<pipeline>/train_cnn/<base>/`, not trained again, so the whole budget
 //! goes to new configurations; its rungs come from that run's epochs table, and if it wins its
-//! folder is copied to `best/`), and `[tune.space]` (see [`space`]). Selection uses validation
+//! folder is copied to `best/`), `study` (where the search's state lives, a `postgres://` or
+//! `sqlite://` URL, not part of the signature; see [`workers`]), and `[tune.space]` (see
+//! [`space`]). Selection uses validation
 //! only: the winner is the trial with the best validation accuracy (with more than two classes,
 //! e.g. seven emotions: validation macro F1, also the rungs' promotion rule; see
 //! [`Rung::score`]) among those that reached the highest rung; its best checkpoint is kept and scored on test once. Under ASHA the leader

@@ -362,17 +362,8 @@ impl Study for SqlStudy {
     }
 
     fn peek(&mut self, p: &TuneParams) -> Result<(Decision, SearchState), TuneError> {
-        let (backend, study, me, started, stale) = self.who();
-        let pool = self.pool.clone();
-        let mut cache = std::mem::take(&mut self.cache);
-        let r = self.rt.block_on(async {
-            let mut tx = pool.begin_with(backend.begin()).await?;
-            let (seq, _) = view(&mut tx, backend, &study, &me, started, stale, &mut cache).await?;
-            tx.commit().await?;
-            cache.seen = seq;
-            Ok::<_, sqlx::Error>(decide(p, &cache.st, cache.st.elapsed))
-        });
-        self.settle(cache, r, "reading the study")
+        let st = self.state()?;
+        Ok((decide(p, &st, st.elapsed), st))
     }
 
     fn save(&mut self, t: &Trial) -> Result<bool, TuneError> {
