@@ -220,4 +220,13 @@ fn a_password_is_never_shown() {
         fer_tune::study::sql::redact("postgres://fer@db/study"),
         "postgres://fer@db/study"
     );
+    assert_eq!(
+        fer_tune::study::sql::redact("postgres://fer@db/study?sslmode=disable&password=s3cret"),
+        "postgres://fer@db/study?sslmode=disable&password=***"
+    );
+    // An `@` after the host (a socket folder) is not the userinfo's.
+    assert_eq!(
+        fer_tune::study::sql::redact("postgres://fer:pw@localhost/study?host=/tmp/a@b"),
+        "postgres://fer:***@localhost/study?host=/tmp/a@b"
+    );
 }
