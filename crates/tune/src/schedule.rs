@@ -299,7 +299,11 @@ pub fn finish_leader(
                 .get(id)
                 .filter(|t| t.epochs_run > 0)
                 .map_or(mean, per_epoch);
-            per * rungs[k].saturating_sub(done) as f64
+            per * rungs
+                .get(k)
+                .copied()
+                .unwrap_or(p.max_epochs)
+                .saturating_sub(done) as f64
         }
     };
     (spent + next_cost + need > p.time_limit_s).then_some((leader.id, rungs.len() - 1))

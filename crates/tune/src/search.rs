@@ -102,7 +102,27 @@ pub fn run_worker(
         let steps = fer_train::ops::scale_steps(&p.steps, trial.config.aug_strength as f32);
         let aug = fer_train::chain::augmenter(&steps, data.transform);
         let ckpt = work.join(&s.name);
-        let target = rungs[k];
+        // A job whose trial already trained past its rung (a leader's run to max_epochs,
+        // interrupted and handed out again, which the study records as the next rung) goes on
+        // to the first rung above where it stopped.
+        let mut target = rungs.get(k).copied().unwrap_or(p.max_epochs);
+        if trial.epochs_run >= target {
+            target = rungs
+                .iter()
+                .copied()
+                .find(|&r| r > trial.epochs_run)
+                .unwrap_or(trial.epochs_run);
+        }
+        if trial.epochs_run >= target {
+            // Nothing left to train (a damaged record): settle it rather than claim it again.
+            trial.status = if trial.finished {
+                Status::Completed
+            } else {
+                Status::Pruned
+            };
+            study.save(&trial)?;
+            continue;
+        }
         while trial.epochs_run < target {
             if !last && study.spent() >= p.time_limit_s {
                 trial.status = Status::Stopped;
@@ -170,11 +190,15 @@ pub fn run_worker(
                     trial.status = Status::Failed;
                     trial.error = Some(message);
                     trial.finished = true;
-                    let _ = std::fs::remove_dir_all(&ckpt);
                     ended = true;
                 }
             }
-            if !study.save(&trial)? {
+            let held = study.save(&trial)?;
+            if held && trial.status == Status::Failed {
+                // Only while this worker holds the trial: another may be resuming from it.
+                let _ = std::fs::remove_dir_all(&ckpt);
+            }
+            if !held {
                 progress(
                     &format!("trial-{id:03}: another worker took it over; dropping it"),
                     st.trials.len() as u64,

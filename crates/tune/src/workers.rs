@@ -186,6 +186,53 @@ fn finished(p: &TuneParams, study: &mut dyn Study) -> Result<SearchState, TuneEr
     Ok(st)
 }
 
+/// The study's id: the run's signature and a nonce kept in the resume folder
+/// (`study-id`), made by the first process of the run that needs it. A forced run, or one after
+/// a finished search (both start from an empty resume folder), thus starts a new study in a
+/// database that outlives the folder (PostgreSQL), rather than resuming one whose checkpoints
+/// are gone.
+#[cfg(feature = "study")]
+fn study_id(plan: &Plan, work: &Path) -> Result<String, TuneError> {
+    use std::io::Write;
+    std::fs::create_dir_all(work).map_err(|e| fer_core::Error::io(work, e))?;
+    let path = work.join("study-id");
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+        ^ u128::from(std::process::id());
+    let id = format!("{}-{nonce:x}", plan.id);
+    match std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(mut f) => {
+            f.write_all(id.as_bytes())
+                .and_then(|_| f.sync_all())
+                .map_err(|e| fer_core::Error::io(&path, e))?;
+            Ok(id)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Another process of the run made it; it may still be writing it.
+            for _ in 0..50 {
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| fer_core::Error::io(&path, e))?;
+                if text.starts_with(&plan.id) && text.len() > plan.id.len() + 1 {
+                    return Ok(text.trim().to_string());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(fer_core::Error::Other(format!(
+                "{}: not this run's study id (expected `{}-<nonce>`)",
+                path.display(),
+                plan.id
+            ))
+            .into())
+        }
+        Err(e) => Err(fer_core::Error::io(&path, e).into()),
+    }
+}
+
 #[cfg(feature = "study")]
 fn study_url(plan: &Plan, work: &Path) -> Result<String, TuneError> {
     std::fs::create_dir_all(work).map_err(|e| fer_core::Error::io(work, e))?;
@@ -200,11 +247,11 @@ fn open(
     plan: &Plan,
     url: &str,
     data: &SearchData,
-    _work: &Path,
+    work: &Path,
 ) -> Result<crate::study::sql::SqlStudy, TuneError> {
     crate::study::sql::SqlStudy::open(
         url,
-        &plan.id,
+        &study_id(plan, work)?,
         &plan.pipeline,
         &plan.params,
         data.incumbent.as_ref(),

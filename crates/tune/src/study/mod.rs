@@ -156,6 +156,7 @@ pub fn zero_cost_worker(
         };
         jobs += 1;
         let mut t = st.trials[id].clone();
+        let k = k.min(rungs.len() - 1);
         for r in t.rungs.len()..=k {
             let (val_acc, val_loss) = score(id, r);
             t.rungs.push(crate::schedule::Rung {

@@ -148,6 +148,9 @@ impl SqlStudy {
                         "study `{study}` was started with other params ({have})"
                     )));
                 }
+                // Under the study's lock, so that two workers starting together do not both
+                // insert trial 0.
+                let (seq, _, _) = lock(&mut tx, backend, study, now).await?;
                 let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fer_trial WHERE study = $1")
                     .bind(study)
                     .fetch_one(&mut *tx)
@@ -155,7 +158,6 @@ impl SqlStudy {
                 if n == 0
                     && let Some(t) = incumbent
                 {
-                    let (seq, _, _) = lock(&mut tx, backend, study, now).await?;
                     insert_trial(&mut tx, study, t, None, seq).await?;
                     for (k, r) in t.rungs.iter().enumerate() {
                         insert_rung(&mut tx, study, t.id, k, r, "incumbent", now, seq).await?;
