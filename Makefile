@@ -25,6 +25,15 @@ CARGO_FEATURES += $(if $(STUDY_BUILD),--features fer-tune/study,)
 ifneq ($(WORKERS),)
 export FER_TUNE_WORKERS := $(WORKERS)
 endif
+# FER_CACHE_URL=s3://bucket/prefix (or file:///path): the shared run cache, a second level under
+# the local one (crates/cache). Before each stage, `fer-cache pull` brings the entry for the stage's
+# signature (`--print-signature`) into the local run cache, which the stage then restores (its
+# hashes checked again); after it, `fer-cache push` stores the stage's folder, blobs first and
+# manifest last. An s3:// URL builds fer-cache with its `s3` feature (kept out of make test's build).
+CACHE_BUILD := $(if $(filter s3://% s3a://%,$(FER_CACHE_URL)),1,)
+CARGO_FEATURES += $(if $(CACHE_BUILD),--features fer-cache/s3,)
+cache_pull = $(if $(FER_CACHE_URL),sig="$$($(2) --print-signature || true)"; $(BIN)/fer-cache pull --stage $(1) --signature "$$sig" --stage-dir $(A)/$(1))
+cache_push = $(if $(FER_CACHE_URL),$(BIN)/fer-cache push $(A)/$(1))
 # MINI=1 runs PIPELINE in miniature (fer_core::mini: sizes, epochs, trials and time limits
 # capped, every code path kept) into artifacts/<pipeline>-mini/: what CI runs for every file.
 MINI        ?=

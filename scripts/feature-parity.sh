@@ -2,7 +2,7 @@
 # Check that every build of the workspace compiles the crates they share with the same features:
 # `make all` (binaries, with the `yunet` feature: tract-onnx), `make test` (tests, with the
 # dev-dependencies, without yunet), the other two mixes, and .ci/run's builds with tune's
-# `study` feature (sqlx). Where features differ, cargo
+# `study` feature (sqlx) and fer-cache's `s3` (object_store's S3 client). Where features differ, cargo
 # compiles a crate and everything above it twice (burn-core, for one, when insta's dev
 # dependency turned on regex's `std`). The pins are in crates/detect/Cargo.toml.
 # Exit 1 naming the crates whose features differ; 0 when builds only add crates.
@@ -16,10 +16,12 @@ tree -e normal,build,dev >"$dir/tests"
 tree -e normal,build --features fer-predict/yunet >"$dir/bins-yunet"
 tree -e normal,build,dev --features fer-predict/yunet >"$dir/tests-yunet"
 # tune's study store (sqlx), as .ci/run builds it: pinned in crates/tune/Cargo.toml.
-tree -e normal,build --features fer-predict/yunet,fer-tune/study,fer-bench/study >"$dir/bins-study"
-tree -e normal,build,dev --features fer-tune/study >"$dir/tests-study"
-# .ci/run's YuNet tests select two packages, and cargo resolves features for those alone.
-cargo tree --offline -p fer-detect -p fer-predict --prefix none -f '{p} {f}' -e normal,build,dev \
+# and the shared run cache's S3 client (fer-cache's `s3`): pinned in crates/cache/Cargo.toml.
+tree -e normal,build --features fer-predict/yunet,fer-tune/study,fer-bench/study,fer-cache/s3 >"$dir/bins-study"
+tree -e normal,build,dev --features fer-tune/study,fer-cache/s3 >"$dir/tests-study"
+# .ci/run's YuNet tests select three packages (fer-cache for its pins above), and cargo resolves
+# features for those alone.
+cargo tree --offline -p fer-detect -p fer-predict -p fer-cache --prefix none -f '{p} {f}' -e normal,build,dev \
   --features fer-predict/yunet | sed 's/ (\*)$//' | sort -u >"$dir/yunet-tests"
 python3 - "$dir" <<'PY'
 import sys
@@ -40,7 +42,7 @@ for i, x in enumerate(names):
         a, b = builds[x], builds[y]
         for k in sorted(set(a) & set(b)):
             # The two crates the feature is about differ by it, on purpose.
-            if k.startswith(("fer-detect ", "fer-predict ", "fer-tune ", "fer-bench ")):
+            if k.startswith(("fer-detect ", "fer-predict ", "fer-tune ", "fer-bench ", "fer-cache ", "object_store ")):
                 continue
             # A build may add variants of a crate (another build script's), never change one.
             small, large = (a[k], b[k]) if len(a[k]) <= len(b[k]) else (b[k], a[k])
@@ -51,7 +53,7 @@ if bad:
           "(pin them in crates/detect/Cargo.toml, or crates/tune/Cargo.toml for the study's):", *bad, sep="\n  ")
     sys.exit(1)
 print(f"feature-parity: ok ({len(builds['bins'])} crates keep their features across make all, "
-      f"make test and both with and without yunet and tune's study; yunet adds "
-      f"{len(set(builds['bins-yunet']) - set(builds['bins']))}, the study "
+      f"make test and both with and without yunet and tune's study and the S3 client; yunet adds "
+      f"{len(set(builds['bins-yunet']) - set(builds['bins']))}, the study and S3 client "
       f"{len(set(builds['bins-study']) - set(builds['bins-yunet']))})")
 PY

@@ -89,6 +89,7 @@ fn common(artifacts: &Path, pipeline: &str) -> StageArgs {
         no_wait: false,
         keep_mtime: false,
         print_cache_dir: false,
+        print_signature: false,
         status: false,
     }
 }

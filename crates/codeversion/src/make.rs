@@ -39,15 +39,17 @@ pub fn make_rules(workspace: &Path) -> String {
             pre.join(" ")
         ));
         out.push_str("\t$(BUILD)\n");
-        let mut cmd = format!("\t$(BIN)/{} --pipeline $(PIPELINE)", s.bin());
+        let mut cmd = format!("$(BIN)/{} --pipeline $(PIPELINE)", s.bin());
         if s.device {
             cmd.push_str(" --device $(DEVICE)");
         }
+        // With FER_CACHE_URL, the shared run cache: pull the entry for the stage's signature
+        // into the local run cache first, push the stage's folder after (empty otherwise).
+        out.push_str(&format!("\t$(call cache_pull,{},{cmd})\n", s.name));
         if s.upstream.is_empty() {
             cmd.push_str(" --keep-mtime");
         }
-        out.push_str(&cmd);
-        out.push('\n');
+        out.push_str(&format!("\t{cmd}\n\t$(call cache_push,{})\n", s.name));
     }
     out
 }

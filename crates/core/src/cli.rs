@@ -201,6 +201,24 @@ pub fn run_cli<S: Stage>(cli: &StageCli<S::Args>) -> std::process::ExitCode {
                 print_params(&pipeline.name, S::NAME, &p.signature_params()?);
                 return Ok(());
             }
+            if cli.common.print_signature {
+                // Read-only, like --status; what it would run under is the answer, whether
+                // it is up to date or not. Never a failure: `make` then runs the stage, which
+                // reports any problem itself.
+                stage::request_signature();
+                let r = p.run();
+                if !stage::signature_printed()
+                    && let Err(e) = r
+                {
+                    eprintln!(
+                        "{}/{}: no signature yet: {}",
+                        pipeline.name,
+                        S::NAME,
+                        error_chain(&e)
+                    );
+                }
+                return Ok(());
+            }
             if cli.common.status {
                 // Read-only: no lock, and a stage that would run is an answer, not a failure.
                 let name = format!("{}/{}", pipeline.name, S::NAME);
@@ -290,6 +308,11 @@ pub struct StageArgs {
     /// keys, code or inputs changed), and exit without running: `make status`.
     #[arg(long)]
     pub status: bool,
+    /// Print the stage's signature (its run-cache key: code, params and inputs) as it would
+    /// run now, and exit without running: `make` hands it to `fer-cache pull`. Prints nothing
+    /// (and says why on stderr) when a stage it reads is not current.
+    #[arg(long)]
+    pub print_signature: bool,
     /// Print the run cache folder this binary uses (empty when the cache is off) and exit.
     #[arg(long)]
     pub print_cache_dir: bool,
@@ -343,7 +366,7 @@ impl StageArgs {
             cache_max_bytes: self
                 .cache_max
                 .map_or(Some(crate::cache::DEFAULT_MAX_BYTES), |c| c.0),
-            status_only: self.status,
+            status_only: self.status || self.print_signature,
             section_hash: Some(pipeline.section_hash(stage)),
         }
     }

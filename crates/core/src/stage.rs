@@ -106,6 +106,20 @@ pub fn default_cache_dir(explicit: Option<&str>) -> Option<PathBuf> {
     }
 }
 
+/// `--print-signature` ([`request_signature`]): 0 off, 1 asked, 2 printed.
+static SIGNATURE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Make this process's [`StageRun::execute`] in status-only mode print the stage's signature
+/// on stdout (`--print-signature`: what `make` hands `fer-cache pull`).
+pub fn request_signature() {
+    SIGNATURE.store(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Has [`StageRun::execute`] printed the signature [`request_signature`] asked for?
+pub fn signature_printed() -> bool {
+    SIGNATURE.load(std::sync::atomic::Ordering::SeqCst) == 2
+}
+
 fn remove_dir_if_exists(p: &Path) -> Result<()> {
     match std::fs::remove_dir_all(p) {
         Ok(()) => Ok(()),
