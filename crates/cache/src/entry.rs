@@ -327,7 +327,9 @@ impl Remote {
     }
 
     /// Move the entry's manifest (and the bad blob, if one) into
-    /// `quarantine/<stage>-<sig>-<unix time>-<tag>@<host>/`, and say so.
+    /// `quarantine/<stage>-<sig[..12]>-<unix time>-<tag>/` (short keys: some S3-compatible
+    /// servers keep a file per key, whose name must fit), and say so. What cannot be copied
+    /// there is deleted all the same: taking the entry out of use is what matters.
     async fn quarantine(
         &self,
         stage: &str,
@@ -339,32 +341,50 @@ impl Remote {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let q = format!(
-            "quarantine/{stage}-{sig}-{secs}-{}@{}",
-            unique_tag(),
-            host_name()
-        );
+        let q = format!("quarantine/{stage}-{}-{secs}-{}", &sig[..12], unique_tag());
+        let mut lost = Vec::new();
         let mkey = manifest_key(stage, sig);
-        let to = Key::from(format!("{q}/{MANIFEST_FILE}"));
-        self.store
-            .rename(&mkey, &to)
-            .await
-            .map_err(self.store_err(&mkey))?;
+        if !self
+            .move_aside(&mkey, &Key::from(format!("{q}/{MANIFEST_FILE}")))
+            .await?
+        {
+            lost.push(MANIFEST_FILE.to_string());
+        }
         if let Some(h) = blob {
-            let from = blob_key(h);
-            let to = Key::from(format!("{q}/{h}"));
-            match self.store.rename(&from, &to).await {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(self.store_err(&from)(e)),
+            let to = Key::from(format!("{q}/{}.blob", &h[..16.min(h.len())]));
+            if !self.move_aside(&blob_key(h), &to).await? {
+                lost.push(format!("blob {h}"));
             }
         }
+        let kept = if lost.is_empty() {
+            String::new()
+        } else {
+            format!(" (could not keep a copy of {}: deleted)", lost.join(", "))
+        };
         eprintln!(
-            "fer-cache: warning: {} entry {stage}/{} is bad ({why}): moved to {q}",
+            "fer-cache: warning: {} entry {stage}/{} is bad ({why}): moved to {q}{kept}",
             self.shown,
             &sig[..12]
         );
         Ok(Pulled::Quarantined(why))
+    }
+
+    /// Rename `from` to `to`; when the copy fails, delete `from` anyway. `Ok(true)`: kept
+    /// under `to` (or already gone); `Ok(false)`: deleted without a copy.
+    async fn move_aside(&self, from: &Key, to: &Key) -> Result<bool, CacheError> {
+        match self.store.rename(from, to).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(true),
+            Err(_) => {
+                // A half-made copy is of no use.
+                let _ = self.store.delete(to).await;
+                match self.store.delete(from).await {
+                    Ok(()) => Ok(false),
+                    Err(e) if is_not_found(&e) => Ok(false),
+                    Err(e) => Err(self.store_err(from)(e)),
+                }
+            }
+        }
     }
 }
 

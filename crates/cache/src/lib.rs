@@ -21,9 +21,10 @@
 //!   signature as the local cache. It lists the outputs by path and hash and is uploaded last,
 //!   after every blob it names: an entry whose upload was cut short has no manifest and is
 //!   never restored.
-//! - `quarantine/<stage>-<signature>-<unix time>-<tag>/`: an entry whose manifest or a blob
-//!   failed its check on a pull, moved aside (the manifest, and the bad blob) so that nobody
-//!   restores it again; the next push of that stage stores it afresh.
+//! - `quarantine/<stage>-<signature[..12]>-<unix time>-<tag>/`: an entry whose manifest or a
+//!   blob failed its check on a pull, moved aside (the manifest, and the bad blob as
+//!   `<hash[..16]>.blob`) so that nobody restores it again (deleted when the store cannot copy
+//!   it); the next push of that stage stores it afresh.
 
 pub mod credentials;
 pub mod entry;
