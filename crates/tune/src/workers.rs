@@ -264,17 +264,26 @@ fn spawn_workers(plan: &Plan, url: &str) -> Result<Vec<std::process::Child>, Tun
     let exe = std::env::current_exe().map_err(|e| {
         fer_core::Error::Other(format!("cannot find this binary to start workers: {e}"))
     })?;
-    (1..plan.workers)
-        .map(|i| {
-            std::process::Command::new(&exe)
-                .args(&plan.child)
-                .env("FER_TUNE_STUDY", url)
-                .env("FER_TUNE_WORKERS", "1")
-                .env("FER_TUNE_WORKER_INDEX", i.to_string())
-                .spawn()
-                .map_err(|e| fer_core::Error::io(&exe, e).into())
-        })
-        .collect()
+    // A child that cannot be started means one worker fewer, not a failed search: those
+    // already started are kept (and waited for), and this process works as well.
+    let mut children = Vec::new();
+    for i in 1..plan.workers {
+        match std::process::Command::new(&exe)
+            .args(&plan.child)
+            .env("FER_TUNE_STUDY", url)
+            .env("FER_TUNE_WORKERS", "1")
+            .env("FER_TUNE_WORKER_INDEX", i.to_string())
+            .spawn()
+        {
+            Ok(c) => children.push(c),
+            Err(e) => eprintln!(
+                "[tune] warning: could not start worker {i} ({}: {e}); going on with {}",
+                exe.display(),
+                children.len() + 1
+            ),
+        }
+    }
+    Ok(children)
 }
 
 /// Wait for every child worker; how many failed.

@@ -168,8 +168,8 @@ fn a_worker_that_stops_beating_loses_its_trial_to_the_next_claim() {
     let outcomes: Vec<Option<String>> = b.jobs().unwrap().into_iter().map(|j| j.3).collect();
     assert_eq!(
         outcomes,
-        [Some("requeued".to_string()), None, None],
-        "a's job on trial 0 was requeued; b holds trials 1 and 0"
+        [Some("lost".to_string()), None, None],
+        "a's job on trial 0 was requeued, then lost when a came back; b holds trials 1 and 0"
     );
 }
 

@@ -260,8 +260,8 @@ impl SqlStudy {
         rows.iter()
             .map(|r| {
                 Ok((
-                    r.try_get::<i64, _>(0)? as usize,
-                    r.try_get::<i64, _>(1)? as usize,
+                    rows::count(r, 0, "job's trial")?,
+                    rows::count(r, 1, "job's rung")?,
                     r.try_get::<String, _>(2)?,
                     r.try_get::<Option<String>, _>(3)?,
                 ))
@@ -397,9 +397,14 @@ impl Study for SqlStudy {
                 .rows_affected();
                 if n == 0 {
                     // Taken over: this worker's job ends here, and its result is not recorded.
+                    // The takeover already closed the job as `requeued` (its worker had stopped
+                    // beating); it was in fact still running, so its last job is `lost`.
                     sqlx::query(
                         "UPDATE fer_job SET outcome = 'lost', ended_ms = $4 \
-                         WHERE study = $1 AND trial = $2 AND worker = $3 AND outcome IS NULL",
+                         WHERE study = $1 AND trial = $2 AND worker = $3 \
+                         AND (outcome IS NULL OR outcome = 'requeued') \
+                         AND seq = (SELECT MAX(seq) FROM fer_job \
+                                    WHERE study = $1 AND trial = $2 AND worker = $3)",
                     )
                     .bind(&study)
                     .bind(t.id as i64)

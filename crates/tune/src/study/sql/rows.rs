@@ -100,6 +100,14 @@ impl Default for Cache {
     }
 }
 
+/// Column `i` of `r`, a count or an index: an integer the database holds as `i64`, which a
+/// damaged (or hand-edited) row may make negative; that is an error naming the column, not a
+/// huge `usize`.
+pub(super) fn count(r: &AnyRow, i: usize, what: &str) -> Result<usize, sqlx::Error> {
+    let v: i64 = r.try_get(i)?;
+    usize::try_from(v).map_err(|_| sqlx::Error::Decode(format!("{what}: {v} is negative").into()))
+}
+
 /// Apply the trial and rung rows written after `cache.seen` (each row carries the `seq` of
 /// the transaction that last wrote it; under the study's lock every earlier transaction has
 /// committed). A row that does not fit the copy (a trial id past the end, a rung without the
@@ -119,12 +127,12 @@ pub(super) async fn refresh(
     .fetch_all(&mut **tx)
     .await?;
     for r in &rows {
-        let id = r.try_get::<i64, _>(0)? as usize;
+        let id = count(r, 0, "trial id")?;
         let status_s: String = r.try_get(2)?;
         let status = Status::parse(&status_s)
             .ok_or_else(|| bad(format!("trial {id}: status {status_s}")))?;
         let (epochs_run, seconds, error, finished, reused_from) = (
-            r.try_get::<i64, _>(3)? as usize,
+            count(r, 3, "epochs_run")?,
             r.try_get(4)?,
             r.try_get(5)?,
             r.try_get::<i64, _>(6)? != 0,
@@ -172,10 +180,7 @@ pub(super) async fn refresh(
     .fetch_all(&mut **tx)
     .await?;
     for r in &rungs {
-        let (trial, k) = (
-            r.try_get::<i64, _>(0)? as usize,
-            r.try_get::<i64, _>(1)? as usize,
-        );
+        let (trial, k) = (count(r, 0, "rung's trial")?, count(r, 1, "rung index")?);
         let t = cache
             .st
             .trials
@@ -187,7 +192,7 @@ pub(super) async fn refresh(
             )));
         }
         t.rungs.push(Rung {
-            epochs: r.try_get::<i64, _>(2)? as usize,
+            epochs: count(r, 2, "rung's epochs")?,
             val_acc: r.try_get(3)?,
             val_loss: r.try_get(4)?,
             val_macro_f1: r.try_get(5)?,
