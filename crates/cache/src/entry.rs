@@ -51,6 +51,10 @@ impl std::fmt::Debug for Remote {
     }
 }
 
+/// The largest file sent in one request, and the part size of a larger one's multipart upload
+/// (S3 takes parts of 5 MiB to 5 GiB).
+pub const PART_BYTES: usize = 16 << 20;
+
 /// A blob's key: `blobs/<h[..2]>/<h>`.
 pub fn blob_key(hash: &str) -> Key {
     Key::from(format!("blobs/{}/{hash}", &hash[..2.min(hash.len())]))
@@ -154,18 +158,7 @@ impl Remote {
                     continue;
                 }
                 let p = resolve_output(dir, &o.path).map_err(CacheError::Other)?;
-                let data = std::fs::read(&p).map_err(io(&p))?;
-                // Read again after the check above: the bytes sent are the bytes hashed.
-                if fer_core::hash::hash_bytes(&data) != o.hash {
-                    return Err(CacheError::Other(format!(
-                        "{}: changed while being pushed",
-                        p.display()
-                    )));
-                }
-                self.store
-                    .put(&key, PutPayload::from(data))
-                    .await
-                    .map_err(self.store_err(&key))?;
+                self.upload(&key, &p, o.bytes, &o.hash).await?;
                 sent += 1;
             }
             let text = std::fs::read(&mpath).map_err(io(&mpath))?;
@@ -179,6 +172,57 @@ impl Remote {
                 sent,
             })
         })
+    }
+
+    /// Send the file `p` as blob `key`, hashed as it is read (the bytes sent are the bytes
+    /// hashed: a file changed since the check is refused). A file up to [`PART_BYTES`] goes
+    /// in one request; a larger one (the full protocol's tensors are hundreds of megabytes) as
+    /// a multipart upload of parts that size, never all in memory, aborted if the hash fails.
+    async fn upload(&self, key: &Key, p: &Path, bytes: u64, hash: &str) -> Result<(), CacheError> {
+        use std::io::Read;
+        let changed = || CacheError::Other(format!("{}: changed while being pushed", p.display()));
+        if bytes <= PART_BYTES as u64 {
+            let data = std::fs::read(p).map_err(io(p))?;
+            if fer_core::hash::hash_bytes(&data) != hash {
+                return Err(changed());
+            }
+            self.store
+                .put(key, PutPayload::from(data))
+                .await
+                .map_err(self.store_err(key))?;
+            return Ok(());
+        }
+        let upload = self
+            .store
+            .put_multipart(key)
+            .await
+            .map_err(self.store_err(key))?;
+        let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut f = std::fs::File::open(p).map_err(io(p))?;
+        let mut h = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = w.abort().await;
+                    return Err(io(p)(e));
+                }
+            };
+            h.update(&buf[..n]);
+            if let Err(e) = w.wait_for_capacity(2).await {
+                let _ = w.abort().await;
+                return Err(self.store_err(key)(e));
+            }
+            w.write(&buf[..n]);
+        }
+        if h.finalize().to_hex().as_str() != hash {
+            let _ = w.abort().await;
+            return Err(changed());
+        }
+        w.finish().await.map_err(self.store_err(key))?;
+        Ok(())
     }
 
     /// Bring the entry for (`stage`, `sig`) into the local run cache at `root`

@@ -154,6 +154,52 @@ fn a_pulled_entry_installs_as_a_stage_folder_for_a_machine_without_its_producers
     );
 }
 
+/// A file larger than a part goes as a multipart upload and comes back whole.
+fn big_round_trip(remote: &Remote, work: &Path) {
+    let dir = work.join("big");
+    let mut m = stage_folder(&dir, &format!("big {}", remote.shown()));
+    // Two and a half parts, not all one byte.
+    let body: Vec<u8> = (0..fer_cache::entry::PART_BYTES * 5 / 2)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    std::fs::write(dir.join("tensors.safetensors"), &body).unwrap();
+    m.outputs.push(OutputEntry {
+        path: "tensors.safetensors".into(),
+        hash: fer_core::hash::hash_bytes(&body),
+        bytes: body.len() as u64,
+        rows: None,
+    });
+    m.write(&dir.join(MANIFEST_FILE)).unwrap();
+    let pushed = remote.push(&dir).unwrap();
+    assert!(
+        matches!(
+            pushed,
+            Pushed::Stored {
+                files: 3,
+                sent: 3,
+                ..
+            }
+        ),
+        "{pushed:?}"
+    );
+    let local = work.join("big-local");
+    remote.pull("stats", &m.signature, &local).unwrap();
+    let got = std::fs::read(
+        local
+            .join("stats")
+            .join(&m.signature)
+            .join("tensors.safetensors"),
+    );
+    assert!(got.unwrap() == body);
+}
+
+#[test]
+fn a_file_larger_than_a_part_goes_as_a_multipart_upload_and_comes_back_whole() {
+    let t = tempfile::tempdir().unwrap();
+    let remote = Remote::open(&file_url(&t.path().join("store"))).unwrap();
+    big_round_trip(&remote, t.path());
+}
+
 #[test]
 fn an_entry_whose_upload_stopped_before_its_manifest_is_never_restored() {
     let t = tempfile::tempdir().unwrap();
@@ -322,4 +368,5 @@ fn round_trip_through_an_s3_server() {
     let t = tempfile::tempdir().unwrap();
     let remote = Remote::open(&format!("{url}/{}", std::process::id())).unwrap();
     round_trip(&remote, t.path());
+    big_round_trip(&remote, t.path());
 }
