@@ -137,6 +137,17 @@ pub fn run(p: &Params) -> Result<Manifest, TuneError> {
             dir,
             p.common.quiet,
         )
-    })?;
-    Ok(m)
+    });
+    match m {
+        // `make status`: a search that has started says how far it is.
+        Err(e) if p.common.status => match workers::progress(&plan, &run.resume_dir()) {
+            Some(line) => Err(fer_core::Error::Other(format!(
+                "{}; {line}",
+                fer_core::cli::error_chain(&e)
+            ))
+            .into()),
+            None => Err(e),
+        },
+        m => m,
+    }
 }

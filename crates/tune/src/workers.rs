@@ -76,6 +76,46 @@ impl Plan {
     }
 }
 
+/// `make status`'s line for a search that has started but not finished (its resume folder
+/// `work` holds a study): `search in progress: 7 trials (3 completed, 2 pruned, 2 running),
+/// 12 rung results`. `None` when no search of this run has started or the study cannot be
+/// read (status is read-only and never fails for it).
+pub fn progress(plan: &Plan, work: &Path) -> Option<String> {
+    let (counts, rungs) = progress_counts(plan, work)?;
+    let total: usize = counts.iter().map(|(_, n)| n).sum();
+    let each: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    Some(format!(
+        "search in progress: {total} trial(s) ({}), {rungs} rung result(s)",
+        each.join(", ")
+    ))
+}
+
+#[cfg(not(feature = "study"))]
+fn progress_counts(_plan: &Plan, work: &Path) -> Option<(Vec<(String, usize)>, usize)> {
+    let text = std::fs::read_to_string(work.join("state.json")).ok()?;
+    let st: SearchState = serde_json::from_str(&text).ok()?;
+    let mut counts = std::collections::BTreeMap::new();
+    for t in &st.trials {
+        *counts.entry(t.status.as_str().to_string()).or_insert(0) += 1;
+    }
+    let rungs = st.trials.iter().map(|t| t.rungs.len()).sum();
+    Some((counts.into_iter().collect(), rungs))
+}
+
+#[cfg(feature = "study")]
+fn progress_counts(plan: &Plan, work: &Path) -> Option<(Vec<(String, usize)>, usize)> {
+    // Only a study this run started: the id file, never made here.
+    let id = std::fs::read_to_string(work.join("study-id")).ok()?;
+    let url = match &plan.study {
+        Some(u) => u.clone(),
+        None if work.join("study.sqlite").exists() => {
+            crate::study::sql::sqlite_url(&work.join("study.sqlite"))
+        }
+        None => return None,
+    };
+    crate::study::sql::progress(&url, id.trim()).ok()
+}
+
 fn no_study_feature() -> TuneError {
     fer_core::Error::Other(
         "a shared study (--workers above 1, --worker, --study, FER_TUNE_STUDY or [tune] study) \

@@ -171,6 +171,11 @@ fn a_worker_that_stops_beating_loses_its_trial_to_the_next_claim() {
         [Some("lost".to_string()), None, None],
         "a's job on trial 0 was requeued, then lost when a came back; b holds trials 1 and 0"
     );
+    // What `make status` reads of it (one read-only connection).
+    assert_eq!(
+        fer_tune::study::sql::progress(&url, "s").unwrap(),
+        (vec![("running".to_string(), 2)], 0)
+    );
 }
 
 #[test]

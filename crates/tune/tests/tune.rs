@@ -149,6 +149,17 @@ fn killed_search_resumes_without_rerunning_finished_trials() {
         !f.artifacts().join("smoke/tune/manifest.json").exists(),
         "a killed search wrote no manifest"
     );
+    // `make status` reads the interrupted search: how many trials, by status, and rungs.
+    let status = f.command().arg("--status").output().unwrap();
+    let line = String::from_utf8_lossy(&status.stdout).to_string();
+    let rungs: usize = before.trials.iter().map(|t| t.rungs.len()).sum();
+    assert!(
+        line.contains(&format!(
+            "search in progress: {} trial(s) (",
+            before.trials.len()
+        )) && line.contains(&format!("), {rungs} rung result(s)")),
+        "{line}"
+    );
     let out = f.command().output().unwrap();
     assert!(
         out.status.success(),
