@@ -1,7 +1,7 @@
 //! Pushing a stage's outputs to the store and pulling them into the local run cache.
 
 use crate::error::CacheError;
-use fer_core::atomic::{host_name, unique_tag};
+use fer_core::atomic::unique_tag;
 use fer_core::cache;
 use fer_core::manifest::{MANIFEST_FILE, Manifest, output_path_problem, resolve_output};
 use futures_util::StreamExt;
@@ -462,11 +462,8 @@ pub fn install(root: &Path, stage: &str, sig: &str, dir: &Path) -> Result<(), Ca
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let tmp = parent.join(format!(
-        ".{name}.tmp.{}@{}",
-        std::process::id(),
-        host_name()
-    ));
+    // The name a stage's own temporary folder has, so the next run removes it if left.
+    let tmp = parent.join(cache::stage_tmp_name(&name));
     let _ = std::fs::remove_dir_all(&tmp);
     let copied = (|| {
         for o in &m.outputs {
