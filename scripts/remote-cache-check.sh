@@ -16,6 +16,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# The second clone runs elsewhere: a data folder given relative to this checkout (.ci/run's
+# default, ../shared/data/fer2013) must be made absolute first. The stage signatures hold the
+# data's content hashes, never its path, so the two checkouts still agree.
+abs() { (cd "$1" 2>/dev/null && pwd) || echo "$1"; }
+FER2013_DIR=$(abs "${FER2013_DIR:-data/fer2013}")
+FERPLUS_DIR=$(abs "${FERPLUS_DIR:-data/ferplus}")
+export FER2013_DIR FERPLUS_DIR
 target=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
 bin="$target/release"
 S3S_VERSION=0.14.1
@@ -55,7 +62,7 @@ again=$(FER_CACHE_URL="$url" "$bin/fer-cache" push "${stages[@]}" 2>&1 | grep -c
 git clone --quiet "$root" "$work/clone"
 cd "$work/clone"
 log="$work/clone.log"
-make --no-print-directory all PIPELINE=ci FER2013_DIR="$FER2013_DIR" FER_CACHE_URL="$url" \
+make --no-print-directory all PIPELINE=ci FER2013_DIR="$FER2013_DIR" FERPLUS_DIR="$FERPLUS_DIR" FER_CACHE_URL="$url" \
   FER_CACHE_DIR="$work/local-cache" CARGO=true CARGO_TARGET_DIR="$target" 2>&1 | tee "$log"
 python3 - "$root/artifacts/ci" "$work/clone/artifacts/ci" <<'PY'
 import json, pathlib, sys
@@ -91,7 +98,7 @@ h=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(next(o["h
 blob="$work/store/fer-ci/runs/blobs/${h:0:2}/$h"
 python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[0]^=1; open(p,"wb").write(b)' "$blob"
 rm -rf artifacts/ci/report "$work/local-cache/report"
-make --no-print-directory report PIPELINE=ci FER2013_DIR="$FER2013_DIR" FER_CACHE_URL="$url" \
+make --no-print-directory report PIPELINE=ci FER2013_DIR="$FER2013_DIR" FERPLUS_DIR="$FERPLUS_DIR" FER_CACHE_URL="$url" \
   FER_CACHE_DIR="$work/local-cache" CARGO=true CARGO_TARGET_DIR="$target" 2>&1 | tee "$log"
 grep -q "content differs from its hash): moved to quarantine/" "$log"
 grep -q '"status": "computed"' artifacts/ci/report/manifest.json
