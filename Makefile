@@ -73,7 +73,7 @@ include mk/stages.mk
 # A recipe that fails removes its target: a failed stage is never taken as finished.
 .DELETE_ON_ERROR:
 
-.PHONY: all demo stages-mk print-stages hostile test lint-workflows bench bench-compare scenes help clean clean-cache report-diff status FORCE $(STAGES)
+.PHONY: all demo stages-mk print-stages hostile test lint-workflows bench bench-compare scenes help clean clean-cache report-diff status gpu-check FORCE $(STAGES)
 FORCE:
 
 all: $(STAGES)
@@ -142,6 +142,11 @@ bench-compare: ## CNN training/inference images/s: fer-ops vs burn's ops vs PyTo
 	$(BUILD)
 	BIN=$(BIN) scripts/bench-compare.sh
 
+# scripts/gpu-check.sh: builds with wgpu into target/gpu (GPU_TARGET_DIR), on Mesa's lavapipe where
+# there is no GPU (installed when missing, as root); writes artifacts/gpu-check/summary.md.
+gpu-check: ## the wgpu path: agreement with the CPU, smoke-gpu end to end, portable weights (~30 min on 2 cores)
+	scripts/gpu-check.sh
+
 # fer-predict: score photos per face with a model folder (default: this pipeline's fer-small;
 # MODEL=$(A)/train_svm or $(A)/tune/best work too). Rows go to stdout, progress to stderr.
 #   make predict INPUT="photos/ frame.jpg" [MODEL=...] [ARGS="--no-detect --format jsonl"]
@@ -177,6 +182,6 @@ help: ## this list
 	@echo "  train-cnn    the study's CNNs and ours (DEVICE=cpu|wgpu) -> $(A)/train_cnn/"
 	@echo "  tune         hyperparameter search (ASHA or random; WORKERS=N: N local workers) -> $(A)/tune/"
 	@echo "  report       SVM versus CNN: index.html, report.md, recommendation.json -> $(A)/report/"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
 	@echo "PIPELINE (pipelines/<name>.toml; MINI=1 runs one in miniature into artifacts/<name>-mini/):"
 	@scripts/pipelines.sh --help-lines

@@ -26,7 +26,7 @@ pub mod settings;
 pub mod svm;
 
 pub use checkpoint::{LoadModel, ModelArtifact};
-pub use device::{Device, device};
+pub use device::{Device, DeviceInfo, check_device, device, device_info};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -138,7 +138,12 @@ impl Scorer {
         }
         if dir.join("model.json").is_file() {
             let art = ModelArtifact::load(dir)?;
-            let device = fer_models::device(opts.device.as_deref().unwrap_or("cpu"))?;
+            let (device, info) = fer_models::device_info(opts.device.as_deref().unwrap_or("cpu"))?;
+            if info.device != "cpu" {
+                // Once per process: wgpu's adapter is brought up once and shared.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| eprintln!("fer-predict: device: {info}"));
+            }
             let net = art.load_model(dir, &device)?;
             let mut s = Scorer::from_cnn(net, &art, device)?;
             s.weights = Some(weights_hash(dir)?);

@@ -41,8 +41,9 @@
 // keep train-cnn's API for its users.
 pub use fer_models::arch as model;
 pub use fer_train::{
-    Device, ModelArtifact, ModelError, Prepared, TrainCnnError, TrainError, checkpoint, device,
-    export_model, loss, remove_resume, settings, train,
+    Device, DeviceInfo, ModelArtifact, ModelError, Prepared, TrainCnnError, TrainError,
+    check_device, checkpoint, device, device_info, export_model, loss, remove_resume, settings,
+    train,
 };
 
 use fer_core::cli::StageArgs;
@@ -82,7 +83,7 @@ pub struct Params {
 
 impl Params {
     pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, TrainCnnError> {
-        device(&cli.args.device)?;
+        check_device(&cli.args.device)?;
         Ok(Params {
             pipeline: pipeline.clone(),
             train: settings::parse(pipeline)?,
@@ -112,7 +113,10 @@ pub fn run(p: &Params) -> Result<Manifest, TrainCnnError> {
         });
     }
     let Preamble { run, upstream: up } = p.prepare(inits)?;
-    let dev = device(&p.device)?;
+    let (dev, info) = device_info(&p.device)?;
+    if info.device != "cpu" && !p.common.quiet {
+        eprintln!("[{}/{STAGE}] device: {info}", p.common.pipeline);
+    }
     // Checkpoints live in the run's resume folder: --force starts from scratch.
     let m = run.execute_resumable(|dir, resume| {
         compute(&up[0].0, &p.train, &dev, resume, dir, p.common.quiet)

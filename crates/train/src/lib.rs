@@ -25,7 +25,9 @@ pub mod trainer;
 
 pub use checkpoint::remove_resume;
 pub use export::export_model;
-pub use fer_models::{Device, ModelArtifact, ModelError, device};
+pub use fer_models::{
+    Device, DeviceInfo, ModelArtifact, ModelError, check_device, device, device_info,
+};
 pub use prepared::Prepared;
 pub use train::TrainError;
 

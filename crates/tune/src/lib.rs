@@ -122,7 +122,10 @@ fn reads(p: &Params) -> Vec<&'static str> {
 pub fn run(p: &Params) -> Result<Manifest, TuneError> {
     let Preamble { run, upstream: up } = p.prepare(Vec::new())?;
     let incumbent = up.get(1).map(|(dir, _)| dir.join(&p.tune.base.name));
-    let dev = fer_train::device(&p.device)?;
+    let (dev, info) = fer_train::device_info(&p.device)?;
+    if info.device != "cpu" && !p.common.quiet {
+        eprintln!("[{}/{STAGE}] device: {info}", p.common.pipeline);
+    }
     let plan = workers::Plan::new(p, &run)?;
     // The search's state and trial checkpoints live in the run's resume folder: --force
     // searches from scratch.

@@ -299,7 +299,7 @@ pub struct Params {
 
 impl Params {
     pub fn from_pipeline(pipeline: &PipelineFile, cli: &Cli) -> Result<Params, TuneError> {
-        fer_train::device(&cli.args.device)?;
+        fer_train::check_device(&cli.args.device)?;
         let section: TuneSection = pipeline.section(STAGE)?;
         let study = cli
             .args
