@@ -76,6 +76,14 @@ include mk/stages.mk
 .PHONY: all demo stages-mk print-stages hostile test lint-workflows bench bench-compare scenes help clean clean-cache report-diff status gpu-check FORCE $(STAGES)
 FORCE:
 
+# DEVICE is in train-cnn's and tune's params (so in their signatures), but make compares only
+# mtimes: a stamp holding the last DEVICE, rewritten only when it changes (its recipe runs every
+# time and leaves the file alone otherwise), makes `make all DEVICE=wgpu` after a CPU run rerun
+# those two stages and what follows them, and nothing else.
+$(A)/.device: FORCE
+	@mkdir -p $(@D); [ "$$(cat $@ 2>/dev/null)" = "$(DEVICE)" ] || echo "$(DEVICE)" > $@
+$(A)/train_cnn/manifest.json $(A)/tune/manifest.json: $(A)/.device
+
 all: $(STAGES)
 
 

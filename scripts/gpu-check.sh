@@ -8,9 +8,9 @@
 #   3. agreement with the CPU backend (`gpu agree`): every architecture's eval logits, and one
 #      training step's loss and parameter gradients, from the same weights and batch;
 #   4. a whole pipeline on wgpu: `make all PIPELINE=smoke-gpu DEVICE=wgpu`, ingest to report,
-#      beside `make all PIPELINE=smoke` on the CPU (the same binaries), test accuracy of each;
-#   5. portable weights both ways: fer-predict scores drawn faces with the CPU-trained model on
-#      wgpu and the wgpu-trained one on the CPU, each against the other device (p_happy).
+#      then the same file with DEVICE=cpu (the same binaries), test accuracy of each;
+#   5. portable weights both ways: fer-predict scores drawn faces with the CPU-trained fer-small
+#      and the wgpu-trained one, each on both devices (p_happy within 1e-4, the same labels).
 # Writes artifacts/gpu-check/ (agree.json, summary.md, logs). Exit 1 when a check fails, 2 when
 # something it needs is missing.
 set -euo pipefail
@@ -68,46 +68,55 @@ say "Agreement with the CPU backend ($((SECONDS - t)) s; bounds: logits 1e-3 abs
 say ""
 grep '^|' "$out/agree.txt" | tee -a "$summary" > /dev/null
 
-step "smoke-gpu on wgpu, smoke on the CPU"
+step "smoke-gpu on wgpu, then on the CPU"
+# The same pipeline file on both devices (one worker each, so the same batches and steps): the
+# device is in train-cnn's and tune's signatures, so each run computes them, and the run cache
+# restores the wgpu run at the end, leaving artifacts/smoke-gpu as the wgpu run.
+models="$out/models"
+rm -rf "$models"
+mkdir -p "$models"
 t=$SECONDS
-make --no-print-directory all PIPELINE=smoke-gpu DEVICE=wgpu CARGO_TARGET_DIR="$target" 2>&1 | tee "$out/smoke-gpu.log"
+make --no-print-directory all PIPELINE=smoke-gpu DEVICE=wgpu CARGO_TARGET_DIR="$target" 2>&1 | tee "$out/smoke-gpu-wgpu.log"
 wgpu_s=$((SECONDS - t))
+cp -r artifacts/smoke-gpu/train_cnn "$models/wgpu"
+cp artifacts/smoke-gpu/tune/summary.json "$models/wgpu/tune-summary.json"
 t=$SECONDS
 # CARGO=true: the binaries just built (the CPU device needs no other build).
-make --no-print-directory all PIPELINE=smoke CARGO=true CARGO_TARGET_DIR="$target" 2>&1 | tee "$out/smoke.log"
+make --no-print-directory all PIPELINE=smoke-gpu DEVICE=cpu CARGO=true CARGO_TARGET_DIR="$target" 2>&1 | tee "$out/smoke-gpu-cpu.log"
 cpu_s=$((SECONDS - t))
-python3 - "$wgpu_s" "$cpu_s" >> "$summary" <<'PY'
+cp -r artifacts/smoke-gpu/train_cnn "$models/cpu"
+cp artifacts/smoke-gpu/tune/summary.json "$models/cpu/tune-summary.json"
+make --no-print-directory all PIPELINE=smoke-gpu DEVICE=wgpu CARGO=true CARGO_TARGET_DIR="$target" > "$out/smoke-gpu-restore.log" 2>&1
+python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); sys.exit(None if m["params"]["device"] == "wgpu" else f"error: {sys.argv[1]}: not the wgpu run")' \
+  artifacts/smoke-gpu/train_cnn/manifest.json
+python3 - "$models" "$wgpu_s" "$cpu_s" >> "$summary" <<'PY'
 import json, pathlib, sys
-wgpu_s, cpu_s = sys.argv[1:3]
-print(f"\nmake all, smoke-gpu on wgpu ({wgpu_s} s) and smoke on the CPU ({cpu_s} s), test accuracy (200 drawn faces):\n")
+models, wgpu_s, cpu_s = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+print(f"\nmake all PIPELINE=smoke-gpu, ingest to report: DEVICE=wgpu {wgpu_s} s, DEVICE=cpu {cpu_s} s; test accuracy on 200 drawn faces:\n")
 print("| model | wgpu | cpu |")
 print("|---|---|---|")
-def acc(p, m):
-    f = pathlib.Path(f"artifacts/{p}/train_cnn/{m}/metrics.json")
-    return json.loads(f.read_text())["metrics"]["test"]["accuracy"]
-for m in sorted(d.name for d in pathlib.Path("artifacts/smoke-gpu/train_cnn").iterdir() if d.is_dir()):
-    print(f"| {m} | {acc('smoke-gpu', m):.3f} | {acc('smoke', m):.3f} |")
-def tune(p):
-    return json.loads(pathlib.Path(f"artifacts/{p}/tune/summary.json").read_text())
-a, b = tune("smoke-gpu"), tune("smoke")
-print(f"| tune (best trial {a['best_trial']} / {b['best_trial']}) | {a['test_accuracy']:.3f} | {b['test_accuracy']:.3f} |")
+def acc(dev, m):
+    return json.loads((models / dev / m / "metrics.json").read_text())["metrics"]["test"]["accuracy"]
+for m in sorted(d.name for d in (models / "wgpu").iterdir() if d.is_dir()):
+    print(f"| {m} | {acc('wgpu', m):.3f} | {acc('cpu', m):.3f} |")
+a, b = (json.loads((models / d / "tune-summary.json").read_text()) for d in ("wgpu", "cpu"))
+print(f"| tune's winner (trial {a['best_trial']} / {b['best_trial']}) | {a['test_accuracy']:.3f} | {b['test_accuracy']:.3f} |")
 report = pathlib.Path("artifacts/smoke-gpu/report/index.html")
-print(f"\nsmoke-gpu's report: {report} ({report.stat().st_size} bytes)")
+print(f"\nsmoke-gpu's report, on the wgpu run: {report} ({report.stat().st_size} bytes)")
 PY
-tail -12 "$summary"
+tail -10 "$summary"
 
 step "portable weights"
 faces=$(mktemp -d /tmp/fer-gpu-faces.XXXXXX)
 trap 'rm -rf "$faces"' EXIT
 "$gpu" faces --out "$faces" --n 40 > /dev/null
 predict_rc=0
-for pair in "smoke:cpu-trained" "smoke-gpu:wgpu-trained"; do
-  p=${pair%%:*}
+for trained in cpu wgpu; do
   for dev in cpu wgpu; do
-    "$bin/fer-predict" --pipeline "$p" --arch fer-small --no-detect --quiet --device "$dev" \
-      "$faces" > "$out/predict-$p-$dev.csv"
+    "$bin/fer-predict" --model "$models/$trained/fer-small" --no-detect --quiet --device "$dev" \
+      "$faces" > "$out/predict-$trained-trained-on-$dev.csv"
   done
-  python3 - "$out/predict-$p-cpu.csv" "$out/predict-$p-wgpu.csv" "${pair#*:}" >> "$summary" <<'PY' || predict_rc=1
+  python3 - "$out/predict-$trained-trained-on-cpu.csv" "$out/predict-$trained-trained-on-wgpu.csv" "$trained-trained" >> "$summary" <<'PY' || predict_rc=1
 import csv, sys
 a, b, what = sys.argv[1:4]
 rows = lambda f: {r["file"]: r for r in csv.DictReader(open(f))}
@@ -115,7 +124,7 @@ ra, rb = rows(a), rows(b)
 bad = [f for f in ra if ra[f]["status"] != "ok" or rb.get(f, {}).get("status") != "ok"]
 d = max(abs(float(ra[f]["p_happy"]) - float(rb[f]["p_happy"])) for f in ra if f not in bad)
 same = sum(ra[f]["label"] == rb[f]["label"] for f in ra if f not in bad)
-print(f"\nfer-predict, the {what} fer-small on {len(ra)} drawn faces, CPU against wgpu: largest p_happy difference {d:.2e}, labels equal on {same} of {len(ra)}")
+print(f"\nfer-predict, the {what} fer-small on {len(ra)} drawn faces, scored on the CPU and on wgpu: largest p_happy difference {d:.2e}, labels equal on {same} of {len(ra)}")
 if bad or len(ra) != len(rb) or d > 1e-4 or same != len(ra):
     sys.exit(f"error: {what}: the devices disagree ({len(bad)} faces not scored, p_happy difference {d:.2e}, bound 1e-4)")
 PY

@@ -89,8 +89,17 @@ impl<'a> Trainer<'a> {
     /// fresh model or its `init` weights.
     pub fn start(&self) -> Result<Run, TrainError> {
         let (s, cfg, ad) = (self.s, &self.cfg, &self.ad);
-        ad.seed(s.seed);
-        let fresh = cfg.init(ad);
+        let fresh = if *self.device == Device::flex() {
+            ad.seed(s.seed);
+            cfg.init(ad)
+        } else {
+            // The initial weights are drawn on the CPU and moved: each backend has its own RNG,
+            // so a seed drawn on wgpu would start another model than the CPU's, and a run could
+            // not be compared across devices (make gpu-check trains smoke-gpu on both).
+            let cpu = Device::flex().autodiff();
+            cpu.seed(s.seed);
+            cfg.init(&cpu).to_device(ad)
+        };
         let n_params = param_ids(&fresh).len();
         let resumed = crate::checkpoint::latest_good(
             self.ckpt,
