@@ -79,10 +79,10 @@ FORCE:
 # DEVICE is in train-cnn's and tune's params (so in their signatures), but make compares only
 # mtimes: a stamp holding the last DEVICE, rewritten only when it changes (its recipe runs every
 # time and leaves the file alone otherwise), makes `make all DEVICE=wgpu` after a CPU run rerun
-# those two stages and what follows them, and nothing else.
+# those two stages and what follows them, and nothing else. The stages that take --device list
+# it among their prerequisites (mk/stages.mk).
 $(A)/.device: FORCE
 	@mkdir -p $(@D); [ "$$(cat $@ 2>/dev/null)" = "$(DEVICE)" ] || echo "$(DEVICE)" > $@
-$(A)/train_cnn/manifest.json $(A)/tune/manifest.json: $(A)/.device
 
 all: $(STAGES)
 

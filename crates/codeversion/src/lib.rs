@@ -240,6 +240,17 @@ mod tests {
             "{rules}"
         );
         assert!(rules.contains("fer-tune --pipeline $(PIPELINE) --device $(DEVICE)\n"));
+        // A stage that takes --device follows the Makefile's DEVICE stamp; the others don't.
+        let rule = |stage: &str| {
+            rules
+                .lines()
+                .find(|l| l.starts_with(&format!("$(A)/{stage}/manifest.json:")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(rule("tune").ends_with(" $(A)/.device"), "{}", rule("tune"));
+        assert!(rule("train_cnn").ends_with(" $(A)/.device"));
+        assert!(!rule("report").contains(".device"));
     }
 
     /// Every `fer_schema::<module>` path a crate names (`fer_schema::{a, b::X}` included),

@@ -8,7 +8,8 @@ use std::path::Path;
 /// [`fer_graph::STAGES`]), the pipeline files, and the sources of every crate it is built from
 /// ([`crate_graph`]) with the build helper, the workspace manifest and the lock file. A stage
 /// that reads no stage (ingest) reads the data, which mtimes don't track: make asks it every
-/// time (`FORCE`) and it skips itself, leaving its manifest's mtime alone (`--keep-mtime`).
+/// time (`FORCE`) and it skips itself, leaving its manifest's mtime alone (`--keep-mtime`). A
+/// stage that takes `--device` also follows `$(A)/.device`, the Makefile's stamp of `DEVICE`.
 pub fn make_rules(workspace: &Path) -> String {
     let mut out = String::from(
         "# Generated from fer_graph::STAGES (crates/graph) and the crates' manifests by\n\
@@ -32,6 +33,11 @@ pub fn make_rules(workspace: &Path) -> String {
                 pre.extend(c.make_prerequisites());
             }
             pre.push("$(call src,codeversion) Cargo.toml Cargo.lock".into());
+        }
+        if s.device {
+            // The Makefile's stamp of the last DEVICE (rewritten only when it changes): the
+            // device is in the stage's params, which mtimes don't track.
+            pre.push("$(A)/.device".into());
         }
         out.push_str(&format!(
             "$(A)/{}/manifest.json: {}\n",
