@@ -26,7 +26,12 @@ step() { echo "== gpu-check: $* (at $(((SECONDS - t_start) / 60))m$(((SECONDS - 
 
 step "Vulkan"
 icds() { ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null || true; }
-if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1' || [ -z "$(icds)" ]; then
+# The loader: ldconfig's list (root's PATH has it), else the usual library folders.
+loader() {
+  { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -q 'libvulkan\.so\.1' \
+    || ls /usr/lib/*/libvulkan.so.1 /usr/lib64/libvulkan.so.1 /usr/lib/libvulkan.so.1 > /dev/null 2>&1
+}
+if ! loader || [ -z "$(icds)" ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get > /dev/null; then
     echo "error: no Vulkan driver: install the Vulkan loader and a driver (Debian/Ubuntu: apt-get install libvulkan1 mesa-vulkan-drivers, which has lavapipe, a Vulkan on the CPU)" >&2
     exit 2

@@ -66,6 +66,10 @@ else
         --data artifacts/seed/preprocess --seconds "$(($(left) - 60))")
 fi
 echo "gpu-run: ${args[*]} ($(left) s left)"
+if [ "$(left)" -lt 60 ]; then
+  echo "gpu-run: stopped: $(left) s left of $limit, too little for a run" >&2
+  exit 1
+fi
 rc=0
 timeout -s INT "$(left)" "$gpu" run "${args[@]}" --json "$out/run.json" | tee "$out/run.txt" || rc=$?
 grep -E '^(\||device:)' "$out/run.txt" > "$out/table.md" || true

@@ -113,12 +113,13 @@ pub fn run(p: &Params) -> Result<Manifest, TrainCnnError> {
         });
     }
     let Preamble { run, upstream: up } = p.prepare(inits)?;
-    let (dev, info) = device_info(&p.device)?;
-    if info.device != "cpu" && !p.common.quiet {
-        eprintln!("[{}/{STAGE}] device: {info}", p.common.pipeline);
-    }
     // Checkpoints live in the run's resume folder: --force starts from scratch.
     let m = run.execute_resumable(|dir, resume| {
+        // The device comes up only to compute (`make status` and a skip never touch a GPU).
+        let (dev, info) = device_info(&p.device)?;
+        if info.device != "cpu" && !p.common.quiet {
+            eprintln!("[{}/{STAGE}] device: {info}", p.common.pipeline);
+        }
         compute(&up[0].0, &p.train, &dev, resume, dir, p.common.quiet)
     })?;
     Ok(m)

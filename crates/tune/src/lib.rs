@@ -122,14 +122,15 @@ fn reads(p: &Params) -> Vec<&'static str> {
 pub fn run(p: &Params) -> Result<Manifest, TuneError> {
     let Preamble { run, upstream: up } = p.prepare(Vec::new())?;
     let incumbent = up.get(1).map(|(dir, _)| dir.join(&p.tune.base.name));
-    let (dev, info) = fer_train::device_info(&p.device)?;
-    if info.device != "cpu" && !p.common.quiet {
-        eprintln!("[{}/{STAGE}] device: {info}", p.common.pipeline);
-    }
     let plan = workers::Plan::new(p, &run)?;
     // The search's state and trial checkpoints live in the run's resume folder: --force
     // searches from scratch.
     let m = run.execute_resumable(|dir, work| {
+        // The device comes up only to compute (`make status` and a skip never touch a GPU).
+        let (dev, info) = fer_train::device_info(&p.device)?;
+        if info.device != "cpu" && !p.common.quiet {
+            eprintln!("[{}/{STAGE}] device: {info}", p.common.pipeline);
+        }
         compute(
             &up[0].0,
             incumbent.as_deref(),
