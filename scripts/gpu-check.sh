@@ -28,8 +28,12 @@ step "Vulkan"
 icds() { ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null || true; }
 # The loader: ldconfig's list (root's PATH has it), else the usual library folders.
 loader() {
-  { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -q 'libvulkan\.so\.1' \
-    || ls /usr/lib/*/libvulkan.so.1 /usr/lib64/libvulkan.so.1 /usr/lib/libvulkan.so.1 > /dev/null 2>&1
+  local f
+  grep -q 'libvulkan\.so\.1' <(/sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null) && return 0
+  for f in /usr/lib/*/libvulkan.so.1 /usr/lib64/libvulkan.so.1 /usr/lib/libvulkan.so.1; do
+    [ -e "$f" ] && return 0
+  done
+  return 1
 }
 if ! loader || [ -z "$(icds)" ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get > /dev/null; then
@@ -71,24 +75,39 @@ agree_rc=0
 say ""
 say "Agreement with the CPU backend ($((SECONDS - t)) s; bounds: logits 1e-3 absolute, loss 1e-4 relative, gradients 1e-3 relative L2):"
 say ""
-grep '^|' "$out/agree.txt" | tee -a "$summary" > /dev/null
+grep '^|' "$out/agree.txt" | tee -a "$summary" > /dev/null || echo "(no table: gpu agree exited $agree_rc)" | tee -a "$summary"
 
 step "smoke-gpu on wgpu, then on the CPU"
-# The same pipeline file on both devices (one worker each, so the same batches and steps): the
-# device is in train-cnn's and tune's signatures, so each run computes them, and the run cache
-# restores the wgpu run at the end, leaving artifacts/smoke-gpu as the wgpu run.
+# The same pipeline file on both devices (one worker each, so the same batches and steps), with
+# a run cache of its own, empty at first, so that both train (checked: each manifest says
+# computed); that cache then restores the wgpu run at the end, leaving artifacts/smoke-gpu as
+# the wgpu run.
 models="$out/models"
-rm -rf "$models"
+rm -rf "$models" artifacts/smoke-gpu/train_cnn artifacts/smoke-gpu/tune artifacts/smoke-gpu/report
 mkdir -p "$models"
+FER_CACHE_DIR=$(mktemp -d /tmp/fer-gpu-cache.XXXXXX)
+export FER_CACHE_DIR
+faces=$(mktemp -d /tmp/fer-gpu-faces.XXXXXX)
+trap 'rm -rf "$faces" "$FER_CACHE_DIR"' EXIT
+computed() {
+  python3 -c 'import json, sys
+for p in sys.argv[1:]:
+    s = json.load(open(p))["status"]
+    if s != "computed":
+        sys.exit(f"error: {p}: {s}, not computed: the run did not train")' \
+    artifacts/smoke-gpu/train_cnn/manifest.json artifacts/smoke-gpu/tune/manifest.json
+}
 t=$SECONDS
 make --no-print-directory all PIPELINE=smoke-gpu DEVICE=wgpu CARGO_TARGET_DIR="$target" 2>&1 | tee "$out/smoke-gpu-wgpu.log"
 wgpu_s=$((SECONDS - t))
+computed
 cp -r artifacts/smoke-gpu/train_cnn "$models/wgpu"
 cp artifacts/smoke-gpu/tune/summary.json "$models/wgpu/tune-summary.json"
 t=$SECONDS
 # CARGO=true: the binaries just built (the CPU device needs no other build).
 make --no-print-directory all PIPELINE=smoke-gpu DEVICE=cpu CARGO=true CARGO_TARGET_DIR="$target" 2>&1 | tee "$out/smoke-gpu-cpu.log"
 cpu_s=$((SECONDS - t))
+computed
 cp -r artifacts/smoke-gpu/train_cnn "$models/cpu"
 cp artifacts/smoke-gpu/tune/summary.json "$models/cpu/tune-summary.json"
 make --no-print-directory all PIPELINE=smoke-gpu DEVICE=wgpu CARGO=true CARGO_TARGET_DIR="$target" > "$out/smoke-gpu-restore.log" 2>&1
@@ -112,8 +131,6 @@ PY
 tail -10 "$summary"
 
 step "portable weights"
-faces=$(mktemp -d /tmp/fer-gpu-faces.XXXXXX)
-trap 'rm -rf "$faces"' EXIT
 "$gpu" faces --out "$faces" --n 40 > /dev/null
 predict_rc=0
 for trained in cpu wgpu; do
@@ -127,7 +144,7 @@ a, b, what = sys.argv[1:4]
 rows = lambda f: {r["file"]: r for r in csv.DictReader(open(f))}
 ra, rb = rows(a), rows(b)
 bad = [f for f in ra if ra[f]["status"] != "ok" or rb.get(f, {}).get("status") != "ok"]
-d = max(abs(float(ra[f]["p_happy"]) - float(rb[f]["p_happy"])) for f in ra if f not in bad)
+d = max((abs(float(ra[f]["p_happy"]) - float(rb[f]["p_happy"])) for f in ra if f not in bad), default=float("inf"))
 same = sum(ra[f]["label"] == rb[f]["label"] for f in ra if f not in bad)
 print(f"\nfer-predict, the {what} fer-small on {len(ra)} drawn faces, scored on the CPU and on wgpu: largest p_happy difference {d:.2e}, labels equal on {same} of {len(ra)}")
 if bad or len(ra) != len(rb) or d > 1e-4 or same != len(ra):

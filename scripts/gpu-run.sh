@@ -31,6 +31,7 @@ fi
 gpu=${GPU_RUN_BIN:-target/gpu/release/examples/gpu}
 if [ ! -x "$gpu" ]; then
   echo "gpu-run: building the gpu example (at most $(left) s)"
+  [ "$(left)" -gt 60 ] || { echo "gpu-run: stopped: no time left to build" >&2; exit 1; }
   CARGO_TARGET_DIR=target/gpu timeout "$(left)" \
     cargo build --release --quiet -p fer-train-cnn --features wgpu --example gpu
   gpu=target/gpu/release/examples/gpu

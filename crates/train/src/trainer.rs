@@ -17,13 +17,41 @@ use crate::train::{
     EpochRow, TrainError, TrainState, Trained, check_data, load_weights, loss_and_accuracy,
     macro_f1, num_classes, param_ids, predict, with_param_ids,
 };
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use fer_core::tensors::TensorSet;
 use fer_models::arch::{ModelConfig, Net};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// A fresh model of `cfg` for training on `device` (on its autodiff device), its weights drawn
+/// from `seed` by flex's seeded RNG on every device, then moved: each backend has its own RNG,
+/// so a seed drawn on wgpu would start another model than the CPU's, and runs could not be
+/// compared across devices (make gpu-check trains smoke-gpu on both and checks this).
+///
+/// burn's parameters are lazy: each is drawn when first read. They are read here, in module
+/// order, so that the draws happen before the move (`fork` would otherwise send the initializer
+/// along, to draw on the other device's RNG) and in the same order on every device: the order
+/// the forward pass first read them in, so the CPU's weights are the ones it always drew
+/// (checked: `make all PIPELINE=ci` gave the same model files). `fork` makes each parameter a
+/// leaf of the new device's graph.
+pub fn fresh_model(cfg: &ModelConfig, seed: u64, device: &Device) -> Net {
+    struct Draw;
+    impl ModuleVisitor for Draw {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let _ = p.val();
+        }
+    }
+    let cpu = Device::flex().autodiff();
+    cpu.seed(seed);
+    let net = cfg.init(&cpu);
+    net.visit(&mut Draw);
+    if *device == Device::flex() {
+        return net;
+    }
+    net.fork(&device.clone().autodiff())
+}
 
 /// What one model's run is trained from and where it keeps its checkpoints.
 pub struct Trainer<'a> {
@@ -89,17 +117,7 @@ impl<'a> Trainer<'a> {
     /// fresh model or its `init` weights.
     pub fn start(&self) -> Result<Run, TrainError> {
         let (s, cfg, ad) = (self.s, &self.cfg, &self.ad);
-        let fresh = if *self.device == Device::flex() {
-            ad.seed(s.seed);
-            cfg.init(ad)
-        } else {
-            // The initial weights are drawn on the CPU and moved: each backend has its own RNG,
-            // so a seed drawn on wgpu would start another model than the CPU's, and a run could
-            // not be compared across devices (make gpu-check trains smoke-gpu on both).
-            let cpu = Device::flex().autodiff();
-            cpu.seed(s.seed);
-            cfg.init(&cpu).to_device(ad)
-        };
+        let fresh = fresh_model(cfg, s.seed, self.device);
         let n_params = param_ids(&fresh).len();
         let resumed = crate::checkpoint::latest_good(
             self.ckpt,

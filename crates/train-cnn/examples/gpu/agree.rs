@@ -114,11 +114,14 @@ pub struct Outcome {
     /// way by a change that small, and moves that gradient by a step (a reference, not
     /// bounded).
     pub reference: Vec<f64>,
+    /// Whether a training run's fresh model (`fer_train::trainer::fresh_model`, seed 7) has the
+    /// same weights, bit for bit, on both devices.
+    pub fresh_equal: bool,
 }
 
 impl Outcome {
     pub fn ok(&self) -> bool {
-        self.logits.ok() && self.loss.ok() && self.grads.iter().all(Diff::ok)
+        self.fresh_equal && self.logits.ok() && self.loss.ok() && self.grads.iter().all(Diff::ok)
     }
     /// The gradient furthest from the CPU's.
     pub fn worst_grad(&self) -> Option<&Diff> {
@@ -175,11 +178,12 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
         .collect()
 }
 
-/// Every float parameter's gradient, by its path in the module (`blocks.0.conv.weight`).
-fn gradients(net: &Net, grads: &Gradients) -> Vec<(String, Vec<f64>)> {
+/// Every float parameter's value (`grads` None) or gradient, by its path in the module
+/// (`blocks.0.conv.weight`).
+fn gradients(net: &Net, grads: Option<&Gradients>) -> Vec<(String, Vec<f64>)> {
     struct Collect<'a> {
         path: Vec<String>,
-        grads: &'a Gradients,
+        grads: Option<&'a Gradients>,
         out: Vec<(String, Vec<f64>)>,
     }
     impl ModuleVisitor for Collect<'_> {
@@ -191,9 +195,14 @@ fn gradients(net: &Net, grads: &Gradients) -> Vec<(String, Vec<f64>)> {
         }
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
             let name = self.path.join(".");
-            // A parameter without a gradient (running statistics) is not compared.
-            if let Some(g) = p.val().grad(self.grads) {
-                self.out.push((name, values(g)));
+            match self.grads {
+                // A parameter without a gradient (running statistics) is not compared.
+                Some(grads) => {
+                    if let Some(g) = p.val().grad(grads) {
+                        self.out.push((name, values(g)));
+                    }
+                }
+                None => self.out.push((name, values(p.val()))),
             }
         }
     }
@@ -234,7 +243,7 @@ fn run_nudged(case: &Case, weights: &Path, device: &Device, nudge: f32) -> Resul
     let out = net.forward_train(input(&ad), 7);
     let loss = loss_fn(case, &ad).forward(out, &ys, &shares, &ad);
     let lv = values(loss.clone())[0];
-    let grads = gradients(&net, &loss.backward());
+    let grads = gradients(&net, Some(&loss.backward()));
     Ok(Run {
         logits,
         loss: lv,
@@ -242,10 +251,14 @@ fn run_nudged(case: &Case, weights: &Path, device: &Device, nudge: f32) -> Resul
     })
 }
 
+/// The largest absolute difference; infinite when a value is not finite (NaN never passes).
 fn max_abs(a: &[f64], b: &[f64]) -> f64 {
     a.iter()
         .zip(b)
-        .map(|(x, y)| (x - y).abs())
+        .map(|(x, y)| {
+            let d = (x - y).abs();
+            if d.is_finite() { d } else { f64::INFINITY }
+        })
         .fold(0.0, f64::max)
 }
 
@@ -270,6 +283,9 @@ pub fn check(case: &Case, gpu: &Device, scratch: &Path) -> Result<Outcome, Strin
     let a = run(case, &weights, &cpu)?;
     let b = run(case, &weights, gpu)?;
     let r = run_nudged(case, &weights, &cpu, NUDGE)?;
+    let fresh = |d: &Device| gradients(&fer_train::trainer::fresh_model(&case.cfg, 7, d), None);
+    let (fa, fb) = (fresh(&cpu), fresh(gpu));
+    let fresh_equal = fa == fb;
     if a.grads.len() != b.grads.len() || a.grads.is_empty() {
         return Err(format!(
             "{}: {} gradients on the CPU, {} on wgpu",
@@ -302,6 +318,7 @@ pub fn check(case: &Case, gpu: &Device, scratch: &Path) -> Result<Outcome, Strin
         name: case.name,
         params,
         reference,
+        fresh_equal,
         logits: Diff {
             tensor: "logits".into(),
             value: max_abs(&a.logits, &b.logits),
@@ -323,6 +340,7 @@ mod tests {
     #[test]
     fn differences_are_measured_as_the_bounds_mean() {
         assert_eq!(max_abs(&[1.0, -2.0], &[1.5, -2.25]), 0.5);
+        assert_eq!(max_abs(&[1.0, f64::NAN], &[1.0, 0.0]), f64::INFINITY);
         let r = rel_l2(&[3.0, 4.0], &[3.0, 4.5]);
         assert!((r - 0.1).abs() < 1e-12, "{r}");
         assert_eq!(rel_l2(&[0.0, 0.0], &[0.0, 0.0]), 0.0);

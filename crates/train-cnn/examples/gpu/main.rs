@@ -149,17 +149,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 eprintln!("gpu run: timing {name}");
                 timing::speed(&mut row, &s, batches, &device);
                 rows.push(row);
+                save(json.as_deref(), &info, &rows)?;
             }
             let rest = seconds - t_run.elapsed().as_secs_f64();
             if rest > 0.0 {
-                epochs_on_data(&mut rows, &tp, &data, rest, &device)?;
+                epochs_on_data(&mut rows, &tp, &data, rest, &device, &|rows| {
+                    save(json.as_deref(), &info, rows)
+                })?;
             }
             print_table(&rows, &info.to_string());
-            if let Some(p) = json {
-                let v = serde_json::json!({"device": info.to_string(), "rows": rows});
-                std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap_or_default())
-                    .map_err(|e| format!("{}: {e}", p.display()))?;
-            }
+            save(json.as_deref(), &info, &rows)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -183,6 +182,18 @@ fn faces(out: &std::path::Path, n: u64) -> Result<ExitCode, String> {
     }
     println!("{n} faces written to {}", out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rows so far as JSON (after every row, so a run stopped by its time limit keeps them).
+fn save(
+    json: Option<&std::path::Path>,
+    info: &fer_train::DeviceInfo,
+    rows: &[timing::Row],
+) -> Result<(), String> {
+    let Some(p) = json else { return Ok(()) };
+    let v = serde_json::json!({"device": info.to_string(), "rows": rows});
+    std::fs::write(p, serde_json::to_string_pretty(&v).unwrap_or_default())
+        .map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// The settings of `name`: the pipeline's model of that name, else an architecture's defaults.
@@ -216,6 +227,7 @@ fn epochs_on_data(
     data: &std::path::Path,
     seconds: f64,
     device: &burn::tensor::Device,
+    save: &dyn Fn(&[timing::Row]) -> Result<(), String>,
 ) -> Result<(), String> {
     if !data.join("train.safetensors").is_file() {
         eprintln!(
@@ -249,6 +261,7 @@ fn epochs_on_data(
         {
             row.note = format!("epochs: {e}");
         }
+        save(rows)?;
     }
     Ok(())
 }
@@ -312,6 +325,14 @@ fn agree_all(
             t0.elapsed().as_secs_f64()
         );
         println!(
+            "  fresh weights from seed 7: {}",
+            if o.fresh_equal {
+                "the same on both devices, bit for bit"
+            } else {
+                "DIFFER between the devices"
+            }
+        );
+        println!(
             "  {:<32} {:>10}  {:>10}  {:>10}",
             "tensor", "wgpu", "bound", "nudged"
         );
@@ -363,6 +384,7 @@ fn agree_all(
                     "logits_max_abs": o.logits.value,
                     "loss_rel": o.loss.value,
                     "grads": o.grads.iter().zip(&o.reference).map(|(d, r)| serde_json::json!({"tensor": d.tensor, "rel_l2": d.value, "cpu_nudged_rel_l2": r})).collect::<Vec<_>>(),
+                    "fresh_weights_equal": o.fresh_equal,
                     "ok": o.ok(),
                 })
             })
