@@ -28,16 +28,7 @@ pub struct Rate {
 
 /// `n` synthetic 48x48 inputs and alternating labels (speed does not depend on content).
 pub fn data(n: usize) -> TensorSet {
-    TensorSet {
-        n,
-        height: 48,
-        width: 48,
-        x: (0..n * 2304)
-            .map(|i| ((i * 7919) % 997) as f32 / 250.0 - 2.0)
-            .collect(),
-        y: (0..n).map(|i| (i % 2) as u8).collect(),
-        truths: None,
-    }
+    fer_train_cnn::timing_set(n)
 }
 
 /// The compared architectures: (row name, arch, widths, dropout).

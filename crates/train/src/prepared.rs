@@ -7,6 +7,21 @@ use fer_core::transform::Transform;
 use fer_models::arch::ModelConfig;
 use std::path::{Path, PathBuf};
 
+/// `n` synthetic 48x48 inputs in -2..2 and alternating labels, for timings, whose speed does not
+/// depend on content: fer-bench's rows and train-cnn's `gpu` example.
+pub fn timing_set(n: usize) -> TensorSet {
+    TensorSet {
+        n,
+        height: 48,
+        width: 48,
+        x: (0..n * 2304)
+            .map(|i| ((i * 7919) % 997) as f32 / 250.0 - 2.0)
+            .collect(),
+        y: (0..n).map(|i| (i % 2) as u8).collect(),
+        truths: None,
+    }
+}
+
 /// What `preprocess` wrote, loaded once: the three splits, their ids, the fitted transform
 /// and the class names (from the label mode); the pretraining pool, if there is one, is read
 /// on first use ([`Prepared::pretrain`]: only models with `pretrain_epochs` need it).

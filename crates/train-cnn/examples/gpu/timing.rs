@@ -9,7 +9,6 @@
 //!   test split. Pretraining (`pretrain_epochs`) is not run here.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use fer_core::tensors::TensorSet;
 use fer_train_cnn::model::ModelConfig;
 use fer_train_cnn::settings::TrainSettings;
 use std::path::Path;
@@ -31,19 +30,7 @@ pub struct Row {
     pub note: String,
 }
 
-/// `n` synthetic 48x48 inputs with alternating labels (speed does not depend on content).
-fn synthetic(n: usize) -> TensorSet {
-    TensorSet {
-        n,
-        height: 48,
-        width: 48,
-        x: (0..n * 2304)
-            .map(|i| ((i * 7919) % 997) as f32 / 250.0 - 2.0)
-            .collect(),
-        y: (0..n).map(|i| (i % 2) as u8).collect(),
-        truths: None,
-    }
-}
+use fer_train_cnn::timing_set as synthetic;
 
 fn no_aug() -> fer_train::ops::Augmenter {
     fer_train::ops::Augmenter {
