@@ -16,7 +16,7 @@ tree -e normal,build,dev >"$dir/tests"
 tree -e normal,build --features fer-predict/yunet >"$dir/bins-yunet"
 tree -e normal,build,dev --features fer-predict/yunet >"$dir/tests-yunet"
 # tune's study store (sqlx), as .ci/run builds it: pinned in crates/tune/Cargo.toml.
-# and the shared run cache's S3 client (fer-cache's `s3`): pinned in crates/cache/Cargo.toml.
+# and the shared run cache's S3 client (fer-cache's `s3`): pinned in crates/detect/Cargo.toml.
 tree -e normal,build --features fer-predict/yunet,fer-tune/study,fer-bench/study,fer-cache/s3 >"$dir/bins-study"
 tree -e normal,build,dev --features fer-tune/study,fer-cache/s3 >"$dir/tests-study"
 # .ci/run's YuNet tests select two packages, and make hostile / make scenes build predict's

@@ -9,11 +9,7 @@ pub(crate) fn cnn_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>) {
     use fer_train_cnn::settings::TrainSettings;
     let device = burn::tensor::Device::flex();
     let data = compare::data;
-    let aug = fer_augment::Augmenter {
-        steps: vec![],
-        side: 48,
-        range: (-2.0, 2.0),
-    };
+    let aug = fer_train_cnn::timing_augmenter();
     let val = data(64);
     // workers = 2: each batch's halves on one core each (the CPU pipelines' setting).
     for (arch, n, workers) in [

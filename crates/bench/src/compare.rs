@@ -76,11 +76,7 @@ fn train_epoch(arch: &str, widths: [usize; 4], dropout: f64) -> Result<(f64, f64
         ..TrainSettings::default()
     };
     let (train, val) = (data(2560), data(64));
-    let aug = fer_augment::Augmenter {
-        steps: vec![],
-        side: 48,
-        range: (-2.0, 2.0),
-    };
+    let aug = fer_train_cnn::timing_augmenter();
     let ckpt = tempfile::tempdir().map_err(|e| e.to_string())?;
     let t = fer_train_cnn::train::train(
         &s,

@@ -43,7 +43,7 @@ pub use fer_models::arch as model;
 pub use fer_train::{
     Device, DeviceInfo, ModelArtifact, ModelError, Prepared, TrainCnnError, TrainError,
     check_device, checkpoint, device, device_info, export_model, loss, remove_resume, settings,
-    timing_set, train,
+    timing_augmenter, timing_set, train,
 };
 
 use fer_core::cli::StageArgs;

@@ -28,7 +28,7 @@ pub use export::export_model;
 pub use fer_models::{
     Device, DeviceInfo, ModelArtifact, ModelError, check_device, device, device_info,
 };
-pub use prepared::{Prepared, timing_set};
+pub use prepared::{Prepared, timing_augmenter, timing_set};
 pub use train::TrainError;
 
 /// What training a model can fail with.

@@ -22,6 +22,15 @@ pub fn timing_set(n: usize) -> TensorSet {
     }
 }
 
+/// No augmentation, for [`timing_set`]'s images: what timed training runs take.
+pub fn timing_augmenter() -> crate::ops::Augmenter {
+    crate::ops::Augmenter {
+        steps: vec![],
+        side: 48,
+        range: (-2.0, 2.0),
+    }
+}
+
 /// What `preprocess` wrote, loaded once: the three splits, their ids, the fitted transform
 /// and the class names (from the label mode); the pretraining pool, if there is one, is read
 /// on first use ([`Prepared::pretrain`]: only models with `pretrain_epochs` need it).

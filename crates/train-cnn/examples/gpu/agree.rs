@@ -180,7 +180,7 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
 
 /// Every float parameter's value (`grads` None) or gradient, by its path in the module
 /// (`blocks.0.conv.weight`).
-fn gradients(net: &Net, grads: Option<&Gradients>) -> Vec<(String, Vec<f64>)> {
+fn tensors(net: &Net, grads: Option<&Gradients>) -> Vec<(String, Vec<f64>)> {
     struct Collect<'a> {
         path: Vec<String>,
         grads: Option<&'a Gradients>,
@@ -243,7 +243,7 @@ fn run_nudged(case: &Case, weights: &Path, device: &Device, nudge: f32) -> Resul
     let out = net.forward_train(input(&ad), 7);
     let loss = loss_fn(case, &ad).forward(out, &ys, &shares, &ad);
     let lv = values(loss.clone())[0];
-    let grads = gradients(&net, Some(&loss.backward()));
+    let grads = tensors(&net, Some(&loss.backward()));
     Ok(Run {
         logits,
         loss: lv,
@@ -283,7 +283,7 @@ pub fn check(case: &Case, gpu: &Device, scratch: &Path) -> Result<Outcome, Strin
     let a = run(case, &weights, &cpu)?;
     let b = run(case, &weights, gpu)?;
     let r = run_nudged(case, &weights, &cpu, NUDGE)?;
-    let fresh = |d: &Device| gradients(&fer_train::trainer::fresh_model(&case.cfg, 7, d), None);
+    let fresh = |d: &Device| tensors(&fer_train::trainer::fresh_model(&case.cfg, 7, d), None);
     let (fa, fb) = (fresh(&cpu), fresh(gpu));
     let fresh_equal = fa == fb;
     if a.grads.len() != b.grads.len() || a.grads.is_empty() {

@@ -11,6 +11,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use fer_train_cnn::model::ModelConfig;
 use fer_train_cnn::settings::TrainSettings;
+use fer_train_cnn::timing_set as synthetic;
 use std::path::Path;
 use std::time::Instant;
 
@@ -30,16 +31,6 @@ pub struct Row {
     pub note: String,
 }
 
-use fer_train_cnn::timing_set as synthetic;
-
-fn no_aug() -> fer_train::ops::Augmenter {
-    fer_train::ops::Augmenter {
-        steps: vec![],
-        side: 48,
-        range: (-2.0, 2.0),
-    }
-}
-
 /// One epoch of `batches` training batches: images per second (the epoch's own clock, which
 /// stops before its checkpoint is written).
 fn train_speed(s: &TrainSettings, batches: usize, device: &Device) -> Result<f64, String> {
@@ -50,7 +41,7 @@ fn train_speed(s: &TrainSettings, batches: usize, device: &Device) -> Result<f64
     s.pretrain_epochs = 0;
     s.init = String::new();
     s.max_train_batches = 0;
-    let aug = no_aug();
+    let aug = fer_train_cnn::timing_augmenter();
     let val = synthetic(64);
     // A warm-up run: the first batches compile every kernel the step needs.
     let warm = synthetic(2 * s.batch_size);
