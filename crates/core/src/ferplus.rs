@@ -140,6 +140,15 @@ impl Votes {
         (total > 0).then(|| self.of(e) as f64 / total as f64)
     }
 
+    /// The seven-class soft target: each of FER2013's seven emotions' share of the votes for
+    /// those seven, indexed by emotion code (contempt's votes left out, as the seven-class
+    /// hard label drops contempt); `None` when none of the seven has a vote.
+    pub fn shares7(&self) -> Option<[f64; 7]> {
+        let votes = Emotion::ALL.map(|e| self.of(e) as f64);
+        let total: f64 = votes.iter().sum();
+        (total > 0.0).then(|| votes.map(|v| v / total))
+    }
+
     /// Rules 1 to 3: the top emotion vote count, or why there is none worth having.
     fn top(&self) -> std::result::Result<u8, Reject> {
         let top = *self.emotions.iter().max().expect("8 emotions");

@@ -8,7 +8,9 @@
 //!
 //! When the dataset carries FERPlus votes, three more tensors give both truths ([`Truths`]):
 //! `y_fer2013` (u8), `y_ferplus` (u8, [`NO_LABEL`] where FERPlus gives none) and
-//! `happy_share` (f32, happiness' share of the 8 emotion votes, [`NO_SHARE`] without votes).
+//! `happy_share` (f32, happiness' share of the 8 emotion votes, [`NO_SHARE`] without votes);
+//! seven-class sets also `emotion_shares` (f32 `[n, 7]`: each FER2013 emotion's share of the
+//! votes for the seven, by emotion code, contempt left out; [`NO_SHARE`] rows without votes).
 
 use crate::error::{Error, IoContext, Result};
 use crate::split::Split;
@@ -44,6 +46,10 @@ pub struct Truths {
     pub ferplus: Vec<u8>,
     /// Happiness' share of the 8 emotion votes; [`NO_SHARE`] without votes.
     pub happy_share: Vec<f32>,
+    /// Seven classes only (empty otherwise): `n * 7` values, each image's row the seven
+    /// emotions' shares of their votes (by emotion code, contempt left out), or
+    /// [`NO_SHARE`] seven times without votes.
+    pub emotion_shares: Vec<f32>,
 }
 
 impl TensorSet {
@@ -64,9 +70,14 @@ impl TensorSet {
             .into_iter()
             .collect();
         let mut views = vec![("x", x), ("y", y)];
-        let share: Vec<u8>;
+        let (share, shares7): (Vec<u8>, Vec<u8>);
         if let Some(t) = &self.truths {
             share = t.happy_share.iter().flat_map(|v| v.to_le_bytes()).collect();
+            shares7 = t
+                .emotion_shares
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
             views.push((
                 "y_fer2013",
                 TensorView::new(Dtype::U8, vec![self.n], &t.fer2013).map_err(bad)?,
@@ -79,6 +90,13 @@ impl TensorSet {
                 "happy_share",
                 TensorView::new(Dtype::F32, vec![self.n], &share).map_err(bad)?,
             ));
+            if !t.emotion_shares.is_empty() {
+                let k = t.emotion_shares.len() / self.n.max(1);
+                views.push((
+                    "emotion_shares",
+                    TensorView::new(Dtype::F32, vec![self.n, k], &shares7).map_err(bad)?,
+                ));
+            }
         }
         let bytes = safetensors::serialize(views, Some(info)).map_err(bad)?;
         std::fs::write(path, bytes).at(path)
@@ -141,6 +159,21 @@ impl TensorSet {
                 fer2013: get("y_fer2013", Dtype::U8)?,
                 ferplus: get("y_ferplus", Dtype::U8)?,
                 happy_share: f32s(&get("happy_share", Dtype::F32)?),
+                emotion_shares: match st.tensor("emotion_shares") {
+                    Err(_) => Vec::new(),
+                    Ok(t)
+                        if t.dtype() == Dtype::F32 && t.shape().len() == 2 && t.shape()[0] == n =>
+                    {
+                        f32s(t.data())
+                    }
+                    Ok(t) => {
+                        return Err(bad(format!(
+                            "emotion_shares is {:?} {:?}, expected F32 [{n}, 7]",
+                            t.dtype(),
+                            t.shape()
+                        )));
+                    }
+                },
             })
         } else {
             None
@@ -227,11 +260,20 @@ mod tests {
                 fer2013: vec![0, 1],
                 ferplus: vec![NO_LABEL, 0],
                 happy_share: vec![NO_SHARE, 0.625],
+                emotion_shares: Vec::new(),
             }),
             ..t
         };
         with.write(&d.path().join("c.safetensors"), &meta).unwrap();
         let (back, _) = TensorSet::read(&d.path().join("c.safetensors")).unwrap();
         assert_eq!(back, with);
+        // Seven classes: each image's row of vote shares comes back as written.
+        let mut seven = with.clone();
+        if let Some(t) = seven.truths.as_mut() {
+            t.emotion_shares = [[NO_SHARE; 7], [0.5, 0.0, 0.0, 0.25, 0.0, 0.0, 0.25]].concat();
+        }
+        seven.write(&d.path().join("d.safetensors"), &meta).unwrap();
+        let (back, _) = TensorSet::read(&d.path().join("d.safetensors")).unwrap();
+        assert_eq!(back, seven);
     }
 }

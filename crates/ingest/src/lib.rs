@@ -21,7 +21,10 @@
 //! `labels` (fer2013|ferplus: the training target), `pretrain_pool` (seed protocol only),
 //! `protocol` (seed: the study's 2000/2022 train and 200/224 test, or `[ingest.sizes]`
 //! `train_happy`, `train_not_happy`, `test_happy`, `test_not_happy`; with `emotion7`, instead,
-//! `train_per_emotion` and `test_per_emotion`, drawn per emotion; full: every image), `seed`, `val_fraction` (stratified, carved from train), `on_bad` (error|skip),
+//! `train_per_emotion` and `test_per_emotion`, drawn per emotion; full: every image), `seed`,
+//! `val_fraction` (stratified, carved from train), `validation` (carve, or public_test: the
+//! literature's split, FER2013's PublicTest as the validation split and PrivateTest alone as
+//! test; full protocol and val_fraction = 0 only), `on_bad` (error|skip),
 //! `resize` and `resize_filter` (for images that are not 48x48), `[ingest.synthetic]`
 //! (`train_per_class`, `test_per_class`, `noise`; under `emotion7` that many faces of each of
 //! the seven emotions, each drawn with its own expression: [`synthetic::face7`]),
@@ -272,6 +275,8 @@ pub fn run(p: &Params) -> Result<Manifest, IngestError> {
         let rej_rows = write_rejects(&dir.join("rejects.parquet"), &loaded.rejects)?;
         out.table("rejects.parquet", rej_rows);
         out.summary = summary(&ds, source, pool, &loaded.rejects);
+        out.summary["validation"] = serde_json::to_value(p.ingest.validation)
+            .unwrap_or_else(|_| "carve".into());
         out.summary["ferplus"] = match &fp_files {
             Some(_) => "available".into(),
             None => "not available".into(),

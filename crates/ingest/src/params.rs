@@ -23,6 +23,11 @@ pub struct IngestSection {
     pub seed: u64,
     /// Fraction of each class of train carved out as the validation split.
     pub val_fraction: f64,
+    /// Where the validation split comes from: `carve` (`val_fraction` of each class of train)
+    /// or `public_test` (the literature's split: FER2013's PublicTest images choose the model,
+    /// PrivateTest alone is the test split, every Training image trains; `protocol = "full"`
+    /// and `val_fraction = 0` only).
+    pub validation: String,
     /// `error` (stop at the first bad file) or `skip` (list it in rejects.parquet).
     pub on_bad: String,
     /// Resize images that are not 48x48 instead of rejecting them.
@@ -110,6 +115,7 @@ impl Default for IngestSection {
             protocol: "seed".into(),
             seed: 42,
             val_fraction: 0.1,
+            validation: "carve".into(),
             on_bad: "error".into(),
             resize: false,
             resize_filter: "triangle".into(),
@@ -138,6 +144,22 @@ pub enum Protocol {
     Full,
 }
 
+/// Where the validation split comes from (`[ingest] validation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    /// A stratified `val_fraction` of each class of train.
+    Carve,
+    /// FER2013's PublicTest images; the test split keeps PrivateTest's alone.
+    PublicTest,
+}
+
+impl Validation {
+    fn is_carve(&self) -> bool {
+        *self == Validation::Carve
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnBad {
@@ -157,6 +179,10 @@ pub struct IngestParams {
     pub protocol: Protocol,
     pub seed: u64,
     pub val_fraction: f64,
+    /// Absent from the signature when `carve` (the default), so that older pipelines keep
+    /// theirs.
+    #[serde(skip_serializing_if = "Validation::is_carve")]
+    pub validation: Validation,
     pub on_bad: OnBad,
     pub resize: bool,
     #[serde(skip)]
@@ -250,6 +276,42 @@ impl IngestSection {
                 format!("{} is not in [0, 1)", self.val_fraction),
             ));
         }
+        let validation = match self.validation.as_str() {
+            "carve" => Validation::Carve,
+            "public_test" => Validation::PublicTest,
+            v => {
+                return Err(err(
+                    "validation",
+                    format!("unknown value `{v}` (expected carve or public_test)"),
+                ));
+            }
+        };
+        if validation == Validation::PublicTest {
+            if protocol != Protocol::Full {
+                return Err(err(
+                    "validation",
+                    "public_test needs protocol = \"full\" (the seed protocol draws its test \
+                     images from PublicTest and PrivateTest alike)"
+                        .into(),
+                ));
+            }
+            if self.val_fraction != 0.0 {
+                return Err(err(
+                    "validation",
+                    format!(
+                        "public_test takes the validation images from PublicTest; set \
+                         val_fraction = 0 (it is {}, and would carve more from train)",
+                        self.val_fraction
+                    ),
+                ));
+            }
+            if source == Source::Synthetic {
+                return Err(err(
+                    "validation",
+                    "synthetic faces have no PublicTest images (use validation = \"carve\")".into(),
+                ));
+            }
+        }
         let on_bad = match self.on_bad.as_str() {
             "error" => OnBad::Error,
             "skip" => OnBad::Skip,
@@ -293,6 +355,7 @@ impl IngestSection {
             protocol,
             seed: self.seed,
             val_fraction: self.val_fraction,
+            validation,
             on_bad,
             resize: self.resize,
             filter,

@@ -1,7 +1,7 @@
 //! The protocol applied to the decoded images: the sample drawn, the validation split carved.
 
 use crate::IngestError;
-use crate::params::{IngestParams, Protocol};
+use crate::params::{IngestParams, Protocol, Validation};
 use crate::source::Raw;
 use fer_core::dataset::{ImageDataset, ImageRecord};
 use fer_core::{BinaryLabel, Emotion, LabelMode, LabelSource, Split};
@@ -32,8 +32,12 @@ fn target(p: &IngestParams, r: &Raw) -> u8 {
     }
 }
 
+/// FER2013's `Usage` of the images the literature validates on.
+pub const PUBLIC_TEST: &str = "PublicTest";
+
 /// Apply the protocol (sampling, by FER2013's binary labels whatever the target) and carve the
-/// stratified validation split (by the target). Also returns the training images the seed
+/// stratified validation split (by the target), or, with `validation = "public_test"`, make
+/// the PublicTest images the validation split. Also returns the training images the seed
 /// protocol left out (the pretraining pool), sorted by id.
 pub fn select(
     p: &IngestParams,
@@ -110,7 +114,30 @@ pub fn select(
             ));
         }
     }
-    records.extend(test.into_iter().map(|r| to_record(p, r, Split::Test)));
+    if p.validation == Validation::PublicTest {
+        let public = test.iter().filter(|r| r.usage == PUBLIC_TEST).count();
+        let missing = match (public, test.len() - public) {
+            (0, _) => Some(("validation", PUBLIC_TEST)),
+            (_, 0) => Some(("test", "PrivateTest")),
+            _ => None,
+        };
+        if let Some((split, usage)) = missing {
+            return Err(IngestError::Params(format!(
+                "[ingest] validation = \"public_test\": no test image comes from FER2013's \
+                 {usage}, so the {split} split would be empty (the Kaggle file names start \
+                 with `{usage}_`; fer2013.csv's Usage column says it)"
+            )));
+        }
+    }
+    records.extend(test.into_iter().map(|r| {
+        // The literature's split: PublicTest chooses, PrivateTest alone scores.
+        let split = if p.validation == Validation::PublicTest && r.usage == PUBLIC_TEST {
+            Split::Val
+        } else {
+            Split::Test
+        };
+        to_record(p, r, split)
+    }));
     records.sort_by(|a, b| (a.split, &a.id).cmp(&(b.split, &b.id)));
     rest.sort_by(|a, b| a.id.cmp(&b.id));
     Ok((

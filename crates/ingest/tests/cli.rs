@@ -672,6 +672,84 @@ fn csv_layout_is_read_and_auto_prefers_it() {
 }
 
 #[test]
+fn public_test_validation_is_the_literature_split() {
+    let f = Fixture::new();
+    f.csv(&csv_lines());
+    let ingest = "source = \"csv\"\nprotocol = \"full\"\nval_fraction = 0.0\n\
+                  validation = \"public_test\"\n";
+    let p = f.pipeline("p", ingest);
+    f.run(&p).ok();
+    let stage = f.stage(&p);
+    assert_eq!(stage.manifest().summary["validation"], "public_test");
+    let ds = stage.images();
+    // Every Training row trains; PublicTest chooses; PrivateTest alone is scored.
+    for (split, usage, n) in [
+        (Split::Train, "Training", 14),
+        (Split::Val, "PublicTest", 4),
+        (Split::Test, "PrivateTest", 4),
+    ] {
+        let rows: Vec<_> = ds.records.iter().filter(|r| r.split == split).collect();
+        assert_eq!(rows.len(), n, "{split}");
+        assert!(
+            rows.iter().all(|r| r.usage == usage),
+            "{split}: {usage} only"
+        );
+    }
+    // The default carves val from train and keeps both test usages in test.
+    let c = f.pipeline(
+        "c",
+        "source = \"csv\"\nprotocol = \"full\"\nval_fraction = 0.25\n",
+    );
+    f.run(&c).ok();
+    let carved = f.stage(&c);
+    assert_eq!(carved.manifest().summary["validation"], "carve");
+    let ds = carved.images();
+    assert_eq!(
+        ds.records.iter().filter(|r| r.split == Split::Test).count(),
+        8
+    );
+    assert!(
+        ds.records
+            .iter()
+            .filter(|r| r.split == Split::Val)
+            .all(|r| r.usage == "Training")
+    );
+
+    // Refused before any image is read, naming the key and the fix.
+    for (name, text, words) in [
+        (
+            "frac",
+            ingest.replace("val_fraction = 0.0", "val_fraction = 0.1"),
+            &["[ingest] validation", "val_fraction = 0"][..],
+        ),
+        (
+            "seed",
+            ingest.replace("\"full\"", "\"seed\""),
+            &["[ingest] validation", "protocol = \"full\""][..],
+        ),
+        (
+            "syn",
+            ingest.replace("\"csv\"", "\"synthetic\""),
+            &["[ingest] validation", "synthetic"][..],
+        ),
+        (
+            "typo",
+            ingest.replace("public_test", "publictest"),
+            &["[ingest] validation", "publictest", "carve or public_test"][..],
+        ),
+    ] {
+        let e = f.pipeline(name, &text);
+        f.run(&e).error(words);
+    }
+    // Data whose test images are all PublicTest (the folder fixture): the test split would be
+    // empty, which is an error naming PrivateTest.
+    let g = Fixture::new();
+    g.folders(POOL);
+    let p = g.pipeline("p", &ingest.replace("\"csv\"", "\"folders\""));
+    g.run(&p).error(&["public_test", "PrivateTest", "empty"]);
+}
+
+#[test]
 fn synthetic_needs_no_data_dir() {
     let f = Fixture::new();
     let p = f.pipeline(

@@ -5,7 +5,8 @@
 //! Writes `artifacts/<pipeline>/preprocess/`: `transform.json` (the fitted
 //! `fer_core::transform::Transform`: size, resize filter, denoise, equalization, normalization
 //! constants), `{train,val,test}.safetensors` (`x` f32 `[N,1,H,W]`, `y` u8 `[N]`; layout in
-//! `fer_core::tensors`; with FERPlus votes also `y_fer2013`, `y_ferplus` and `happy_share`) and
+//! `fer_core::tensors`; with FERPlus votes also `y_fer2013`, `y_ferplus` and `happy_share`, and
+//! for seven classes `emotion_shares`) and
 //! `index.parquet` (split, row, id, label, emotion). When ingest wrote a pretraining pool
 //! (`pretrain.parquet`), also `pretrain.safetensors`, with the same transform (fitted on train
 //! only, never on the pool).
@@ -16,7 +17,6 @@
 //! Colour images are turned to gray by `fer_core::transform::to_gray` everywhere.
 
 use arrow_array::{ArrayRef, StringArray, UInt8Array, UInt32Array};
-use fer_core::Split;
 use fer_core::cli::StageArgs;
 use fer_core::cli::{Preamble, Stage as _};
 use fer_core::dataset::{ImageDataset, ImageRecord};
@@ -25,6 +25,7 @@ use fer_core::pipeline::PipelineFile;
 use fer_core::stage::Outputs;
 use fer_core::tensors::{NO_LABEL, NO_SHARE, TensorSet, Truths};
 use fer_core::transform::{Denoise, Equalize, Normalization, Transform, filter_by_name};
+use fer_core::{LabelMode, Split};
 use image::GrayImage;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -257,6 +258,19 @@ pub fn tensors(ds: &ImageDataset, t: &Transform, split: Split) -> TensorSet {
                     .map_or(NO_SHARE, |s| s as f32)
             })
             .collect(),
+        // Seven classes: the seven emotions' vote shares, the soft targets of seven-class
+        // training (binary sets keep happy_share alone).
+        emotion_shares: match ds.label_mode {
+            LabelMode::Binary => Vec::new(),
+            LabelMode::Emotion7 => rows
+                .iter()
+                .flat_map(|r| {
+                    r.ferplus_votes
+                        .and_then(|v| v.shares7())
+                        .map_or([NO_SHARE; 7], |s| s.map(|v| v as f32))
+                })
+                .collect(),
+        },
     });
     TensorSet {
         n: rows.len(),

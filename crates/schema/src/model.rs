@@ -48,12 +48,26 @@ pub struct TrainSettings {
     pub schedule: String,
     pub warmup_epochs: usize,
     pub plateau_patience: usize,
-    /// `adamw` or `adam`.
+    /// `adamw`, `adam` or `sgd` (SGD with Nesterov momentum `momentum`, no dampening, L2
+    /// weight decay: the recipe of VGGNet on FER2013, Khaireddin & Chen 2021).
     pub optimizer: String,
+    /// The momentum of `optimizer = "sgd"`.
+    #[serde(skip_serializing_if = "is_default_momentum")]
+    pub momentum: f64,
     pub weight_decay: f64,
     pub label_smoothing: f32,
-    /// Weight the loss by inverse class frequency.
+    /// Weight the loss by inverse class frequency (raised to `class_weight_power`).
     pub class_weights: bool,
+    /// With `class_weights`: each class weighs `(n / (k * n_class)) ^ power`; 1 is inverse
+    /// frequency, 0.5 its square root (milder on a rare class such as disgust).
+    #[serde(skip_serializing_if = "is_one_f64")]
+    pub class_weight_power: f64,
+    /// Mixup (Zhang et al. 2018): each training image is blended with another of its batch,
+    /// `l * x_i + (1 - l) * x_j`, and so are their targets, with `l` drawn from
+    /// Beta(mixup, mixup) per batch and taken as `max(l, 1 - l)` (so each image stays the
+    /// larger part and keeps its label for the accuracy figures). 0 = off.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub mixup: f64,
     /// Stop after this many epochs without a better validation loss (0 = never).
     pub patience: usize,
     /// Apply the `ops` chain to every training batch.
@@ -83,8 +97,9 @@ pub struct TrainSettings {
     /// fewer than [`MIN_PART`] images a part; the resolved number is what the stage signature
     /// records. Keep 1 on a GPU.
     pub workers: usize,
-    /// Train on FERPlus's vote share instead of the hard label (binary only): the target of
-    /// happy is happiness' share of the 8 emotion votes, `s`, that of not happy `1 - s`. An
+    /// Train on FERPlus's vote shares instead of the hard label. Binary: the target of happy
+    /// is happiness' share of the 8 emotion votes, `s`, that of not happy `1 - s`. Seven
+    /// classes: each emotion's share of the votes for the seven (contempt's left out). An
     /// image without votes keeps its hard label. Label smoothing mixes in as for hard labels,
     /// `(1 - label_smoothing) * target + label_smoothing / classes`; class weights weigh each
     /// class's term, normalized by the hard labels' weights (burn's convention for smoothed
@@ -132,6 +147,17 @@ fn is_zero_f64(v: &f64) -> bool {
     *v == 0.0
 }
 
+fn is_one_f64(v: &f64) -> bool {
+    *v == 1.0
+}
+
+/// SGD's default momentum, left out of `model.json` and the stage signature.
+pub const DEFAULT_MOMENTUM: f64 = 0.9;
+
+fn is_default_momentum(v: &f64) -> bool {
+    *v == DEFAULT_MOMENTUM
+}
+
 impl Default for TrainSettings {
     fn default() -> Self {
         TrainSettings {
@@ -146,9 +172,12 @@ impl Default for TrainSettings {
             warmup_epochs: 1,
             plateau_patience: 3,
             optimizer: "adamw".into(),
+            momentum: DEFAULT_MOMENTUM,
             weight_decay: 1e-4,
             label_smoothing: 0.05,
             class_weights: true,
+            class_weight_power: 1.0,
+            mixup: 0.0,
             patience: 8,
             augment: true,
             tta_flip: true,

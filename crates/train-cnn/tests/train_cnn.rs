@@ -439,13 +439,10 @@ fn cross_section_rules_fail_at_validation() {
     let listed = "[ingest]\npretrain_pool = false\n[train_cnn]\n[[train_cnn.models]]\narch = \"fer-small\"\n[[train_cnn.models]]\narch = \"seed-base\"\npretrain_epochs = 1\n";
     let e = parse(listed).unwrap_err();
     assert!(e.contains("[train_cnn] models[1].pretrain_epochs"), "{e}");
+    // Soft targets: happy's share for binary, the seven emotions' shares for seven classes.
     let soft = "[train_cnn]\nsoft_targets = true\n";
     assert!(parse(soft).is_ok(), "binary is the default label mode");
-    let e = parse(&format!("[ingest]\nlabel_mode = \"emotion7\"\n{soft}")).unwrap_err();
-    assert!(
-        e.contains("[train_cnn] soft_targets") && e.contains("[ingest] label_mode = \"binary\""),
-        "{e}"
-    );
+    assert!(parse(&format!("[ingest]\nlabel_mode = \"emotion7\"\n{soft}")).is_ok());
 }
 
 #[test]
@@ -484,6 +481,21 @@ fn bad_params_name_the_key() {
             "[train_cnn]\nper_image_norm_centre = true\n",
             "per_image_norm_centre",
         ),
+        ("[train_cnn]\noptimizer = \"lbfgs\"\n", "optimizer"),
+        ("[train_cnn]\nmomentum = 0.8\n", "momentum"),
+        (
+            "[train_cnn]\noptimizer = \"sgd\"\nmomentum = 1.0\n",
+            "momentum",
+        ),
+        (
+            "[train_cnn]\nclass_weight_power = 0.0\n",
+            "class_weight_power",
+        ),
+        (
+            "[train_cnn]\nclass_weight_power = 2.0\n",
+            "class_weight_power",
+        ),
+        ("[train_cnn]\nmixup = -0.2\n", "mixup"),
     ] {
         let e = parse(text).unwrap_err();
         assert!(
@@ -492,6 +504,20 @@ fn bad_params_name_the_key() {
         );
         assert!(e.starts_with("pipelines/t.toml"), "{e}");
     }
+    let ok = parse(
+        "[train_cnn]\noptimizer = \"sgd\"\nmomentum = 0.8\nclass_weight_power = 0.5\nmixup = 0.2\n",
+    )
+    .unwrap();
+    let m = &ok.models[0];
+    assert_eq!(
+        (
+            m.optimizer.as_str(),
+            m.momentum,
+            m.class_weight_power,
+            m.mixup
+        ),
+        ("sgd", 0.8, 0.5, 0.2)
+    );
     let e = parse("[train_cnn]\nepoch = 3\n").unwrap_err();
     assert!(e.contains("unknown field `epoch`"), "{e}");
 }
@@ -540,6 +566,7 @@ fn soft_loss_is_burns_for_hard_targets_and_the_formula_for_vote_shares() {
         smoothing: eps,
         class_weights: w.clone(),
         classes: 2,
+        width: 1,
     };
     let value = |t: Tensor<1>| -> f32 { t.into_scalar() };
     let hard_burn = value(Loss::Hard(burn).forward(logits(), &ys, &[], &d));
@@ -555,14 +582,49 @@ fn soft_loss_is_burns_for_hard_targets_and_the_formula_for_vote_shares() {
     for i in 0..3 {
         let (a, b) = (z[2 * i] as f64, z[2 * i + 1] as f64);
         let lse = (a.exp() + b.exp()).ln();
-        let q = soft_target(ys[i] as u8, shares[i], eps, 2);
+        let q = soft_target(ys[i] as u8, &shares[i..=i], eps, 2);
         want -= w[0] as f64 * q[0] as f64 * (a - lse) + w[1] as f64 * q[1] as f64 * (b - lse);
     }
     want /= (w[0] + w[1] + w[0]) as f64;
     assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
     let near = |a: Vec<f32>, b: [f32; 2]| (a[0] - b[0]).abs() < 1e-6 && (a[1] - b[1]).abs() < 1e-6;
-    assert!(near(soft_target(1, 0.7, 0.0, 2), [0.7, 0.3]));
-    assert!(near(soft_target(1, NO_SHARE, 0.2, 2), [0.1, 0.9]));
+    assert!(near(soft_target(1, &[0.7], 0.0, 2), [0.7, 0.3]));
+    assert!(near(soft_target(1, &[NO_SHARE], 0.2, 2), [0.1, 0.9]));
+    // A row of shares (seven classes, or mixup's blended rows) is the target itself, smoothed;
+    // a row without votes is the hard label's.
+    let row = [0.5, 0.0, 0.0, 0.25, 0.0, 0.0, 0.25];
+    let q = soft_target(3, &row, 0.07, 7);
+    for (a, b) in q.iter().zip(row) {
+        assert!((a - (0.93 * b + 0.01)).abs() < 1e-6, "{q:?}");
+    }
+    assert_eq!(soft_target(3, &[NO_SHARE; 7], 0.0, 7)[3], 1.0);
+    assert_eq!(
+        soft_target(3, &[0.6], 0.0, 7)[3],
+        1.0,
+        "one share of seven classes"
+    );
+    // Seven classes with shares: the formula again, rows of width 7.
+    let d7 = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [2, 7]), &d);
+    let z7: Vec<f32> = (0..14).map(|i| (i as f32 * 0.37).sin()).collect();
+    let rows: Vec<f32> = [row, [NO_SHARE; 7]].concat();
+    let seven = Loss::Soft {
+        smoothing: 0.0,
+        class_weights: Vec::new(),
+        classes: 7,
+        width: 7,
+    };
+    let got = value(seven.forward(d7(z7.clone()), &[3, 5], &rows, &d));
+    let mut want = 0f64;
+    for (i, y) in [3usize, 5].into_iter().enumerate() {
+        let z = &z7[i * 7..(i + 1) * 7];
+        let lse = z.iter().map(|v| (*v as f64).exp()).sum::<f64>().ln();
+        let q = soft_target(y as u8, &rows[i * 7..(i + 1) * 7], 0.0, 7);
+        want -= (0..7)
+            .map(|k| q[k] as f64 * (z[k] as f64 - lse))
+            .sum::<f64>();
+    }
+    want /= 2.0;
+    assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
 }
 
 #[test]
@@ -598,9 +660,160 @@ fn soft_targets_train_on_vote_shares_and_need_them() {
             .iter()
             .map(|&y| if y == 0 { 0.8 } else { 0.1 })
             .collect(),
+        emotion_shares: Vec::new(),
     });
     let t = run(&tr).expect("trains on shares");
     assert!(t.state.epochs[0].train_loss.is_finite());
+}
+
+/// Seven classes of the test faces: label `i % 7`, the binary drawing by whether it is 0.
+fn faces7(n: usize, seed: u64) -> TensorSet {
+    let mut t = faces(n, 24, seed);
+    t.y = (0..n).map(|i| (i % 7) as u8).collect();
+    t
+}
+
+#[test]
+fn seven_class_soft_targets_train_on_each_emotions_share_and_need_them() {
+    let (mut tr, va) = (faces7(140, 1), faces7(70, 2));
+    let s = TrainSettings {
+        soft_targets: true,
+        epochs: 1,
+        ..tiny_settings()
+    };
+    let run = |tr: &TensorSet| {
+        let ckpt = tempfile::tempdir().unwrap();
+        train::train(
+            &s,
+            tr,
+            &va,
+            &no_aug(),
+            &Device::flex(),
+            ckpt.path(),
+            &|_, _, _| {},
+        )
+    };
+    // Votes, but only happy's share (a binary set's truths): named, with the fix.
+    let mut truths = fer_core::tensors::Truths {
+        fer2013: tr.y.clone(),
+        ferplus: tr.y.clone(),
+        happy_share: vec![0.5; tr.n],
+        emotion_shares: Vec::new(),
+    };
+    tr.truths = Some(truths.clone());
+    let err = run(&tr).err().expect("no seven-class shares").to_string();
+    assert!(
+        err.contains("emotion_shares") && err.contains("7 classes"),
+        "{err}"
+    );
+    // Each image: 0.6 of its own emotion, 0.4 of the next one; every tenth without votes.
+    truths.emotion_shares =
+        tr.y.iter()
+            .enumerate()
+            .flat_map(|(i, &y)| {
+                let mut row = [0f32; 7];
+                if i % 10 == 0 {
+                    row = [fer_core::tensors::NO_SHARE; 7];
+                } else {
+                    row[y as usize] = 0.6;
+                    row[(y as usize + 1) % 7] = 0.4;
+                }
+                row
+            })
+            .collect();
+    tr.truths = Some(truths.clone());
+    let soft = run(&tr).expect("trains on seven-class shares");
+    // The shares are the target: other shares, another first epoch.
+    truths.emotion_shares = truths
+        .emotion_shares
+        .chunks(7)
+        .flat_map(|r| r.iter().rev().copied().collect::<Vec<_>>())
+        .collect();
+    tr.truths = Some(truths);
+    let other = run(&tr).expect("trains");
+    assert_ne!(
+        soft.state.epochs[0].train_loss,
+        other.state.epochs[0].train_loss
+    );
+}
+
+/// Mixup and Nesterov SGD: deterministic for a seed, and each changes the run.
+#[test]
+fn mixup_and_sgd_are_deterministic_and_change_the_run() {
+    let (tr, va) = (faces(128, 24, 1), faces(64, 24, 2));
+    let run = |s: TrainSettings| {
+        let ckpt = tempfile::tempdir().unwrap();
+        train::train(
+            &s,
+            &tr,
+            &va,
+            &no_aug(),
+            &Device::flex(),
+            ckpt.path(),
+            &|_, _, _| {},
+        )
+        .expect("trains")
+    };
+    let base = TrainSettings {
+        epochs: 2,
+        ..tiny_settings()
+    };
+    // The figures of each epoch (not its seconds).
+    let figures = |t: &fer_train_cnn::train::Trained| -> Vec<(f64, f64, f64)> {
+        t.state
+            .epochs
+            .iter()
+            .map(|e| (e.train_loss, e.val_loss, e.val_acc))
+            .collect()
+    };
+    let plain = figures(&run(base.clone()));
+    for s in [
+        TrainSettings {
+            mixup: 0.4,
+            ..base.clone()
+        },
+        TrainSettings {
+            optimizer: "sgd".into(),
+            lr: 0.02,
+            ..base.clone()
+        },
+    ] {
+        let (a, b) = (figures(&run(s.clone())), figures(&run(s.clone())));
+        assert_eq!(a, b, "{s:?}: the same run twice");
+        assert!(a.iter().all(|e| e.0.is_finite()));
+        assert_ne!(a, plain, "{s:?} changes the run");
+    }
+    // Square-root class weights: on balanced classes every weight is 1 either way; on a set
+    // with three times as many of one class they change the run.
+    let keep: Vec<usize> = (0..tr.n).filter(|i| i % 2 == 1 || i % 6 == 0).collect();
+    let side = tr.height * tr.width;
+    let imbalanced = TensorSet {
+        n: keep.len(),
+        x: keep.iter().flat_map(|&i| tr.image(i).to_vec()).collect(),
+        y: keep.iter().map(|&i| tr.y[i]).collect(),
+        ..tr.clone()
+    };
+    assert_eq!(imbalanced.x.len(), keep.len() * side);
+    let on = |s: TrainSettings| {
+        let ckpt = tempfile::tempdir().unwrap();
+        let t = train::train(
+            &s,
+            &imbalanced,
+            &va,
+            &no_aug(),
+            &Device::flex(),
+            ckpt.path(),
+            &|_, _, _| {},
+        )
+        .expect("trains");
+        figures(&t)
+    };
+    let sqrt = TrainSettings {
+        class_weight_power: 0.5,
+        ..base.clone()
+    };
+    assert_eq!(on(sqrt.clone()), on(sqrt.clone()));
+    assert_ne!(on(sqrt), on(base));
 }
 
 #[test]

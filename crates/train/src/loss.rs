@@ -1,7 +1,8 @@
 //! The training loss. Hard labels use burn's `CrossEntropyLoss` (label smoothing and class
-//! weights are its options). Soft targets (`soft_targets = true`: FERPlus's vote share) need a
-//! target distribution per image, which burn's loss does not take (it wants class indices),
-//! hence [`soft_cross_entropy`], written here with burn's own `log_softmax`:
+//! weights are its options). Soft targets (`soft_targets = true`: FERPlus's vote shares) and
+//! mixup's blended targets need a target distribution per image, which burn's loss does not
+//! take (it wants class indices), hence [`soft_cross_entropy`], written here with burn's own
+//! `log_softmax`:
 //!
 //! `loss = -sum_i sum_k w_k * q_ik * log softmax(z_i)_k / sum_i w_(y_i)`,
 //!
@@ -25,19 +26,27 @@ pub enum Loss {
         /// Per class (empty: every image weighs 1).
         class_weights: Vec<f32>,
         classes: usize,
+        /// Values per image in the `shares` that [`Loss::forward`] takes: 1 (happy's vote
+        /// share, binary) or `classes` (a whole target row).
+        width: usize,
     },
 }
 
-/// The target distribution of one binary image: happy (class 0) gets `share`, not happy
-/// `1 - share`; without a share ([`NO_SHARE`]) the hard label's one-hot. Then smoothed:
-/// `(1 - smoothing) * q + smoothing / classes`.
-pub fn soft_target(label: u8, share: f32, smoothing: f32, classes: usize) -> Vec<f32> {
+/// The target distribution of one image from its `share` (see [`Loss::Soft`]'s `width`): a
+/// binary image's happy share `s` gives happy (class 0) `s` and not happy `1 - s`; a row of
+/// `classes` values is the distribution itself; without votes ([`NO_SHARE`] first) it is the
+/// hard label's one-hot (so, too, is one share of a task with more than two classes). Then
+/// smoothed: `(1 - smoothing) * q + smoothing / classes`.
+pub fn soft_target(label: u8, share: &[f32], smoothing: f32, classes: usize) -> Vec<f32> {
     let mut q = vec![0f32; classes];
-    if share == NO_SHARE || classes != 2 {
-        q[label as usize] = 1.0;
-    } else {
-        q[0] = share;
-        q[1] = 1.0 - share;
+    match share {
+        [s, ..] if *s == NO_SHARE => q[label as usize] = 1.0,
+        [s] if classes == 2 => {
+            q[0] = *s;
+            q[1] = 1.0 - s;
+        }
+        row if row.len() == classes => q.copy_from_slice(row),
+        _ => q[label as usize] = 1.0,
     }
     q.iter()
         .map(|v| (1.0 - smoothing) * v + smoothing / classes as f32)
@@ -61,7 +70,8 @@ pub fn soft_cross_entropy(
 }
 
 impl Loss {
-    /// The loss of a batch: `ys` (hard labels), `shares` (vote shares, soft targets only).
+    /// The loss of a batch: `ys` (hard labels), `shares` (soft targets only: `width` values
+    /// per image, see [`soft_target`]).
     pub fn forward(
         &self,
         logits: Tensor<2>,
@@ -79,12 +89,13 @@ impl Loss {
                 smoothing,
                 class_weights,
                 classes,
+                width,
             } => {
                 let weight = |c: usize| class_weights.get(c).copied().unwrap_or(1.0);
                 let q: Vec<f32> = ys
                     .iter()
-                    .zip(shares)
-                    .flat_map(|(&y, &s)| soft_target(y as u8, s, *smoothing, *classes))
+                    .zip(shares.chunks((*width).max(1)))
+                    .flat_map(|(&y, s)| soft_target(y as u8, s, *smoothing, *classes))
                     .enumerate()
                     .map(|(j, v)| v * weight(j % classes))
                     .collect();

@@ -122,10 +122,9 @@ fn check_input_side(
 
 /// The rules between `[train_cnn]` and `[ingest]`, checked from the pipeline file before any
 /// data is read (train-cnn and tune both parse `[train_cnn]` here):
-/// - `pretrain_epochs > 0` needs `[ingest] pretrain_pool = true`, the pool it pretrains on;
-/// - `soft_targets = true` needs `[ingest] label_mode = "binary"`: its target is happy's share
-///   of FERPlus's votes. (That the votes are there is known only once ingest has read the data:
-///   train-cnn says so then.)
+/// `pretrain_epochs > 0` needs `[ingest] pretrain_pool = true`, the pool it pretrains on.
+/// (`soft_targets = true` needs FERPlus's votes; that they are there is known only once ingest
+/// has read the data: train-cnn says so then.)
 fn check_ingest_rules(
     pf: &PipelineFile,
     models: &[TrainSettings],
@@ -136,10 +135,6 @@ fn check_ingest_rules(
         .get("pretrain_pool")
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
-    let mode = ingest
-        .get("label_mode")
-        .and_then(|v| v.as_str())
-        .unwrap_or("binary");
     for (i, s) in models.iter().enumerate() {
         let key = |k: &str| {
             if listed {
@@ -156,16 +151,6 @@ fn check_ingest_rules(
                     "{} needs [ingest] pretrain_pool = true (the images it pretrains on); set \
                      it, or pretrain_epochs = 0",
                     s.pretrain_epochs
-                ),
-            ));
-        }
-        if s.soft_targets && mode != "binary" {
-            return Err(pf.param_error(
-                SECTION,
-                &key("soft_targets"),
-                format!(
-                    "true needs [ingest] label_mode = \"binary\" (the target is happy's share \
-                     of FERPlus's votes), and it is {mode:?}"
                 ),
             ));
         }
@@ -265,11 +250,11 @@ fn validate(
             ),
         ));
     }
-    if !["adamw", "adam"].contains(&s.optimizer.as_str()) {
+    if !["adamw", "adam", "sgd"].contains(&s.optimizer.as_str()) {
         return Err(err(
             "optimizer",
             format!(
-                "unknown optimizer `{}` (expected adamw or adam)",
+                "unknown optimizer `{}` (expected adamw, adam or sgd)",
                 s.optimizer
             ),
         ));
@@ -278,6 +263,36 @@ fn validate(
         return Err(err(
             "weight_decay",
             format!("{} must be >= 0", s.weight_decay),
+        ));
+    }
+    if !(0.0..1.0).contains(&s.momentum) {
+        return Err(err("momentum", format!("{} is not in [0, 1)", s.momentum)));
+    }
+    if s.momentum != fer_schema::model::DEFAULT_MOMENTUM && s.optimizer != "sgd" {
+        return Err(err(
+            "momentum",
+            format!(
+                "is for optimizer = \"sgd\" (the optimizer is `{}`, whose betas are fixed)",
+                s.optimizer
+            ),
+        ));
+    }
+    if !(s.class_weight_power > 0.0 && s.class_weight_power <= 1.0) {
+        return Err(err(
+            "class_weight_power",
+            format!(
+                "{} is not in (0, 1] (1: inverse frequency, 0.5: its square root)",
+                s.class_weight_power
+            ),
+        ));
+    }
+    if !(s.mixup >= 0.0 && s.mixup.is_finite()) {
+        return Err(err(
+            "mixup",
+            format!(
+                "{} must be >= 0 (the Beta distribution's alpha; 0 = off)",
+                s.mixup
+            ),
         ));
     }
     if !(0.0..1.0).contains(&s.label_smoothing) {

@@ -18,7 +18,9 @@ use crate::train::{
     macro_f1, num_classes, param_ids, predict, with_param_ids,
 };
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Tensor};
 use fer_core::tensors::TensorSet;
 use fer_models::arch::{ModelConfig, Net};
@@ -106,6 +108,19 @@ impl<'a> Trainer<'a> {
     fn new_optim(&self) -> ModuleOptimizer {
         match self.s.optimizer.as_str() {
             "adam" => AdamConfig::new().init(),
+            // PyTorch's Nesterov SGD: no dampening, L2 weight decay added to the gradient.
+            "sgd" => SgdConfig::new()
+                .with_weight_decay(
+                    (self.s.weight_decay > 0.0)
+                        .then(|| WeightDecayConfig::new(self.s.weight_decay as f32)),
+                )
+                .with_momentum(Some(
+                    MomentumConfig::new()
+                        .with_momentum(self.s.momentum)
+                        .with_dampening(0.0)
+                        .with_nesterov(true),
+                ))
+                .init(),
             _ => AdamWConfig::new()
                 .with_weight_decay(self.s.weight_decay as f32)
                 .init(),
@@ -210,7 +225,7 @@ impl<'a> Trainer<'a> {
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         let mut lr = run.state.plateau_lr;
         for b in 0..l.batches {
-            self.fill(batch, order, obj.shares, l, epoch, b);
+            self.fill(batch, order, obj, l, epoch, b);
             lr = self.lr(&run.state, l, epoch, b);
             let (grads, lv, right) = self.step(&run.model, &obj.loss, batch, l, epoch, b);
             if !lv.is_finite() {
@@ -266,10 +281,13 @@ impl<'a> Trainer<'a> {
         // More than two classes: the validation macro F1 too (tune ranks such trials by it).
         let val_macro_f1 = (k > 2).then(|| macro_f1(&probs, &val.y, k));
         let secs = t0.elapsed().as_secs_f64();
+        // Time left: the epochs to go at this run's mean epoch so far (resumed epochs count).
+        let mean = (run.state.train_seconds + secs) / (run.state.epochs.len() + 1) as f64;
+        let left = time_left(s.epochs.saturating_sub(epoch + 1) as f64 * mean);
         // The end of an epoch (pos == len): a log line where stderr is not a terminal.
         (self.progress)(
             &format!(
-                "{} epoch {}/{} loss {:.4} acc {:.3} val loss {:.4} acc {:.3}{} ({:.1} s)",
+                "{} epoch {}/{} loss {:.4} acc {:.3} val loss {:.4} acc {:.3}{} ({:.1} s, {left})",
                 s.name,
                 epoch + 1,
                 s.epochs,
@@ -332,7 +350,7 @@ impl<'a> Trainer<'a> {
         let mut batch = Batch {
             x: vec![0f32; l.bs * l.px],
             ys: vec![0i64; l.bs],
-            shares: vec![0f32; l.bs],
+            shares: vec![0f32; l.bs * obj.width],
         };
         let mut order: Vec<usize> = (0..self.train.n).collect();
         for epoch in run.state.epochs.len()..self.s.epochs.min(until) {
@@ -343,5 +361,30 @@ impl<'a> Trainer<'a> {
             }
         }
         self.finish(run)
+    }
+}
+
+/// The time an epoch line says is left: `done`, `under a minute left`, `12 min left`,
+/// `2 h 05 min left` (at most, when early stopping may end the run sooner).
+pub fn time_left(secs: f64) -> String {
+    let min = (secs / 60.0).round() as u64;
+    match secs {
+        s if s <= 0.0 => "done".into(),
+        _ if min == 0 => "under a minute left".into(),
+        _ if min < 60 => format!("{min} min left"),
+        _ => format!("{} h {:02} min left", min / 60, min % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_left;
+
+    #[test]
+    fn time_left_reads_in_minutes_and_hours() {
+        assert_eq!(time_left(0.0), "done");
+        assert_eq!(time_left(20.0), "under a minute left");
+        assert_eq!(time_left(12.4 * 60.0), "12 min left");
+        assert_eq!(time_left(125.0 * 60.0), "2 h 05 min left");
     }
 }

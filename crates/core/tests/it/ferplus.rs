@@ -33,6 +33,21 @@ fn the_plurality_of_the_emotion_votes_is_the_label() {
 }
 
 #[test]
+fn seven_class_shares_leave_contempt_out_and_follow_emotion_codes() {
+    // neutral 2, happiness 1, sadness 3, contempt 4 (left out), unknown 1: 6 votes for the seven.
+    let votes = v([2, 1, 0, 3, 0, 0, 0, 4, 1, 0]);
+    let s = votes.shares7().expect("votes for the seven");
+    let mut want = [0.0; 7];
+    want[Emotion::Neutral.code() as usize] = 2.0 / 6.0;
+    want[Emotion::Happy.code() as usize] = 1.0 / 6.0;
+    want[Emotion::Sad.code() as usize] = 3.0 / 6.0;
+    assert_eq!(s, want);
+    assert!((s.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    // Contempt's votes alone: no seven-class target.
+    assert_eq!(v([0, 0, 0, 0, 0, 0, 0, 5, 0, 5]).shares7(), None);
+}
+
+#[test]
 fn ties_reject_only_where_they_change_the_answer() {
     // happiness tied with surprise at the top: neither binary nor seven-class can say.
     let t = v([0, 4, 4, 0, 0, 0, 0, 0, 2, 0]);

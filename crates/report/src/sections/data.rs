@@ -38,13 +38,18 @@ pub(super) fn data(cx: &mut Ctx) -> Result<(), ReportError> {
             let mut t = vec!["all".to_string()];
             t.extend(totals.iter().map(|n| thousands(*n)));
             rows.push(t);
+            let splits = if m.summary["validation"] == "public_test" {
+                "Validation images are FER2013's PublicTest images and are used to choose models and thresholds; test images are FER2013's PrivateTest images (the split the literature reports) and are only scored; every Training image trains"
+            } else {
+                "Validation images are carved from FER2013's training folder and are used to choose models and thresholds; test images are only scored"
+            };
             cx.doc.p(format!(
-                "Images per split and class. Validation images are carved from FER2013's training folder and are used to choose models and thresholds; test images are only scored. Source: {}{}.",
+                "Images per split and class. {splits}. Source: {}{}.",
                 m.summary["source"].as_str().unwrap_or("?"),
-                m.summary["rejected"]
-                    .as_u64()
-                    .filter(|r| *r > 0)
-                    .map_or(String::new(), |r| format!(", {} files rejected", thousands(r)))
+                m.summary["rejected"].as_u64().filter(|r| *r > 0).map_or(
+                    String::new(),
+                    |r| format!(", {} files rejected", thousands(r))
+                )
             ));
             let h: Vec<&str> = head.iter().map(String::as_str).collect();
             cx.doc.table(&h, rows);

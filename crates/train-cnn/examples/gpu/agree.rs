@@ -155,6 +155,7 @@ fn loss_fn(case: &Case, device: &Device) -> Loss {
             smoothing: 0.05,
             class_weights: weights,
             classes: k,
+            width: 1,
         }
     } else {
         // What train-cnn's default settings give: label smoothing and class weights.

@@ -4,20 +4,27 @@
 //! several workers).
 
 use super::Trainer;
-use crate::loss::Loss;
+use crate::loss::{Loss, soft_target};
 use crate::train::{TrainError, TrainState, cosine_lr, part_step};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsAccumulator, GradientsParams};
+use fer_core::tensors::NO_SHARE;
 use fer_models::arch::Net;
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// The loss and, for soft targets, each training image's vote share.
+/// The loss and, for soft targets, each training image's vote shares.
 pub struct Objective<'a> {
     pub(super) loss: Loss,
-    pub(super) shares: Option<&'a Vec<f32>>,
+    /// The training images' vote shares, `source_width` values each (soft targets only).
+    pub(super) shares: Option<&'a [f32]>,
+    source_width: usize,
+    /// Values per image in a batch's `shares` (what the loss reads): `source_width`, or with
+    /// mixup a whole target row of `classes`.
+    pub(super) width: usize,
+    classes: usize,
 }
 
 /// The batches of an epoch and the worker pools of a data-parallel step.
@@ -44,7 +51,8 @@ pub struct Batch {
 
 impl<'a> Trainer<'a> {
     /// The loss: hard targets (cross entropy, label smoothing and class weights as set), or
-    /// soft ones (happy's share of FERPlus's votes, binary only).
+    /// soft ones (FERPlus's vote shares: happy's share for binary, the seven emotions' shares
+    /// for seven classes), or with mixup blended target rows.
     pub fn objective(&self) -> Result<Objective<'a>, TrainError> {
         let (s, train) = (self.s, self.train);
         let k = self.cfg.num_classes;
@@ -53,10 +61,18 @@ impl<'a> Trainer<'a> {
             .collect();
         let class_weights: Vec<f32> = counts
             .iter()
-            .map(|&c| train.n as f32 / (k as f32 * c.max(1) as f32))
+            .map(|&c| {
+                let w = train.n as f32 / (k as f32 * c.max(1) as f32);
+                if s.class_weight_power == 1.0 {
+                    w
+                } else {
+                    w.powf(s.class_weight_power as f32)
+                }
+            })
             .collect();
         // Vote shares per training image: only the soft loss reads them (the hard loss is
         // given the batch buffer's unused values).
+        let mut source: Option<(&'a [f32], usize)> = None;
         if s.soft_targets {
             let Some(t) = &train.truths else {
                 return Err(TrainError::Data(format!(
@@ -65,13 +81,22 @@ impl<'a> Trainer<'a> {
                     s.name
                 )));
             };
-            if k != 2 {
+            source = Some(if k == 2 {
+                (t.happy_share.as_slice(), 1)
+            } else if t.emotion_shares.len() == k * train.n {
+                (t.emotion_shares.as_slice(), k)
+            } else {
                 return Err(TrainError::Data(format!(
-                    "{}: soft_targets = true is for the binary label mode (happy's vote share); \
-                     this data has {k} classes",
+                    "{}: soft_targets = true with {k} classes needs each emotion's vote share \
+                     (preprocess's emotion_shares), and the training data has none; run make \
+                     preprocess again",
                     s.name
                 )));
-            }
+            });
+        }
+        if source.is_some() || s.mixup > 0.0 {
+            let (shares, source_width) = source.map_or((None, 1), |(v, w)| (Some(v), w));
+            let width = if s.mixup > 0.0 { k } else { source_width };
             let loss = Loss::Soft {
                 smoothing: s.label_smoothing,
                 class_weights: if s.class_weights {
@@ -80,10 +105,14 @@ impl<'a> Trainer<'a> {
                     Vec::new()
                 },
                 classes: k,
+                width,
             };
             return Ok(Objective {
                 loss,
-                shares: Some(&t.happy_share),
+                shares,
+                source_width,
+                width,
+                classes: k,
             });
         }
         let mut ce = CrossEntropyLossConfig::new();
@@ -96,6 +125,9 @@ impl<'a> Trainer<'a> {
         Ok(Objective {
             loss: Loss::Hard(ce.init(&self.ad)),
             shares: None,
+            source_width: 1,
+            width: 1,
+            classes: k,
         })
     }
 
@@ -142,27 +174,40 @@ impl<'a> Trainer<'a> {
         ));
     }
 
-    /// Copy batch `b` of `order` into the buffers and augment it.
+    /// Copy batch `b` of `order` into the buffers and augment it; with mixup, then blend it
+    /// ([`mix`]).
     pub fn fill(
         &self,
         batch: &mut Batch,
         order: &[usize],
-        shares: Option<&Vec<f32>>,
+        obj: &Objective,
         l: &Layout,
         epoch: usize,
         b: usize,
     ) {
-        let (bs, px) = (l.bs, l.px);
+        let (bs, px, w) = (l.bs, l.px, obj.width);
+        let sw = obj.source_width;
         for (k, &i) in order[b * bs..(b + 1) * bs].iter().enumerate() {
             batch.x[k * px..(k + 1) * px].copy_from_slice(self.train.image(i));
             batch.ys[k] = self.train.y[i] as i64;
-            if let Some(shares) = shares {
-                batch.shares[k] = shares[i];
+            let share = obj
+                .shares
+                .map_or(&[NO_SHARE][..], |v| &v[i * sw..(i + 1) * sw]);
+            if w == sw {
+                batch.shares[k * w..(k + 1) * w].copy_from_slice(share);
+            } else {
+                // Mixup: the image's whole target row, unsmoothed (the loss smooths).
+                let q = soft_target(batch.ys[k] as u8, share, 0.0, obj.classes);
+                batch.shares[k * w..(k + 1) * w].copy_from_slice(&q);
             }
         }
         if self.s.augment {
             self.aug
                 .apply_batch(&mut batch.x, self.s.seed, (epoch * 1_000_000 + b) as u64);
+        }
+        if self.s.mixup > 0.0 {
+            let seed = self.s.seed ^ 0x4D49_5855_5000_0000 ^ (epoch * 1_000_000 + b) as u64;
+            mix(batch, (px, w), self.s.mixup, seed);
         }
     }
 
@@ -188,6 +233,10 @@ impl<'a> Trainer<'a> {
         b: usize,
     ) -> (GradientsParams, f32, usize) {
         let (bs, px, side, ad) = (l.bs, l.px, l.side, &self.ad);
+        let width = match loss {
+            Loss::Soft { width, .. } => *width,
+            Loss::Hard(_) => 1,
+        };
         // Dropout masks of part k of this step, the same whatever thread runs it.
         let mask_seed = |k: u64| {
             self.s
@@ -223,7 +272,7 @@ impl<'a> Trainer<'a> {
                     loss,
                     &batch.x[lo * px..hi * px],
                     &batch.ys[lo..hi],
-                    &batch.shares[lo..hi],
+                    &batch.shares[lo * width..hi * width],
                     side,
                     Some((hi - lo) as f64 / bs as f64),
                     mask_seed(k as u64),
@@ -250,5 +299,37 @@ impl<'a> Trainer<'a> {
             right += r;
         }
         (acc.grads(), lv, right)
+    }
+}
+
+/// Mixup of a filled batch: one `l` from Beta(alpha, alpha) drawn from `seed`, taken as
+/// `max(l, 1 - l)`, and a seeded pairing of the images; image k becomes `l * x_k + (1 - l) *
+/// x_j` and its target row likewise (`dims`: pixels an image, values a target row). Labels
+/// stay each image's own (the larger part).
+pub fn mix(batch: &mut Batch, dims: (usize, usize), alpha: f64, seed: u64) {
+    let (px, w) = dims;
+    let n = batch.ys.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let l = match rand_distr::Beta::new(alpha, alpha) {
+        Ok(beta) => rng.sample(beta),
+        Err(_) => 1.0,
+    };
+    let l = l.max(1.0 - l) as f32;
+    let mut partner: Vec<usize> = (0..n).collect();
+    partner.shuffle(&mut rng);
+    let (x0, q0) = (batch.x.clone(), batch.shares.clone());
+    for (k, &j) in partner.iter().enumerate() {
+        for (v, o) in batch.x[k * px..(k + 1) * px]
+            .iter_mut()
+            .zip(&x0[j * px..(j + 1) * px])
+        {
+            *v = l * *v + (1.0 - l) * o;
+        }
+        for (v, o) in batch.shares[k * w..(k + 1) * w]
+            .iter_mut()
+            .zip(&q0[j * w..(j + 1) * w])
+        {
+            *v = l * *v + (1.0 - l) * o;
+        }
     }
 }
