@@ -68,6 +68,11 @@ pub struct TrainSettings {
     /// larger part and keeps its label for the accuracy figures). 0 = off.
     #[serde(skip_serializing_if = "is_zero_f64")]
     pub mixup: f64,
+    /// The decay of an exponential moving average of the weights (0 = off; 0.999 is usual):
+    /// validation, the best checkpoint and the exported model use the averaged weights
+    /// (`fer_train::ema`).
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub ema: f64,
     /// Stop after this many epochs without a better validation loss (0 = never).
     pub patience: usize,
     /// Apply the `ops` chain to every training batch.
@@ -178,6 +183,7 @@ impl Default for TrainSettings {
             class_weights: true,
             class_weight_power: 1.0,
             mixup: 0.0,
+            ema: 0.0,
             patience: 8,
             augment: true,
             tta_flip: true,

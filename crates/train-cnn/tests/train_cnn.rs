@@ -327,26 +327,39 @@ fn data_parallel_workers_learn_and_are_deterministic() {
 /// Resuming is exact: from one checkpoint, a run paused and resumed after every epoch (as
 /// tune's rungs do) gives the same epochs and predictions as one that runs straight on. The
 /// optimizer's state is keyed by parameter ids that safetensors does not keep, so this fails
-/// if a resumed run restarts Adam's moments.
+/// if a resumed run restarts Adam's moments. The same with a moving average of the weights
+/// (kept in each checkpoint) and mixup.
 #[test]
 fn a_paused_and_resumed_run_equals_a_straight_one() {
     let (tr, va) = (faces(256, 24, 1), faces(128, 24, 2));
     let d = Device::flex();
-    let s = TrainSettings {
+    let plain = TrainSettings {
         workers: 2,
         ..tiny_settings()
     };
-    let (a, b) = one_epoch_twice(&s, &tr, &va, &d);
-    let straight = train::train(&s, &tr, &va, &no_aug(), &d, a.path(), &|_, _, _| {}).unwrap();
-    for until in 2..=s.epochs {
-        train::train_until(&s, &tr, &va, &no_aug(), &d, b.path(), until, &|_, _, _| {}).unwrap();
+    let averaged = TrainSettings {
+        ema: 0.9,
+        mixup: 0.3,
+        ..plain.clone()
+    };
+    for s in [plain, averaged] {
+        let (a, b) = one_epoch_twice(&s, &tr, &va, &d);
+        let straight = train::train(&s, &tr, &va, &no_aug(), &d, a.path(), &|_, _, _| {}).unwrap();
+        for until in 2..=s.epochs {
+            train::train_until(&s, &tr, &va, &no_aug(), &d, b.path(), until, &|_, _, _| {})
+                .unwrap();
+        }
+        let paused = train::train(&s, &tr, &va, &no_aug(), &d, b.path(), &|_, _, _| {}).unwrap();
+        assert_eq!(rows(&paused.state.epochs), rows(&straight.state.epochs));
+        assert_eq!(
+            train::predict(&paused.model, &va, 64, false, &d),
+            train::predict(&straight.model, &va, 64, false, &d)
+        );
+        if s.ema > 0.0 {
+            let newest = fer_train_cnn::checkpoint::generation_dir(b.path(), s.epochs);
+            assert!(newest.join(fer_train_cnn::checkpoint::EMA).is_file());
+        }
     }
-    let paused = train::train(&s, &tr, &va, &no_aug(), &d, b.path(), &|_, _, _| {}).unwrap();
-    assert_eq!(rows(&paused.state.epochs), rows(&straight.state.epochs));
-    assert_eq!(
-        train::predict(&paused.model, &va, 64, false, &d),
-        train::predict(&straight.model, &va, 64, false, &d)
-    );
 }
 
 #[test]
@@ -496,6 +509,7 @@ fn bad_params_name_the_key() {
             "class_weight_power",
         ),
         ("[train_cnn]\nmixup = -0.2\n", "mixup"),
+        ("[train_cnn]\nema = 1.0\n", "ema"),
     ] {
         let e = parse(text).unwrap_err();
         assert!(
@@ -723,6 +737,24 @@ fn seven_class_soft_targets_train_on_each_emotions_share_and_need_them() {
             .collect();
     tr.truths = Some(truths.clone());
     let soft = run(&tr).expect("trains on seven-class shares");
+    // With mixup, an image without votes blends its one-hot row, never the NO_SHARE marks: every
+    // target row stays a distribution, so the cross-entropy stays positive.
+    let mixed = TrainSettings {
+        mixup: 0.4,
+        ..s.clone()
+    };
+    let ckpt = tempfile::tempdir().unwrap();
+    let m = train::train(
+        &mixed,
+        &tr,
+        &va,
+        &no_aug(),
+        &Device::flex(),
+        ckpt.path(),
+        &|_, _, _| {},
+    )
+    .expect("trains with mixup");
+    assert!(m.state.epochs[0].train_loss > 0.5, "{:?}", m.state.epochs);
     // The shares are the target: other shares, another first epoch.
     truths.emotion_shares = truths
         .emotion_shares
@@ -775,6 +807,10 @@ fn mixup_and_sgd_are_deterministic_and_change_the_run() {
         TrainSettings {
             optimizer: "sgd".into(),
             lr: 0.02,
+            ..base.clone()
+        },
+        TrainSettings {
+            ema: 0.95,
             ..base.clone()
         },
     ] {

@@ -3,8 +3,9 @@
 //! Every finished epoch `N` is one generation, the folder `epoch-NNNN/` of the run's
 //! checkpoint folder: `last.safetensors` (the weights after epoch N), `optim.bin` (the
 //! optimizer's state), `best.safetensors` (the best weights so far by validation loss) and,
+//! with `ema` the moving average of the weights, `ema.safetensors` ([`crate::ema`]), and,
 //! written last, `state.json` ([`TrainState`]: epochs, best-so-far, plateau rate, parameter
-//! ids) recording the blake3 hashes of the three other files. Each file is written atomically
+//! ids) recording the blake3 hashes of the other files. Each file is written atomically
 //! (`fer_core::atomic`: temporary file, fsync, rename, fsync of the folder), so a generation
 //! is complete exactly when its `state.json` exists and the files' hashes match it.
 //!
@@ -17,9 +18,10 @@
 //! A resumed run equals an uninterrupted one because everything its next epochs depend on is
 //! either saved here or derived from the seed and the epoch: the weights with BatchNorm's
 //! running statistics (`last.safetensors`), Adam's moments and step counts keyed by the
-//! parameter ids the state restores (`optim.bin`), the epochs so far, best-so-far loss and
+//! parameter ids the state restores (`optim.bin`), the moving average (`ema.safetensors`),
+//! the epochs so far, best-so-far loss and
 //! epoch, patience counter and plateau rate (`state.json`); the data order (a shuffle seeded by
-//! seed and epoch), augmentation (seeded by epoch and batch), dropout masks (seeded by step
+//! seed and epoch), augmentation and mixup (seeded by epoch and batch), dropout masks (seeded by step
 //! and part) and the cosine rate (a function of the step) are recomputed. The backend's RNG
 //! only initializes the network, which a resumed run overwrites.
 
@@ -37,9 +39,11 @@ pub const LAST: &str = "last.safetensors";
 pub const BEST: &str = "best.safetensors";
 /// The optimizer's state (burnpack).
 pub const OPTIM: &str = "optim.bin";
+/// The moving average of the weights (`ema` runs only; [`crate::ema`]).
+pub const EMA: &str = "ema.safetensors";
 /// The run's state and the hashes of the three files above; written last.
 pub const STATE: &str = "state.json";
-/// The files a generation's `state.json` vouches for.
+/// The files every generation's `state.json` vouches for (and [`EMA`] in `ema` runs).
 pub const FILES: [&str; 3] = [LAST, OPTIM, BEST];
 /// Generations kept: the newest complete one and the one before it.
 const KEEP: usize = 2;
@@ -88,7 +92,14 @@ pub fn verify(dir: &Path, epoch: usize) -> Result<TrainState, String> {
             st.epochs.len()
         ));
     }
-    for f in FILES {
+    // Every generation's files, and any other its state vouches for (the average of an `ema`
+    // run).
+    let extra = st
+        .files
+        .keys()
+        .map(String::as_str)
+        .filter(|f| !FILES.contains(f));
+    for f in FILES.into_iter().chain(extra) {
         let want = st
             .files
             .get(f)
@@ -160,14 +171,15 @@ pub fn latest_good<T>(
 
 /// Write generation `state.epochs.len()`: the weights `last`, the optimizer, the best weights
 /// (`best`: new best weights, or `None` to keep those of `prev`, the previous generation's
-/// folder), then `state.json` with their hashes (also set in `state.files`). Older
-/// generations beyond the two newest are removed once it is complete. Returns its folder.
+/// folder), the moving average `ema` when the run keeps one, then `state.json` with their
+/// hashes (also set in `state.files`). Older generations beyond the two newest are removed
+/// once it is complete. Returns its folder.
 pub fn commit(
     ckpt: &Path,
     state: &mut TrainState,
-    last: &Net,
-    optim: &ModuleOptimizer,
+    (last, optim): (&Net, &ModuleOptimizer),
     best: Option<&Net>,
+    ema: Option<&Net>,
     prev: Option<&Path>,
 ) -> Result<PathBuf, TrainError> {
     let epoch = state.epochs.len();
@@ -192,8 +204,11 @@ pub fn commit(
             });
         }
     }
+    if let Some(m) = ema {
+        fer_models::checkpoint::save_weights(m, &dir.join(EMA))?;
+    }
     let mut files = BTreeMap::new();
-    for f in FILES {
+    for f in FILES.into_iter().chain(ema.map(|_| EMA)) {
         files.insert(f.to_string(), fer_core::hash::hash_file(&dir.join(f))?);
     }
     state.files = files;

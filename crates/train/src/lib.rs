@@ -15,6 +15,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod ema;
 mod export;
 pub mod loss;
 pub mod ops;

@@ -286,12 +286,27 @@ fn validate(
             ),
         ));
     }
+    if s.class_weight_power != 1.0 && !s.class_weights {
+        return Err(err(
+            "class_weight_power",
+            "applies to class weights, and class_weights = false".into(),
+        ));
+    }
     if !(s.mixup >= 0.0 && s.mixup.is_finite()) {
         return Err(err(
             "mixup",
             format!(
                 "{} must be >= 0 (the Beta distribution's alpha; 0 = off)",
                 s.mixup
+            ),
+        ));
+    }
+    if !(0.0..1.0).contains(&s.ema) {
+        return Err(err(
+            "ema",
+            format!(
+                "{} is not in [0, 1) (the average's decay per step; 0 = off)",
+                s.ema
             ),
         ));
     }

@@ -11,6 +11,7 @@ mod batch;
 
 pub use batch::{Batch, Layout, Objective};
 
+use crate::ema::Ema;
 use crate::ops::Augmenter;
 use crate::settings::TrainSettings;
 use crate::train::{
@@ -73,6 +74,8 @@ pub struct Trainer<'a> {
 pub struct Run {
     pub model: Net,
     optim: ModuleOptimizer,
+    /// The moving average of the weights (`ema` runs only).
+    ema: Option<Ema>,
     pub state: TrainState,
     /// The newest checkpoint generation written or resumed.
     gen_dir: Option<PathBuf>,
@@ -157,14 +160,21 @@ impl<'a> Trainer<'a> {
                         path: optim_path.display().to_string(),
                         message: format!("cannot load optimizer state: {e}"),
                     })?;
-                Ok((model, optim, st))
+                let ema = if s.ema > 0.0 {
+                    let m = load_weights(cfg, &dir.join(crate::checkpoint::EMA), ad)?;
+                    Some(Ema::of(&m))
+                } else {
+                    None
+                };
+                Ok((model, optim, ema, st))
             },
             &|m| eprintln!("{m}"),
         )?;
         let mut run = match resumed {
-            Some((dir, (model, optim, state))) => Run {
+            Some((dir, (model, optim, ema, state))) => Run {
                 model,
                 optim,
+                ema,
                 state,
                 gen_dir: Some(dir),
             },
@@ -180,6 +190,7 @@ impl<'a> Trainer<'a> {
                     ..Default::default()
                 };
                 Run {
+                    ema: (s.ema > 0.0).then(|| Ema::of(&model)),
                     model,
                     optim: self.new_optim(),
                     state,
@@ -238,6 +249,9 @@ impl<'a> Trainer<'a> {
             seen += l.bs;
             loss_sum += lv as f64 * l.bs as f64;
             run.model = run.optim.step(lr, run.model, grads);
+            if let Some(ema) = run.ema.as_mut() {
+                ema.update(&run.model, Ema::decay(s.ema, epoch * l.batches + b));
+            }
             // The epoch's last step is reported with its validation figures.
             if b + 1 < l.batches {
                 (self.progress)(
@@ -276,7 +290,11 @@ impl<'a> Trainer<'a> {
     ) -> Result<bool, TrainError> {
         let (s, val) = (self.s, self.val);
         let k = self.cfg.num_classes;
-        let probs = predict(&run.model, val, s.eval_batch_size, false, self.device);
+        // The weights validated and kept as the best: the moving average when there is one.
+        // (On `valid()`'s copy: see `Ema::apply`.)
+        let averaged = run.ema.as_ref().map(|e| e.apply(&run.model.valid()));
+        let judged = averaged.as_ref().unwrap_or(&run.model);
+        let probs = predict(judged, val, s.eval_batch_size, false, self.device);
         let (val_loss, val_acc) = loss_and_accuracy(&probs, &val.y);
         // More than two classes: the validation macro F1 too (tune ranks such trials by it).
         let val_macro_f1 = (k > 2).then(|| macro_f1(&probs, &val.y, k));
@@ -327,12 +345,14 @@ impl<'a> Trainer<'a> {
         let stop = s.patience > 0 && state.stale >= s.patience;
         state.done = stop || epoch + 1 == s.epochs;
         let weights = run.model.valid();
+        let average = averaged;
+        let kept = average.as_ref().unwrap_or(&weights);
         run.gen_dir = Some(crate::checkpoint::commit(
             self.ckpt,
             &mut run.state,
-            &weights,
-            &run.optim,
-            improved.then_some(&weights),
+            (&weights, &run.optim),
+            improved.then_some(kept),
+            average.as_ref(),
             run.gen_dir.as_deref(),
         )?);
         Ok(stop)

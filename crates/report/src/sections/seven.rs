@@ -49,6 +49,16 @@ pub(super) fn seven(cx: &mut Ctx, f: Option<&SevenFigures>) -> Result<(), Report
         names.join(", "),
         thousands(cx.rp.bootstrap as u64)
     ));
+    // Which split chose and which scored (every figure below is one or the other).
+    let literature = cx
+        .study
+        .stage("ingest")
+        .is_some_and(|m| m.summary["validation"] == "public_test");
+    cx.doc.p(if literature {
+        "Chosen on FER2013's PublicTest images (the validation split: each model's epoch and the best model), scored on PrivateTest alone (the test split): the literature's protocol, so the test figures below are the ones papers report."
+    } else {
+        "Chosen on validation images carved from the training images (each model's epoch and the best model), scored on the test split, which chose nothing."
+    });
     if f.models.is_empty() {
         cx.doc.note(
             Tone::Warn,

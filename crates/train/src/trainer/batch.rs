@@ -87,9 +87,9 @@ impl<'a> Trainer<'a> {
                 (t.emotion_shares.as_slice(), k)
             } else {
                 return Err(TrainError::Data(format!(
-                    "{}: soft_targets = true with {k} classes needs each emotion's vote share \
-                     (preprocess's emotion_shares), and the training data has none; run make \
-                     preprocess again",
+                    "{}: [train_cnn] soft_targets = true with {k} classes needs each emotion's \
+                     vote share (the emotion_shares tensor of preprocess's train.safetensors), \
+                     and the training data has none; run make preprocess again",
                     s.name
                 )));
             });
@@ -193,10 +193,11 @@ impl<'a> Trainer<'a> {
             let share = obj
                 .shares
                 .map_or(&[NO_SHARE][..], |v| &v[i * sw..(i + 1) * sw]);
-            if w == sw {
+            if self.s.mixup == 0.0 {
                 batch.shares[k * w..(k + 1) * w].copy_from_slice(share);
             } else {
-                // Mixup: the image's whole target row, unsmoothed (the loss smooths).
+                // Mixup: the image's whole target row, unsmoothed (the loss smooths), so that
+                // an image without votes blends its one-hot row, never the NO_SHARE marks.
                 let q = soft_target(batch.ys[k] as u8, share, 0.0, obj.classes);
                 batch.shares[k * w..(k + 1) * w].copy_from_slice(&q);
             }
