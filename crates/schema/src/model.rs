@@ -59,7 +59,9 @@ pub struct TrainSettings {
     /// Weight the loss by inverse class frequency (raised to `class_weight_power`).
     pub class_weights: bool,
     /// With `class_weights`: each class weighs `(n / (k * n_class)) ^ power`; 1 is inverse
-    /// frequency, 0.5 its square root (milder on a rare class such as disgust).
+    /// frequency, 0.5 its square root (milder on a rare class such as disgust). Without class
+    /// weights it has no effect (so a pipeline that `extends` one with a power can still turn
+    /// the weights off).
     #[serde(skip_serializing_if = "is_one_f64")]
     pub class_weight_power: f64,
     /// Mixup (Zhang et al. 2018): each training image is blended with another of its batch,

@@ -286,12 +286,6 @@ fn validate(
             ),
         ));
     }
-    if s.class_weight_power != 1.0 && !s.class_weights {
-        return Err(err(
-            "class_weight_power",
-            "applies to class weights, and class_weights = false".into(),
-        ));
-    }
     if !(s.mixup >= 0.0 && s.mixup.is_finite()) {
         return Err(err(
             "mixup",
