@@ -345,14 +345,13 @@ impl<'a> Trainer<'a> {
         let stop = s.patience > 0 && state.stale >= s.patience;
         state.done = stop || epoch + 1 == s.epochs;
         let weights = run.model.valid();
-        let average = averaged;
-        let kept = average.as_ref().unwrap_or(&weights);
+        let kept = averaged.as_ref().unwrap_or(&weights);
         run.gen_dir = Some(crate::checkpoint::commit(
             self.ckpt,
             &mut run.state,
             (&weights, &run.optim),
             improved.then_some(kept),
-            average.as_ref(),
+            averaged.as_ref(),
             run.gen_dir.as_deref(),
         )?);
         Ok(stop)
