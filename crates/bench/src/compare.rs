@@ -8,8 +8,9 @@
 //! - `infer <arch>`: the model alone (eval mode, no decoding), batches of 32 scored one batch
 //!   per rayon task (how predict and validation score), images per second.
 //!
-//! Every row runs twice: with fer-ops' kernels (`fer-ops`) and with burn's default conv, pool
-//! and batch norm (`burn ops`), so one run shows the before and after of the custom kernels.
+//! Every row runs three times: with fer-ops' kernels (`fer-ops`), with them but every
+//! convolution by im2col (`im2col`: `fer_ops::winograd` off), and with burn's default conv,
+//! pool and batch norm (`burn ops`), so one run shows the before and after of each.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use fer_core::tensors::TensorSet;
@@ -114,8 +115,8 @@ fn infer_rate(arch: &str, widths: [usize; 4], dropout: f64) -> f64 {
     (batches.len() * 32) as f64 / t0.elapsed().as_secs_f64()
 }
 
-/// The rows, with fer-ops on and then off (left on afterwards); `archs` and `variants`
-/// (`fer-ops`, `burn`) filter them when not empty, `kind` is `train`, `infer` or `both`.
+/// The rows, with fer-ops on, then on without its Winograd convolutions (`im2col`), then off
+/// (left on afterwards); `archs` and `variants` (`fer-ops`, `im2col`, `burn`) filter them when not empty, `kind` is `train`, `infer` or `both`.
 pub fn rates(
     archs: &[String],
     variants: &[String],
@@ -124,11 +125,16 @@ pub fn rates(
 ) -> Vec<Rate> {
     let mut out = Vec::new();
     let pick = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
-    for (on, variant) in [(true, "fer-ops"), (false, "burn ops")] {
-        if !pick(variants, if on { "fer-ops" } else { "burn" }) {
+    for (on, winograd, variant, key) in [
+        (true, true, "fer-ops", "fer-ops"),
+        (true, false, "im2col", "im2col"),
+        (false, false, "burn ops", "burn"),
+    ] {
+        if !pick(variants, key) {
             continue;
         }
         fer_ops::set_enabled(on);
+        fer_ops::winograd::set_enabled(winograd);
         for (name, arch, widths, dropout) in ARCHS {
             if !pick(archs, name) {
                 continue;
@@ -160,5 +166,6 @@ pub fn rates(
         }
     }
     fer_ops::set_enabled(true);
+    fer_ops::winograd::set_enabled(true);
     out
 }

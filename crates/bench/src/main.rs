@@ -52,7 +52,7 @@ struct Cli {
     /// Compare rows for these architectures only (fer-small, seed-base, fer-tiny; default all).
     #[arg(long, value_delimiter = ',')]
     archs: Vec<String>,
-    /// Compare rows for these variants only (fer-ops, burn; default both).
+    /// Compare rows for these variants only (fer-ops, im2col, burn; default all three).
     #[arg(long, value_delimiter = ',')]
     variants: Vec<String>,
     /// Compare rows: train only, infer only, or both (default).

@@ -148,21 +148,21 @@ crate::isa::multiversion! {
 
 /// A strided matrix view for [`matmul`]: element `(r, c)` is at `ptr + r * rs + c * cs`.
 #[derive(Clone, Copy)]
-struct Mat {
+pub(crate) struct Mat {
     ptr: *const f32,
     rs: isize,
     cs: isize,
 }
 
 impl Mat {
-    fn rows(s: &[f32], ld: usize) -> Mat {
+    pub(crate) fn rows(s: &[f32], ld: usize) -> Mat {
         Mat {
             ptr: s.as_ptr(),
             rs: ld as isize,
             cs: 1,
         }
     }
-    fn cols(s: &[f32], ld: usize) -> Mat {
+    pub(crate) fn cols(s: &[f32], ld: usize) -> Mat {
         Mat {
             ptr: s.as_ptr(),
             rs: 1,
@@ -173,7 +173,15 @@ impl Mat {
 
 /// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, `dst` row-major with rows of length `n`; adds to
 /// `dst` when `accumulate`. Single-threaded: parallelism is over groups of images.
-fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Mat, rhs: Mat, accumulate: bool) {
+pub(crate) fn matmul(
+    dst: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+) {
     assert!(dst.len() >= m * n, "matmul: destination too small");
     crate::count_flops(m, n, k);
     // SAFETY: `dst` holds m*n elements (checked above); the callers build `lhs` and `rhs`
@@ -212,6 +220,15 @@ fn pack_rows(src: &[f32], gn: usize, c: usize, p: usize, dst: &mut [f32]) {
 /// Forward convolution: `x` `[N, Cin, H, W]`, `w` `[Cout, Cin, kh, kw]`, optional `bias`
 /// `[Cout]`; returns `[N, Cout, OH, OW]`.
 pub fn conv2d_forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    if crate::winograd::chosen(g, crate::winograd::Pass::Forward) {
+        crate::winograd::forward(g, x, w, bias)
+    } else {
+        im2col_forward(g, x, w, bias)
+    }
+}
+
+/// [`conv2d_forward`] by im2col and one GEMM per group, whatever [`crate::winograd`] would take.
+pub fn im2col_forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (p, ck, chw) = (g.pixels(), g.patch(), g.image());
     let gs = g.group();
     let mut out = vec![0f32; g.n * g.c_out * p];
@@ -253,6 +270,15 @@ pub fn conv2d_forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>
 /// Gradient of the loss with respect to the weights, `[Cout, Cin, kh, kw]`, from the input `x`
 /// and the output gradient `dy` (`[N, Cout, OH, OW]`).
 pub fn conv2d_weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    if crate::winograd::chosen(g, crate::winograd::Pass::WeightGrad) {
+        crate::winograd::weight_grad(g, x, dy)
+    } else {
+        im2col_weight_grad(g, x, dy)
+    }
+}
+
+/// [`conv2d_weight_grad`] by im2col and one GEMM per group, whatever [`crate::winograd`] would take.
+pub fn im2col_weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (p, ck, chw) = (g.pixels(), g.patch(), g.image());
     let gs = g.group();
     let groups = g.n.div_ceil(gs);
@@ -312,6 +338,15 @@ pub fn conv2d_weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
 /// Gradient of the loss with respect to the input, `[N, Cin, H, W]`, from the weights and the
 /// output gradient `dy`.
 pub fn conv2d_input_grad(g: &Conv2dGeom, w: &[f32], dy: &[f32]) -> Vec<f32> {
+    if crate::winograd::chosen(g, crate::winograd::Pass::InputGrad) {
+        crate::winograd::input_grad(g, w, dy)
+    } else {
+        im2col_input_grad(g, w, dy)
+    }
+}
+
+/// [`conv2d_input_grad`] by im2col and one GEMM per group, whatever [`crate::winograd`] would take.
+pub fn im2col_input_grad(g: &Conv2dGeom, w: &[f32], dy: &[f32]) -> Vec<f32> {
     let (p, ck, chw) = (g.pixels(), g.patch(), g.image());
     let gs = g.group();
     let mut dx = vec![0f32; g.n * chw];

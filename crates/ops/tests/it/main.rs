@@ -3,3 +3,4 @@
 
 mod equal_to_burn;
 mod isa;
+mod winograd;
