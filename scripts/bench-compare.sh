@@ -5,6 +5,7 @@
 # state; each cell is the range over rounds, the ratio is fer-bench / PyTorch (higher is ours
 # faster): the ratio of the medians, with the worst and best pairing of rounds. Columns:
 #   fer-ops     fer-train-cnn as it trains and scores (fer-ops kernels, workers = auto)
+#   im2col      the same with fer-ops' Winograd convolutions off (every convolution by im2col)
 #   burn ops    the same with fer-ops switched off (burn's default conv and pool), for the
 #               before/after of the custom kernels in the same run
 #   pytorch     scripts/bench-torch.py: the same architectures, batch and thread count
@@ -66,11 +67,12 @@ def ratio(a, b):
     lo, hi = min(a) / max(b), max(a) / min(b)
     return f"{median(a) / median(b):.2f} ({lo:.2f}-{hi:.2f})"
 
-head = ["row (images/s)", "fer-ops", "burn ops", "pytorch", "fer-ops / pytorch", "fer-ops / burn ops"]
+head = ["row (images/s)", "fer-ops", "im2col", "burn ops", "pytorch", "fer-ops / pytorch",
+        "fer-ops / im2col", "fer-ops / burn ops"]
 rows = []
 for name in order:
-    a, b, t = (cells[(name, c)] for c in ("fer-ops", "burn ops", "pytorch"))
-    rows.append([name, rng(a), rng(b), rng(t), ratio(a, t), ratio(a, b)])
+    a, i, b, t = (cells[(name, c)] for c in ("fer-ops", "im2col", "burn ops", "pytorch"))
+    rows.append([name, rng(a), rng(i), rng(b), rng(t), ratio(a, t), ratio(a, i), ratio(a, b)])
 w = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
 print(f"CNN throughput on {sys.argv[3]} threads, images/s: range over rounds (batch 64 training, batch 32 inference);")
 print("ratios: of the medians (worst-best pairing of rounds)")

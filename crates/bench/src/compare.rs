@@ -39,16 +39,25 @@ const ARCHS: [(&str, &str, [usize; 4], f64); 3] = [
     ("fer-tiny", "fer-small", [8, 16, 32, 64], 0.1),
 ];
 
-/// Images per second of one training epoch, and the convolution GEMMs' GFLOP/s in it.
-pub fn train_rate_flops(
-    arch: &str,
-    widths: [usize; 4],
-    dropout: f64,
-) -> Result<(f64, f64), String> {
-    let before = fer_ops::gemm_flops();
+/// One training epoch's images per second, and its convolutions' GFLOP/s over the epoch: in the
+/// layers' own FLOPs (`fer_ops::layer_flops`) and in the FLOPs their GEMMs ran
+/// (`fer_ops::gemm_flops`; fewer where Winograd ran).
+pub struct StepRate {
+    pub images_per_second: f64,
+    pub layer_gflops: f64,
+    pub gemm_gflops: f64,
+}
+
+/// [`StepRate`] of one epoch of `arch`.
+pub fn train_rate_flops(arch: &str, widths: [usize; 4], dropout: f64) -> Result<StepRate, String> {
+    let (layers, gemms) = (fer_ops::layer_flops(), fer_ops::gemm_flops());
     let (images, seconds) = train_epoch(arch, widths, dropout)?;
-    let flops = (fer_ops::gemm_flops() - before) as f64;
-    Ok((images / seconds, flops / seconds / 1e9))
+    let rate = |after: u64, before: u64| (after - before) as f64 / seconds / 1e9;
+    Ok(StepRate {
+        images_per_second: images / seconds,
+        layer_gflops: rate(fer_ops::layer_flops(), layers),
+        gemm_gflops: rate(fer_ops::gemm_flops(), gemms),
+    })
 }
 
 fn train_rate(arch: &str, widths: [usize; 4], dropout: f64) -> Result<f64, String> {

@@ -6,12 +6,16 @@
 //!   training's GEMMs are), one per rayon thread at once, best of `repeat` rounds: GFLOP/s of
 //!   the whole machine.
 //! - The step: one epoch of fer-small training (`compare`'s `train fer-small` row), its
-//!   convolution GEMMs' floating-point operations (`fer_ops::gemm_flops`: forward, weight and
-//!   input gradients, `2·m·n·k` each; the dense layer and the element-wise ops are left out,
-//!   under 1% of the work) over the epoch's time.
+//!   convolutions' floating-point operations over the epoch's time, counted two ways: the
+//!   layers' own (`fer_ops::layer_flops`: the direct convolution's `2·N·Cout·OH·OW·Cin·k²`
+//!   per pass, forward, weight and input gradients) and what their GEMMs ran
+//!   (`fer_ops::gemm_flops`, `2·m·n·k` each; fewer where Winograd took the pass). The dense
+//!   layer and the element-wise ops are left out, under 1% of the work.
 //!
-//! The ratio says how much of the step is spent at the GEMM's speed: the rest goes to im2col,
-//! batch norm, pooling, the optimizer and the GEMMs' own small-shape overhead.
+//! The layers' ratio says how the step compares with a direct convolution at the GEMM's
+//! speed: above 100% only by doing fewer multiplications (Winograd). The GEMMs' ratio says how
+//! much of the step is spent at the GEMM's speed: the rest goes to im2col and the Winograd
+//! transforms, batch norm, pooling, the optimizer and the GEMMs' own small-shape overhead.
 
 use rayon::prelude::*;
 use std::time::Instant;

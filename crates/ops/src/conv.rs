@@ -220,6 +220,7 @@ fn pack_rows(src: &[f32], gn: usize, c: usize, p: usize, dst: &mut [f32]) {
 /// Forward convolution: `x` `[N, Cin, H, W]`, `w` `[Cout, Cin, kh, kw]`, optional `bias`
 /// `[Cout]`; returns `[N, Cout, OH, OW]`.
 pub fn conv2d_forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    crate::count_layer_flops(g);
     if crate::winograd::chosen(g, crate::winograd::Pass::Forward) {
         crate::winograd::forward(g, x, w, bias)
     } else {
@@ -270,6 +271,7 @@ pub fn im2col_forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>
 /// Gradient of the loss with respect to the weights, `[Cout, Cin, kh, kw]`, from the input `x`
 /// and the output gradient `dy` (`[N, Cout, OH, OW]`).
 pub fn conv2d_weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    crate::count_layer_flops(g);
     if crate::winograd::chosen(g, crate::winograd::Pass::WeightGrad) {
         crate::winograd::weight_grad(g, x, dy)
     } else {
@@ -338,6 +340,7 @@ pub fn im2col_weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
 /// Gradient of the loss with respect to the input, `[N, Cin, H, W]`, from the weights and the
 /// output gradient `dy`.
 pub fn conv2d_input_grad(g: &Conv2dGeom, w: &[f32], dy: &[f32]) -> Vec<f32> {
+    crate::count_layer_flops(g);
     if crate::winograd::chosen(g, crate::winograd::Pass::InputGrad) {
         crate::winograd::input_grad(g, w, dy)
     } else {

@@ -37,16 +37,30 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 static ENABLED: AtomicBool = AtomicBool::new(true);
 static CALLS: AtomicU64 = AtomicU64::new(0);
 static GEMM_FLOPS: AtomicU64 = AtomicU64::new(0);
+static LAYER_FLOPS: AtomicU64 = AtomicU64::new(0);
 
 /// Floating-point operations the convolution GEMMs ran so far in this process (`2·m·n·k` per
-/// product: forward, weight and input gradients): `fer-bench` divides it by a training step's
-/// time for the achieved GFLOP/s.
+/// product: forward, weight and input gradients, im2col's and Winograd's): `fer-bench` divides
+/// it by a training step's time for the GEMMs' achieved GFLOP/s.
 pub fn gemm_flops() -> u64 {
     GEMM_FLOPS.load(Ordering::Relaxed)
 }
 
 pub(crate) fn count_flops(m: usize, n: usize, k: usize) {
     GEMM_FLOPS.fetch_add((2 * m * n * k) as u64, Ordering::Relaxed);
+}
+
+/// The convolution layers' own floating-point operations so far in this process, whatever
+/// algorithm ran them: `2·N·Cout·OH·OW·Cin·kh·kw` per pass (forward, weight and input
+/// gradients), the direct convolution's count. Winograd's passes do fewer (see
+/// [`gemm_flops`]), so their rate in these units can pass the GEMM peak.
+pub fn layer_flops() -> u64 {
+    LAYER_FLOPS.load(Ordering::Relaxed)
+}
+
+pub(crate) fn count_layer_flops(g: &conv::Conv2dGeom) {
+    let per = 2 * g.n * g.c_out * g.out_h() * g.out_w() * g.c_in * g.kh * g.kw;
+    LAYER_FLOPS.fetch_add(per as u64, Ordering::Relaxed);
 }
 
 thread_local! {

@@ -7,6 +7,7 @@
 //! rule is burn's: the first maximum in row-major window order, a NaN taking the place.
 
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Shape of a max pool over NCHW tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +73,47 @@ fn argmax4(v: [f32; 4]) -> usize {
     at
 }
 
+/// Whether `v` takes the place of the running maximum `m` (the rule of [`window_max`]).
+#[inline(always)]
+fn takes(v: f32, m: f32) -> bool {
+    v > m || v.is_nan()
+}
+
+crate::isa::multiversion! {
+    /// One output row of a 2x2, stride-2 max pool from its two input rows (`2·out.len()`
+    /// values each): the rule of [`argmax4`] as selects, so that the row vectorizes.
+    fn max2x2_row(r0: &[f32], r1: &[f32], out: &mut [f32]) {
+        for ((v, p), q) in out.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+            let mut m = p[0];
+            m = if takes(p[1], m) { p[1] } else { m };
+            m = if takes(q[0], m) { q[0] } else { m };
+            *v = if takes(q[1], m) { q[1] } else { m };
+        }
+    }
+}
+
+crate::isa::multiversion! {
+    /// The gradient of one output row of a 2x2, stride-2 max pool (`gy`) routed to its two
+    /// input rows (`x0`, `x1`; written into `d0`, `d1`, every element: the gradient at the
+    /// window's [`argmax4`], 0 elsewhere), as selects, so that the row vectorizes.
+    fn max2x2_back_row(x0: &[f32], x1: &[f32], gy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
+        let rows = d0.chunks_exact_mut(2).zip(d1.chunks_exact_mut(2));
+        let windows = x0.chunks_exact(2).zip(x1.chunks_exact(2));
+        for (((o0, o1), (p, q)), &gv) in rows.zip(windows).zip(gy) {
+            let s1 = takes(p[1], p[0]);
+            let m1 = if s1 { p[1] } else { p[0] };
+            let s2 = takes(q[0], m1);
+            let m2 = if s2 { q[0] } else { m1 };
+            let s3 = takes(q[1], m2);
+            let pick = |on: bool| MaybeUninit::new(if on { gv } else { 0.0 });
+            o0[0] = pick(!s1 && !s2 && !s3);
+            o0[1] = pick(s1 && !s2 && !s3);
+            o1[0] = pick(s2 && !s3);
+            o1[1] = pick(s3);
+        }
+    }
+}
+
 /// Max pool forward: `[N, C, H, W]` -> `[N, C, OH, OW]`.
 pub fn max_pool2d_forward(g: &PoolGeom, x: &[f32]) -> Vec<f32> {
     let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
@@ -84,13 +126,9 @@ pub fn max_pool2d_forward(g: &PoolGeom, x: &[f32]) -> Vec<f32> {
                 if g.kernel == [2, 2] && g.stride == [2, 2] {
                     // The common case, written out.
                     for (oy, orow) in op.chunks_exact_mut(ow).enumerate() {
-                        let r0 = &plane[2 * oy * g.w..2 * oy * g.w + g.w];
-                        let r1 = &plane[(2 * oy + 1) * g.w..(2 * oy + 1) * g.w + g.w];
-                        for (ox, v) in orow.iter_mut().enumerate() {
-                            let i = 2 * ox;
-                            let win = [r0[i], r0[i + 1], r1[i], r1[i + 1]];
-                            *v = win[argmax4(win)];
-                        }
+                        let r0 = &plane[2 * oy * g.w..2 * oy * g.w + 2 * ow];
+                        let r1 = &plane[(2 * oy + 1) * g.w..(2 * oy + 1) * g.w + 2 * ow];
+                        max2x2_row(r0, r1, orow);
                     }
                 } else {
                     for oy in 0..oh {
@@ -149,7 +187,6 @@ pub fn max_pool2d_backward(g: &PoolGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
 /// 2x2, stride 2 over even maps: the windows tile the input, so every input element is written
 /// once (the gradient or 0) and the output needs no zeroing pass first.
 fn max_pool2x2_backward_tiled(g: &PoolGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    use std::mem::MaybeUninit;
     let (ow, w) = (g.w / 2, g.w);
     let n = g.n * g.c * g.h * g.w;
     let mut dx: Vec<f32> = Vec::with_capacity(n);
@@ -161,15 +198,7 @@ fn max_pool2x2_backward_tiled(g: &PoolGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .for_each(|((d, xs), gy)| {
             let (d0, d1) = d.split_at_mut(w);
             let (x0, x1) = xs.split_at(w);
-            for (ox, &gv) in gy.iter().enumerate() {
-                let i = 2 * ox;
-                let at = argmax4([x0[i], x0[i + 1], x1[i], x1[i + 1]]);
-                let out = |k: usize| if k == at { gv } else { 0.0 };
-                d0[i] = MaybeUninit::new(out(0));
-                d0[i + 1] = MaybeUninit::new(out(1));
-                d1[i] = MaybeUninit::new(out(2));
-                d1[i + 1] = MaybeUninit::new(out(3));
-            }
+            max2x2_back_row(x0, x1, gy, d0, d1);
         });
     // SAFETY: the chunks cover all n elements (n is a multiple of 2w: H is even) and every
     // element of each chunk was written above (W is even, so the ow windows cover each row).

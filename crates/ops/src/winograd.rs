@@ -73,8 +73,13 @@ pub fn applies(g: &Conv2dGeom) -> bool {
 /// forward's is `Cin` and the input gradient's `Cout`, where im2col's is nine times as long.
 /// At 32 the gemm crate's kernels run at about 55% of their speed at im2col's 288 on this
 /// path's shapes (measured on an AVX-512 EPYC), which eats the 2.25x fewer multiplications
-/// and the transforms. The weight gradient reduces over tiles, always long enough.
+/// and the transforms.
 pub const MIN_REDUCTION: usize = 64;
+
+/// The weight gradient reduces over tiles, always long enough, but its product is only
+/// `Cout x Cin` per tile position: below this on either side (fer-tiny's 8 to 32 channels)
+/// the 16 small products and the transforms cost more than im2col's one.
+pub const MIN_WEIGHT_SIDE: usize = 32;
 
 /// Which pass of a convolution asks [`chosen`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,14 +90,56 @@ pub enum Pass {
 }
 
 /// Whether `pass` of the convolution `g` runs here: [`enabled`], [`applies`], and the pass's
-/// reduction at least [`MIN_REDUCTION`]. What [`crate::conv`]'s entry points ask.
+/// reduction at least [`MIN_REDUCTION`] (the weight gradient's sides at least
+/// [`MIN_WEIGHT_SIDE`]). What [`crate::conv`]'s entry points ask.
 pub fn chosen(g: &Conv2dGeom, pass: Pass) -> bool {
     let reduction = match pass {
         Pass::Forward => g.c_in,
         Pass::InputGrad => g.c_out,
-        Pass::WeightGrad => MIN_REDUCTION,
+        Pass::WeightGrad if g.c_in.min(g.c_out) >= MIN_WEIGHT_SIDE => MIN_REDUCTION,
+        Pass::WeightGrad => 0,
     };
     applies(g) && reduction >= MIN_REDUCTION && enabled()
+}
+
+thread_local! {
+    /// Buffers left from earlier passes on this thread (see [`Scratch`]).
+    static SCRATCH: std::cell::Cell<Vec<Vec<f32>>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A buffer of at least `len` floats whose contents are left from an earlier pass on this
+/// thread, for the tiles and GEMM products, which write every element they later read: the
+/// training step's allocations of these (zeroed, and page-faulted in when large) cost more
+/// than some of the transforms. Given back to the thread's pool when dropped.
+struct Scratch(Vec<f32>);
+
+impl Scratch {
+    fn new(len: usize) -> Scratch {
+        let mut v = SCRATCH.with(|c| {
+            let mut pool = c.take();
+            let v = pool.pop();
+            c.set(pool);
+            v.unwrap_or_default()
+        });
+        if v.len() < len {
+            v.resize(len, 0.0);
+        }
+        Scratch(v)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        SCRATCH.with(|c| {
+            let mut pool = c.take();
+            // A few per thread at most (two in use at once); a nested use may add one.
+            if pool.len() < 4 {
+                pool.push(v);
+            }
+            c.set(pool);
+        });
+    }
 }
 
 /// The tile layout of one image: `th x tw` tiles of 2x2 outputs, read from a zero-padded plane
@@ -462,9 +509,11 @@ pub fn forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Ve
         .for_each(|(o, xg)| {
             let gn = xg.len() / chw;
             let ld = gn * l.tiles();
-            let mut v = vec![0f32; 16 * ci * ld];
-            input_tiles(g, l, xg, gn, &mut v, ld);
-            let mut m = vec![0f32; 16 * co * ld];
+            let mut v = Scratch::new(16 * ci * ld);
+            let v = &mut v.0[..16 * ci * ld];
+            input_tiles(g, l, xg, gn, v, ld);
+            let mut m = Scratch::new(16 * co * ld);
+            let m = &mut m.0[..16 * co * ld];
             for x in 0..16 {
                 matmul(
                     &mut m[x * co * ld..(x + 1) * co * ld],
@@ -476,7 +525,7 @@ pub fn forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Ve
                     false,
                 );
             }
-            output_tiles(g, l, &m, ld, gn, o, bias);
+            output_tiles(g, l, m, ld, gn, o, bias);
         });
     out
 }
@@ -496,9 +545,11 @@ pub fn input_grad(g: &Conv2dGeom, w: &[f32], dy: &[f32]) -> Vec<f32> {
         .for_each(|(dxg, dyg)| {
             let gn = dxg.len() / chw;
             let ld = gn * l.tiles();
-            let mut dm = vec![0f32; 16 * co * ld];
-            grad_tiles(g, l, dyg, gn, &mut dm, ld);
-            let mut dv = vec![0f32; 16 * ci * ld];
+            let mut dm = Scratch::new(16 * co * ld);
+            let dm = &mut dm.0[..16 * co * ld];
+            grad_tiles(g, l, dyg, gn, dm, ld);
+            let mut dv = Scratch::new(16 * ci * ld);
+            let dv = &mut dv.0[..16 * ci * ld];
             for x in 0..16 {
                 // U[ξ]ᵀ: element (c, k) of the [Cin, Cout] matrix is u[ξ][k][c].
                 matmul(
@@ -511,7 +562,7 @@ pub fn input_grad(g: &Conv2dGeom, w: &[f32], dy: &[f32]) -> Vec<f32> {
                     false,
                 );
             }
-            add_input_grads(g, l, &dv, ld, gn, dxg);
+            add_input_grads(g, l, dv, ld, gn, dxg);
         });
     dx
 }
@@ -532,16 +583,16 @@ pub fn weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .into_par_iter()
         .map(|lane| {
             let mut acc = vec![0f32; size];
-            let (mut v, mut dm) = (Vec::new(), Vec::new());
+            let most = gs * l.tiles();
+            let (mut v, mut dm) = (Scratch::new(16 * ci * most), Scratch::new(16 * co * most));
             for grp in (lane..groups).step_by(lanes) {
                 let lo = grp * gs;
                 let gn = gs.min(g.n - lo);
                 let ld = gn * l.tiles();
-                v.resize(16 * ci * ld, 0.0);
-                dm.resize(16 * co * ld, 0.0);
-                input_tiles(g, l, &x[lo * chw..(lo + gn) * chw], gn, &mut v, ld);
+                let (v, dm) = (&mut v.0[..16 * ci * ld], &mut dm.0[..16 * co * ld]);
+                input_tiles(g, l, &x[lo * chw..(lo + gn) * chw], gn, v, ld);
                 let dyg = &dy[lo * co * ohw..(lo + gn) * co * ohw];
-                grad_tiles(g, l, dyg, gn, &mut dm, ld);
+                grad_tiles(g, l, dyg, gn, dm, ld);
                 for xi in 0..16 {
                     // V[ξ]ᵀ: element (t, c) of the [T, Cin] matrix is v[ξ][c][t].
                     matmul(
