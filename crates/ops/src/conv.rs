@@ -19,6 +19,7 @@
 //! run is deterministic for a given thread count (the data-parallel training workers use one
 //! thread each).
 
+use crate::scratch::Scratch;
 use rayon::prelude::*;
 
 /// Output pixels a GEMM group aims for (images are grouped until they reach it).
@@ -241,17 +242,19 @@ pub fn im2col_forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>
         .for_each(|(o, xg)| {
             let gn = xg.len() / chw;
             let ld = gn * p;
-            let mut col = vec![0f32; ck * ld];
+            let mut col = Scratch::new(ck * ld);
+            let col = &mut col.0[..ck * ld];
             for gi in 0..gn {
-                im2col(g, &xg[gi * chw..(gi + 1) * chw], &mut col, ld, gi * p);
+                im2col(g, &xg[gi * chw..(gi + 1) * chw], col, ld, gi * p);
             }
             let lhs = Mat::rows(w, ck);
-            let rhs = Mat::rows(&col, ld);
+            let rhs = Mat::rows(col, ld);
             if gn == 1 {
                 matmul(o, g.c_out, p, ck, lhs, rhs, false);
             } else {
-                let mut tmp = vec![0f32; g.c_out * ld];
-                matmul(&mut tmp, g.c_out, ld, ck, lhs, rhs, false);
+                let mut tmp = Scratch::new(g.c_out * ld);
+                let tmp = &mut tmp.0[..g.c_out * ld];
+                matmul(tmp, g.c_out, ld, ck, lhs, rhs, false);
                 for gi in 0..gn {
                     for ch in 0..g.c_out {
                         o[(gi * g.c_out + ch) * p..(gi * g.c_out + ch + 1) * p]
@@ -293,23 +296,23 @@ pub fn im2col_weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .into_par_iter()
         .map(|lane| {
             let mut acc = vec![0f32; size];
-            let mut col = Vec::new();
-            let mut packed = Vec::new();
+            let most = gs * p;
+            let (mut col, mut packed) = (Scratch::new(ck * most), Scratch::new(g.c_out * most));
             for grp in (lane..groups).step_by(lanes) {
                 let lo = grp * gs;
                 let gn = gs.min(g.n - lo);
                 let ld = gn * p;
-                col.resize(ck * ld, 0.0);
+                let col = &mut col.0[..ck * ld];
                 for gi in 0..gn {
                     let i = lo + gi;
-                    im2col(g, &x[i * chw..(i + 1) * chw], &mut col, ld, gi * p);
+                    im2col(g, &x[i * chw..(i + 1) * chw], col, ld, gi * p);
                 }
                 let dyg = &dy[lo * g.c_out * p..(lo + gn) * g.c_out * p];
                 let lhs = if gn == 1 {
                     dyg
                 } else {
-                    packed.resize(g.c_out * ld, 0.0);
-                    pack_rows(dyg, gn, g.c_out, p, &mut packed);
+                    let packed = &mut packed.0[..g.c_out * ld];
+                    pack_rows(dyg, gn, g.c_out, p, packed);
                     &packed[..]
                 };
                 let first = grp == lane;
@@ -319,7 +322,7 @@ pub fn im2col_weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                     ck,
                     ld,
                     Mat::rows(lhs, ld),
-                    Mat::cols(&col, ld),
+                    Mat::cols(col, ld),
                     !first,
                 );
             }
@@ -361,19 +364,19 @@ pub fn im2col_input_grad(g: &Conv2dGeom, w: &[f32], dy: &[f32]) -> Vec<f32> {
         .for_each(|(dxg, dyg)| {
             let gn = dxg.len() / chw;
             let ld = gn * p;
-            let packed;
+            let mut packed = Scratch::new(if gn == 1 { 0 } else { g.c_out * ld });
             let rhs = if gn == 1 {
                 dyg
             } else {
-                let mut v = vec![0f32; g.c_out * ld];
-                pack_rows(dyg, gn, g.c_out, p, &mut v);
-                packed = v;
-                &packed[..]
+                let v = &mut packed.0[..g.c_out * ld];
+                pack_rows(dyg, gn, g.c_out, p, v);
+                &v[..]
             };
-            let mut dcol = vec![0f32; ck * ld];
+            let mut dcol = Scratch::new(ck * ld);
+            let dcol = &mut dcol.0[..ck * ld];
             // Wᵀ: element (j, o) of the [Ck², Cout] matrix is w[o * Ck² + j].
             matmul(
-                &mut dcol,
+                dcol,
                 ck,
                 ld,
                 g.c_out,
@@ -382,7 +385,7 @@ pub fn im2col_input_grad(g: &Conv2dGeom, w: &[f32], dy: &[f32]) -> Vec<f32> {
                 false,
             );
             for gi in 0..gn {
-                col2im_add(g, &dcol, ld, gi * p, &mut dxg[gi * chw..(gi + 1) * chw]);
+                col2im_add(g, dcol, ld, gi * p, &mut dxg[gi * chw..(gi + 1) * chw]);
             }
         });
     dx

@@ -23,6 +23,7 @@ mod extension;
 pub mod isa;
 pub mod norm;
 pub mod pool;
+mod scratch;
 pub mod winograd;
 
 pub use extension::FerOps;

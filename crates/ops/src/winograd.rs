@@ -24,6 +24,7 @@
 //! a faster training step. The GEMMs are still the `gemm` crate's ([`crate::isa::gemm`]).
 
 use crate::conv::{Conv2dGeom, Mat, matmul};
+use crate::scratch::Scratch;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -100,46 +101,6 @@ pub fn chosen(g: &Conv2dGeom, pass: Pass) -> bool {
         Pass::WeightGrad => 0,
     };
     applies(g) && reduction >= MIN_REDUCTION && enabled()
-}
-
-thread_local! {
-    /// Buffers left from earlier passes on this thread (see [`Scratch`]).
-    static SCRATCH: std::cell::Cell<Vec<Vec<f32>>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// A buffer of at least `len` floats whose contents are left from an earlier pass on this
-/// thread, for the tiles and GEMM products, which write every element they later read: the
-/// training step's allocations of these (zeroed, and page-faulted in when large) cost more
-/// than some of the transforms. Given back to the thread's pool when dropped.
-struct Scratch(Vec<f32>);
-
-impl Scratch {
-    fn new(len: usize) -> Scratch {
-        let mut v = SCRATCH.with(|c| {
-            let mut pool = c.take();
-            let v = pool.pop();
-            c.set(pool);
-            v.unwrap_or_default()
-        });
-        if v.len() < len {
-            v.resize(len, 0.0);
-        }
-        Scratch(v)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let v = std::mem::take(&mut self.0);
-        SCRATCH.with(|c| {
-            let mut pool = c.take();
-            // A few per thread at most (two in use at once); a nested use may add one.
-            if pool.len() < 4 {
-                pool.push(v);
-            }
-            c.set(pool);
-        });
-    }
 }
 
 /// The tile layout of one image: `th x tw` tiles of 2x2 outputs, read from a zero-padded plane
