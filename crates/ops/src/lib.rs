@@ -9,7 +9,9 @@
 //! with padding or ceil mode) they call the module's own `forward`, so every backend keeps
 //! working. The kernels are Rust plus the `gemm` crate's microkernels, on the instruction set
 //! [`isa`] chooses at run time (AVX-512 where the CPU has it, else AVX2 + FMA, else portable;
-//! `FER_OPS_ISA` can ask for a lower one): one binary runs on any x86-64.
+//! `FER_OPS_ISA` can ask for a lower one): one binary runs on any x86-64. 3x3 stride-1
+//! convolutions with enough channels run as Winograd F(2x2, 3x3) ([`winograd`]; im2col
+//! otherwise, and with `FER_OPS_WINOGRAD=off`).
 //!
 //! Where the time went before (perf, fer-small training on 2 cores): the weight gradient as a
 //! convolution over batch/channel-swapped tensors 28%, the forward 21%, the input gradient as a

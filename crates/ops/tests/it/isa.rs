@@ -25,10 +25,12 @@ fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
 /// Every kernel's outputs on fixed random inputs, named, under the selected set.
 fn outputs() -> Vec<(String, Vec<f32>)> {
     let mut out = Vec::new();
-    // fer-small's first and a middle layer, tune's 5x5, seed-base's valid 3x3, a stride 2.
+    // fer-small's first and middle layers (the second's gradients and the third's every pass
+    // by Winograd), tune's 5x5, seed-base's valid 3x3, a stride 2.
     let convs = [
         (8, 1, 48, 16, 3, 1, 1),
         (8, 32, 12, 64, 3, 1, 1),
+        (4, 64, 6, 96, 3, 1, 1),
         (5, 16, 11, 24, 5, 1, 2),
         (4, 8, 10, 16, 3, 1, 0),
         (3, 4, 9, 8, 3, 2, 1),
