@@ -1443,9 +1443,9 @@ fn mini_writes_its_own_folder_with_capped_sizes() {
     let stage = StageDir(f.artifacts().join("p-mini").join("ingest"));
     let ds = stage.images();
     let (train, val) = (counts(&ds, Split::Train), counts(&ds, Split::Val));
-    // 600 drawn training images capped at 400 (fer_core::mini::TRAIN_IMAGES): two thirds of
-    // each class, and of each class of test (100 -> 67).
-    assert_eq!(fer_core::mini::TRAIN_IMAGES, 400);
-    assert_eq!((train.0 + val.0, train.1 + val.1), (200, 200));
-    assert_eq!(counts(&ds, Split::Test), (67, 67));
+    // 600 drawn training images capped at 200 (fer_core::mini::TRAIN_IMAGES): a third of
+    // each class, and of each class of test (100 -> 33).
+    assert_eq!(fer_core::mini::TRAIN_IMAGES, 200);
+    assert_eq!((train.0 + val.0, train.1 + val.1), (100, 100));
+    assert_eq!(counts(&ds, Split::Test), (33, 33));
 }
