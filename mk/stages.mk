@@ -31,7 +31,7 @@ $(A)/preprocess/manifest.json: $(A)/ingest/manifest.json $(or $(PFILES),$(PFILE)
 	$(BIN)/fer-preprocess --pipeline $(PIPELINE)
 	$(call cache_push,preprocess)
 
-$(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(call src,augment) $(call src,core) $(call src,eval) $(call src,graph) $(call src,models) $(call src,ops) crates/schema/Cargo.toml crates/schema/src/calibration.rs crates/schema/src/epochs.rs crates/schema/src/lib.rs crates/schema/src/metrics.rs crates/schema/src/model.rs crates/schema/src/predictions.rs $(call src,train) $(call src,codeversion) Cargo.toml Cargo.lock
+$(A)/augment/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(call src,augment) $(call src,augment-ops) $(call src,core) $(call src,graph) $(call src,codeversion) Cargo.toml Cargo.lock
 	$(BUILD)
 	$(call cache_pull,augment,$(BIN)/fer-augment --pipeline $(PIPELINE))
 	$(BIN)/fer-augment --pipeline $(PIPELINE)
@@ -43,13 +43,13 @@ $(A)/train_svm/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFI
 	$(BIN)/fer-train-svm --pipeline $(PIPELINE)
 	$(call cache_push,train_svm)
 
-$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,eval) $(call src,graph) $(call src,models) $(call src,ops) crates/schema/Cargo.toml crates/schema/src/calibration.rs crates/schema/src/epochs.rs crates/schema/src/lib.rs crates/schema/src/metrics.rs crates/schema/src/model.rs crates/schema/src/predictions.rs $(call src,train) $(call src,train-cnn) $(call src,codeversion) Cargo.toml Cargo.lock $(A)/.device
+$(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFILE)) $(call src,augment-ops) $(call src,core) $(call src,eval) $(call src,graph) $(call src,models) $(call src,ops) crates/schema/Cargo.toml crates/schema/src/calibration.rs crates/schema/src/epochs.rs crates/schema/src/lib.rs crates/schema/src/metrics.rs crates/schema/src/model.rs crates/schema/src/predictions.rs $(call src,train) $(call src,train-cnn) $(call src,codeversion) Cargo.toml Cargo.lock $(A)/.device
 	$(BUILD)
 	$(call cache_pull,train_cnn,$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE))
 	$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE)
 	$(call cache_push,train_cnn)
 
-$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(or $(PFILES),$(PFILE)) $(call src,core) $(call src,eval) $(call src,graph) $(call src,models) $(call src,ops) crates/schema/Cargo.toml crates/schema/src/calibration.rs crates/schema/src/epochs.rs crates/schema/src/lib.rs crates/schema/src/metrics.rs crates/schema/src/model.rs crates/schema/src/predictions.rs $(call src,train) $(call src,tune) $(call src,codeversion) Cargo.toml Cargo.lock $(A)/.device
+$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(or $(PFILES),$(PFILE)) $(call src,augment-ops) $(call src,core) $(call src,eval) $(call src,graph) $(call src,models) $(call src,ops) crates/schema/Cargo.toml crates/schema/src/calibration.rs crates/schema/src/epochs.rs crates/schema/src/lib.rs crates/schema/src/metrics.rs crates/schema/src/model.rs crates/schema/src/predictions.rs $(call src,train) $(call src,tune) $(call src,codeversion) Cargo.toml Cargo.lock $(A)/.device
 	$(BUILD)
 	$(call cache_pull,tune,$(BIN)/fer-tune --pipeline $(PIPELINE) --device $(DEVICE))
 	$(BIN)/fer-tune --pipeline $(PIPELINE) --device $(DEVICE)

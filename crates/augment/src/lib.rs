@@ -1,6 +1,6 @@
 //! Stage `augment`: a preview of the augmentation chain and an optional offline set. The ops
 //! ([`ops`], seeded and composable, which `train_cnn` and `tune` call online per batch) and the
-//! chain's checks ([`validate_ops`]) are fer-train's, re-exported here.
+//! chain's checks ([`validate_ops`]) are fer-augment-ops', re-exported here.
 //!
 //! Reads `artifacts/<pipeline>/preprocess/` (`train.safetensors`, `transform.json`,
 //! `index.parquet`).
@@ -32,11 +32,11 @@ use fer_core::pipeline::PipelineFile;
 use fer_core::stage::Outputs;
 use fer_core::tensors::TensorSet;
 use fer_core::transform::Transform;
-// The op library and the chain's checks live in fer-train, which train-cnn and tune share;
-// these paths keep augment's API for its users.
-pub use fer_train::chain::{OpSection, augmenter, default_ops, validate_ops};
-pub use fer_train::ops;
-pub use fer_train::ops::{Augmenter, Op, Scratch, Step, image_rng, scale_steps};
+// The op library and the chain's checks live in fer-augment-ops, which fer-train (train-cnn's
+// and tune's library) re-exports too; these paths keep augment's API for its users.
+pub use fer_augment_ops::chain::{OpSection, augmenter, default_ops, validate_ops};
+pub use fer_augment_ops::ops;
+pub use fer_augment_ops::ops::{Augmenter, Op, Scratch, Step, image_rng, scale_steps};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;

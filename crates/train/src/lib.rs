@@ -1,8 +1,9 @@
-//! The CNN training library that the stages `train_cnn`, `tune` and `augment` share (a library,
-//! not a stage: it reads and writes nothing by itself, and no stage crate depends on another).
+//! The CNN training library that the stages `train_cnn` and `tune` share (a library, not a
+//! stage: it reads and writes nothing by itself, and no stage crate depends on another).
 //!
 //! - [`ops`]: the seeded augmentation ops; [`chain`]: the op list as a pipeline file writes it,
-//!   checked into steps;
+//!   checked into steps (both fer-augment-ops', re-exported: the augment stage is built from
+//!   that crate alone);
 //! - [`settings`]: `[train_cnn]` as written and checked ([`settings::TrainCnnParams`]);
 //! - [`Prepared`]: what `preprocess` wrote, loaded once for training;
 //! - [`train`]: training one model ([`train::train`], [`train::train_until`]), run by a
@@ -13,12 +14,10 @@
 //!
 //! The architectures, `TrainSettings`, batch scoring and device choice are fer-models'.
 
-pub mod chain;
 pub mod checkpoint;
 pub mod ema;
 mod export;
 pub mod loss;
-pub mod ops;
 mod prepared;
 pub mod settings;
 pub mod train;
@@ -26,6 +25,7 @@ pub mod trainer;
 
 pub use checkpoint::remove_resume;
 pub use export::export_model;
+pub use fer_augment_ops::{chain, ops};
 pub use fer_models::{
     Device, DeviceInfo, ModelArtifact, ModelError, check_device, device, device_info,
 };
