@@ -356,8 +356,8 @@ fn an_empty_validation_split_is_an_error() {
     };
     assert!(e.contains("validation split is empty"), "{e}");
 
-    // The stage, on smoke with val_fraction = 0: an error naming the file and the fix; and
-    // `--force` clears the resume folder first.
+    // The stage, on smoke with val_fraction = 0: refused when the pipeline file is validated,
+    // before any data is read (the carved validation split would be empty), naming both keys.
     let smoke = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/smoke.toml"),
     )
@@ -367,20 +367,14 @@ fn an_empty_validation_split_is_an_error() {
     let pipeline = tmp.path().join("smoke.toml");
     std::fs::write(&pipeline, text).unwrap();
     let artifacts = tmp.path().join("artifacts");
-    fer_test_support::ingest_and_preprocess(&pipeline, &artifacts);
-    let stale = artifacts.join("smoke/.train_cnn.resume/0123456789abcdef/fer-small");
-    std::fs::create_dir_all(&stale).unwrap();
-    let e =
-        fer_test_support::run_stage::<fer_train_cnn::Params>(&pipeline, &artifacts, &["--force"])
-            .unwrap_err()
-            .to_string();
+    let e = fer_test_support::run_stage::<fer_train_cnn::Params>(&pipeline, &artifacts, &[])
+        .unwrap_err()
+        .to_string();
     assert!(
-        e.contains("val.safetensors") && e.contains("validation split is empty"),
+        e.contains("smoke.toml")
+            && e.contains("[ingest] val_fraction")
+            && e.contains("[train_cnn]"),
         "{e}"
-    );
-    assert!(
-        !artifacts.join("smoke/.train_cnn.resume").exists(),
-        "--force cleared the resume folder"
     );
     assert!(!artifacts.join("smoke/train_cnn/manifest.json").exists());
 }

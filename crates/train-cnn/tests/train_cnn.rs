@@ -475,6 +475,22 @@ fn cross_section_rules_fail_at_validation() {
     let soft = "[train_cnn]\nsoft_targets = true\n";
     assert!(parse(soft).is_ok(), "binary is the default label mode");
     assert!(parse(&format!("[ingest]\nlabel_mode = \"emotion7\"\n{soft}")).is_ok());
+    // Synthetic faces have no votes.
+    let e = parse(&format!("[ingest]\nsource = \"synthetic\"\n{soft}")).unwrap_err();
+    assert!(
+        e.contains("[train_cnn] soft_targets") && e.contains("[ingest] source = \"synthetic\""),
+        "{e}"
+    );
+    // Every model's best epoch is chosen on the validation split: there must be one.
+    let e = parse("[ingest]\nval_fraction = 0.0\n[train_cnn]\n").unwrap_err();
+    assert!(
+        e.contains("[ingest] val_fraction") && e.contains("[train_cnn]"),
+        "{e}"
+    );
+    assert!(
+        parse("[ingest]\nprotocol = \"full\"\nval_fraction = 0.0\nvalidation = \"public_test\"\n[train_cnn]\n")
+            .is_ok()
+    );
 }
 
 #[test]

@@ -3,7 +3,6 @@
 use crate::settings::TrainSettings;
 use crate::{Device, ModelArtifact, Prepared, TrainCnnError, train};
 use burn::module::Module;
-use fer_core::Classes;
 use fer_core::Split;
 use fer_eval::metrics::classification_metrics;
 use fer_models::arch::{ModelConfig, Net};
@@ -116,40 +115,27 @@ pub fn export_model(
     write_json_sorted(&mdir.join("metrics.json"), &info)?;
     let prob_cols: &[&str] = if per_class { &names } else { &[] };
     predictions::write_classes(&mdir.join("predictions.parquet"), &pred_rows, prob_cols)?;
-    write_calibration(mdir, &s.name, class_names, &val_probs, &val.y)?;
+    write_calibration(mdir, &s.name, happy, &val_probs, &val.y)?;
     Ok(info)
 }
 
 /// `calibration.json` of a model folder: temperature scaling of p(happy) (the `happy` class's
-/// softmax output, one against the rest) fitted on **val** only; an `uncalibrated` record with
-/// the reason when it cannot be fitted (one class in val, separated scores, no `happy` class).
-/// `predictions.parquet` keeps the uncalibrated p(happy).
+/// softmax output, one against the rest; `happy` is its index, which the export looked up
+/// once) fitted on **val** only; an `uncalibrated` record with the reason when it cannot be
+/// fitted (one class in val, separated scores). `predictions.parquet` keeps the uncalibrated
+/// p(happy).
 fn write_calibration(
     mdir: &Path,
     name: &str,
-    class_names: &Classes,
+    happy: usize,
     probs: &[Vec<f64>],
     y: &[u8],
 ) -> Result<(), TrainCnnError> {
     use fer_eval::calibration as cal;
-    use fer_schema::calibration::{self as cf, Method, ModelCalibration, ScoreKind};
-    let record = match class_names.happy() {
-        Ok(h) => {
-            let p: Vec<f64> = probs.iter().map(|r| r[h]).collect();
-            let happy: Vec<bool> = y.iter().map(|&y| y as usize == h).collect();
-            cal::cnn_record(name, &p, &happy)
-        }
-        Err(no_happy) => ModelCalibration {
-            model: name.to_string(),
-            method: Method::Uncalibrated {
-                reason: no_happy.to_string(),
-            },
-            n: y.len() as u64,
-            n_happy: 0,
-            before: None,
-            after: None,
-        },
-    };
+    use fer_schema::calibration::{self as cf, ScoreKind};
+    let p: Vec<f64> = probs.iter().map(|r| r[happy]).collect();
+    let is_happy: Vec<bool> = y.iter().map(|&y| y as usize == happy).collect();
+    let record = cal::cnn_record(name, &p, &is_happy);
     cf::write(
         &mdir.join(cf::FILE),
         &cal::file(ScoreKind::PHappy, vec![record]),

@@ -122,19 +122,43 @@ fn check_input_side(
 
 /// The rules between `[train_cnn]` and `[ingest]`, checked from the pipeline file before any
 /// data is read (train-cnn and tune both parse `[train_cnn]` here):
-/// `pretrain_epochs > 0` needs `[ingest] pretrain_pool = true`, the pool it pretrains on.
-/// (`soft_targets = true` needs FERPlus's votes; that they are there is known only once ingest
-/// has read the data: train-cnn says so then.)
+/// - `pretrain_epochs > 0` needs `[ingest] pretrain_pool = true`, the pool it pretrains on;
+/// - `soft_targets = true` needs FERPlus's votes, which `[ingest] source = "synthetic"` never
+///   has (with real data, that FERPLUS_DIR held them is known only once ingest has read it:
+///   train-cnn says so then);
+/// - a validation split: `[ingest] val_fraction = 0` with the carved validation leaves none,
+///   and every model's best epoch is chosen on it.
 fn check_ingest_rules(
     pf: &PipelineFile,
     models: &[TrainSettings],
     listed: bool,
 ) -> fer_core::Result<()> {
     let ingest: toml::Table = pf.section("ingest")?;
+    let text = |k: &str, default: &'static str| {
+        ingest
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or(default)
+            .to_string()
+    };
     let pool = ingest
         .get("pretrain_pool")
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
+    let val_fraction = ingest.get("val_fraction").and_then(|v| match v {
+        toml::Value::Float(f) => Some(*f),
+        toml::Value::Integer(i) => Some(*i as f64),
+        _ => None,
+    });
+    if val_fraction == Some(0.0) && text("validation", "carve") == "carve" {
+        return Err(pf.param_error(
+            "ingest",
+            "val_fraction",
+            "0 leaves no validation split, and [train_cnn] chooses each model's best epoch on \
+             it: set val_fraction > 0, or validation = \"public_test\"",
+        ));
+    }
+    let synthetic = text("source", "auto") == "synthetic";
     for (i, s) in models.iter().enumerate() {
         let key = |k: &str| {
             if listed {
@@ -152,6 +176,14 @@ fn check_ingest_rules(
                      it, or pretrain_epochs = 0",
                     s.pretrain_epochs
                 ),
+            ));
+        }
+        if s.soft_targets && synthetic {
+            return Err(pf.param_error(
+                SECTION,
+                &key("soft_targets"),
+                "true needs FERPlus's votes, and [ingest] source = \"synthetic\" has none; \
+                 use real data with FERPLUS_DIR, or soft_targets = false",
             ));
         }
     }

@@ -196,8 +196,8 @@ impl TuneParams {
             return Err(err(
                 "reuse_base",
                 format!(
-                    "train-cnn trains `{}` for {} epochs but a trial trains max_epochs = {}: \
-                     set them equal to reuse its run, or reuse_base = false",
+                    "[train_cnn] trains `{}` for epochs = {} but a trial trains max_epochs = \
+                     {}: set them equal to reuse its run, or reuse_base = false",
                     t.base, base.epochs, t.max_epochs
                 ),
             ));

@@ -411,6 +411,12 @@ fn invalid_search_spaces_exit_2_naming_the_key() {
             "[tune] time_limit",
         ),
         ("base = \"fer-small\"", "base = \"resnet\"", "[tune] base"),
+        // The search varies our architecture: its base must be one.
+        (
+            "base = \"fer-small\"",
+            "base = \"seed-base\"",
+            "is a `seed-base`: the search varies our architecture",
+        ),
         ("seed = 7\nbase", "seeds = 7\nbase", "unknown field `seeds`"),
     ] {
         let text = smoke_with(&SEARCH.replace(from, to));
@@ -764,7 +770,10 @@ fn reuse_base_needs_include_base_and_max_epochs_equal_to_the_base_epochs() {
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("reuse_base") && e.contains("max_epochs = 6"),
+        e.contains("reuse_base")
+            && e.contains("max_epochs = 6")
+            && e.contains("[train_cnn]")
+            && e.contains("epochs = 4"),
         "{e}"
     );
 }

@@ -210,7 +210,11 @@ pub(super) fn models(
             .iter()
             .filter(|m| !m.test_preds.is_empty())
             .map(|m| {
-                let pos: Vec<bool> = m.test_preds.iter().map(|p| p.label == 0).collect();
+                let pos: Vec<bool> = m
+                    .test_preds
+                    .iter()
+                    .map(|p| p.label == fer_core::classes::HAPPY_LABEL)
+                    .collect();
                 let sc: Vec<f64> = m.test_preds.iter().map(|p| p.score).collect();
                 let pts = fer_eval::metrics::roc_curve(&pos, &sc)
                     .into_iter()
