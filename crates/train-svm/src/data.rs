@@ -47,14 +47,20 @@ impl Data {
         self.class_names.strs()
     }
 
-    /// The positive label of each SVM task: binary, the one task happy (label 0) vs not;
-    /// seven classes, each class vs the rest, in class order.
+    /// The positive label of each SVM task: binary, the one task happy vs not; seven classes,
+    /// each class vs the rest, in class order.
     pub fn tasks(&self) -> Vec<u8> {
         if self.one_vs_rest() {
             (0..self.class_names.len() as u8).collect()
         } else {
-            vec![0]
+            vec![self.happy as u8]
         }
+    }
+
+    /// The index in [`Data::tasks`] of the task that scores happy: happy's own one-vs-rest
+    /// task, or the binary SVM's only one.
+    pub fn happy_task(&self) -> usize {
+        if self.one_vs_rest() { self.happy } else { 0 }
     }
 }
 

@@ -90,7 +90,7 @@ fn saved(data: &Data, sets: &[FeatureSet], grid: &[GridPoint], chosen: &[Chosen]
                     kernel: ch.kernel,
                     c: g.c,
                     gamma: g.gamma.map(|x| x.1),
-                    decision: g.decisions[if ovr { data.happy() } else { 0 }].clone(),
+                    decision: g.decisions[data.happy_task()].clone(),
                     classes: if ovr { g.decisions.clone() } else { Vec::new() },
                 }
             })

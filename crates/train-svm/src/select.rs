@@ -143,7 +143,7 @@ pub(crate) fn choose(
                 metrics_of_tasks(data, &data.val.y, &val_v),
                 metrics_of_tasks(data, &data.test.y, &test_v),
             );
-            let h = if data.one_vs_rest() { data.happy() } else { 0 };
+            let h = data.happy_task();
             let (val_d, test_d) = (val_v.column(h).to_owned(), test_v.column(h).to_owned());
             let ips = data.test.n as f64 / infer.max(1e-9);
             chosen.push(Chosen {

@@ -130,7 +130,14 @@ pub(crate) fn frames(faces: &[Face], i: usize) -> Vec<Frame> {
 }
 
 pub(crate) fn load_faces(folder: &Path, per_class: usize) -> Vec<Face> {
-    let others = ["angry", "disgust", "fear", "neutral", "sad", "surprise"];
+    // The six other emotions' folders, by name (angry, disgust, fear, neutral, sad, surprise).
+    let emotions = fer_core::Classes::emotions();
+    let mut others: Vec<&str> = emotions
+        .strs()
+        .into_iter()
+        .filter(|e| !fer_core::classes::is_happy(e))
+        .collect();
+    others.sort_unstable();
     let list = |emotion: &str| -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(folder.join(emotion))
             .unwrap_or_else(|e| panic!("{}: {e}", folder.join(emotion).display()))
