@@ -329,7 +329,12 @@ pub fn im2col_weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
             acc
         })
         .collect();
-    // Partials come back in lane order (collect keeps it): summed in that order.
+    sum_in_lane_order(partials, size)
+}
+
+/// The weight gradient's per-lane partials (`size` values each) summed in lane order, the
+/// order `collect` keeps: the same sum for a given thread count, run after run.
+pub(crate) fn sum_in_lane_order(partials: Vec<Vec<f32>>, size: usize) -> Vec<f32> {
     let mut parts = partials.into_iter();
     let mut total = parts.next().unwrap_or_else(|| vec![0f32; size]);
     for part in parts {

@@ -23,7 +23,7 @@
 //! GEMMs at about 80% of this CPU's peak, doing fewer multiplications was the only way left to
 //! a faster training step. The GEMMs are still the `gemm` crate's ([`crate::isa::gemm`]).
 
-use crate::conv::{Conv2dGeom, Mat, matmul};
+use crate::conv::{Conv2dGeom, Mat, matmul, sum_in_lane_order};
 use crate::scratch::Scratch;
 
 mod transforms;
@@ -220,12 +220,5 @@ pub fn weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
             acc
         })
         .collect();
-    let mut parts = partials.into_iter();
-    let mut total = parts.next().unwrap_or_else(|| vec![0f32; size]);
-    for part in parts {
-        for (t, v) in total.iter_mut().zip(&part) {
-            *t += v;
-        }
-    }
-    filter_grads(g, &total)
+    filter_grads(g, &sum_in_lane_order(partials, size))
 }

@@ -3,6 +3,7 @@
 //! (fer-small's 3x3 "same" convs, seed-base's valid 3x3 convs, tune's 5x5 kernels, seed-tuned's
 //! valid 5x5 ones) and a few the models do not (stride 2, odd batches, non-square maps).
 
+use crate::common::rel_diff;
 use burn::module::{Module, Param};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -23,13 +24,6 @@ fn random(shape: [usize; 4], seed: u64) -> Tensor<4> {
 
 fn values(t: Tensor<4>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().expect("f32")
-}
-
-/// Largest absolute difference, scaled by the reference's largest magnitude.
-fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
 struct Case {

@@ -4,21 +4,9 @@
 //! a 1x1 output, odd batches that leave a short last group); and it takes exactly the 3x3
 //! stride-1 layers with enough channels.
 
+use crate::common::{random, rel_diff};
 use fer_ops::conv::{self, Conv2dGeom};
 use fer_ops::winograd;
-use rand::{RngExt, SeedableRng};
-
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
-}
-
-/// Largest absolute difference, scaled by the reference's largest magnitude.
-fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-}
 
 fn geom(n: usize, c_in: usize, hw: [usize; 2], c_out: usize, pad: usize) -> Conv2dGeom {
     Conv2dGeom {
