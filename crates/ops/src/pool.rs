@@ -189,6 +189,10 @@ pub fn max_pool2d_backward(g: &PoolGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
 fn max_pool2x2_backward_tiled(g: &PoolGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (ow, w) = (g.w / 2, g.w);
     let n = g.n * g.c * g.h * g.w;
+    // The writes below cover every element only when the inputs have the geometry's lengths
+    // (a short `x` or `dy` would leave some unwritten before `set_len`).
+    assert_eq!(x.len(), n, "max pool backward: input length");
+    assert_eq!(dy.len(), n / 4, "max pool backward: gradient length");
     let mut dx: Vec<f32> = Vec::with_capacity(n);
     // Two input rows (one output row) per item: rows of x and dx, one row of dy.
     dx.spare_capacity_mut()[..n]
