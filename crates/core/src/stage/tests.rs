@@ -283,3 +283,29 @@ fn status_names_what_changed_and_computes_nothing() {
         ["models[1].epochs"]
     );
 }
+
+/// `--force` clears every resume folder of the stage before a resumable run computes (a forced
+/// run starts from scratch), even when that run then fails; without it, they are kept for the
+/// next try.
+#[test]
+fn force_clears_the_resume_folders_first() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut r = run(root.path(), cache.path(), 1);
+    let stale = root.path().join("p/.s.resume/0123456789abcdef/model");
+    let fail = |_: &Path, resume: &Path| -> Result<Outputs> {
+        Err(Error::Other(format!("failed with {}", resume.display())))
+    };
+    std::fs::create_dir_all(&stale).unwrap();
+    assert!(r.execute_resumable(fail).is_err());
+    assert!(
+        stale.exists(),
+        "a run without --force keeps the resume folders"
+    );
+    r.force = true;
+    assert!(r.execute_resumable(fail).is_err());
+    assert!(
+        !root.path().join("p/.s.resume").exists(),
+        "--force cleared the resume folders before the run"
+    );
+}
