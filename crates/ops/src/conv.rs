@@ -243,18 +243,16 @@ pub fn im2col_forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>
             let gn = xg.len() / chw;
             let ld = gn * p;
             let mut col = Scratch::new(ck * ld);
-            let col = &mut col.0[..ck * ld];
             for gi in 0..gn {
-                im2col(g, &xg[gi * chw..(gi + 1) * chw], col, ld, gi * p);
+                im2col(g, &xg[gi * chw..(gi + 1) * chw], &mut col, ld, gi * p);
             }
             let lhs = Mat::rows(w, ck);
-            let rhs = Mat::rows(col, ld);
+            let rhs = Mat::rows(&col, ld);
             if gn == 1 {
                 matmul(o, g.c_out, p, ck, lhs, rhs, false);
             } else {
                 let mut tmp = Scratch::new(g.c_out * ld);
-                let tmp = &mut tmp.0[..g.c_out * ld];
-                matmul(tmp, g.c_out, ld, ck, lhs, rhs, false);
+                matmul(&mut tmp, g.c_out, ld, ck, lhs, rhs, false);
                 for gi in 0..gn {
                     for ch in 0..g.c_out {
                         o[(gi * g.c_out + ch) * p..(gi * g.c_out + ch + 1) * p]
@@ -302,7 +300,7 @@ pub fn im2col_weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 let lo = grp * gs;
                 let gn = gs.min(g.n - lo);
                 let ld = gn * p;
-                let col = &mut col.0[..ck * ld];
+                let col = &mut col[..ck * ld];
                 for gi in 0..gn {
                     let i = lo + gi;
                     im2col(g, &x[i * chw..(i + 1) * chw], col, ld, gi * p);
@@ -311,7 +309,7 @@ pub fn im2col_weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 let lhs = if gn == 1 {
                     dyg
                 } else {
-                    let packed = &mut packed.0[..g.c_out * ld];
+                    let packed = &mut packed[..g.c_out * ld];
                     pack_rows(dyg, gn, g.c_out, p, packed);
                     &packed[..]
                 };
@@ -373,15 +371,13 @@ pub fn im2col_input_grad(g: &Conv2dGeom, w: &[f32], dy: &[f32]) -> Vec<f32> {
             let rhs = if gn == 1 {
                 dyg
             } else {
-                let v = &mut packed.0[..g.c_out * ld];
-                pack_rows(dyg, gn, g.c_out, p, v);
-                &v[..]
+                pack_rows(dyg, gn, g.c_out, p, &mut packed);
+                &packed[..]
             };
             let mut dcol = Scratch::new(ck * ld);
-            let dcol = &mut dcol.0[..ck * ld];
             // Wᵀ: element (j, o) of the [Ck², Cout] matrix is w[o * Ck² + j].
             matmul(
-                dcol,
+                &mut dcol,
                 ck,
                 ld,
                 g.c_out,
@@ -390,7 +386,7 @@ pub fn im2col_input_grad(g: &Conv2dGeom, w: &[f32], dy: &[f32]) -> Vec<f32> {
                 false,
             );
             for gi in 0..gn {
-                col2im_add(g, dcol, ld, gi * p, &mut dxg[gi * chw..(gi + 1) * chw]);
+                col2im_add(g, &dcol, ld, gi * p, &mut dxg[gi * chw..(gi + 1) * chw]);
             }
         });
     dx

@@ -121,10 +121,8 @@ pub fn forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Ve
             let gn = xg.len() / chw;
             let ld = gn * l.tiles();
             let mut v = Scratch::new(16 * ci * ld);
-            let v = &mut v.0[..16 * ci * ld];
-            input_tiles(g, l, xg, gn, v, ld);
+            input_tiles(g, l, xg, gn, &mut v, ld);
             let mut m = Scratch::new(16 * co * ld);
-            let m = &mut m.0[..16 * co * ld];
             for x in 0..16 {
                 matmul(
                     &mut m[x * co * ld..(x + 1) * co * ld],
@@ -136,7 +134,7 @@ pub fn forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Ve
                     false,
                 );
             }
-            output_tiles(g, l, m, ld, gn, o, bias);
+            output_tiles(g, l, &m, ld, gn, o, bias);
         });
     out
 }
@@ -157,10 +155,8 @@ pub fn input_grad(g: &Conv2dGeom, w: &[f32], dy: &[f32]) -> Vec<f32> {
             let gn = dxg.len() / chw;
             let ld = gn * l.tiles();
             let mut dm = Scratch::new(16 * co * ld);
-            let dm = &mut dm.0[..16 * co * ld];
-            grad_tiles(g, l, dyg, gn, dm, ld);
+            grad_tiles(g, l, dyg, gn, &mut dm, ld);
             let mut dv = Scratch::new(16 * ci * ld);
-            let dv = &mut dv.0[..16 * ci * ld];
             for x in 0..16 {
                 // U[ξ]ᵀ: element (c, k) of the [Cin, Cout] matrix is u[ξ][k][c].
                 matmul(
@@ -173,7 +169,7 @@ pub fn input_grad(g: &Conv2dGeom, w: &[f32], dy: &[f32]) -> Vec<f32> {
                     false,
                 );
             }
-            add_input_grads(g, l, dv, ld, gn, dxg);
+            add_input_grads(g, l, &dv, ld, gn, dxg);
         });
     dx
 }
@@ -200,7 +196,7 @@ pub fn weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 let lo = grp * gs;
                 let gn = gs.min(g.n - lo);
                 let ld = gn * l.tiles();
-                let (v, dm) = (&mut v.0[..16 * ci * ld], &mut dm.0[..16 * co * ld]);
+                let (v, dm) = (&mut v[..16 * ci * ld], &mut dm[..16 * co * ld]);
                 input_tiles(g, l, &x[lo * chw..(lo + gn) * chw], gn, v, ld);
                 let dyg = &dy[lo * co * ohw..(lo + gn) * co * ohw];
                 grad_tiles(g, l, dyg, gn, dm, ld);
