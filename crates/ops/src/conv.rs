@@ -289,50 +289,64 @@ pub fn im2col_weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     if groups == 0 || p == 0 {
         return vec![0f32; size];
     }
+    let most = gs * p;
+    let buffers = || (Scratch::new(ck * most), Scratch::new(g.c_out * most));
+    sum_over_groups(groups, size, buffers, |(col, packed), grp, acc, add| {
+        let lo = grp * gs;
+        let gn = gs.min(g.n - lo);
+        let ld = gn * p;
+        let col = &mut col[..ck * ld];
+        for gi in 0..gn {
+            let i = lo + gi;
+            im2col(g, &x[i * chw..(i + 1) * chw], col, ld, gi * p);
+        }
+        let dyg = &dy[lo * g.c_out * p..(lo + gn) * g.c_out * p];
+        let lhs = if gn == 1 {
+            dyg
+        } else {
+            let packed = &mut packed[..g.c_out * ld];
+            pack_rows(dyg, gn, g.c_out, p, packed);
+            &packed[..]
+        };
+        matmul(
+            acc,
+            g.c_out,
+            ck,
+            ld,
+            Mat::rows(lhs, ld),
+            Mat::cols(col, ld),
+            add,
+        );
+    })
+}
+
+/// A weight gradient's sum over `groups` groups of images, the same for a given thread count
+/// run after run: the groups are dealt to one lane per rayon thread in a fixed stride, each
+/// lane keeps its own `size` sums (`group(buffers, grp, acc, add)` writes group `grp`'s
+/// product into `acc`, or adds it when `add`; the lane's first group writes), and the lanes'
+/// sums are added in lane order, the order `collect` keeps. `buffers` makes a lane's working
+/// buffers once. im2col's and Winograd's weight gradients both run on it.
+pub(crate) fn sum_over_groups<B>(
+    groups: usize,
+    size: usize,
+    buffers: impl Fn() -> B + Sync,
+    group: impl Fn(&mut B, usize, &mut [f32], bool) + Sync,
+) -> Vec<f32> {
+    if groups == 0 {
+        return vec![0f32; size];
+    }
     let lanes = rayon::current_num_threads().clamp(1, groups);
     let partials: Vec<Vec<f32>> = (0..lanes)
         .into_par_iter()
         .map(|lane| {
             let mut acc = vec![0f32; size];
-            let most = gs * p;
-            let (mut col, mut packed) = (Scratch::new(ck * most), Scratch::new(g.c_out * most));
+            let mut b = buffers();
             for grp in (lane..groups).step_by(lanes) {
-                let lo = grp * gs;
-                let gn = gs.min(g.n - lo);
-                let ld = gn * p;
-                let col = &mut col[..ck * ld];
-                for gi in 0..gn {
-                    let i = lo + gi;
-                    im2col(g, &x[i * chw..(i + 1) * chw], col, ld, gi * p);
-                }
-                let dyg = &dy[lo * g.c_out * p..(lo + gn) * g.c_out * p];
-                let lhs = if gn == 1 {
-                    dyg
-                } else {
-                    let packed = &mut packed[..g.c_out * ld];
-                    pack_rows(dyg, gn, g.c_out, p, packed);
-                    &packed[..]
-                };
-                let first = grp == lane;
-                matmul(
-                    &mut acc,
-                    g.c_out,
-                    ck,
-                    ld,
-                    Mat::rows(lhs, ld),
-                    Mat::cols(col, ld),
-                    !first,
-                );
+                group(&mut b, grp, &mut acc, grp != lane);
             }
             acc
         })
         .collect();
-    sum_in_lane_order(partials, size)
-}
-
-/// The weight gradient's per-lane partials (`size` values each) summed in lane order, the
-/// order `collect` keeps: the same sum for a given thread count, run after run.
-pub(crate) fn sum_in_lane_order(partials: Vec<Vec<f32>>, size: usize) -> Vec<f32> {
     let mut parts = partials.into_iter();
     let mut total = parts.next().unwrap_or_else(|| vec![0f32; size]);
     for part in parts {

@@ -23,7 +23,7 @@
 //! GEMMs at about 80% of this CPU's peak, doing fewer multiplications was the only way left to
 //! a faster training step. The GEMMs are still the `gemm` crate's ([`crate::isa::gemm`]).
 
-use crate::conv::{Conv2dGeom, Mat, matmul, sum_in_lane_order};
+use crate::conv::{Conv2dGeom, Mat, matmul, sum_over_groups};
 use crate::scratch::Scratch;
 
 mod transforms;
@@ -185,36 +185,28 @@ pub fn weight_grad(g: &Conv2dGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     if groups == 0 || ohw == 0 {
         return vec![0f32; co * ci * 9];
     }
-    let lanes = rayon::current_num_threads().clamp(1, groups);
-    let partials: Vec<Vec<f32>> = (0..lanes)
-        .into_par_iter()
-        .map(|lane| {
-            let mut acc = vec![0f32; size];
-            let most = gs * l.tiles();
-            let (mut v, mut dm) = (Scratch::new(16 * ci * most), Scratch::new(16 * co * most));
-            for grp in (lane..groups).step_by(lanes) {
-                let lo = grp * gs;
-                let gn = gs.min(g.n - lo);
-                let ld = gn * l.tiles();
-                let (v, dm) = (&mut v[..16 * ci * ld], &mut dm[..16 * co * ld]);
-                input_tiles(g, l, &x[lo * chw..(lo + gn) * chw], gn, v, ld);
-                let dyg = &dy[lo * co * ohw..(lo + gn) * co * ohw];
-                grad_tiles(g, l, dyg, gn, dm, ld);
-                for xi in 0..16 {
-                    // V[ξ]ᵀ: element (t, c) of the [T, Cin] matrix is v[ξ][c][t].
-                    matmul(
-                        &mut acc[xi * co * ci..(xi + 1) * co * ci],
-                        co,
-                        ci,
-                        ld,
-                        Mat::rows(&dm[xi * co * ld..], ld),
-                        Mat::cols(&v[xi * ci * ld..], ld),
-                        grp != lane,
-                    );
-                }
-            }
-            acc
-        })
-        .collect();
-    filter_grads(g, &sum_in_lane_order(partials, size))
+    let most = gs * l.tiles();
+    let buffers = || (Scratch::new(16 * ci * most), Scratch::new(16 * co * most));
+    let du = sum_over_groups(groups, size, buffers, |(v, dm), grp, acc, add| {
+        let lo = grp * gs;
+        let gn = gs.min(g.n - lo);
+        let ld = gn * l.tiles();
+        let (v, dm) = (&mut v[..16 * ci * ld], &mut dm[..16 * co * ld]);
+        input_tiles(g, l, &x[lo * chw..(lo + gn) * chw], gn, v, ld);
+        let dyg = &dy[lo * co * ohw..(lo + gn) * co * ohw];
+        grad_tiles(g, l, dyg, gn, dm, ld);
+        for xi in 0..16 {
+            // V[ξ]ᵀ: element (t, c) of the [T, Cin] matrix is v[ξ][c][t].
+            matmul(
+                &mut acc[xi * co * ci..(xi + 1) * co * ci],
+                co,
+                ci,
+                ld,
+                Mat::rows(&dm[xi * co * ld..], ld),
+                Mat::cols(&v[xi * ci * ld..], ld),
+                add,
+            );
+        }
+    });
+    filter_grads(g, &du)
 }
