@@ -125,7 +125,8 @@ fn infer_rate(arch: &str, widths: [usize; 4], dropout: f64) -> f64 {
 }
 
 /// The rows, with fer-ops on, then on without its Winograd convolutions (`im2col`), then off
-/// (left on afterwards); `archs` and `variants` (`fer-ops`, `im2col`, `burn`) filter them when not empty, `kind` is `train`, `infer` or `both`.
+/// (left on afterwards); `archs` and `variants` (`fer-ops`, `im2col`, `burn`) filter them when
+/// not empty, `kind` is `train`, `infer` or `both`.
 pub fn rates(
     archs: &[String],
     variants: &[String],
