@@ -49,7 +49,7 @@ $(A)/train_cnn/manifest.json: $(A)/preprocess/manifest.json $(or $(PFILES),$(PFI
 	$(BIN)/fer-train-cnn --pipeline $(PIPELINE) --device $(DEVICE)
 	$(call cache_push,train_cnn)
 
-$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(or $(PFILES),$(PFILE)) $(call src,augment-ops) $(call src,core) $(call src,eval) $(call src,graph) $(call src,models) $(call src,ops) crates/schema/Cargo.toml crates/schema/src/calibration.rs crates/schema/src/epochs.rs crates/schema/src/lib.rs crates/schema/src/metrics.rs crates/schema/src/model.rs crates/schema/src/predictions.rs $(call src,train) $(call src,tune) $(call src,codeversion) Cargo.toml Cargo.lock $(A)/.device
+$(A)/tune/manifest.json: $(A)/preprocess/manifest.json $(A)/train_cnn/manifest.json $(or $(PFILES),$(PFILE)) $(call src,augment-ops) $(call src,cache) $(call src,core) $(call src,eval) $(call src,graph) $(call src,models) $(call src,ops) crates/schema/Cargo.toml crates/schema/src/calibration.rs crates/schema/src/epochs.rs crates/schema/src/lib.rs crates/schema/src/metrics.rs crates/schema/src/model.rs crates/schema/src/predictions.rs $(call src,train) $(call src,tune) $(call src,codeversion) Cargo.toml Cargo.lock $(A)/.device
 	$(BUILD)
 	$(call cache_pull,tune,$(BIN)/fer-tune --pipeline $(PIPELINE) --device $(DEVICE))
 	$(BIN)/fer-tune --pipeline $(PIPELINE) --device $(DEVICE)

@@ -9,9 +9,15 @@
 #      computed, with the same signatures and output hashes as here. It uses this checkout's
 #      binaries (CARGO=true: the same commit, so the same code versions) to save a second build;
 #   4. a blob changed in the server's folder: the second clone's next pull quarantines the
-#      entry in the store, the stage is computed there and pushed afresh.
+#      entry in the store, the stage is computed there and pushed afresh;
+#   5. a tune worker on "another machine": an empty artifacts folder, no data, and only
+#      FER_TUNE_UPSTREAM (what `fer-tune --print-upstream` prints here) and FER_CACHE_URL. It
+#      pulls preprocess by signature and runs the whole `ci` search, its checkpoints and study
+#      in a folder standing for the shared file system (FER_TUNE_SHARED); then `fer-tune
+#      --finish` on a copy of this checkout's artifacts writes the stage's outputs, which must
+#      equal this checkout's tune (scripts/compare-artifacts.py).
 # Usage: scripts/remote-cache-check.sh   (FER2013_DIR as for make; needs the binaries built with
-# --features fer-cache/s3, as .ci/run's study section builds them, and artifacts/ci from
+# --features fer-tune/study,fer-cache/s3, as .ci/run's study section builds them, and artifacts/ci from
 # make all PIPELINE=ci)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,3 +111,23 @@ grep -q '"status": "computed"' artifacts/ci/report/manifest.json
 ls "$work/store/fer-ci/runs/quarantine/"*/manifest.json > /dev/null
 grep -q "pushed to $url" "$log"
 echo "remote cache: a changed blob was quarantined in the store, the stage computed and pushed afresh"
+
+# 5. A tune worker elsewhere: nothing but the study, the shared cache and a shared folder.
+cd "$root"
+upstream=$("$bin/fer-tune" --pipeline ci --print-upstream)
+echo "fer-tune --print-upstream: $upstream"
+mkdir -p "$work/far" "$work/shared"
+( cd "$work/clone" && env -u FER2013_DIR -u FERPLUS_DIR FER_TUNE_UPSTREAM="$upstream" FER_CACHE_URL="$url" \
+  FER_CACHE_DIR="$work/far-cache" FER_TUNE_SHARED="$work/shared" \
+  "$bin/fer-tune" --worker --pipeline ci --artifacts "$work/far" ) 2>&1 | tee "$log"
+grep -q "preprocess/.*: from $url into $work/far/ci/preprocess" "$log"
+[ ! -e "$work/far/ci/ingest" ] || { echo "error: the worker has more than preprocess" >&2; exit 1; }
+# The outputs, written once where the pipeline ran (the second clone, whose stages equal this
+# checkout's), from the study the worker finished; no run cache, so they are computed, not
+# restored.
+rm -rf "$work/clone/artifacts/ci/tune"
+( cd "$work/clone" && FER_CACHE_DIR=off FER_TUNE_SHARED="$work/shared" \
+  "$bin/fer-tune" --pipeline ci --finish )
+python3 scripts/compare-artifacts.py artifacts/ci/tune "$work/clone/artifacts/ci/tune"
+[ ! -e "$work/shared/ci/.tune.resume" ] || { echo "error: the finished search left its resume folder" >&2; exit 1; }
+echo "tune worker elsewhere: preprocess pulled by signature, the search equal to this checkout's"

@@ -68,6 +68,7 @@ pub mod schedule;
 pub mod search;
 pub mod space;
 pub mod study;
+pub mod upstream;
 pub mod workers;
 
 pub use outputs::{compute, write_trials};
@@ -81,6 +82,7 @@ pub use search::{SearchData, load_incumbent, read_epochs, run_worker, search};
 use fer_core::cli::{Preamble, Stage as _};
 use fer_core::manifest::Manifest;
 use fer_train::{TrainCnnError, train};
+use std::path::Path;
 
 pub const STAGE: &str = "tune";
 pub const CODE_VERSION: &str = <Params as fer_core::cli::Stage>::CODE_VERSION;
@@ -123,9 +125,18 @@ pub fn run(p: &Params) -> Result<Manifest, TuneError> {
     let Preamble { run, upstream: up } = p.prepare(Vec::new())?;
     let incumbent = up.get(1).map(|(dir, _)| dir.join(&p.tune.base.name));
     let plan = workers::Plan::new(p, &run)?;
-    // The search's state and trial checkpoints live in the run's resume folder: --force
-    // searches from scratch.
-    let m = run.execute_resumable(|dir, work| {
+    // The search's state and trial checkpoints live in the run's resume folder (or its
+    // `--shared` twin): --force searches from scratch.
+    let shared = p.shared.as_ref().map(|_| workers::work_dir(p, &run));
+    let shared_all = shared
+        .as_deref()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf);
+    if let (true, Some(all)) = (p.common.force, &shared_all) {
+        remove_dir_if_exists(all)?;
+    }
+    let m = run.execute_resumable(|dir, own| {
+        let work = shared.as_deref().unwrap_or(own);
         // The device comes up only to compute (`make status` and a skip never touch a GPU).
         let (dev, info) = fer_train::device_info(&p.device)?;
         if info.device != "cpu" && !p.common.quiet {
@@ -144,7 +155,7 @@ pub fn run(p: &Params) -> Result<Manifest, TuneError> {
     });
     match m {
         // `make status`: a search that has started says how far it is.
-        Err(e) if p.common.status => match workers::progress(&plan, &run.resume_dir()) {
+        Err(e) if p.common.status => match workers::progress(&plan, &workers::work_dir(p, &run)) {
             Some(line) => Err(fer_core::Error::Other(format!(
                 "{}; {line}",
                 fer_core::cli::error_chain(&e)
@@ -152,6 +163,20 @@ pub fn run(p: &Params) -> Result<Manifest, TuneError> {
             .into()),
             None => Err(e),
         },
+        Ok(m) => {
+            // A finished search's resume folders go, as the run's own do.
+            if let (false, Some(all)) = (p.common.status, &shared_all) {
+                let _ = std::fs::remove_dir_all(all);
+            }
+            Ok(m)
+        }
         m => m,
+    }
+}
+
+fn remove_dir_if_exists(p: &Path) -> Result<(), TuneError> {
+    match std::fs::remove_dir_all(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fer_core::Error::io(p, e).into()),
+        _ => Ok(()),
     }
 }

@@ -33,6 +33,22 @@ pub struct TuneArgs {
     /// study`, else SQLite in the run's resume folder). Never printed with its password.
     #[arg(long, env = "FER_TUNE_STUDY", hide_env_values = true)]
     pub study: Option<String>,
+    /// A folder every worker mounts (NFS, a ReadWriteMany volume) for the search's resume
+    /// folder: its checkpoints, which a worker taking over a trial resumes from, and the study's
+    /// id. The search then keeps them in `<DIR>/<pipeline>/<signature prefix>/` rather than
+    /// under `--artifacts`, so each machine's artifacts folder can be its own.
+    #[arg(long, env = "FER_TUNE_SHARED", value_name = "DIR")]
+    pub shared: Option<std::path::PathBuf>,
+    /// `--worker` on a machine without the stages tune reads: `stage=signature` pairs separated
+    /// by `;`, as `--print-upstream` printed them where those stages ran. Each stage folder not
+    /// already at its signature is pulled from the shared run cache (`FER_CACHE_URL`), checked
+    /// by hash and installed in `--artifacts` before the worker starts.
+    #[arg(long, env = "FER_TUNE_UPSTREAM", value_name = "STAGE=SIG;...")]
+    pub upstream: Option<String>,
+    /// Print the stages this search reads as `stage=signature` pairs (what `--upstream` takes)
+    /// and exit; fails, naming the stage to run, when one is missing or out of date.
+    #[arg(long)]
+    pub print_upstream: bool,
 }
 
 /// `fer-tune`'s command line.
@@ -295,6 +311,8 @@ pub struct Params {
     pub study: Option<String>,
     pub workers: usize,
     pub finish: bool,
+    /// `--shared`: where the search's resume folder lives ([`crate::workers::work_dir`]).
+    pub shared: Option<std::path::PathBuf>,
 }
 
 impl Params {
@@ -315,6 +333,11 @@ impl Params {
             study,
             workers: usize::from(cli.args.workers),
             finish: cli.args.finish,
+            shared: cli
+                .args
+                .shared
+                .clone()
+                .filter(|d| !d.as_os_str().is_empty()),
         })
     }
 }

@@ -53,6 +53,10 @@ impl Plan {
             "--device".into(),
             p.device.clone(),
         ];
+        if let Some(d) = &p.shared {
+            child.push("--shared".into());
+            child.push(d.display().to_string());
+        }
         if p.common.mini {
             child.push("--mini".into());
         }
@@ -73,6 +77,21 @@ impl Plan {
             return Err(no_study_feature());
         }
         Ok(plan)
+    }
+}
+
+/// The search's resume folder (its state or study id, the trials' checkpoints): the run's own
+/// (`artifacts/<pipeline>/.tune.resume/<signature prefix>/`), or with `--shared` the same
+/// path under that folder, `<shared>/<pipeline>/.tune.resume/<signature prefix>/`, which
+/// workers on machines with artifacts folders of their own all read.
+pub fn work_dir(p: &Params, run: &fer_core::stage::StageRun) -> std::path::PathBuf {
+    let own = run.resume_dir();
+    match &p.shared {
+        None => own,
+        Some(root) => {
+            let rel = own.strip_prefix(&run.artifacts).unwrap_or(&own);
+            root.join(rel)
+        }
     }
 }
 
@@ -357,9 +376,23 @@ fn worker(cli: &crate::Cli) -> Result<(), TuneError> {
     }
     let pipeline = cli.common.load_pipeline()?;
     let p = Params::from_pipeline(&pipeline, cli)?;
+    if let Some(list) = cli
+        .args
+        .upstream
+        .as_deref()
+        .filter(|l| !l.trim().is_empty())
+    {
+        // A machine without the stages tune reads: from the shared run cache, by signature.
+        let quiet = p.common.quiet;
+        crate::upstream::install(&p, list, &|msg| {
+            if !quiet {
+                eprintln!("[tune worker] {msg}");
+            }
+        })?;
+    }
     let Preamble { run, upstream: up } = p.prepare(Vec::new())?;
     let plan = Plan::new(&p, &run)?;
-    let work = run.resume_dir();
+    let work = work_dir(&p, &run);
     let url = study_url(&plan, &work)?;
     let prepared = fer_train::Prepared::load(&up[0].0)?;
     let incumbent = match up.get(1) {

@@ -235,3 +235,168 @@ fn a_password_is_never_shown() {
         "postgres://fer:***@localhost/study?host=/tmp/a@b"
     );
 }
+
+/// A worker on "another machine": an artifacts folder of its own holding nothing, no data, and
+/// only `--upstream` (what `--print-upstream` printed where preprocess ran) and a `file://`
+/// shared run cache. It pulls preprocess by signature, runs the whole search with its
+/// checkpoints and study in a `--shared` folder, and `--finish` where the pipeline ran writes
+/// the outputs, equal to the same search run by the stage itself.
+#[test]
+fn a_worker_elsewhere_pulls_what_it_reads_by_signature_and_shares_only_a_folder() {
+    use std::process::Command;
+    const BIN: &str = env!("CARGO_BIN_EXE_fer-tune");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/smoke.toml"),
+    )
+    .unwrap();
+    let cut = text.find("\n[tune]").unwrap();
+    let pipeline = root.join("smoke.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "{}\n[tune]\nstrategy = \"asha\"\nseed = 5\nbase = \"fer-small\"\nmax_trials = 3\n\
+             max_epochs = 2\nmin_epochs = 1\nreduction = 2\ntime_limit = \"10m\"\n\
+             [tune.space]\nfilters = {{ choice = [8, 16] }}\n",
+            &text[..cut]
+        ),
+    )
+    .unwrap();
+    let here = root.join("here");
+    fer_test_support::ingest_and_preprocess(&pipeline, &here);
+    let run = |args: &[&str], env: &[(&str, &Path)]| {
+        let mut c = Command::new(BIN);
+        c.args(["--pipeline", &pipeline.display().to_string(), "--quiet"])
+            .args(args)
+            .env_remove("FER_TUNE_STUDY")
+            .env_remove("FER_TUNE_UPSTREAM")
+            .env_remove("FER_TUNE_SHARED")
+            .env_remove("FER_CACHE_URL");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "fer-tune {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let here_s = here.display().to_string();
+    let pre =
+        fer_core::manifest::Manifest::read(&here.join("smoke/preprocess/manifest.json")).unwrap();
+    let upstream = run(&["--artifacts", &here_s, "--print-upstream"], &[]);
+    assert_eq!(upstream.trim(), format!("preprocess={}", pre.signature));
+
+    // The stage run's own search, for the comparison.
+    let alone = root.join("alone");
+    let alone_s = alone.display().to_string();
+    fer_test_support::ingest_and_preprocess(&pipeline, &alone);
+    run(&["--artifacts", &alone_s, "--cache-dir", "off"], &[]);
+
+    // Where preprocess ran, it was pushed to the shared cache.
+    let store = root.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let url = format!("file://{}", store.display());
+    fer_cache::Remote::open(&url)
+        .unwrap()
+        .push(&here.join("smoke/preprocess"))
+        .unwrap();
+
+    // A worker with none of it and a wrong pair first: the error names the pair.
+    let far = root.join("far");
+    let far_s = far.display().to_string();
+    let shared = root.join("shared");
+    let far_cache = root.join("far-cache");
+    let far_cache_s = far_cache.display().to_string();
+    let bad = Command::new(BIN)
+        .args(["--pipeline", &pipeline.display().to_string(), "--worker"])
+        .args(["--artifacts", &far_s, "--upstream", "ingest=abc"])
+        .env("FER_CACHE_URL", &url)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("`ingest=abc`") && err.contains("not `ingest`"),
+        "{err}"
+    );
+    let worker = Command::new(BIN)
+        .args([
+            "--pipeline",
+            &pipeline.display().to_string(),
+            "--worker",
+            "--quiet",
+        ])
+        .args(["--artifacts", &far_s, "--cache-dir", &far_cache_s])
+        .args(["--upstream", upstream.trim()])
+        .env("FER_CACHE_URL", &url)
+        .env("FER_TUNE_SHARED", &shared)
+        .env_remove("FER_TUNE_STUDY")
+        .output()
+        .unwrap();
+    assert!(
+        worker.status.success(),
+        "{}",
+        String::from_utf8_lossy(&worker.stderr)
+    );
+    let got =
+        fer_core::manifest::Manifest::read(&far.join("smoke/preprocess/manifest.json")).unwrap();
+    assert_eq!(got.signature, pre.signature);
+    assert!(
+        !far.join("smoke/ingest").exists(),
+        "the worker got only what tune reads"
+    );
+    assert!(
+        !far.join("smoke/.tune.resume").exists(),
+        "its checkpoints are in the shared folder"
+    );
+
+    // The outputs, where the pipeline ran, from the study the worker finished.
+    run(
+        &["--artifacts", &here_s, "--cache-dir", "off", "--finish"],
+        &[("FER_TUNE_SHARED", &shared)],
+    );
+    assert!(
+        !shared.join("smoke/.tune.resume").exists(),
+        "a finished search leaves no resume folder"
+    );
+    // Every trial's status, epochs and rung results (the columns without timings), the
+    // winner and its weights: the same.
+    let trials = |a: &Path| {
+        use arrow_array::Array;
+        let (_, batches) =
+            fer_core::parquet_io::read_batches(&a.join("smoke/tune/trials.parquet")).unwrap();
+        let mut rows = Vec::new();
+        for b in batches {
+            for name in [
+                "trial",
+                "status",
+                "epochs_run",
+                "val_acc",
+                "val_loss",
+                "rungs",
+            ] {
+                let c = b.column_by_name(name).unwrap();
+                rows.push((name, c.to_data()));
+            }
+        }
+        rows
+    };
+    assert_eq!(trials(&here), trials(&alone));
+    let best = |a: &Path| {
+        let s: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(a.join("smoke/tune/summary.json")).unwrap(),
+        )
+        .unwrap();
+        let w = std::fs::read(a.join("smoke/tune/best/model.safetensors")).unwrap();
+        (s["best_trial"].clone(), fer_core::hash::hash_bytes(&w))
+    };
+    assert_eq!(
+        best(&here),
+        best(&alone),
+        "the same winner, the same weights"
+    );
+}

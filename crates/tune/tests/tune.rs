@@ -910,3 +910,84 @@ fn every_pipeline_file_searches_a_trained_base_as_written_and_in_miniature() {
     }
     assert!(n >= 12, "{n} pipeline files");
 }
+
+/// `--shared`: the search keeps its resume folder (state, checkpoints) under that folder, not
+/// under the artifacts folder, so workers with artifacts folders of their own can share it; a
+/// killed run resumes from it, and the finished search removes it. `--print-upstream` names
+/// what a worker elsewhere pulls.
+#[test]
+fn a_shared_folder_holds_the_search_and_print_upstream_names_what_it_reads() {
+    let f = Fixture::new(SEARCH);
+    let shared = f.root.join("shared");
+    let up = f.command().arg("--print-upstream").output().unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let pre =
+        fer_core::manifest::Manifest::read(&f.artifacts().join("smoke/preprocess/manifest.json"))
+            .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&up.stdout).trim(),
+        format!("preprocess={}", pre.signature)
+    );
+    let state = || -> Option<SearchState> {
+        let dir = std::fs::read_dir(shared.join("smoke/.tune.resume"))
+            .ok()?
+            .flatten()
+            .next()?
+            .path();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).ok()?).ok()
+    };
+    let mut child = f
+        .command()
+        .args(["--shared", &shared.display().to_string()])
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let before = loop {
+        if let Some(st) = state()
+            && st.trials.iter().filter(|t| !t.rungs.is_empty()).count() >= 2
+        {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break state().unwrap();
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the search finished before it could be interrupted"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(300), "no trial finished");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        !f.artifacts().join("smoke/.tune.resume").exists(),
+        "nothing of the search under the artifacts folder"
+    );
+    // Resumed from the shared folder: the finished rungs are kept, not trained again (a trial
+    // not promoted since has exactly the seconds it had; a re-run adds its own).
+    let out = f
+        .command()
+        .env("FER_TUNE_SHARED", &shared)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = trials(&f.artifacts().join("smoke/tune"));
+    for t in before.trials.iter().filter(|t| !t.rungs.is_empty()) {
+        let r = &rows[t.id];
+        assert_eq!(r.rungs[0]["val_acc"].as_f64().unwrap(), t.rungs[0].val_acc);
+        if r.rungs.len() == t.rungs.len() {
+            assert_eq!(r.seconds, t.seconds, "trial {} was re-run", t.id);
+        }
+    }
+
+    assert!(
+        !shared.join("smoke/.tune.resume").exists(),
+        "the finished search removed its resume folder"
+    );
+}
