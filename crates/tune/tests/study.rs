@@ -354,6 +354,21 @@ fn a_worker_elsewhere_pulls_what_it_reads_by_signature_and_shares_only_a_folder(
         "its checkpoints are in the shared folder"
     );
 
+    // `make status` where the pipeline ran reads the study in the shared folder: the stage
+    // would run (to write the outputs), and the search's progress is named.
+    let status = Command::new(BIN)
+        .args(["--pipeline", &pipeline.display().to_string(), "--status"])
+        .args(["--artifacts", &here_s, "--cache-dir", "off"])
+        .env("FER_TUNE_SHARED", &shared)
+        .env_remove("FER_TUNE_STUDY")
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&status.stdout).to_string()
+        + &String::from_utf8_lossy(&status.stderr);
+    assert!(
+        line.contains("search in progress: 3 trial(s) (") && line.contains("rung result(s)"),
+        "{line}"
+    );
     // The outputs, where the pipeline ran, from the study the worker finished.
     run(
         &["--artifacts", &here_s, "--cache-dir", "off", "--finish"],
