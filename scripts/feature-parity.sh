@@ -5,10 +5,12 @@
 # `study` feature (sqlx) and fer-cache's `s3` (object_store's S3 client). Where features differ, cargo
 # compiles a crate and everything above it twice (burn-core, for one, when insta's dev
 # dependency turned on regex's `std`). The pins are in crates/detect/Cargo.toml.
-# Exit 1 naming the crates whose features differ; 0 when builds only add crates.
+# Exit 1 naming the crates whose features differ; 0 when builds only add crates. `--locked`, not
+# `--offline`: on a machine whose cargo registry holds only what `make test` built, cargo tree
+# downloads the other features' crates (wgpu's, tract's) to resolve them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tree() { cargo tree --offline --workspace --prefix none -f '{p} {f}' "$@" | sed 's/ (\*)$//' | sort -u; }
+tree() { cargo tree --locked --workspace --prefix none -f '{p} {f}' "$@" | sed 's/ (\*)$//' | sort -u; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 tree -e normal,build >"$dir/bins"
@@ -21,9 +23,9 @@ tree -e normal,build --features fer-predict/yunet,fer-tune/study,fer-bench/study
 tree -e normal,build,dev --features fer-tune/study,fer-cache/s3 >"$dir/tests-study"
 # .ci/run's YuNet tests select two packages, and make hostile / make scenes build predict's
 # examples alone; cargo resolves features for those selections alone.
-cargo tree --offline -p fer-detect -p fer-predict --prefix none -f '{p} {f}' -e normal,build,dev \
+cargo tree --locked -p fer-detect -p fer-predict --prefix none -f '{p} {f}' -e normal,build,dev \
   --features fer-predict/yunet | sed 's/ (\*)$//' | sort -u >"$dir/yunet-tests"
-cargo tree --offline -p fer-predict --prefix none -f '{p} {f}' -e normal,build \
+cargo tree --locked -p fer-predict --prefix none -f '{p} {f}' -e normal,build \
   --features fer-predict/yunet | sed 's/ (\*)$//' | sort -u >"$dir/predict-examples"
 python3 - "$dir" <<'PY'
 import sys
