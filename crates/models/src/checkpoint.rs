@@ -24,11 +24,24 @@ impl LoadModel for ModelArtifact {
     }
 }
 
+/// A store writing `tmp` whose bytes are a function of the weights alone. burn-store's default
+/// header metadata (format, producer, version) is a hash map, serialized in that map's order,
+/// which changes from process to process: the same weights gave six different files, so a
+/// winner's `model.safetensors` (and its hash in manifests and tests) changed from run to run.
+/// One key has one order. Nothing reads the metadata back (burn's loader ignores it).
+fn store(tmp: &Path) -> SafetensorsStore {
+    SafetensorsStore::from_file(tmp)
+        .overwrite(true)
+        .clear_metadata()
+        .metadata("producer", "burn")
+}
+
 /// Save a model's weights as safetensors, atomically (a temporary file in the same folder,
-/// fsync, rename over `path`): a crash leaves the old file or the new one, never a part.
+/// fsync, rename over `path`): a crash leaves the old file or the new one, never a part. The
+/// same weights give the same bytes.
 pub fn save_weights(model: &Net, path: &Path) -> Result<(), ModelError> {
     fer_core::atomic::write_with(path, |tmp| {
-        let mut store = SafetensorsStore::from_file(tmp).overwrite(true);
+        let mut store = store(tmp);
         model
             .save_into(&mut store)
             .map_err(|e| ModelError::Checkpoint {
@@ -42,9 +55,7 @@ pub fn save_weights(model: &Net, path: &Path) -> Result<(), ModelError> {
 /// `[out, in]`), the layout [`load_pytorch`] and `init` read; atomically, as [`save_weights`].
 pub fn save_pytorch(model: &Net, path: &Path) -> Result<(), ModelError> {
     fer_core::atomic::write_with(path, |tmp| {
-        let mut store = SafetensorsStore::from_file(tmp)
-            .overwrite(true)
-            .with_to_adapter(burn::store::BurnToPyTorchAdapter);
+        let mut store = store(tmp).with_to_adapter(burn::store::BurnToPyTorchAdapter);
         model
             .save_into(&mut store)
             .map_err(|e| ModelError::Checkpoint {
@@ -108,4 +119,44 @@ fn load_with(
         )));
     }
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_weights_are_saved_as_the_same_bytes_and_load_back() {
+        let device = Device::flex();
+        let cfg = ModelConfig::new("fer-small".into()).with_widths(vec![4, 8]);
+        let net = cfg.init(&device);
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        // Each save builds a new store and so a new hash map: with burn's three metadata keys,
+        // eight saves gave several orders.
+        for i in 0..8 {
+            for (kind, save) in [
+                ("burn", save_weights as fn(&Net, &Path) -> _),
+                ("pt", save_pytorch),
+            ] {
+                let p = dir.path().join(format!("{kind}-{i}.safetensors"));
+                save(&net, &p).unwrap();
+                files.push((kind, std::fs::read(&p).unwrap()));
+            }
+        }
+        for kind in ["burn", "pt"] {
+            let mine: Vec<&Vec<u8>> = files.iter().filter(|f| f.0 == kind).map(|f| &f.1).collect();
+            assert!(
+                mine.iter().all(|b| *b == mine[0]),
+                "{kind}: the bytes differ between saves"
+            );
+        }
+        let back = load_weights(&cfg, &dir.path().join("burn-0.safetensors"), &device).unwrap();
+        let again = dir.path().join("again.safetensors");
+        save_weights(&back, &again).unwrap();
+        assert_eq!(std::fs::read(&again).unwrap(), files[0].1);
+        let back = load_pytorch(&cfg, &dir.path().join("pt-0.safetensors"), &device).unwrap();
+        save_weights(&back, &again).unwrap();
+        assert_eq!(std::fs::read(&again).unwrap(), files[0].1);
+    }
 }
