@@ -128,6 +128,8 @@ grep -q "preprocess/.*: from $url into $work/far/ci/preprocess" "$log"
 rm -rf "$work/clone/artifacts/ci/tune"
 ( cd "$work/clone" && FER_CACHE_DIR=off FER_TUNE_SHARED="$work/shared" \
   "$bin/fer-tune" --pipeline ci --finish )
+# compare-artifacts reads the Parquet tables with pyarrow, which a new machine lacks: from PyPI.
+python3 -c 'import pyarrow' 2>/dev/null || python3 -m pip install --quiet pyarrow
 python3 scripts/compare-artifacts.py artifacts/ci/tune "$work/clone/artifacts/ci/tune"
 [ ! -e "$work/shared/ci/.tune.resume" ] || { echo "error: the finished search left its resume folder" >&2; exit 1; }
 echo "tune worker elsewhere: preprocess pulled by signature, the search equal to this checkout's"
