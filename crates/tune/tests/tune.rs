@@ -124,19 +124,21 @@ fn trials(dir: &Path) -> Vec<Row> {
     rows
 }
 
-#[test]
-fn killed_search_resumes_without_rerunning_finished_trials() {
-    let f = Fixture::new(SEARCH);
-    // Start the search and kill it once at least two trials have finished a rung.
-    let mut child = f.command().spawn().unwrap();
+/// Kill the search `child` (kill -9) once its saved state (`state`) has at least two trials
+/// with a finished rung, and return that state; fails if the search ends first or no trial
+/// finishes in five minutes.
+fn kill_after_two_rungs(
+    mut child: std::process::Child,
+    state: impl Fn() -> Option<SearchState>,
+) -> SearchState {
     let t0 = Instant::now();
-    let before = loop {
-        if let Some(st) = f.state()
+    loop {
+        if let Some(st) = state()
             && st.trials.iter().filter(|t| !t.rungs.is_empty()).count() >= 2
         {
             child.kill().unwrap();
             child.wait().unwrap();
-            break f.state().unwrap();
+            return state().unwrap();
         }
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -144,7 +146,14 @@ fn killed_search_resumes_without_rerunning_finished_trials() {
         );
         assert!(t0.elapsed() < Duration::from_secs(300), "no trial finished");
         std::thread::sleep(Duration::from_millis(10));
-    };
+    }
+}
+
+#[test]
+fn killed_search_resumes_without_rerunning_finished_trials() {
+    let f = Fixture::new(SEARCH);
+    // Start the search and kill it once at least two trials have finished a rung.
+    let before = kill_after_two_rungs(f.command().spawn().unwrap(), || f.state());
     assert!(
         !f.artifacts().join("smoke/tune/manifest.json").exists(),
         "a killed search wrote no manifest"
@@ -940,27 +949,12 @@ fn a_shared_folder_holds_the_search_and_print_upstream_names_what_it_reads() {
             .path();
         serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).ok()?).ok()
     };
-    let mut child = f
+    let child = f
         .command()
         .args(["--shared", &shared.display().to_string()])
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    let before = loop {
-        if let Some(st) = state()
-            && st.trials.iter().filter(|t| !t.rungs.is_empty()).count() >= 2
-        {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            break state().unwrap();
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the search finished before it could be interrupted"
-        );
-        assert!(t0.elapsed() < Duration::from_secs(300), "no trial finished");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let before = kill_after_two_rungs(child, state);
     assert!(
         !f.artifacts().join("smoke/.tune.resume").exists(),
         "nothing of the search under the artifacts folder"
