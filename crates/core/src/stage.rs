@@ -120,7 +120,8 @@ pub fn signature_printed() -> bool {
     SIGNATURE.load(std::sync::atomic::Ordering::SeqCst) == 2
 }
 
-fn remove_dir_if_exists(p: &Path) -> Result<()> {
+/// Remove the folder `p` and everything in it; a folder that is not there is not an error.
+pub fn remove_dir_if_exists(p: &Path) -> Result<()> {
     match std::fs::remove_dir_all(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -151,12 +152,7 @@ impl StageRun {
         let resume = self.resume_dir();
         let all = resume.parent().unwrap_or(&resume).to_path_buf();
         if self.force {
-            match std::fs::remove_dir_all(&all) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io(&all, e).into());
-                }
-                _ => {}
-            }
+            remove_dir_if_exists(&all)?;
         }
         let m = self.execute(|dir| compute(dir, &resume))?;
         let _ = std::fs::remove_dir_all(&all);

@@ -250,8 +250,5 @@ fn remove_dir(dir: &Path) -> Result<(), TrainError> {
 
 /// Remove a resume folder (missing: nothing to do).
 pub fn remove_resume(dir: &Path) -> Result<(), fer_core::Error> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fer_core::Error::io(dir, e)),
-        _ => Ok(()),
-    }
+    fer_core::stage::remove_dir_if_exists(dir)
 }

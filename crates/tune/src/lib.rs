@@ -133,7 +133,7 @@ pub fn run(p: &Params) -> Result<Manifest, TuneError> {
         .and_then(Path::parent)
         .map(Path::to_path_buf);
     if let (true, Some(all)) = (p.common.force, &shared_all) {
-        remove_dir_if_exists(all)?;
+        fer_core::stage::remove_dir_if_exists(all)?;
     }
     let m = run.execute_resumable(|dir, own| {
         let work = shared.as_deref().unwrap_or(own);
@@ -171,12 +171,5 @@ pub fn run(p: &Params) -> Result<Manifest, TuneError> {
             Ok(m)
         }
         m => m,
-    }
-}
-
-fn remove_dir_if_exists(p: &Path) -> Result<(), TuneError> {
-    match std::fs::remove_dir_all(p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fer_core::Error::io(p, e).into()),
-        _ => Ok(()),
     }
 }
