@@ -56,10 +56,16 @@ impl Fixture {
         c
     }
     fn state(&self) -> Option<SearchState> {
-        let resume = self.artifacts().join("smoke/.tune.resume");
-        let dir = std::fs::read_dir(resume).ok()?.flatten().next()?.path();
-        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).ok()?).ok()
+        state_in(&self.artifacts())
     }
+}
+
+/// The saved state of the smoke search whose resume folder is under `root` (the artifacts
+/// folder, or a `--shared` one); `None` before the first save.
+fn state_in(root: &Path) -> Option<SearchState> {
+    let resume = root.join("smoke/.tune.resume");
+    let dir = std::fs::read_dir(resume).ok()?.flatten().next()?.path();
+    serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).ok()?).ok()
 }
 
 const SEARCH: &str = r#"[tune]
@@ -941,20 +947,12 @@ fn a_shared_folder_holds_the_search_and_print_upstream_names_what_it_reads() {
         String::from_utf8_lossy(&up.stdout).trim(),
         format!("preprocess={}", pre.signature)
     );
-    let state = || -> Option<SearchState> {
-        let dir = std::fs::read_dir(shared.join("smoke/.tune.resume"))
-            .ok()?
-            .flatten()
-            .next()?
-            .path();
-        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).ok()?).ok()
-    };
     let child = f
         .command()
         .args(["--shared", &shared.display().to_string()])
         .spawn()
         .unwrap();
-    let before = kill_after_two_rungs(child, state);
+    let before = kill_after_two_rungs(child, || state_in(&shared));
     assert!(
         !f.artifacts().join("smoke/.tune.resume").exists(),
         "nothing of the search under the artifacts folder"
