@@ -11,18 +11,22 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-/// The smoke pipeline with a 40-trial search over rungs of 1, 2, 4 and 8 epochs.
-fn params() -> TuneParams {
+/// `pipelines/smoke.toml` with its `[tune]` section (the file's last) replaced by `tune`.
+fn smoke_with_tune(tune: &str) -> String {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/smoke.toml"),
     )
     .unwrap();
     let cut = text.find("\n[tune]").unwrap();
-    let text = format!(
-        "{}\n[tune]\nstrategy = \"asha\"\nseed = 3\nbase = \"fer-small\"\nmax_trials = 40\n\
+    format!("{}\n{tune}", &text[..cut])
+}
+
+/// The smoke pipeline with a 40-trial search over rungs of 1, 2, 4 and 8 epochs.
+fn params() -> TuneParams {
+    let text = smoke_with_tune(
+        "[tune]\nstrategy = \"asha\"\nseed = 3\nbase = \"fer-small\"\nmax_trials = 40\n\
          max_epochs = 8\nmin_epochs = 1\nreduction = 2\ntime_limit = \"1h\"\n\
-         [tune.space]\nlr = {{ low = 1e-3, high = 1e-2, log = true }}\n",
-        &text[..cut]
+         [tune.space]\nlr = { low = 1e-3, high = 1e-2, log = true }\n",
     );
     TuneParams::parse(&PipelineFile::parse(Path::new("t.toml"), &text).unwrap()).unwrap()
 }
@@ -247,19 +251,13 @@ fn a_worker_elsewhere_pulls_what_it_reads_by_signature_and_shares_only_a_folder(
     const BIN: &str = env!("CARGO_BIN_EXE_fer-tune");
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/smoke.toml"),
-    )
-    .unwrap();
-    let cut = text.find("\n[tune]").unwrap();
     let pipeline = root.join("smoke.toml");
     std::fs::write(
         &pipeline,
-        format!(
-            "{}\n[tune]\nstrategy = \"asha\"\nseed = 5\nbase = \"fer-small\"\nmax_trials = 3\n\
+        smoke_with_tune(
+            "[tune]\nstrategy = \"asha\"\nseed = 5\nbase = \"fer-small\"\nmax_trials = 3\n\
              max_epochs = 2\nmin_epochs = 1\nreduction = 2\ntime_limit = \"10m\"\n\
-             [tune.space]\nfilters = {{ choice = [8, 16] }}\n",
-            &text[..cut]
+             [tune.space]\nfilters = { choice = [8, 16] }\n",
         ),
     )
     .unwrap();
